@@ -1,0 +1,559 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Client starts and queries sagas and owns choreo's streams. It is safe for
+// concurrent use. Make one with New; the caller owns the NATS connection.
+type Client struct {
+	js     jetstream.JetStream
+	nc     *nats.Conn
+	stream jetstream.Stream
+	dlq    jetstream.Stream
+	timers jetstream.Stream
+	opts   options
+	api    string // JetStream API prefix, ending in "."
+}
+
+const defaultTimeout = 10 * time.Second
+
+// withTimeout applies the default timeout to a context that has none.
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
+}
+
+// New creates or updates choreo's streams and returns a client. It returns
+// an error wrapping ErrInvalidOption for a bad option, or the broker's error.
+func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	c := &Client{js: js, nc: js.Conn(), opts: o, api: apiPrefix(js.Options())}
+	storage := jetstream.FileStorage
+	if o.memory {
+		storage = jetstream.MemoryStorage
+	}
+	var err error
+	c.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              StreamName,
+		Description: "choreo: saga logs and compensation commands",
+		Subjects:    []string{subjLog + ">", subjCmd + ">"},
+		Storage:     storage,
+		Replicas:    o.replicas,
+		Duplicates:  o.duplicates,
+		MaxAge:      o.maxAge,
+		AllowDirect: true,
+		// A full stream refuses new events rather than dropping old state.
+		Discard: jetstream.DiscardNew,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: stream %s: %w", StreamName, err)
+	}
+	// Schedules cannot live in a DiscardNew stream, and a schedule's target
+	// must be in its stream: the timers have a stream of their own.
+	c.timers, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              TimerStream,
+		Description:       "choreo: saga deadline schedules and the timers they fire",
+		Subjects:          []string{subjSched + ">", subjTimer + ">"},
+		Storage:           storage,
+		Replicas:          o.replicas,
+		Duplicates:        o.duplicates,
+		MaxAge:            o.maxAge,
+		AllowMsgSchedules: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: stream %s: %w", TimerStream, err)
+	}
+	c.dlq, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DeadLetterStream,
+		Description: "choreo: messages that could not be processed, with the reason",
+		Subjects:    []string{subjDead + ">"},
+		Storage:     storage,
+		Replicas:    o.replicas,
+		Duplicates:  o.duplicates,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: stream %s: %w", DeadLetterStream, err)
+	}
+	return c, nil
+}
+
+func apiPrefix(o jetstream.JetStreamOptions) string {
+	switch {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
+	}
+	return jetstream.DefaultAPIPrefix
+}
+
+// lastMsg returns the newest message on subject (wildcards allowed) with
+// its stream sequence, or ErrNotFound.
+func (c *Client) lastMsg(ctx context.Context, subject string) (*nats.Msg, uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
+	resp, err := c.nc.RequestWithContext(ctx, c.api+"DIRECT.GET."+StreamName, req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("saga: read %s: %w", subject, err)
+	}
+	if st := resp.Header.Get("Status"); st != "" {
+		if st == "404" {
+			return nil, 0, ErrNotFound
+		}
+		return nil, 0, fmt.Errorf("saga: read %s: status %s %s", subject, st, resp.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(resp.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return nil, 0, fmt.Errorf("saga: read %s: bad sequence header", subject)
+	}
+	return resp, seq, nil
+}
+
+// load returns a saga's current state and the stream sequence of its newest
+// event. A newest event that choreo did not append (a client publishing on
+// the saga's subjects without compare-and-set) is dead-lettered and deleted
+// so that it cannot stand for the state.
+func (c *Client) load(ctx context.Context, flow, id string) (*State, uint64, error) {
+	for range 16 {
+		m, seq, err := c.lastMsg(ctx, logWildcard(flow, id))
+		if err != nil {
+			return nil, 0, err
+		}
+		subject := m.Header.Get(jetstream.SubjectHeader)
+		env, err := parseEnvelope(subject, m.Header, m.Data, 1<<30)
+		if err == nil && m.Header.Get(jetstream.ExpectedLastSubjSeqHeader) == "0" && env.phase != phaseStart {
+			err = bad("unknown saga: first event is not a start")
+		}
+		if err != nil {
+			c.opts.logger.Warn("choreo: quarantining a saga log event", "subject", subject, "seq", seq, "reason", err)
+			if derr := c.deadLetter(ctx, flow, subject, seq, "load", m.Header, m.Data, err.Error()); derr != nil {
+				return nil, 0, derr
+			}
+			if derr := c.stream.DeleteMsg(ctx, seq); derr != nil && !errors.Is(derr, jetstream.ErrMsgNotFound) {
+				return nil, 0, fmt.Errorf("saga: delete rogue event %d: %w", seq, derr)
+			}
+			continue
+		}
+		return env.state, seq, nil
+	}
+	return nil, 0, fmt.Errorf("saga: saga %s/%s: too many rogue events", flow, id)
+}
+
+// transition is a change to a saga's state at time now.
+type transition func(s *State, now time.Time) error
+
+// appendEvent applies tr to the saga's current state and appends the event
+// carrying the result, with compare-and-set on the saga's log. On a lost
+// race it reads the state again and re-applies. It returns errNoop when tr
+// does not apply to the current state.
+func (c *Client) appendEvent(ctx context.Context, flow, id, step, phase, ctype, msgID string, data []byte, tr transition) (*State, error) {
+	for range 64 {
+		cur, seq, err := c.load(ctx, flow, id)
+		if err != nil {
+			return nil, err
+		}
+		next := cur.clone()
+		next.Events++
+		now := time.Now().UTC()
+		if err := tr(next, now); err != nil {
+			return cur, err
+		}
+		next.settle(now)
+		ok, err := c.publishState(ctx, next, seq, step, phase, ctype, msgID, data, now)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return next, nil
+		}
+	}
+	return nil, fmt.Errorf("saga: %s/%s: too much contention", flow, id)
+}
+
+// publishState appends one event to a saga's log, expecting its newest
+// event at sequence last. It returns false when another event won the race.
+func (c *Client) publishState(ctx context.Context, st *State, last uint64, step, phase, ctype, msgID string, data []byte, now time.Time) (bool, error) {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return false, err
+	}
+	m := nats.NewMsg(logSubject(st.Flow, st.ID, step, phase))
+	m.Header = c.header(st.Flow, st.Version, st.ID, step, phase, ctype, msgID, st.Epoch, now)
+	m.Header.Set(HeaderState, string(raw))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last, 10))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, logWildcard(st.Flow, st.ID))
+	m.Data = data
+	ack, err := c.js.PublishMsg(ctx, m)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return false, nil
+		}
+		return false, fmt.Errorf("saga: append %s: %w", m.Subject, err)
+	}
+	// A duplicate means this very event was appended before (a retry after
+	// a lost acknowledgement): reading again will show it.
+	return !ack.Duplicate, nil
+}
+
+// Start starts a saga of flow f with the given id and input, whose type must
+// be the flow's input type. Starting an id that already exists does nothing
+// and returns nil, so Start is safe to retry. It returns ErrInvalidID,
+// ErrInvalidInput, or the broker's error.
+func (c *Client) Start(ctx context.Context, f *Flow, id string, input any) error {
+	if f == nil {
+		return fmt.Errorf("%w: nil flow", ErrInvalidFlow)
+	}
+	if !ValidID(id) {
+		return fmt.Errorf("%w: %q", ErrInvalidID, id)
+	}
+	if reflect.TypeOf(input) != f.input {
+		return fmt.Errorf("%w: flow %s takes %v, got %T", ErrInvalidInput, f.name, f.input, input)
+	}
+	data, err := json.Marshal(input)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidInput, err)
+	}
+	if len(data) > c.opts.maxEventSize-4096 {
+		return fmt.Errorf("%w: input is %d bytes, limit %d", ErrInvalidInput, len(data), c.opts.maxEventSize-4096)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	now := time.Now().UTC()
+	st := newState(f, id, now)
+	if !st.Deadline.IsZero() {
+		// The timer goes first: a start without its deadline could run
+		// for ever, a deadline without its start is dead-lettered.
+		m := nats.NewMsg(subjSched + f.name + "." + id)
+		m.Header = c.header(f.name, f.version, id, sagaStep, phaseTimer, eventTypeFor(phaseTimer), f.name+"."+id+".timer", 0, now)
+		m.Header.Set("Nats-Schedule", "@at "+st.Deadline.Format(time.RFC3339Nano))
+		m.Header.Set("Nats-Schedule-Target", subjTimer+f.name+"."+id)
+		if _, err := c.js.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("saga: schedule deadline: %w", err)
+		}
+	}
+	for range 16 {
+		ok, err := c.publishState(ctx, st, 0, sagaStep, phaseStart, f.positions[0][0].in.Name(), f.name+"."+id+".start", data, now)
+		if err != nil || ok {
+			return err
+		}
+		// Lost the race: the saga exists, unless what is there is rogue.
+		if _, _, err := c.load(ctx, f.name, id); !errors.Is(err, ErrNotFound) {
+			return nil
+		}
+	}
+	return fmt.Errorf("saga: start %s/%s: too many rogue events", f.name, id)
+}
+
+// Get returns a saga's state. It returns ErrNotFound when there is no such
+// saga.
+func (c *Client) Get(ctx context.Context, flow, id string) (*State, error) {
+	if !ValidID(id) || !tokenRE.MatchString(flow) {
+		return nil, ErrNotFound
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	st, _, err := c.load(ctx, flow, id)
+	if err != nil {
+		return nil, err
+	}
+	return st.view(), nil
+}
+
+// scan reads every message an ordered consumer with cfg delivers now, and
+// stops at the end of what was there when it began.
+func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig, fn func(jetstream.Msg)) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cons, err := c.js.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	pending := info.NumPending
+	for pending > 0 {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			fn(m)
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			pending = md.NumPending
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return err
+		}
+		if n == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// List returns the sagas of a flow whose status is one of statuses (all
+// sagas when none is given), oldest first. It reads the newest events of
+// every saga of the flow: use it for operators and tests, not per request on
+// a large history.
+func (c *Client) List(ctx context.Context, flow string, statuses ...Status) ([]*State, error) {
+	latest := map[string]*State{}
+	seqs := map[string]uint64{}
+	err := c.scan(ctx, StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subjLog + flow + ".*.*.*"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	}, func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
+		if err != nil || md.Sequence.Stream < seqs[env.id] {
+			return
+		}
+		latest[env.id], seqs[env.id] = env.state, md.Sequence.Stream
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: list %s: %w", flow, err)
+	}
+	var out []*State
+	for _, st := range latest {
+		if len(statuses) == 0 || slices.Contains(statuses, st.Status) {
+			out = append(out, st.view())
+		}
+	}
+	slices.SortFunc(out, func(a, b *State) int { return a.StartedAt.Compare(b.StartedAt) })
+	return out, nil
+}
+
+// Event is one entry of a saga's log.
+type Event struct {
+	Sequence uint64          `json:"sequence"`
+	Step     string          `json:"step"`  // "_saga" for saga-wide events
+	Phase    string          `json:"phase"` // start, done, failed, skipped, retry, compensated, undo-retry, parked, deadline, resume
+	Type     string          `json:"type"`
+	Time     time.Time       `json:"time"`
+	Data     json.RawMessage `json:"data,omitempty"`
+	State    *State          `json:"state"` // the saga's state after the event
+}
+
+// String is "step:phase", the form timelines are asserted in.
+func (e Event) String() string { return e.Step + ":" + e.Phase }
+
+// Timeline returns a saga's log in order. It returns ErrNotFound when there
+// is no such saga.
+func (c *Client) Timeline(ctx context.Context, flow, id string) ([]Event, error) {
+	if !ValidID(id) || !tokenRE.MatchString(flow) {
+		return nil, ErrNotFound
+	}
+	var out []Event
+	err := c.scan(ctx, StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{logWildcard(flow, id)},
+	}, func(m jetstream.Msg) {
+		env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
+		if err != nil {
+			return
+		}
+		md, _ := m.Metadata()
+		e := Event{Step: env.step, Phase: env.phase, Type: env.ctype, Time: env.time, State: env.state}
+		if md != nil {
+			e.Sequence = md.Sequence.Stream
+		}
+		if len(m.Data()) > 0 {
+			e.Data = slices.Clone(m.Data())
+		}
+		out = append(out, e)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: timeline %s/%s: %w", flow, id, err)
+	}
+	if len(out) == 0 {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
+// Watch sends the state of every saga of flow each time it changes, from
+// now on, until ctx ends; then it closes the channel. A slow reader slows
+// the watch, not the sagas.
+func (c *Client) Watch(ctx context.Context, flow string) (<-chan *State, error) {
+	cons, err := c.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subjLog + flow + ".>"},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: watch %s: %w", flow, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("saga: watch %s: %w", flow, err)
+	}
+	out := make(chan *State, 64)
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	go func() {
+		defer close(out)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				return
+			}
+			env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
+			if err != nil {
+				continue
+			}
+			select {
+			case out <- env.state.view():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// RetryCompensation is the operator's retry of a saga parked as
+// compensation_failed: its failed compensations run again with a fresh
+// retry budget. It returns ErrNotFound or ErrNotParked.
+func (c *Client) RetryCompensation(ctx context.Context, flow, id string) error {
+	if !ValidID(id) || !tokenRE.MatchString(flow) {
+		return ErrNotFound
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cur, _, err := c.load(ctx, flow, id)
+	if err != nil {
+		return err
+	}
+	msgID := fmt.Sprintf("%s.%s.resume.%d", flow, id, cur.Epoch+1)
+	st, err := c.appendEvent(ctx, flow, id, sagaStep, phaseResume, eventTypeFor(phaseResume), msgID, nil, func(s *State, _ time.Time) error {
+		return s.retryParked()
+	})
+	if err != nil {
+		return err
+	}
+	return c.emitDue(ctx, st)
+}
+
+// emitDue publishes the compensation commands that st makes due. Their ids
+// are deterministic, so emitting again is harmless.
+func (c *Client) emitDue(ctx context.Context, st *State) error {
+	now := time.Now().UTC()
+	for _, name := range st.dueUndo() {
+		msgID := fmt.Sprintf("%s.%s.%s.undo.%d", st.Flow, st.ID, name, st.Epoch)
+		m := nats.NewMsg(subjCmd + st.Flow + "." + st.ID + "." + name + "." + phaseUndo)
+		m.Header = c.header(st.Flow, st.Version, st.ID, name, phaseUndo, eventTypeFor(phaseUndo), msgID, st.Epoch, now)
+		if _, err := c.js.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("saga: command %s: %w", m.Subject, err)
+		}
+	}
+	return nil
+}
+
+// DeadLetter is a message choreo could not process.
+type DeadLetter struct {
+	Sequence uint64      // in the dead-letter stream
+	Subject  string      // where the message was read
+	Reason   string      // why it could not be processed
+	Consumer string      // who read it
+	Time     time.Time   // when it was dead-lettered
+	Header   nats.Header // the original headers, less the broker's
+	Data     []byte
+}
+
+// deadLetter copies a message to the dead-letter stream with the reason.
+// The copy's id derives from the original's sequence, so copying twice
+// stores one.
+func (c *Client) deadLetter(ctx context.Context, flow, subject string, seq uint64, consumer string, h nats.Header, data []byte, reason string) error {
+	if !tokenRE.MatchString(flow) {
+		flow = "_"
+	}
+	m := nats.NewMsg(subjDead + flow)
+	m.Header = nats.Header{}
+	for k, vs := range h {
+		if strings.HasPrefix(strings.ToLower(k), "nats-") {
+			continue
+		}
+		m.Header[k] = slices.Clone(vs)
+	}
+	m.Header.Set(HeaderDeadReason, reason)
+	m.Header.Set(HeaderDeadSubject, subject)
+	m.Header.Set(HeaderDeadSequence, strconv.FormatUint(seq, 10))
+	m.Header.Set(HeaderDeadConsumer, consumer)
+	m.Header.Set(HeaderDeadTime, time.Now().UTC().Format(time.RFC3339Nano))
+	m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("dlq.%d", seq))
+	m.Data = data
+	if _, err := c.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("saga: dead-letter: %w", err)
+	}
+	return nil
+}
+
+// DeadLetters returns what was dead-lettered, oldest first; with flow set,
+// only that flow's (flow "_" holds messages whose flow was unreadable).
+func (c *Client) DeadLetters(ctx context.Context, flow string) ([]DeadLetter, error) {
+	filter := subjDead + ">"
+	if flow != "" {
+		filter = subjDead + flow
+	}
+	var out []DeadLetter
+	err := c.scan(ctx, DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}, func(m jetstream.Msg) {
+		md, _ := m.Metadata()
+		h := m.Headers()
+		d := DeadLetter{
+			Subject: h.Get(HeaderDeadSubject), Reason: h.Get(HeaderDeadReason),
+			Consumer: h.Get(HeaderDeadConsumer), Header: h, Data: slices.Clone(m.Data()),
+		}
+		d.Time, _ = time.Parse(time.RFC3339Nano, h.Get(HeaderDeadTime))
+		if md != nil {
+			d.Sequence = md.Sequence.Stream
+		}
+		out = append(out, d)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// eventData returns the payload of a saga's newest event on step/phase.
+func (c *Client) eventData(ctx context.Context, flow, id, step, phase string) ([]byte, error) {
+	m, _, err := c.lastMsg(ctx, logSubject(flow, id, step, phase))
+	if err != nil {
+		return nil, fmt.Errorf("saga: %s/%s: read %s %s: %w", flow, id, step, phase, err)
+	}
+	return m.Data, nil
+}

@@ -1,0 +1,191 @@
+package saga_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
+)
+
+// The test flow: charge -> {reserve, invoice} -> confirm (pivot) -> notify.
+type (
+	Order     struct{ ID string; Amount int }
+	Charged   struct{ PaymentID string; Amount int }
+	Reserved  struct{ Reservation string }
+	Invoiced  struct{ Invoice string }
+	Confirmed struct{ OrderID string }
+	Notified  struct{ Message string }
+)
+
+// shop builds a fresh flow (steps belong to one flow each) with the given
+// step options.
+type shop struct {
+	flow                                  *saga.Flow
+	charge                                *saga.Step[Order, Charged]
+	reserve                               *saga.Step[Charged, Reserved]
+	invoice                               *saga.Step[Charged, Invoiced]
+	confirm                               *saga.Step[Order, Confirmed]
+	notify                                *saga.Step[Confirmed, Notified]
+	chargeOpts, reserveOpts, invoiceOpts []saga.StepOption
+}
+
+var flowSeq struct {
+	sync.Mutex
+	n int
+}
+
+func newShop(t testing.TB, deadline time.Duration, tweak func(s *shop)) *shop {
+	t.Helper()
+	s := &shop{}
+	if tweak != nil {
+		tweak(s)
+	}
+	s.charge = saga.NewStep[Order, Charged]("charge", s.chargeOpts...)
+	s.reserve = saga.NewStep[Charged, Reserved]("reserve", s.reserveOpts...)
+	s.invoice = saga.NewStep[Charged, Invoiced]("invoice", s.invoiceOpts...)
+	s.confirm = saga.NewStep[Order, Confirmed]("confirm", saga.Pivot())
+	s.notify = saga.NewStep[Confirmed, Notified]("notify", saga.Retriable(), saga.WithRetry(saga.RetryPolicy{InitialBackoff: 5 * time.Millisecond}))
+	flowSeq.Lock()
+	flowSeq.n++
+	name := fmt.Sprintf("order%d", flowSeq.n)
+	flowSeq.Unlock()
+	items := []saga.Item{s.charge, saga.Parallel(s.reserve, s.invoice), s.confirm, s.notify}
+	if deadline > 0 {
+		items = append(items, saga.Deadline(deadline))
+	}
+	f, err := saga.Define(name, 1, items...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.flow = f
+	return s
+}
+
+// ledger is the services' record of their effects, keyed by idempotency
+// key: the evidence for "each effect happens once".
+type ledger struct {
+	mu      sync.Mutex
+	effects map[string]int // "saga/step/action" -> times the effect happened
+	behave  map[string]func(ctx context.Context, attempt int) error
+}
+
+func newLedger() *ledger {
+	return &ledger{effects: map[string]int{}, behave: map[string]func(context.Context, int) error{}}
+}
+
+// on sets what a handler does in saga id: key is "step:action" or
+// "step:compensation".
+func (l *ledger) on(id, key string, f func(ctx context.Context, attempt int) error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.behave[id+"/"+key] = f
+}
+
+// do runs the behaviour set for the call, then records the effect under
+// the idempotency key (once, however often it is called).
+func (l *ledger) do(ctx context.Context, phase string) error {
+	info, _ := saga.InfoFrom(ctx)
+	l.mu.Lock()
+	f := l.behave[info.ID+"/"+info.Step+":"+phase]
+	l.mu.Unlock()
+	if f != nil {
+		if err := f(ctx, info.Attempt); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.effects[info.IdempotencyKey]++
+	return nil
+}
+
+func (l *ledger) count(id, step, phase string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := "order/" + id + "/" + step
+	_ = key
+	n := 0
+	for k, v := range l.effects {
+		if k == fmt.Sprintf("%s/%s", id, step) || matchKey(k, id, step, phase) {
+			n += v
+		}
+	}
+	return n
+}
+
+func matchKey(k, id, step, phase string) bool {
+	suffix := "/" + id + "/" + step
+	if phase == "compensation" {
+		suffix += "/compensation"
+	}
+	return len(k) > len(suffix) && k[len(k)-len(suffix):] == suffix
+}
+
+// bind binds every step of s to the ledger.
+func (s *shop) bind(r *saga.Runner, l *ledger) error {
+	return errors.Join(
+		saga.Handle(r, s.charge, func(ctx context.Context, o Order) (Charged, error) {
+			return Charged{PaymentID: "pay-" + o.ID, Amount: o.Amount}, l.do(ctx, "action")
+		}, func(ctx context.Context, o Order, c Charged) error { return l.do(ctx, "compensation") }),
+		saga.Handle(r, s.reserve, func(ctx context.Context, c Charged) (Reserved, error) {
+			return Reserved{Reservation: "res-" + c.PaymentID}, l.do(ctx, "action")
+		}, func(ctx context.Context, c Charged, _ Reserved) error { return l.do(ctx, "compensation") }),
+		saga.Handle(r, s.invoice, func(ctx context.Context, c Charged) (Invoiced, error) {
+			return Invoiced{Invoice: "inv-" + c.PaymentID}, l.do(ctx, "action")
+		}, func(ctx context.Context, c Charged, _ Invoiced) error { return l.do(ctx, "compensation") }),
+		saga.Handle(r, s.confirm, func(ctx context.Context, o Order) (Confirmed, error) {
+			return Confirmed{OrderID: o.ID}, l.do(ctx, "action")
+		}, nil),
+		saga.Handle(r, s.notify, func(ctx context.Context, c Confirmed) (Notified, error) {
+			return Notified{Message: "confirmed " + c.OrderID}, l.do(ctx, "action")
+		}, nil),
+	)
+}
+
+// env is a server, a client and a running runner with the shop bound.
+type env struct {
+	srv *sagatest.Server
+	c   *saga.Client
+	s   *shop
+	l   *ledger
+	rec *sagatest.Recorder
+}
+
+func newEnv(t *testing.T, deadline time.Duration, tweak func(*shop), ropts ...saga.RunnerOption) *env {
+	t.Helper()
+	e := &env{srv: sagatest.NewServer(t), l: newLedger(), rec: sagatest.NewRecorder()}
+	e.c = e.srv.Client()
+	e.s = newShop(t, deadline, tweak)
+	e.startRunner(t, ropts...)
+	return e
+}
+
+func (e *env) startRunner(t *testing.T, ropts ...saga.RunnerOption) (stop func()) {
+	t.Helper()
+	ropts = append([]saga.RunnerOption{saga.WithInterceptor(e.rec.Interceptor()), saga.WithAckWait(2 * time.Second)}, ropts...)
+	r, err := saga.NewRunner(e.c, ropts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.bind(r, e.l); err != nil {
+		t.Fatal(err)
+	}
+	return sagatest.Run(t, r)
+}
+
+func (e *env) start(t *testing.T, id string) {
+	t.Helper()
+	if err := e.c.Start(context.Background(), e.s.flow, id, Order{ID: id, Amount: 42}); err != nil {
+		t.Fatalf("start %s: %v", id, err)
+	}
+}
+
+func (e *env) await(t *testing.T, id string, want ...saga.Status) *saga.State {
+	t.Helper()
+	return sagatest.AwaitStatus(t, e.c, e.s.flow.Name(), id, 20*time.Second, want...)
+}

@@ -1,0 +1,118 @@
+package saga
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Option configures a Client. Each one checks its own value and returns an
+// error wrapping ErrInvalidOption.
+type Option func(*options) error
+
+type options struct {
+	replicas     int
+	memory       bool
+	duplicates   time.Duration
+	maxEventSize int
+	maxAge       time.Duration
+	source       string
+	logger       *slog.Logger
+}
+
+func defaultOptions() options {
+	return options{
+		replicas:     1,
+		duplicates:   2 * time.Minute,
+		maxEventSize: 512 * 1024,
+		source:       "choreo",
+		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// WithReplicas sets the replica count of choreo's streams (1, 3 or 5). Use
+// 3 on a cluster: each write then waits for a quorum of two servers, which
+// costs a network round trip per saga step, and survives the loss of any one
+// server.
+func WithReplicas(n int) Option {
+	return func(o *options) error {
+		if n != 1 && n != 3 && n != 5 {
+			return fmt.Errorf("%w: replicas must be 1, 3 or 5, got %d", ErrInvalidOption, n)
+		}
+		o.replicas = n
+		return nil
+	}
+}
+
+// WithMemoryStorage keeps choreo's streams in memory instead of files.
+// Everything is lost when the server stops, sagas in flight included: use it
+// only for throwaway tests and benchmarks. The default is file storage.
+// Durability of file storage also depends on the server's sync setting:
+// with the default (sync every 2 minutes) a machine crash, not a process
+// crash, can lose the last writes; sync_interval: always (SyncAlways when
+// embedded) fsyncs every write and costs throughput.
+func WithMemoryStorage() Option {
+	return func(o *options) error { o.memory = true; return nil }
+}
+
+// WithDuplicateWindow sets how long the broker remembers message ids to drop
+// duplicate publishes (default 2 minutes). Longer windows cost server memory
+// per message in the window.
+func WithDuplicateWindow(d time.Duration) Option {
+	return func(o *options) error {
+		if d < time.Second {
+			return fmt.Errorf("%w: duplicate window must be at least 1s, got %v", ErrInvalidOption, d)
+		}
+		o.duplicates = d
+		return nil
+	}
+}
+
+// WithMaxEventSize sets the largest event, headers included, that choreo
+// accepts (default 512 KiB); a larger one is dead-lettered, and Start
+// refuses a larger input.
+func WithMaxEventSize(n int) Option {
+	return func(o *options) error {
+		if n < 1024 {
+			return fmt.Errorf("%w: max event size must be at least 1024 bytes, got %d", ErrInvalidOption, n)
+		}
+		o.maxEventSize = n
+		return nil
+	}
+}
+
+// WithMaxAge bounds how long saga logs are kept (default: for ever). A saga
+// older than this loses its state: set it well above the longest saga.
+func WithMaxAge(d time.Duration) Option {
+	return func(o *options) error {
+		if d < time.Minute {
+			return fmt.Errorf("%w: max age must be at least 1m, got %v", ErrInvalidOption, d)
+		}
+		o.maxAge = d
+		return nil
+	}
+}
+
+// WithSource sets the CloudEvents source of the events this client
+// publishes, typically the service's name (default "choreo").
+func WithSource(s string) Option {
+	return func(o *options) error {
+		if s == "" {
+			return fmt.Errorf("%w: empty source", ErrInvalidOption)
+		}
+		o.source = s
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		}
+		o.logger = l
+		return nil
+	}
+}
