@@ -299,12 +299,15 @@ func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedC
 	}
 	pending := info.NumPending
 	for pending > 0 {
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+		batch, err := cons.Fetch(int(min(pending, 500)), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return err
 		}
 		n := 0
 		for m := range batch.Messages() {
+			if pending == 0 {
+				continue // drain what the batch still holds
+			}
 			n++
 			fn(m)
 			md, err := m.Metadata()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,26 +105,22 @@ func (l *ledger) do(ctx context.Context, phase string) error {
 	return nil
 }
 
+// count returns how often the effect of a step's action (or compensation)
+// happened in saga id.
 func (l *ledger) count(id, step, phase string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	key := "order/" + id + "/" + step
-	_ = key
-	n := 0
-	for k, v := range l.effects {
-		if k == fmt.Sprintf("%s/%s", id, step) || matchKey(k, id, step, phase) {
-			n += v
-		}
-	}
-	return n
-}
-
-func matchKey(k, id, step, phase string) bool {
 	suffix := "/" + id + "/" + step
 	if phase == "compensation" {
 		suffix += "/compensation"
 	}
-	return len(k) > len(suffix) && k[len(k)-len(suffix):] == suffix
+	n := 0
+	for k, v := range l.effects {
+		if strings.HasSuffix(k, suffix) {
+			n += v
+		}
+	}
+	return n
 }
 
 // bind binds every step of s to the ledger.

@@ -221,6 +221,14 @@ func (f *Flow) Version() int { return f.version }
 // Deadline returns the saga deadline, 0 for none.
 func (f *Flow) Deadline() time.Duration { return f.deadline }
 
+// StepKind returns the kind of the named step, "" if the flow has none.
+func (f *Flow) StepKind(name string) StepKind {
+	if d := f.byName[name]; d != nil {
+		return d.kind
+	}
+	return ""
+}
+
 // Steps returns the step names, grouped by position: a group is one inner
 // slice with several names.
 func (f *Flow) Steps() [][]string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -353,8 +354,15 @@ func (r *Runner) record(ctx context.Context, m jetstream.Msg, flow, id, step, ph
 		r.retryLater(m, err)
 		return
 	}
+	if h := testHookBeforeAck.Load(); h != nil {
+		(*h)(st)
+	}
 	_ = m.Ack()
 }
+
+// testHookBeforeAck, set by tests, runs after an outcome is recorded and
+// before its message is acknowledged: where a crash loses the ack.
+var testHookBeforeAck atomic.Pointer[func(*State)]
 
 // run calls fn, keeping m alive with progress acknowledgements while it
 // runs. A panic in fn is returned as an error.
@@ -464,9 +472,14 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 		return
 	}
 	attempt := attemptOf(m)
+	// The step's own timeout and the saga's deadline both bound the action.
 	var deadline time.Time
+	expired := fmt.Sprintf("timed out after %v", d.timeout)
 	if d.timeout > 0 && d.kind != RetriableStep {
 		deadline = st.StartedAt.Add(d.timeout)
+	}
+	if !cur.Deadline.IsZero() && d.kind != RetriableStep && (deadline.IsZero() || cur.Deadline.Before(deadline)) {
+		deadline, expired = cur.Deadline, "saga deadline exceeded"
 	}
 	timedOut := func() bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
 	fail := func(reason string) {
@@ -474,7 +487,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 			func(s *State, now time.Time) error { return s.fail(d.name, attempt, reason, now) })
 	}
 	if timedOut() {
-		fail(fmt.Sprintf("timed out after %v", d.timeout))
+		fail(expired)
 		return
 	}
 	input, err := r.inputOf(ctx, d, env.id, triggerData(m, env))
@@ -501,7 +514,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	switch {
 	case err == nil && timedOut():
 		// A late result: record it so it is compensated, and compensate.
-		reason := fmt.Sprintf("step %s: timed out after %v (its late result is compensated)", d.name, d.timeout)
+		reason := fmt.Sprintf("step %s: %s (its late result is compensated)", d.name, expired)
 		r.record(ctx, m, f.name, env.id, d.name, phaseDone, d.eventType, pfx+phaseDone, out,
 			func(s *State, now time.Time) error {
 				if err := s.complete(d.name, attempt, now); err != nil {
@@ -514,7 +527,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 		r.record(ctx, m, f.name, env.id, d.name, phaseDone, d.eventType, pfx+phaseDone, out,
 			func(s *State, now time.Time) error { return s.complete(d.name, attempt, now) })
 	case timedOut():
-		fail(fmt.Sprintf("timed out after %v: %v", d.timeout, err))
+		fail(fmt.Sprintf("%s: %v", expired, err))
 	case errors.As(err, &undecodable):
 		if derr := r.c.deadLetter(ctx, f.name, m.Subject(), 0, consumer, m.Headers(), input, err.Error()); derr != nil {
 			r.retryLater(m, derr)

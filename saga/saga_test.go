@@ -2,34 +2,556 @@ package saga_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
+
+var fast = saga.RetryPolicy{InitialBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+
+func fastRetries(attempts int) saga.RetryPolicy {
+	p := fast
+	p.MaxAttempts = attempts
+	return p
+}
 
 func TestHappyPath(t *testing.T) {
 	e := newEnv(t, 0, nil)
 	e.start(t, "o1")
 	st := e.await(t, "o1", saga.StatusCompleted)
 	for _, ss := range st.Steps {
-		if ss.Status != saga.StepCompleted || ss.Attempts != 1 {
-			t.Errorf("step %s: %s after %d attempts", ss.Name, ss.Status, ss.Attempts)
+		if ss.Status != saga.StepCompleted || ss.Attempts != 1 || ss.StartedAt.IsZero() || ss.EndedAt.Before(ss.StartedAt) {
+			t.Errorf("step %+v", ss)
+		}
+		if n := e.l.count("o1", ss.Name, "action"); n != 1 {
+			t.Errorf("step %s effect happened %d times", ss.Name, n)
 		}
 	}
 	tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "o1")
-	if len(tl) != 6 || tl[0] != "_saga:start" || tl[1] != "charge:done" || tl[4] != "confirm:done" || tl[5] != "notify:done" {
+	// The parallel members may finish in either order.
+	if len(tl) != 6 || tl[0] != "_saga:start" || tl[1] != "charge:done" || tl[4] != "confirm:done" || tl[5] != "notify:done" ||
+		!slices.Contains(tl[2:4], "reserve:done") || !slices.Contains(tl[2:4], "invoice:done") {
 		t.Errorf("timeline %q", tl)
+	}
+	if st.EndedAt.IsZero() {
+		t.Error("completed saga has no end time")
 	}
 }
 
-func TestAbortCompensates(t *testing.T) {
+func TestStartTwiceStartsOneSaga(t *testing.T) {
 	e := newEnv(t, 0, nil)
-	e.l.on("o2", "invoice:action", func(context.Context, int) error { return saga.Abortf("no invoice") })
-	e.start(t, "o2")
-	st := e.await(t, "o2", saga.StatusCompensated)
+	e.start(t, "twice")
+	e.start(t, "twice")
+	e.await(t, "twice", saga.StatusCompleted)
+	e.start(t, "twice") // after it ended, too
+	if n := e.l.count("twice", "charge", "action"); n != 1 {
+		t.Errorf("charged %d times", n)
+	}
+	if n := e.rec.Tries("twice", "charge:action"); n != 1 {
+		t.Errorf("charge action called %d times", n)
+	}
+	if got := sagatest.Timeline(t, e.c, e.s.flow.Name(), "twice"); got[0] != "_saga:start" || slices.Index(got[1:], "_saga:start") >= 0 {
+		t.Errorf("timeline %q", got)
+	}
+}
+
+func TestStartRejectsBadCalls(t *testing.T) {
+	e := newEnv(t, 0, nil)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		id    string
+		input any
+		want  error
+	}{
+		{"id with a dot", "a.b", Order{}, saga.ErrInvalidID},
+		{"id with a wildcard", "a*", Order{}, saga.ErrInvalidID},
+		{"empty id", "", Order{}, saga.ErrInvalidID},
+		{"wrong input type", "ok", Charged{}, saga.ErrInvalidInput},
+		{"pointer input", "ok", &Order{}, saga.ErrInvalidInput},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := e.c.Start(ctx, e.s.flow, tc.id, tc.input); !errors.Is(err, tc.want) {
+				t.Errorf("Start = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if _, err := e.c.Get(ctx, e.s.flow.Name(), "never-started"); !errors.Is(err, saga.ErrNotFound) {
+		t.Errorf("Get of a missing saga = %v, want ErrNotFound", err)
+	}
+}
+
+func TestSweep(t *testing.T) {
+	s := newShop(t, 0, nil)
+	l := newLedger()
+	sagatest.RunSweep(t, sagatest.Sweep{
+		Flow:  s.flow,
+		Input: Order{ID: "sweep", Amount: 7},
+		Bind:  func(r *saga.Runner) error { return s.bind(r, l) },
+	})
+}
+
+func TestParallelMemberFailsSiblingsCompensate(t *testing.T) {
+	e := newEnv(t, 0, nil)
+	// reserve refuses only once invoice has completed, so there is a
+	// completed sibling to compensate.
+	e.l.on("p1", "reserve:action", func(ctx context.Context, _ int) error {
+		for e.l.count("p1", "invoice", "action") == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+		return saga.Abortf("out of stock")
+	})
+	e.start(t, "p1")
+	st := e.await(t, "p1", saga.StatusCompensated)
+	want := map[string]saga.StepStatus{"charge": saga.StepCompensated, "reserve": saga.StepFailed, "invoice": saga.StepCompensated, "confirm": saga.StepPending, "notify": saga.StepPending}
+	for name, w := range want {
+		if got := st.Step(name).Status; got != w {
+			t.Errorf("%s is %s, want %s", name, got, w)
+		}
+	}
+	if !strings.Contains(st.Reason, "out of stock") {
+		t.Errorf("reason %q", st.Reason)
+	}
+	tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "p1")
+	if slices.Index(tl, "invoice:compensated") > slices.Index(tl, "charge:compensated") {
+		t.Errorf("charge compensated before its later sibling step: %q", tl)
+	}
+	if e.l.count("p1", "reserve", "compensation") != 0 {
+		t.Error("the failed step was compensated")
+	}
+}
+
+func TestTransientErrorsThenSuccess(t *testing.T) {
+	e := newEnv(t, 0, func(s *shop) { s.chargeOpts = []saga.StepOption{saga.WithRetry(fastRetries(5))} })
+	e.l.on("t1", "charge:action", func(_ context.Context, attempt int) error {
+		if attempt < 3 {
+			return fmt.Errorf("gateway busy (attempt %d)", attempt)
+		}
+		return nil
+	})
+	e.start(t, "t1")
+	st := e.await(t, "t1", saga.StatusCompleted)
+	if a := st.Step("charge").Attempts; a != 3 {
+		t.Errorf("charge attempts %d, want 3", a)
+	}
+	if n := e.l.count("t1", "charge", "action"); n != 1 {
+		t.Errorf("charged %d times", n)
+	}
+}
+
+func TestRetriesExhaustedCompensates(t *testing.T) {
+	e := newEnv(t, 0, func(s *shop) { s.invoiceOpts = []saga.StepOption{saga.WithRetry(fastRetries(3))} })
+	e.l.on("x1", "invoice:action", func(context.Context, int) error { return errors.New("billing down") })
+	e.start(t, "x1")
+	st := e.await(t, "x1", saga.StatusCompensated)
+	inv := st.Step("invoice")
+	if inv.Status != saga.StepFailed || inv.Attempts != 3 || !strings.Contains(inv.Error, "retries exhausted") || !strings.Contains(inv.Error, "billing down") {
+		t.Errorf("invoice %+v", inv)
+	}
+	if n := e.rec.Tries("x1", "invoice:action"); n != 3 {
+		t.Errorf("invoice tried %d times, want 3", n)
+	}
 	if st.Step("charge").Status != saga.StepCompensated {
 		t.Errorf("charge is %s", st.Step("charge").Status)
 	}
-	t.Log(sagatest.Timeline(t, e.c, e.s.flow.Name(), "o2"))
 }
+
+func TestRetryIsVisibleWhileItWaits(t *testing.T) {
+	e := newEnv(t, 0, func(s *shop) {
+		s.chargeOpts = []saga.StepOption{saga.WithRetry(saga.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Hour})}
+	})
+	e.l.on("v1", "charge:action", func(context.Context, int) error { return errors.New("card network timeout") })
+	e.start(t, "v1")
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		st, err := e.c.Get(context.Background(), e.s.flow.Name(), "v1")
+		return err == nil && st.Step("charge").Attempts == 1 && strings.Contains(st.Step("charge").Error, "card network timeout")
+	}, func() string { return "the failed attempt is not in the saga's state" })
+}
+
+func TestStepTimeoutCompensatesLateResult(t *testing.T) {
+	e := newEnv(t, 0, func(s *shop) { s.reserveOpts = []saga.StepOption{saga.WithTimeout(300 * time.Millisecond)} })
+	// An action that ignores its context and succeeds late.
+	e.l.on("late", "reserve:action", func(context.Context, int) error {
+		time.Sleep(600 * time.Millisecond)
+		return nil
+	})
+	// An action that honours its context.
+	e.l.on("prompt", "reserve:action", func(ctx context.Context, _ int) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	e.start(t, "late")
+	e.start(t, "prompt")
+	st := e.await(t, "late", saga.StatusCompensated)
+	if r := st.Step("reserve"); r.Status != saga.StepCompensated || e.l.count("late", "reserve", "compensation") != 1 {
+		t.Errorf("late result not compensated: %+v", r)
+	}
+	if !strings.Contains(st.Reason, "timed out") {
+		t.Errorf("reason %q", st.Reason)
+	}
+	st = e.await(t, "prompt", saga.StatusCompensated)
+	if r := st.Step("reserve"); r.Status != saga.StepFailed || !strings.Contains(r.Error, "timed out") {
+		t.Errorf("reserve %+v", r)
+	}
+	if e.l.count("prompt", "reserve", "compensation") != 0 {
+		t.Error("a step that never completed was compensated")
+	}
+	for _, id := range []string{"late", "prompt"} {
+		if e.l.count(id, "charge", "compensation") != 1 {
+			t.Errorf("%s: charge not compensated once", id)
+		}
+	}
+}
+
+func TestSagaDeadlineFiresWithEveryProcessGone(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	s := newShop(t, time.Second, nil)
+	// The starter: a process that starts the saga and is gone.
+	func() {
+		nc, js := srv.Connect()
+		defer nc.Close()
+		c, err := saga.New(context.Background(), js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(context.Background(), s.flow, "d1", Order{ID: "d1"}); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	// No participant runs: the broker alone fires the timer.
+	_, js := srv.Connect()
+	timers, err := js.Stream(context.Background(), saga.TimerStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		_, err := timers.GetLastMsgForSubject(context.Background(), "choreo.timer."+s.flow.Name()+".d1")
+		return err == nil
+	}, func() string { return "the broker did not fire the deadline" })
+
+	c := srv.Client()
+	l := newLedger()
+	r, _ := saga.NewRunner(c)
+	if err := s.bind(r, l); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Run(t, r)
+	st := sagatest.AwaitStatus(t, c, s.flow.Name(), "d1", 10*time.Second, saga.StatusCompensated)
+	if !strings.Contains(st.Reason, "deadline") {
+		t.Errorf("reason %q", st.Reason)
+	}
+	if l.count("d1", "charge", "action") != 0 {
+		t.Error("charged after the deadline")
+	}
+}
+
+func TestSagaDeadlineInterruptsARunningStep(t *testing.T) {
+	release := make(chan struct{})
+	e := newEnv(t, time.Second, nil)
+	e.l.on("d2", "reserve:action", func(context.Context, int) error { <-release; return nil }) // ignores ctx
+	e.start(t, "d2")
+	st := e.await(t, "d2", saga.StatusCompensating)
+	if st.Reason != "saga deadline exceeded" {
+		t.Errorf("reason %q", st.Reason)
+	}
+	if tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "d2"); !slices.Contains(tl, "_saga:deadline") {
+		t.Errorf("no deadline event in %q", tl)
+	}
+	// charge waits for reserve: a compensation never overtakes a running step.
+	if st.Step("charge").Status == saga.StepCompensated {
+		t.Error("charge compensated while reserve was still running")
+	}
+	close(release)
+	st = e.await(t, "d2", saga.StatusCompensated)
+	if st.Step("reserve").Status != saga.StepCompensated {
+		t.Errorf("late reserve is %s", st.Step("reserve").Status)
+	}
+	tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "d2")
+	if slices.Index(tl, "reserve:compensated") > slices.Index(tl, "charge:compensated") {
+		t.Errorf("order %q", tl)
+	}
+}
+
+func TestCompensationTransientFailure(t *testing.T) {
+	e := newEnv(t, 0, func(s *shop) { s.chargeOpts = []saga.StepOption{saga.WithCompensationRetry(fastRetries(5))} })
+	e.l.on("c1", "reserve:action", func(context.Context, int) error { return saga.Abortf("sold out") })
+	e.l.on("c1", "charge:compensation", func(_ context.Context, attempt int) error {
+		if attempt < 3 {
+			return errors.New("refund api busy")
+		}
+		return nil
+	})
+	e.start(t, "c1")
+	st := e.await(t, "c1", saga.StatusCompensated)
+	if ch := st.Step("charge"); ch.CompensationAttempts != 3 || ch.Status != saga.StepCompensated {
+		t.Errorf("charge %+v", ch)
+	}
+	if n := e.l.count("c1", "charge", "compensation"); n != 1 {
+		t.Errorf("refunded %d times", n)
+	}
+}
+
+func TestCompensationParkedThenOperatorRetry(t *testing.T) {
+	e := newEnv(t, 0, func(s *shop) { s.chargeOpts = []saga.StepOption{saga.WithCompensationRetry(fastRetries(3))} })
+	var refundWorks atomic.Bool
+	e.l.on("c2", "reserve:action", func(context.Context, int) error { return saga.Abortf("sold out") })
+	e.l.on("c2", "charge:compensation", func(context.Context, int) error {
+		if !refundWorks.Load() {
+			return errors.New("refund api rejects the request")
+		}
+		return nil
+	})
+	e.start(t, "c2")
+	st := e.await(t, "c2", saga.StatusCompensationFailed)
+	if ch := st.Step("charge"); ch.Status != saga.StepCompensationFailed || ch.CompensationAttempts != 3 || !strings.Contains(ch.Error, "refund api rejects") {
+		t.Errorf("charge %+v", ch)
+	}
+	dls, err := e.c.DeadLetters(context.Background(), e.s.flow.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "compensation of charge failed after 3 attempts") || dls[0].Header.Get(saga.HeaderSaga) != "c2" {
+		t.Fatalf("dead letters %+v", dls)
+	}
+	if parked, _ := e.c.List(context.Background(), e.s.flow.Name(), saga.StatusCompensationFailed); len(parked) != 1 || parked[0].ID != "c2" {
+		t.Errorf("List(compensation_failed) = %v", parked)
+	}
+	if err := e.c.RetryCompensation(context.Background(), e.s.flow.Name(), "nope"); !errors.Is(err, saga.ErrNotFound) {
+		t.Errorf("retry of a missing saga: %v", err)
+	}
+	refundWorks.Store(true)
+	if err := e.c.RetryCompensation(context.Background(), e.s.flow.Name(), "c2"); err != nil {
+		t.Fatal(err)
+	}
+	st = e.await(t, "c2", saga.StatusCompensated)
+	if st.Epoch != 1 || st.Step("charge").Status != saga.StepCompensated {
+		t.Errorf("after retry: %+v", st)
+	}
+	if n := e.l.count("c2", "charge", "compensation"); n != 1 {
+		t.Errorf("refunded %d times", n)
+	}
+	if err := e.c.RetryCompensation(context.Background(), e.s.flow.Name(), "c2"); !errors.Is(err, saga.ErrNotParked) {
+		t.Errorf("second retry: %v, want ErrNotParked", err)
+	}
+}
+
+func TestDuplicatePublishRunsActionOnce(t *testing.T) {
+	e := newEnv(t, 0, nil)
+	e.start(t, "dup")
+	e.await(t, "dup", saga.StatusCompleted)
+	_, js := e.srv.Connect()
+	stream, err := js.Stream(context.Background(), saga.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := "choreo.log." + e.s.flow.Name() + ".dup.charge.done"
+	orig, err := stream.GetLastMsgForSubject(context.Background(), subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1: the very same message again (same Nats-Msg-Id, same expectations).
+	m := nats.NewMsg(subject)
+	m.Header, m.Data = orig.Header, orig.Data
+	if _, err := js.PublishMsg(context.Background(), m); err != nil {
+		t.Logf("republish refused: %v", err)
+	}
+	// 2: a copy stripped of its id and compare-and-set, as a careless
+	// bridge would forward it: stored, but not by choreo.
+	m = nats.NewMsg(subject)
+	m.Header = nats.Header{}
+	for k, v := range orig.Header {
+		if !strings.HasPrefix(k, "Nats-") {
+			m.Header[k] = v
+		}
+	}
+	m.Data = orig.Data
+	if _, err := js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		dls, _ := e.c.DeadLetters(context.Background(), e.s.flow.Name())
+		return len(dls) > 0
+	}, func() string { return "the stripped copy was not dead-lettered" })
+	// The saga's state still stands and nothing ran twice.
+	st, err := e.c.Get(context.Background(), e.s.flow.Name(), "dup")
+	if err != nil || st.Status != saga.StatusCompleted {
+		t.Fatalf("state after duplicates: %v %v", st, err)
+	}
+	for _, step := range []string{"reserve", "invoice"} {
+		if n := e.rec.Tries("dup", step+":action"); n != 1 {
+			t.Errorf("%s ran %d times", step, n)
+		}
+	}
+}
+
+func TestRedeliveryAfterAckTimeoutRunsActionOnce(t *testing.T) {
+	e := newEnv(t, 0, nil, saga.WithAckWait(300*time.Millisecond))
+	// The runner records charge's outcome, then hangs before the ack, as a
+	// process that dies there does: the broker redelivers after the ack wait.
+	hung := make(chan struct{})
+	var once sync.Once
+	saga.SetHookBeforeAck(func(st *saga.State) {
+		if st.ID == "redeliver" && st.Step("charge").Status == saga.StepCompleted && st.Step("reserve").Status == saga.StepRunning {
+			once.Do(func() { <-hung })
+		}
+	})
+	t.Cleanup(func() { saga.SetHookBeforeAck(nil) })
+	defer close(hung)
+	e.start(t, "redeliver")
+	e.await(t, "redeliver", saga.StatusCompleted)
+	// The first delivery is still hung before its ack: the message can only
+	// be acknowledged by its redelivery.
+	_, js := e.srv.Connect()
+	cons, err := js.Consumer(context.Background(), saga.StreamName, e.s.flow.Name()+"_charge_do")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *jetstream.ConsumerInfo
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		info, err = cons.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.AckFloor.Consumer >= 2
+	}, func() string { return fmt.Sprintf("no redelivery was acknowledged: %+v %v", info, err) })
+	if n := e.rec.Tries("redeliver", "charge:action"); n != 1 {
+		t.Errorf("charge ran %d times after a redelivery", n)
+	}
+	if n := e.l.count("redeliver", "charge", "action"); n != 1 {
+		t.Errorf("charged %d times", n)
+	}
+}
+
+func TestTwoRunnersShareTheWork(t *testing.T) {
+	e := &env{srv: sagatest.NewServer(t), l: newLedger()}
+	e.c = e.srv.Client()
+	e.s = newShop(t, 0, nil)
+	recs := []*sagatest.Recorder{sagatest.NewRecorder(), sagatest.NewRecorder()}
+	for _, rec := range recs {
+		r, err := saga.NewRunner(e.srv.Client(), saga.WithConcurrency(4), saga.WithInterceptor(rec.Interceptor()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.s.bind(r, e.l); err != nil {
+			t.Fatal(err)
+		}
+		sagatest.Run(t, r)
+	}
+	const n = 60
+	for i := range n {
+		e.start(t, fmt.Sprintf("s%d", i))
+	}
+	for i := range n {
+		e.await(t, fmt.Sprintf("s%d", i), saga.StatusCompleted)
+	}
+	calls := []int{0, 0}
+	for i := range n {
+		id := fmt.Sprintf("s%d", i)
+		for _, step := range []string{"charge", "reserve", "invoice", "confirm", "notify"} {
+			if got := recs[0].Tries(id, step+":action") + recs[1].Tries(id, step+":action"); got != 1 {
+				t.Errorf("%s %s ran %d times across the runners", id, step, got)
+			}
+		}
+		calls[0] += len(recs[0].Calls(id))
+		calls[1] += len(recs[1].Calls(id))
+	}
+	if calls[0] == 0 || calls[1] == 0 {
+		t.Errorf("work not shared: %v", calls)
+	}
+	t.Logf("calls per runner: %v", calls)
+}
+
+func TestRunnerReplacedMidSaga(t *testing.T) {
+	e := &env{srv: sagatest.NewServer(t), l: newLedger(), rec: sagatest.NewRecorder()}
+	e.c = e.srv.Client()
+	e.s = newShop(t, 0, func(s *shop) { s.reserveOpts = []saga.StepOption{saga.WithRetry(fastRetries(5))} })
+	entered := make(chan struct{})
+	var once sync.Once
+	e.l.on("m1", "reserve:action", func(ctx context.Context, attempt int) error {
+		if attempt == 1 {
+			once.Do(func() { close(entered) })
+			<-ctx.Done() // the runner stops under it
+			return ctx.Err()
+		}
+		return nil
+	})
+	stop := e.startRunner(t, saga.WithDrainTimeout(50*time.Millisecond))
+	e.start(t, "m1")
+	<-entered
+	stop()
+	st, err := e.c.Get(context.Background(), e.s.flow.Name(), "m1")
+	if err != nil || st.Status != saga.StatusRunning {
+		t.Fatalf("after stop: %v %v", st, err)
+	}
+	e.startRunner(t)
+	st = e.await(t, "m1", saga.StatusCompleted)
+	if n := e.l.count("m1", "reserve", "action"); n != 1 {
+		t.Errorf("reserved %d times", n)
+	}
+	if n := e.l.count("m1", "charge", "action"); n != 1 {
+		t.Errorf("charged %d times", n)
+	}
+}
+
+func TestWatchSeesEveryChange(t *testing.T) {
+	e := newEnv(t, 0, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := e.c.Watch(ctx, e.s.flow.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, "w1")
+	var seen []saga.Status
+	timeout := time.After(20 * time.Second)
+	for len(seen) == 0 || seen[len(seen)-1] != saga.StatusCompleted {
+		select {
+		case st := <-ch:
+			if st.ID == "w1" {
+				seen = append(seen, st.Status)
+			}
+		case <-timeout:
+			t.Fatalf("watch saw %v", seen)
+		}
+	}
+	if len(seen) != 6 || seen[0] != saga.StatusRunning {
+		t.Errorf("watch saw %v", seen)
+	}
+	cancel()
+	for range ch {
+	}
+}
+
+func TestListByStatus(t *testing.T) {
+	e := newEnv(t, 0, nil)
+	e.l.on("bad", "charge:action", func(context.Context, int) error { return saga.Abortf("declined") })
+	for _, id := range []string{"good1", "good2", "bad"} {
+		e.start(t, id)
+	}
+	for _, id := range []string{"good1", "good2"} {
+		e.await(t, id, saga.StatusCompleted)
+	}
+	e.await(t, "bad", saga.StatusCompensated)
+	all, err := e.c.List(context.Background(), e.s.flow.Name())
+	if err != nil || len(all) != 3 {
+		t.Fatalf("List = %v, %v", all, err)
+	}
+	done, _ := e.c.List(context.Background(), e.s.flow.Name(), saga.StatusCompleted)
+	comp, _ := e.c.List(context.Background(), e.s.flow.Name(), saga.StatusCompensated)
+	if len(done) != 2 || len(comp) != 1 || comp[0].ID != "bad" {
+		t.Errorf("completed %v compensated %v", done, comp)
+	}
+}
+
