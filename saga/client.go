@@ -58,7 +58,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	}
 	var err error
 	c.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              StreamName,
+		Name:        StreamName,
 		Description: "choreo: saga logs and compensation commands",
 		Subjects:    []string{subjLog + ">", subjCmd + ">"},
 		Storage:     storage,
@@ -126,11 +126,21 @@ func (c *Client) lastMsg(ctx context.Context, subject string) (*nats.Msg, uint64
 		}
 		return nil, 0, fmt.Errorf("saga: read %s: status %s %s", subject, st, resp.Header.Get("Description"))
 	}
-	seq, err := strconv.ParseUint(resp.Header.Get(jetstream.SequenceHeader), 10, 64)
+	// The broker appends its headers after the message's own: a message
+	// that carried its own copy of them has two values, the broker's last.
+	seq, err := strconv.ParseUint(lastValue(resp.Header, jetstream.SequenceHeader), 10, 64)
 	if err != nil {
 		return nil, 0, fmt.Errorf("saga: read %s: bad sequence header", subject)
 	}
 	return resp, seq, nil
+}
+
+func lastValue(h nats.Header, key string) string {
+	v := h.Values(key)
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
 }
 
 // load returns a saga's current state and the stream sequence of its newest
@@ -143,14 +153,17 @@ func (c *Client) load(ctx context.Context, flow, id string) (*State, uint64, err
 		if err != nil {
 			return nil, 0, err
 		}
-		subject := m.Header.Get(jetstream.SubjectHeader)
+		subject := lastValue(m.Header, jetstream.SubjectHeader)
 		env, err := parseEnvelope(subject, m.Header, m.Data, 1<<30)
-		if err == nil && m.Header.Get(jetstream.ExpectedLastSubjSeqHeader) == "0" && env.phase != phaseStart {
+		switch {
+		case len(m.Header.Values(jetstream.SubjectHeader)) != 1 || len(m.Header.Values(jetstream.SequenceHeader)) != 1:
+			err = bad("carries the broker's own headers (Nats-Subject, Nats-Sequence): not appended by choreo")
+		case err == nil && m.Header.Get(jetstream.ExpectedLastSubjSeqHeader) == "0" && env.phase != phaseStart:
 			err = bad("unknown saga: first event is not a start")
 		}
 		if err != nil {
 			c.opts.logger.Warn("choreo: quarantining a saga log event", "subject", subject, "seq", seq, "reason", err)
-			if derr := c.deadLetter(ctx, flow, subject, seq, "load", m.Header, m.Data, err.Error()); derr != nil {
+			if derr := c.deadLetter(ctx, flow, StreamName, subject, seq, "load", m.Header, m.Data, err.Error()); derr != nil {
 				return nil, 0, derr
 			}
 			if derr := c.stream.DeleteMsg(ctx, seq); derr != nil && !errors.Is(derr, jetstream.ErrMsgNotFound) {
@@ -498,9 +511,9 @@ type DeadLetter struct {
 }
 
 // deadLetter copies a message to the dead-letter stream with the reason.
-// The copy's id derives from the original's sequence, so copying twice
-// stores one.
-func (c *Client) deadLetter(ctx context.Context, flow, subject string, seq uint64, consumer string, h nats.Header, data []byte, reason string) error {
+// The copy's id derives from the original's stream, sequence and reader,
+// so a reader copying the same message twice stores one.
+func (c *Client) deadLetter(ctx context.Context, flow, stream, subject string, seq uint64, consumer string, h nats.Header, data []byte, reason string) error {
 	if !tokenRE.MatchString(flow) {
 		flow = "_"
 	}
@@ -517,7 +530,7 @@ func (c *Client) deadLetter(ctx context.Context, flow, subject string, seq uint6
 	m.Header.Set(HeaderDeadSequence, strconv.FormatUint(seq, 10))
 	m.Header.Set(HeaderDeadConsumer, consumer)
 	m.Header.Set(HeaderDeadTime, time.Now().UTC().Format(time.RFC3339Nano))
-	m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("dlq.%d", seq))
+	m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("dlq.%s.%d.%s", stream, seq, consumer))
 	m.Data = data
 	if _, err := c.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("saga: dead-letter: %w", err)

@@ -15,8 +15,14 @@ import (
 
 // The test flow: charge -> {reserve, invoice} -> confirm (pivot) -> notify.
 type (
-	Order     struct{ ID string; Amount int }
-	Charged   struct{ PaymentID string; Amount int }
+	Order struct {
+		ID     string
+		Amount int
+	}
+	Charged struct {
+		PaymentID string
+		Amount    int
+	}
 	Reserved  struct{ Reservation string }
 	Invoiced  struct{ Invoice string }
 	Confirmed struct{ OrderID string }
@@ -26,12 +32,12 @@ type (
 // shop builds a fresh flow (steps belong to one flow each) with the given
 // step options.
 type shop struct {
-	flow                                  *saga.Flow
-	charge                                *saga.Step[Order, Charged]
-	reserve                               *saga.Step[Charged, Reserved]
-	invoice                               *saga.Step[Charged, Invoiced]
-	confirm                               *saga.Step[Order, Confirmed]
-	notify                                *saga.Step[Confirmed, Notified]
+	flow                                 *saga.Flow
+	charge                               *saga.Step[Order, Charged]
+	reserve                              *saga.Step[Charged, Reserved]
+	invoice                              *saga.Step[Charged, Invoiced]
+	confirm                              *saga.Step[Order, Confirmed]
+	notify                               *saga.Step[Confirmed, Notified]
 	chargeOpts, reserveOpts, invoiceOpts []saga.StepOption
 }
 

@@ -323,16 +323,21 @@ func (r *Runner) Run(ctx context.Context) error {
 // reject dead-letters a message with the reason and terminates it, so that
 // it is never redelivered and blocks nothing.
 func (r *Runner) reject(ctx context.Context, flow string, m jetstream.Msg, consumer, reason string) {
-	var seq uint64
-	if md, err := m.Metadata(); err == nil {
-		seq = md.Sequence.Stream
-	}
+	stream, seq := position(m)
 	r.c.opts.logger.Warn("choreo: dead-lettering", "subject", m.Subject(), "seq", seq, "reason", reason)
-	if err := r.c.deadLetter(ctx, flow, m.Subject(), seq, consumer, m.Headers(), m.Data(), reason); err != nil {
+	if err := r.c.deadLetter(ctx, flow, stream, m.Subject(), seq, consumer, m.Headers(), m.Data(), reason); err != nil {
 		r.retryLater(m, err)
 		return
 	}
 	_ = m.TermWithReason(reason)
+}
+
+// position returns where m is stored.
+func position(m jetstream.Msg) (string, uint64) {
+	if md, err := m.Metadata(); err == nil {
+		return md.Stream, md.Sequence.Stream
+	}
+	return "", 0
 }
 
 // retryLater leaves a message for redelivery after a broker error.
@@ -529,7 +534,8 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	case timedOut():
 		fail(fmt.Sprintf("%s: %v", expired, err))
 	case errors.As(err, &undecodable):
-		if derr := r.c.deadLetter(ctx, f.name, m.Subject(), 0, consumer, m.Headers(), input, err.Error()); derr != nil {
+		stream, seq := position(m)
+		if derr := r.c.deadLetter(ctx, f.name, stream, m.Subject(), seq, consumer, m.Headers(), input, err.Error()); derr != nil {
 			r.retryLater(m, derr)
 			return
 		}

@@ -554,4 +554,3 @@ func TestListByStatus(t *testing.T) {
 		t.Errorf("completed %v compensated %v", done, comp)
 	}
 }
-

@@ -1,0 +1,203 @@
+package saga_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
+)
+
+// forger makes messages that look like choreo's, from a real saga's start.
+type forger struct {
+	t    *testing.T
+	flow string
+	orig *jetstream.RawStreamMsg
+	js   jetstream.JetStream
+}
+
+// msg returns a copy of the real start event made over for saga id on
+// subject step.phase, as choreo would append it, then changed by mutate.
+func (f *forger) msg(id, step, phase string, mutate func(h nats.Header)) *nats.Msg {
+	m := nats.NewMsg(fmt.Sprintf("choreo.log.%s.%s.%s.%s", f.flow, id, step, phase))
+	m.Header = nats.Header{}
+	for k, v := range f.orig.Header {
+		switch k {
+		case "Nats-Subject", "Nats-Sequence", "Nats-Stream", "Nats-Time-Stamp":
+			continue // the broker's, added by the read
+		}
+		m.Header[k] = append([]string(nil), v...)
+	}
+	var st saga.State
+	if err := json.Unmarshal([]byte(m.Header.Get(saga.HeaderState)), &st); err != nil {
+		f.t.Fatal(err)
+	}
+	st.ID = id
+	raw, _ := json.Marshal(st)
+	m.Header.Set(saga.HeaderState, string(raw))
+	m.Header.Set(saga.HeaderSaga, id)
+	m.Header.Set(saga.HeaderStep, step)
+	m.Header.Set(saga.HeaderPhase, phase)
+	m.Header.Set("Nats-Msg-Id", "forged-"+id)
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, fmt.Sprintf("choreo.log.%s.%s.>", f.flow, id))
+	m.Data = f.orig.Data
+	if mutate != nil {
+		mutate(m.Header)
+	}
+	return m
+}
+
+func TestBadInputIsDeadLettered(t *testing.T) {
+	e := newEnv(t, time.Hour, nil) // a deadline, so the timer subject is read too
+	e.start(t, "model")
+	e.await(t, "model", saga.StatusCompleted)
+	nc, js := e.srv.Connect()
+	stream, err := js.Stream(context.Background(), saga.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow := e.s.flow.Name()
+	orig, err := stream.GetLastMsgForSubject(context.Background(), "choreo.log."+flow+".model._saga.start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &forger{t: t, flow: flow, orig: orig, js: js}
+	big := `"` + strings.Repeat("x", 600*1024) + `"`
+
+	cases := []struct {
+		name, id string
+		msg      *nats.Msg
+		reason   string
+	}{
+		{"no headers at all", "h0", &nats.Msg{Subject: "choreo.log." + flow + ".h0._saga.start", Data: []byte(`{}`)}, "missing headers"},
+		{"payload not JSON", "j1", withData(f.msg("j1", "_saga", "start", nil), "{not json"), "undecodable payload"},
+		{"payload of the wrong shape", "j2", withData(f.msg("j2", "_saga", "start", nil), `{"ID": 5, "Amount": "many"}`), "undecodable payload"},
+		{"repeated header", "r1", f.msg("r1", "_saga", "start", func(h nats.Header) { h.Add(saga.HeaderSaga, "r1") }), "repeated header choreo-saga"},
+		{"missing header", "m1", f.msg("m1", "_saga", "start", func(h nats.Header) { h.Del(saga.HeaderType) }), "missing header ce-type"},
+		{"malformed time", "t1", f.msg("t1", "_saga", "start", func(h nats.Header) { h.Set(saga.HeaderTime, "yesterday") }), "malformed ce-time"},
+		{"malformed version", "v1", f.msg("v1", "_saga", "start", func(h nats.Header) { h.Set(saga.HeaderVersion, "one") }), "malformed choreo-version"},
+		{"malformed state", "s1", f.msg("s1", "_saga", "start", func(h nats.Header) { h.Set(saga.HeaderState, "{") }), "malformed choreo-state"},
+		{"headers for another saga", "o1", f.msg("o1", "_saga", "start", func(h nats.Header) { h.Set(saga.HeaderSaga, "o2") }), "does not match"},
+		{"unknown type", "u1", f.msg("u1", "_saga", "start", func(h nats.Header) { h.Set(saga.HeaderType, "Bogus") }), "unknown event type"},
+		{"unknown saga", "ghost", f.msg("ghost", "charge", "done", func(h nats.Header) { h.Set(saga.HeaderType, "Charged") }), "unknown saga"},
+		{"no compare-and-set", "n1", f.msg("n1", "_saga", "start", func(h nats.Header) {
+			h.Del(jetstream.ExpectedLastSubjSeqHeader)
+			h.Del(jetstream.ExpectedLastSubjSeqSubjHeader)
+		}), "not appended by choreo"},
+		{"forged broker headers", "fb", f.msg("fb", "_saga", "start", func(h nats.Header) {
+			h.Set("Nats-Subject", "choreo.log."+flow+".model._saga.start")
+			h.Set("Nats-Sequence", "1")
+		}), "broker's own headers"},
+		{"oversize", "big", withData(f.msg("big", "_saga", "start", nil), big), "oversize"},
+		{"garbage command", "cmd", &nats.Msg{Subject: "choreo.cmd." + flow + ".cmd.charge.undo", Data: []byte("\x00\x01")}, "missing headers"},
+		{"forged command", "cmd2", &nats.Msg{Subject: "choreo.cmd." + flow + ".cmd2.charge.undo", Header: nats.Header{saga.HeaderSaga: {"cmd2"}}}, "missing header ce-specversion"},
+		{"garbage timer", "tm", &nats.Msg{Subject: "choreo.timer." + flow + ".tm", Data: []byte("tick")}, "missing headers"},
+	}
+	for _, tc := range cases {
+		if _, err := js.PublishMsg(context.Background(), tc.msg); err != nil {
+			t.Fatalf("%s: publish: %v", tc.name, err)
+		}
+	}
+	// A header block that is not a header block, sent by a raw client.
+	rawSubject := "choreo.log." + flow + ".raw._saga.start"
+	sendRawHeader(t, e.srv.ClientURL(), rawSubject, "NATS/1.0\r\nthis is not a header\r\n\r\n", "{}")
+
+	// Meanwhile real sagas go on.
+	for i := range 5 {
+		e.start(t, fmt.Sprintf("after%d", i))
+	}
+	for i := range 5 {
+		e.await(t, fmt.Sprintf("after%d", i), saga.StatusCompleted)
+	}
+
+	var dls []saga.DeadLetter
+	found := func(id, reason string) bool {
+		for _, d := range dls {
+			if strings.Contains(d.Subject, "."+id+".") || strings.HasSuffix(d.Subject, "."+id) {
+				if strings.Contains(d.Reason, reason) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	sagatest.Poll(t, 15*time.Second, func() bool {
+		dls, _ = e.c.DeadLetters(context.Background(), "")
+		for _, tc := range cases {
+			if !found(tc.id, tc.reason) {
+				return false
+			}
+		}
+		return found("raw", "")
+	}, func() string {
+		var missing []string
+		for _, tc := range cases {
+			if !found(tc.id, tc.reason) {
+				missing = append(missing, tc.name)
+			}
+		}
+		var got []string
+		for _, d := range dls {
+			got = append(got, d.Subject+": "+d.Reason)
+		}
+		return fmt.Sprintf("not dead-lettered with the reason: %v (dead letters: %q)", missing, got)
+	})
+	// A rogue event no longer stands for any saga's state.
+	for _, id := range []string{"n1", "ghost", "r1"} {
+		if st, err := e.c.Get(context.Background(), flow, id); err == nil && st.Status != saga.StatusCompensated {
+			t.Errorf("rogue saga %s has state %s", id, st.Status)
+		}
+	}
+	// Forged broker headers did not get another saga's event deleted.
+	if st, err := e.c.Get(context.Background(), flow, "model"); err != nil || st.Status != saga.StatusCompleted {
+		t.Errorf("model saga after forged headers: %v %v", st, err)
+	}
+	// The wrong-shaped payload reached the action's decoding: that saga
+	// failed its first step cleanly.
+	st := e.await(t, "j2", saga.StatusCompensated)
+	if !strings.Contains(st.Step("charge").Error, "undecodable payload") {
+		t.Errorf("charge error %q", st.Step("charge").Error)
+	}
+	if !nc.IsConnected() {
+		t.Error("connection lost")
+	}
+}
+
+func withData(m *nats.Msg, data string) *nats.Msg {
+	m.Data = []byte(data)
+	return m
+}
+
+// sendRawHeader publishes with a hand-written header block over a plain
+// TCP connection, as a broken client would.
+func sendRawHeader(t *testing.T, url, subject, hdr, body string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 4096)
+	if _, err := conn.Read(buf); err != nil { // INFO
+		t.Fatal(err)
+	}
+	cmd := fmt.Sprintf("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}\r\nHPUB %s %d %d\r\n%s%s\r\nPING\r\n",
+		subject, len(hdr), len(hdr)+len(body), hdr, body)
+	if _, err := conn.Write([]byte(cmd)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "PONG") {
+		t.Fatalf("raw publish: %q %v", buf[:n], err)
+	}
+}
