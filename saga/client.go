@@ -184,10 +184,18 @@ type transition func(s *State, now time.Time) error
 // race it reads the state again and re-applies. It returns errNoop when tr
 // does not apply to the current state.
 func (c *Client) appendEvent(ctx context.Context, flow, id, step, phase, ctype, msgID string, data []byte, tr transition) (*State, error) {
+	return c.appendFrom(ctx, nil, 0, flow, id, step, phase, ctype, msgID, data, tr)
+}
+
+// appendFrom is appendEvent starting from a state the caller already has
+// (nil to read it first), whose newest event is at sequence seq.
+func (c *Client) appendFrom(ctx context.Context, cur *State, seq uint64, flow, id, step, phase, ctype, msgID string, data []byte, tr transition) (*State, error) {
 	for range 64 {
-		cur, seq, err := c.load(ctx, flow, id)
-		if err != nil {
-			return nil, err
+		if cur == nil {
+			var err error
+			if cur, seq, err = c.load(ctx, flow, id); err != nil {
+				return nil, err
+			}
 		}
 		next := cur.clone()
 		next.Events++
@@ -203,6 +211,7 @@ func (c *Client) appendEvent(ctx context.Context, flow, id, step, phase, ctype, 
 		if ok {
 			return next, nil
 		}
+		cur = nil
 	}
 	return nil, fmt.Errorf("saga: %s/%s: too much contention", flow, id)
 }

@@ -349,8 +349,8 @@ func (r *Runner) retryLater(m jetstream.Msg, err error) {
 // record appends a transition's event, publishes the compensations it makes
 // due and acknowledges m. A transition that no longer applies is not an
 // error: someone else recorded the outcome first.
-func (r *Runner) record(ctx context.Context, m jetstream.Msg, flow, id, step, phase, ctype, msgID string, data []byte, tr transition) {
-	st, err := r.c.appendEvent(ctx, flow, id, step, phase, ctype, msgID, data, tr)
+func (r *Runner) record(ctx context.Context, m jetstream.Msg, from *State, seq uint64, flow, id, step, phase, ctype, msgID string, data []byte, tr transition) {
+	st, err := r.c.appendFrom(ctx, from, seq, flow, id, step, phase, ctype, msgID, data, tr)
 	if err != nil && !errors.Is(err, errNoop) {
 		r.retryLater(m, err)
 		return
@@ -447,14 +447,31 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 		r.reject(ctx, f.name, m, consumer, err.Error())
 		return
 	}
-	cur, _, err := r.c.load(ctx, f.name, env.id)
-	if errors.Is(err, ErrNotFound) {
-		r.reject(ctx, f.name, m, consumer, "unknown saga "+env.id)
-		return
+	// Fast path: the first delivery of a fresh trigger that choreo appended
+	// runs from the state the trigger carries. If anything happened to the
+	// saga since, the compare-and-set of the outcome fails and the state is
+	// read again. Redeliveries, old triggers (a consumer replaying history)
+	// and anything suspicious read the current state first.
+	var cur *State
+	var curSeq uint64
+	if md, merr := m.Metadata(); merr == nil && md.NumDelivered == 1 && time.Since(md.Timestamp) < r.o.ackWait {
+		h := m.Headers()
+		firstIsStart := h.Get(jetstream.ExpectedLastSubjSeqHeader) != "0" || env.phase == phaseStart
+		brokerHeaders := len(h.Values(jetstream.SubjectHeader)) + len(h.Values(jetstream.SequenceHeader))
+		if firstIsStart && brokerHeaders == 0 {
+			cur, curSeq = env.state, md.Sequence.Stream
+		}
 	}
-	if err != nil {
-		r.retryLater(m, err)
-		return
+	if cur == nil {
+		cur, curSeq, err = r.c.load(ctx, f.name, env.id)
+		if errors.Is(err, ErrNotFound) {
+			r.reject(ctx, f.name, m, consumer, "unknown saga "+env.id)
+			return
+		}
+		if err != nil {
+			r.retryLater(m, err)
+			return
+		}
 	}
 	st := cur.Step(d.name)
 	if st == nil || st.Trigger != env.state.Events {
@@ -472,7 +489,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 		return
 	}
 	if cur.Status != StatusRunning {
-		r.record(ctx, m, f.name, env.id, d.name, phaseSkipped, eventTypeFor(phaseSkipped), pfx+phaseSkipped, nil,
+		r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseSkipped, eventTypeFor(phaseSkipped), pfx+phaseSkipped, nil,
 			func(s *State, now time.Time) error { return s.skip(d.name, now) })
 		return
 	}
@@ -488,7 +505,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	}
 	timedOut := func() bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
 	fail := func(reason string) {
-		r.record(ctx, m, f.name, env.id, d.name, phaseFailed, eventTypeFor(phaseFailed), pfx+phaseFailed, nil,
+		r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseFailed, eventTypeFor(phaseFailed), pfx+phaseFailed, nil,
 			func(s *State, now time.Time) error { return s.fail(d.name, attempt, reason, now) })
 	}
 	if timedOut() {
@@ -520,7 +537,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	case err == nil && timedOut():
 		// A late result: record it so it is compensated, and compensate.
 		reason := fmt.Sprintf("step %s: %s (its late result is compensated)", d.name, expired)
-		r.record(ctx, m, f.name, env.id, d.name, phaseDone, d.eventType, pfx+phaseDone, out,
+		r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseDone, d.eventType, pfx+phaseDone, out,
 			func(s *State, now time.Time) error {
 				if err := s.complete(d.name, attempt, now); err != nil {
 					return err
@@ -529,7 +546,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 				return nil
 			})
 	case err == nil:
-		r.record(ctx, m, f.name, env.id, d.name, phaseDone, d.eventType, pfx+phaseDone, out,
+		r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseDone, d.eventType, pfx+phaseDone, out,
 			func(s *State, now time.Time) error { return s.complete(d.name, attempt, now) })
 	case timedOut():
 		fail(fmt.Sprintf("%s: %v", expired, err))
@@ -575,7 +592,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, m jetstream.Msg) {
 		r.reject(ctx, f.name, m, consumer, err.Error())
 		return
 	}
-	cur, _, err := r.c.load(ctx, f.name, env.id)
+	cur, curSeq, err := r.c.load(ctx, f.name, env.id)
 	if errors.Is(err, ErrNotFound) {
 		r.reject(ctx, f.name, m, consumer, "unknown saga "+env.id)
 		return
@@ -635,7 +652,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, m jetstream.Msg) {
 			return
 		}
 	}
-	r.record(ctx, m, f.name, env.id, d.name, phaseCompensated, eventTypeFor(phaseCompensated),
+	r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseCompensated, eventTypeFor(phaseCompensated),
 		fmt.Sprintf("%s%s.%d", pfx, phaseCompensated, cur.Epoch), nil,
 		func(s *State, now time.Time) error { return s.compensated(d.name, attempt, now) })
 }
@@ -651,13 +668,18 @@ func (r *Runner) onTimer(ctx context.Context, f *Flow, m jetstream.Msg) {
 		r.reject(ctx, f.name, m, consumer, err.Error())
 		return
 	}
-	if _, _, err := r.c.load(ctx, f.name, env.id); errors.Is(err, ErrNotFound) {
+	cur, curSeq, err := r.c.load(ctx, f.name, env.id)
+	if errors.Is(err, ErrNotFound) {
 		r.reject(ctx, f.name, m, consumer, "unknown saga "+env.id)
+		return
+	}
+	if err != nil {
+		r.retryLater(m, err)
 		return
 	}
 	// The broker's scheduler marks what it fires; trust its clock over ours.
 	fired := m.Headers().Get("Nats-Scheduler") == subjSched+f.name+"."+env.id
-	r.record(ctx, m, f.name, env.id, sagaStep, phaseDeadline, eventTypeFor(phaseDeadline), f.name+"."+env.id+".deadline", nil,
+	r.record(ctx, m, cur, curSeq, f.name, env.id, sagaStep, phaseDeadline, eventTypeFor(phaseDeadline), f.name+"."+env.id+".deadline", nil,
 		func(s *State, now time.Time) error {
 			if fired && now.Before(s.Deadline) {
 				now = s.Deadline
