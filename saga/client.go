@@ -219,10 +219,7 @@ func (c *Client) appendFrom(ctx context.Context, cur *State, seq uint64, flow, i
 // publishState appends one event to a saga's log, expecting its newest
 // event at sequence last. It returns false when another event won the race.
 func (c *Client) publishState(ctx context.Context, st *State, last uint64, step, phase, ctype, msgID string, data []byte, now time.Time) (bool, error) {
-	raw, err := json.Marshal(st)
-	if err != nil {
-		return false, err
-	}
+	raw := encodeState(st)
 	m := nats.NewMsg(logSubject(st.Flow, st.ID, step, phase))
 	m.Header = c.header(st.Flow, st.Version, st.ID, step, phase, ctype, msgID, st.Epoch, now)
 	m.Header.Set(HeaderState, string(raw))

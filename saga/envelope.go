@@ -202,14 +202,14 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 		if err != nil {
 			return nil, err
 		}
-		var st State
-		if err := json.Unmarshal([]byte(raw), &st); err != nil {
-			return nil, bad("malformed choreo-state: %v", err)
+		st, err := decodeState(raw)
+		if err != nil {
+			return nil, err
 		}
 		if st.ID != e.id || st.Flow != e.flow || st.Events < 1 {
 			return nil, bad("choreo-state is for another saga")
 		}
-		e.state = &st
+		e.state = st
 	case strings.HasPrefix(subject, subjCmd):
 		if len(tok) != 6 || tok[2] != e.flow || tok[3] != e.id || tok[4] != e.step || tok[5] != e.phase || e.phase != phaseUndo {
 			return nil, bad("subject %s does not match the headers", subject)
