@@ -101,6 +101,9 @@ func (d *decoder) time(s string) time.Time {
 }
 
 func (d *decoder) text(s string) string {
+	if !strings.ContainsAny(s, "%+") {
+		return s
+	}
 	v, err := url.QueryUnescape(s)
 	if err != nil && d.err == nil {
 		d.err = bad("malformed choreo-state: bad text %q", s)

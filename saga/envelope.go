@@ -87,7 +87,7 @@ func eventTypeFor(phase string) string { return "choreo.saga." + phase }
 
 // header builds the envelope of a choreo message.
 func (c *Client) header(flow string, version int, id, step, phase, ctype, msgID string, epoch int, now time.Time) nats.Header {
-	h := nats.Header{}
+	h := make(nats.Header, 16)
 	h.Set(HeaderSpecVersion, "1.0")
 	h.Set(HeaderID, msgID)
 	h.Set(HeaderType, ctype)
@@ -99,7 +99,9 @@ func (c *Client) header(flow string, version int, id, step, phase, ctype, msgID 
 	h.Set(HeaderVersion, strconv.Itoa(version))
 	h.Set(HeaderStep, step)
 	h.Set(HeaderPhase, phase)
-	h.Set(HeaderEpoch, strconv.Itoa(epoch))
+	if epoch > 0 {
+		h.Set(HeaderEpoch, strconv.Itoa(epoch))
+	}
 	h.Set(nats.MsgIdHdr, msgID)
 	return h
 }

@@ -372,33 +372,39 @@ var testHookBeforeAck atomic.Pointer[func(*State)]
 // run calls fn, keeping m alive with progress acknowledgements while it
 // runs. A panic in fn is returned as an error.
 func (r *Runner) run(ctx context.Context, m jetstream.Msg, fn func(context.Context) error) (err error) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if p := recover(); p != nil {
-				err = fmt.Errorf("panic: %v", p)
-			}
-		}()
-		call := fn
-		if ri, ok := ctx.Value(infoKey{}).(*runInfo); ok {
-			for i := len(r.o.interceptors) - 1; i >= 0; i-- {
-				ic, next := r.o.interceptors[i], call
-				call = func(ctx context.Context) error { return ic(ctx, ri.Info, next) }
-			}
-		}
-		err = call(ctx)
-	}()
-	t := time.NewTicker(r.o.ackWait / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return err
-		case <-t.C:
+	every := r.o.ackWait / 3
+	var tick func()
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	tick = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
 			_ = m.InProgress()
+			t.Reset(every)
 		}
 	}
+	mu.Lock()
+	t = time.AfterFunc(every, tick)
+	mu.Unlock()
+	defer func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	call := fn
+	if ri, ok := ctx.Value(infoKey{}).(*runInfo); ok {
+		for i := len(r.o.interceptors) - 1; i >= 0; i-- {
+			ic, next := r.o.interceptors[i], call
+			call = func(ctx context.Context) error { return ic(ctx, ri.Info, next) }
+		}
+	}
+	return call(ctx)
 }
 
 func attemptOf(m jetstream.Msg) int {
