@@ -248,7 +248,7 @@ var tokenRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 // (or ErrInvalidOption) when the flow cannot run.
 func Define(name string, version int, items ...Item) (*Flow, error) {
 	bad := func(format string, args ...any) (*Flow, error) {
-		return nil, fmt.Errorf("%w: flow %q: %s", ErrInvalidFlow, name, fmt.Sprintf(format, args...))
+		return nil, fmt.Errorf("%w: flow %q: %w", ErrInvalidFlow, name, fmt.Errorf(format, args...))
 	}
 	if !tokenRE.MatchString(name) {
 		return bad("name must be 1-64 characters of [A-Za-z0-9_-], starting with a letter or digit")
@@ -293,12 +293,12 @@ func Define(name string, version int, items ...Item) (*Flow, error) {
 			}
 			for _, s := range v.steps {
 				if pos, err = add(pos, s); err != nil {
-					return bad("%v", err)
+					return bad("%w", err)
 				}
 			}
 		case stepper:
 			if pos, err = add(pos, v); err != nil {
-				return bad("%v", err)
+				return bad("%w", err)
 			}
 		default:
 			return bad("unknown item %T", it)
