@@ -1,0 +1,351 @@
+// Package events carries plain domain events between services (event
+// collaboration: a service keeps a local copy of another's data, built from
+// its events) with the same guarantees as choreo's sagas. It is Watermill:
+// messages are watermill messages, handlers run in a watermill Router with
+// its middleware (poison queue, retry, recoverer), and the wire format is
+// watermill-nats's, so watermill-nats publishers and subscribers interoperate.
+//
+// The transport is nats.go JetStream, because watermill-nats v2.1.3 has
+// sharp edges in the way of those guarantees. Each is covered here and
+// proven by a test:
+//
+//   - its publisher sets no Nats-Msg-Id, so a retried publish is stored
+//     twice: Publisher sets it to the message's UUID;
+//   - its publisher waits for one PubAck per message: Publisher pipelines a
+//     batch and waits for all PubAcks;
+//   - its grouped consumer sets Name but not Durable: Subscriber creates
+//     Durable consumers, one per (group, topic), shared by the group;
+//   - its unmarshaler rejects repeated headers and the handler then
+//     dereferences a nil message: Subscriber never fails to build a
+//     message, marks the problem, and the router dead-letters it;
+//   - its Subscriber.Close drains the caller's connection, and closes the
+//     output channel before draining the consumer, so a message arriving
+//     then panics with a send on a closed channel: Subscriber stops
+//     consuming, waits for its callbacks, and only then closes the channel;
+//     the connection stays the caller's.
+//
+// # Streams
+//
+// Events live in the CHOREO_EVENTS stream on subjects events.<topic>;
+// dead letters in CHOREO_EVENTS_DLQ on events_dlq.<topic>, with the reason
+// in the reason_poisoned metadata.
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// Stream holds the events.
+	Stream = "CHOREO_EVENTS"
+	// DeadLetterStream holds the events no handler could take.
+	DeadLetterStream = "CHOREO_EVENTS_DLQ"
+
+	subjectPrefix = "events."
+	deadPrefix    = "events_dlq."
+	// PoisonKey is the metadata key under which Subscriber marks a message
+	// it could not read faithfully (repeated headers).
+	PoisonKey = "choreo_poison"
+)
+
+// ErrInvalidOption is returned for an option whose value is out of range.
+var ErrInvalidOption = errors.New("events: invalid option")
+
+// Option configures a Bus.
+type Option func(*options) error
+
+type options struct {
+	replicas   int
+	duplicates time.Duration
+	ackWait    time.Duration
+	retries    int
+	source     string
+	logger     *slog.Logger
+}
+
+// WithReplicas sets the replica count of the event streams (1, 3 or 5).
+func WithReplicas(n int) Option {
+	return func(o *options) error {
+		if n != 1 && n != 3 && n != 5 {
+			return fmt.Errorf("%w: replicas must be 1, 3 or 5, got %d", ErrInvalidOption, n)
+		}
+		o.replicas = n
+		return nil
+	}
+}
+
+// WithAckWait sets how long a handler may take before the broker
+// redelivers its message (default 30s); Subscriber sends progress
+// acknowledgements while a handler runs, so this bounds how soon the work
+// of a crashed process moves elsewhere.
+func WithAckWait(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 100*time.Millisecond {
+			return fmt.Errorf("%w: ack wait must be at least 100ms, got %v", ErrInvalidOption, d)
+		}
+		o.ackWait = d
+		return nil
+	}
+}
+
+// WithRetries sets how often the router retries a failing handler before
+// dead-lettering the message (default 3).
+func WithRetries(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("%w: negative retries", ErrInvalidOption)
+		}
+		o.retries = n
+		return nil
+	}
+}
+
+// WithSource sets the CloudEvents source of published events.
+func WithSource(s string) Option {
+	return func(o *options) error {
+		if s == "" {
+			return fmt.Errorf("%w: empty source", ErrInvalidOption)
+		}
+		o.source = s
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// Bus publishes and subscribes to domain events through JetStream. The
+// caller owns the connection behind js.
+type Bus struct {
+	js   jetstream.JetStream
+	opts options
+	pub  *Publisher
+	dead *Publisher
+	wlog watermill.LoggerAdapter
+}
+
+// New creates or updates the event streams and returns a bus.
+func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Bus, error) {
+	o := options{replicas: 1, duplicates: 2 * time.Minute, ackWait: 30 * time.Second, retries: 3, source: "choreo",
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: Stream, Subjects: []string{subjectPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: o.replicas, Duplicates: o.duplicates, Discard: jetstream.DiscardNew,
+			Description: "choreo: domain events"},
+		{Name: DeadLetterStream, Subjects: []string{deadPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: o.replicas, Duplicates: o.duplicates,
+			Description: "choreo: domain events no handler could take, with the reason"},
+	} {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("events: stream %s: %w", cfg.Name, err)
+		}
+	}
+	b := &Bus{js: js, opts: o, wlog: watermill.NewSlogLogger(o.logger)}
+	b.pub = &Publisher{js: js, prefix: subjectPrefix, source: o.source}
+	b.dead = &Publisher{js: js, prefix: deadPrefix, source: o.source}
+	return b, nil
+}
+
+// Publisher returns the bus's publisher.
+func (b *Bus) Publisher() *Publisher { return b.pub }
+
+// Subscriber returns a subscriber for a consumer group: every subscriber of
+// one group shares one durable consumer per topic, so the instances of a
+// service split the work and each event reaches each group once.
+func (b *Bus) Subscriber(group string) (*Subscriber, error) {
+	if !tokenOK(group) {
+		return nil, fmt.Errorf("%w: group %q must be a NATS subject token", ErrInvalidOption, group)
+	}
+	return &Subscriber{js: b.js, group: group, ackWait: b.opts.ackWait, logger: b.opts.logger}, nil
+}
+
+// NewRouter returns a watermill router with choreo's middleware: a
+// recovered panic or a handler error is retried (permanent errors are not),
+// and what still fails is dead-lettered with the reason and acknowledged,
+// so one bad event never blocks the others.
+func (b *Bus) NewRouter() (*message.Router, error) {
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, b.wlog)
+	if err != nil {
+		return nil, err
+	}
+	poison, err := middleware.PoisonQueue(b.dead, "poisoned")
+	if err != nil {
+		return nil, err
+	}
+	retry := middleware.Retry{
+		MaxRetries: b.opts.retries, InitialInterval: 20 * time.Millisecond, MaxInterval: time.Second, Multiplier: 2,
+		Logger:      b.wlog,
+		ShouldRetry: func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
+	}
+	r.AddMiddleware(middleware.CorrelationID, poison, retry.Middleware, middleware.Recoverer, rejectPoison)
+	return r, nil
+}
+
+// permanentError is a failure that retrying cannot mend.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying: the event is dead-lettered at
+// once.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked by Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// rejectPoison stops a message Subscriber marked as unreadable.
+func rejectPoison(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		if reason := msg.Metadata.Get(PoisonKey); reason != "" {
+			return nil, Permanent(errors.New(reason))
+		}
+		return h(msg)
+	}
+}
+
+// Handle adds a handler for the events of one topic to router r, for
+// consumer group group. The payload is JSON-decoded into T; an event that
+// does not decode is dead-lettered.
+func Handle[T any](r *message.Router, b *Bus, group, topic string, fn func(ctx context.Context, event T) error) error {
+	sub, err := b.Subscriber(group)
+	if err != nil {
+		return err
+	}
+	if !topicOK(topic) {
+		return fmt.Errorf("%w: topic %q", ErrInvalidOption, topic)
+	}
+	r.AddConsumerHandler(group+"."+topic, topic, sub, func(msg *message.Message) error {
+		var v T
+		if err := json.Unmarshal(msg.Payload, &v); err != nil {
+			return Permanent(fmt.Errorf("undecodable payload: %w", err))
+		}
+		return fn(msg.Context(), v)
+	})
+	return nil
+}
+
+// Publish publishes one event as JSON. The id identifies the event: two
+// publishes with the same id inside the broker's duplicate window store
+// one event, so a retried publish is safe.
+func Publish[T any](ctx context.Context, b *Bus, topic, id string, event T) error {
+	data, err := json.Marshal(event)
+	if err != nil {
+		return fmt.Errorf("events: encode %s: %w", topic, err)
+	}
+	msg := message.NewMessage(id, data)
+	msg.SetContext(ctx)
+	return b.pub.Publish(topic, msg)
+}
+
+// DeadLetter is an event no handler could take.
+type DeadLetter struct {
+	Topic   string
+	Reason  string
+	Message *message.Message
+}
+
+// DeadLetters returns what was dead-lettered, oldest first.
+func (b *Bus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	cons, err := b.js.OrderedConsumer(ctx, DeadLetterStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	for pending := info.NumPending; pending > 0; {
+		batch, err := cons.Fetch(int(min(pending, 500)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			pending = md.NumPending
+			wm := toMessage(m)
+			out = append(out, DeadLetter{Topic: wm.Metadata.Get(middleware.PoisonedTopicKey), Reason: wm.Metadata.Get(middleware.ReasonForPoisonedKey), Message: wm})
+		}
+		if n == 0 {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return out, nil
+}
+
+func tokenOK(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// topicOK accepts dot-separated tokens: a topic is a subject suffix.
+func topicOK(s string) bool {
+	if s == "" || len(s) > 200 {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			if !tokenOK(s[start:i]) {
+				return false
+			}
+			start = i + 1
+		}
+	}
+	return true
+}
