@@ -199,7 +199,7 @@ func (c *Client) appendFrom(ctx context.Context, cur *State, seq uint64, flow, i
 		}
 		next := cur.clone()
 		next.Events++
-		now := time.Now().UTC()
+		now := time.Now().UTC().Truncate(timeUnit)
 		if err := tr(next, now); err != nil {
 			return cur, err
 		}
@@ -262,7 +262,7 @@ func (c *Client) Start(ctx context.Context, f *Flow, id string, input any) error
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(timeUnit)
 	st := newState(f, id, now)
 	if !st.Deadline.IsZero() {
 		// The timer goes first: a start without its deadline could run
