@@ -276,7 +276,7 @@ func (c *Client) Start(ctx context.Context, f *Flow, id string, input any) error
 		}
 	}
 	for range 16 {
-		ok, err := c.publishState(ctx, st, 0, sagaStep, phaseStart, f.positions[0][0].in.Name(), f.name+"."+id+".start", data, now)
+		ok, err := c.publishState(ctx, st, 0, sagaStep, phaseStart, f.inputType, f.name+"."+id+".start", data, now)
 		if err != nil || ok {
 			return err
 		}

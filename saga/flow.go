@@ -138,6 +138,15 @@ type stepDef struct {
 	pos  int
 }
 
+// typeName is the CloudEvents type for a payload type: its Go name, or its
+// spelling for unnamed types.
+func typeName(t reflect.Type) string {
+	if t.Name() != "" {
+		return t.Name()
+	}
+	return t.String()
+}
+
 // Step is one step of a flow: its action turns an In into an Out. Declare
 // steps with NewStep, put them in a flow with Define, and give them an action
 // (and compensation) with Handle in the service that owns them.
@@ -163,10 +172,7 @@ func NewStep[In, Out any](name string, opts ...StepOption) *Step[In, Out] {
 		}
 	}
 	if d.eventType == "" {
-		d.eventType = d.out.Name()
-		if d.eventType == "" {
-			d.eventType = d.out.String()
-		}
+		d.eventType = typeName(d.out)
 	}
 	return &Step[In, Out]{def: d}
 }
@@ -210,6 +216,7 @@ type Flow struct {
 	steps     []*stepDef
 	byName    map[string]*stepDef
 	input     reflect.Type
+	inputType string // CloudEvents type of the start event
 }
 
 // Name returns the flow's name.
@@ -309,6 +316,7 @@ func Define(name string, version int, items ...Item) (*Flow, error) {
 		return bad("no steps")
 	}
 	f.input = f.positions[0][0].in
+	f.inputType = typeName(f.input)
 	pivotAt := -1
 	for i, pos := range f.positions {
 		want := f.input

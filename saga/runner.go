@@ -441,7 +441,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	consumer := f.name + "_" + d.name + "_do"
 	env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), r.c.opts.maxEventSize)
 	if err == nil {
-		want := f.input.Name()
+		want := f.inputType
 		if env.step != sagaStep {
 			want = f.byName[env.step].eventType
 		}

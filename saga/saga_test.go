@@ -554,3 +554,25 @@ func TestListByStatus(t *testing.T) {
 		t.Errorf("completed %v compensated %v", done, comp)
 	}
 }
+
+func TestUnnamedPayloadTypes(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	c := srv.Client()
+	first := saga.NewStep[[]string, map[string]int]("count")
+	second := saga.NewStep[map[string]int, []int]("list")
+	f := saga.MustDefine("unnamed", 1, first, second)
+	r, _ := saga.NewRunner(c)
+	_ = saga.Handle(r, first, func(_ context.Context, in []string) (map[string]int, error) {
+		return map[string]int{"n": len(in)}, nil
+	}, nil)
+	_ = saga.Handle(r, second, func(_ context.Context, in map[string]int) ([]int, error) { return []int{in["n"]}, nil }, nil)
+	sagatest.Run(t, r)
+	if err := c.Start(context.Background(), f, "u1", []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.AwaitStatus(t, c, "unnamed", "u1", 10*time.Second, saga.StatusCompleted)
+	evs, _ := c.Timeline(context.Background(), "unnamed", "u1")
+	if string(evs[len(evs)-1].Data) != "[2]" || evs[0].Type != "[]string" {
+		t.Errorf("events %+v", evs)
+	}
+}

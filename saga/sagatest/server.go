@@ -82,7 +82,10 @@ func (s *Server) Restart() {
 // test ends. The connection reconnects for ever.
 func (s *Server) Connect() (*nats.Conn, jetstream.JetStream) {
 	s.tb.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+		// Bad-input tests send what the client cannot parse; the library
+		// reports it, the default handler would print it.
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		s.tb.Fatalf("sagatest: connect: %v", err)
 	}
