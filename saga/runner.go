@@ -340,6 +340,22 @@ func position(m jetstream.Msg) (string, uint64) {
 	return "", 0
 }
 
+// loadFor reads the state of the saga m is about. When it cannot, it has
+// dealt with m (dead-lettered for an unknown saga, left for redelivery on a
+// broker error) and returns false.
+func (r *Runner) loadFor(ctx context.Context, m jetstream.Msg, flow, id, consumer string) (*State, uint64, bool) {
+	cur, seq, err := r.c.load(ctx, flow, id)
+	if errors.Is(err, ErrNotFound) {
+		r.reject(ctx, flow, m, consumer, "unknown saga "+id)
+		return nil, 0, false
+	}
+	if err != nil {
+		r.retryLater(m, err)
+		return nil, 0, false
+	}
+	return cur, seq, true
+}
+
 // retryLater leaves a message for redelivery after a broker error.
 func (r *Runner) retryLater(m jetstream.Msg, err error) {
 	r.c.opts.logger.Warn("choreo: will retry", "subject", m.Subject(), "err", err)
@@ -469,13 +485,8 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 		}
 	}
 	if cur == nil {
-		cur, curSeq, err = r.c.load(ctx, f.name, env.id)
-		if errors.Is(err, ErrNotFound) {
-			r.reject(ctx, f.name, m, consumer, "unknown saga "+env.id)
-			return
-		}
-		if err != nil {
-			r.retryLater(m, err)
+		var ok bool
+		if cur, curSeq, ok = r.loadFor(ctx, m, f.name, env.id, consumer); !ok {
 			return
 		}
 	}
@@ -598,13 +609,8 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, m jetstream.Msg) {
 		r.reject(ctx, f.name, m, consumer, err.Error())
 		return
 	}
-	cur, curSeq, err := r.c.load(ctx, f.name, env.id)
-	if errors.Is(err, ErrNotFound) {
-		r.reject(ctx, f.name, m, consumer, "unknown saga "+env.id)
-		return
-	}
-	if err != nil {
-		r.retryLater(m, err)
+	cur, curSeq, ok := r.loadFor(ctx, m, f.name, env.id, consumer)
+	if !ok {
 		return
 	}
 	if _, err := cur.due(d.name); err != nil || env.epoch != cur.Epoch {
@@ -674,13 +680,8 @@ func (r *Runner) onTimer(ctx context.Context, f *Flow, m jetstream.Msg) {
 		r.reject(ctx, f.name, m, consumer, err.Error())
 		return
 	}
-	cur, curSeq, err := r.c.load(ctx, f.name, env.id)
-	if errors.Is(err, ErrNotFound) {
-		r.reject(ctx, f.name, m, consumer, "unknown saga "+env.id)
-		return
-	}
-	if err != nil {
-		r.retryLater(m, err)
+	cur, curSeq, ok := r.loadFor(ctx, m, f.name, env.id, consumer)
+	if !ok {
 		return
 	}
 	// The broker's scheduler marks what it fires; trust its clock over ours.
