@@ -21,6 +21,21 @@ type runnerOptions struct {
 	ackWait      time.Duration
 	drain        time.Duration
 	interceptors []Interceptor
+	validate     func(eventType string, data []byte) error
+}
+
+// WithValidator checks every payload a step is about to take, by its
+// CloudEvents type (a JSON Schema check, say). An event that fails is
+// dead-lettered with the reason and its step fails, so the saga
+// compensates.
+func WithValidator(v func(eventType string, data []byte) error) RunnerOption {
+	return func(o *runnerOptions) error {
+		if v == nil {
+			return fmt.Errorf("%w: nil validator", ErrInvalidOption)
+		}
+		o.validate = v
+		return nil
+	}
 }
 
 // Interceptor wraps every action and compensation the runner calls: for
@@ -101,6 +116,7 @@ type Runner struct {
 
 	mu       sync.Mutex
 	bindings []*binding
+	ends     []endBinding
 	started  bool
 	stopping bool
 	inflight sync.WaitGroup
@@ -183,6 +199,59 @@ func Handle[In, Out any](r *Runner, s *Step[In, Out], action func(context.Contex
 	return nil
 }
 
+type endBinding struct {
+	flow *Flow
+	name string
+	fn   func(context.Context, *State) error
+}
+
+// OnEnd binds fn to every saga of flow f that reaches a terminal status:
+// completed, compensated or compensation_failed (again after an operator
+// retry). It runs through a durable consumer named for the flow and name,
+// shared by every instance, so each end is handled once per name (at least
+// once: fn must be idempotent). An error from fn is retried.
+func OnEnd(r *Runner, f *Flow, name string, fn func(ctx context.Context, st *State) error) error {
+	if f == nil || fn == nil {
+		return fmt.Errorf("%w: nil flow or function", ErrInvalidOption)
+	}
+	if !tokenRE.MatchString(name) {
+		return fmt.Errorf("%w: name %q must be 1-64 characters of [A-Za-z0-9_-]", ErrInvalidOption, name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return fmt.Errorf("%w: runner already running", ErrBound)
+	}
+	for _, e := range r.ends {
+		if e.flow == f && e.name == name {
+			return fmt.Errorf("%w: OnEnd %s/%s", ErrBound, f.name, name)
+		}
+	}
+	r.ends = append(r.ends, endBinding{flow: f, name: name, fn: fn})
+	return nil
+}
+
+// onEnd hands a terminal state to an OnEnd function. Every event whose
+// state is terminal is the one that made it so: nothing is appended to a
+// terminal saga but an operator's resume.
+func (r *Runner) onEnd(ctx context.Context, e endBinding, m jetstream.Msg) {
+	env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), r.c.opts.maxEventSize)
+	if err != nil {
+		r.reject(ctx, e.flow.name, m, e.flow.name+"__end_"+e.name, err.Error())
+		return
+	}
+	if !env.state.Status.Terminal() {
+		_ = m.Ack()
+		return
+	}
+	if err := r.run(ctx, m, func(ctx context.Context) error { return e.fn(ctx, env.state.view()) }); err != nil {
+		r.c.opts.logger.Warn("choreo: OnEnd", "flow", e.flow.name, "name", e.name, "saga", env.id, "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	_ = m.Ack()
+}
+
 // Ready is closed once Run has created its consumers and is receiving.
 func (r *Runner) Ready() <-chan struct{} { return r.ready }
 
@@ -226,6 +295,14 @@ func (r *Runner) specs() []consumerSpec {
 				handle: func(ctx context.Context, m jetstream.Msg) { r.onTimer(ctx, f, m) },
 			})
 		}
+	}
+	for _, e := range r.ends {
+		e := e
+		out = append(out, consumerSpec{
+			stream: StreamName, name: e.flow.name + "__end_" + e.name, filters: []string{subjLog + e.flow.name + ".>"},
+			desc:   fmt.Sprintf("choreo: flow %s, ends of sagas for %s", e.flow.name, e.name),
+			handle: func(ctx context.Context, m jetstream.Msg) { r.onEnd(ctx, e, m) },
+		})
 	}
 	return out
 }
@@ -529,10 +606,27 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 		fail(expired)
 		return
 	}
-	input, err := r.inputOf(ctx, d, env.id, triggerData(m, env))
+	trigger := triggerData(m, env)
+	input, err := r.inputOf(ctx, d, env.id, trigger)
 	if err != nil {
 		r.retryLater(m, err)
 		return
+	}
+	if r.o.validate != nil {
+		itype := f.inputType
+		if trigger != nil {
+			itype = env.ctype
+		}
+		if verr := r.o.validate(itype, input); verr != nil {
+			reason := fmt.Sprintf("schema-invalid %s: %v", itype, verr)
+			stream, seq := position(m)
+			if derr := r.c.deadLetter(ctx, f.name, stream, m.Subject(), seq, consumer, m.Headers(), input, reason); derr != nil {
+				r.retryLater(m, derr)
+				return
+			}
+			fail(reason)
+			return
+		}
 	}
 	actx := context.WithValue(ctx, infoKey{}, &runInfo{c: r.c, Info: Info{
 		Flow: f.name, ID: env.id, Step: d.name, Phase: "action", Attempt: attempt,

@@ -576,3 +576,62 @@ func TestUnnamedPayloadTypes(t *testing.T) {
 		t.Errorf("events %+v", evs)
 	}
 }
+
+func TestOnEndSeesEveryEndOnce(t *testing.T) {
+	e := &env{srv: sagatest.NewServer(t), l: newLedger(), rec: sagatest.NewRecorder()}
+	e.c = e.srv.Client()
+	e.s = newShop(t, 0, nil)
+	var mu sync.Mutex
+	ends := map[string][]saga.Status{}
+	for range 2 { // two instances share the end consumer
+		r, _ := saga.NewRunner(e.c)
+		if err := e.s.bind(r, e.l); err != nil {
+			t.Fatal(err)
+		}
+		if err := saga.OnEnd(r, e.s.flow, "orders", func(_ context.Context, st *saga.State) error {
+			mu.Lock()
+			defer mu.Unlock()
+			ends[st.ID] = append(ends[st.ID], st.Status)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		sagatest.Run(t, r)
+	}
+	e.l.on("no", "charge:action", func(context.Context, int) error { return saga.Abortf("declined") })
+	e.start(t, "yes")
+	e.start(t, "no")
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ends["yes"]) == 1 && len(ends["no"]) == 1
+	}, func() string { return fmt.Sprint(ends) })
+	if ends["yes"][0] != saga.StatusCompleted || ends["no"][0] != saga.StatusCompensated {
+		t.Errorf("ends %v", ends)
+	}
+}
+
+func TestValidatorRejectsInvalidInput(t *testing.T) {
+	e := newEnv(t, 0, nil, saga.WithValidator(func(eventType string, data []byte) error {
+		if eventType == "Order" && strings.Contains(string(data), `"Amount":-1`) {
+			return errors.New("/Amount: must be >= 0")
+		}
+		return nil
+	}))
+	if err := e.c.Start(context.Background(), e.s.flow, "neg", Order{ID: "neg", Amount: -1}); err != nil {
+		t.Fatal(err)
+	}
+	st := e.await(t, "neg", saga.StatusCompensated)
+	if ch := st.Step("charge"); ch.Status != saga.StepFailed || !strings.Contains(ch.Error, "schema-invalid Order: /Amount") {
+		t.Errorf("charge %+v", ch)
+	}
+	if e.l.count("neg", "charge", "action") != 0 {
+		t.Error("the action ran on an invalid event")
+	}
+	dls, _ := e.c.DeadLetters(context.Background(), e.s.flow.Name())
+	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "schema-invalid") {
+		t.Errorf("dead letters %+v", dls)
+	}
+	e.start(t, "fine")
+	e.await(t, "fine", saga.StatusCompleted)
+}
