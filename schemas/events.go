@@ -1,0 +1,154 @@
+// Package schemas holds the contracts of the example shop: the Go type of
+// every event, its JSON Schema (2020-12) under json/, a golden example
+// under testdata/, and the order saga's flow definition, which every
+// participant compiles in. Validate checks an event against its schema;
+// the services check every event they take.
+package schemas
+
+import "time"
+
+// Money is an amount in minor units (cents) of a currency.
+type Money = int64
+
+// Address is where an order is delivered.
+type Address struct {
+	Line1    string `json:"line1"`
+	City     string `json:"city"`
+	Postcode string `json:"postcode"`
+	Country  string `json:"country"` // ISO 3166-1 alpha-2
+}
+
+// Item is a line of an order.
+type Item struct {
+	SKU       string `json:"sku"`
+	Qty       int    `json:"qty"`
+	UnitPrice Money  `json:"unit_price"`
+}
+
+// CustomerRegistered: a customer signed up. Topic customer.registered.
+type CustomerRegistered struct {
+	CustomerID   string    `json:"customer_id"`
+	Name         string    `json:"name"`
+	Email        string    `json:"email"`
+	Address      Address   `json:"address"`
+	RegisteredAt time.Time `json:"registered_at"`
+}
+
+// OrderPlaced: an order was accepted; it starts the order saga and is
+// published on topic order.placed.
+type OrderPlaced struct {
+	OrderID    string    `json:"order_id"`
+	CustomerID string    `json:"customer_id"`
+	Items      []Item    `json:"items"`
+	Total      Money     `json:"total"`
+	Currency   string    `json:"currency"`
+	Card       string    `json:"card"`
+	PlacedAt   time.Time `json:"placed_at"`
+}
+
+// PaymentSucceeded: the order's card was charged. The result of the
+// charge step, and published on topic payment.succeeded.
+type PaymentSucceeded struct {
+	PaymentID string    `json:"payment_id"`
+	OrderID   string    `json:"order_id"`
+	Time      time.Time `json:"time"`
+	Amount    Money     `json:"amount"`
+	Currency  string    `json:"currency"`
+}
+
+// PaymentDeclined: the card was refused. Topic payment.declined.
+type PaymentDeclined struct {
+	OrderID string    `json:"order_id"`
+	Reason  string    `json:"reason"`
+	Amount  Money     `json:"amount"`
+	Time    time.Time `json:"time"`
+}
+
+// PaymentRefunded: a charge was given back. Topic payment.refunded.
+type PaymentRefunded struct {
+	PaymentID string    `json:"payment_id"`
+	OrderID   string    `json:"order_id"`
+	Amount    Money     `json:"amount"`
+	Currency  string    `json:"currency"`
+	Time      time.Time `json:"time"`
+}
+
+// StockReserved: the items are put aside. The result of the reserve step.
+type StockReserved struct {
+	ReservationID string    `json:"reservation_id"`
+	OrderID       string    `json:"order_id"`
+	Items         []Item    `json:"items"`
+	Time          time.Time `json:"time"`
+}
+
+// InvoiceIssued: the order is invoiced. The result of the invoice step.
+type InvoiceIssued struct {
+	InvoiceID string    `json:"invoice_id"`
+	OrderID   string    `json:"order_id"`
+	Amount    Money     `json:"amount"`
+	Currency  string    `json:"currency"`
+	IssuedAt  time.Time `json:"issued_at"`
+}
+
+// DeliveryScheduled: a delivery is booked. The result of the schedule step.
+type DeliveryScheduled struct {
+	DeliveryID   string    `json:"delivery_id"`
+	OrderID      string    `json:"order_id"`
+	Address      Address   `json:"address"`
+	ScheduledFor time.Time `json:"scheduled_for"`
+}
+
+// OrderConfirmed: the order went through. The result of the confirm step,
+// and published on topic order.confirmed.
+type OrderConfirmed struct {
+	OrderID     string    `json:"order_id"`
+	CustomerID  string    `json:"customer_id"`
+	Total       Money     `json:"total"`
+	Currency    string    `json:"currency"`
+	ConfirmedAt time.Time `json:"confirmed_at"`
+}
+
+// OrderRejected: the order did not go through; everything done for it was
+// undone. Topic order.rejected.
+type OrderRejected struct {
+	OrderID    string    `json:"order_id"`
+	CustomerID string    `json:"customer_id"`
+	Reason     string    `json:"reason"`
+	RejectedAt time.Time `json:"rejected_at"`
+}
+
+// Topics of the domain events.
+const (
+	TopicCustomerRegistered = "customer.registered"
+	TopicOrderPlaced        = "order.placed"
+	TopicOrderConfirmed     = "order.confirmed"
+	TopicOrderRejected      = "order.rejected"
+	TopicPaymentSucceeded   = "payment.succeeded"
+	TopicPaymentDeclined    = "payment.declined"
+	TopicPaymentRefunded    = "payment.refunded"
+)
+
+// TypeOfTopic names the event type each topic carries.
+var TypeOfTopic = map[string]string{
+	TopicCustomerRegistered: "CustomerRegistered",
+	TopicOrderPlaced:        "OrderPlaced",
+	TopicOrderConfirmed:     "OrderConfirmed",
+	TopicOrderRejected:      "OrderRejected",
+	TopicPaymentSucceeded:   "PaymentSucceeded",
+	TopicPaymentDeclined:    "PaymentDeclined",
+	TopicPaymentRefunded:    "PaymentRefunded",
+}
+
+// Types maps every event type name to a zero value of its Go type.
+var Types = map[string]any{
+	"CustomerRegistered": CustomerRegistered{},
+	"OrderPlaced":        OrderPlaced{},
+	"PaymentSucceeded":   PaymentSucceeded{},
+	"PaymentDeclined":    PaymentDeclined{},
+	"PaymentRefunded":    PaymentRefunded{},
+	"StockReserved":      StockReserved{},
+	"InvoiceIssued":      InvoiceIssued{},
+	"DeliveryScheduled":  DeliveryScheduled{},
+	"OrderConfirmed":     OrderConfirmed{},
+	"OrderRejected":      OrderRejected{},
+}
