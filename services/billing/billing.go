@@ -1,0 +1,80 @@
+// Package billing issues invoices for orders: the invoice step of the
+// order saga, compensated by voiding the invoice.
+package billing
+
+import (
+	"context"
+	"time"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/internal/kit"
+)
+
+// Invoice is one of the service's invoices.
+type Invoice struct {
+	ID       string        `json:"id"`
+	OrderID  string        `json:"order_id"`
+	Amount   schemas.Money `json:"amount"`
+	Currency string        `json:"currency"`
+	Status   string        `json:"status"` // issued or void
+	Issued   int           `json:"issued"`
+	Voided   int           `json:"voided"`
+	IssuedAt time.Time     `json:"issued_at"`
+}
+
+// Service is the billing service.
+type Service struct {
+	d     kit.Deps
+	store *kit.Store
+}
+
+// New returns the service; Run starts it.
+func New(d kit.Deps) *Service { return &Service{d: d} }
+
+// Run issues and voids invoices until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	var err error
+	if s.store, err = kit.OpenStore(ctx, s.d.JS, "billing"); err != nil {
+		return err
+	}
+	r, err := s.d.Runner()
+	if err != nil {
+		return err
+	}
+	if err := saga.Handle(r, schemas.Invoice, s.issue, s.void); err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}
+
+func (s *Service) issue(ctx context.Context, p schemas.PaymentSucceeded) (schemas.InvoiceIssued, error) {
+	id := "inv-" + p.OrderID
+	inv, err := kit.Update(ctx, s.store, id, func(inv *Invoice) (bool, error) {
+		if inv.ID != "" {
+			return false, nil
+		}
+		*inv = Invoice{ID: id, OrderID: p.OrderID, Amount: p.Amount, Currency: p.Currency, Status: "issued", Issued: 1, IssuedAt: time.Now().UTC()}
+		return true, nil
+	})
+	if err != nil {
+		return schemas.InvoiceIssued{}, err
+	}
+	return schemas.InvoiceIssued{InvoiceID: id, OrderID: p.OrderID, Amount: inv.Amount, Currency: inv.Currency, IssuedAt: inv.IssuedAt}, nil
+}
+
+func (s *Service) void(ctx context.Context, _ schemas.PaymentSucceeded, i schemas.InvoiceIssued) error {
+	_, err := kit.Update(ctx, s.store, i.InvoiceID, func(inv *Invoice) (bool, error) {
+		if inv.Status != "issued" {
+			return false, nil
+		}
+		inv.Status, inv.Voided = "void", inv.Voided+1
+		return true, nil
+	})
+	return err
+}
+
+// Invoices returns every invoice, for checkers and operators.
+func Invoices(ctx context.Context, d kit.Deps) ([]Invoice, error) {
+	return kit.All[Invoice](ctx, d.JS, "billing")
+}

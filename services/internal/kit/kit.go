@@ -1,0 +1,272 @@
+// Package kit is what the shop's services share: their dependencies, a
+// JSON store over a JetStream key-value bucket of their own, schema-checked
+// event handlers, and request/reply endpoints for the gateway's commands.
+package kit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/events"
+	"github.com/choreo-go/choreo/schemas"
+)
+
+// Deps are what every service takes. The caller owns the connection.
+type Deps struct {
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+	Sagas  *saga.Client
+	Bus    *events.Bus
+	Logger *slog.Logger
+}
+
+// NewDeps builds the dependencies over a connection, creating choreo's
+// streams if needed. source names the service in CloudEvents.
+func NewDeps(ctx context.Context, nc *nats.Conn, source string, logger *slog.Logger) (Deps, error) {
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return Deps{}, err
+	}
+	c, err := saga.New(ctx, js, saga.WithSource(source), saga.WithLogger(logger))
+	if err != nil {
+		return Deps{}, err
+	}
+	bus, err := events.New(ctx, js, events.WithSource(source), events.WithLogger(logger))
+	if err != nil {
+		return Deps{}, err
+	}
+	return Deps{NC: nc, JS: js, Sagas: c, Bus: bus, Logger: logger.With("service", source)}, nil
+}
+
+// Runner returns a saga runner that checks every step input against its
+// schema.
+func (d Deps) Runner() (*saga.Runner, error) {
+	return saga.NewRunner(d.Sagas, saga.WithValidator(schemas.Validate))
+}
+
+// Store keeps a service's own data as JSON values in its KV bucket.
+type Store struct{ kv jetstream.KeyValue }
+
+// ErrNotFound is returned for a key that has no value.
+var ErrNotFound = errors.New("not found")
+
+// OpenStore creates or opens the service's bucket (file storage).
+func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string) (*Store, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, Storage: jetstream.FileStorage, History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	return &Store{kv: kv}, nil
+}
+
+// Get reads key into v.
+func (s *Store) Get(ctx context.Context, key string, v any) error {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(e.Value(), v)
+}
+
+// Put writes v under key.
+func (s *Store) Put(ctx context.Context, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Put(ctx, key, data)
+	return err
+}
+
+// Update applies fn to the value under key (the zero value when there is
+// none) with compare-and-set, retrying on a lost race. fn returning false
+// leaves the value as it is.
+func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (bool, error)) (T, error) {
+	for {
+		var v T
+		var rev uint64
+		e, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return v, err
+		default:
+			rev = e.Revision()
+			if err := json.Unmarshal(e.Value(), &v); err != nil {
+				return v, err
+			}
+		}
+		change, err := fn(&v)
+		if err != nil || !change {
+			return v, err
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return v, err
+		}
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, key, data)
+		} else {
+			_, err = s.kv.Update(ctx, key, data, rev)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) {
+			continue
+		}
+		return v, err
+	}
+}
+
+func isWrongSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// Keys lists the bucket's keys.
+func (s *Store) Keys(ctx context.Context) ([]string, error) {
+	keys, err := s.kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	return keys, err
+}
+
+// On handles the events of a topic for a group: each is checked against
+// its schema (an invalid one is dead-lettered) and decoded into T.
+func On[T any](r *message.Router, bus *events.Bus, group, topic string, fn func(ctx context.Context, e T) error) error {
+	typ := schemas.TypeOfTopic[topic]
+	sub, err := bus.Subscriber(group)
+	if err != nil {
+		return err
+	}
+	r.AddConsumerHandler(group+"."+topic, topic, sub, func(msg *message.Message) error {
+		if err := schemas.Validate(typ, msg.Payload); err != nil {
+			return events.Permanent(fmt.Errorf("schema-invalid %s: %v", typ, err))
+		}
+		var v T
+		if err := json.Unmarshal(msg.Payload, &v); err != nil {
+			return events.Permanent(fmt.Errorf("undecodable payload: %w", err))
+		}
+		return fn(msg.Context(), v)
+	})
+	return nil
+}
+
+// BadRequest is a refusal to pass back to the caller of an endpoint.
+type BadRequest struct{ Msg string }
+
+func (b BadRequest) Error() string { return b.Msg }
+
+// Reply is what an endpoint answers: a result or an error.
+type Reply struct {
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  string          `json:"error,omitempty"`
+	Bad    bool            `json:"bad,omitempty"` // the request was at fault
+}
+
+// Serve answers requests on subject with fn, in a queue group so that the
+// instances of a service share them, until ctx ends.
+func Serve[Req, Res any](ctx context.Context, nc *nats.Conn, subject string, fn func(ctx context.Context, req Req) (Res, error)) error {
+	sub, err := nc.QueueSubscribe(subject, subject, func(m *nats.Msg) {
+		var rep Reply
+		var req Req
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			rep = Reply{Error: "malformed request: " + err.Error(), Bad: true}
+		} else {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			res, err := fn(rctx, req)
+			cancel()
+			var bad BadRequest
+			switch {
+			case errors.As(err, &bad):
+				rep = Reply{Error: bad.Msg, Bad: true}
+			case err != nil:
+				rep = Reply{Error: err.Error()}
+			default:
+				rep.Result, _ = json.Marshal(res)
+			}
+		}
+		data, _ := json.Marshal(rep)
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return sub.Drain()
+}
+
+// Call sends a request to an endpoint and decodes its result. A refusal
+// comes back as BadRequest.
+func Call[Req, Res any](ctx context.Context, nc *nats.Conn, subject string, req Req) (Res, error) {
+	var res Res
+	data, err := json.Marshal(req)
+	if err != nil {
+		return res, err
+	}
+	m, err := nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", subject, err)
+	}
+	var rep Reply
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return res, fmt.Errorf("%s: bad reply: %w", subject, err)
+	}
+	if rep.Bad {
+		return res, BadRequest{Msg: rep.Error}
+	}
+	if rep.Error != "" {
+		return res, errors.New(rep.Error)
+	}
+	return res, json.Unmarshal(rep.Result, &res)
+}
+
+// RunRouter runs a watermill router until ctx ends.
+func RunRouter(ctx context.Context, r *message.Router) error {
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(context.WithoutCancel(ctx)) }()
+	select {
+	case <-ctx.Done():
+		_ = r.Close()
+		<-errc
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// All reads every value of a bucket, for checkers and operators.
+func All[T any](ctx context.Context, js jetstream.JetStream, bucket string) ([]T, error) {
+	s, err := OpenStore(ctx, js, bucket)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := s.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(keys))
+	for _, k := range keys {
+		var v T
+		if err := s.Get(ctx, k, &v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

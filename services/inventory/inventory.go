@@ -1,0 +1,164 @@
+// Package inventory reserves stock for orders: the reserve step of the
+// order saga, compensated by a release. It owns the stock of the catalog.
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/internal/kit"
+)
+
+// Warehouse is the service's whole state: one value, so that a
+// reservation and the stock it takes change together or not at all.
+type Warehouse struct {
+	Stock        map[string]int          `json:"stock"`
+	Reservations map[string]*Reservation `json:"reservations"`
+}
+
+// Reservation is stock put aside for an order.
+type Reservation struct {
+	ID       string         `json:"id"`
+	OrderID  string         `json:"order_id"`
+	Items    []schemas.Item `json:"items"`
+	Status   string         `json:"status"` // reserved or released
+	Reserved int            `json:"reserved"`
+	Released int            `json:"released"`
+	Time     time.Time      `json:"time"`
+}
+
+// Reserve takes items from stock for an order: domain logic, no transport.
+// It returns a saga.Abort error when an item is short.
+func (w *Warehouse) Reserve(orderID string, items []schemas.Item, now time.Time) (*Reservation, bool, error) {
+	if r := w.Reservations["res-"+orderID]; r != nil {
+		return r, false, nil // the same reservation again
+	}
+	for _, it := range items {
+		if w.Stock[it.SKU] < it.Qty {
+			return nil, false, saga.Abortf("out of stock: %s (%d wanted, %d left)", it.SKU, it.Qty, w.Stock[it.SKU])
+		}
+	}
+	for _, it := range items {
+		w.Stock[it.SKU] -= it.Qty
+	}
+	r := &Reservation{ID: "res-" + orderID, OrderID: orderID, Items: items, Status: "reserved", Reserved: 1, Time: now}
+	w.Reservations[r.ID] = r
+	return r, true, nil
+}
+
+// Release gives a reservation's stock back.
+func (w *Warehouse) Release(id string) bool {
+	r := w.Reservations[id]
+	if r == nil || r.Status != "reserved" {
+		return false
+	}
+	for _, it := range r.Items {
+		w.Stock[it.SKU] += it.Qty
+	}
+	r.Status, r.Released = "released", r.Released+1
+	return true
+}
+
+// CatalogItem is a product with its stock, as the gateway shows it.
+type CatalogItem struct {
+	SKU   string        `json:"sku"`
+	Name  string        `json:"name"`
+	Price schemas.Money `json:"price"`
+	Stock int           `json:"stock"`
+}
+
+// CatalogSubject is where the service answers catalog requests.
+const CatalogSubject = "shop.inventory.catalog"
+
+// Service is the inventory service.
+type Service struct {
+	d     kit.Deps
+	store *kit.Store
+}
+
+// New returns the service; Run starts it.
+func New(d kit.Deps) *Service { return &Service{d: d} }
+
+const key = "warehouse"
+
+// Run seeds the stock (once), then reserves, releases and answers catalog
+// requests until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	var err error
+	if s.store, err = kit.OpenStore(ctx, s.d.JS, "inventory"); err != nil {
+		return err
+	}
+	if _, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+		if w.Stock != nil {
+			return false, nil
+		}
+		w.Stock, w.Reservations = map[string]int{}, map[string]*Reservation{}
+		for _, p := range schemas.Products {
+			w.Stock[p.SKU] = p.InitialStock
+		}
+		return true, nil
+	}); err != nil {
+		return fmt.Errorf("seed stock: %w", err)
+	}
+	r, err := s.d.Runner()
+	if err != nil {
+		return err
+	}
+	if err := saga.Handle(r, schemas.Reserve, s.reserve, s.release); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- kit.Serve(ctx, s.d.NC, CatalogSubject, s.catalog) }()
+	err = r.Run(ctx)
+	if serr := <-errc; err == nil {
+		err = serr
+	}
+	return err
+}
+
+func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (schemas.StockReserved, error) {
+	o, err := saga.InputOf[schemas.OrderPlaced](ctx)
+	if err != nil {
+		return schemas.StockReserved{}, err
+	}
+	var res *Reservation
+	_, err = kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+		r, changed, err := w.Reserve(o.OrderID, o.Items, time.Now().UTC())
+		res = r
+		return changed, err
+	})
+	if err != nil {
+		return schemas.StockReserved{}, err
+	}
+	return schemas.StockReserved{ReservationID: res.ID, OrderID: o.OrderID, Items: res.Items, Time: res.Time}, nil
+}
+
+func (s *Service) release(ctx context.Context, _ schemas.PaymentSucceeded, r schemas.StockReserved) error {
+	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) { return w.Release(r.ReservationID), nil })
+	return err
+}
+
+func (s *Service) catalog(ctx context.Context, _ struct{}) ([]CatalogItem, error) {
+	var w Warehouse
+	if err := s.store.Get(ctx, key, &w); err != nil {
+		return nil, err
+	}
+	out := make([]CatalogItem, 0, len(schemas.Products))
+	for _, p := range schemas.Products {
+		out = append(out, CatalogItem{SKU: p.SKU, Name: p.Name, Price: p.Price, Stock: w.Stock[p.SKU]})
+	}
+	return out, nil
+}
+
+// State returns the warehouse, for checkers and operators.
+func State(ctx context.Context, d kit.Deps) (Warehouse, error) {
+	var w Warehouse
+	st, err := kit.OpenStore(ctx, d.JS, "inventory")
+	if err != nil {
+		return w, err
+	}
+	return w, st.Get(ctx, key, &w)
+}

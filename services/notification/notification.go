@@ -1,0 +1,121 @@
+// Package notification e-mails customers: a welcome, and the outcome of
+// each order. E-mails are written as .eml files to a directory, one per
+// event, so a redelivered event sends nothing twice. It keeps its own copy
+// of customers' names and addresses, from CustomerRegistered events.
+package notification
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/internal/kit"
+)
+
+// From is the shop's address.
+const From = "Choreo Shop <shop@choreo.example>"
+
+// Service is the notification service.
+type Service struct {
+	d     kit.Deps
+	dir   string
+	store *kit.Store
+}
+
+// New returns the service, writing e-mails to dir; Run starts it.
+func New(d kit.Deps, dir string) *Service { return &Service{d: d, dir: dir} }
+
+// Run sends e-mails until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return fmt.Errorf("mail directory: %w", err)
+	}
+	var err error
+	if s.store, err = kit.OpenStore(ctx, s.d.JS, "notification"); err != nil {
+		return err
+	}
+	router, err := s.d.Bus.NewRouter()
+	if err != nil {
+		return err
+	}
+	err = errors.Join(
+		kit.On(router, s.d.Bus, "notification", schemas.TopicCustomerRegistered, s.welcome),
+		kit.On(router, s.d.Bus, "notification", schemas.TopicOrderConfirmed, s.confirmed),
+		kit.On(router, s.d.Bus, "notification", schemas.TopicOrderRejected, s.rejected),
+	)
+	if err != nil {
+		return err
+	}
+	return kit.RunRouter(ctx, router)
+}
+
+func (s *Service) welcome(ctx context.Context, c schemas.CustomerRegistered) error {
+	if err := s.store.Put(ctx, c.CustomerID, c); err != nil {
+		return err
+	}
+	return s.send("welcome-"+c.CustomerID, c, "Welcome to the Choreo Shop",
+		fmt.Sprintf("Hello %s,\n\nyour account is ready. Deliveries go to:\n%s\n%s %s\n%s\n", c.Name, c.Address.Line1, c.Address.Postcode, c.Address.City, c.Address.Country), c.RegisteredAt)
+}
+
+func (s *Service) customer(ctx context.Context, id string) (schemas.CustomerRegistered, error) {
+	var c schemas.CustomerRegistered
+	if err := s.store.Get(ctx, id, &c); err != nil {
+		return c, fmt.Errorf("customer %s not known yet: %w", id, err) // retried
+	}
+	return c, nil
+}
+
+func (s *Service) confirmed(ctx context.Context, o schemas.OrderConfirmed) error {
+	c, err := s.customer(ctx, o.CustomerID)
+	if err != nil {
+		return err
+	}
+	return s.send("confirmed-"+o.OrderID, c, "Your order "+o.OrderID+" is confirmed",
+		fmt.Sprintf("Hello %s,\n\nyour order %s of %s is confirmed and on its way.\n", c.Name, o.OrderID, Amount(o.Total, o.Currency)), o.ConfirmedAt)
+}
+
+func (s *Service) rejected(ctx context.Context, o schemas.OrderRejected) error {
+	c, err := s.customer(ctx, o.CustomerID)
+	if err != nil {
+		return err
+	}
+	return s.send("rejected-"+o.OrderID, c, "Your order "+o.OrderID+" could not go through",
+		fmt.Sprintf("Hello %s,\n\nwe could not complete your order %s: %s.\nAnything charged has been refunded.\n", c.Name, o.OrderID, o.Reason), o.RejectedAt)
+}
+
+// Amount formats minor units.
+func Amount(m schemas.Money, currency string) string {
+	return fmt.Sprintf("%d.%02d %s", m/100, m%100, currency)
+}
+
+// send writes one e-mail, once: an existing file is left alone.
+func (s *Service) send(name string, to schemas.CustomerRegistered, subject, body string, at time.Time) error {
+	path := filepath.Join(s.dir, name+".eml")
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s <%s>\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s@choreo.example>\r\n",
+		From, to.Name, to.Email, subject, at.Format(time.RFC1123Z), name)
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+	b.WriteString(strings.ReplaceAll(body, "\n", "\r\n"))
+	tmp, err := os.CreateTemp(s.dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.WriteString(b.String()); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,174 @@
+// Package order takes orders, starts the order saga for each, confirms the
+// order (the saga's pivot) and records how it ended: confirmed, or
+// rejected with the reason. It announces placed, confirmed and rejected
+// orders as events.
+package order
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nuid"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/events"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/internal/kit"
+)
+
+// PlaceSubject is where the service takes orders.
+const PlaceSubject = "shop.order.place"
+
+// PlaceRequest is an order as a customer makes it.
+type PlaceRequest struct {
+	CustomerID string `json:"customer_id"`
+	Items      []struct {
+		SKU string `json:"sku"`
+		Qty int    `json:"qty"`
+	} `json:"items"`
+	Card string `json:"card"`
+}
+
+// PlaceResult names the new order.
+type PlaceResult struct {
+	ID    string        `json:"id"`
+	Total schemas.Money `json:"total"`
+}
+
+// Order is the service's record of an order.
+type Order struct {
+	schemas.OrderPlaced
+	Status    string    `json:"status"` // pending, confirmed or rejected
+	Reason    string    `json:"reason,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+var cardRE = regexp.MustCompile(`^[0-9]{12,19}$`)
+
+// Price checks an order and prices it from the catalog: domain logic.
+func Price(id string, req PlaceRequest, now time.Time) (schemas.OrderPlaced, error) {
+	bad := func(format string, args ...any) (schemas.OrderPlaced, error) {
+		return schemas.OrderPlaced{}, kit.BadRequest{Msg: fmt.Sprintf(format, args...)}
+	}
+	if req.CustomerID == "" {
+		return bad("customer_id is required")
+	}
+	if len(req.Items) == 0 {
+		return bad("an order needs at least one item")
+	}
+	card := strings.ReplaceAll(req.Card, " ", "")
+	if !cardRE.MatchString(card) {
+		return bad("malformed card number: 12 to 19 digits")
+	}
+	o := schemas.OrderPlaced{OrderID: id, CustomerID: req.CustomerID, Currency: schemas.Currency, Card: card, PlacedAt: now}
+	for _, it := range req.Items {
+		p, ok := schemas.ProductBySKU(it.SKU)
+		if !ok {
+			return bad("unknown sku %q", it.SKU)
+		}
+		if it.Qty < 1 || it.Qty > 1000 {
+			return bad("quantity of %s must be 1 to 1000", it.SKU)
+		}
+		o.Items = append(o.Items, schemas.Item{SKU: it.SKU, Qty: it.Qty, UnitPrice: p.Price})
+		o.Total += p.Price * int64(it.Qty)
+	}
+	if err := schemas.ValidateValue("OrderPlaced", o); err != nil {
+		return bad("invalid order: %v", err)
+	}
+	return o, nil
+}
+
+// Service is the order service.
+type Service struct {
+	d     kit.Deps
+	store *kit.Store
+}
+
+// New returns the service; Run starts it.
+func New(d kit.Deps) *Service { return &Service{d: d} }
+
+// Run takes orders, confirms them and records their ends until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	var err error
+	if s.store, err = kit.OpenStore(ctx, s.d.JS, "orders"); err != nil {
+		return err
+	}
+	r, err := s.d.Runner()
+	if err != nil {
+		return err
+	}
+	if err := saga.Handle(r, schemas.Confirm, s.confirm, nil); err != nil {
+		return err
+	}
+	if err := saga.OnEnd(r, schemas.OrderFlow, "order", s.ended); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- kit.Serve(ctx, s.d.NC, PlaceSubject, s.Place) }()
+	err = r.Run(ctx)
+	if serr := <-errc; err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Place accepts an order: it is recorded as pending, announced, and its
+// saga started.
+func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, error) {
+	o, err := Price("ord-"+strings.ToLower(nuid.Next()), req, time.Now().UTC())
+	if err != nil {
+		return PlaceResult{}, err
+	}
+	if err := s.store.Put(ctx, o.OrderID, Order{OrderPlaced: o, Status: "pending", UpdatedAt: o.PlacedAt}); err != nil {
+		return PlaceResult{}, err
+	}
+	if err := events.Publish(ctx, s.d.Bus, schemas.TopicOrderPlaced, o.OrderID, o); err != nil {
+		return PlaceResult{}, err
+	}
+	if err := s.d.Sagas.Start(ctx, schemas.OrderFlow, o.OrderID, o); err != nil {
+		return PlaceResult{}, err
+	}
+	return PlaceResult{ID: o.OrderID, Total: o.Total}, nil
+}
+
+func (s *Service) confirm(ctx context.Context, o schemas.OrderPlaced) (schemas.OrderConfirmed, error) {
+	return schemas.OrderConfirmed{OrderID: o.OrderID, CustomerID: o.CustomerID, Total: o.Total, Currency: o.Currency, ConfirmedAt: time.Now().UTC()}, nil
+}
+
+// ended records how an order's saga ended, and announces it.
+func (s *Service) ended(ctx context.Context, st *saga.State) error {
+	status, reason := "confirmed", ""
+	if st.Status != saga.StatusCompleted {
+		status, reason = "rejected", st.Reason
+		if st.Status == saga.StatusCompensationFailed {
+			reason += " (a compensation is stuck: an operator must retry it)"
+		}
+	}
+	o, err := kit.Update(ctx, s.store, st.ID, func(o *Order) (bool, error) {
+		if o.OrderID == "" {
+			return false, fmt.Errorf("no order %s", st.ID)
+		}
+		if o.Status == status && o.Reason == reason {
+			return false, nil
+		}
+		o.Status, o.Reason, o.UpdatedAt = status, reason, st.EndedAt
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if status == "confirmed" {
+		return events.Publish(ctx, s.d.Bus, schemas.TopicOrderConfirmed, "confirmed-"+o.OrderID,
+			schemas.OrderConfirmed{OrderID: o.OrderID, CustomerID: o.CustomerID, Total: o.Total, Currency: o.Currency, ConfirmedAt: st.EndedAt})
+	}
+	return events.Publish(ctx, s.d.Bus, schemas.TopicOrderRejected, fmt.Sprintf("rejected-%s-%d", o.OrderID, st.Epoch),
+		schemas.OrderRejected{OrderID: o.OrderID, CustomerID: o.CustomerID, Reason: reason, RejectedAt: st.EndedAt})
+}
+
+// Orders returns every order, for checkers and operators.
+func Orders(ctx context.Context, d kit.Deps) ([]Order, error) {
+	return kit.All[Order](ctx, d.JS, "orders")
+}

@@ -1,0 +1,143 @@
+// Package shipping schedules deliveries: the schedule step of the order
+// saga, compensated by cancelling the delivery. It addresses deliveries
+// from its own replica of customers' addresses, built from
+// CustomerRegistered events, so it never asks the customer service.
+package shipping
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/internal/kit"
+)
+
+// Unserved are the countries the shop does not deliver to.
+var Unserved = map[string]bool{"AQ": true}
+
+// Delivery is one of the service's deliveries.
+type Delivery struct {
+	ID           string          `json:"id"`
+	OrderID      string          `json:"order_id"`
+	Address      schemas.Address `json:"address"`
+	Status       string          `json:"status"` // scheduled or cancelled
+	Scheduled    int             `json:"scheduled"`
+	Cancelled    int             `json:"cancelled"`
+	ScheduledFor time.Time       `json:"scheduled_for"`
+}
+
+// Service is the shipping service.
+type Service struct {
+	d     kit.Deps
+	store *kit.Store
+}
+
+// New returns the service; Run starts it.
+func New(d kit.Deps) *Service { return &Service{d: d} }
+
+// Run keeps the address replica and schedules deliveries until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	var err error
+	if s.store, err = kit.OpenStore(ctx, s.d.JS, "shipping"); err != nil {
+		return err
+	}
+	r, err := s.d.Runner()
+	if err != nil {
+		return err
+	}
+	if err := saga.Handle(r, schemas.Schedule, s.schedule, s.cancel); err != nil {
+		return err
+	}
+	router, err := s.d.Bus.NewRouter()
+	if err != nil {
+		return err
+	}
+	if err := kit.On(router, s.d.Bus, "shipping", schemas.TopicCustomerRegistered, s.remember); err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- kit.RunRouter(ctx, router) }()
+	err = r.Run(ctx)
+	if rerr := <-errc; err == nil {
+		err = rerr
+	}
+	return err
+}
+
+func (s *Service) remember(ctx context.Context, c schemas.CustomerRegistered) error {
+	return s.store.Put(ctx, "customer."+c.CustomerID, c.Address)
+}
+
+func (s *Service) schedule(ctx context.Context, p schemas.PaymentSucceeded) (schemas.DeliveryScheduled, error) {
+	o, err := saga.InputOf[schemas.OrderPlaced](ctx)
+	if err != nil {
+		return schemas.DeliveryScheduled{}, err
+	}
+	var addr schemas.Address
+	if err := s.store.Get(ctx, "customer."+o.CustomerID, &addr); err != nil {
+		// The replica may not have the customer yet: retried.
+		return schemas.DeliveryScheduled{}, fmt.Errorf("address of customer %s: %w", o.CustomerID, err)
+	}
+	if Unserved[addr.Country] {
+		return schemas.DeliveryScheduled{}, saga.Abortf("we do not deliver to %s", addr.Country)
+	}
+	id := "del-" + o.OrderID
+	d, err := kit.Update(ctx, s.store, "delivery."+id, func(d *Delivery) (bool, error) {
+		if d.ID != "" {
+			return false, nil
+		}
+		*d = Delivery{ID: id, OrderID: o.OrderID, Address: addr, Status: "scheduled", Scheduled: 1,
+			ScheduledFor: time.Now().UTC().Add(48 * time.Hour).Truncate(time.Hour)}
+		return true, nil
+	})
+	if err != nil {
+		return schemas.DeliveryScheduled{}, err
+	}
+	return schemas.DeliveryScheduled{DeliveryID: id, OrderID: o.OrderID, Address: d.Address, ScheduledFor: d.ScheduledFor}, nil
+}
+
+func (s *Service) cancel(ctx context.Context, _ schemas.PaymentSucceeded, d schemas.DeliveryScheduled) error {
+	_, err := kit.Update(ctx, s.store, "delivery."+d.DeliveryID, func(v *Delivery) (bool, error) {
+		if v.Status != "scheduled" {
+			return false, nil
+		}
+		v.Status, v.Cancelled = "cancelled", v.Cancelled+1
+		return true, nil
+	})
+	return err
+}
+
+// Deliveries returns every delivery, for checkers and operators.
+func Deliveries(ctx context.Context, d kit.Deps) ([]Delivery, error) {
+	st, err := kit.OpenStore(ctx, d.JS, "shipping")
+	if err != nil {
+		return nil, err
+	}
+	keys, err := st.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Delivery
+	for _, k := range keys {
+		if len(k) > 9 && k[:9] == "delivery." {
+			var v Delivery
+			if err := st.Get(ctx, k, &v); err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// KnowsCustomer reports whether the replica has a customer's address.
+func KnowsCustomer(ctx context.Context, d kit.Deps, id string) bool {
+	st, err := kit.OpenStore(ctx, d.JS, "shipping")
+	if err != nil {
+		return false
+	}
+	var a schemas.Address
+	return st.Get(ctx, "customer."+id, &a) == nil
+}
