@@ -507,25 +507,29 @@ func attemptOf(m jetstream.Msg) int {
 	return 1
 }
 
-// inputOf returns the encoded input of step d in saga id: the flow's input
-// for the first position and after a group, else the previous step's
-// result. trigger is the trigger's payload when the caller has it.
-func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, trigger []byte) ([]byte, error) {
+// inputOf returns the encoded input of step d in saga id, and its event
+// type: the flow's input for the first position and after a group, else
+// the previous step's result. trigger is the trigger's payload when the
+// caller has it.
+func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, trigger []byte) ([]byte, string, error) {
 	f := d.flow
 	if d.pos == 0 {
 		if trigger != nil {
-			return trigger, nil
+			return trigger, f.inputType, nil
 		}
-		return r.c.eventData(ctx, f.name, id, sagaStep, phaseStart)
+		data, err := r.c.eventData(ctx, f.name, id, sagaStep, phaseStart)
+		return data, f.inputType, err
 	}
 	prev := f.positions[d.pos-1]
 	if len(prev) > 1 {
-		return r.c.eventData(ctx, f.name, id, sagaStep, phaseStart)
+		data, err := r.c.eventData(ctx, f.name, id, sagaStep, phaseStart)
+		return data, f.inputType, err
 	}
 	if trigger != nil {
-		return trigger, nil
+		return trigger, prev[0].eventType, nil
 	}
-	return r.c.eventData(ctx, f.name, id, prev[0].name, phaseDone)
+	data, err := r.c.eventData(ctx, f.name, id, prev[0].name, phaseDone)
+	return data, prev[0].eventType, err
 }
 
 // onTrigger handles an event that may trigger step b's action.
@@ -606,17 +610,12 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 		fail(expired)
 		return
 	}
-	trigger := triggerData(m, env)
-	input, err := r.inputOf(ctx, d, env.id, trigger)
+	input, itype, err := r.inputOf(ctx, d, env.id, triggerData(m, env))
 	if err != nil {
 		r.retryLater(m, err)
 		return
 	}
 	if r.o.validate != nil {
-		itype := f.inputType
-		if trigger != nil {
-			itype = env.ctype
-		}
 		if verr := r.o.validate(itype, input); verr != nil {
 			reason := fmt.Sprintf("schema-invalid %s: %v", itype, verr)
 			stream, seq := position(m)
@@ -719,7 +718,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, m jetstream.Msg) {
 	attempt := attemptOf(m)
 	pfx := fmt.Sprintf("%s.%s.%s.", f.name, env.id, d.name)
 	if b.compensate != nil {
-		input, err := r.inputOf(ctx, d, env.id, nil)
+		input, _, err := r.inputOf(ctx, d, env.id, nil)
 		if err != nil {
 			r.retryLater(m, err)
 			return

@@ -612,7 +612,12 @@ func TestOnEndSeesEveryEndOnce(t *testing.T) {
 }
 
 func TestValidatorRejectsInvalidInput(t *testing.T) {
+	var mu sync.Mutex
+	checked := map[string]bool{}
 	e := newEnv(t, 0, nil, saga.WithValidator(func(eventType string, data []byte) error {
+		mu.Lock()
+		checked[eventType] = true
+		mu.Unlock()
 		if eventType == "Order" && strings.Contains(string(data), `"Amount":-1`) {
 			return errors.New("/Amount: must be >= 0")
 		}
@@ -634,4 +639,18 @@ func TestValidatorRejectsInvalidInput(t *testing.T) {
 	}
 	e.start(t, "fine")
 	e.await(t, "fine", saga.StatusCompleted)
+	// Each input is checked as what it is: after the group, confirm takes
+	// the flow's input (Order), not the last member's result.
+	mu.Lock()
+	defer mu.Unlock()
+	for _, typ := range []string{"Order", "Charged", "Confirmed"} {
+		if !checked[typ] {
+			t.Errorf("no input checked as %s: %v", typ, checked)
+		}
+	}
+	for _, typ := range []string{"Reserved", "Invoiced"} {
+		if checked[typ] {
+			t.Errorf("an input was checked as %s, the result of a group member", typ)
+		}
+	}
 }

@@ -1,0 +1,46 @@
+// Command shop runs the example shop: an embedded nats-server, every
+// service and the gateway, in one process.
+//
+//	go run ./services/cmd/shop [--http-addr 127.0.0.1:8080] [--nats-addr 127.0.0.1:4222] [--data-dir ./data]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/choreo-go/choreo/services/shop"
+)
+
+func main() {
+	var cfg shop.Config
+	flag.StringVar(&cfg.HTTPAddr, "http-addr", shop.EnvOr("CHOREO_HTTP_ADDR", "127.0.0.1:8080"), "where the web UI and API listen (env CHOREO_HTTP_ADDR)")
+	flag.StringVar(&cfg.NATSAddr, "nats-addr", shop.EnvOr("CHOREO_NATS_ADDR", "127.0.0.1:4222"), "where the embedded nats-server listens (env CHOREO_NATS_ADDR)")
+	flag.StringVar(&cfg.DataDir, "data-dir", shop.EnvOr("CHOREO_DATA_DIR", "./data"), "where the server stores streams and the shop writes e-mails (env CHOREO_DATA_DIR)")
+	flag.StringVar(&cfg.MailDir, "mail-dir", shop.EnvOr("CHOREO_MAIL_DIR", ""), "where e-mails are written as .eml files (default DATA-DIR/mail; env CHOREO_MAIL_DIR)")
+	verbose := flag.Bool("v", false, "log what the services do")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "shop: unexpected argument %q\n", flag.Arg(0))
+		os.Exit(2)
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := shop.Run(ctx, cfg, func(s *shop.Shop) {
+		fmt.Printf("choreo shop is running\n  web UI and API  http://%s\n  nats-server     %s (nats CLI: nats --server %s stream ls)\n  data            %s\n",
+			s.HTTPAddr, s.NATSURL, s.NATSURL, cfg.DataDir)
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shop:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,526 @@
+// Package gateway is the shop's front door: the HTTP API, the web UI and
+// its websocket push. It reads from its own read model, built from events,
+// and from the sagas' state; it changes nothing itself but hands
+// registrations and orders to the services that own them.
+package gateway
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/events"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/customer"
+	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/inventory"
+	"github.com/choreo-go/choreo/services/order"
+)
+
+//go:embed web
+var webFiles embed.FS
+
+// Service is the gateway.
+type Service struct {
+	d       kit.Deps
+	addr    string
+	rm      atomic.Pointer[ReadModel]
+	hub     *hub
+	ready   atomic.Bool
+	addrCh  chan string
+	mu      sync.Mutex
+	rebuild sync.Mutex
+}
+
+// New returns a gateway that will listen on addr; Run starts it.
+func New(d kit.Deps, addr string) *Service {
+	s := &Service{d: d, addr: addr, hub: newHub(), addrCh: make(chan string, 1)}
+	s.rm.Store(NewReadModel())
+	return s
+}
+
+// Addr returns the address the gateway listens on, once it does.
+func (s *Service) Addr() <-chan string { return s.addrCh }
+
+// Run projects events, follows the sagas and serves HTTP until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("http address %s: %w", s.addr, err)
+	}
+	s.addrCh <- ln.Addr().String()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); errc <- s.project(ctx) }()
+	go func() { defer wg.Done(); errc <- s.follow(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.hub.close()
+	_ = srv.Shutdown(sctx)
+	wg.Wait()
+	return runErr
+}
+
+// replay feeds rm every event from the stream's start, then keeps feeding
+// it until ctx ends. caughtUp is called once it has read what was there.
+func (s *Service) replay(ctx context.Context, rm *ReadModel, caughtUp func(), onChange func(*OrderRow)) error {
+	cons, err := s.d.JS.OrderedConsumer(ctx, events.Stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.NumPending == 0 && caughtUp != nil {
+		caughtUp()
+		caughtUp = nil
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); it.Stop() }()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		topic := strings.TrimPrefix(m.Subject(), "events.")
+		row, err := rm.Apply(topic, m.Headers().Get("Nats-Msg-Id"), m.Data())
+		if err != nil {
+			s.d.Logger.Warn("gateway: unreadable event", "topic", topic, "err", err)
+		}
+		if row != nil && onChange != nil {
+			onChange(row)
+		}
+		if md, err := m.Metadata(); err == nil && md.NumPending == 0 && caughtUp != nil {
+			caughtUp()
+			caughtUp = nil
+		}
+	}
+}
+
+func (s *Service) project(ctx context.Context) error {
+	return s.replay(ctx, s.rm.Load(), func() { s.ready.Store(true) }, func(row *OrderRow) {
+		s.pushOrder(ctx, row.ID)
+		s.pushStats()
+	})
+}
+
+// Rebuild throws the read model away and replays the stream into a new
+// one, which replaces it once it has caught up.
+func (s *Service) Rebuild(ctx context.Context) error {
+	s.rebuild.Lock()
+	defer s.rebuild.Unlock()
+	rm := NewReadModel()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- s.replay(rctx, rm, func() { close(done) }, nil) }()
+	select {
+	case <-done:
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.rm.Store(rm)
+	return nil
+}
+
+// follow pushes every saga change to the browsers.
+func (s *Service) follow(ctx context.Context) error {
+	ch, err := s.d.Sagas.Watch(ctx, schemas.OrderFlow.Name())
+	if err != nil {
+		return err
+	}
+	for st := range ch {
+		s.pushOrder(ctx, st.ID)
+	}
+	return nil
+}
+
+// OrderView is an order as the API shows it.
+type OrderView struct {
+	OrderRow
+	Saga *SagaView `json:"saga"`
+}
+
+// SagaView is an order's saga as the API shows it.
+type SagaView struct {
+	Status    saga.Status `json:"status"`
+	Reason    string      `json:"reason,omitempty"`
+	StartedAt time.Time   `json:"started_at"`
+	EndedAt   *time.Time  `json:"ended_at,omitempty"`
+	Steps     []StepView  `json:"steps"`
+}
+
+// StepView is a saga step as the API shows it.
+type StepView struct {
+	Name                 string          `json:"name"`
+	Position             int             `json:"position"`
+	Status               saga.StepStatus `json:"status"`
+	Attempts             int             `json:"attempts"`
+	Error                string          `json:"error"`
+	StartedAt            *time.Time      `json:"started_at"`
+	EndedAt              *time.Time      `json:"ended_at"`
+	CompensationAttempts int             `json:"compensation_attempts,omitempty"`
+	CompensatedAt        *time.Time      `json:"compensated_at,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func sagaView(st *saga.State) *SagaView {
+	v := &SagaView{Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt)}
+	for _, ss := range st.Steps {
+		v.Steps = append(v.Steps, StepView{Name: ss.Name, Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error,
+			StartedAt: timePtr(ss.StartedAt), EndedAt: timePtr(ss.EndedAt), CompensationAttempts: ss.CompensationAttempts, CompensatedAt: timePtr(ss.CompensatedAt)})
+	}
+	return v
+}
+
+// orderView joins the read model's order with its saga.
+func (s *Service) orderView(ctx context.Context, id string) (OrderView, bool) {
+	row, ok := s.rm.Load().Order(id)
+	st, err := s.d.Sagas.Get(ctx, schemas.OrderFlow.Name(), id)
+	if !ok && err != nil {
+		return OrderView{}, false
+	}
+	if !ok {
+		row = OrderRow{ID: id, Status: "pending"}
+	}
+	v := OrderView{OrderRow: row}
+	if err == nil {
+		v.Saga = sagaView(st)
+	}
+	return v, true
+}
+
+func (s *Service) pushOrder(ctx context.Context, id string) {
+	if !s.hub.active() {
+		return
+	}
+	v, ok := s.orderView(ctx, id)
+	if !ok {
+		return
+	}
+	s.hub.broadcast(map[string]any{"type": "order", "order": v})
+}
+
+func (s *Service) pushStats() {
+	if s.hub.active() {
+		s.hub.broadcast(map[string]any{"type": "stats", "stats": s.rm.Load().Stats()})
+	}
+}
+
+// Handler is the gateway's HTTP API and UI.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/customers", s.postCustomer)
+	mux.HandleFunc("GET /api/customers", s.getCustomers)
+	mux.HandleFunc("POST /api/orders", s.postOrder)
+	mux.HandleFunc("GET /api/orders", s.getOrders)
+	mux.HandleFunc("GET /api/orders/{id}", s.getOrder)
+	mux.HandleFunc("GET /api/catalog", s.getCatalog)
+	mux.HandleFunc("GET /api/stats", s.getStats)
+	mux.HandleFunc("GET /api/flow", s.getFlow)
+	mux.HandleFunc("GET /ws", s.ws)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			writeError(w, http.StatusServiceUnavailable, "starting: the read model is catching up")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	web, _ := fs.Sub(webFiles, "web")
+	mux.Handle("GET /", http.FileServerFS(web))
+	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// decode reads a JSON body strictly: one object, no unknown fields, 64 KiB
+// at most.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad JSON: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "bad JSON: one object expected")
+		return false
+	}
+	return true
+}
+
+// callError answers a failed call to a service.
+func callError(w http.ResponseWriter, err error) {
+	var bad kit.BadRequest
+	switch {
+	case errors.As(err, &bad):
+		writeError(w, http.StatusBadRequest, bad.Msg)
+	case errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), "no responders"):
+		writeError(w, http.StatusServiceUnavailable, "the service is unavailable, try again: "+err.Error())
+	default:
+		writeError(w, http.StatusBadGateway, err.Error())
+	}
+}
+
+func (s *Service) postCustomer(w http.ResponseWriter, r *http.Request) {
+	var req customer.RegisterRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	res, err := kit.Call[customer.RegisterRequest, customer.RegisterResult](ctx, s.d.NC, customer.RegisterSubject, req)
+	if err != nil {
+		callError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": res.ID})
+}
+
+func (s *Service) getCustomers(w http.ResponseWriter, r *http.Request) {
+	type row struct {
+		ID      string          `json:"id"`
+		Name    string          `json:"name"`
+		Email   string          `json:"email"`
+		Address schemas.Address `json:"address"`
+	}
+	out := []row{}
+	for _, c := range s.rm.Load().Customers() {
+		out = append(out, row{ID: c.CustomerID, Name: c.Name, Email: c.Email, Address: c.Address})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"customers": out})
+}
+
+func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
+	var req order.PlaceRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.CustomerID == "" {
+		writeError(w, http.StatusBadRequest, "customer_id is required")
+		return
+	}
+	if _, ok := s.rm.Load().Customer(req.CustomerID); !ok {
+		writeError(w, http.StatusUnprocessableEntity, "unknown customer "+req.CustomerID)
+		return
+	}
+	// The order service checks the rest (items, card) and says why.
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	res, err := kit.Call[order.PlaceRequest, order.PlaceResult](ctx, s.d.NC, order.PlaceSubject, req)
+	if err != nil {
+		callError(w, err)
+		return
+	}
+	s.rm.Load().Pending(OrderRow{ID: res.ID, CustomerID: req.CustomerID, Status: "pending", Total: res.Total, Currency: schemas.Currency,
+		PlacedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()})
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": res.ID, "status": "pending"})
+}
+
+func (s *Service) getOrders(w http.ResponseWriter, r *http.Request) {
+	rows := s.rm.Load().Orders(r.URL.Query().Get("customer_id"))
+	out := make([]OrderView, 0, len(rows))
+	for _, row := range rows {
+		v := OrderView{OrderRow: row}
+		out = append(out, v)
+	}
+	// Sagas of the orders on this page (the newest 50), for their steps.
+	for i := range out[:min(len(out), 50)] {
+		if st, err := s.d.Sagas.Get(r.Context(), schemas.OrderFlow.Name(), out[i].ID); err == nil {
+			out[i].Saga = sagaView(st)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"orders": out})
+}
+
+func (s *Service) getOrder(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !saga.ValidID(id) {
+		writeError(w, http.StatusBadRequest, "malformed order id")
+		return
+	}
+	v, ok := s.orderView(r.Context(), id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no order "+id)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Service) getCatalog(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	items, err := kit.Call[struct{}, []inventory.CatalogItem](ctx, s.d.NC, inventory.CatalogSubject, struct{}{})
+	if err != nil {
+		callError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+func (s *Service) getStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.rm.Load().Stats())
+}
+
+func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
+	owners := map[string]string{"charge": "payment", "reserve": "inventory", "invoice": "billing", "schedule": "shipping", "confirm": "order"}
+	undo := map[string]string{"charge": "refund", "reserve": "release", "invoice": "void", "schedule": "cancel"}
+	type step struct {
+		Name, Service, Compensation string
+		Pivot                       bool
+	}
+	var out [][]step
+	for _, pos := range schemas.OrderFlow.Steps() {
+		var p []step
+		for _, n := range pos {
+			p = append(p, step{Name: n, Service: owners[n], Compensation: undo[n], Pivot: schemas.OrderFlow.StepKind(n) == saga.PivotStep})
+		}
+		out = append(out, p)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": schemas.OrderFlow.Name(), "version": schemas.OrderFlow.Version(), "positions": out})
+}
+
+// ws upgrades to a websocket and pushes every order change until the
+// browser goes.
+func (s *Service) ws(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	ch := s.hub.join()
+	defer s.hub.leave(ch)
+	ctx := c.CloseRead(r.Context())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg, ok := <-ch:
+			if !ok {
+				c.Close(websocket.StatusGoingAway, "shutting down")
+				return
+			}
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := c.Write(wctx, websocket.MessageText, msg)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+// hub fans messages out to the browsers; a browser that falls behind
+// loses messages rather than slowing the others.
+type hub struct {
+	mu      sync.Mutex
+	clients map[chan []byte]bool
+	closed  bool
+}
+
+func newHub() *hub { return &hub{clients: map[chan []byte]bool{}} }
+
+func (h *hub) join() chan []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := make(chan []byte, 256)
+	if h.closed {
+		close(ch)
+		return ch
+	}
+	h.clients[ch] = true
+	return ch
+}
+
+func (h *hub) leave(ch chan []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.clients[ch] {
+		delete(h.clients, ch)
+		close(ch)
+	}
+}
+
+func (h *hub) active() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients) > 0
+}
+
+func (h *hub) broadcast(v any) {
+	msg, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.clients {
+		select {
+		case ch <- msg:
+		default:
+		}
+	}
+}
+
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for ch := range h.clients {
+		delete(h.clients, ch)
+		close(ch)
+	}
+}

@@ -1,0 +1,54 @@
+package kit
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Main runs one service alone against an external nats-server: the thin
+// main of services/cmd/<name>. flags adds the service's own flags.
+func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Context, d Deps) error) {
+	fs := flag.NewFlagSet(name, flag.ExitOnError)
+	url := fs.String("nats", envOr("CHOREO_NATS", "nats://127.0.0.1:4222"), "the nats-server to use (env CHOREO_NATS)")
+	if flags != nil {
+		flags(fs)
+	}
+	_ = fs.Parse(os.Args[1:])
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		os.Exit(2)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	nc, err := nats.Connect(*url, nats.Name("choreo-"+name), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: connect to %s: %v\n", name, *url, err)
+		os.Exit(1)
+	}
+	defer nc.Close()
+	d, err := NewDeps(ctx, nc, name, logger)
+	if err == nil {
+		logger.Info("running", "service", name, "nats", *url)
+		err = run(ctx, d)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}

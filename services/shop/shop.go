@@ -1,0 +1,142 @@
+// Package shop runs the whole example shop in one process: an embedded
+// nats-server (or an external one), every service and the gateway.
+package shop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/choreo-go/choreo/internal/embedded"
+	"github.com/choreo-go/choreo/services/billing"
+	"github.com/choreo-go/choreo/services/customer"
+	"github.com/choreo-go/choreo/services/gateway"
+	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/inventory"
+	"github.com/choreo-go/choreo/services/notification"
+	"github.com/choreo-go/choreo/services/order"
+	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shipping"
+)
+
+// Config says where the shop listens and keeps its data.
+type Config struct {
+	HTTPAddr string // gateway, host:port
+	NATSAddr string // embedded server, host:port (ignored with NATSURL)
+	NATSURL  string // an external server instead of the embedded one
+	DataDir  string // the embedded server's store and the mail directory
+	MailDir  string // default DataDir/mail
+	Logger   *slog.Logger
+	// Without lists services not to start (for tests that stop one).
+	Without []string
+}
+
+// Shop is a running shop.
+type Shop struct {
+	HTTPAddr string
+	NATSURL  string
+	Gateway  *gateway.Service
+	Deps     kit.Deps
+}
+
+// Services names every service Run starts.
+var Services = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "notification", "gateway"}
+
+// Run starts the shop, calls ready once it serves, and runs until ctx
+// ends. A bad configuration is an error before anything starts.
+func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	url := cfg.NATSURL
+	if url == "" {
+		if cfg.DataDir == "" {
+			return errors.New("--data-dir is empty")
+		}
+		srv, err := embedded.Start(embedded.Config{Addr: cfg.NATSAddr, DataDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: true})
+		if err != nil {
+			return err
+		}
+		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+		url = srv.ClientURL()
+	}
+	if cfg.MailDir == "" {
+		cfg.MailDir = filepath.Join(cfg.DataDir, "mail")
+	}
+	nc, err := nats.Connect(url, nats.Name("choreo-shop"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", url, err)
+	}
+	defer nc.Close()
+	skip := map[string]bool{}
+	for _, s := range cfg.Without {
+		skip[s] = true
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	var gw *gateway.Service
+	var deps kit.Deps
+	for _, name := range Services {
+		if skip[name] {
+			continue
+		}
+		d, err := kit.NewDeps(ctx, nc, name, cfg.Logger)
+		if err != nil {
+			return err
+		}
+		deps = d
+		var run func(context.Context) error
+		switch name {
+		case "customer":
+			run = customer.New(d).Run
+		case "order":
+			run = order.New(d).Run
+		case "payment":
+			run = payment.New(d).Run
+		case "inventory":
+			run = inventory.New(d).Run
+		case "billing":
+			run = billing.New(d).Run
+		case "shipping":
+			run = shipping.New(d).Run
+		case "notification":
+			run = notification.New(d, cfg.MailDir).Run
+		case "gateway":
+			gw = gateway.New(d, cfg.HTTPAddr)
+			run = gw.Run
+		}
+		g.Go(func() error {
+			if err := run(gctx); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	sh := &Shop{NATSURL: url, Gateway: gw, Deps: deps}
+	if gw != nil {
+		select {
+		case sh.HTTPAddr = <-gw.Addr():
+		case <-gctx.Done():
+			return g.Wait()
+		}
+	}
+	if ready != nil {
+		ready(sh)
+	}
+	return g.Wait()
+}
+
+// EnvOr returns the environment variable's value, or def.
+func EnvOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
