@@ -6,8 +6,8 @@ package main
 import (
 	"context"
 
-	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/order"
 )
 
 func main() {

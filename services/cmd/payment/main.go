@@ -6,8 +6,8 @@ package main
 import (
 	"context"
 
-	"github.com/choreo-go/choreo/services/payment"
 	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/payment"
 )
 
 func main() {

@@ -6,8 +6,8 @@ package main
 import (
 	"context"
 
-	"github.com/choreo-go/choreo/services/shipping"
 	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/shipping"
 )
 
 func main() {
