@@ -37,7 +37,7 @@ var (
 // it is retried, so the saga compensates.
 type abortError struct{ err error }
 
-func (e *abortError) Error() string { return "abort: " + e.err.Error() }
+func (e *abortError) Error() string { return e.err.Error() }
 func (e *abortError) Unwrap() error { return e.err }
 
 // Abort wraps err as a business refusal (card declined, out of stock). A step

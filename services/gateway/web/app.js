@@ -1,0 +1,199 @@
+"use strict";
+// The shop's page: plain JavaScript, no framework, no CDN.
+const $ = (sel) => document.querySelector(sel);
+const orders = new Map(); // id -> order view
+let catalog = [];
+let selected = null;
+
+const money = (cents, cur = "EUR") => (cents / 100).toFixed(2) + " " + cur;
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const ms = (a, b) => (a && b ? Math.max(0, new Date(b) - new Date(a)) : null);
+const customers = new Map();
+
+async function api(method, path, body) {
+  const res = await fetch(path, { method, headers: body ? { "Content-Type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.error || res.statusText);
+  return data;
+}
+
+async function loadCustomers(pick) {
+  const { customers: list } = await api("GET", "/api/customers");
+  const sel = $("#customer-select");
+  const keep = pick || sel.value;
+  sel.innerHTML = '<option value="">— register one below —</option>';
+  for (const c of list) {
+    customers.set(c.id, c);
+    const o = document.createElement("option");
+    o.value = c.id;
+    o.textContent = `${c.name} · ${c.address.city}, ${c.address.country}`;
+    sel.appendChild(o);
+  }
+  if (keep) sel.value = keep;
+  if (!sel.value && list.length) sel.value = list[list.length - 1].id;
+  if (!list.length) $("#new-customer-box").open = true;
+}
+
+async function loadCatalog() {
+  try {
+    ({ items: catalog } = await api("GET", "/api/catalog"));
+  } catch (e) {
+    $("#catalog").innerHTML = `<p class="error">Catalog unavailable: ${esc(e.message)}</p>`;
+    return;
+  }
+  $("#catalog").innerHTML = catalog.map((p, i) => `
+    <div class="product ${p.stock === 0 ? "soldout" : ""}">
+      <div><b>${esc(p.name)}</b><small>${esc(p.sku)} · ${money(p.price)} · ${p.stock} in stock</small></div>
+      <input type="number" min="0" max="1000" value="${i === 0 ? 1 : 0}" data-sku="${esc(p.sku)}" aria-label="quantity of ${esc(p.name)}">
+    </div>`).join("");
+  $("#catalog").querySelectorAll("input").forEach((el) => el.addEventListener("input", updateTotal));
+  updateTotal();
+}
+
+function chosenItems() {
+  return [...$("#catalog").querySelectorAll("input")]
+    .map((el) => ({ sku: el.dataset.sku, qty: parseInt(el.value, 10) || 0 }))
+    .filter((it) => it.qty > 0);
+}
+
+function updateTotal() {
+  const total = chosenItems().reduce((sum, it) => sum + it.qty * (catalog.find((p) => p.sku === it.sku)?.price || 0), 0);
+  $("#total").textContent = money(total);
+}
+
+async function loadFlow() {
+  const f = await api("GET", "/api/flow");
+  $("#flow-name").textContent = `${f.name} v${f.version}`;
+  $("#flow").innerHTML = f.positions.map((pos) => `<div class="pos">${pos.map((s) => `
+      <div class="node ${s.Pivot ? "pivot" : ""}"><b>${esc(s.Name)}</b><small>${esc(s.Service)}${s.Pivot ? " · pivot" : ""}</small>
+      ${s.Compensation ? `<div class="undo">↺ ${esc(s.Compensation)}</div>` : ""}</div>`).join("")}</div>`)
+    .join('<div class="arrow">→</div>');
+}
+
+function renderStats(s) {
+  $("#s-orders").textContent = s.orders;
+  $("#s-confirmed").textContent = s.orders_confirmed;
+  $("#s-rejected").textContent = s.orders_rejected;
+  $("#s-paid").textContent = s.payments_succeeded;
+  $("#s-failed").textContent = s.payments_failed;
+  $("#s-refunds").textContent = s.refunds;
+  $("#s-revenue").textContent = (s.revenue / 100).toFixed(2);
+}
+
+function upsert(o, flash) {
+  const prev = orders.get(o.id);
+  if (prev && !o.items && prev.items) o.items = prev.items;
+  orders.set(o.id, o);
+  renderOrders(flash ? o.id : null);
+  if (selected === o.id) renderTimeline(o);
+}
+
+function renderOrders(flashId) {
+  const list = [...orders.values()].sort((a, b) => new Date(b.placed_at) - new Date(a.placed_at));
+  $("#orders-empty").style.display = list.length ? "none" : "";
+  $("#orders").innerHTML = list.map((o) => {
+    const cust = customers.get(o.customer_id);
+    const steps = (o.saga?.steps || []).map((s) => `<span class="dot ${esc(s.status)}" title="${esc(s.name)}: ${esc(s.status)}"></span>`).join("");
+    return `<tr class="order-row ${o.id === selected ? "selected" : ""} ${o.id === flashId ? "flash" : ""}" data-id="${esc(o.id)}" data-status="${esc(o.status)}">
+      <td class="mono">${esc(o.id)}</td>
+      <td>${esc(cust ? cust.name : o.customer_id)}</td>
+      <td>${money(o.total || 0, o.currency || "EUR")}</td>
+      <td><span class="badge status ${esc(o.status)}">${esc(o.status)}</span>${o.reason ? `<div class="reason">${esc(o.reason)}</div>` : ""}</td>
+      <td><div class="steps">${steps}</div></td></tr>`;
+  }).join("");
+  $("#orders").querySelectorAll("tr").forEach((tr) => tr.addEventListener("click", () => select(tr.dataset.id)));
+}
+
+async function select(id) {
+  selected = id;
+  renderOrders();
+  $("#timeline-id").textContent = id;
+  try {
+    const o = await api("GET", "/api/orders/" + encodeURIComponent(id));
+    upsert(o);
+  } catch (e) {
+    $("#timeline").innerHTML = `<p class="error">${esc(e.message)}</p>`;
+  }
+}
+
+function renderTimeline(o) {
+  const s = o.saga;
+  if (!s) {
+    $("#timeline").innerHTML = '<p class="empty">The saga has not started yet.</p>';
+    return;
+  }
+  const head = `<div class="saga-status">Saga <span class="badge ${s.status === "completed" ? "confirmed" : s.status === "running" ? "pending" : "rejected"}">${esc(s.status)}</span>
+    ${s.reason ? `<div class="reason">${esc(s.reason)}</div>` : ""}</div>`;
+  const steps = [...s.steps].sort((a, b) => a.position - b.position).map((st) => {
+    const d = ms(st.started_at, st.ended_at);
+    const cd = ms(st.ended_at, st.compensated_at);
+    return `<div class="tl ${esc(st.status)}" data-step="${esc(st.name)}">
+      <div class="head"><b>${esc(st.name)}</b><span class="badge step-status">${esc(st.status)}</span></div>
+      <div class="meta">${st.attempts ? `${st.attempts} attempt${st.attempts > 1 ? "s" : ""}` : "not run"}${d !== null ? ` · ${d} ms` : ""}${st.position === 1 ? " · parallel" : ""}</div>
+      ${st.error ? `<div class="err">${esc(st.error)}</div>` : ""}
+      ${st.compensated_at ? `<div class="comp">↺ compensated${cd !== null ? ` ${cd} ms later` : ""}${st.compensation_attempts > 1 ? ` after ${st.compensation_attempts} attempts` : ""}</div>` : ""}
+    </div>`;
+  }).join("");
+  $("#timeline").innerHTML = head + steps;
+}
+
+function connect() {
+  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+  ws.onopen = () => { $("#live").className = "live on"; $("#live").textContent = "● live"; refresh(); };
+  ws.onclose = () => { $("#live").className = "live off"; $("#live").textContent = "● offline"; setTimeout(connect, 1000); };
+  ws.onmessage = (ev) => {
+    const msg = JSON.parse(ev.data);
+    if (msg.type === "order") upsert(msg.order, true);
+    if (msg.type === "stats") renderStats(msg.stats);
+  };
+}
+
+async function refresh() {
+  const [{ orders: list }, stats] = await Promise.all([api("GET", "/api/orders"), api("GET", "/api/stats")]);
+  for (const o of list) orders.set(o.id, o);
+  renderOrders();
+  renderStats(stats);
+}
+
+$("#new-customer").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  $("#form-error").textContent = "";
+  try {
+    const { id } = await api("POST", "/api/customers", {
+      name: f.get("name"), email: f.get("email"),
+      address: { line1: f.get("line1"), city: f.get("city"), postcode: f.get("postcode"), country: String(f.get("country")).toUpperCase() },
+    });
+    // The gateway learns the customer from its event: wait until it has.
+    for (let i = 0; i < 50; i++) {
+      await loadCustomers(id);
+      if ($("#customer-select").value === id) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    $("#new-customer-box").open = false;
+  } catch (e) {
+    $("#form-error").textContent = e.message;
+  }
+});
+
+document.querySelectorAll(".presets button").forEach((b) => b.addEventListener("click", () => { $("#card").value = b.dataset.card; }));
+
+$("#place-order").addEventListener("click", async () => {
+  const btn = $("#place-order");
+  $("#form-error").textContent = "";
+  btn.disabled = true;
+  try {
+    const { id, status } = await api("POST", "/api/orders", { customer_id: $("#customer-select").value, items: chosenItems(), card: $("#card").value.trim() });
+    if (!orders.has(id)) upsert({ id, status, customer_id: $("#customer-select").value, placed_at: new Date().toISOString(), total: 0 }, true);
+    select(id);
+    loadCatalog();
+  } catch (e) {
+    $("#form-error").textContent = e.message;
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+loadFlow();
+loadCustomers().then(loadCatalog).then(refresh).catch((e) => { $("#form-error").textContent = e.message; });
+connect();
