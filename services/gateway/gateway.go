@@ -25,7 +25,7 @@ import (
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/customer"
-	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/order"
 )

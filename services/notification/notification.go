@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/schemas"
-	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/kit"
 )
 
 // From is the shop's address.

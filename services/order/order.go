@@ -16,7 +16,7 @@ import (
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
-	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/kit"
 )
 
 // PlaceSubject is where the service takes orders.

@@ -10,7 +10,7 @@ import (
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
-	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/kit"
 )
 
 // DeclinedCard is refused by the card network; any other valid number

@@ -11,7 +11,7 @@ import (
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/schemas"
-	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/kit"
 )
 
 // Unserved are the countries the shop does not deliver to.

@@ -19,7 +19,7 @@ import (
 	"github.com/choreo-go/choreo/services/billing"
 	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/gateway"
-	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/notification"
 	"github.com/choreo-go/choreo/services/order"

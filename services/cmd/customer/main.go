@@ -7,7 +7,7 @@ import (
 	"context"
 
 	"github.com/choreo-go/choreo/services/customer"
-	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/kit"
 )
 
 func main() {

@@ -10,7 +10,7 @@ import (
 	"fmt"
 
 	"github.com/choreo-go/choreo/services/gateway"
-	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/kit"
 )
 
 func main() {

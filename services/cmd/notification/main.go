@@ -8,7 +8,7 @@ import (
 	"context"
 	"flag"
 
-	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/notification"
 )
 

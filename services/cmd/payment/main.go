@@ -6,7 +6,7 @@ package main
 import (
 	"context"
 
-	"github.com/choreo-go/choreo/services/internal/kit"
+	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/payment"
 )
 

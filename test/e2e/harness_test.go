@@ -1,0 +1,216 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/billing"
+	"github.com/choreo-go/choreo/services/customer"
+	"github.com/choreo-go/choreo/services/gateway"
+	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/inventory"
+	"github.com/choreo-go/choreo/services/notification"
+	"github.com/choreo-go/choreo/services/order"
+	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shipping"
+)
+
+// shopHarness runs every service in-process on an embedded server, each
+// with its own context, so that a test can stop and start one.
+type shopHarness struct {
+	t    *testing.T
+	srv  *sagatest.Server
+	deps kit.Deps
+	mail string
+	base string
+	gw   *gateway.Service
+
+	mu    sync.Mutex
+	stops map[string]func()
+}
+
+var allServices = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "notification", "gateway"}
+
+func newShop(t *testing.T, except ...string) *shopHarness {
+	t.Helper()
+	h := &shopHarness{t: t, srv: sagatest.NewServer(t), mail: filepath.Join(t.TempDir(), "mail"), stops: map[string]func(){}}
+	nc, _ := h.srv.Connect()
+	d, err := kit.NewDeps(context.Background(), nc, "e2e", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.deps = d
+	skip := map[string]bool{}
+	for _, s := range except {
+		skip[s] = true
+	}
+	for _, name := range allServices {
+		if !skip[name] {
+			h.start(name)
+		}
+	}
+	return h
+}
+
+// start runs one service until the test ends or stop(name).
+func (h *shopHarness) start(name string) {
+	h.t.Helper()
+	nc, _ := h.srv.Connect()
+	d, err := kit.NewDeps(context.Background(), nc, name, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var run func(context.Context) error
+	switch name {
+	case "customer":
+		run = customer.New(d).Run
+	case "order":
+		run = order.New(d).Run
+	case "payment":
+		run = payment.New(d).Run
+	case "inventory":
+		run = inventory.New(d).Run
+	case "billing":
+		run = billing.New(d).Run
+	case "shipping":
+		run = shipping.New(d).Run
+	case "notification":
+		run = notification.New(d, h.mail).Run
+	case "gateway":
+		h.gw = gateway.New(d, "127.0.0.1:0")
+		run = h.gw.Run
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("%s: %v", name, err)
+			}
+			nc.Close()
+		})
+	}
+	h.t.Cleanup(stop)
+	h.mu.Lock()
+	h.stops[name] = stop
+	h.mu.Unlock()
+	if name == "gateway" {
+		select {
+		case addr := <-h.gw.Addr():
+			h.base = "http://" + addr
+		case err := <-done:
+			h.t.Fatalf("gateway: %v", err)
+		}
+		sagatest.Poll(h.t, 20*time.Second, func() bool {
+			code, _ := h.do("GET", "/healthz", nil)
+			return code == 200
+		}, func() string { return "gateway not healthy" })
+	}
+}
+
+func (h *shopHarness) stop(name string) {
+	h.mu.Lock()
+	stop := h.stops[name]
+	h.mu.Unlock()
+	stop()
+}
+
+// do calls the gateway and decodes the JSON answer.
+func (h *shopHarness) do(method, path string, body any) (int, map[string]any) {
+	h.t.Helper()
+	var r io.Reader
+	if s, ok := body.(string); ok {
+		r = bytes.NewBufferString(s)
+	} else if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, h.base+path, r)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func address(country string) map[string]string {
+	return map[string]string{"line1": "1 Main Street", "city": "Springfield", "postcode": "12345", "country": country}
+}
+
+// register registers a customer and waits until the gateway knows it.
+func (h *shopHarness) register(name, country string) string {
+	h.t.Helper()
+	code, res := h.do("POST", "/api/customers", map[string]any{"name": name, "email": name + "@example.com", "address": address(country)})
+	if code != 201 {
+		h.t.Fatalf("register: %d %v", code, res)
+	}
+	id := res["id"].(string)
+	sagatest.Poll(h.t, 10*time.Second, func() bool {
+		_, res := h.do("GET", "/api/customers", nil)
+		for _, c := range res["customers"].([]any) {
+			if c.(map[string]any)["id"] == id {
+				return true
+			}
+		}
+		return false
+	}, func() string { return "the gateway does not know customer " + id })
+	return id
+}
+
+func (h *shopHarness) order(customerID, card string, items ...map[string]any) string {
+	h.t.Helper()
+	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": customerID, "items": items, "card": card})
+	if code != 202 || res["status"] != "pending" {
+		h.t.Fatalf("order: %d %v", code, res)
+	}
+	return res["id"].(string)
+}
+
+func item(sku string, qty int) map[string]any { return map[string]any{"sku": sku, "qty": qty} }
+
+// await waits until the order has the status and returns its view.
+func (h *shopHarness) await(id, status string, timeout time.Duration) map[string]any {
+	h.t.Helper()
+	var res map[string]any
+	sagatest.Poll(h.t, timeout, func() bool {
+		var code int
+		code, res = h.do("GET", "/api/orders/"+id, nil)
+		return code == 200 && res["status"] == status && res["saga"] != nil &&
+			(status == "pending" || res["saga"].(map[string]any)["status"] != "running")
+	}, func() string { return fmt.Sprintf("order %s: %v", id, res) })
+	return res
+}
+
+func steps(o map[string]any) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for _, s := range o["saga"].(map[string]any)["steps"].([]any) {
+		m := s.(map[string]any)
+		out[m["name"].(string)] = m
+	}
+	return out
+}
+
+func (h *shopHarness) mails() []string {
+	entries, _ := os.ReadDir(h.mail)
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}

@@ -1,0 +1,292 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/billing"
+	"github.com/choreo-go/choreo/services/inventory"
+	"github.com/choreo-go/choreo/services/order"
+	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shipping"
+)
+
+const (
+	okCard       = "4242424242424242"
+	declinedCard = "4000000000000002"
+)
+
+func TestOrderOutcomes(t *testing.T) {
+	h := newShop(t)
+	ada := h.register("ada", "FR")
+	scott := h.register("scott", "AQ")
+	ok := h.order(ada, okCard, item("sku-mug", 2), item("sku-tee", 1))
+	declined := h.order(ada, declinedCard, item("sku-mug", 1))
+	soldOut := h.order(ada, okCard, item("sku-sold-out", 1))
+	antarctica := h.order(scott, okCard, item("sku-sticker", 3))
+
+	t.Run("success", func(t *testing.T) {
+		o := h.await(ok, "confirmed", 20*time.Second)
+		if o["total"].(float64) != 2*1250+2200 || o["saga"].(map[string]any)["status"] != "completed" {
+			t.Errorf("order %v", o)
+		}
+		for name, s := range steps(o) {
+			if s["status"] != "completed" || s["attempts"].(float64) != 1 || s["started_at"] == nil || s["ended_at"] == nil {
+				t.Errorf("step %s: %v", name, s)
+			}
+		}
+	})
+	t.Run("declined card is refused, nothing else happens", func(t *testing.T) {
+		o := h.await(declined, "rejected", 20*time.Second)
+		st := steps(o)
+		if !strings.Contains(o["reason"].(string), "card declined") || st["charge"]["status"] != "failed" || st["reserve"]["status"] != "pending" {
+			t.Errorf("order %v", o)
+		}
+	})
+	t.Run("sold out: payment refunded", func(t *testing.T) {
+		o := h.await(soldOut, "rejected", 20*time.Second)
+		st := steps(o)
+		if !strings.Contains(o["reason"].(string), "out of stock: sku-sold-out") || st["charge"]["status"] != "compensated" || st["reserve"]["status"] != "failed" {
+			t.Errorf("order %v", o)
+		}
+	})
+	t.Run("AQ: parallel siblings and payment compensated", func(t *testing.T) {
+		o := h.await(antarctica, "rejected", 20*time.Second)
+		st := steps(o)
+		if !strings.Contains(o["reason"].(string), "we do not deliver to AQ") || st["schedule"]["status"] != "failed" || st["charge"]["status"] != "compensated" {
+			t.Errorf("order %v", o)
+		}
+		for _, sib := range []string{"reserve", "invoice"} {
+			if s := st[sib]["status"]; s != "compensated" && s != "skipped" {
+				t.Errorf("%s is %v", sib, s)
+			}
+		}
+	})
+
+	// The services' own records agree.
+	ctx := context.Background()
+	ledger, _ := payment.Ledger(ctx, h.deps)
+	byOrder := map[string]payment.Charge{}
+	for _, c := range ledger {
+		byOrder[c.OrderID] = c
+	}
+	if c := byOrder[ok]; c.Status != "charged" || c.Charges != 1 || c.Refunds != 0 {
+		t.Errorf("charge of the confirmed order: %+v", c)
+	}
+	for _, id := range []string{soldOut, antarctica} {
+		if c := byOrder[id]; c.Status != "refunded" || c.Charges != 1 || c.Refunds != 1 {
+			t.Errorf("charge of %s: %+v", id, c)
+		}
+	}
+	if _, charged := byOrder[declined]; charged {
+		t.Error("the declined order was charged")
+	}
+	w, _ := inventory.State(ctx, h.deps)
+	if w.Stock["sku-mug"] != 498 || w.Stock["sku-tee"] != 199 || w.Stock["sku-sticker"] != 5000 {
+		t.Errorf("stock %v", w.Stock)
+	}
+	invs, _ := billing.Invoices(ctx, h.deps)
+	for _, inv := range invs {
+		if want := map[bool]string{true: "issued", false: "void"}[inv.OrderID == ok]; inv.Status != want {
+			t.Errorf("invoice %+v, want %s", inv, want)
+		}
+	}
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		m := h.mails()
+		return slices.Contains(m, "confirmed-"+ok+".eml") && slices.Contains(m, "rejected-"+declined+".eml") &&
+			slices.Contains(m, "rejected-"+soldOut+".eml") && slices.Contains(m, "rejected-"+antarctica+".eml")
+	}, func() string { return fmt.Sprint("mails: ", h.mails()) })
+	body, _ := os.ReadFile(filepath.Join(h.mail, "rejected-"+soldOut+".eml"))
+	if !strings.Contains(string(body), "To: ada <ada@example.com>") || !strings.Contains(string(body), "out of stock") {
+		t.Errorf("rejection e-mail:\n%s", body)
+	}
+}
+
+func TestBadRequestsGet4xx(t *testing.T) {
+	h := newShop(t)
+	ada := h.register("ada", "FR")
+	for _, tc := range []struct {
+		name, method, path string
+		body               any
+		code               int
+		want               string
+	}{
+		{"bad JSON", "POST", "/api/orders", `{"customer_id":`, 400, "bad JSON"},
+		{"unknown field", "POST", "/api/orders", `{"customer":"x"}`, 400, "unknown field"},
+		{"unknown customer", "POST", "/api/orders", map[string]any{"customer_id": "cus-nobody", "items": []any{item("sku-mug", 1)}, "card": okCard}, 422, "unknown customer"},
+		{"empty items", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{}, "card": okCard}, 400, "at least one item"},
+		{"malformed card", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": "4242-x"}, 400, "malformed card"},
+		{"unknown sku", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-nope", 1)}, "card": okCard}, 400, "unknown sku"},
+		{"zero quantity", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 0)}, "card": okCard}, 400, "quantity"},
+		{"bad e-mail", "POST", "/api/customers", map[string]any{"name": "x", "email": "nope", "address": address("FR")}, 400, "email"},
+		{"bad country", "POST", "/api/customers", map[string]any{"name": "x", "email": "x@example.com", "address": address("France")}, 400, "country"},
+		{"no such order", "GET", "/api/orders/ord-nothing", nil, 404, "no order"},
+		{"malformed order id", "GET", "/api/orders/a.b", nil, 400, "malformed"},
+		{"no such endpoint", "GET", "/api/nope", nil, 404, "no such endpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, res := h.do(tc.method, tc.path, tc.body)
+			msg, _ := res["error"].(string)
+			if code != tc.code || !strings.Contains(msg, tc.want) {
+				t.Errorf("%s %s = %d %v, want %d with %q", tc.method, tc.path, code, res, tc.code, tc.want)
+			}
+		})
+	}
+	// And a good order still goes through.
+	h.await(h.order(ada, okCard, item("sku-mug", 1)), "confirmed", 20*time.Second)
+}
+
+func TestServiceDownWhileOrdersArriveCatchesUp(t *testing.T) {
+	h := newShop(t, "billing")
+	ada := h.register("ada", "FR")
+	var ids []string
+	for range 5 {
+		ids = append(ids, h.order(ada, okCard, item("sku-mug", 1)))
+	}
+	// Without billing the sagas wait at the invoice step.
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		_, o := h.do("GET", "/api/orders/"+ids[4], nil)
+		return o["saga"] != nil && steps(o)["invoice"]["status"] == "running" && steps(o)["reserve"]["status"] == "completed"
+	}, func() string { return "the saga did not reach the invoice step" })
+	_, o := h.do("GET", "/api/orders/"+ids[0], nil)
+	if o["status"] != "pending" {
+		t.Fatalf("order went on without billing: %v", o)
+	}
+	h.start("billing")
+	for _, id := range ids {
+		h.await(id, "confirmed", 20*time.Second)
+	}
+	invs, _ := billing.Invoices(context.Background(), h.deps)
+	if len(invs) != 5 {
+		t.Errorf("%d invoices, want 5", len(invs))
+	}
+}
+
+func TestShippingUsesItsReplicaWhenCustomerServiceIsDown(t *testing.T) {
+	h := newShop(t)
+	ada := h.register("ada", "FR")
+	sagatest.Poll(t, 10*time.Second, func() bool { return shipping.KnowsCustomer(context.Background(), h.deps, ada) },
+		func() string { return "shipping never learned the customer" })
+	h.stop("customer")
+	id := h.order(ada, okCard, item("sku-hoodie", 1))
+	o := h.await(id, "confirmed", 20*time.Second)
+	if steps(o)["schedule"]["status"] != "completed" {
+		t.Errorf("schedule %v", steps(o)["schedule"])
+	}
+	dels, _ := shipping.Deliveries(context.Background(), h.deps)
+	if len(dels) != 1 || dels[0].Address.Country != "FR" || dels[0].Status != "scheduled" {
+		t.Errorf("deliveries %+v", dels)
+	}
+	// Registration needs its owner: the gateway says so.
+	code, res := h.do("POST", "/api/customers", map[string]any{"name": "bob", "email": "bob@example.com", "address": address("DE")})
+	if code != 503 {
+		t.Errorf("register with the customer service down: %d %v", code, res)
+	}
+}
+
+func TestCustomerRegisteredReachesEveryInterestedService(t *testing.T) {
+	h := newShop(t)
+	ada := h.register("ada", "FR") // the gateway's replica has it (register waits for that)
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		return shipping.KnowsCustomer(context.Background(), h.deps, ada) && slices.Contains(h.mails(), "welcome-"+ada+".eml")
+	}, func() string { return "shipping or notification did not hear of the customer" })
+}
+
+func TestReadModelRebuiltByReplayIsTheSame(t *testing.T) {
+	h := newShop(t)
+	ada := h.register("ada", "FR")
+	var ids []string
+	for i, card := range []string{okCard, declinedCard, okCard} {
+		ids = append(ids, h.order(ada, card, item("sku-mug", i+1)))
+	}
+	h.await(ids[0], "confirmed", 20*time.Second)
+	h.await(ids[1], "rejected", 20*time.Second)
+	h.await(ids[2], "confirmed", 20*time.Second)
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		_, s := h.do("GET", "/api/stats", nil)
+		return s["orders_confirmed"] == 2.0 && s["orders_rejected"] == 1.0
+	}, func() string { return "stats not settled" })
+	_, before := h.do("GET", "/api/orders?customer_id="+ada, nil)
+	_, statsBefore := h.do("GET", "/api/stats", nil)
+	if err := h.gw.Rebuild(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, after := h.do("GET", "/api/orders?customer_id="+ada, nil)
+	_, statsAfter := h.do("GET", "/api/stats", nil)
+	strip := func(m map[string]any) []any {
+		var out []any
+		for _, o := range m["orders"].([]any) {
+			o := o.(map[string]any)
+			delete(o, "placed_at") // the gateway's provisional time before the event arrived
+			delete(o, "updated_at")
+			out = append(out, o)
+		}
+		return out
+	}
+	if !reflect.DeepEqual(strip(before), strip(after)) || len(strip(after)) != 3 {
+		t.Errorf("orders before and after the rebuild differ:\n%v\n%v", before, after)
+	}
+	if !reflect.DeepEqual(statsBefore, statsAfter) {
+		t.Errorf("stats before %v after %v", statsBefore, statsAfter)
+	}
+}
+
+func TestCountersMatchTheEvents(t *testing.T) {
+	h := newShop(t)
+	ada := h.register("ada", "FR")
+	scott := h.register("scott", "AQ")
+	var ids []string
+	for _, o := range []struct {
+		cust, card, sku string
+	}{{ada, okCard, "sku-mug"}, {ada, declinedCard, "sku-tee"}, {ada, okCard, "sku-sold-out"}, {scott, okCard, "sku-sticker"}, {ada, okCard, "sku-hoodie"}} {
+		ids = append(ids, h.order(o.cust, o.card, item(o.sku, 1)))
+	}
+	for i, want := range []string{"confirmed", "rejected", "rejected", "rejected", "confirmed"} {
+		h.await(ids[i], want, 20*time.Second)
+	}
+	ctx := context.Background()
+	var charged, refunded, nCharges, nRefunds int64
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		ledger, _ := payment.Ledger(ctx, h.deps)
+		charged, refunded, nCharges, nRefunds = 0, 0, 0, 0
+		for _, c := range ledger {
+			nCharges++
+			charged += c.Amount
+			if c.Status == "refunded" {
+				nRefunds++
+				refunded += c.Amount
+			}
+		}
+		_, s := h.do("GET", "/api/stats", nil)
+		return s["refunds"] == float64(nRefunds) && nRefunds == 2
+	}, func() string { return "refunds not settled" })
+	orders, _ := order.Orders(ctx, h.deps)
+	var confirmed, rejected float64
+	for _, o := range orders {
+		switch o.Status {
+		case "confirmed":
+			confirmed++
+		case "rejected":
+			rejected++
+		}
+	}
+	_, s := h.do("GET", "/api/stats", nil)
+	want := map[string]float64{
+		"orders": 5, "orders_confirmed": confirmed, "orders_rejected": rejected, "customers": 2,
+		"payments_succeeded": float64(nCharges), "payments_failed": 1, "refunds": float64(nRefunds),
+		"charged": float64(charged), "refunded": float64(refunded), "revenue": float64(charged - refunded),
+	}
+	for k, v := range want {
+		if s[k] != v {
+			t.Errorf("%s = %v, the services' records say %v", k, s[k], v)
+		}
+	}
+}
