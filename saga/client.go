@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/jsutil"
 )
 
 // Client starts and queries sagas and owns choreo's streams. It is safe for
@@ -57,7 +59,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		storage = jetstream.MemoryStorage
 	}
 	var err error
-	c.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	c.stream, err = jsutil.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "choreo: saga logs and compensation commands",
 		Subjects:    []string{subjLog + ">", subjCmd + ">"},
@@ -74,7 +76,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	}
 	// Schedules cannot live in a DiscardNew stream, and a schedule's target
 	// must be in its stream: the timers have a stream of their own.
-	c.timers, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	c.timers, err = jsutil.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:              TimerStream,
 		Description:       "choreo: saga deadline schedules and the timers they fire",
 		Subjects:          []string{subjSched + ">", subjTimer + ">"},
@@ -87,7 +89,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	if err != nil {
 		return nil, fmt.Errorf("saga: stream %s: %w", TimerStream, err)
 	}
-	c.dlq, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	c.dlq, err = jsutil.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        DeadLetterStream,
 		Description: "choreo: messages that could not be processed, with the reason",
 		Subjects:    []string{subjDead + ">"},

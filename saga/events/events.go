@@ -44,6 +44,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/jsutil"
 )
 
 const (
@@ -163,7 +165,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Bus, err
 		{Name: DeadLetterStream, Subjects: []string{deadPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: o.replicas, Duplicates: o.duplicates,
 			Description: "choreo: domain events no handler could take, with the reason"},
 	} {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if _, err := jsutil.EnsureStream(ctx, js, cfg); err != nil {
 			return nil, fmt.Errorf("events: stream %s: %w", cfg.Name, err)
 		}
 	}

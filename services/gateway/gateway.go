@@ -25,8 +25,8 @@ import (
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/customer"
-	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/inventory"
+	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
 )
 

@@ -6,8 +6,8 @@ package main
 import (
 	"context"
 
-	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/inventory"
+	"github.com/choreo-go/choreo/services/kit"
 )
 
 func main() {

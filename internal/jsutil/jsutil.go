@@ -1,0 +1,64 @@
+// Package jsutil holds JetStream helpers shared by choreo's packages.
+package jsutil
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EnsureStream creates the stream if it is missing and updates it only if
+// its configuration differs in a field cfg sets. Many processes start at
+// once and each ensures the same streams: sending an update that changes
+// nothing costs a stream-wide operation on the server, and nats-server
+// 2.15.2 has a data race between a stream update and a concurrent consumer
+// creation on that stream (found by this project's -race tests).
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return EnsureStream(ctx, js, cfg)
+		}
+		return s, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if Same(s.CachedInfo().Config, cfg) {
+		return s, nil
+	}
+	return js.UpdateStream(ctx, cfg)
+}
+
+// Same reports whether have already holds every field that want sets.
+func Same(have, want jetstream.StreamConfig) bool {
+	replicas := max(want.Replicas, 1)
+	return slices.Equal(have.Subjects, want.Subjects) && have.Storage == want.Storage && have.Replicas == replicas &&
+		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.MaxAge == want.MaxAge &&
+		have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules &&
+		have.Discard == want.Discard && have.Description == want.Description && limit(have.MaxMsgsPerSubject) == limit(want.MaxMsgsPerSubject)
+}
+
+// limit folds the ways of saying "no limit" (0 in a config, -1 from the
+// server) into one.
+func limit(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// EnsureKeyValue opens a bucket, creating it when it is missing.
+func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return js.KeyValue(ctx, cfg.Bucket)
+		}
+	}
+	return kv, err
+}
