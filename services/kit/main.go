@@ -37,7 +37,7 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 	defer nc.Close()
 	d, err := NewDeps(ctx, nc, name, logger)
 	if err == nil {
-		logger.Info("running", "service", name, "nats", *url)
+		fmt.Printf("%s running against %s\n", name, *url)
 		err = run(ctx, d)
 	}
 	if err != nil {

@@ -1,0 +1,314 @@
+// Package process runs the shop's real binaries as OS processes: killed
+// with SIGKILL and restarted, and each service alone against a server.
+package process_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/payment"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "choreo-bin-")
+	if err != nil {
+		panic(err)
+	}
+	out, err := exec.Command("go", "build", "-race", "-o", dir+string(os.PathSeparator), "github.com/choreo-go/choreo/services/cmd/...").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	bin = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running binary whose output is scanned for a line.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	mu   sync.Mutex
+	done chan error
+}
+
+func start(t *testing.T, name string, want *regexp.Regexp, args ...string) (*proc, string) {
+	t.Helper()
+	p := &proc{cmd: exec.Command(filepath.Join(bin, name), args...), out: &bytes.Buffer{}, done: make(chan error, 1)}
+	stdout, _ := p.cmd.StdoutPipe()
+	p.cmd.Stderr = &lockedWriter{p: p}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.out.WriteString(line + "\n")
+			p.mu.Unlock()
+			if want != nil {
+				if m := want.FindStringSubmatch(line); m != nil {
+					select {
+					case found <- m[1]:
+					default:
+					}
+				}
+			}
+		}
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	if want == nil {
+		return p, ""
+	}
+	select {
+	case v := <-found:
+		return p, v
+	case err := <-p.done:
+		t.Fatalf("%s exited: %v\n%s", name, err, p.output())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not start:\n%s", name, p.output())
+	}
+	return p, ""
+}
+
+type lockedWriter struct{ p *proc }
+
+func (w *lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.out.Write(b)
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// stop sends SIGTERM and wants a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, p.output())
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("no exit 30s after SIGTERM")
+	}
+}
+
+func call(t *testing.T, method, url string, body any) (int, map[string]any) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, r)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func register(t *testing.T, base string) string {
+	t.Helper()
+	code, res := call(t, "POST", base+"/api/customers", map[string]any{"name": "ada", "email": "ada@example.com",
+		"address": map[string]string{"line1": "1 Main St", "city": "Paris", "postcode": "75001", "country": "FR"}})
+	if code != 201 {
+		t.Fatalf("register: %d %v", code, res)
+	}
+	id := res["id"].(string)
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		code, _ := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": id, "items": []any{}, "card": "1"})
+		return code == 400 // known customer, empty order: the gateway knows the customer
+	}, func() string { return "gateway never learned the customer" })
+	return id
+}
+
+func awaitStatus(t *testing.T, base, id, status string) {
+	t.Helper()
+	var res map[string]any
+	sagatest.Poll(t, 60*time.Second, func() bool {
+		_, res = call(t, "GET", base+"/api/orders/"+id, nil)
+		return res != nil && res["status"] == status
+	}, func() string { return fmt.Sprintf("order %s: %v", id, res) })
+}
+
+var shopLine = regexp.MustCompile(`web UI and API\s+http://(\S+)`)
+var natsLine = regexp.MustCompile(`nats-server\s+(nats://\S+)`)
+
+func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
+	data := t.TempDir()
+	args := []string{"--data-dir", data, "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0"}
+	shop, addr := start(t, "shop", shopLine, args...)
+	base := "http://" + addr
+	cust := register(t, base)
+	var ids []string
+	for i := range 40 {
+		code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
+			"items": []any{map[string]any{"sku": "sku-mug", "qty": 1 + i%3}}, "card": "4242424242424242"})
+		if code != 202 {
+			t.Fatalf("order %d: %d %v", i, code, res)
+		}
+		ids = append(ids, res["id"].(string))
+	}
+	if err := shop.cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup at all
+		t.Fatal(err)
+	}
+	<-shop.done
+	killedAt := time.Now()
+
+	again, addr := start(t, "shop", shopLine, args...)
+	base = "http://" + addr
+	for _, id := range ids {
+		awaitStatus(t, base, id, "confirmed")
+	}
+	// Every accepted order was charged exactly once, kill or not: the
+	// payment service's own ledger says so.
+	m := natsLine.FindStringSubmatch(again.output())
+	if m == nil {
+		t.Fatalf("no nats address in:\n%s", again.output())
+	}
+	nc, err := nats.Connect(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	d, err := kit.NewDeps(context.Background(), nc, "checker", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := payment.Ledger(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	charged := map[string]int{}
+	for _, c := range ledger {
+		charged[c.OrderID] += c.Charges
+		if c.Refunds != 0 {
+			t.Errorf("refund of %s", c.OrderID)
+		}
+	}
+	for _, id := range ids {
+		if charged[id] != 1 {
+			t.Errorf("order %s charged %d times", id, charged[id])
+		}
+	}
+	_, res := call(t, "GET", base+"/api/stats", nil)
+	if res["orders"] != 40.0 || res["orders_confirmed"] != 40.0 || res["payments_succeeded"] != 40.0 || res["refunds"] != 0.0 {
+		t.Errorf("stats after the restart: %v", res)
+	}
+	// Some sagas were in flight at the kill and finished after the restart.
+	resumed := 0
+	for _, id := range ids {
+		_, o := call(t, "GET", base+"/api/orders/"+id, nil)
+		saga := o["saga"].(map[string]any)
+		ended, _ := time.Parse(time.RFC3339Nano, saga["ended_at"].(string))
+		if ended.After(killedAt) {
+			resumed++
+		}
+	}
+	t.Logf("%d of %d sagas were in flight at the kill and finished after the restart", resumed, len(ids))
+	if resumed == 0 {
+		t.Error("no saga was in flight at the kill: the test proves nothing")
+	}
+}
+
+var gatewayLine = regexp.MustCompile(`gateway listening on http://(\S+)`)
+
+func TestEachServiceRunsAlone(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	url := srv.ClientURL()
+	mail := t.TempDir()
+	var procs []*proc
+	for _, svc := range []string{"customer", "order", "payment", "inventory", "billing", "shipping"} {
+		p, _ := start(t, svc, regexp.MustCompile(`(running)`), "--nats", url)
+		procs = append(procs, p)
+	}
+	p, _ := start(t, "notification", regexp.MustCompile(`(running)`), "--nats", url, "--mail-dir", mail)
+	procs = append(procs, p)
+	gw, addr := start(t, "gateway", gatewayLine, "--nats", url, "--http-addr", "127.0.0.1:0")
+	procs = append(procs, gw)
+	base := "http://" + addr
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		code, _ := call(t, "GET", base+"/healthz", nil)
+		return code == 200
+	}, func() string { return "gateway not healthy" })
+	cust := register(t, base)
+	code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
+		"items": []any{map[string]any{"sku": "sku-tee", "qty": 1}}, "card": "4242424242424242"})
+	if code != 202 {
+		t.Fatalf("order: %d %v", code, res)
+	}
+	id := res["id"].(string)
+	awaitStatus(t, base, id, "confirmed")
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(mail, "confirmed-"+id+".eml"))
+		return err == nil
+	}, func() string { return "no confirmation e-mail" })
+	for _, p := range procs {
+		t0 := time.Now()
+		p.stop(t) // SIGTERM: each drains and exits 0
+		t.Logf("%s stopped in %v", filepath.Base(p.cmd.Path), time.Since(t0).Round(time.Millisecond))
+	}
+}
+
+func TestBadFlagStopsStartup(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"shop", []string{"--http-addr", "nope"}, "http address"},
+		{"shop", []string{"--nats-addr", "127.0.0.1:x"}, "bad port"},
+		{"shop", []string{"--bogus"}, "flag provided but not defined"},
+		{"payment", []string{"--nats", "nats://127.0.0.1:1"}, "connect"},
+	} {
+		dir := t.TempDir()
+		cmd := exec.Command(filepath.Join(bin, tc.name), append([]string{"--data-dir", dir}, tc.args...)...)
+		if tc.name != "shop" {
+			cmd = exec.Command(filepath.Join(bin, tc.name), tc.args...)
+		}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%s %v: %v\n%s", tc.name, tc.args, err, out)
+		}
+	}
+}
