@@ -171,7 +171,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Bus, err
 	}
 	b := &Bus{js: js, opts: o, wlog: watermill.NewSlogLogger(o.logger)}
 	b.pub = &Publisher{js: js, prefix: subjectPrefix, source: o.source}
-	b.dead = &Publisher{js: js, prefix: deadPrefix, source: o.source}
+	b.dead = &Publisher{js: js, prefix: deadPrefix, source: o.source, idKey: middleware.PoisonedHandlerKey}
 	return b, nil
 }
 

@@ -343,3 +343,23 @@ func TestBadOptions(t *testing.T) {
 		t.Errorf("replicas 2: %v", err)
 	}
 }
+
+func TestEachGroupDeadLettersItsOwnCopy(t *testing.T) {
+	f := newFixture(t)
+	for _, group := range []string{"shipping", "notification"} {
+		r, _ := f.bus.NewRouter()
+		_ = events.Handle(r, f.bus, group, "customer.registered", func(context.Context, CustomerRegistered) error {
+			return events.Permanent(errors.New(group + " refuses"))
+		})
+		runRouter(t, r)
+	}
+	_ = events.Publish(context.Background(), f.bus, "customer.registered", "e1", CustomerRegistered{ID: "c1"})
+	var dls []events.DeadLetter
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		dls, _ = f.bus.DeadLetters(context.Background())
+		return len(dls) == 2
+	}, func() string { return fmt.Sprintf("dead letters %+v", dls) })
+	if reasons := dls[0].Reason + dls[1].Reason; !strings.Contains(reasons, "shipping refuses") || !strings.Contains(reasons, "notification refuses") {
+		t.Errorf("reasons %q", reasons)
+	}
+}

@@ -21,6 +21,9 @@ type Publisher struct {
 	js     jetstream.JetStream
 	prefix string
 	source string
+	// idKey names a metadata value that joins the UUID in the message id:
+	// dead letters of one event from two handlers are two letters.
+	idKey string
 }
 
 var _ message.Publisher = (*Publisher)(nil)
@@ -50,7 +53,11 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 		if err != nil {
 			return fmt.Errorf("events: marshal %s: %w", msg.UUID, err)
 		}
-		nm.Header.Set(nats.MsgIdHdr, msg.UUID)
+		id := msg.UUID
+		if p.idKey != "" {
+			id += "/" + msg.Metadata.Get(p.idKey)
+		}
+		nm.Header.Set(nats.MsgIdHdr, id)
 		for k, v := range map[string]string{"ce-specversion": "1.0", "ce-id": msg.UUID, "ce-type": topic, "ce-source": p.source, "ce-time": now, "content-type": "application/json"} {
 			if nm.Header.Get(k) == "" {
 				nm.Header.Set(k, v)

@@ -116,11 +116,13 @@ func (s *Service) replay(ctx context.Context, rm *ReadModel, caughtUp func(), on
 			return err
 		}
 		topic := strings.TrimPrefix(m.Subject(), "events.")
-		row, err := rm.Apply(topic, m.Headers().Get("Nats-Msg-Id"), m.Data())
-		if err != nil {
+		typ, known := schemas.TypeOfTopic[topic]
+		if verr := schemas.Validate(typ, m.Data()); known && verr != nil {
+			// The services' consumers dead-letter it; the view skips it.
+			s.d.Logger.Warn("gateway: schema-invalid event skipped", "topic", topic, "err", verr)
+		} else if row, err := rm.Apply(topic, m.Headers().Get("Nats-Msg-Id"), m.Data()); err != nil {
 			s.d.Logger.Warn("gateway: unreadable event", "topic", topic, "err", err)
-		}
-		if row != nil && onChange != nil {
+		} else if row != nil && onChange != nil {
 			onChange(row)
 		}
 		if md, err := m.Metadata(); err == nil && md.NumPending == 0 && caughtUp != nil {

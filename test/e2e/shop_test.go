@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/billing"
 	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/order"
@@ -289,4 +291,33 @@ func TestCountersMatchTheEvents(t *testing.T) {
 			t.Errorf("%s = %v, the services' records say %v", k, s[k], v)
 		}
 	}
+}
+
+func TestSchemaInvalidEventIsDeadLettered(t *testing.T) {
+	h := newShop(t)
+	// A CustomerRegistered that breaks its schema (no address, bad e-mail),
+	// published straight on the bus as a careless client would.
+	bad := map[string]any{"customer_id": "cus-bad", "name": "x", "email": "not-an-email", "registered_at": time.Now().UTC()}
+	if err := events.Publish(context.Background(), h.deps.Bus, schemas.TopicCustomerRegistered, "bad-1", bad); err != nil {
+		t.Fatal(err)
+	}
+	var dls []events.DeadLetter
+	sagatest.Poll(t, 15*time.Second, func() bool {
+		dls, _ = h.deps.Bus.DeadLetters(context.Background())
+		return len(dls) >= 2 // shipping and notification each refuse it
+	}, func() string { return fmt.Sprintf("dead letters: %+v", dls) })
+	for _, d := range dls {
+		if !strings.Contains(d.Reason, "schema-invalid CustomerRegistered") {
+			t.Errorf("reason %q", d.Reason)
+		}
+	}
+	if shipping.KnowsCustomer(context.Background(), h.deps, "cus-bad") {
+		t.Error("shipping stored the invalid customer")
+	}
+	if _, res := h.do("GET", "/api/customers", nil); strings.Contains(fmt.Sprint(res), "cus-bad") {
+		t.Error("the gateway's view took the invalid customer")
+	}
+	// The shop goes on.
+	ada := h.register("ada", "FR")
+	h.await(h.order(ada, okCard, item("sku-mug", 1)), "confirmed", 20*time.Second)
 }
