@@ -101,11 +101,15 @@ type Subscriber struct {
 var _ message.Subscriber = (*Subscriber)(nil)
 
 type subscription struct {
-	cc       jetstream.ConsumeContext
-	stop     chan struct{}
+	cc   jetstream.ConsumeContext
+	stop chan struct{}
+	out  chan *message.Message
+	once sync.Once
+	// mu orders the callbacks' inflight.Add after a check of stopped, and
+	// end's Wait after stopped is set: no callback joins once end waits.
+	mu       sync.Mutex
+	stopped  bool
 	inflight sync.WaitGroup
-	out      chan *message.Message
-	once     sync.Once
 }
 
 // ConsumerName is the durable consumer a group uses for a topic.
@@ -141,12 +145,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	sub := &subscription{stop: make(chan struct{}), out: make(chan *message.Message)}
 	sub.cc, err = cons.Consume(func(m jetstream.Msg) {
-		select {
-		case <-sub.stop:
+		sub.mu.Lock()
+		if sub.stopped {
+			sub.mu.Unlock()
 			return // left unacknowledged: redelivered
-		default:
 		}
 		sub.inflight.Add(1)
+		sub.mu.Unlock()
 		defer sub.inflight.Done()
 		s.deliver(ctx, sub, m, topic)
 	}, jetstream.PullMaxMessages(64))
@@ -168,11 +173,10 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 // flight, then close the channel.
 func (s *Subscriber) end(sub *subscription) {
 	sub.once.Do(func() {
-		select {
-		case <-sub.stop:
-		default:
-			close(sub.stop)
-		}
+		sub.mu.Lock()
+		sub.stopped = true
+		close(sub.stop)
+		sub.mu.Unlock()
 		sub.cc.Stop()
 		sub.inflight.Wait()
 		close(sub.out)

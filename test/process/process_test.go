@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/kit"
@@ -234,6 +235,10 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 	_, res := call(t, "GET", base+"/api/stats", nil)
 	if res["orders"] != 40.0 || res["orders_confirmed"] != 40.0 || res["payments_succeeded"] != 40.0 || res["refunds"] != 0.0 {
 		t.Errorf("stats after the restart: %v", res)
+		js := d.JS
+		st, _ := js.Stream(context.Background(), "CHOREO_EVENTS")
+		info, _ := st.Info(context.Background(), jetstream.WithSubjectFilter("events.>"))
+		t.Logf("events stream: %d msgs, subjects %v", info.State.Msgs, info.State.Subjects)
 	}
 	// Some sagas were in flight at the kill and finished after the restart.
 	resumed := 0
