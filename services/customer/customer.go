@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nuid"
-
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
@@ -60,7 +58,7 @@ func NewCustomer(id string, req RegisterRequest, now time.Time) (schemas.Custome
 
 // Register registers a customer and publishes CustomerRegistered.
 func (s *Service) Register(ctx context.Context, req RegisterRequest) (RegisterResult, error) {
-	c, err := NewCustomer("cus-"+strings.ToLower(nuid.Next()), req, time.Now().UTC())
+	c, err := NewCustomer(kit.NewID("cus"), req, time.Now().UTC())
 	if err != nil {
 		return RegisterResult{}, err
 	}

@@ -15,12 +15,17 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/choreo-go/choreo/internal/jsutil"
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 )
+
+// NewID returns a new identifier with the prefix: prefix-NUID. NUIDs are
+// base62 and only unique as they are (never change their case).
+func NewID(prefix string) string { return prefix + "-" + nuid.Next() }
 
 // Deps are what every service takes. The caller owns the connection.
 type Deps struct {

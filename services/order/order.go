@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nuid"
-
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
@@ -118,11 +116,18 @@ func (s *Service) Run(ctx context.Context) error {
 // Place accepts an order: it is recorded as pending, announced, and its
 // saga started.
 func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, error) {
-	o, err := Price("ord-"+strings.ToLower(nuid.Next()), req, time.Now().UTC())
+	o, err := Price(kit.NewID("ord"), req, time.Now().UTC())
 	if err != nil {
 		return PlaceResult{}, err
 	}
-	if err := s.store.Put(ctx, o.OrderID, Order{OrderPlaced: o, Status: "pending", UpdatedAt: o.PlacedAt}); err != nil {
+	// Create, never overwrite: a repeated id must not merge two orders.
+	if _, err := kit.Update(ctx, s.store, o.OrderID, func(cur *Order) (bool, error) {
+		if cur.OrderID != "" {
+			return false, fmt.Errorf("order id %s is taken", o.OrderID)
+		}
+		*cur = Order{OrderPlaced: o, Status: "pending", UpdatedAt: o.PlacedAt}
+		return true, nil
+	}); err != nil {
 		return PlaceResult{}, err
 	}
 	if err := events.Publish(ctx, s.d.Bus, schemas.TopicOrderPlaced, o.OrderID, o); err != nil {

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -190,6 +191,9 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 		}
 		ids = append(ids, res["id"].(string))
 	}
+	if distinct := len(slices.Compact(slices.Sorted(slices.Values(ids)))); distinct != len(ids) {
+		t.Fatalf("%d distinct order ids for %d orders", distinct, len(ids))
+	}
 	if err := shop.cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup at all
 		t.Fatal(err)
 	}
@@ -239,6 +243,18 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 		st, _ := js.Stream(context.Background(), "CHOREO_EVENTS")
 		info, _ := st.Info(context.Background(), jetstream.WithSubjectFilter("events.>"))
 		t.Logf("events stream: %d msgs, subjects %v", info.State.Msgs, info.State.Subjects)
+		present := map[string]bool{}
+		for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+			if m, err := st.GetMsg(context.Background(), seq); err == nil && m.Subject == "events.order.placed" {
+				present[m.Header.Get("Nats-Msg-Id")] = true
+			}
+		}
+		for i, id := range ids {
+			if !present[id] {
+				_, o := call(t, "GET", base+"/api/orders/"+id, nil)
+				t.Logf("order #%d %s has no order.placed event; the gateway says status=%v placed_at=%v", i, id, o["status"], o["placed_at"])
+			}
+		}
 	}
 	// Some sagas were in flight at the kill and finished after the restart.
 	resumed := 0
