@@ -93,24 +93,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		}
 		deps = d
 		var run func(context.Context) error
-		switch name {
-		case "customer":
-			run = customer.New(d).Run
-		case "order":
-			run = order.New(d).Run
-		case "payment":
-			run = payment.New(d).Run
-		case "inventory":
-			run = inventory.New(d).Run
-		case "billing":
-			run = billing.New(d).Run
-		case "shipping":
-			run = shipping.New(d).Run
-		case "notification":
-			run = notification.New(d, cfg.MailDir).Run
-		case "gateway":
+		if name == "gateway" {
 			gw = gateway.New(d, cfg.HTTPAddr)
 			run = gw.Run
+		} else {
+			run = Service(name, d, cfg.MailDir)
 		}
 		g.Go(func() error {
 			if err := run(gctx); err != nil {
@@ -131,6 +118,28 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		ready(sh)
 	}
 	return g.Wait()
+}
+
+// Service returns the Run of the named service (not the gateway, which
+// has an address: gateway.New), or nil for an unknown name.
+func Service(name string, d kit.Deps, mailDir string) func(context.Context) error {
+	switch name {
+	case "customer":
+		return customer.New(d).Run
+	case "order":
+		return order.New(d).Run
+	case "payment":
+		return payment.New(d).Run
+	case "inventory":
+		return inventory.New(d).Run
+	case "billing":
+		return billing.New(d).Run
+	case "shipping":
+		return shipping.New(d).Run
+	case "notification":
+		return notification.New(d, mailDir).Run
+	}
+	return nil
 }
 
 // EnvOr returns the environment variable's value, or def.

@@ -14,15 +14,9 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga/sagatest"
-	"github.com/choreo-go/choreo/services/billing"
-	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/gateway"
-	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/kit"
-	"github.com/choreo-go/choreo/services/notification"
-	"github.com/choreo-go/choreo/services/order"
-	"github.com/choreo-go/choreo/services/payment"
-	"github.com/choreo-go/choreo/services/shipping"
+	"github.com/choreo-go/choreo/services/shop"
 )
 
 // shopHarness runs every service in-process on an embedded server, each
@@ -70,23 +64,8 @@ func (h *shopHarness) start(name string) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	var run func(context.Context) error
-	switch name {
-	case "customer":
-		run = customer.New(d).Run
-	case "order":
-		run = order.New(d).Run
-	case "payment":
-		run = payment.New(d).Run
-	case "inventory":
-		run = inventory.New(d).Run
-	case "billing":
-		run = billing.New(d).Run
-	case "shipping":
-		run = shipping.New(d).Run
-	case "notification":
-		run = notification.New(d, h.mail).Run
-	case "gateway":
+	run := shop.Service(name, d, h.mail)
+	if name == "gateway" {
 		h.gw = gateway.New(d, "127.0.0.1:0")
 		run = h.gw.Run
 	}
