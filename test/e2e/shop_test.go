@@ -16,9 +16,11 @@ import (
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/billing"
 	"github.com/choreo-go/choreo/services/inventory"
+	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
 	"github.com/choreo-go/choreo/services/shipping"
+	"github.com/choreo-go/choreo/test/checker"
 )
 
 const (
@@ -320,4 +322,42 @@ func TestSchemaInvalidEventIsDeadLettered(t *testing.T) {
 	// The shop goes on.
 	ada := h.register("ada", "FR")
 	h.await(h.order(ada, okCard, item("sku-mug", 1)), "confirmed", 20*time.Second)
+}
+
+func TestCheckerFindsWhatIsWrong(t *testing.T) {
+	h := newShop(t)
+	ada := h.register("ada", "FR")
+	good := h.order(ada, okCard, item("sku-mug", 1))
+	soldOut := h.order(ada, okCard, item("sku-sold-out", 1))
+	h.await(good, "confirmed", 20*time.Second)
+	h.await(soldOut, "rejected", 20*time.Second)
+	ctx := context.Background()
+	rep, err := checker.Check(ctx, h.deps, []string{good, soldOut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("a clean run is not clean: %s %v", rep.Summary(0), rep.Problems)
+	}
+	t.Log(rep.Summary(0))
+	// Tamper with the ledgers as a bug would: a second charge, and an
+	// invoice left live on a compensated order.
+	pay, _ := kit.OpenStore(ctx, h.deps.JS, "payment")
+	if _, err := kit.Update(ctx, pay, "pay-"+good, func(c *payment.Charge) (bool, error) { c.Charges = 2; return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	bill, _ := kit.OpenStore(ctx, h.deps.JS, "billing")
+	if _, err := kit.Update(ctx, bill, "inv-"+soldOut, func(i *billing.Invoice) (bool, error) {
+		*i = billing.Invoice{ID: "inv-" + soldOut, OrderID: soldOut, Status: "issued", Issued: 1}
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = checker.Check(ctx, h.deps, []string{good, soldOut, "ord-never-placed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.DoubleEffects != 1 || rep.PartialEffects != 1 || rep.Lost != 1 || rep.OK() {
+		t.Errorf("checker missed what is wrong: %s %v", rep.Summary(0), rep.Problems)
+	}
 }

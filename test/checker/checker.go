@@ -1,0 +1,195 @@
+// Package checker verifies the shop's invariants from the outside, after
+// a run: it trusts neither the services' view of themselves nor the
+// gateway, only the saga logs in the broker and the services' own ledgers.
+//
+//	I1 every saga whose start was acknowledged is terminal;
+//	I2 no partial effects: a compensated order has no live charge,
+//	   reservation, invoice or delivery;
+//	I3 every side effect at most once (charge, refund, reservation,
+//	   release, invoice, void, delivery, cancellation);
+//	I4 no refund without a charge, no charge after its refund, no
+//	   compensation before its action;
+//	I5 saga state moves only along declared transitions.
+package checker
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/billing"
+	"github.com/choreo-go/choreo/services/inventory"
+	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shipping"
+)
+
+// Report is what a check found.
+type Report struct {
+	Sagas          int
+	Lost           int // I1: not terminal
+	Stuck          int // I1: parked as compensation_failed
+	PartialEffects int // I2
+	DoubleEffects  int // I3
+	OrderViolation int // I4
+	BadTransitions int // I5
+	Problems       []string
+}
+
+// OK reports whether no invariant was broken.
+func (r Report) OK() bool {
+	return r.Lost+r.Stuck+r.PartialEffects+r.DoubleEffects+r.OrderViolation+r.BadTransitions == 0
+}
+
+// Summary is the one-line summary of a scenario.
+func (r Report) Summary(faults int) string {
+	return fmt.Sprintf("sagas=%d faults=%d lost=%d double_effects=%d stuck=%d partial_effects=%d order_violations=%d bad_transitions=%d",
+		r.Sagas, faults, r.Lost, r.DoubleEffects, r.Stuck, r.PartialEffects, r.OrderViolation, r.BadTransitions)
+}
+
+func (r *Report) add(counter *int, format string, args ...any) {
+	*counter++
+	if len(r.Problems) < 50 {
+		r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+	}
+}
+
+// Check checks the sagas of the given order ids.
+func Check(ctx context.Context, d kit.Deps, ids []string) (Report, error) {
+	r := Report{Sagas: len(ids)}
+	charges, err := payment.Ledger(ctx, d)
+	if err != nil {
+		return r, err
+	}
+	w, err := inventory.State(ctx, d)
+	if err != nil {
+		return r, err
+	}
+	invoices, err := billing.Invoices(ctx, d)
+	if err != nil {
+		return r, err
+	}
+	deliveries, err := shipping.Deliveries(ctx, d)
+	if err != nil {
+		return r, err
+	}
+	charge := map[string]payment.Charge{}
+	for _, c := range charges {
+		charge[c.OrderID] = c
+		if c.Charges > 1 || c.Refunds > 1 {
+			r.add(&r.DoubleEffects, "order %s: %d charges, %d refunds", c.OrderID, c.Charges, c.Refunds)
+		}
+		if c.Refunds > c.Charges || (c.Status == "refunded" && c.RefundedAt.Before(c.ChargedAt)) {
+			r.add(&r.OrderViolation, "order %s: refund without (or before) its charge", c.OrderID)
+		}
+	}
+	invoice := map[string]billing.Invoice{}
+	for _, i := range invoices {
+		invoice[i.OrderID] = i
+		if i.Issued > 1 || i.Voided > 1 {
+			r.add(&r.DoubleEffects, "order %s: invoice issued %d, voided %d times", i.OrderID, i.Issued, i.Voided)
+		}
+	}
+	delivery := map[string]shipping.Delivery{}
+	for _, dl := range deliveries {
+		delivery[dl.OrderID] = dl
+		if dl.Scheduled > 1 || dl.Cancelled > 1 {
+			r.add(&r.DoubleEffects, "order %s: delivery scheduled %d, cancelled %d times", dl.OrderID, dl.Scheduled, dl.Cancelled)
+		}
+	}
+	for _, res := range w.Reservations {
+		if res.Reserved > 1 || res.Released > 1 {
+			r.add(&r.DoubleEffects, "order %s: reserved %d, released %d times", res.OrderID, res.Reserved, res.Released)
+		}
+	}
+	flow := schemas.OrderFlow.Name()
+	for _, id := range ids {
+		st, err := d.Sagas.Get(ctx, flow, id)
+		if err != nil {
+			r.add(&r.Lost, "order %s: no saga: %v", id, err)
+			continue
+		}
+		switch st.Status {
+		case saga.StatusCompleted, saga.StatusCompensated:
+		case saga.StatusCompensationFailed:
+			r.add(&r.Stuck, "order %s: compensation_failed: %s", id, st.Reason)
+		default:
+			r.add(&r.Lost, "order %s: still %s", id, st.Status)
+		}
+		if st.Status == saga.StatusCompensated {
+			if c, ok := charge[id]; ok && c.Status != "refunded" {
+				r.add(&r.PartialEffects, "order %s compensated with a live charge", id)
+			}
+			if res := w.Reservations["res-"+id]; res != nil && res.Status != "released" {
+				r.add(&r.PartialEffects, "order %s compensated with a live reservation", id)
+			}
+			if i, ok := invoice[id]; ok && i.Status != "void" {
+				r.add(&r.PartialEffects, "order %s compensated with a live invoice", id)
+			}
+			if dl, ok := delivery[id]; ok && dl.Status != "cancelled" {
+				r.add(&r.PartialEffects, "order %s compensated with a live delivery", id)
+			}
+		}
+		if st.Status == saga.StatusCompleted {
+			if c := charge[id]; c.Status != "charged" {
+				r.add(&r.PartialEffects, "order %s completed but its charge is %q", id, c.Status)
+			}
+		}
+		evs, err := d.Sagas.Timeline(ctx, flow, id)
+		if err != nil {
+			return r, err
+		}
+		checkTimeline(&r, id, evs)
+	}
+	return r, nil
+}
+
+var sagaMoves = map[saga.Status][]saga.Status{
+	saga.StatusRunning:            {saga.StatusRunning, saga.StatusCompleted, saga.StatusCompensating, saga.StatusCompensated},
+	saga.StatusCompensating:       {saga.StatusCompensating, saga.StatusCompensated, saga.StatusCompensationFailed},
+	saga.StatusCompensationFailed: {saga.StatusCompensating},
+}
+
+var stepMoves = map[saga.StepStatus][]saga.StepStatus{
+	saga.StepPending:            {saga.StepRunning},
+	saga.StepRunning:            {saga.StepCompleted, saga.StepFailed, saga.StepSkipped},
+	saga.StepCompleted:          {saga.StepCompensated, saga.StepCompensationFailed},
+	saga.StepCompensationFailed: {saga.StepCompleted},
+}
+
+// checkTimeline checks I4 (no compensation before its action) and I5
+// (only declared transitions) on one saga's log.
+func checkTimeline(r *Report, id string, evs []saga.Event) {
+	done := map[string]bool{}
+	var prev *saga.State
+	for i, e := range evs {
+		switch e.Phase {
+		case "done":
+			done[e.Step] = true
+		case "compensated":
+			if !done[e.Step] {
+				r.add(&r.OrderViolation, "order %s: %s compensated before its action finished", id, e.Step)
+			}
+		}
+		st := e.State
+		if prev != nil {
+			if st.Status != prev.Status && !slices.Contains(sagaMoves[prev.Status], st.Status) {
+				r.add(&r.BadTransitions, "order %s: saga %s -> %s at %s", id, prev.Status, st.Status, e)
+			}
+			for j := range st.Steps {
+				a, b := prev.Steps[j].Status, st.Steps[j].Status
+				if a != b && !slices.Contains(stepMoves[a], b) {
+					r.add(&r.BadTransitions, "order %s: step %s %s -> %s at %s", id, st.Steps[j].Name, a, b, e)
+				}
+			}
+		} else if e.Phase != "start" || st.Status != saga.StatusRunning {
+			r.add(&r.BadTransitions, "order %s: log starts with %s (%s)", id, e, st.Status)
+		}
+		if st.Events != i+1 {
+			r.add(&r.BadTransitions, "order %s: event %d (%s) says it is event %d", id, i+1, e, st.Events)
+		}
+		prev = st
+	}
+}
