@@ -40,7 +40,9 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // New creates or updates choreo's streams and returns a client. It returns
-// an error wrapping ErrInvalidOption for a bad option, or the broker's error.
+// an error wrapping ErrInvalidOption for a bad option, ErrUnsafeConfig when
+// the existing streams would lose sagas (memory storage not asked for), or
+// the broker's error.
 func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -57,6 +59,12 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	storage := jetstream.FileStorage
 	if o.memory {
 		storage = jetstream.MemoryStorage
+	}
+	// Memory storage loses every saga on a restart: never take it over
+	// silently.
+	if existing, err := js.Stream(ctx, StreamName); err == nil && existing.CachedInfo().Config.Storage == jetstream.MemoryStorage && !o.memory {
+		return nil, fmt.Errorf("%w: stream %s uses memory storage, so sagas in flight are lost on a restart; recreate it with file storage, or pass saga.WithMemoryStorage() for a throwaway setup",
+			ErrUnsafeConfig, StreamName)
 	}
 	var err error
 	c.stream, err = jsutil.EnsureStream(ctx, js, jetstream.StreamConfig{

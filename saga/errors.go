@@ -27,9 +27,9 @@ var (
 	// ErrBound is returned by Handle when the step already has a handler in
 	// this runner, or the runner is already running.
 	ErrBound = errors.New("saga: step already bound")
-	// ErrUnsafeConfig is returned by New when the broker's stream
-	// configuration breaks a delivery guarantee (for example memory storage
-	// or fewer replicas than required) and the option allowing it is absent.
+	// ErrUnsafeConfig is returned by New when the broker's existing stream
+	// configuration breaks a delivery guarantee (memory storage that the
+	// client did not ask for).
 	ErrUnsafeConfig = errors.New("saga: unsafe configuration")
 )
 

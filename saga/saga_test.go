@@ -654,3 +654,19 @@ func TestValidatorRejectsInvalidInput(t *testing.T) {
 		}
 	}
 }
+
+func TestUnsafeStreamIsRefused(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	_, js := srv.Connect()
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: saga.StreamName, Subjects: []string{"choreo.log.>", "choreo.cmd.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := saga.New(ctx, js)
+	if !errors.Is(err, saga.ErrUnsafeConfig) || !strings.Contains(err.Error(), "memory storage") {
+		t.Fatalf("New over a memory stream = %v, want ErrUnsafeConfig", err)
+	}
+	if _, err := saga.New(ctx, js, saga.WithMemoryStorage()); err != nil {
+		t.Errorf("asked for memory storage: %v", err)
+	}
+}
