@@ -108,6 +108,7 @@ function renderOrders(flashId) {
 
 async function select(id) {
   selected = id;
+  history.replaceState(null, "", "#order=" + encodeURIComponent(id)); // a link to this order
   renderOrders();
   $("#timeline-id").textContent = id;
   try {
@@ -197,5 +198,8 @@ $("#place-order").addEventListener("click", async () => {
 });
 
 loadFlow();
-loadCustomers().then(loadCatalog).then(refresh).catch((e) => { $("#form-error").textContent = e.message; });
+loadCustomers().then(loadCatalog).then(refresh).then(() => {
+  const m = location.hash.match(/^#order=(.+)$/);
+  if (m) select(decodeURIComponent(m[1]));
+}).catch((e) => { $("#form-error").textContent = e.message; });
 connect();
