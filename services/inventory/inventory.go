@@ -110,13 +110,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.Handle(r, schemas.Reserve, s.reserve, s.release); err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- kit.Serve(ctx, s.d.NC, CatalogSubject, s.catalog) }()
-	err = r.Run(ctx)
-	if serr := <-errc; err == nil {
-		err = serr
-	}
-	return err
+	return kit.Together(ctx, r.Run, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, CatalogSubject, s.catalog) })
 }
 
 func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (schemas.StockReserved, error) {

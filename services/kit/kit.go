@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/choreo-go/choreo/internal/jsutil"
 	"github.com/choreo-go/choreo/saga"
@@ -275,4 +276,15 @@ func All[T any](ctx context.Context, js jetstream.JetStream, bucket string) ([]T
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// Together runs a service's loops (its saga runner, its event router, its
+// endpoints) until ctx ends, or until one fails, which stops the others:
+// a service never runs half alive.
+func Together(ctx context.Context, runs ...func(context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, run := range runs {
+		g.Go(func() error { return run(gctx) })
+	}
+	return g.Wait()
 }

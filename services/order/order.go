@@ -104,13 +104,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.OnEnd(r, schemas.OrderFlow, "order", s.ended); err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- kit.Serve(ctx, s.d.NC, PlaceSubject, s.Place) }()
-	err = r.Run(ctx)
-	if serr := <-errc; err == nil {
-		err = serr
-	}
-	return err
+	return kit.Together(ctx, r.Run, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, PlaceSubject, s.Place) })
 }
 
 // Place accepts an order: it is recorded as pending, announced, and its

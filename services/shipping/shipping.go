@@ -57,13 +57,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := kit.On(router, s.d.Bus, "shipping", schemas.TopicCustomerRegistered, s.remember); err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- kit.RunRouter(ctx, router) }()
-	err = r.Run(ctx)
-	if rerr := <-errc; err == nil {
-		err = rerr
-	}
-	return err
+	return kit.Together(ctx, r.Run, func(ctx context.Context) error { return kit.RunRouter(ctx, router) })
 }
 
 func (s *Service) remember(ctx context.Context, c schemas.CustomerRegistered) error {
