@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -55,6 +57,15 @@ var Services = []string{"customer", "order", "payment", "inventory", "billing", 
 func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	// A bad address stops start-up before anything starts.
+	if err := checkAddr("--http-addr", cfg.HTTPAddr); err != nil {
+		return err
+	}
+	if cfg.NATSURL == "" {
+		if err := checkAddr("--nats-addr", cfg.NATSAddr); err != nil {
+			return err
+		}
 	}
 	url := cfg.NATSURL
 	if url == "" {
@@ -138,6 +149,18 @@ func Service(name string, d kit.Deps, mailDir string) func(context.Context) erro
 		return shipping.New(d).Run
 	case "notification":
 		return notification.New(d, mailDir).Run
+	}
+	return nil
+}
+
+// checkAddr says what is wrong with a host:port, if anything.
+func checkAddr(flag, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: want host:port", flag, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%s %q: bad port", flag, addr)
 	}
 	return nil
 }

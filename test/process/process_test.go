@@ -309,8 +309,9 @@ func TestBadFlagStopsStartup(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"shop", []string{"--http-addr", "nope"}, "http address"},
-		{"shop", []string{"--nats-addr", "127.0.0.1:x"}, "bad port"},
+		{"shop", []string{"--http-addr", "nope", "--nats-addr", "127.0.0.1:0"}, "--http-addr \"nope\": want host:port"},
+		{"shop", []string{"--nats-addr", "127.0.0.1:x"}, "--nats-addr \"127.0.0.1:x\": bad port"},
+		{"shop", []string{"--http-addr", "127.0.0.1:99999", "--nats-addr", "127.0.0.1:0"}, "bad port"},
 		{"shop", []string{"--bogus"}, "flag provided but not defined"},
 		{"payment", []string{"--nats", "nats://127.0.0.1:1"}, "connect"},
 	} {
