@@ -496,7 +496,7 @@ func TestRunnerReplacedMidSaga(t *testing.T) {
 		t.Fatalf("after stop: %v %v", st, err)
 	}
 	e.startRunner(t)
-	st = e.await(t, "m1", saga.StatusCompleted)
+	e.await(t, "m1", saga.StatusCompleted)
 	if n := e.l.count("m1", "reserve", "action"); n != 1 {
 		t.Errorf("reserved %d times", n)
 	}
