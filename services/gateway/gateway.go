@@ -179,6 +179,9 @@ func (s *Service) follow(ctx context.Context) error {
 type OrderView struct {
 	OrderRow
 	Saga *SagaView `json:"saga"`
+	// Rev never decreases over an order's life: a client that receives
+	// views out of order (a push overtaking a GET) keeps the highest.
+	Rev int `json:"rev"`
 }
 
 // SagaView is an order's saga as the API shows it.
@@ -232,6 +235,10 @@ func (s *Service) orderView(ctx context.Context, id string) (OrderView, bool) {
 	v := OrderView{OrderRow: row}
 	if err == nil {
 		v.Saga = sagaView(st)
+		v.Rev = 2 * st.Events
+	}
+	if row.Status != "pending" { // an order settles once, after its saga ends
+		v.Rev++
 	}
 	return v, true
 }

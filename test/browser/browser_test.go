@@ -3,6 +3,8 @@ package browser_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,15 +70,38 @@ func TestBrowserOrdersGoLiveWithoutReload(t *testing.T) {
 		chromedp.UserDataDir(filepath.Join(t.TempDir(), "chromium")), chromedp.WindowSize(1500, 1000))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx)
+	bctx, cancelCtx := chromedp.NewContext(actx)
 	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	// The browser lives as long as the context of its first Run: bctx, so
+	// that a step's timeout still leaves it up to be asked what it shows.
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool]("true")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
 	defer cancel()
 
 	step := func(what string, err error) {
 		t.Helper()
 		if err != nil {
-			t.Fatalf("browser: %s: %v", what, err)
+			dctx, dcancel := context.WithTimeout(bctx, 10*time.Second)
+			defer dcancel()
+			dump, derr := chromedp.Run(dctx, chromedp.Evaluate[string](`JSON.stringify({
+				live: document.querySelector("#live").className,
+				formError: document.querySelector("#form-error").textContent,
+				card: document.querySelector("#card").value,
+				customer: document.querySelector("#customer-select").value,
+				placeDisabled: document.querySelector("#place-order").disabled,
+				rows: [...document.querySelectorAll("tr.order-row")].map((r) => r.dataset.id + "=" + r.dataset.status),
+				catalog: [...document.querySelectorAll("#catalog input")].map((i) => i.dataset.sku + "=" + i.value),
+				timeline: document.querySelector("#timeline").innerText,
+			}, null, 1)`))
+			resp, herr := http.Get(base + "/api/orders")
+			var server []byte
+			if herr == nil {
+				server, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			t.Fatalf("browser: %s: %v\npage: %s %v\nserver: %s %v", what, err, dump, derr, server, herr)
 		}
 	}
 	text := func(sel string) string {

@@ -47,6 +47,11 @@ func TestOrderOutcomes(t *testing.T) {
 				t.Errorf("step %s: %v", name, s)
 			}
 		}
+		// rev orders an order's views: odd once settled, above any view
+		// seen while it ran (a pending view has at most the start event).
+		if rev := o["rev"].(float64); int(rev)%2 != 1 || rev <= 2 {
+			t.Errorf("settled order's rev %v", rev)
+		}
 	})
 	t.Run("declined card is refused, nothing else happens", func(t *testing.T) {
 		o := h.await(declined, "rejected", 20*time.Second)

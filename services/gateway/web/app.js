@@ -84,10 +84,13 @@ function renderStats(s) {
 
 function upsert(o, flash) {
   const prev = orders.get(o.id);
-  if (prev && !o.items && prev.items) o.items = prev.items;
-  orders.set(o.id, o);
-  renderOrders(flash ? o.id : null);
-  if (selected === o.id) renderTimeline(o);
+  // A GET's answer can arrive after a newer push: keep the newest view.
+  if (!prev || (prev.rev ?? -1) <= (o.rev ?? -1)) {
+    if (prev && !o.items && prev.items) o.items = prev.items;
+    orders.set(o.id, o);
+    renderOrders(flash ? o.id : null);
+  }
+  if (selected === o.id) renderTimeline(orders.get(o.id));
 }
 
 function renderOrders(flashId) {
@@ -153,7 +156,10 @@ function connect() {
 
 async function refresh() {
   const [{ orders: list }, stats] = await Promise.all([api("GET", "/api/orders"), api("GET", "/api/stats")]);
-  for (const o of list) orders.set(o.id, o);
+  for (const o of list) {
+    const prev = orders.get(o.id);
+    if (!prev || (prev.rev ?? -1) <= (o.rev ?? -1)) orders.set(o.id, o);
+  }
   renderOrders();
   renderStats(stats);
 }
