@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,6 +28,10 @@ type Client struct {
 	timers jetstream.Stream
 	opts   options
 	api    string // JetStream API prefix, ending in "."
+
+	roomMu  sync.Mutex
+	roomAt  time.Time
+	roomErr error
 }
 
 const defaultTimeout = 10 * time.Second
@@ -56,15 +61,13 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	c := &Client{js: js, nc: js.Conn(), opts: o, api: apiPrefix(js.Options())}
+	if err := c.checkSafety(ctx); err != nil {
+		return nil, err
+	}
+	o = c.opts
 	storage := jetstream.FileStorage
 	if o.memory {
 		storage = jetstream.MemoryStorage
-	}
-	// Memory storage loses every saga on a restart: never take it over
-	// silently.
-	if existing, err := js.Stream(ctx, StreamName); err == nil && existing.CachedInfo().Config.Storage == jetstream.MemoryStorage && !o.memory {
-		return nil, fmt.Errorf("%w: stream %s uses memory storage, so sagas in flight are lost on a restart; recreate it with file storage, or pass saga.WithMemoryStorage() for a throwaway setup",
-			ErrUnsafeConfig, StreamName)
 	}
 	var err error
 	c.stream, err = jsutil.EnsureStream(ctx, js, jetstream.StreamConfig{
@@ -75,6 +78,8 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		Replicas:    o.replicas,
 		Duplicates:  o.duplicates,
 		MaxAge:      o.maxAge,
+		MaxMsgs:     o.maxMsgs,
+		MaxBytes:    o.maxBytes,
 		AllowDirect: true,
 		// A full stream refuses new events rather than dropping old state.
 		Discard: jetstream.DiscardNew,
@@ -110,6 +115,69 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		return nil, fmt.Errorf("saga: stream %s: %w", DeadLetterStream, err)
 	}
 	return c, nil
+}
+
+// checkSafety refuses configurations that would lose sagas, and picks the
+// replica count when none was asked for.
+func (c *Client) checkSafety(ctx context.Context) error {
+	o := &c.opts
+	clustered := c.nc.ConnectedClusterName() != ""
+	if o.replicas == 0 {
+		o.replicas = 1
+		if clustered {
+			o.replicas = 3
+		}
+	}
+	if clustered && o.replicas == 1 && !o.unsafe {
+		return fmt.Errorf("%w: the server is part of cluster %q but choreo's streams would have 1 replica, so losing that one server loses sagas; use WithReplicas(3), or WithUnsafe() to accept it",
+			ErrUnsafeConfig, c.nc.ConnectedClusterName())
+	}
+	// Memory storage loses every saga on a restart: never take it over
+	// silently.
+	if existing, err := c.js.Stream(ctx, StreamName); err == nil && existing.CachedInfo().Config.Storage == jetstream.MemoryStorage && !o.memory && !o.unsafe {
+		return fmt.Errorf("%w: stream %s uses memory storage, so sagas in flight are lost on a restart; recreate it with file storage, or pass saga.WithMemoryStorage() for a throwaway setup",
+			ErrUnsafeConfig, StreamName)
+	}
+	return nil
+}
+
+// room refuses a new saga when the saga stream is nearly full. The stream's
+// state is read at most every 250ms, and only when it has limits.
+func (c *Client) room(ctx context.Context) error {
+	c.roomMu.Lock()
+	defer c.roomMu.Unlock()
+	if time.Since(c.roomAt) < 250*time.Millisecond {
+		return c.roomErr
+	}
+	info, err := c.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("saga: stream %s: %w", StreamName, err)
+	}
+	c.roomAt, c.roomErr = time.Now(), nil
+	cfg, st := info.Config, info.State
+	free := 1 - c.opts.headroom
+	switch {
+	case cfg.MaxMsgs > 0 && float64(st.Msgs) >= free*float64(cfg.MaxMsgs):
+		c.roomErr = fmt.Errorf("%w: stream %s holds %d of its %d messages; new sagas are refused so that those in flight can finish (raise the limit, or let old sagas age out)",
+			ErrStreamFull, StreamName, st.Msgs, cfg.MaxMsgs)
+	case cfg.MaxBytes > 0 && float64(st.Bytes) >= free*float64(cfg.MaxBytes):
+		c.roomErr = fmt.Errorf("%w: stream %s holds %d of its %d bytes; new sagas are refused so that those in flight can finish (raise the limit, or let old sagas age out)",
+			ErrStreamFull, StreamName, st.Bytes, cfg.MaxBytes)
+	}
+	if cfg.MaxMsgs <= 0 && cfg.MaxBytes <= 0 {
+		c.roomAt = time.Now().Add(time.Hour) // no limits: look again in an hour
+	}
+	return c.roomErr
+}
+
+// fullError marks the broker's refusal of a write to a full stream.
+func fullError(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (strings.Contains(apiErr.Description, "maximum messages") || strings.Contains(apiErr.Description, "maximum bytes") ||
+		strings.Contains(apiErr.Description, "insufficient resources")) {
+		return fmt.Errorf("%w: %w", ErrStreamFull, err)
+	}
+	return err
 }
 
 func apiPrefix(o jetstream.JetStreamOptions) string {
@@ -168,6 +236,11 @@ func (c *Client) load(ctx context.Context, flow, id string) (*State, uint64, err
 		switch {
 		case len(m.Header.Values(jetstream.SubjectHeader)) != 1 || len(m.Header.Values(jetstream.SequenceHeader)) != 1:
 			err = bad("carries the broker's own headers (Nats-Subject, Nats-Sequence): not appended by choreo")
+		case len(m.Header.Values(jetstream.ExpectedLastSubjSeqHeader)) != 1:
+			// choreo appends only with compare-and-set: a copy published
+			// without it (a replayed or forged event) could carry an older
+			// state than the log's.
+			err = bad("no compare-and-set header (Nats-Expected-Last-Subject-Sequence): not appended by choreo")
 		case err == nil && m.Header.Get(jetstream.ExpectedLastSubjSeqHeader) == "0" && env.phase != phaseStart:
 			err = bad("unknown saga: first event is not a start")
 		}
@@ -242,7 +315,7 @@ func (c *Client) publishState(ctx context.Context, st *State, last uint64, step,
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 			return false, nil
 		}
-		return false, fmt.Errorf("saga: append %s: %w", m.Subject, err)
+		return false, fmt.Errorf("saga: append %s: %w", m.Subject, fullError(err))
 	}
 	// A duplicate means this very event was appended before (a retry after
 	// a lost acknowledgement): reading again will show it.
@@ -252,7 +325,8 @@ func (c *Client) publishState(ctx context.Context, st *State, last uint64, step,
 // Start starts a saga of flow f with the given id and input, whose type must
 // be the flow's input type. Starting an id that already exists does nothing
 // and returns nil, so Start is safe to retry. It returns ErrInvalidID,
-// ErrInvalidInput, or the broker's error.
+// ErrInvalidInput, ErrStreamFull when the saga stream is near its limits
+// (see WithStreamLimits), or the broker's error.
 func (c *Client) Start(ctx context.Context, f *Flow, id string, input any) error {
 	if f == nil {
 		return fmt.Errorf("%w: nil flow", ErrInvalidFlow)
@@ -272,6 +346,12 @@ func (c *Client) Start(ctx context.Context, f *Flow, id string, input any) error
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	if err := c.room(ctx); err != nil {
+		if _, _, lerr := c.load(ctx, f.name, id); lerr == nil {
+			return nil // started before: Start stays safe to retry
+		}
+		return err
+	}
 	now := time.Now().UTC().Truncate(timeUnit)
 	st := newState(f, id, now)
 	if !st.Deadline.IsZero() {
@@ -282,7 +362,7 @@ func (c *Client) Start(ctx context.Context, f *Flow, id string, input any) error
 		m.Header.Set("Nats-Schedule", "@at "+st.Deadline.Format(time.RFC3339Nano))
 		m.Header.Set("Nats-Schedule-Target", subjTimer+f.name+"."+id)
 		if _, err := c.js.PublishMsg(ctx, m); err != nil {
-			return fmt.Errorf("saga: schedule deadline: %w", err)
+			return fmt.Errorf("saga: schedule deadline: %w", fullError(err))
 		}
 	}
 	for range 16 {

@@ -27,10 +27,16 @@ var (
 	// ErrBound is returned by Handle when the step already has a handler in
 	// this runner, or the runner is already running.
 	ErrBound = errors.New("saga: step already bound")
-	// ErrUnsafeConfig is returned by New when the broker's existing stream
-	// configuration breaks a delivery guarantee (memory storage that the
-	// client did not ask for).
+	// ErrUnsafeConfig is returned at start-up when a configuration would
+	// lose sagas or deliveries: an existing stream on memory storage the
+	// client did not ask for, unreplicated streams on a cluster, a consumer
+	// of choreo's that is not a durable pull consumer with explicit acks.
+	// WithUnsafe accepts the first two knowingly.
 	ErrUnsafeConfig = errors.New("saga: unsafe configuration")
+	// ErrStreamFull is returned by Start when the saga stream is near its
+	// limits: new sagas are refused while there is still room for the
+	// sagas in flight to finish.
+	ErrStreamFull = errors.New("saga: stream full")
 )
 
 // abortError marks a business "no": the step will not succeed however often

@@ -19,22 +19,28 @@ type options struct {
 	maxAge       time.Duration
 	source       string
 	logger       *slog.Logger
+	maxMsgs      int64
+	maxBytes     int64
+	headroom     float64
+	unsafe       bool
 }
 
 func defaultOptions() options {
 	return options{
-		replicas:     1,
+		replicas:     0, // 3 on a cluster, 1 on a single server
 		duplicates:   2 * time.Minute,
 		maxEventSize: 512 * 1024,
 		source:       "choreo",
+		headroom:     0.2,
 		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
 
-// WithReplicas sets the replica count of choreo's streams (1, 3 or 5). Use
-// 3 on a cluster: each write then waits for a quorum of two servers, which
-// costs a network round trip per saga step, and survives the loss of any one
-// server.
+// WithReplicas sets the replica count of choreo's streams (1, 3 or 5). The
+// default is 3 when the server is part of a cluster and 1 otherwise. With 3
+// each write waits for a quorum of two servers, which costs a network round
+// trip per saga step, and survives the loss of any one server; 1 on a
+// cluster is refused unless WithUnsafe is given too.
 func WithReplicas(n int) Option {
 	return func(o *options) error {
 		if n != 1 && n != 3 && n != 5 {
@@ -115,4 +121,30 @@ func WithLogger(l *slog.Logger) Option {
 		o.logger = l
 		return nil
 	}
+}
+
+// WithStreamLimits bounds the saga stream (0: no bound). The broker then
+// refuses writes beyond the limits instead of dropping old state, and
+// Start refuses new sagas (ErrStreamFull) once less than a fifth of either
+// limit is left, so that the sagas in flight keep room to finish. Keep the
+// limits well above sagas in flight times events per saga.
+func WithStreamLimits(maxMsgs, maxBytes int64) Option {
+	return func(o *options) error {
+		if maxMsgs < 0 || maxBytes < 0 {
+			return fmt.Errorf("%w: negative stream limit", ErrInvalidOption)
+		}
+		if (maxMsgs > 0 && maxMsgs < 100) || (maxBytes > 0 && maxBytes < 1<<20) {
+			return fmt.Errorf("%w: stream limits below 100 messages or 1 MiB leave no room for sagas in flight", ErrInvalidOption)
+		}
+		o.maxMsgs, o.maxBytes = maxMsgs, maxBytes
+		return nil
+	}
+}
+
+// WithUnsafe accepts configurations that lose sagas when a server fails:
+// unreplicated streams on a cluster, taking over streams on memory
+// storage. Without it New refuses them with ErrUnsafeConfig. For tests and
+// throwaway setups only.
+func WithUnsafe() Option {
+	return func(o *options) error { o.unsafe = true; return nil }
 }

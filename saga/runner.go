@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/jsutil"
 )
 
 // RunnerOption configures a Runner. Each one checks its own value.
@@ -22,6 +24,23 @@ type runnerOptions struct {
 	drain        time.Duration
 	interceptors []Interceptor
 	validate     func(eventType string, data []byte) error
+	onRecorded   []func(st *State, step, phase string)
+}
+
+// WithOnRecorded calls fn each time the runner has durably recorded an
+// outcome (a step done, failed, compensated, a saga deadline) and before it
+// acknowledges the message that caused it: for metrics and audit, and for
+// fault injection, since a crash there is the one that loses the ack.
+// Phase is the recorded event's ("done", "failed", "compensated", ...).
+// fn must be quick and must not block.
+func WithOnRecorded(fn func(st *State, step, phase string)) RunnerOption {
+	return func(o *runnerOptions) error {
+		if fn == nil {
+			return fmt.Errorf("%w: nil OnRecorded hook", ErrInvalidOption)
+		}
+		o.onRecorded = append(o.onRecorded, fn)
+		return nil
+	}
 }
 
 // WithValidator checks every payload a step is about to take, by its
@@ -331,6 +350,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	for _, s := range r.specs() {
 		sctx, cancel := withTimeout(ctx)
+		why, err := jsutil.UnsafeConsumer(sctx, r.c.js, s.stream, s.name)
+		if err == nil && why != "" {
+			err = fmt.Errorf("%w: %s; delete it (nats consumer rm %s %s) and choreo recreates it", ErrUnsafeConfig, why, s.stream, s.name)
+		}
+		if err != nil {
+			cancel()
+			stopAll()
+			return fmt.Errorf("saga: consumer %s: %w", s.name, err)
+		}
 		cons, err := r.c.js.CreateOrUpdateConsumer(sctx, s.stream, jetstream.ConsumerConfig{
 			Durable:        s.name,
 			Description:    s.desc,
@@ -454,6 +482,11 @@ func (r *Runner) record(ctx context.Context, m jetstream.Msg, from *State, seq u
 	}
 	if h := testHookBeforeAck.Load(); h != nil {
 		(*h)(st)
+	}
+	if err == nil {
+		for _, fn := range r.o.onRecorded {
+			fn(st, step, phase)
+		}
 	}
 	_ = m.Ack()
 }

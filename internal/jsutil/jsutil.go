@@ -4,6 +4,7 @@ package jsutil
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,8 +28,16 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 	if err != nil {
 		return nil, err
 	}
-	if Same(s.CachedInfo().Config, cfg) {
+	have := s.CachedInfo().Config
+	if Same(have, cfg) {
 		return s, nil
+	}
+	// Limits cfg leaves unset are the operator's: keep them.
+	if cfg.MaxMsgs == 0 {
+		cfg.MaxMsgs = have.MaxMsgs
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = have.MaxBytes
 	}
 	return js.UpdateStream(ctx, cfg)
 }
@@ -39,7 +48,8 @@ func Same(have, want jetstream.StreamConfig) bool {
 	return slices.Equal(have.Subjects, want.Subjects) && have.Storage == want.Storage && have.Replicas == replicas &&
 		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.MaxAge == want.MaxAge &&
 		have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules &&
-		have.Discard == want.Discard && have.Description == want.Description && limit(have.MaxMsgsPerSubject) == limit(want.MaxMsgsPerSubject)
+		have.Discard == want.Discard && have.Description == want.Description && limit(have.MaxMsgsPerSubject) == limit(want.MaxMsgsPerSubject) &&
+		(want.MaxMsgs == 0 || limit(have.MaxMsgs) == limit(want.MaxMsgs)) && (want.MaxBytes == 0 || limit(have.MaxBytes) == limit(want.MaxBytes))
 }
 
 // limit folds the ways of saying "no limit" (0 in a config, -1 from the
@@ -61,4 +71,27 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 		}
 	}
 	return kv, err
+}
+
+// UnsafeConsumer says why an existing consumer cannot be taken over as a
+// durable pull consumer with explicit acks, in ways an update cannot
+// change; "" when it can (or does not exist).
+func UnsafeConsumer(ctx context.Context, js jetstream.JetStream, stream, name string) (string, error) {
+	c, err := js.Consumer(ctx, stream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	cfg := c.CachedInfo().Config
+	switch {
+	case cfg.Durable == "":
+		return fmt.Sprintf("consumer %s on %s is not durable: the broker deletes it %v after its last client goes, and with it the position of the service while it is down", name, stream, cfg.InactiveThreshold), nil
+	case cfg.DeliverSubject != "":
+		return fmt.Sprintf("consumer %s on %s is a push consumer (deliver subject %s): choreo pulls, so that work is only handed out as fast as it is done", name, stream, cfg.DeliverSubject), nil
+	case cfg.AckPolicy != jetstream.AckExplicitPolicy:
+		return fmt.Sprintf("consumer %s on %s acknowledges with policy %v: a crash after delivery loses the message; choreo needs explicit acks", name, stream, cfg.AckPolicy), nil
+	}
+	return "", nil
 }

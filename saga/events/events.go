@@ -64,6 +64,10 @@ const (
 // ErrInvalidOption is returned for an option whose value is out of range.
 var ErrInvalidOption = errors.New("events: invalid option")
 
+// ErrUnsafeConfig is returned when a configuration would lose events: an
+// existing consumer that is not a durable pull consumer with explicit acks.
+var ErrUnsafeConfig = errors.New("events: unsafe configuration")
+
 // Option configures a Bus.
 type Option func(*options) error
 
@@ -76,7 +80,8 @@ type options struct {
 	logger     *slog.Logger
 }
 
-// WithReplicas sets the replica count of the event streams (1, 3 or 5).
+// WithReplicas sets the replica count of the event streams (1, 3 or 5);
+// the default is 3 when the server is part of a cluster, 1 otherwise.
 func WithReplicas(n int) Option {
 	return func(o *options) error {
 		if n != 1 && n != 3 && n != 5 {
@@ -147,7 +152,7 @@ type Bus struct {
 
 // New creates or updates the event streams and returns a bus.
 func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Bus, error) {
-	o := options{replicas: 1, duplicates: 2 * time.Minute, ackWait: 30 * time.Second, retries: 3, source: "choreo",
+	o := options{replicas: 0, duplicates: 2 * time.Minute, ackWait: 30 * time.Second, retries: 3, source: "choreo",
 		logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -158,6 +163,12 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Bus, err
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
+	}
+	if o.replicas == 0 { // 3 on a cluster, 1 on a single server
+		o.replicas = 1
+		if js.Conn().ConnectedClusterName() != "" {
+			o.replicas = 3
+		}
 	}
 	for _, cfg := range []jetstream.StreamConfig{
 		{Name: Stream, Subjects: []string{subjectPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: o.replicas, Duplicates: o.duplicates, Discard: jetstream.DiscardNew,

@@ -12,6 +12,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/jsutil"
 )
 
 // Publisher is a watermill publisher onto JetStream. Every message is
@@ -130,6 +132,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	why, err := jsutil.UnsafeConsumer(cctx, s.js, Stream, ConsumerName(s.group, topic))
+	if err == nil && why != "" {
+		err = fmt.Errorf("%w: %s; delete it (nats consumer rm %s %s) and choreo recreates it", ErrUnsafeConfig, why, Stream, ConsumerName(s.group, topic))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("events: consumer for %s/%s: %w", s.group, topic, err)
+	}
 	cons, err := s.js.CreateOrUpdateConsumer(cctx, Stream, jetstream.ConsumerConfig{
 		Durable:       ConsumerName(s.group, topic),
 		Description:   fmt.Sprintf("choreo events: group %s, topic %s", s.group, topic),

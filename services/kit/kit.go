@@ -72,7 +72,11 @@ var ErrNotFound = errors.New("not found")
 
 // OpenStore creates or opens the service's bucket (file storage).
 func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string) (*Store, error) {
-	kv, err := jsutil.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: bucket, Storage: jetstream.FileStorage, History: 1})
+	replicas := 1
+	if js.Conn().ConnectedClusterName() != "" {
+		replicas = 3 // a service's records survive the loss of a server
+	}
+	kv, err := jsutil.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: bucket, Storage: jetstream.FileStorage, History: 1, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", bucket, err)
 	}
