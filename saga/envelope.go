@@ -41,6 +41,7 @@ const (
 	phaseStart       = "start"
 	phaseDone        = "done"
 	phaseFailed      = "failed"
+	phaseTimedOut    = "timed-out"
 	phaseSkipped     = "skipped"
 	phaseRetry       = "retry"
 	phaseCompensated = "compensated"

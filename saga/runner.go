@@ -198,8 +198,10 @@ func Handle[In, Out any](r *Runner, s *Step[In, Out], action func(context.Contex
 			if err := json.Unmarshal(inData, &in); err != nil {
 				return errUndecodable{err}
 			}
-			if err := json.Unmarshal(outData, &out); err != nil {
-				return errUndecodable{err}
+			if len(outData) > 0 { // none for a timed-out step
+				if err := json.Unmarshal(outData, &out); err != nil {
+					return errUndecodable{err}
+				}
 			}
 			return compensate(ctx, in, out)
 		}
@@ -628,10 +630,12 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	// The step's own timeout and the saga's deadline both bound the action.
 	var deadline time.Time
 	expired := fmt.Sprintf("timed out after %v", d.timeout)
-	if d.timeout > 0 && d.kind != RetriableStep {
+	// Only compensatable steps are bounded: a retriable step runs until it
+	// succeeds, and a pivot, once triggered, decides the saga's direction.
+	if d.timeout > 0 && d.kind == Compensatable {
 		deadline = st.StartedAt.Add(d.timeout)
 	}
-	if !cur.Deadline.IsZero() && d.kind != RetriableStep && (deadline.IsZero() || cur.Deadline.Before(deadline)) {
+	if !cur.Deadline.IsZero() && d.kind == Compensatable && (deadline.IsZero() || cur.Deadline.Before(deadline)) {
 		deadline, expired = cur.Deadline, "saga deadline exceeded"
 	}
 	timedOut := func() bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
@@ -640,7 +644,10 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 			func(s *State, now time.Time) error { return s.fail(d.name, attempt, reason, now) })
 	}
 	if timedOut() {
-		fail(expired)
+		// No outcome in time, and an earlier delivery may have made the
+		// effect before a crash: the step is compensated.
+		r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseTimedOut, eventTypeFor(phaseTimedOut), pfx+phaseTimedOut, nil,
+			func(s *State, now time.Time) error { return s.timeOut(d.name, attempt, expired, now) })
 		return
 	}
 	input, itype, err := r.inputOf(ctx, d, env.id, triggerData(m, env))
@@ -691,8 +698,10 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	case err == nil:
 		r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseDone, d.eventType, pfx+phaseDone, out,
 			func(s *State, now time.Time) error { return s.complete(d.name, attempt, now) })
-	case timedOut():
-		fail(fmt.Sprintf("%s: %v", expired, err))
+	case timedOut() && !IsAbort(err):
+		reason := fmt.Sprintf("%s: %v", expired, err)
+		r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseTimedOut, eventTypeFor(phaseTimedOut), pfx+phaseTimedOut, nil,
+			func(s *State, now time.Time) error { return s.timeOut(d.name, attempt, reason, now) })
 	case errors.As(err, &undecodable):
 		stream, seq := position(m)
 		if derr := r.c.deadLetter(ctx, f.name, stream, m.Subject(), seq, consumer, m.Headers(), input, err.Error()); derr != nil {
@@ -756,10 +765,12 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, m jetstream.Msg) {
 			r.retryLater(m, err)
 			return
 		}
-		output, err := r.c.eventData(ctx, f.name, env.id, d.name, phaseDone)
-		if err != nil {
-			r.retryLater(m, err)
-			return
+		var output []byte // a timed-out step has none: the zero value
+		if cur.Step(d.name).Status != StepTimedOut {
+			if output, err = r.c.eventData(ctx, f.name, env.id, d.name, phaseDone); err != nil {
+				r.retryLater(m, err)
+				return
+			}
 		}
 		cctx := context.WithValue(ctx, infoKey{}, &runInfo{c: r.c, Info: Info{
 			Flow: f.name, ID: env.id, Step: d.name, Phase: "compensation", Attempt: attempt,

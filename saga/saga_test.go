@@ -204,17 +204,45 @@ func TestStepTimeoutCompensatesLateResult(t *testing.T) {
 	if !strings.Contains(st.Reason, "timed out") {
 		t.Errorf("reason %q", st.Reason)
 	}
+	// No outcome in time: the effect is unknown, so it is compensated.
 	st = e.await(t, "prompt", saga.StatusCompensated)
-	if r := st.Step("reserve"); r.Status != saga.StepFailed || !strings.Contains(r.Error, "timed out") {
-		t.Errorf("reserve %+v", r)
+	if r := st.Step("reserve"); r.Status != saga.StepCompensated || !strings.Contains(r.Error, "") || !strings.Contains(st.Reason, "timed out") {
+		t.Errorf("reserve %+v, reason %q", r, st.Reason)
 	}
-	if e.l.count("prompt", "reserve", "compensation") != 0 {
-		t.Error("a step that never completed was compensated")
+	if e.l.count("prompt", "reserve", "compensation") != 1 {
+		t.Error("a timed-out step was not compensated")
 	}
 	for _, id := range []string{"late", "prompt"} {
 		if e.l.count(id, "charge", "compensation") != 1 {
 			t.Errorf("%s: charge not compensated once", id)
 		}
+	}
+}
+
+// Regression (found by test/faults): an action made its effect and its
+// process died before recording it; the redelivery came after the step's
+// timeout, which recorded the step failed, so its effect was never undone.
+// A step with no outcome in time is now timed_out and compensated.
+func TestEffectLostInACrashPastTheTimeoutIsCompensated(t *testing.T) {
+	e := newEnv(t, 0, func(s *shop) {
+		s.reserveOpts = []saga.StepOption{saga.WithTimeout(300 * time.Millisecond), saga.WithRetry(saga.RetryPolicy{InitialBackoff: 800 * time.Millisecond})}
+	})
+	e.l.on("crash", "reserve:action", func(_ context.Context, attempt int) error {
+		if attempt == 1 {
+			panic("the process dies after the effect") // the next delivery comes after the timeout
+		}
+		return nil
+	})
+	e.start(t, "crash")
+	st := e.await(t, "crash", saga.StatusCompensated)
+	if r := st.Step("reserve"); r.Status != saga.StepCompensated {
+		t.Errorf("reserve %+v", r)
+	}
+	if n := e.l.count("crash", "reserve", "compensation"); n != 1 {
+		t.Errorf("reserve compensated %d times, want 1", n)
+	}
+	if tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "crash"); !slices.Contains(tl, "reserve:timed-out") || !slices.Contains(tl, "reserve:compensated") {
+		t.Errorf("timeline %v", tl)
 	}
 }
 

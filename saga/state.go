@@ -35,7 +35,13 @@ const (
 	StepPending            StepStatus = "pending"             // not triggered yet
 	StepRunning            StepStatus = "running"             // triggered, no outcome yet
 	StepCompleted          StepStatus = "completed"           // action succeeded
-	StepFailed             StepStatus = "failed"              // aborted, out of retries or past its timeout
+	StepFailed             StepStatus = "failed"              // aborted or out of retries: it had no effect
+	// StepTimedOut is a compensatable step with no outcome within its
+	// timeout or the saga's deadline: a crash may have left its effect
+	// made but unrecorded, so it is compensated like a completed step. Its
+	// compensation gets the zero output and must accept that there may be
+	// nothing to undo (and should leave a mark that stops a late action).
+	StepTimedOut StepStatus = "timed_out"
 	StepSkipped            StepStatus = "skipped"             // triggered after the saga began compensating: never run
 	StepCompensating       StepStatus = "compensating"        // completed, its compensation is due
 	StepCompensated        StepStatus = "compensated"         // compensation succeeded
@@ -156,6 +162,17 @@ func (s *State) fail(name string, attempts int, reason string, now time.Time) er
 	return nil
 }
 
+// timeOut records a step with no outcome in time: it is compensated.
+func (s *State) timeOut(name string, attempts int, reason string, now time.Time) error {
+	st, err := s.running(name)
+	if err != nil {
+		return err
+	}
+	st.Status, st.Attempts, st.Error, st.EndedAt = StepTimedOut, attempts, reason, now
+	s.compensate(fmt.Sprintf("step %s: %s", name, reason))
+	return nil
+}
+
 // skip records a triggered step that was not run because the saga is
 // compensating.
 func (s *State) skip(name string, now time.Time) error {
@@ -198,9 +215,11 @@ func (s *State) expire(now time.Time) error {
 	return nil
 }
 
+// pivoted reports whether the saga reached its pivot: once the pivot is
+// triggered the saga can only go forward.
 func (s *State) pivoted() bool {
 	for _, st := range s.Steps {
-		if st.Kind == PivotStep && st.Status == StepCompleted {
+		if st.Kind == PivotStep && (st.Status == StepCompleted || st.Status == StepRunning) {
 			return true
 		}
 	}
@@ -293,7 +312,7 @@ func (s *State) settle(now time.Time) {
 		s.Status, s.EndedAt = StatusCompleted, now
 	case StatusCompensating:
 		for _, st := range s.Steps {
-			if st.Status == StepRunning || (st.Status == StepCompleted && st.Kind == Compensatable) {
+			if st.Status == StepRunning || (undoable(st.Status) && st.Kind == Compensatable) {
 				return
 			}
 		}
@@ -322,7 +341,7 @@ func (s *State) dueUndo() []string {
 			if st.Status == StepRunning {
 				return nil
 			}
-			if st.Status == StepCompleted && st.Kind == Compensatable {
+			if undoable(st.Status) && st.Kind == Compensatable {
 				due = append(due, st.Name)
 			}
 		}
@@ -332,3 +351,6 @@ func (s *State) dueUndo() []string {
 	}
 	return nil
 }
+
+// undoable reports whether a step in this status may have had its effect.
+func undoable(s StepStatus) bool { return s == StepCompleted || s == StepTimedOut }

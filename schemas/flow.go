@@ -27,6 +27,6 @@ var (
 		Charge,
 		saga.Parallel(Reserve, Invoice, Schedule),
 		Confirm,
-		saga.Deadline(2*time.Minute),
+		saga.Deadline(orderDeadline),
 	)
 )

@@ -51,6 +51,9 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) issue(ctx context.Context, p schemas.PaymentSucceeded) (schemas.InvoiceIssued, error) {
 	id := "inv-" + p.OrderID
 	inv, err := kit.Update(ctx, s.store, id, func(inv *Invoice) (bool, error) {
+		if inv.Status == "void" && inv.Issued == 0 {
+			return false, saga.Abortf("order %s was cancelled before it was invoiced", p.OrderID)
+		}
 		if inv.ID != "" {
 			return false, nil
 		}
@@ -63,8 +66,15 @@ func (s *Service) issue(ctx context.Context, p schemas.PaymentSucceeded) (schema
 	return schemas.InvoiceIssued{InvoiceID: id, OrderID: p.OrderID, Amount: inv.Amount, Currency: inv.Currency, IssuedAt: inv.IssuedAt}, nil
 }
 
-func (s *Service) void(ctx context.Context, _ schemas.PaymentSucceeded, i schemas.InvoiceIssued) error {
-	_, err := kit.Update(ctx, s.store, i.InvoiceID, func(inv *Invoice) (bool, error) {
+// void undoes an invoice, from the order alone; with none it records a
+// void one so that a late issue is refused.
+func (s *Service) void(ctx context.Context, p schemas.PaymentSucceeded, _ schemas.InvoiceIssued) error {
+	id := "inv-" + p.OrderID
+	_, err := kit.Update(ctx, s.store, id, func(inv *Invoice) (bool, error) {
+		if inv.ID == "" {
+			*inv = Invoice{ID: id, OrderID: p.OrderID, Status: "void"}
+			return true, nil
+		}
 		if inv.Status != "issued" {
 			return false, nil
 		}

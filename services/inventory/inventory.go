@@ -34,6 +34,9 @@ type Reservation struct {
 // It returns a saga.Abort error when an item is short.
 func (w *Warehouse) Reserve(orderID string, items []schemas.Item, now time.Time) (*Reservation, bool, error) {
 	if r := w.Reservations["res-"+orderID]; r != nil {
+		if r.Status != "reserved" {
+			return nil, false, saga.Abortf("order %s was cancelled before its stock was reserved", orderID)
+		}
 		return r, false, nil // the same reservation again
 	}
 	for _, it := range items {
@@ -49,10 +52,16 @@ func (w *Warehouse) Reserve(orderID string, items []schemas.Item, now time.Time)
 	return r, true, nil
 }
 
-// Release gives a reservation's stock back.
-func (w *Warehouse) Release(id string) bool {
-	r := w.Reservations[id]
-	if r == nil || r.Status != "reserved" {
+// Release gives an order's reserved stock back. With no reservation (its
+// reserve timed out before making one) it records a released one, so that
+// a late reserve is refused.
+func (w *Warehouse) Release(orderID string, now time.Time) bool {
+	r := w.Reservations["res-"+orderID]
+	if r == nil {
+		w.Reservations["res-"+orderID] = &Reservation{ID: "res-" + orderID, OrderID: orderID, Status: "released", Time: now}
+		return true
+	}
+	if r.Status != "reserved" {
 		return false
 	}
 	for _, it := range r.Items {
@@ -130,8 +139,9 @@ func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (sche
 	return schemas.StockReserved{ReservationID: res.ID, OrderID: o.OrderID, Items: res.Items, Time: res.Time}, nil
 }
 
-func (s *Service) release(ctx context.Context, _ schemas.PaymentSucceeded, r schemas.StockReserved) error {
-	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) { return w.Release(r.ReservationID), nil })
+// release undoes a reservation, from the order alone (see Warehouse.Release).
+func (s *Service) release(ctx context.Context, p schemas.PaymentSucceeded, _ schemas.StockReserved) error {
+	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) { return w.Release(p.OrderID, time.Now().UTC()), nil })
 	return err
 }
 

@@ -25,13 +25,18 @@ func TestReserveIsAllOrNothingAndOnce(t *testing.T) {
 	if _, changed, err := w.Reserve("o2", []schemas.Item{{SKU: "a", Qty: 2}}, now); err != nil || changed || w.Stock["a"] != 3 {
 		t.Fatalf("repeat: %v %v %v", err, changed, w.Stock)
 	}
-	if !w.Release(r.ID) || w.Stock["a"] != 5 || w.Stock["b"] != 1 {
+	if !w.Release("o2", now) || w.Stock["a"] != 5 || w.Stock["b"] != 1 || r.Status != "released" {
 		t.Fatalf("release: %v", w.Stock)
 	}
-	if w.Release(r.ID) || w.Stock["a"] != 5 {
+	if w.Release("o2", now) || w.Stock["a"] != 5 {
 		t.Fatalf("second release gave stock back again: %v", w.Stock)
 	}
-	if w.Release("res-unknown") {
-		t.Error("released a reservation that does not exist")
+	// A release before any reservation (its reserve timed out) gives
+	// nothing back, and refuses a late reserve.
+	if !w.Release("o3", now) || w.Stock["a"] != 5 {
+		t.Fatalf("release of nothing: %v", w.Stock)
+	}
+	if _, _, err := w.Reserve("o3", []schemas.Item{{SKU: "a", Qty: 1}}, now); !saga.IsAbort(err) || w.Stock["a"] != 5 {
+		t.Errorf("a late reserve after the release: %v %v", err, w.Stock)
 	}
 }

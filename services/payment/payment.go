@@ -76,6 +76,9 @@ func (s *Service) charge(ctx context.Context, o schemas.OrderPlaced) (schemas.Pa
 	}
 	id := "pay-" + o.OrderID
 	c, err := kit.Update(ctx, s.store, id, func(c *Charge) (bool, error) {
+		if c.Status == "void" {
+			return false, saga.Abortf("order %s was cancelled before it was charged", o.OrderID)
+		}
 		if c.PaymentID != "" {
 			return false, nil // charged already: the same charge again
 		}
@@ -92,10 +95,18 @@ func (s *Service) charge(ctx context.Context, o schemas.OrderPlaced) (schemas.Pa
 	return e, nil
 }
 
-func (s *Service) refund(ctx context.Context, o schemas.OrderPlaced, p schemas.PaymentSucceeded) error {
-	c, err := kit.Update(ctx, s.store, p.PaymentID, func(c *Charge) (bool, error) {
+// refund undoes a charge. It works from the order alone: after a timed-out
+// charge there is no PaymentSucceeded, and maybe no charge, in which case
+// it leaves a void record so that a late charge is refused.
+func (s *Service) refund(ctx context.Context, o schemas.OrderPlaced, _ schemas.PaymentSucceeded) error {
+	id := "pay-" + o.OrderID
+	c, err := kit.Update(ctx, s.store, id, func(c *Charge) (bool, error) {
+		if c.PaymentID == "" {
+			*c = Charge{PaymentID: id, OrderID: o.OrderID, Status: "void"}
+			return true, nil
+		}
 		if c.Status != "charged" {
-			return false, nil // refunded already, or never charged
+			return false, nil // refunded already, or void
 		}
 		c.Status, c.Refunds, c.RefundedAt = "refunded", c.Refunds+1, time.Now().UTC()
 		return true, nil
@@ -106,8 +117,8 @@ func (s *Service) refund(ctx context.Context, o schemas.OrderPlaced, p schemas.P
 	if c.Status != "refunded" {
 		return nil
 	}
-	return events.Publish(ctx, s.d.Bus, schemas.TopicPaymentRefunded, "refund-"+p.PaymentID,
-		schemas.PaymentRefunded{PaymentID: p.PaymentID, OrderID: o.OrderID, Amount: c.Amount, Currency: c.Currency, Time: c.RefundedAt})
+	return events.Publish(ctx, s.d.Bus, schemas.TopicPaymentRefunded, "refund-"+id,
+		schemas.PaymentRefunded{PaymentID: id, OrderID: o.OrderID, Amount: c.Amount, Currency: c.Currency, Time: c.RefundedAt})
 }
 
 // Ledger returns every charge, for checkers and operators.

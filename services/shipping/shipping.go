@@ -79,6 +79,9 @@ func (s *Service) schedule(ctx context.Context, p schemas.PaymentSucceeded) (sch
 	}
 	id := "del-" + o.OrderID
 	d, err := kit.Update(ctx, s.store, "delivery."+id, func(d *Delivery) (bool, error) {
+		if d.Status == "cancelled" && d.Scheduled == 0 {
+			return false, saga.Abortf("order %s was cancelled before its delivery was scheduled", o.OrderID)
+		}
 		if d.ID != "" {
 			return false, nil
 		}
@@ -92,8 +95,15 @@ func (s *Service) schedule(ctx context.Context, p schemas.PaymentSucceeded) (sch
 	return schemas.DeliveryScheduled{DeliveryID: id, OrderID: o.OrderID, Address: d.Address, ScheduledFor: d.ScheduledFor}, nil
 }
 
-func (s *Service) cancel(ctx context.Context, _ schemas.PaymentSucceeded, d schemas.DeliveryScheduled) error {
-	_, err := kit.Update(ctx, s.store, "delivery."+d.DeliveryID, func(v *Delivery) (bool, error) {
+// cancel undoes a delivery, from the order alone; with none it records a
+// cancelled one so that a late schedule is refused.
+func (s *Service) cancel(ctx context.Context, p schemas.PaymentSucceeded, _ schemas.DeliveryScheduled) error {
+	id := "del-" + p.OrderID
+	_, err := kit.Update(ctx, s.store, "delivery."+id, func(v *Delivery) (bool, error) {
+		if v.ID == "" {
+			*v = Delivery{ID: id, OrderID: p.OrderID, Status: "cancelled"}
+			return true, nil
+		}
 		if v.Status != "scheduled" {
 			return false, nil
 		}

@@ -119,16 +119,16 @@ func Check(ctx context.Context, d kit.Deps, ids []string) (Report, error) {
 			r.add(&r.Lost, "order %s: still %s", id, st.Status)
 		}
 		if st.Status == saga.StatusCompensated {
-			if c, ok := charge[id]; ok && c.Status != "refunded" {
+			if c, ok := charge[id]; ok && c.Status == "charged" {
 				r.add(&r.PartialEffects, "order %s compensated with a live charge", id)
 			}
-			if res := w.Reservations["res-"+id]; res != nil && res.Status != "released" {
+			if res := w.Reservations["res-"+id]; res != nil && res.Status == "reserved" {
 				r.add(&r.PartialEffects, "order %s compensated with a live reservation", id)
 			}
-			if i, ok := invoice[id]; ok && i.Status != "void" {
+			if i, ok := invoice[id]; ok && i.Status == "issued" {
 				r.add(&r.PartialEffects, "order %s compensated with a live invoice", id)
 			}
-			if dl, ok := delivery[id]; ok && dl.Status != "cancelled" {
+			if dl, ok := delivery[id]; ok && dl.Status == "scheduled" {
 				r.add(&r.PartialEffects, "order %s compensated with a live delivery", id)
 			}
 		}
@@ -154,8 +154,9 @@ var sagaMoves = map[saga.Status][]saga.Status{
 
 var stepMoves = map[saga.StepStatus][]saga.StepStatus{
 	saga.StepPending:            {saga.StepRunning},
-	saga.StepRunning:            {saga.StepCompleted, saga.StepFailed, saga.StepSkipped},
+	saga.StepRunning:            {saga.StepCompleted, saga.StepFailed, saga.StepSkipped, saga.StepTimedOut},
 	saga.StepCompleted:          {saga.StepCompensated, saga.StepCompensationFailed},
+	saga.StepTimedOut:           {saga.StepCompensated, saga.StepCompensationFailed},
 	saga.StepCompensationFailed: {saga.StepCompleted},
 }
 
@@ -168,6 +169,8 @@ func checkTimeline(r *Report, id string, evs []saga.Event) {
 		switch e.Phase {
 		case "done":
 			done[e.Step] = true
+		case "timed-out":
+			done[e.Step] = true // its effect is unknown: compensating it is right
 		case "compensated":
 			if !done[e.Step] {
 				r.add(&r.OrderViolation, "order %s: %s compensated before its action finished", id, e.Step)

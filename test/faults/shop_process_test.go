@@ -1,9 +1,8 @@
-// Package process runs the shop's real binaries as OS processes: killed
+// Package faults runs the shop's real binaries as OS processes: killed
 // with SIGKILL and restarted, and each service alone against a server.
-package process_test
+package faults_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,8 +15,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,105 +26,27 @@ import (
 	"github.com/choreo-go/choreo/test/checker"
 )
 
-var bin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "choreo-bin-")
-	if err != nil {
-		panic(err)
-	}
-	out, err := exec.Command("go", "build", "-race", "-o", dir+string(os.PathSeparator), "github.com/choreo-go/choreo/services/cmd/...").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	bin = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// proc is a running binary whose output is scanned for a line.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *bytes.Buffer
-	mu   sync.Mutex
-	done chan error
-}
-
+// start runs a binary and waits for the line want matches in its output,
+// returning the first group.
 func start(t *testing.T, name string, want *regexp.Regexp, args ...string) (*proc, string) {
 	t.Helper()
-	p := &proc{cmd: exec.Command(filepath.Join(bin, name), args...), out: &bytes.Buffer{}, done: make(chan error, 1)}
-	stdout, _ := p.cmd.StdoutPipe()
-	p.cmd.Stderr = &lockedWriter{p: p}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+	p := launch(t, name, nil, args...)
+	var m []string
+	sagatest.Poll(t, 60*time.Second, func() bool {
+		m = want.FindStringSubmatch(p.output())
+		return m != nil || p.exited()
+	}, func() string { return name + " did not start:\n" + p.output() })
+	if m == nil {
+		t.Fatalf("%s exited: %v\n%s", name, p.err, p.output())
 	}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.out.WriteString(line + "\n")
-			p.mu.Unlock()
-			if want != nil {
-				if m := want.FindStringSubmatch(line); m != nil {
-					select {
-					case found <- m[1]:
-					default:
-					}
-				}
-			}
-		}
-		p.done <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-		}
-	})
-	if want == nil {
-		return p, ""
-	}
-	select {
-	case v := <-found:
-		return p, v
-	case err := <-p.done:
-		t.Fatalf("%s exited: %v\n%s", name, err, p.output())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s did not start:\n%s", name, p.output())
-	}
-	return p, ""
-}
-
-type lockedWriter struct{ p *proc }
-
-func (w *lockedWriter) Write(b []byte) (int, error) {
-	w.p.mu.Lock()
-	defer w.p.mu.Unlock()
-	return w.p.out.Write(b)
-}
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
+	return p, m[1]
 }
 
 // stop sends SIGTERM and wants a clean exit.
 func (p *proc) stop(t *testing.T) {
 	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, p.output())
-		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("no exit 30s after SIGTERM")
+	if err := p.term(30 * time.Second); err != nil {
+		t.Errorf("exit after SIGTERM: %v\n%s", err, p.output())
 	}
 }
 
@@ -194,10 +113,7 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 	if distinct := len(slices.Compact(slices.Sorted(slices.Values(ids)))); distinct != len(ids) {
 		t.Fatalf("%d distinct order ids for %d orders", distinct, len(ids))
 	}
-	if err := shop.cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup at all
-		t.Fatal(err)
-	}
-	<-shop.done
+	shop.kill() // SIGKILL: no cleanup at all
 	killedAt := time.Now()
 
 	again, addr := start(t, "shop", shopLine, args...)

@@ -1,0 +1,640 @@
+// Package faults proves choreo under faults. The shop's services run as OS
+// processes (built with -race and the choreofaults tag, which adds the
+// crash points of services/kit/faults_on.go) against a real nats-server
+// process, so that kill -9 is real. A load driver starts orders at a
+// bounded rate, a fault driver kills and restarts processes and the broker
+// on a seeded schedule, and test/checker reads the saga logs and the
+// services' ledgers at the end. Each scenario logs one summary line:
+//
+//	sagas=N faults=K lost=0 double_effects=0 stuck=0 ...
+//
+// CHOREO_FAULTS_SEED=<n> replays a seed; CHOREO_SOAK=1 runs the long soak
+// (about ten times the sagas).
+package faults_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/customer"
+	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/order"
+	"github.com/choreo-go/choreo/test/checker"
+)
+
+var (
+	bin  string
+	soak = os.Getenv("CHOREO_SOAK") != ""
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "choreo-bin-")
+	if err != nil {
+		panic(err)
+	}
+	for _, args := range [][]string{
+		{"build", "-race", "-tags", "choreofaults", "-o", dir + string(os.PathSeparator), "github.com/choreo-go/choreo/services/cmd/..."},
+		{"build", "-o", filepath.Join(dir, "nats-server"), "github.com/nats-io/nats-server/v2"},
+	} {
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go %v: %v\n%s", args, err, out)
+			os.Exit(1)
+		}
+	}
+	bin = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// scale is the number of sagas a scenario runs: n in CI, ten times n in
+// the soak.
+func scale(n int) int {
+	if soak {
+		return 10 * n
+	}
+	return n
+}
+
+// proc is a running binary. Its output is kept (the last MiB) for failure
+// messages.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  []byte
+	done chan struct{}
+	err  error
+}
+
+func launch(t testing.TB, name string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, cmd: exec.Command(filepath.Join(bin, name), args...), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out = append(p.out, sc.Bytes()...)
+			p.out = append(p.out, '\n')
+			if len(p.out) > 2<<20 {
+				p.out = append([]byte(nil), p.out[len(p.out)-(1<<20):]...)
+			}
+			p.mu.Unlock()
+		}
+		r.Close()
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return string(p.out)
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL and waits for the exit.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// term sends SIGTERM and returns the exit error (nil for a clean exit).
+func (p *proc) term(timeout time.Duration) error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		p.kill()
+		return fmt.Errorf("%s did not exit %v after SIGTERM", p.name, timeout)
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// broker is a nats-server process with file storage, fsync on every write,
+// on a fixed port so that clients reconnect to it after a restart.
+type broker struct {
+	t    testing.TB
+	conf string
+	url  string
+	mu   sync.Mutex
+	p    *proc
+}
+
+func newBroker(t testing.TB) *broker {
+	t.Helper()
+	dir := t.TempDir()
+	port := freePort(t)
+	conf := filepath.Join(dir, "nats.conf")
+	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\nserver_name: faults\nmax_payload: 2MB\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n", port, filepath.Join(dir, "js"))
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := &broker{t: t, conf: conf, url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	b.start()
+	return b
+}
+
+func (b *broker) start() {
+	b.t.Helper()
+	p := launch(b.t, "nats-server", nil, "-c", b.conf)
+	b.mu.Lock()
+	b.p = p
+	b.mu.Unlock()
+	sagatest.Poll(b.t, 30*time.Second, func() bool {
+		nc, err := nats.Connect(b.url)
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		_, err = nc.Request("$JS.API.INFO", nil, time.Second)
+		return err == nil
+	}, func() string { return "nats-server did not start:\n" + p.output() })
+}
+
+func (b *broker) kill() {
+	b.mu.Lock()
+	p := b.p
+	b.mu.Unlock()
+	p.kill()
+}
+
+// participants are the services a saga needs; the gateway is not one.
+var participants = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "notification"}
+
+// setup says how a scenario runs the shop.
+type setup struct {
+	instances map[string]int                               // per service; default 1
+	env       func(h *harness, svc string, n int) []string // extra environment of a service's n-th start
+	supervise bool                                         // restart a process that dies by itself
+	url       string                                       // what the services connect to (default: the broker)
+}
+
+// instance is one process of a service, restarted by its supervisor when
+// the scenario asks for it.
+type instance struct {
+	h      *harness
+	svc    string
+	idx    int
+	mu     sync.Mutex
+	p      *proc
+	starts int
+	held   bool // stopped on purpose: the supervisor leaves it down
+}
+
+type harness struct {
+	t       *testing.T
+	seed    uint64
+	mu      sync.Mutex
+	rng     *rand.Rand
+	broker  *broker
+	set     setup
+	mail    string
+	insts   map[string][]*instance
+	nc      *nats.Conn
+	d       kit.Deps
+	faults  atomic.Int64
+	crashes atomic.Int64 // processes that died by themselves (injected kill -9)
+	fr, aq  string       // customers: one delivered to, one not
+}
+
+func newHarness(t *testing.T, set setup) *harness {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("CHOREO_FAULTS_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("CHOREO_FAULTS_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	t.Logf("seed=%d (CHOREO_FAULTS_SEED=%d replays this schedule)", seed, seed)
+	h := &harness{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), set: set,
+		mail: t.TempDir(), insts: map[string][]*instance{}}
+	h.broker = newBroker(t)
+	if h.set.url == "" {
+		h.set.url = h.broker.url
+	}
+	nc, err := nats.Connect(h.broker.url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	h.nc = nc
+	if h.d, err = kit.NewDeps(context.Background(), nc, "faults", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range participants {
+		n := 1
+		if v, ok := set.instances[svc]; ok {
+			n = v
+		}
+		for i := range n {
+			in := &instance{h: h, svc: svc, idx: i}
+			h.insts[svc] = append(h.insts[svc], in)
+			in.start()
+		}
+	}
+	// Stop the processes before the broker: a test's cleanups run last
+	// first, and the broker was started first.
+	t.Cleanup(func() {
+		for _, ins := range h.insts {
+			for _, in := range ins {
+				in.hold()
+			}
+		}
+	})
+	ctx := context.Background()
+	h.fr = h.register(ctx, "ada", "FR")
+	h.aq = h.register(ctx, "scott", "AQ")
+	return h
+}
+
+func (h *harness) intn(n int) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rng.IntN(n)
+}
+
+func (h *harness) register(ctx context.Context, name, country string) string {
+	h.t.Helper()
+	var id string
+	sagatest.Poll(h.t, 60*time.Second, func() bool {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		res, err := kit.Call[customer.RegisterRequest, customer.RegisterResult](cctx, h.nc, customer.RegisterSubject, customer.RegisterRequest{
+			Name: name, Email: name + "@example.com", Address: schemas.Address{Line1: "1 Main St", City: "Springfield", Postcode: "12345", Country: country}})
+		id = res.ID
+		return err == nil
+	}, func() string { return "the customer service does not register " + name })
+	return id
+}
+
+func (in *instance) start() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.held = false
+	in.startLocked()
+}
+
+func (in *instance) startLocked() {
+	h := in.h
+	in.starts++
+	args := []string{"--nats", h.set.url}
+	if in.svc == "notification" {
+		args = append(args, "--mail-dir", h.mail)
+	}
+	// A crashed process's messages come back after the ack wait: 2s, not
+	// the default 30s, so that a scenario is not mostly waiting.
+	env := []string{"CHOREO_ACK_WAIT=2s"}
+	if h.set.env != nil {
+		env = append(env, h.set.env(h, in.svc, in.starts)...)
+	}
+	p := launch(h.t, in.svc, env, args...)
+	in.p = p
+	if h.set.supervise {
+		go in.supervise(p)
+	}
+}
+
+// supervise restarts p's service when p dies by itself.
+func (in *instance) supervise(p *proc) {
+	<-p.done
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.held || in.p != p || in.h.t.Context().Err() != nil {
+		return
+	}
+	if strings.Contains(p.output(), "CHOREO_CRASH") {
+		in.h.crashes.Add(1)
+	}
+	time.Sleep(50 * time.Millisecond) // no restart storm
+	in.startLocked()
+}
+
+// hold kills the instance (SIGKILL) and keeps it down.
+func (in *instance) hold() {
+	in.mu.Lock()
+	in.held = true
+	p := in.p
+	in.mu.Unlock()
+	if p != nil {
+		p.kill()
+	}
+}
+
+// stop stops the instance with SIGTERM, keeps it down and returns the exit
+// error.
+func (in *instance) stop() error {
+	in.mu.Lock()
+	in.held = true
+	p := in.p
+	in.mu.Unlock()
+	return p.term(60 * time.Second)
+}
+
+func (in *instance) proc() *proc {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.p
+}
+
+// kind is what an order is meant to do.
+type kind int
+
+const (
+	okOrder       kind = iota // confirmed
+	declinedOrder             // the charge fails: nothing to undo
+	soldOutOrder              // charged, then out of stock: refunded
+	aqOrder                   // not delivered to: parallel siblings undone
+)
+
+// load places n orders at up to rate per second, with at most 32 in
+// flight, and returns the ids whose placement was acknowledged. An order
+// whose placement failed (a process or the broker down) was not
+// acknowledged and is retried as a new order, up to deadline.
+type load struct {
+	acked   []string
+	refused int // placements not acknowledged
+	mu      sync.Mutex
+	wg      sync.WaitGroup
+	done    chan struct{}
+}
+
+func (h *harness) startLoad(n, rate int) *load {
+	l := &load{done: make(chan struct{})}
+	sem := make(chan struct{}, 32)
+	kinds := make([]kind, n)
+	for i := range kinds {
+		switch r := h.intn(100); {
+		case r < 60:
+			kinds[i] = okOrder
+		case r < 75:
+			kinds[i] = declinedOrder
+		case r < 90:
+			kinds[i] = soldOutOrder
+		default:
+			kinds[i] = aqOrder
+		}
+	}
+	go func() {
+		defer close(l.done)
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		deadline := time.Now().Add(5*time.Minute + time.Duration(n/rate)*2*time.Second)
+		for _, k := range kinds {
+			<-tick.C
+			if h.t.Context().Err() != nil {
+				break
+			}
+			sem <- struct{}{}
+			l.wg.Add(1)
+			go func() {
+				defer func() { <-sem; l.wg.Done() }()
+				// Not acknowledged: place it again, as a new order.
+				for !h.place(l, k) && time.Now().Before(deadline) && h.t.Context().Err() == nil {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}()
+		}
+		l.wg.Wait()
+	}()
+	return l
+}
+
+func (h *harness) place(l *load, k kind) bool {
+	req := order.PlaceRequest{CustomerID: h.fr, Card: "4242424242424242"}
+	item := func(sku string, qty int) {
+		req.Items = append(req.Items, struct {
+			SKU string `json:"sku"`
+			Qty int    `json:"qty"`
+		}{sku, qty})
+	}
+	item("sku-sticker", 1)
+	switch k {
+	case declinedOrder:
+		req.Card = "4000000000000002"
+	case soldOutOrder:
+		item("sku-sold-out", 1)
+	case aqOrder:
+		req.CustomerID = h.aq
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := kit.Call[order.PlaceRequest, order.PlaceResult](ctx, h.nc, order.PlaceSubject, req)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.refused++
+		return false
+	}
+	l.acked = append(l.acked, res.ID)
+	return true
+}
+
+func (l *load) wait() {
+	<-l.done
+}
+
+func (l *load) ids() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.acked)
+}
+
+// running reports whether the load driver is still placing orders.
+func (l *load) running() bool {
+	select {
+	case <-l.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// settle waits until every acknowledged saga has ended (or the bound
+// passes), then runs the checker on them and on every other saga in the
+// broker, logs the summary line and fails the test on a broken invariant.
+func (h *harness) settle(l *load, bound time.Duration, extra ...string) checker.Report {
+	h.t.Helper()
+	l.wait()
+	ids := l.ids()
+	ctx := context.Background()
+	flow := schemas.OrderFlow.Name()
+	deadline := time.Now().Add(bound)
+	pending := slices.Clone(ids)
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		next := pending[:0]
+		for _, id := range pending {
+			st, err := h.d.Sagas.Get(ctx, flow, id)
+			if err != nil || !st.Status.Terminal() {
+				next = append(next, id)
+			}
+		}
+		pending = next
+		if len(pending) > 0 {
+			time.Sleep(200 * time.Millisecond) // polling the sagas left, up to the bound
+		}
+	}
+	// Sagas whose placement was not acknowledged are checked too: they
+	// must not break I2-I5 either.
+	all := slices.Clone(ids)
+	for _, s := range h.sagas(ctx) {
+		if !slices.Contains(all, s) {
+			all = append(all, s)
+		}
+	}
+	all = append(all, extra...)
+	rep, err := checker.Check(ctx, h.d, all)
+	if err != nil {
+		h.t.Fatalf("checker: %v", err)
+	}
+	rep.Sagas = len(ids)
+	faults := int(h.faults.Load() + h.crashes.Load())
+	h.t.Logf("%s refused=%d seed=%d", rep.Summary(faults), l.refused, h.seed)
+	if !rep.OK() {
+		h.t.Errorf("invariants broken (seed %d): %v", h.seed, rep.Problems)
+		h.explain(ctx, rep.Problems)
+	}
+	if len(ids) == 0 {
+		h.t.Error("no order was acknowledged: the scenario proves nothing")
+	}
+	return rep
+}
+
+// sagas lists every order saga in the broker.
+func (h *harness) sagas(ctx context.Context) []string {
+	list, err := h.d.Sagas.List(ctx, schemas.OrderFlow.Name())
+	if err != nil {
+		h.t.Fatalf("list sagas: %v", err)
+	}
+	var out []string
+	for _, s := range list {
+		out = append(out, s.ID)
+	}
+	return out
+}
+
+// alive fails the test for a process that exited when nobody stopped it.
+func (h *harness) alive() {
+	h.t.Helper()
+	for svc, ins := range h.insts {
+		for _, in := range ins {
+			in.mu.Lock()
+			p, held := in.p, in.held
+			in.mu.Unlock()
+			if !held && p.exited() {
+				h.t.Errorf("%s[%d] exited: %v\n%s", svc, in.idx, p.err, tail(p.output(), 3000))
+			}
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// every runs fn every period (jittered by the seed) until stop closes.
+func (h *harness) every(period time.Duration, stop <-chan struct{}, fn func()) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			d := period/2 + time.Duration(h.intn(int(period)))
+			select {
+			case <-stop:
+				return
+			case <-time.After(d):
+			}
+			select {
+			case <-stop:
+				return
+			default:
+				fn()
+			}
+		}
+	}()
+	return &wg
+}
+
+var orderID = regexp.MustCompile(`ord-[A-Za-z0-9]+`)
+
+// explain logs the saga logs of the first problems.
+func (h *harness) explain(ctx context.Context, problems []string) {
+	seen := map[string]bool{}
+	for _, p := range problems {
+		id := orderID.FindString(p)
+		if id == "" || seen[id] || len(seen) == 4 {
+			continue
+		}
+		seen[id] = true
+		evs, err := h.d.Sagas.Timeline(ctx, schemas.OrderFlow.Name(), id)
+		var b strings.Builder
+		for _, e := range evs {
+			fmt.Fprintf(&b, "  %s %-9s %-12s %s", e.Time.Format("15:04:05.000"), e.Step, e.Phase, e.State.Status)
+			for _, st := range e.State.Steps {
+				fmt.Fprintf(&b, " %s=%s", st.Name, st.Status)
+			}
+			b.WriteString("\n")
+		}
+		h.t.Logf("saga %s (%v):\n%s", id, err, b.String())
+	}
+}
