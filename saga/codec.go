@@ -29,7 +29,7 @@ const timeUnit = time.Microsecond
 var (
 	kindCode   = map[StepKind]byte{Compensatable: 'c', PivotStep: 'p', RetriableStep: 'r'}
 	statusCode = map[StepStatus]byte{StepPending: 'p', StepRunning: 'r', StepCompleted: 'c', StepFailed: 'f',
-		StepSkipped: 's', StepCompensated: 'x', StepCompensationFailed: 'X', StepTimedOut: 't'}
+		StepSkipped: 's', StepCompensated: 'x', StepCompensationFailed: 'X', StepUnknown: 't'}
 	kindOf   = map[byte]StepKind{}
 	statusOf = map[byte]StepStatus{}
 )

@@ -42,6 +42,7 @@ const (
 	phaseDone        = "done"
 	phaseFailed      = "failed"
 	phaseTimedOut    = "timed-out"
+	phaseAbandoned   = "abandoned"
 	phaseSkipped     = "skipped"
 	phaseRetry       = "retry"
 	phaseCompensated = "compensated"

@@ -84,7 +84,7 @@ func WithCompensationRetry(p RetryPolicy) StepOption {
 
 // WithTimeout bounds the step, retries included, from the moment it is
 // triggered. When it passes, the action's context is cancelled, the step is
-// recorded timed_out and the saga compensates, this step included: with no
+// recorded unknown and the saga compensates, this step included: with no
 // outcome in time (a crash after the effect, say) its effect is unknown, so
 // its compensation runs with the zero output and must accept that there
 // may be nothing to undo. A result the action still returns later is

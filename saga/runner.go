@@ -622,6 +622,14 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 		return
 	}
 	if cur.Status != StatusRunning {
+		// The saga compensates: the step is not run. On a first delivery it
+		// never ran; on a redelivery an earlier one may have made its
+		// effect before a crash, so it is compensated.
+		if md, merr := m.Metadata(); merr == nil && md.NumDelivered > 1 && d.kind == Compensatable {
+			r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseAbandoned, eventTypeFor(phaseAbandoned), pfx+phaseAbandoned, nil,
+				func(s *State, now time.Time) error { return s.abandon(d.name, now) })
+			return
+		}
 		r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseSkipped, eventTypeFor(phaseSkipped), pfx+phaseSkipped, nil,
 			func(s *State, now time.Time) error { return s.skip(d.name, now) })
 		return
@@ -766,7 +774,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, m jetstream.Msg) {
 			return
 		}
 		var output []byte // a timed-out step has none: the zero value
-		if cur.Step(d.name).Status != StepTimedOut {
+		if cur.Step(d.name).Status != StepUnknown {
 			if output, err = r.c.eventData(ctx, f.name, env.id, d.name, phaseDone); err != nil {
 				r.retryLater(m, err)
 				return

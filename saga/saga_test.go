@@ -222,7 +222,7 @@ func TestStepTimeoutCompensatesLateResult(t *testing.T) {
 // Regression (found by test/faults): an action made its effect and its
 // process died before recording it; the redelivery came after the step's
 // timeout, which recorded the step failed, so its effect was never undone.
-// A step with no outcome in time is now timed_out and compensated.
+// A step with no outcome in time is now unknown and compensated.
 func TestEffectLostInACrashPastTheTimeoutIsCompensated(t *testing.T) {
 	e := newEnv(t, 0, func(s *shop) {
 		s.reserveOpts = []saga.StepOption{saga.WithTimeout(300 * time.Millisecond), saga.WithRetry(saga.RetryPolicy{InitialBackoff: 800 * time.Millisecond})}
@@ -242,6 +242,30 @@ func TestEffectLostInACrashPastTheTimeoutIsCompensated(t *testing.T) {
 		t.Errorf("reserve compensated %d times, want 1", n)
 	}
 	if tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "crash"); !slices.Contains(tl, "reserve:timed-out") || !slices.Contains(tl, "reserve:compensated") {
+		t.Errorf("timeline %v", tl)
+	}
+}
+
+// Regression (found by test/faults): a step whose process died after its
+// effect was redelivered once its sibling had failed, and was skipped, so
+// its effect was never undone. It is now abandoned and compensated.
+func TestRedeliveryWhileCompensatingIsCompensated(t *testing.T) {
+	e := newEnv(t, 0, func(s *shop) {
+		s.reserveOpts = []saga.StepOption{saga.WithRetry(saga.RetryPolicy{InitialBackoff: 800 * time.Millisecond})}
+	})
+	e.l.on("r1", "reserve:action", func(_ context.Context, attempt int) error {
+		if attempt == 1 {
+			panic("the process dies after the effect")
+		}
+		return nil
+	})
+	e.l.on("r1", "invoice:action", func(context.Context, int) error { return saga.Abortf("no invoice") })
+	e.start(t, "r1")
+	st := e.await(t, "r1", saga.StatusCompensated)
+	if r := st.Step("reserve"); r.Status != saga.StepCompensated || e.l.count("r1", "reserve", "compensation") != 1 {
+		t.Errorf("reserve %+v, compensated %d times", r, e.l.count("r1", "reserve", "compensation"))
+	}
+	if tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "r1"); !slices.Contains(tl, "reserve:abandoned") {
 		t.Errorf("timeline %v", tl)
 	}
 }

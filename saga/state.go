@@ -36,12 +36,14 @@ const (
 	StepRunning            StepStatus = "running"             // triggered, no outcome yet
 	StepCompleted          StepStatus = "completed"           // action succeeded
 	StepFailed             StepStatus = "failed"              // aborted or out of retries: it had no effect
-	// StepTimedOut is a compensatable step with no outcome within its
-	// timeout or the saga's deadline: a crash may have left its effect
-	// made but unrecorded, so it is compensated like a completed step. Its
-	// compensation gets the zero output and must accept that there may be
-	// nothing to undo (and should leave a mark that stops a late action).
-	StepTimedOut StepStatus = "timed_out"
+	// StepUnknown is a compensatable step whose outcome is unknown: no
+	// outcome within its timeout or the saga's deadline, or redelivered
+	// (after a crash, say) once the saga was compensating. A crash may have
+	// left its effect made but unrecorded, so it is compensated like a
+	// completed step. Its compensation gets the zero output and must accept
+	// that there may be nothing to undo (and should leave a mark that
+	// refuses a late action).
+	StepUnknown StepStatus = "unknown"
 	StepSkipped            StepStatus = "skipped"             // triggered after the saga began compensating: never run
 	StepCompensating       StepStatus = "compensating"        // completed, its compensation is due
 	StepCompensated        StepStatus = "compensated"         // compensation succeeded
@@ -168,8 +170,22 @@ func (s *State) timeOut(name string, attempts int, reason string, now time.Time)
 	if err != nil {
 		return err
 	}
-	st.Status, st.Attempts, st.Error, st.EndedAt = StepTimedOut, attempts, reason, now
+	st.Status, st.Attempts, st.Error, st.EndedAt = StepUnknown, attempts, reason, now
 	s.compensate(fmt.Sprintf("step %s: %s", name, reason))
+	return nil
+}
+
+// abandon records a step whose earlier delivery may have run when the saga
+// is compensating: it is not run again, but compensated.
+func (s *State) abandon(name string, now time.Time) error {
+	st, err := s.running(name)
+	if err != nil {
+		return err
+	}
+	if s.Status == StatusRunning {
+		return errNoop
+	}
+	st.Status, st.EndedAt, st.Error = StepUnknown, now, "abandoned after a redelivery: it may have run"
 	return nil
 }
 
@@ -353,4 +369,4 @@ func (s *State) dueUndo() []string {
 }
 
 // undoable reports whether a step in this status may have had its effect.
-func undoable(s StepStatus) bool { return s == StepCompleted || s == StepTimedOut }
+func undoable(s StepStatus) bool { return s == StepCompleted || s == StepUnknown }

@@ -154,9 +154,9 @@ var sagaMoves = map[saga.Status][]saga.Status{
 
 var stepMoves = map[saga.StepStatus][]saga.StepStatus{
 	saga.StepPending:            {saga.StepRunning},
-	saga.StepRunning:            {saga.StepCompleted, saga.StepFailed, saga.StepSkipped, saga.StepTimedOut},
+	saga.StepRunning:            {saga.StepCompleted, saga.StepFailed, saga.StepSkipped, saga.StepUnknown},
 	saga.StepCompleted:          {saga.StepCompensated, saga.StepCompensationFailed},
-	saga.StepTimedOut:           {saga.StepCompensated, saga.StepCompensationFailed},
+	saga.StepUnknown:           {saga.StepCompensated, saga.StepCompensationFailed},
 	saga.StepCompensationFailed: {saga.StepCompleted},
 }
 
@@ -169,7 +169,7 @@ func checkTimeline(r *Report, id string, evs []saga.Event) {
 		switch e.Phase {
 		case "done":
 			done[e.Step] = true
-		case "timed-out":
+		case "timed-out", "abandoned":
 			done[e.Step] = true // its effect is unknown: compensating it is right
 		case "compensated":
 			if !done[e.Step] {
