@@ -12,7 +12,7 @@ import (
 var (
 	// Charge is owned by the payment service; compensated by a refund.
 	Charge = saga.NewStep[OrderPlaced, PaymentSucceeded]("charge",
-		saga.WithRetry(saga.RetryPolicy{MaxAttempts: 5}), saga.WithTimeout(30*time.Second))
+		saga.WithRetry(saga.RetryPolicy{MaxAttempts: 5}), saga.WithTimeout(30*time.Second), saga.WithCompensationRetry(refundRetry))
 	// Reserve is owned by the inventory service; compensated by a release.
 	Reserve = saga.NewStep[PaymentSucceeded, StockReserved]("reserve", saga.WithTimeout(30*time.Second))
 	// Invoice is owned by the billing service; compensated by a void.

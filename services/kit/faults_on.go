@@ -12,7 +12,9 @@ package kit
 //	    "ack" (the outcome is recorded, the message not acknowledged). The
 //	    shop's effects are single compare-and-set writes, so these are every
 //	    state a crash during an action can leave.
-//	CHOREO_SLOW=<step>:<duration>     the step's action takes that long.
+//	CHOREO_SLOW=<step>:<duration>     the step's action takes that long, deaf
+//	    to its context (like a call that takes none), then makes its effect.
+//	CHOREO_REFUND_ATTEMPTS=<n>        (schemas) a failing refund parks after n.
 //	CHOREO_FAIL_UNDO=<step>:<n>       the step's compensation fails its first
 //	    n attempts of each saga (n<0: always).
 //	CHOREO_ACK_WAIT=<duration>        the runner's ack wait.
@@ -55,11 +57,12 @@ func faultOptions() []saga.RunnerOption {
 		out = append(out, saga.WithInterceptor(func(ctx context.Context, info saga.Info, next func(context.Context) error) error {
 			if info.Step == step && info.Phase == "action" {
 				fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s\n", step, info.ID)
-				select {
-				case <-time.After(d):
-				case <-ctx.Done():
-					return ctx.Err()
+				time.Sleep(d) // deaf to ctx, like a call that takes none
+				if err := next(context.WithoutCancel(ctx)); err != nil {
+					return err
 				}
+				fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s done\n", step, info.ID)
+				return nil
 			}
 			return next(ctx)
 		}))

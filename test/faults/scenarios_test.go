@@ -1,10 +1,16 @@
 package faults_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/shipping"
 )
 
 // Scenario 1: kill -9 a participant at each crash point. Every participant
@@ -72,4 +78,221 @@ func TestInstancesKilledUnderLoad(t *testing.T) {
 		}
 	}
 	h.settle(l, 2*time.Minute)
+}
+
+// waitLoad waits for the load driver to finish placing orders.
+func waitLoad(l *load) {
+	for l.running() {
+		time.Sleep(100 * time.Millisecond) // the load driver's own pace
+	}
+}
+
+// Scenario 2: kill -9 the broker (file storage, fsync always) under load
+// and start it again on the same store.
+func TestBrokerKilledUnderLoad(t *testing.T) {
+	h := newHarness(t, setup{supervise: true})
+	l := h.startLoad(scale(200), 40)
+	stop := make(chan struct{})
+	wg := h.every(3*time.Second, stop, func() {
+		h.broker.kill()
+		h.faults.Add(1)
+		time.Sleep(time.Duration(200+h.intn(800)) * time.Millisecond) // the outage
+		h.broker.start()
+	})
+	waitLoad(l)
+	close(stop)
+	wg.Wait()
+	h.settle(l, 2*time.Minute)
+}
+
+// Scenario 9: graceful shutdown (SIGTERM) and a rolling restart of every
+// instance under load: each drains and exits 0, and nothing is lost.
+func TestRollingRestartUnderLoad(t *testing.T) {
+	h := newHarness(t, setup{instances: map[string]int{"order": 2, "payment": 2, "inventory": 2, "billing": 2, "shipping": 2, "notification": 2}})
+	l := h.startLoad(scale(300), 40)
+	restarts := 0
+	for round := 0; l.running(); round++ {
+		for _, svc := range participants {
+			for _, in := range h.insts[svc] {
+				if err := in.stop(); err != nil {
+					t.Errorf("%s[%d] after SIGTERM: %v\n%s", svc, in.idx, err, tail(in.proc().output(), 2000))
+				}
+				in.start()
+				restarts++
+				h.faults.Add(1)
+			}
+		}
+	}
+	t.Logf("%d graceful restarts", restarts)
+	h.settle(l, 2*time.Minute)
+}
+
+// Scenario 7: every instance of a service down for longer than the
+// broker's inactivity threshold for consumers (5s for ephemeral ones):
+// choreo's consumers are durable, so they, and the work they hold, wait.
+func TestServiceDownLongerThanInactivityThreshold(t *testing.T) {
+	h := newHarness(t, setup{instances: map[string]int{"inventory": 2}})
+	for _, in := range h.insts["inventory"] {
+		in.hold()
+	}
+	h.faults.Add(1)
+	downAt := time.Now()
+	l := h.startLoad(scale(100), 40)
+	waitLoad(l)
+	for time.Since(downAt) < 8*time.Second {
+		time.Sleep(100 * time.Millisecond) // the outage lasts 8s
+	}
+	ctx := context.Background()
+	info, err := h.d.JS.Consumer(ctx, "CHOREO", "order_reserve_do")
+	if err != nil {
+		t.Fatalf("the reserve consumer is gone after 8s without a client: %v", err)
+	}
+	if ci := info.CachedInfo(); ci.NumPending == 0 && ci.NumAckPending == 0 {
+		t.Errorf("no reserve work waits while inventory is down: %+v", ci)
+	}
+	for _, in := range h.insts["inventory"] {
+		in.start()
+	}
+	rep := h.settle(l, 2*time.Minute)
+	if rep.Lost > 0 {
+		t.Errorf("%d sagas lost", rep.Lost)
+	}
+}
+
+// Scenario 5: a compensation failing transiently (then succeeding), and
+// failing for good: compensation_failed, visible, until an operator's
+// retry (after the fix is deployed) finishes it.
+func TestCompensationFailures(t *testing.T) {
+	t.Run("transient", func(t *testing.T) {
+		h := newHarness(t, setup{env: func(h *harness, svc string, n int) []string {
+			if svc == "payment" {
+				return []string{"CHOREO_FAIL_UNDO=charge:2"}
+			}
+			return nil
+		}})
+		l := h.startLoad(scale(60), 30)
+		h.settle(l, 2*time.Minute)
+		retried := 0
+		for _, id := range l.ids() {
+			st, err := h.d.Sagas.Get(context.Background(), schemas.OrderFlow.Name(), id)
+			if err == nil && st.Step("charge").Status == saga.StepCompensated {
+				if st.Step("charge").CompensationAttempts != 3 {
+					t.Errorf("%s: refund took %d attempts, want 3", id, st.Step("charge").CompensationAttempts)
+				}
+				retried++
+			}
+		}
+		if retried == 0 {
+			t.Error("no refund was retried")
+		}
+	})
+	t.Run("permanent, then an operator retries", func(t *testing.T) {
+		h := newHarness(t, setup{env: func(h *harness, svc string, n int) []string {
+			env := []string{"CHOREO_REFUND_ATTEMPTS=3"}
+			if svc == "payment" && n == 1 {
+				env = append(env, "CHOREO_FAIL_UNDO=charge:-1")
+			}
+			return env
+		}})
+		l := h.startLoad(scale(40), 30)
+		waitLoad(l)
+		ctx := context.Background()
+		flow := schemas.OrderFlow.Name()
+		var parked []*saga.State
+		sagatest.Poll(t, 2*time.Minute, func() bool {
+			parked = nil
+			for _, id := range l.ids() {
+				st, err := h.d.Sagas.Get(ctx, flow, id)
+				if err != nil || !st.Status.Terminal() {
+					return false
+				}
+				if st.Status == saga.StatusCompensationFailed {
+					parked = append(parked, st)
+				}
+			}
+			return true
+		}, func() string { return "sagas still running" })
+		if len(parked) == 0 {
+			t.Fatal("no saga parked as compensation_failed")
+		}
+		for _, st := range parked {
+			if c := st.Step("charge"); c.Status != saga.StepCompensationFailed || !strings.Contains(c.Error, "injected compensation failure") {
+				t.Errorf("%s: charge %+v", st.ID, c)
+			}
+		}
+		list, err := h.d.Sagas.List(ctx, flow, saga.StatusCompensationFailed)
+		if err != nil || len(list) != len(parked) {
+			t.Errorf("List(compensation_failed): %d sagas, %v; want %d", len(list), err, len(parked))
+		}
+		// The fix is deployed: payment restarts without the fault, and the
+		// operator retries each parked saga.
+		for _, in := range h.insts["payment"] {
+			in.hold()
+			in.start()
+		}
+		for _, st := range parked {
+			if err := h.d.Sagas.RetryCompensation(ctx, flow, st.ID); err != nil {
+				t.Errorf("retry %s: %v", st.ID, err)
+			}
+		}
+		rep := h.settle(l, 2*time.Minute)
+		t.Logf("%d sagas parked, then compensated after the operator's retry", len(parked))
+		_ = rep
+	})
+}
+
+// Scenario 11: the saga deadline fires while the starter (the order
+// service) is dead, and the slow step's result arrives after the saga was
+// compensated: it is recorded and undone.
+func TestDeadlineWhileStarterDeadAndLateResults(t *testing.T) {
+	h := newHarness(t, setup{env: func(h *harness, svc string, n int) []string {
+		env := []string{"CHOREO_ORDER_DEADLINE=3s"}
+		if svc == "shipping" {
+			env = append(env, "CHOREO_SLOW=schedule:6s")
+		}
+		return env
+	}})
+	l := h.startLoad(scale(20), 20)
+	waitLoad(l)
+	for _, in := range h.insts["order"] {
+		in.hold() // the starter is gone before any deadline
+	}
+	h.faults.Add(1)
+	ctx := context.Background()
+	flow := schemas.OrderFlow.Name()
+	sagatest.Poll(t, time.Minute, func() bool {
+		for _, id := range l.ids() {
+			if st, err := h.d.Sagas.Get(ctx, flow, id); err != nil || !st.Status.Terminal() {
+				return false
+			}
+		}
+		return true
+	}, func() string { return "sagas did not end with the starter dead" })
+	for _, in := range h.insts["order"] {
+		in.start()
+	}
+	rep := h.settle(l, time.Minute)
+	late := 0
+	dels, err := shipping.Deliveries(ctx, h.d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dels {
+		if d.Scheduled == 1 && d.Cancelled == 1 {
+			late++
+		}
+	}
+	byDeadline := 0
+	for _, id := range l.ids() {
+		if st, err := h.d.Sagas.Get(ctx, flow, id); err == nil && st.Status == saga.StatusCompensated && strings.Contains(st.Reason, "deadline") {
+			byDeadline++
+		}
+	}
+	if byDeadline == 0 {
+		t.Error("no saga was compensated by its deadline")
+	}
+	t.Logf("%d sagas compensated by the deadline with the starter dead; %d late deliveries scheduled after it and cancelled; %d sagas", byDeadline, late, rep.Sagas)
+	if late == 0 {
+		t.Error("no late result arrived after compensation: the scenario proves nothing")
+	}
 }
