@@ -29,9 +29,11 @@ type Client struct {
 	opts   options
 	api    string // JetStream API prefix, ending in "."
 
-	roomMu  sync.Mutex
-	roomAt  time.Time
-	roomErr error
+	roomMu   sync.Mutex
+	roomAt   time.Time
+	roomErr  error
+	roomUsed int64 // events the sagas started since roomAt may append
+	roomLeft int64 // events new sagas may still append then
 }
 
 const defaultTimeout = 10 * time.Second
@@ -141,28 +143,39 @@ func (c *Client) checkSafety(ctx context.Context) error {
 	return nil
 }
 
-// room refuses a new saga when the saga stream is nearly full. The stream's
-// state is read at most every 250ms, and only when it has limits.
-func (c *Client) room(ctx context.Context) error {
+// room refuses a new saga of f when the saga stream is nearly full. The
+// stream's state is read again once the events of the sagas started since
+// (at most 2 per step and 2 more each) could have used half of the room
+// left, or after 250ms; and only when the stream has limits.
+func (c *Client) room(ctx context.Context, f *Flow) error {
 	c.roomMu.Lock()
 	defer c.roomMu.Unlock()
-	if time.Since(c.roomAt) < 250*time.Millisecond {
+	c.roomUsed += int64(2*len(f.steps) + 2)
+	if c.roomUsed < c.roomLeft/2 && time.Since(c.roomAt) < 250*time.Millisecond {
 		return c.roomErr
 	}
 	info, err := c.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("saga: stream %s: %w", StreamName, err)
 	}
-	c.roomAt, c.roomErr = time.Now(), nil
+	c.roomAt, c.roomErr, c.roomUsed = time.Now(), nil, 0
 	cfg, st := info.Config, info.State
 	free := 1 - c.opts.headroom
-	switch {
-	case cfg.MaxMsgs > 0 && float64(st.Msgs) >= free*float64(cfg.MaxMsgs):
-		c.roomErr = fmt.Errorf("%w: stream %s holds %d of its %d messages; new sagas are refused so that those in flight can finish (raise the limit, or let old sagas age out)",
-			ErrStreamFull, StreamName, st.Msgs, cfg.MaxMsgs)
-	case cfg.MaxBytes > 0 && float64(st.Bytes) >= free*float64(cfg.MaxBytes):
-		c.roomErr = fmt.Errorf("%w: stream %s holds %d of its %d bytes; new sagas are refused so that those in flight can finish (raise the limit, or let old sagas age out)",
-			ErrStreamFull, StreamName, st.Bytes, cfg.MaxBytes)
+	c.roomLeft = 1 << 62
+	if cfg.MaxMsgs > 0 {
+		c.roomLeft = int64(free*float64(cfg.MaxMsgs)) - int64(st.Msgs)
+		if c.roomLeft <= 0 {
+			c.roomErr = fmt.Errorf("%w: stream %s holds %d of its %d messages; new sagas are refused so that those in flight can finish (raise the limit, or let old sagas age out)",
+				ErrStreamFull, StreamName, st.Msgs, cfg.MaxMsgs)
+		}
+	}
+	if cfg.MaxBytes > 0 && c.roomErr == nil {
+		// In bytes, a saga's events are counted as 1 KiB each.
+		c.roomLeft = min(c.roomLeft, (int64(free*float64(cfg.MaxBytes))-int64(st.Bytes))/1024)
+		if float64(st.Bytes) >= free*float64(cfg.MaxBytes) {
+			c.roomErr = fmt.Errorf("%w: stream %s holds %d of its %d bytes; new sagas are refused so that those in flight can finish (raise the limit, or let old sagas age out)",
+				ErrStreamFull, StreamName, st.Bytes, cfg.MaxBytes)
+		}
 	}
 	if cfg.MaxMsgs <= 0 && cfg.MaxBytes <= 0 {
 		c.roomAt = time.Now().Add(time.Hour) // no limits: look again in an hour
@@ -346,7 +359,7 @@ func (c *Client) Start(ctx context.Context, f *Flow, id string, input any) error
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	if err := c.room(ctx); err != nil {
+	if err := c.room(ctx, f); err != nil {
 		if _, _, lerr := c.load(ctx, f.name, id); lerr == nil {
 			return nil // started before: Start stays safe to retry
 		}

@@ -32,10 +32,10 @@ type StepStatus string
 
 // Step statuses.
 const (
-	StepPending            StepStatus = "pending"             // not triggered yet
-	StepRunning            StepStatus = "running"             // triggered, no outcome yet
-	StepCompleted          StepStatus = "completed"           // action succeeded
-	StepFailed             StepStatus = "failed"              // aborted or out of retries: it had no effect
+	StepPending   StepStatus = "pending"   // not triggered yet
+	StepRunning   StepStatus = "running"   // triggered, no outcome yet
+	StepCompleted StepStatus = "completed" // action succeeded
+	StepFailed    StepStatus = "failed"    // aborted or out of retries: it had no effect
 	// StepUnknown is a compensatable step whose outcome is unknown: no
 	// outcome within its timeout or the saga's deadline, or redelivered
 	// (after a crash, say) once the saga was compensating. A crash may have
@@ -43,7 +43,7 @@ const (
 	// completed step. Its compensation gets the zero output and must accept
 	// that there may be nothing to undo (and should leave a mark that
 	// refuses a late action).
-	StepUnknown StepStatus = "unknown"
+	StepUnknown            StepStatus = "unknown"
 	StepSkipped            StepStatus = "skipped"             // triggered after the saga began compensating: never run
 	StepCompensating       StepStatus = "compensating"        // completed, its compensation is due
 	StepCompensated        StepStatus = "compensated"         // compensation succeeded

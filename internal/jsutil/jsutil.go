@@ -81,6 +81,9 @@ func UnsafeConsumer(ctx context.Context, js jetstream.JetStream, stream, name st
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return "", nil
 	}
+	if errors.Is(err, jetstream.ErrNotPullConsumer) {
+		return fmt.Sprintf("consumer %s on %s is a push consumer: choreo pulls, so that work is only handed out as fast as it is done", name, stream), nil
+	}
 	if err != nil {
 		return "", err
 	}

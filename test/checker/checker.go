@@ -156,7 +156,7 @@ var stepMoves = map[saga.StepStatus][]saga.StepStatus{
 	saga.StepPending:            {saga.StepRunning},
 	saga.StepRunning:            {saga.StepCompleted, saga.StepFailed, saga.StepSkipped, saga.StepUnknown},
 	saga.StepCompleted:          {saga.StepCompensated, saga.StepCompensationFailed},
-	saga.StepUnknown:           {saga.StepCompensated, saga.StepCompensationFailed},
+	saga.StepUnknown:            {saga.StepCompensated, saga.StepCompensationFailed},
 	saga.StepCompensationFailed: {saga.StepCompleted},
 }
 
