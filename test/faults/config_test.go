@@ -112,8 +112,7 @@ func TestUnsafeConfigRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := saga.NewStep[limIn, limMid]("a")
-			flow := saga.MustDefine("unsafe", 1, a)
-			_ = flow
+			saga.MustDefine("unsafe", 1, a)
 			r, _ := saga.NewRunner(c)
 			_ = saga.Handle(r, a, func(_ context.Context, in limIn) (limMid, error) { return limMid(in), nil }, nil)
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

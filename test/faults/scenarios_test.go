@@ -38,11 +38,10 @@ func TestCrashAtEachPoint(t *testing.T) {
 				return []string{"CHOREO_CRASH=" + strings.Join(specs, ",")}
 			}})
 			l := h.startLoad(scale(150), 40)
-			rep := h.settle(l, 2*time.Minute)
+			h.settle(l, 2*time.Minute)
 			if h.crashes.Load() < 5 {
 				t.Errorf("only %d crashes at %s: the scenario proves little", h.crashes.Load(), point)
 			}
-			_ = rep
 		})
 	}
 }
@@ -153,10 +152,7 @@ func TestServiceDownLongerThanInactivityThreshold(t *testing.T) {
 	for _, in := range h.insts["inventory"] {
 		in.start()
 	}
-	rep := h.settle(l, 2*time.Minute)
-	if rep.Lost > 0 {
-		t.Errorf("%d sagas lost", rep.Lost)
-	}
+	h.settle(l, 2*time.Minute) // fails the test on a lost saga
 }
 
 // Scenario 5: a compensation failing transiently (then succeeding), and
@@ -235,9 +231,8 @@ func TestCompensationFailures(t *testing.T) {
 				t.Errorf("retry %s: %v", st.ID, err)
 			}
 		}
-		rep := h.settle(l, 2*time.Minute)
+		h.settle(l, 2*time.Minute)
 		t.Logf("%d sagas parked, then compensated after the operator's retry", len(parked))
-		_ = rep
 	})
 }
 
