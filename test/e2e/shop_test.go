@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -221,8 +222,10 @@ func TestReadModelRebuiltByReplayIsTheSame(t *testing.T) {
 	h.await(ids[2], "confirmed", 20*time.Second)
 	sagatest.Poll(t, 10*time.Second, func() bool {
 		_, s := h.do("GET", "/api/stats", nil)
-		return s["orders_confirmed"] == 2.0 && s["orders_rejected"] == 1.0
-	}, func() string { return "stats not settled" })
+		// every topic's projection has caught up (each has its own consumer)
+		return s["orders"] == 3.0 && s["orders_confirmed"] == 2.0 && s["orders_rejected"] == 1.0 &&
+			s["payments_succeeded"] == 2.0 && s["payments_failed"] == 1.0 && s["customers"] == 1.0
+	}, func() string { _, s := h.do("GET", "/api/stats", nil); return fmt.Sprintf("stats not settled: %v", s) })
 	_, before := h.do("GET", "/api/orders?customer_id="+ada, nil)
 	_, statsBefore := h.do("GET", "/api/stats", nil)
 	if err := h.gw.Rebuild(context.Background()); err != nil {
@@ -261,23 +264,37 @@ func TestCountersMatchTheEvents(t *testing.T) {
 	for i, want := range []string{"confirmed", "rejected", "rejected", "rejected", "confirmed"} {
 		h.await(ids[i], want, 20*time.Second)
 	}
+	// The counters are projected from several topics, each on its own
+	// consumer, so an order's OrderPlaced may be counted after its outcome:
+	// poll until the gateway's counters agree with the services' records.
 	ctx := context.Background()
+	var diffs []string
+	sagatest.Poll(t, 15*time.Second, func() bool {
+		diffs = countersDiff(ctx, h)
+		return len(diffs) == 0
+	}, func() string { return strings.Join(diffs, "\n") })
+}
+
+// countersDiff compares the gateway's counters with the payment ledger and
+// the order service's records, and says where they differ.
+func countersDiff(ctx context.Context, h *shopHarness) []string {
+	ledger, err := payment.Ledger(ctx, h.deps)
+	if err != nil {
+		return []string{err.Error()}
+	}
 	var charged, refunded, nCharges, nRefunds int64
-	sagatest.Poll(t, 10*time.Second, func() bool {
-		ledger, _ := payment.Ledger(ctx, h.deps)
-		charged, refunded, nCharges, nRefunds = 0, 0, 0, 0
-		for _, c := range ledger {
-			nCharges++
-			charged += c.Amount
-			if c.Status == "refunded" {
-				nRefunds++
-				refunded += c.Amount
-			}
+	for _, c := range ledger {
+		nCharges++
+		charged += c.Amount
+		if c.Status == "refunded" {
+			nRefunds++
+			refunded += c.Amount
 		}
-		_, s := h.do("GET", "/api/stats", nil)
-		return s["refunds"] == float64(nRefunds) && nRefunds == 2
-	}, func() string { return "refunds not settled" })
-	orders, _ := order.Orders(ctx, h.deps)
+	}
+	orders, err := order.Orders(ctx, h.deps)
+	if err != nil {
+		return []string{err.Error()}
+	}
 	var confirmed, rejected float64
 	for _, o := range orders {
 		switch o.Status {
@@ -293,11 +310,17 @@ func TestCountersMatchTheEvents(t *testing.T) {
 		"payments_succeeded": float64(nCharges), "payments_failed": 1, "refunds": float64(nRefunds),
 		"charged": float64(charged), "refunded": float64(refunded), "revenue": float64(charged - refunded),
 	}
+	var diffs []string
+	if nRefunds != 2 {
+		diffs = append(diffs, fmt.Sprintf("the ledger holds %d refunds, want 2", nRefunds))
+	}
 	for k, v := range want {
 		if s[k] != v {
-			t.Errorf("%s = %v, the services' records say %v", k, s[k], v)
+			diffs = append(diffs, fmt.Sprintf("%s = %v, the services' records say %v", k, s[k], v))
 		}
 	}
+	sort.Strings(diffs)
+	return diffs
 }
 
 func TestSchemaInvalidEventIsDeadLettered(t *testing.T) {
