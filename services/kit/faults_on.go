@@ -12,8 +12,9 @@ package kit
 //	    "ack" (the outcome is recorded, the message not acknowledged). The
 //	    shop's effects are single compare-and-set writes, so these are every
 //	    state a crash during an action can leave.
-//	CHOREO_SLOW=<step>:<duration>     the step's action takes that long, deaf
-//	    to its context (like a call that takes none), then makes its effect.
+//	CHOREO_SLOW=<step>:<duration>[,...]  the step's action takes that long,
+//	    deaf to its context (like a call that takes none), then makes its
+//	    effect.
 //	CHOREO_REFUND_ATTEMPTS=<n>        (schemas) a failing refund parks after n.
 //	CHOREO_FAIL_UNDO=<step>:<n>       the step's compensation fails its first
 //	    n attempts of each saga (n<0: always).
@@ -51,20 +52,32 @@ func faultOptions() []saga.RunnerOption {
 		c := &crasher{point: f[0], step: f[1], at: n}
 		out = append(out, saga.WithInterceptor(c.intercept), saga.WithOnRecorded(c.recorded))
 	}
-	if v := os.Getenv("CHOREO_SLOW"); v != "" {
+	slow := map[string]time.Duration{}
+	for _, v := range strings.Split(os.Getenv("CHOREO_SLOW"), ",") {
+		if v == "" {
+			continue
+		}
 		step, ds, _ := strings.Cut(v, ":")
-		d, _ := time.ParseDuration(ds)
+		d, err := time.ParseDuration(ds)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "CHOREO_SLOW=%q: want <step>:<duration>[,...]\n", v)
+			os.Exit(2)
+		}
+		slow[step] = d
+	}
+	if len(slow) > 0 {
 		out = append(out, saga.WithInterceptor(func(ctx context.Context, info saga.Info, next func(context.Context) error) error {
-			if info.Step == step && info.Phase == "action" {
-				fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s\n", step, info.ID)
-				time.Sleep(d) // deaf to ctx, like a call that takes none
-				if err := next(context.WithoutCancel(ctx)); err != nil {
-					return err
-				}
-				fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s done\n", step, info.ID)
-				return nil
+			d, ok := slow[info.Step]
+			if !ok || info.Phase != "action" {
+				return next(ctx)
 			}
-			return next(ctx)
+			fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s\n", info.Step, info.ID)
+			time.Sleep(d) // deaf to ctx, like a call that takes none
+			if err := next(context.WithoutCancel(ctx)); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s done\n", info.Step, info.ID)
+			return nil
 		}))
 	}
 	if v := os.Getenv("CHOREO_FAIL_UNDO"); v != "" {

@@ -3,6 +3,7 @@ package faults_test
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -290,4 +291,41 @@ func TestDeadlineWhileStarterDeadAndLateResults(t *testing.T) {
 	if late == 0 {
 		t.Error("no late result arrived after compensation: the scenario proves nothing")
 	}
+}
+
+// Scenario 4: handlers slower than the ack wait (2s): every charge takes
+// 3s and every reservation 5s. The runner keeps each message alive with
+// progress acknowledgements, so the broker does not hand it to a second
+// instance meanwhile: each slow action runs once per saga, and the
+// invariants hold.
+func TestHandlerSlowerThanAckWait(t *testing.T) {
+	slow := map[string]string{"payment": "charge:3s", "inventory": "reserve:5s"}
+	h := newHarness(t, setup{instances: map[string]int{"payment": 2, "inventory": 2}, env: func(h *harness, svc string, n int) []string {
+		if s, ok := slow[svc]; ok {
+			return []string{"CHOREO_SLOW=" + s}
+		}
+		return nil
+	}})
+	l := h.startLoad(scale(120), 30)
+	rep := h.settle(l, 3*time.Minute)
+	runs := map[string]int{} // "step id" -> calls of the action
+	line := regexp.MustCompile(`(?m)^CHOREO_SLOW: (\w+) of (ord-\w+)$`)
+	for svc := range slow {
+		for _, in := range h.insts[svc] {
+			for _, m := range line.FindAllStringSubmatch(in.proc().output(), -1) {
+				runs[m[1]+" "+m[2]]++
+			}
+		}
+	}
+	reruns := 0
+	for k, n := range runs {
+		if n > 1 {
+			reruns += n - 1
+			t.Errorf("%s: the slow action ran %d times", k, n)
+		}
+	}
+	if len(runs) < rep.Sagas {
+		t.Errorf("%d slow actions ran for %d sagas: the scenario proves little", len(runs), rep.Sagas)
+	}
+	t.Logf("%d slow actions (3s and 5s against a 2s ack wait), %d run again", len(runs), reruns)
 }
