@@ -78,6 +78,7 @@ type options struct {
 	retries    int
 	source     string
 	logger     *slog.Logger
+	maxSize    int
 }
 
 // WithReplicas sets the replica count of the event streams (1, 3 or 5);
@@ -118,6 +119,19 @@ func WithRetries(n int) Option {
 	}
 }
 
+// WithMaxEventSize sets the largest event, headers included, that a
+// Subscriber hands to a handler (default 512 KiB); a larger one is
+// dead-lettered with the reason "oversize".
+func WithMaxEventSize(n int) Option {
+	return func(o *options) error {
+		if n < 1024 {
+			return fmt.Errorf("%w: max event size must be at least 1024 bytes, got %d", ErrInvalidOption, n)
+		}
+		o.maxSize = n
+		return nil
+	}
+}
+
 // WithSource sets the CloudEvents source of published events.
 func WithSource(s string) Option {
 	return func(o *options) error {
@@ -152,7 +166,7 @@ type Bus struct {
 
 // New creates or updates the event streams and returns a bus.
 func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Bus, error) {
-	o := options{replicas: 0, duplicates: 2 * time.Minute, ackWait: 30 * time.Second, retries: 3, source: "choreo",
+	o := options{replicas: 0, duplicates: 2 * time.Minute, ackWait: 30 * time.Second, retries: 3, source: "choreo", maxSize: 512 << 10,
 		logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -196,7 +210,7 @@ func (b *Bus) Subscriber(group string) (*Subscriber, error) {
 	if !tokenOK(group) {
 		return nil, fmt.Errorf("%w: group %q must be a NATS subject token", ErrInvalidOption, group)
 	}
-	return &Subscriber{js: b.js, group: group, ackWait: b.opts.ackWait, logger: b.opts.logger}, nil
+	return &Subscriber{js: b.js, group: group, ackWait: b.opts.ackWait, maxSize: b.opts.maxSize, logger: b.opts.logger}, nil
 }
 
 // NewRouter returns a watermill router with choreo's middleware: a
@@ -322,7 +336,7 @@ func (b *Bus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 				return nil, err
 			}
 			pending = md.NumPending
-			wm := toMessage(m)
+			wm := toMessage(m, 0) // every dead letter is read back, however large
 			out = append(out, DeadLetter{Topic: wm.Metadata.Get(middleware.PoisonedTopicKey), Reason: wm.Metadata.Get(middleware.ReasonForPoisonedKey), Message: wm})
 		}
 		if n == 0 {

@@ -251,20 +251,31 @@ func TestPoisonIsDeadLetteredAndOthersGoOn(t *testing.T) {
 	if _, err := f.js.Publish(context.Background(), "events.customer.registered", []byte("not json"), jetstream.WithMsgID("notjson")); err != nil {
 		t.Fatal(err)
 	}
+	// An event larger than the limit (512 KiB by default), however well formed.
+	big := fmt.Appendf(nil, `{"id":"big","name":%q}`, strings.Repeat("x", 600<<10))
+	if _, err := f.js.Publish(context.Background(), "events.customer.registered", big, jetstream.WithMsgID("big")); err != nil {
+		t.Fatal(err)
+	}
 	_ = events.Publish(context.Background(), f.bus, "customer.registered", "good", CustomerRegistered{ID: "good"})
 
 	sagatest.Poll(t, 10*time.Second, func() bool { return rep.count("good") == 1 }, func() string { return "the good event after the poison was not handled" })
 	var dls []events.DeadLetter
 	sagatest.Poll(t, 10*time.Second, func() bool {
 		dls, _ = f.bus.DeadLetters(context.Background())
-		return len(dls) == 2
+		return len(dls) == 3
 	}, func() string { return fmt.Sprintf("dead letters: %+v", dls) })
-	reasons := dls[0].Reason + " | " + dls[1].Reason
-	if !strings.Contains(reasons, "repeated header ce-type") || !strings.Contains(reasons, "undecodable payload") {
-		t.Errorf("reasons %q", reasons)
+	var reasons []string
+	for _, d := range dls {
+		reasons = append(reasons, d.Reason)
 	}
-	if rep.count("bad1") != 0 {
-		t.Error("the poisoned event was applied")
+	all := strings.Join(reasons, " | ")
+	for _, want := range []string{"repeated header ce-type", "undecodable payload", "oversize: 614"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no dead letter says %q: %q", want, all)
+		}
+	}
+	if rep.count("bad1") != 0 || rep.count("big") != 0 {
+		t.Error("a poisoned event was applied")
 	}
 }
 
@@ -341,6 +352,9 @@ func TestBadOptions(t *testing.T) {
 	}
 	if _, err := events.New(context.Background(), f.js, events.WithReplicas(2)); !errors.Is(err, events.ErrInvalidOption) {
 		t.Errorf("replicas 2: %v", err)
+	}
+	if _, err := events.New(context.Background(), f.js, events.WithMaxEventSize(10)); !errors.Is(err, events.ErrInvalidOption) {
+		t.Errorf("max event size 10: %v", err)
 	}
 }
 

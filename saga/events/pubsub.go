@@ -93,6 +93,7 @@ type Subscriber struct {
 	js      jetstream.JetStream
 	group   string
 	ackWait time.Duration
+	maxSize int
 	logger  *slog.Logger
 
 	mu     sync.Mutex
@@ -193,7 +194,7 @@ func (s *Subscriber) end(sub *subscription) {
 }
 
 func (s *Subscriber) deliver(ctx context.Context, sub *subscription, m jetstream.Msg, topic string) {
-	msg := toMessage(m)
+	msg := toMessage(m, s.maxSize)
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	msg.SetContext(mctx)
@@ -229,9 +230,18 @@ func (s *Subscriber) deliver(ctx context.Context, sub *subscription, m jetstream
 // toMessage builds a watermill message from a JetStream one. It never
 // fails: a message it cannot read faithfully is marked with PoisonKey and
 // the router dead-letters it.
-func toMessage(m jetstream.Msg) *message.Message {
+func toMessage(m jetstream.Msg, maxSize int) *message.Message {
 	h := m.Headers()
 	var problems []string
+	size := len(m.Data())
+	for k, v := range h {
+		for _, x := range v {
+			size += len(k) + len(x) + 4
+		}
+	}
+	if maxSize > 0 && size > maxSize {
+		problems = append(problems, fmt.Sprintf("oversize: %d bytes, limit %d", size, maxSize))
+	}
 	for k, v := range h {
 		if len(v) > 1 {
 			problems = append(problems, fmt.Sprintf("repeated header %s (%d values)", k, len(v)))
