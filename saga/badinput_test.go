@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -151,6 +152,33 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 	for _, id := range []string{"n1", "ghost", "r1"} {
 		if st, err := e.c.Get(context.Background(), flow, id); err == nil && st.Status != saga.StatusCompensated {
 			t.Errorf("rogue saga %s has state %s", id, st.Status)
+		}
+	}
+	// A start that is well formed but unusable (a type the flow does not
+	// take, or oversize) fails its first step: no saga waits for ever.
+	for _, id := range []string{"u1", "big"} {
+		st := e.await(t, id, saga.StatusCompensated)
+		if !strings.Contains(st.Step("charge").Error, "unusable trigger") {
+			t.Errorf("%s: charge error %q", id, st.Step("charge").Error)
+		}
+	}
+	// An event without a readable header block is deleted from the log: a
+	// read of its saga finds nothing rather than hanging on it.
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := e.c.Get(ctx, flow, "raw")
+		return errors.Is(err, saga.ErrNotFound)
+	}, func() string { return "the raw event is still the saga's newest" })
+	// List shows no saga for what Get would quarantine.
+	list, err := e.c.List(context.Background(), flow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range list {
+		switch st.ID {
+		case "ghost", "fb", "n1", "h0", "raw", "cmd", "cmd2", "tm":
+			t.Errorf("List shows rogue saga %s (%s)", st.ID, st.Status)
 		}
 	}
 	// Forged broker headers did not get another saga's event deleted.

@@ -234,6 +234,21 @@ func lastValue(h nats.Header, key string) string {
 	return v[len(v)-1]
 }
 
+// rogue says why a log event read through a consumer was not appended by
+// choreo, or "" when it may have been. choreo appends every event with
+// compare-and-set, and only a start may expect an empty history.
+func rogue(h nats.Header, env *envelope) string {
+	switch {
+	case len(h.Values(jetstream.SubjectHeader))+len(h.Values(jetstream.SequenceHeader)) > 0:
+		return "carries the broker's own headers (Nats-Subject, Nats-Sequence): not appended by choreo"
+	case len(h.Values(jetstream.ExpectedLastSubjSeqHeader)) != 1:
+		return "no compare-and-set header (Nats-Expected-Last-Subject-Sequence): not appended by choreo"
+	case h.Get(jetstream.ExpectedLastSubjSeqHeader) == "0" && env.phase != phaseStart:
+		return "unknown saga: first event is not a start"
+	}
+	return ""
+}
+
 // load returns a saga's current state and the stream sequence of its newest
 // event. A newest event that choreo did not append (a client publishing on
 // the saga's subjects without compare-and-set) is dead-lettered and deleted
@@ -464,8 +479,8 @@ func (c *Client) List(ctx context.Context, flow string, statuses ...Status) ([]*
 			return
 		}
 		env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
-		if err != nil || md.Sequence.Stream < seqs[env.id] {
-			return
+		if err != nil || rogue(m.Headers(), env) != "" || md.Sequence.Stream < seqs[env.id] {
+			return // what Get would quarantine does not stand for a saga
 		}
 		latest[env.id], seqs[env.id] = env.state, md.Sequence.Stream
 	})

@@ -368,3 +368,18 @@ func MustDefine(name string, version int, items ...Item) *Flow {
 	}
 	return f
 }
+
+// typeOf is the event type choreo appends for a log event of step and
+// phase ("" for a step the flow does not have).
+func (f *Flow) typeOf(step, phase string) string {
+	switch {
+	case step == sagaStep && phase == phaseStart:
+		return f.inputType
+	case phase == phaseDone:
+		if d := f.byName[step]; d != nil {
+			return d.eventType
+		}
+		return ""
+	}
+	return eventTypeFor(phase)
+}

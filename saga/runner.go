@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,6 +258,13 @@ func OnEnd(r *Runner, f *Flow, name string, fn func(ctx context.Context, st *Sta
 // terminal saga but an operator's resume.
 func (r *Runner) onEnd(ctx context.Context, e endBinding, m jetstream.Msg) {
 	env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), r.c.opts.maxEventSize)
+	if err == nil {
+		if why := rogue(m.Headers(), env); why != "" {
+			err = bad("%s", why)
+		} else if want := e.flow.typeOf(env.step, env.phase); env.ctype != want {
+			err = bad("unknown event type %q on %s (want %q)", env.ctype, m.Subject(), want)
+		}
+	}
 	if err != nil {
 		r.reject(ctx, e.flow.name, m, e.flow.name+"__end_"+e.name, err.Error())
 		return
@@ -436,7 +444,51 @@ func (r *Runner) reject(ctx context.Context, flow string, m jetstream.Msg, consu
 		r.retryLater(m, err)
 		return
 	}
+	if len(m.Headers()) == 0 && stream == StreamName {
+		// Without headers (or with a header block no client can decode) it
+		// is nobody's event: choreo writes headers on every one. Left in the
+		// log it would be a saga's newest event that no read can decode.
+		if err := r.c.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			r.retryLater(m, err)
+			return
+		}
+	}
 	_ = m.TermWithReason(reason)
+}
+
+// rejectTrigger dead-letters a trigger that cannot be read. When it is the
+// event the saga's state stands on (a start published by a careless client
+// with a well-formed snapshot, say), the saga would wait for ever for a
+// step that cannot run: the step fails with the reason instead, and the
+// saga compensates and ends.
+func (r *Runner) rejectTrigger(ctx context.Context, b *binding, m jetstream.Msg, consumer, reason string) {
+	d, f := b.def, b.def.flow
+	tok := strings.Split(m.Subject(), ".")
+	if len(tok) != 6 || !ValidID(tok[3]) || len(m.Headers()) == 0 {
+		r.reject(ctx, f.name, m, consumer, reason)
+		return
+	}
+	id := tok[3]
+	cur, curSeq, err := r.c.load(ctx, f.name, id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		r.retryLater(m, err)
+		return
+	}
+	stream, seq := position(m)
+	if err != nil || curSeq != seq || cur.Status != StatusRunning || cur.Step(d.name) == nil || cur.Step(d.name).Status != StepRunning {
+		r.reject(ctx, f.name, m, consumer, reason)
+		return
+	}
+	r.c.opts.logger.Warn("choreo: dead-lettering a trigger, its step fails", "subject", m.Subject(), "seq", seq, "reason", reason)
+	if err := r.c.deadLetter(ctx, f.name, stream, m.Subject(), seq, consumer, m.Headers(), m.Data(), reason); err != nil {
+		r.retryLater(m, err)
+		return
+	}
+	pfx := f.name + "." + id + "." + d.name + "."
+	r.record(ctx, m, cur, curSeq, f.name, id, d.name, phaseFailed, eventTypeFor(phaseFailed), pfx+phaseFailed, nil,
+		func(s *State, now time.Time) error {
+			return s.fail(d.name, attemptOf(m), "unusable trigger: "+reason, now)
+		})
 }
 
 // position returns where m is stored.
@@ -582,7 +634,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 		}
 	}
 	if err != nil {
-		r.reject(ctx, f.name, m, consumer, err.Error())
+		r.rejectTrigger(ctx, b, m, consumer, err.Error())
 		return
 	}
 	// Fast path: the first delivery of a fresh trigger that choreo appended

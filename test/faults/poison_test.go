@@ -1,0 +1,310 @@
+package faults_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/events"
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/customer"
+	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/order"
+)
+
+// poison is one bad message and what its readers must say about it.
+type poison struct {
+	id     string
+	kind   string
+	msg    *nats.Msg
+	raw    string         // a header block sent as is by a raw client, instead of msg's
+	reason *regexp.Regexp // what every reader's dead letter says
+	readBy []string       // the consumers whose filters take the subject
+}
+
+// Scenario 6: poison on every subject the shop's processes read, while
+// orders flow. The subjects are not a hand-made list: they are every
+// filter of every consumer in the broker, so a new consumer is covered by
+// the test without a change to it. Every reader of a poisoned message
+// dead-letters it with the reason, no process exits, and the sagas placed
+// meanwhile all end with their invariants kept.
+func TestPoisonOnEverySubject(t *testing.T) {
+	h := newHarness(t, setup{})
+	l := h.startLoad(scale(150), 30)
+	ctx := context.Background()
+	flow := schemas.OrderFlow.Name()
+
+	// A real start event is the template for well-formed saga headers.
+	var tmpl *jetstream.RawStreamMsg
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		ids := l.ids()
+		if len(ids) == 0 {
+			return false
+		}
+		s, err := h.d.JS.Stream(ctx, saga.StreamName)
+		if err != nil {
+			return false
+		}
+		tmpl, err = s.GetLastMsgForSubject(ctx, "choreo.log."+flow+"."+ids[0]+"._saga.start")
+		return err == nil
+	}, func() string { return "no saga started" })
+
+	readers := map[string][]string{} // subject filter -> consumers
+	for _, stream := range []string{saga.StreamName, saga.TimerStream, events.Stream} {
+		s, err := h.d.JS.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lister := s.ListConsumers(ctx)
+		for ci := range lister.Info() {
+			fs := ci.Config.FilterSubjects
+			if ci.Config.FilterSubject != "" {
+				fs = append(fs, ci.Config.FilterSubject)
+			}
+			for _, f := range fs {
+				readers[f] = append(readers[f], ci.Name)
+			}
+		}
+		if err := lister.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cases []poison
+	n := 0
+	for filter := range readers {
+		if strings.HasSuffix(filter, ">") {
+			continue // a catch-all: the subjects of the others fall in it
+		}
+		switch {
+		case strings.HasPrefix(filter, "events."):
+			cases = append(cases, eventPoison(filter, &n)...)
+		default:
+			cases = append(cases, sagaPoison(tmpl, filter, &n)...)
+		}
+	}
+	for i := range cases {
+		subj := cases[i].msg.Subject
+		for f, cs := range readers {
+			if subjectMatches(f, subj) {
+				cases[i].readBy = append(cases[i].readBy, cs...)
+			}
+		}
+		slices.Sort(cases[i].readBy)
+		cases[i].readBy = slices.Compact(cases[i].readBy)
+	}
+	for _, c := range cases {
+		if c.raw != "" {
+			rawPublish(t, h.broker.url, c.msg.Subject, c.raw, string(c.msg.Data))
+			continue
+		}
+		if _, err := h.d.JS.PublishMsg(ctx, c.msg); err != nil {
+			t.Fatalf("%s on %s: publish: %v", c.kind, c.msg.Subject, err)
+		}
+	}
+	h.faults.Add(int64(len(cases)))
+
+	// The request endpoints the processes serve refuse garbage with a
+	// reason, and go on serving.
+	for _, subj := range []string{order.PlaceSubject, customer.RegisterSubject} {
+		m, err := h.nc.Request(subj, []byte("{not json"), 5*time.Second)
+		var rep kit.Reply
+		if err != nil || json.Unmarshal(m.Data, &rep) != nil || !rep.Bad || !strings.Contains(rep.Error, "malformed request") {
+			t.Errorf("%s answered garbage with %v %v", subj, m, err)
+		}
+	}
+
+	h.settle(l, 2*time.Minute)
+
+	// Every reader of every poisoned message dead-lettered it.
+	type key struct{ id, consumer string }
+	var got map[key]string
+	collect := func() {
+		got = map[key]string{}
+		dls, err := h.d.Sagas.DeadLetters(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range dls {
+			got[key{poisonID(d.Subject), d.Consumer}] = d.Reason
+		}
+		edls, err := h.d.Bus.DeadLetters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range edls {
+			// The router names a handler <group>.<topic>.
+			group, topic, _ := strings.Cut(d.Message.Metadata.Get("handler_poisoned"), ".")
+			got[key{d.Message.UUID, events.ConsumerName(group, topic)}] = d.Reason
+		}
+	}
+	// Each poisoned message is dead-lettered with its reason by a reader
+	// of its subject (or by the read of its saga's state, "load", which
+	// deletes a rogue event from the log, so that later readers may not
+	// see it at all).
+	missing := func() []string {
+		var out []string
+		for _, c := range cases {
+			matched := false
+			for k, r := range got {
+				if k.id != c.id {
+					continue
+				}
+				if k.consumer != "load" && !slices.Contains(c.readBy, k.consumer) {
+					out = append(out, fmt.Sprintf("%s on %s: dead-lettered by %s, which does not read it", c.kind, c.msg.Subject, k.consumer))
+				}
+				matched = matched || c.reason.MatchString(r)
+			}
+			if !matched {
+				out = append(out, fmt.Sprintf("%s on %s (read by %v): no dead letter says /%s/", c.kind, c.msg.Subject, c.readBy, c.reason))
+			}
+		}
+		return out
+	}
+	sagatest.Poll(t, time.Minute, func() bool { collect(); return len(missing()) == 0 },
+		func() string { return strings.Join(missing(), "\n") })
+	h.alive()
+	t.Logf("%d poisoned messages on %d subjects, %d dead letters with their reasons, every process alive", len(cases), len(readers), len(got))
+}
+
+// poisonID returns the poison id in a saga subject.
+func poisonID(subject string) string {
+	for _, tok := range strings.Split(subject, ".") {
+		if strings.HasPrefix(tok, "poison-") {
+			return tok
+		}
+	}
+	return ""
+}
+
+// subjectMatches reports whether subject falls under the filter.
+func subjectMatches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		if tok == ">" {
+			return len(s) > i
+		}
+		if i >= len(s) || (tok != "*" && tok != s[i]) {
+			return false
+		}
+	}
+	return len(f) == len(s)
+}
+
+// sagaPoison makes the bad messages for one of choreo's own subjects.
+// Those with well-formed headers copy a real start event's and change
+// what the case is about.
+func sagaPoison(tmpl *jetstream.RawStreamMsg, filter string, n *int) []poison {
+	mk := func(kind string, reason string, headers bool, data string, mutate func(h nats.Header)) poison {
+		*n++
+		id := fmt.Sprintf("poison-%d", *n)
+		subj := strings.Replace(filter, "*", id, 1)
+		m := nats.NewMsg(subj)
+		m.Data = []byte(data)
+		if headers {
+			for k, v := range tmpl.Header {
+				if strings.HasPrefix(k, "Nats-") {
+					continue // the broker's, added by the read
+				}
+				m.Header[k] = slices.Clone(v)
+			}
+			toks := strings.Split(subj, ".")
+			m.Header.Set(saga.HeaderSaga, id)
+			// The snapshot's third field is the saga id.
+			if st := strings.Split(m.Header.Get(saga.HeaderState), "|"); len(st) > 2 {
+				st[2] = id
+				m.Header.Set(saga.HeaderState, strings.Join(st, "|"))
+			}
+			if len(toks) >= 6 {
+				m.Header.Set(saga.HeaderStep, toks[4])
+				m.Header.Set(saga.HeaderPhase, toks[5])
+			}
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+			m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, strings.Join(toks[:min(4, len(toks))], ".")+".>")
+		}
+		if mutate != nil {
+			mutate(m.Header)
+		}
+		return poison{id: id, kind: kind, msg: m, reason: regexp.MustCompile(reason)}
+	}
+	big := `"` + strings.Repeat("x", 600<<10) + `"`
+	return []poison{
+		mk("garbage without headers", "missing headers", false, "\x00\x01garbage", nil),
+		mk("malformed JSON", "undecodable payload|unknown saga|not appended by choreo|does not match", true, "{not json", nil),
+		mk("unknown type", "unknown event type|unknown saga|not appended by choreo|does not match", true, "{}", func(h nats.Header) { h.Set(saga.HeaderType, "Bogus") }),
+		mk("repeated header", "repeated header choreo-saga", true, "{}", func(h nats.Header) { h.Add(saga.HeaderSaga, "twice") }),
+		mk("missing saga id", "missing header choreo-saga", true, "{}", func(h nats.Header) { h.Del(saga.HeaderSaga) }),
+		mk("malformed time", "malformed ce-time", true, "{}", func(h nats.Header) { h.Set(saga.HeaderTime, "yesterday") }),
+		mk("oversize", "oversize", true, big, nil),
+		rawPoison(mk("header block that is not one", ".", false, "{}", nil), "NATS/1.0\r\nthis is not a header\r\n\r\n"),
+	}
+}
+
+func rawPoison(p poison, hdr string) poison {
+	p.raw = hdr
+	return p
+}
+
+// eventPoison makes the bad messages for a domain-event subject.
+func eventPoison(filter string, n *int) []poison {
+	mk := func(kind, reason, data string, mutate func(h nats.Header)) poison {
+		*n++
+		id := fmt.Sprintf("poison-%d", *n)
+		m := nats.NewMsg(filter)
+		m.Header.Set("Nats-Msg-Id", id)
+		m.Header.Set("_watermill_message_uuid", id)
+		m.Data = []byte(data)
+		if mutate != nil {
+			mutate(m.Header)
+		}
+		return poison{id: id, kind: kind, msg: m, reason: regexp.MustCompile(reason)}
+	}
+	// Another topic's event: a type this subject does not carry.
+	other := `{"order_id":"ord-x","customer_id":"cus-x","items":[{"sku":"sku-mug","qty":1}],"total":100,"currency":"EUR","placed_at":"2026-01-01T00:00:00Z"}`
+	if strings.HasSuffix(filter, schemas.TopicOrderPlaced) {
+		other = `{"customer_id":"cus-x","name":"x","email":"x@example.com","address":{"line1":"1","city":"c","postcode":"1","country":"FR"},"registered_at":"2026-01-01T00:00:00Z"}`
+	}
+	return []poison{
+		mk("malformed JSON", "schema-invalid .*not JSON", "{not json", nil),
+		mk("schema-invalid", "schema-invalid", `{"unexpected": true}`, nil),
+		mk("another type's event", "schema-invalid", other, nil),
+		mk("missing entity id", "schema-invalid", `{"name":"x"}`, nil),
+		mk("repeated header", "repeated header", "{}", func(h nats.Header) { h.Add("ce-type", "a"); h.Add("ce-type", "b") }),
+		mk("oversize", "oversize", `{"name":"`+strings.Repeat("x", 600<<10)+`"}`, nil),
+	}
+}
+
+// rawPublish publishes with a hand-written header block over a plain TCP
+// connection, as a broken client would.
+func rawPublish(t *testing.T, url, subject, hdr, body string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 4096)
+	if _, err := conn.Read(buf); err != nil { // INFO
+		t.Fatal(err)
+	}
+	cmd := fmt.Sprintf("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}\r\nHPUB %s %d %d\r\n%s%s\r\nPING\r\n",
+		subject, len(hdr), len(hdr)+len(body), hdr, body)
+	if _, err := conn.Write([]byte(cmd)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "PONG") {
+		t.Fatalf("raw publish: %q %v", buf[:n], err)
+	}
+}
