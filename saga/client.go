@@ -426,10 +426,14 @@ func (c *Client) Get(ctx context.Context, flow, id string) (*State, error) {
 func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig, fn func(jetstream.Msg)) error {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	if cfg.InactiveThreshold == 0 {
+		cfg.InactiveThreshold = jsutil.ScanInactivity
+	}
 	cons, err := c.js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return err
 	}
+	defer jsutil.DropOrdered(c.js, stream, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return err
@@ -563,6 +567,7 @@ func (c *Client) Watch(ctx context.Context, flow string) (<-chan *State, error) 
 	go func() {
 		<-ctx.Done()
 		it.Stop()
+		jsutil.DropOrdered(c.js, StreamName, cons)
 	}()
 	go func() {
 		defer close(out)

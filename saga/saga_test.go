@@ -722,3 +722,41 @@ func TestUnsafeStreamIsRefused(t *testing.T) {
 		t.Errorf("asked for memory storage: %v", err)
 	}
 }
+
+// Reads leave no consumer behind: a stream takes 1,000 consumers by
+// default, and a timeline per request used to keep one for five minutes
+// each (found by the soak: the checker's 1,500 timelines hit the limit).
+func TestReadsLeaveNoConsumerBehind(t *testing.T) {
+	e := newEnv(t, 0, nil)
+	e.start(t, "r1")
+	e.await(t, "r1", saga.StatusCompleted)
+	_, js := e.srv.Connect()
+	ctx := context.Background()
+	count := func() int {
+		s, err := js.Stream(ctx, saga.StreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Consumers
+	}
+	before := count()
+	for range 20 {
+		if _, err := e.c.Timeline(ctx, e.s.flow.Name(), "r1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.c.List(ctx, e.s.flow.Name()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	if _, err := e.c.Watch(wctx, e.s.flow.Name()); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	sagatest.Poll(t, 10*time.Second, func() bool { return count() <= before },
+		func() string { return fmt.Sprintf("%d consumers on the stream after the reads, %d before", count(), before) })
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -97,4 +98,24 @@ func UnsafeConsumer(ctx context.Context, js jetstream.JetStream, stream, name st
 		return fmt.Sprintf("consumer %s on %s acknowledges with policy %v: a crash after delivery loses the message; choreo needs explicit acks", name, stream, cfg.AckPolicy), nil
 	}
 	return "", nil
+}
+
+// ScanInactivity is how long the broker keeps a scan's ordered consumer
+// whose reader vanished without deleting it.
+const ScanInactivity = 30 * time.Second
+
+// DropOrdered deletes an ordered consumer's current consumer on the broker.
+// A stopped ordered consumer is otherwise kept until its inactivity
+// threshold passes (5 minutes by default), and a stream takes at most 1,000
+// consumers by default: reads in a loop (a timeline per request) would run
+// into that limit and stop even the services' durable consumers from being
+// created.
+func DropOrdered(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = js.DeleteConsumer(ctx, stream, info.Name)
 }

@@ -314,10 +314,11 @@ func (b *Bus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	cons, err := b.js.OrderedConsumer(ctx, DeadLetterStream, jetstream.OrderedConsumerConfig{})
+	cons, err := b.js.OrderedConsumer(ctx, DeadLetterStream, jetstream.OrderedConsumerConfig{InactiveThreshold: jsutil.ScanInactivity})
 	if err != nil {
 		return nil, err
 	}
+	defer jsutil.DropOrdered(b.js, DeadLetterStream, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return nil, err

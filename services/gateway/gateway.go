@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/choreo-go/choreo/internal/jsutil"
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
@@ -105,7 +106,7 @@ func (s *Service) replay(ctx context.Context, rm *ReadModel, caughtUp func(), on
 	if err != nil {
 		return err
 	}
-	go func() { <-ctx.Done(); it.Stop() }()
+	go func() { <-ctx.Done(); it.Stop(); jsutil.DropOrdered(s.d.JS, events.Stream, cons) }()
 	for {
 		m, err := it.Next()
 		if err != nil {
