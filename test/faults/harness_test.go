@@ -222,6 +222,9 @@ type setup struct {
 	env       func(h *harness, svc string, n int) []string // extra environment of a service's n-th start
 	supervise bool                                         // restart a process that dies by itself
 	url       string                                       // what the services connect to (default: the broker)
+	// wrap, when set, returns what the services connect to instead of the
+	// broker's URL (a proxy in front of it, say).
+	wrap func(h *harness, brokerURL string) string
 }
 
 // instance is one process of a service, restarted by its supervisor when
@@ -250,6 +253,9 @@ type harness struct {
 	faults  atomic.Int64
 	crashes atomic.Int64 // processes that died by themselves (injected kill -9)
 	fr, aq  string       // customers: one delivered to, one not
+	// injected, when set, counts faults injected by something other than
+	// the fault driver (a proxy).
+	injected func() int64
 }
 
 func newHarness(t *testing.T, set setup) *harness {
@@ -268,6 +274,9 @@ func newHarness(t *testing.T, set setup) *harness {
 	h.broker = newBroker(t)
 	if h.set.url == "" {
 		h.set.url = h.broker.url
+	}
+	if h.set.wrap != nil {
+		h.set.url = h.set.wrap(h, h.broker.url)
 	}
 	nc, err := nats.Connect(h.broker.url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
@@ -545,6 +554,9 @@ func (h *harness) settle(l *load, bound time.Duration, extra ...string) checker.
 	}
 	rep.Sagas = len(ids)
 	faults := int(h.faults.Load() + h.crashes.Load())
+	if h.injected != nil {
+		faults += int(h.injected())
+	}
 	h.t.Logf("%s refused=%d seed=%d", rep.Summary(faults), l.refused, h.seed)
 	if !rep.OK() {
 		h.t.Errorf("invariants broken (seed %d): %v", h.seed, rep.Problems)

@@ -329,3 +329,27 @@ func TestHandlerSlowerThanAckWait(t *testing.T) {
 	}
 	t.Logf("%d slow actions (3s and 5s against a 2s ack wait), %d run again", len(runs), reruns)
 }
+
+// Scenario 3: every event a durable consumer delivers reaches its service
+// 2 to 5 times, the copies overlapping the first one's handling, and 15% of
+// the final acks are lost so that the broker redelivers too. No effect is
+// made twice (the services' ledgers say), and every saga ends.
+func TestEveryEventDeliveredTwoToFiveTimes(t *testing.T) {
+	var p *dupProxy
+	h := newHarness(t, setup{instances: map[string]int{"payment": 2, "inventory": 2, "shipping": 2},
+		wrap: func(h *harness, broker string) string {
+			p = newDupProxy(t, strings.TrimPrefix(broker, "nats://"))
+			p.copies = func() int { return 2 + h.intn(4) }
+			p.dropAck = func() bool { return h.intn(100) < 15 }
+			p.delay = func() time.Duration { return time.Duration(h.intn(300)) * time.Millisecond }
+			h.injected = func() int64 { return p.extra.Load() + p.dropped.Load() }
+			return p.url
+		}})
+	l := h.startLoad(scale(200), 30)
+	rep := h.settle(l, 3*time.Minute)
+	t.Logf("%d deliveries to durable consumers, %d extra copies, %d acks dropped (redelivered); %d sagas, double_effects=%d",
+		p.deliveries.Load(), p.extra.Load(), p.dropped.Load(), rep.Sagas, rep.DoubleEffects)
+	if p.extra.Load() < p.deliveries.Load() || p.dropped.Load() == 0 {
+		t.Errorf("the proxy injected too little: %d deliveries, %d copies, %d acks dropped", p.deliveries.Load(), p.extra.Load(), p.dropped.Load())
+	}
+}
