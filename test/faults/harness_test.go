@@ -225,6 +225,9 @@ type setup struct {
 	// wrap, when set, returns what the services connect to instead of the
 	// broker's URL (a proxy in front of it, say).
 	wrap func(h *harness, brokerURL string) string
+	// cluster, when set, starts the brokers instead of the single
+	// nats-server process and returns their URLs.
+	cluster func(h *harness) string
 }
 
 // instance is one process of a service, restarted by its supervisor when
@@ -271,14 +274,20 @@ func newHarness(t *testing.T, set setup) *harness {
 	t.Logf("seed=%d (CHOREO_FAULTS_SEED=%d replays this schedule)", seed, seed)
 	h := &harness{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), set: set,
 		mail: t.TempDir(), insts: map[string][]*instance{}}
-	h.broker = newBroker(t)
+	brokerURL := ""
+	if set.cluster != nil {
+		brokerURL = set.cluster(h)
+	} else {
+		h.broker = newBroker(t)
+		brokerURL = h.broker.url
+	}
 	if h.set.url == "" {
-		h.set.url = h.broker.url
+		h.set.url = brokerURL
 	}
 	if h.set.wrap != nil {
-		h.set.url = h.set.wrap(h, h.broker.url)
+		h.set.url = h.set.wrap(h, brokerURL)
 	}
-	nc, err := nats.Connect(h.broker.url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	nc, err := nats.Connect(brokerURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
