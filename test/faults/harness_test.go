@@ -557,9 +557,19 @@ func (h *harness) settle(l *load, bound time.Duration, extra ...string) checker.
 		}
 	}
 	all = append(all, extra...)
-	rep, err := checker.Check(ctx, h.d, all)
-	if err != nil {
-		h.t.Fatalf("checker: %v", err)
+	// The checker reads through the broker, which may still be electing
+	// leaders after a fault (a cluster answers "no responders" then): a
+	// read that fails is tried again, for a while.
+	var rep checker.Report
+	var err error
+	for try := 0; ; try++ {
+		if rep, err = checker.Check(ctx, h.d, all); err == nil {
+			break
+		}
+		if try == 30 {
+			h.t.Fatalf("checker: %v", err)
+		}
+		time.Sleep(time.Second) // the broker recovering
 	}
 	rep.Sagas = len(ids)
 	faults := int(h.faults.Load() + h.crashes.Load())
@@ -580,8 +590,12 @@ func (h *harness) settle(l *load, bound time.Duration, extra ...string) checker.
 // sagas lists every order saga in the broker.
 func (h *harness) sagas(ctx context.Context) []string {
 	list, err := h.d.Sagas.List(ctx, schemas.OrderFlow.Name())
-	if err != nil {
-		h.t.Fatalf("list sagas: %v", err)
+	for try := 0; err != nil; try++ {
+		if try == 30 {
+			h.t.Fatalf("list sagas: %v", err)
+		}
+		time.Sleep(time.Second) // the broker recovering (see settle)
+		list, err = h.d.Sagas.List(ctx, schemas.OrderFlow.Name())
 	}
 	var out []string
 	for _, s := range list {
