@@ -8,7 +8,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -534,9 +533,6 @@ func (r *Runner) record(ctx context.Context, m jetstream.Msg, from *State, seq u
 		r.retryLater(m, err)
 		return
 	}
-	if h := testHookBeforeAck.Load(); h != nil {
-		(*h)(st)
-	}
 	if err == nil {
 		for _, fn := range r.o.onRecorded {
 			fn(st, step, phase)
@@ -544,10 +540,6 @@ func (r *Runner) record(ctx context.Context, m jetstream.Msg, from *State, seq u
 	}
 	_ = m.Ack()
 }
-
-// testHookBeforeAck, set by tests, runs after an outcome is recorded and
-// before its message is acknowledged: where a crash loses the ack.
-var testHookBeforeAck atomic.Pointer[func(*State)]
 
 // run calls fn, keeping m alive with progress acknowledgements while it
 // runs. A panic in fn is returned as an error.

@@ -452,17 +452,15 @@ func TestDuplicatePublishRunsActionOnce(t *testing.T) {
 }
 
 func TestRedeliveryAfterAckTimeoutRunsActionOnce(t *testing.T) {
-	e := newEnv(t, 0, nil, saga.WithAckWait(300*time.Millisecond))
 	// The runner records charge's outcome, then hangs before the ack, as a
 	// process that dies there does: the broker redelivers after the ack wait.
 	hung := make(chan struct{})
 	var once sync.Once
-	saga.SetHookBeforeAck(func(st *saga.State) {
-		if st.ID == "redeliver" && st.Step("charge").Status == saga.StepCompleted && st.Step("reserve").Status == saga.StepRunning {
+	e := newEnv(t, 0, nil, saga.WithAckWait(300*time.Millisecond), saga.WithOnRecorded(func(st *saga.State, step, phase string) {
+		if st.ID == "redeliver" && step == "charge" && phase == "done" {
 			once.Do(func() { <-hung })
 		}
-	})
-	t.Cleanup(func() { saga.SetHookBeforeAck(nil) })
+	}))
 	defer close(hung)
 	e.start(t, "redeliver")
 	e.await(t, "redeliver", saga.StatusCompleted)
