@@ -756,5 +756,7 @@ func TestReadsLeaveNoConsumerBehind(t *testing.T) {
 	}
 	cancel()
 	sagatest.Poll(t, 10*time.Second, func() bool { return count() <= before },
-		func() string { return fmt.Sprintf("%d consumers on the stream after the reads, %d before", count(), before) })
+		func() string {
+			return fmt.Sprintf("%d consumers on the stream after the reads, %d before", count(), before)
+		})
 }
