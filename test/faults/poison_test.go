@@ -60,26 +60,7 @@ func TestPoisonOnEverySubject(t *testing.T) {
 		return err == nil
 	}, func() string { return "no saga started" })
 
-	readers := map[string][]string{} // subject filter -> consumers
-	for _, stream := range []string{saga.StreamName, saga.TimerStream, events.Stream} {
-		s, err := h.d.JS.Stream(ctx, stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lister := s.ListConsumers(ctx)
-		for ci := range lister.Info() {
-			fs := ci.Config.FilterSubjects
-			if ci.Config.FilterSubject != "" {
-				fs = append(fs, ci.Config.FilterSubject)
-			}
-			for _, f := range fs {
-				readers[f] = append(readers[f], ci.Name)
-			}
-		}
-		if err := lister.Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	readers := listReaders(t, h)
 	var cases []poison
 	n := 0
 	for filter := range readers {
@@ -93,16 +74,6 @@ func TestPoisonOnEverySubject(t *testing.T) {
 			cases = append(cases, sagaPoison(tmpl, filter, &n)...)
 		}
 	}
-	for i := range cases {
-		subj := cases[i].msg.Subject
-		for f, cs := range readers {
-			if subjectMatches(f, subj) {
-				cases[i].readBy = append(cases[i].readBy, cs...)
-			}
-		}
-		slices.Sort(cases[i].readBy)
-		cases[i].readBy = slices.Compact(cases[i].readBy)
-	}
 	for _, c := range cases {
 		if c.raw != "" {
 			rawPublish(t, h.broker.url, c.msg.Subject, c.raw, string(c.msg.Data))
@@ -113,6 +84,21 @@ func TestPoisonOnEverySubject(t *testing.T) {
 		}
 	}
 	h.faults.Add(int64(len(cases)))
+	h.settle(l, 2*time.Minute)
+
+	// The readers again: a consumer whose service was still starting
+	// when the subjects were drawn up reads them by now.
+	readers = listReaders(t, h)
+	for i := range cases {
+		subj := cases[i].msg.Subject
+		for f, cs := range readers {
+			if subjectMatches(f, subj) {
+				cases[i].readBy = append(cases[i].readBy, cs...)
+			}
+		}
+		slices.Sort(cases[i].readBy)
+		cases[i].readBy = slices.Compact(cases[i].readBy)
+	}
 
 	// The request endpoints the processes serve refuse garbage with a
 	// reason, and go on serving.
@@ -123,8 +109,6 @@ func TestPoisonOnEverySubject(t *testing.T) {
 			t.Errorf("%s answered garbage with %v %v", subj, m, err)
 		}
 	}
-
-	h.settle(l, 2*time.Minute)
 
 	// Every reader of every poisoned message dead-lettered it.
 	type key struct{ id, consumer string }
@@ -307,4 +291,32 @@ func rawPublish(t *testing.T, url, subject, hdr, body string) {
 	if err != nil || !strings.Contains(string(buf[:n]), "PONG") {
 		t.Fatalf("raw publish: %q %v", buf[:n], err)
 	}
+}
+
+// listReaders returns every consumer filter in the broker with the
+// consumers that have it.
+func listReaders(t *testing.T, h *harness) map[string][]string {
+	t.Helper()
+	ctx := context.Background()
+	readers := map[string][]string{}
+	for _, stream := range []string{saga.StreamName, saga.TimerStream, events.Stream} {
+		s, err := h.d.JS.Stream(ctx, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lister := s.ListConsumers(ctx)
+		for ci := range lister.Info() {
+			fs := ci.Config.FilterSubjects
+			if ci.Config.FilterSubject != "" {
+				fs = append(fs, ci.Config.FilterSubject)
+			}
+			for _, f := range fs {
+				readers[f] = append(readers[f], ci.Name)
+			}
+		}
+		if err := lister.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return readers
 }

@@ -132,6 +132,11 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 // choreo's consumers are durable, so they, and the work they hold, wait.
 func TestServiceDownLongerThanInactivityThreshold(t *testing.T) {
 	h := newHarness(t, setup{instances: map[string]int{"inventory": 2}})
+	// inventory has made its durable consumer before it goes down.
+	sagatest.Poll(t, time.Minute, func() bool {
+		_, err := h.d.JS.Consumer(context.Background(), "CHOREO", "order_reserve_do")
+		return err == nil
+	}, func() string { return "inventory did not create its consumer" })
 	for _, in := range h.insts["inventory"] {
 		in.hold()
 	}
