@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -106,7 +105,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 	}
 	// A header block that is not a header block, sent by a raw client.
 	rawSubject := "choreo.log." + flow + ".raw._saga.start"
-	sendRawHeader(t, e.srv.ClientURL(), rawSubject, "NATS/1.0\r\nthis is not a header\r\n\r\n", "{}")
+	sagatest.PublishRaw(t, e.srv.ClientURL(), rawSubject, "NATS/1.0\r\nthis is not a header\r\n\r\n", "{}")
 
 	// Meanwhile real sagas go on.
 	for i := range 5 {
@@ -199,29 +198,4 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 func withData(m *nats.Msg, data string) *nats.Msg {
 	m.Data = []byte(data)
 	return m
-}
-
-// sendRawHeader publishes with a hand-written header block over a plain
-// TCP connection, as a broken client would.
-func sendRawHeader(t *testing.T, url, subject, hdr, body string) {
-	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "nats://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	buf := make([]byte, 4096)
-	if _, err := conn.Read(buf); err != nil { // INFO
-		t.Fatal(err)
-	}
-	cmd := fmt.Sprintf("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}\r\nHPUB %s %d %d\r\n%s%s\r\nPING\r\n",
-		subject, len(hdr), len(hdr)+len(body), hdr, body)
-	if _, err := conn.Write([]byte(cmd)); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := conn.Read(buf)
-	if err != nil || !strings.Contains(string(buf[:n]), "PONG") {
-		t.Fatalf("raw publish: %q %v", buf[:n], err)
-	}
 }

@@ -234,16 +234,21 @@ func lastValue(h nats.Header, key string) string {
 	return v[len(v)-1]
 }
 
-// rogue says why a log event read through a consumer was not appended by
-// choreo, or "" when it may have been. choreo appends every event with
-// compare-and-set, and only a start may expect an empty history.
-func rogue(h nats.Header, env *envelope) string {
+// rogue says why a log event was not appended by choreo, or "" when it may
+// have been. read is how many copies of Nats-Subject and Nats-Sequence the
+// read itself added (1 for a direct get, 0 through a consumer): a message
+// that carried its own is forged. choreo appends every event with
+// compare-and-set, and only a start may expect an empty history. env may be
+// nil (an envelope that did not parse): then the last check is skipped.
+func rogue(h nats.Header, env *envelope, read int) string {
 	switch {
-	case len(h.Values(jetstream.SubjectHeader))+len(h.Values(jetstream.SequenceHeader)) > 0:
+	case len(h.Values(jetstream.SubjectHeader)) != read || len(h.Values(jetstream.SequenceHeader)) != read:
 		return "carries the broker's own headers (Nats-Subject, Nats-Sequence): not appended by choreo"
 	case len(h.Values(jetstream.ExpectedLastSubjSeqHeader)) != 1:
+		// A copy published without compare-and-set (a replayed or forged
+		// event) could carry an older state than the log's.
 		return "no compare-and-set header (Nats-Expected-Last-Subject-Sequence): not appended by choreo"
-	case h.Get(jetstream.ExpectedLastSubjSeqHeader) == "0" && env.phase != phaseStart:
+	case env != nil && h.Get(jetstream.ExpectedLastSubjSeqHeader) == "0" && env.phase != phaseStart:
 		return "unknown saga: first event is not a start"
 	}
 	return ""
@@ -261,16 +266,11 @@ func (c *Client) load(ctx context.Context, flow, id string) (*State, uint64, err
 		}
 		subject := lastValue(m.Header, jetstream.SubjectHeader)
 		env, err := parseEnvelope(subject, m.Header, m.Data, 1<<30)
-		switch {
-		case len(m.Header.Values(jetstream.SubjectHeader)) != 1 || len(m.Header.Values(jetstream.SequenceHeader)) != 1:
-			err = bad("carries the broker's own headers (Nats-Subject, Nats-Sequence): not appended by choreo")
-		case len(m.Header.Values(jetstream.ExpectedLastSubjSeqHeader)) != 1:
-			// choreo appends only with compare-and-set: a copy published
-			// without it (a replayed or forged event) could carry an older
-			// state than the log's.
-			err = bad("no compare-and-set header (Nats-Expected-Last-Subject-Sequence): not appended by choreo")
-		case err == nil && m.Header.Get(jetstream.ExpectedLastSubjSeqHeader) == "0" && env.phase != phaseStart:
-			err = bad("unknown saga: first event is not a start")
+		if err != nil {
+			env = nil
+		}
+		if why := rogue(m.Header, env, 1); why != "" {
+			err = bad("%s", why)
 		}
 		if err != nil {
 			c.opts.logger.Warn("choreo: quarantining a saga log event", "subject", subject, "seq", seq, "reason", err)
@@ -483,7 +483,7 @@ func (c *Client) List(ctx context.Context, flow string, statuses ...Status) ([]*
 			return
 		}
 		env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
-		if err != nil || rogue(m.Headers(), env) != "" || md.Sequence.Stream < seqs[env.id] {
+		if err != nil || rogue(m.Headers(), env, 0) != "" || md.Sequence.Stream < seqs[env.id] {
 			return // what Get would quarantine does not stand for a saga
 		}
 		latest[env.id], seqs[env.id] = env.state, md.Sequence.Stream

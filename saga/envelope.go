@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/choreo-go/choreo/internal/jsutil"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -138,14 +139,7 @@ func one(h nats.Header, key string) (string, error) {
 // parseEnvelope checks everything a client could get wrong in a message
 // choreo reads. It never panics; an error is a badInput with the reason.
 func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*envelope, error) {
-	size := len(data)
-	for k, vs := range h {
-		size += len(k)
-		for _, v := range vs {
-			size += len(v) + 4
-		}
-	}
-	if size > maxSize {
+	if size := jsutil.Size(h, data); size > maxSize {
 		return nil, bad("oversize: %d bytes, limit %d", size, maxSize)
 	}
 	if len(h) == 0 {

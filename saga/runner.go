@@ -258,7 +258,7 @@ func OnEnd(r *Runner, f *Flow, name string, fn func(ctx context.Context, st *Sta
 func (r *Runner) onEnd(ctx context.Context, e endBinding, m jetstream.Msg) {
 	env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), r.c.opts.maxEventSize)
 	if err == nil {
-		if why := rogue(m.Headers(), env); why != "" {
+		if why := rogue(m.Headers(), env, 0); why != "" {
 			err = bad("%s", why)
 		} else if want := e.flow.typeOf(env.step, env.phase); env.ctype != want {
 			err = bad("unknown event type %q on %s (want %q)", env.ctype, m.Subject(), want)
@@ -637,10 +637,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	var cur *State
 	var curSeq uint64
 	if md, merr := m.Metadata(); merr == nil && md.NumDelivered == 1 && time.Since(md.Timestamp) < r.o.ackWait {
-		h := m.Headers()
-		firstIsStart := h.Get(jetstream.ExpectedLastSubjSeqHeader) != "0" || env.phase == phaseStart
-		brokerHeaders := len(h.Values(jetstream.SubjectHeader)) + len(h.Values(jetstream.SequenceHeader))
-		if firstIsStart && brokerHeaders == 0 {
+		if rogue(m.Headers(), env, 0) == "" {
 			cur, curSeq = env.state, md.Sequence.Stream
 		}
 	}

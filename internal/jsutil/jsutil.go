@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -118,4 +119,16 @@ func DropOrdered(js jetstream.JetStream, stream string, cons jetstream.Consumer)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = js.DeleteConsumer(ctx, stream, info.Name)
+}
+
+// Size is a message's size as choreo limits it: its payload and headers.
+func Size(h nats.Header, data []byte) int {
+	size := len(data)
+	for k, vs := range h {
+		size += len(k)
+		for _, v := range vs {
+			size += len(v) + 4
+		}
+	}
+	return size
 }

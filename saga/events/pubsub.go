@@ -233,13 +233,7 @@ func (s *Subscriber) deliver(ctx context.Context, sub *subscription, m jetstream
 func toMessage(m jetstream.Msg, maxSize int) *message.Message {
 	h := m.Headers()
 	var problems []string
-	size := len(m.Data())
-	for k, v := range h {
-		for _, x := range v {
-			size += len(k) + len(x) + 4
-		}
-	}
-	if maxSize > 0 && size > maxSize {
+	if size := jsutil.Size(h, m.Data()); maxSize > 0 && size > maxSize {
 		problems = append(problems, fmt.Sprintf("oversize: %d bytes, limit %d", size, maxSize))
 	}
 	for k, v := range h {

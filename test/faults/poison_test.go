@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"regexp"
 	"slices"
 	"strings"
@@ -76,7 +75,7 @@ func TestPoisonOnEverySubject(t *testing.T) {
 	}
 	for _, c := range cases {
 		if c.raw != "" {
-			rawPublish(t, h.broker.url, c.msg.Subject, c.raw, string(c.msg.Data))
+			sagatest.PublishRaw(t, h.broker.url, c.msg.Subject, c.raw, string(c.msg.Data))
 			continue
 		}
 		if _, err := h.d.JS.PublishMsg(ctx, c.msg); err != nil {
@@ -265,31 +264,6 @@ func eventPoison(filter string, n *int) []poison {
 		mk("missing entity id", "schema-invalid", `{"name":"x"}`, nil),
 		mk("repeated header", "repeated header", "{}", func(h nats.Header) { h.Add("ce-type", "a"); h.Add("ce-type", "b") }),
 		mk("oversize", "oversize", `{"name":"`+strings.Repeat("x", 600<<10)+`"}`, nil),
-	}
-}
-
-// rawPublish publishes with a hand-written header block over a plain TCP
-// connection, as a broken client would.
-func rawPublish(t *testing.T, url, subject, hdr, body string) {
-	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "nats://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	buf := make([]byte, 4096)
-	if _, err := conn.Read(buf); err != nil { // INFO
-		t.Fatal(err)
-	}
-	cmd := fmt.Sprintf("CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}\r\nHPUB %s %d %d\r\n%s%s\r\nPING\r\n",
-		subject, len(hdr), len(hdr)+len(body), hdr, body)
-	if _, err := conn.Write([]byte(cmd)); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := conn.Read(buf)
-	if err != nil || !strings.Contains(string(buf[:n]), "PONG") {
-		t.Fatalf("raw publish: %q %v", buf[:n], err)
 	}
 }
 
