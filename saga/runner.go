@@ -89,7 +89,8 @@ func WithConcurrency(n int) RunnerOption {
 // WithAckWait sets how long the broker waits for a handler before it
 // redelivers its message to another instance (default 30s). Handlers that
 // run longer are kept alive with progress acknowledgements every third of
-// it, so this bounds how soon a crashed instance's work moves elsewhere.
+// it (from the message's arrival to its acknowledgement), so this bounds
+// how soon a crashed instance's work moves elsewhere.
 func WithAckWait(d time.Duration) RunnerOption {
 	return func(o *runnerOptions) error {
 		if d < 100*time.Millisecond {
@@ -395,17 +396,19 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			r.inflight.Add(1)
 			r.mu.Unlock()
+			lm := keepAlive(m, r.o.ackWait, defaultTimeout)
 			sem <- struct{}{}
 			go func() {
 				defer func() {
 					if p := recover(); p != nil {
 						r.c.opts.logger.Error("choreo: handler panic", "panic", p, "stack", string(debug.Stack()))
-						_ = m.NakWithDelay(time.Second)
+						_ = lm.NakWithDelay(time.Second)
 					}
+					lm.stop() // a message not settled is redelivered after the ack wait
 					<-sem
 					r.inflight.Done()
 				}()
-				handle(hctx, m)
+				handle(hctx, lm)
 			}()
 		}, jetstream.PullMaxMessages(r.o.concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			r.c.opts.logger.Debug("choreo: consume", "consumer", s.name, "err", err)
@@ -541,30 +544,14 @@ func (r *Runner) record(ctx context.Context, m jetstream.Msg, from *State, seq u
 	_ = m.Ack()
 }
 
-// run calls fn, keeping m alive with progress acknowledgements while it
-// runs. A panic in fn is returned as an error.
+// run calls fn through the interceptors, keeping m alive for as long as
+// the call takes. A panic in fn is returned as an error.
 func (r *Runner) run(ctx context.Context, m jetstream.Msg, fn func(context.Context) error) (err error) {
-	every := r.o.ackWait / 3
-	var tick func()
-	var mu sync.Mutex
-	stopped := false
-	var t *time.Timer
-	tick = func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !stopped {
-			_ = m.InProgress()
-			t.Reset(every)
-		}
+	if l, ok := m.(*liveMsg); ok {
+		l.enter()
+		defer l.leave()
 	}
-	mu.Lock()
-	t = time.AfterFunc(every, tick)
-	mu.Unlock()
 	defer func() {
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v", p)
 		}
@@ -578,6 +565,86 @@ func (r *Runner) run(ctx context.Context, m jetstream.Msg, fn func(context.Conte
 	}
 	return call(ctx)
 }
+
+// liveMsg keeps a message alive with progress acknowledgements, every third
+// of the ack wait, from the moment it reaches the runner until it is
+// acknowledged, rejected or left for redelivery: not only during the
+// handler's call, since reading the saga before it and recording the
+// outcome after it are broker round trips that a loaded broker can make
+// slower than the ack wait, and a redelivery then runs the action twice.
+//
+// The handler's call is kept alive for as long as it takes (its step's
+// timeout bounds it). The runner's own work before and after it is kept
+// alive for at most hold each: every broker call it makes has that
+// timeout, so anything longer is a hang (a blocked OnRecorded hook, say),
+// and the message goes back to the broker as a crashed instance's would.
+type liveMsg struct {
+	jetstream.Msg
+	every, hold time.Duration
+
+	mu     sync.Mutex
+	t      *time.Timer
+	since  time.Time // start of the runner's current stretch of work
+	inCall bool
+	lapsed bool // ticks stopped: the hold ran out
+	done   bool // settled
+}
+
+func keepAlive(m jetstream.Msg, ackWait, hold time.Duration) *liveMsg {
+	l := &liveMsg{Msg: m, every: ackWait / 3, hold: hold, since: time.Now()}
+	l.mu.Lock()
+	l.t = time.AfterFunc(l.every, l.tick)
+	l.mu.Unlock()
+	return l
+}
+
+func (l *liveMsg) tick() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.done:
+	case l.inCall || time.Since(l.since) < l.hold:
+		_ = l.Msg.InProgress()
+		l.t.Reset(l.every)
+	default:
+		l.lapsed = true
+	}
+}
+
+// enter marks the start of the handler's call.
+func (l *liveMsg) enter() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inCall = true
+	if l.lapsed && !l.done {
+		l.lapsed = false
+		l.t.Reset(0)
+	}
+}
+
+// leave marks its end: the runner's work that follows has its own hold.
+func (l *liveMsg) leave() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inCall = false
+	l.since = time.Now()
+}
+
+// stop ends the progress acknowledgements before the message's settling
+// call, so that none reaches the broker after it.
+func (l *liveMsg) stop() {
+	l.mu.Lock()
+	l.done = true
+	l.t.Stop()
+	l.mu.Unlock()
+}
+
+func (l *liveMsg) Ack() error                          { l.stop(); return l.Msg.Ack() }
+func (l *liveMsg) DoubleAck(ctx context.Context) error { l.stop(); return l.Msg.DoubleAck(ctx) }
+func (l *liveMsg) Nak() error                          { l.stop(); return l.Msg.Nak() }
+func (l *liveMsg) NakWithDelay(d time.Duration) error  { l.stop(); return l.Msg.NakWithDelay(d) }
+func (l *liveMsg) Term() error                         { l.stop(); return l.Msg.Term() }
+func (l *liveMsg) TermWithReason(why string) error     { l.stop(); return l.Msg.TermWithReason(why) }
 
 func attemptOf(m jetstream.Msg) int {
 	if md, err := m.Metadata(); err == nil {

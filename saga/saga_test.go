@@ -452,8 +452,9 @@ func TestDuplicatePublishRunsActionOnce(t *testing.T) {
 }
 
 func TestRedeliveryAfterAckTimeoutRunsActionOnce(t *testing.T) {
-	// The runner records charge's outcome, then hangs before the ack, as a
-	// process that dies there does: the broker redelivers after the ack wait.
+	// The runner records charge's outcome, then hangs before the ack: after
+	// its hold on the message (10s) it stops keeping it alive, and the
+	// broker redelivers it as it would a dead process's.
 	hung := make(chan struct{})
 	var once sync.Once
 	e := newEnv(t, 0, nil, saga.WithAckWait(300*time.Millisecond), saga.WithOnRecorded(func(st *saga.State, step, phase string) {
@@ -472,7 +473,7 @@ func TestRedeliveryAfterAckTimeoutRunsActionOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info *jetstream.ConsumerInfo
-	sagatest.Poll(t, 10*time.Second, func() bool {
+	sagatest.Poll(t, 30*time.Second, func() bool {
 		info, err = cons.Info(context.Background())
 		return err == nil && info.NumAckPending == 0 && info.AckFloor.Consumer >= 2
 	}, func() string { return fmt.Sprintf("no redelivery was acknowledged: %+v %v", info, err) })
@@ -481,6 +482,46 @@ func TestRedeliveryAfterAckTimeoutRunsActionOnce(t *testing.T) {
 	}
 	if n := e.l.count("redeliver", "charge", "action"); n != 1 {
 		t.Errorf("charged %d times", n)
+	}
+}
+
+func TestSlowRecordingIsKeptAlive(t *testing.T) {
+	// Recording an outcome that takes longer than the ack wait (a loaded
+	// broker, a slow hook) must not let the broker redeliver the trigger:
+	// the redelivery would find the step still running and run it again.
+	var slow, slept atomic.Int32
+	e := newEnv(t, 0, nil, saga.WithAckWait(300*time.Millisecond), saga.WithOnRecorded(func(st *saga.State, step, phase string) {
+		if step == "charge" && phase == "done" {
+			slow.Add(1)
+			time.Sleep(time.Second) // over three ack waits before the ack
+			slept.Add(1)
+		}
+	}))
+	for i := range 3 {
+		e.start(t, fmt.Sprintf("slowrec%d", i))
+	}
+	for i := range 3 {
+		id := fmt.Sprintf("slowrec%d", i)
+		e.await(t, id, saga.StatusCompleted)
+		if n := e.rec.Tries(id, "charge:action"); n != 1 {
+			t.Errorf("%s: charge ran %d times", id, n)
+		}
+	}
+	_, js := e.srv.Connect()
+	cons, err := js.Consumer(context.Background(), saga.StreamName, e.s.flow.Name()+"_charge_do")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *jetstream.ConsumerInfo
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		info, err = cons.Info(context.Background())
+		return err == nil && slept.Load() == 3 && info.NumAckPending == 0
+	}, func() string { return fmt.Sprintf("the slow recordings were not acknowledged: %+v %v", info, err) })
+	if info.NumRedelivered != 0 || info.Delivered.Consumer != 3 {
+		t.Errorf("the slow recordings were redelivered: %d delivered, %d redelivered", info.Delivered.Consumer, info.NumRedelivered)
+	}
+	if slow.Load() != 3 {
+		t.Errorf("the hook ran %d times for 3 sagas", slow.Load())
 	}
 }
 

@@ -71,7 +71,7 @@ func faultOptions() []saga.RunnerOption {
 			if !ok || info.Phase != "action" {
 				return next(ctx)
 			}
-			fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s\n", info.Step, info.ID)
+			fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s (attempt %d) at %s\n", info.Step, info.ID, info.Attempt, time.Now().Format(time.StampMilli))
 			time.Sleep(d) // deaf to ctx, like a call that takes none
 			if err := next(context.WithoutCancel(ctx)); err != nil {
 				return err

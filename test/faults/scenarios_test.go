@@ -323,7 +323,7 @@ func TestHandlerSlowerThanAckWait(t *testing.T) {
 	l := h.startLoad(scale(120), 30)
 	rep := h.settle(l, 3*time.Minute)
 	runs := map[string]int{} // "step id" -> calls of the action
-	line := regexp.MustCompile(`(?m)^CHOREO_SLOW: (\w+) of (ord-\w+)$`)
+	line := regexp.MustCompile(`(?m)^CHOREO_SLOW: (\w+) of (ord-\w+) \(attempt \d+\) at .*$`)
 	for svc := range slow {
 		for _, in := range h.insts[svc] {
 			for _, m := range line.FindAllStringSubmatch(in.proc().output(), -1) {
