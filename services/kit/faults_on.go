@@ -14,7 +14,8 @@ package kit
 //	    state a crash during an action can leave.
 //	CHOREO_SLOW=<step>:<duration>[,...]  the step's action takes that long,
 //	    deaf to its context (like a call that takes none), then makes its
-//	    effect.
+//	    effect. Each call is logged ("CHOREO_SLOW: <step> of <saga> attempt
+//	    <n> start|end <unix ms> [ok|error: ...]").
 //	CHOREO_REFUND_ATTEMPTS=<n>        (schemas) a failing refund parks after n.
 //	CHOREO_FAIL_UNDO=<step>:<n>       the step's compensation fails its first
 //	    n attempts of each saga (n<0: always).
@@ -71,13 +72,15 @@ func faultOptions() []saga.RunnerOption {
 			if !ok || info.Phase != "action" {
 				return next(ctx)
 			}
-			fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s (attempt %d) at %s\n", info.Step, info.ID, info.Attempt, time.Now().Format(time.StampMilli))
+			fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s attempt %d start %d\n", info.Step, info.ID, info.Attempt, time.Now().UnixMilli())
 			time.Sleep(d) // deaf to ctx, like a call that takes none
-			if err := next(context.WithoutCancel(ctx)); err != nil {
-				return err
+			err := next(context.WithoutCancel(ctx))
+			outcome := "ok"
+			if err != nil {
+				outcome = "error: " + strings.ReplaceAll(err.Error(), "\n", " ")
 			}
-			fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s done\n", info.Step, info.ID)
-			return nil
+			fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s attempt %d end %d %s\n", info.Step, info.ID, info.Attempt, time.Now().UnixMilli(), outcome)
+			return err
 		}))
 	}
 	if v := os.Getenv("CHOREO_FAIL_UNDO"); v != "" {
