@@ -204,8 +204,21 @@ func apiPrefix(o jetstream.JetStreamOptions) string {
 }
 
 // lastMsg returns the newest message on subject (wildcards allowed) with
-// its stream sequence, or ErrNotFound.
-func (c *Client) lastMsg(ctx context.Context, subject string) (*nats.Msg, uint64, error) {
+// its stream sequence, or ErrNotFound. It asks the nearest replica (a
+// direct get), which on a cluster may lag the stream's leader: a follower
+// catching up, or one cut off from the others. When its answer is older
+// than min, the sequence of a message the caller knows is in the log, or
+// it has none, the leader decides: acting on a stale state would drop a
+// step's trigger or a compensation as not due.
+func (c *Client) lastMsg(ctx context.Context, subject string, min uint64) (*nats.Msg, uint64, error) {
+	m, seq, err := c.directLast(ctx, subject)
+	if c.opts.replicas <= 1 || (err == nil && seq >= min) || (err != nil && !errors.Is(err, ErrNotFound)) {
+		return m, seq, err
+	}
+	return c.leaderLast(ctx, subject)
+}
+
+func (c *Client) directLast(ctx context.Context, subject string) (*nats.Msg, uint64, error) {
 	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
 	resp, err := c.nc.RequestWithContext(ctx, c.api+"DIRECT.GET."+StreamName, req)
 	if err != nil {
@@ -224,6 +237,50 @@ func (c *Client) lastMsg(ctx context.Context, subject string) (*nats.Msg, uint64
 		return nil, 0, fmt.Errorf("saga: read %s: bad sequence header", subject)
 	}
 	return resp, seq, nil
+}
+
+// leaderLast is directLast answered by the stream's leader. The message it
+// returns has the headers a direct get adds, after its own, so that the
+// same checks apply to both.
+func (c *Client) leaderLast(ctx context.Context, subject string) (*nats.Msg, uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": subject})
+	resp, err := c.nc.RequestWithContext(ctx, c.api+"STREAM.MSG.GET."+StreamName, req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("saga: read %s from the leader: %w", subject, err)
+	}
+	var r struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Subject string `json:"subject"`
+			Seq     uint64 `json:"seq"`
+			Header  []byte `json:"hdrs"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, 0, fmt.Errorf("saga: read %s from the leader: %w", subject, err)
+	}
+	switch {
+	case r.Error != nil && r.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return nil, 0, ErrNotFound
+	case r.Error != nil:
+		return nil, 0, fmt.Errorf("saga: read %s from the leader: %s (%d)", subject, r.Error.Description, r.Error.ErrCode)
+	case r.Message == nil:
+		return nil, 0, fmt.Errorf("saga: read %s from the leader: empty answer", subject)
+	}
+	m := &nats.Msg{Subject: r.Message.Subject, Data: r.Message.Data, Header: nats.Header{}}
+	if len(r.Message.Header) > 0 {
+		if m.Header, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
+			m.Header = nats.Header{} // undecodable: the checks dead-letter it
+		}
+	}
+	m.Header.Add(jetstream.SubjectHeader, r.Message.Subject)
+	m.Header.Add(jetstream.SequenceHeader, strconv.FormatUint(r.Message.Seq, 10))
+	return m, r.Message.Seq, nil
 }
 
 func lastValue(h nats.Header, key string) string {
@@ -258,9 +315,9 @@ func rogue(h nats.Header, env *envelope, read int) string {
 // event. A newest event that choreo did not append (a client publishing on
 // the saga's subjects without compare-and-set) is dead-lettered and deleted
 // so that it cannot stand for the state.
-func (c *Client) load(ctx context.Context, flow, id string) (*State, uint64, error) {
+func (c *Client) load(ctx context.Context, flow, id string, min uint64) (*State, uint64, error) {
 	for range 16 {
-		m, seq, err := c.lastMsg(ctx, logWildcard(flow, id))
+		m, seq, err := c.lastMsg(ctx, logWildcard(flow, id), min)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -294,42 +351,46 @@ type transition func(s *State, now time.Time) error
 // carrying the result, with compare-and-set on the saga's log. On a lost
 // race it reads the state again and re-applies. It returns errNoop when tr
 // does not apply to the current state.
-func (c *Client) appendEvent(ctx context.Context, flow, id, step, phase, ctype, msgID string, data []byte, tr transition) (*State, error) {
+func (c *Client) appendEvent(ctx context.Context, flow, id, step, phase, ctype, msgID string, data []byte, tr transition) (*State, uint64, error) {
 	return c.appendFrom(ctx, nil, 0, flow, id, step, phase, ctype, msgID, data, tr)
 }
 
 // appendFrom is appendEvent starting from a state the caller already has
-// (nil to read it first), whose newest event is at sequence seq.
-func (c *Client) appendFrom(ctx context.Context, cur *State, seq uint64, flow, id, step, phase, ctype, msgID string, data []byte, tr transition) (*State, error) {
+// (nil to read it first), whose newest event is at sequence seq. It
+// returns the state it leaves (the current one when tr does not apply) and
+// that state's sequence.
+func (c *Client) appendFrom(ctx context.Context, cur *State, seq uint64, flow, id, step, phase, ctype, msgID string, data []byte, tr transition) (*State, uint64, error) {
+	var min uint64 // after a lost race: the log is past seq
 	for range 64 {
 		if cur == nil {
 			var err error
-			if cur, seq, err = c.load(ctx, flow, id); err != nil {
-				return nil, err
+			if cur, seq, err = c.load(ctx, flow, id, min); err != nil {
+				return nil, 0, err
 			}
 		}
 		next := cur.clone()
 		next.Events++
 		now := time.Now().UTC().Truncate(timeUnit)
 		if err := tr(next, now); err != nil {
-			return cur, err
+			return cur, seq, err
 		}
 		next.settle(now)
-		ok, err := c.publishState(ctx, next, seq, step, phase, ctype, msgID, data, now)
+		ok, nseq, err := c.publishState(ctx, next, seq, step, phase, ctype, msgID, data, now)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if ok {
-			return next, nil
+			return next, nseq, nil
 		}
-		cur = nil
+		cur, min = nil, seq+1
 	}
-	return nil, fmt.Errorf("saga: %s/%s: too much contention", flow, id)
+	return nil, 0, fmt.Errorf("saga: %s/%s: too much contention", flow, id)
 }
 
 // publishState appends one event to a saga's log, expecting its newest
-// event at sequence last. It returns false when another event won the race.
-func (c *Client) publishState(ctx context.Context, st *State, last uint64, step, phase, ctype, msgID string, data []byte, now time.Time) (bool, error) {
+// event at sequence last, and returns the event's sequence. It returns
+// false when another event won the race.
+func (c *Client) publishState(ctx context.Context, st *State, last uint64, step, phase, ctype, msgID string, data []byte, now time.Time) (bool, uint64, error) {
 	raw := encodeState(st)
 	m := nats.NewMsg(logSubject(st.Flow, st.ID, step, phase))
 	m.Header = c.header(st.Flow, st.Version, st.ID, step, phase, ctype, msgID, st.Epoch, now)
@@ -341,13 +402,13 @@ func (c *Client) publishState(ctx context.Context, st *State, last uint64, step,
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return false, nil
+			return false, 0, nil
 		}
-		return false, fmt.Errorf("saga: append %s: %w", m.Subject, fullError(err))
+		return false, 0, fmt.Errorf("saga: append %s: %w", m.Subject, fullError(err))
 	}
 	// A duplicate means this very event was appended before (a retry after
 	// a lost acknowledgement): reading again will show it.
-	return !ack.Duplicate, nil
+	return !ack.Duplicate, ack.Sequence, nil
 }
 
 // Start starts a saga of flow f with the given id and input, whose type must
@@ -375,7 +436,7 @@ func (c *Client) Start(ctx context.Context, f *Flow, id string, input any) error
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	if err := c.room(ctx, f); err != nil {
-		if _, _, lerr := c.load(ctx, f.name, id); lerr == nil {
+		if _, _, lerr := c.load(ctx, f.name, id, 0); lerr == nil {
 			return nil // started before: Start stays safe to retry
 		}
 		return err
@@ -394,12 +455,12 @@ func (c *Client) Start(ctx context.Context, f *Flow, id string, input any) error
 		}
 	}
 	for range 16 {
-		ok, err := c.publishState(ctx, st, 0, sagaStep, phaseStart, f.inputType, f.name+"."+id+".start", data, now)
+		ok, _, err := c.publishState(ctx, st, 0, sagaStep, phaseStart, f.inputType, f.name+"."+id+".start", data, now)
 		if err != nil || ok {
 			return err
 		}
 		// Lost the race: the saga exists, unless what is there is rogue.
-		if _, _, err := c.load(ctx, f.name, id); !errors.Is(err, ErrNotFound) {
+		if _, _, err := c.load(ctx, f.name, id, 0); !errors.Is(err, ErrNotFound) {
 			return nil
 		}
 	}
@@ -414,7 +475,7 @@ func (c *Client) Get(ctx context.Context, flow, id string) (*State, error) {
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	st, _, err := c.load(ctx, flow, id)
+	st, _, err := c.load(ctx, flow, id, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -599,28 +660,30 @@ func (c *Client) RetryCompensation(ctx context.Context, flow, id string) error {
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	cur, _, err := c.load(ctx, flow, id)
+	cur, _, err := c.load(ctx, flow, id, 0)
 	if err != nil {
 		return err
 	}
 	msgID := fmt.Sprintf("%s.%s.resume.%d", flow, id, cur.Epoch+1)
-	st, err := c.appendEvent(ctx, flow, id, sagaStep, phaseResume, eventTypeFor(phaseResume), msgID, nil, func(s *State, _ time.Time) error {
+	st, seq, err := c.appendEvent(ctx, flow, id, sagaStep, phaseResume, eventTypeFor(phaseResume), msgID, nil, func(s *State, _ time.Time) error {
 		return s.retryParked()
 	})
 	if err != nil {
 		return err
 	}
-	return c.emitDue(ctx, st)
+	return c.emitDue(ctx, st, seq)
 }
 
 // emitDue publishes the compensation commands that st makes due. Their ids
 // are deterministic, so emitting again is harmless.
-func (c *Client) emitDue(ctx context.Context, st *State) error {
+func (c *Client) emitDue(ctx context.Context, st *State, seq uint64) error {
 	now := time.Now().UTC()
 	for _, name := range st.dueUndo() {
 		msgID := fmt.Sprintf("%s.%s.%s.undo.%d", st.Flow, st.ID, name, st.Epoch)
 		m := nats.NewMsg(subjCmd + st.Flow + "." + st.ID + "." + name + "." + phaseUndo)
 		m.Header = c.header(st.Flow, st.Version, st.ID, name, phaseUndo, eventTypeFor(phaseUndo), msgID, st.Epoch, now)
+		// Its reader must not judge it by a state older than this one.
+		m.Header.Set(HeaderAfter, strconv.FormatUint(seq, 10))
 		if _, err := c.js.PublishMsg(ctx, m); err != nil {
 			return fmt.Errorf("saga: command %s: %w", m.Subject, err)
 		}
@@ -696,7 +759,7 @@ func (c *Client) DeadLetters(ctx context.Context, flow string) ([]DeadLetter, er
 
 // eventData returns the payload of a saga's newest event on step/phase.
 func (c *Client) eventData(ctx context.Context, flow, id, step, phase string) ([]byte, error) {
-	m, _, err := c.lastMsg(ctx, logSubject(flow, id, step, phase))
+	m, _, err := c.lastMsg(ctx, logSubject(flow, id, step, phase), 1) // it is in the log
 	if err != nil {
 		return nil, fmt.Errorf("saga: %s/%s: read %s %s: %w", flow, id, step, phase, err)
 	}

@@ -29,6 +29,9 @@ const (
 	HeaderPhase       = "choreo-phase"
 	HeaderEpoch       = "choreo-epoch"
 	HeaderState       = "choreo-state"
+	// HeaderAfter, on a compensation command, is the sequence of the saga
+	// log event that made it due: its reader reads a state at least as new.
+	HeaderAfter = "choreo-after"
 
 	HeaderDeadReason   = "choreo-dlq-reason"
 	HeaderDeadSubject  = "choreo-dlq-subject"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -471,12 +472,12 @@ func (r *Runner) rejectTrigger(ctx context.Context, b *binding, m jetstream.Msg,
 		return
 	}
 	id := tok[3]
-	cur, curSeq, err := r.c.load(ctx, f.name, id)
+	stream, seq := position(m)
+	cur, curSeq, err := r.c.load(ctx, f.name, id, seq)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		r.retryLater(m, err)
 		return
 	}
-	stream, seq := position(m)
 	if err != nil || curSeq != seq || cur.Status != StatusRunning || cur.Step(d.name) == nil || cur.Step(d.name).Status != StepRunning {
 		r.reject(ctx, f.name, m, consumer, reason)
 		return
@@ -501,11 +502,12 @@ func position(m jetstream.Msg) (string, uint64) {
 	return "", 0
 }
 
-// loadFor reads the state of the saga m is about. When it cannot, it has
-// dealt with m (dead-lettered for an unknown saga, left for redelivery on a
-// broker error) and returns false.
-func (r *Runner) loadFor(ctx context.Context, m jetstream.Msg, flow, id, consumer string) (*State, uint64, bool) {
-	cur, seq, err := r.c.load(ctx, flow, id)
+// loadFor reads the state of the saga m is about, no older than the log
+// event at sequence min. When it cannot, it has dealt with m (dead-lettered
+// for an unknown saga, left for redelivery on a broker error) and returns
+// false.
+func (r *Runner) loadFor(ctx context.Context, m jetstream.Msg, flow, id, consumer string, min uint64) (*State, uint64, bool) {
+	cur, seq, err := r.c.load(ctx, flow, id, min)
 	if errors.Is(err, ErrNotFound) {
 		r.reject(ctx, flow, m, consumer, "unknown saga "+id)
 		return nil, 0, false
@@ -527,12 +529,12 @@ func (r *Runner) retryLater(m jetstream.Msg, err error) {
 // due and acknowledges m. A transition that no longer applies is not an
 // error: someone else recorded the outcome first.
 func (r *Runner) record(ctx context.Context, m jetstream.Msg, from *State, seq uint64, flow, id, step, phase, ctype, msgID string, data []byte, tr transition) {
-	st, err := r.c.appendFrom(ctx, from, seq, flow, id, step, phase, ctype, msgID, data, tr)
+	st, stSeq, err := r.c.appendFrom(ctx, from, seq, flow, id, step, phase, ctype, msgID, data, tr)
 	if err != nil && !errors.Is(err, errNoop) {
 		r.retryLater(m, err)
 		return
 	}
-	if err := r.c.emitDue(ctx, st); err != nil {
+	if err := r.c.emitDue(ctx, st, stSeq); err != nil {
 		r.retryLater(m, err)
 		return
 	}
@@ -710,7 +712,8 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	}
 	if cur == nil {
 		var ok bool
-		if cur, curSeq, ok = r.loadFor(ctx, m, f.name, env.id, consumer); !ok {
+		_, seq := position(m) // the trigger is in the log
+		if cur, curSeq, ok = r.loadFor(ctx, m, f.name, env.id, consumer, seq); !ok {
 			return
 		}
 	}
@@ -722,7 +725,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	pfx := f.name + "." + env.id + "." + d.name + "."
 	if st.Status != StepRunning {
 		// Decided already: a redelivery. Finish what a crash may have left.
-		if err := r.c.emitDue(ctx, cur); err != nil {
+		if err := r.c.emitDue(ctx, cur, curSeq); err != nil {
 			r.retryLater(m, err)
 			return
 		}
@@ -830,7 +833,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	case d.kind != RetriableStep && attempt >= policy.MaxAttempts:
 		fail(fmt.Sprintf("retries exhausted after %d attempts: %v", attempt, err))
 	default:
-		_, aerr := r.c.appendEvent(ctx, f.name, env.id, d.name, phaseRetry, eventTypeFor(phaseRetry),
+		_, _, aerr := r.c.appendEvent(ctx, f.name, env.id, d.name, phaseRetry, eventTypeFor(phaseRetry),
 			fmt.Sprintf("%s%s.%d", pfx, phaseRetry, attempt), nil,
 			func(s *State, _ time.Time) error { return s.retrying(d.name, attempt, err.Error()) })
 		if aerr != nil && !errors.Is(aerr, errNoop) {
@@ -860,13 +863,14 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, m jetstream.Msg) {
 		r.reject(ctx, f.name, m, consumer, err.Error())
 		return
 	}
-	cur, curSeq, ok := r.loadFor(ctx, m, f.name, env.id, consumer)
+	after, _ := strconv.ParseUint(m.Headers().Get(HeaderAfter), 10, 64) // absent from older commands: 0
+	cur, curSeq, ok := r.loadFor(ctx, m, f.name, env.id, consumer, after)
 	if !ok {
 		return
 	}
 	if _, err := cur.due(d.name); err != nil || env.epoch != cur.Epoch {
 		// Done already, not due, or from an earlier operator retry.
-		if err := r.c.emitDue(ctx, cur); err != nil {
+		if err := r.c.emitDue(ctx, cur, curSeq); err != nil {
 			r.retryLater(m, err)
 			return
 		}
@@ -896,7 +900,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, m jetstream.Msg) {
 		if err != nil {
 			policy := d.compRetry.withDefaults(25, 30*time.Second)
 			if attempt < policy.MaxAttempts {
-				_, aerr := r.c.appendEvent(ctx, f.name, env.id, d.name, phaseCompRetry, eventTypeFor(phaseCompRetry),
+				_, _, aerr := r.c.appendEvent(ctx, f.name, env.id, d.name, phaseCompRetry, eventTypeFor(phaseCompRetry),
 					fmt.Sprintf("%s%s.%d.%d", pfx, phaseCompRetry, cur.Epoch, attempt), nil,
 					func(s *State, _ time.Time) error { return s.compRetrying(d.name, attempt, err.Error()) })
 				if aerr != nil && !errors.Is(aerr, errNoop) {
@@ -906,7 +910,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, m jetstream.Msg) {
 				return
 			}
 			reason := fmt.Sprintf("compensation of %s failed after %d attempts: %v", d.name, attempt, err)
-			_, perr := r.c.appendEvent(ctx, f.name, env.id, d.name, phaseParked, eventTypeFor(phaseParked),
+			_, _, perr := r.c.appendEvent(ctx, f.name, env.id, d.name, phaseParked, eventTypeFor(phaseParked),
 				fmt.Sprintf("%s%s.%d", pfx, phaseParked, cur.Epoch), nil,
 				func(s *State, now time.Time) error { return s.park(d.name, attempt, reason, now) })
 			if perr != nil && !errors.Is(perr, errNoop) {
@@ -933,7 +937,7 @@ func (r *Runner) onTimer(ctx context.Context, f *Flow, m jetstream.Msg) {
 		r.reject(ctx, f.name, m, consumer, err.Error())
 		return
 	}
-	cur, curSeq, ok := r.loadFor(ctx, m, f.name, env.id, consumer)
+	cur, curSeq, ok := r.loadFor(ctx, m, f.name, env.id, consumer, 0)
 	if !ok {
 		return
 	}

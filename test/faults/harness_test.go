@@ -33,6 +33,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/customer"
@@ -671,5 +672,38 @@ func (h *harness) explain(ctx context.Context, problems []string) {
 			b.WriteString("\n")
 		}
 		h.t.Logf("saga %s (%v):\n%s", id, err, b.String())
+		for svc, ins := range h.insts {
+			for i, in := range ins {
+				for _, line := range strings.Split(in.proc().output(), "\n") {
+					if strings.Contains(line, id) {
+						h.t.Logf("  %s[%d]: %s", svc, i, line)
+					}
+				}
+			}
+		}
+	}
+	if len(seen) == 0 {
+		return
+	}
+	// Where the steps' consumers stand: a message stuck with one of them
+	// shows here.
+	s, err := h.d.JS.Stream(ctx, saga.StreamName)
+	if err != nil {
+		h.t.Logf("consumers: %v", err)
+		return
+	}
+	for name := range s.ConsumerNames(ctx).Name() {
+		c, err := s.Consumer(ctx, name)
+		if err != nil {
+			h.t.Logf("consumer %s: %v", name, err)
+			continue
+		}
+		ci := c.CachedInfo()
+		leader := ""
+		if ci.Cluster != nil {
+			leader = ci.Cluster.Leader
+		}
+		h.t.Logf("consumer %s: pending=%d ack_pending=%d redelivered=%d waiting=%d delivered=%d ack_floor=%d leader=%s",
+			name, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting, ci.Delivered.Stream, ci.AckFloor.Stream, leader)
 	}
 }
