@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,4 +199,50 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 func withData(m *nats.Msg, data string) *nats.Msg {
 	m.Data = []byte(data)
 	return m
+}
+
+// An action whose result is over the event size limit has made its effect
+// but cannot record it, and no reader would accept it: the step's outcome
+// is unknown, it is compensated, and the saga ends.
+func TestOversizeResultIsCompensated(t *testing.T) {
+	type in struct{ N int }
+	type out struct{ Blob string }
+	a := saga.NewStep[in, out]("a", saga.WithTimeout(time.Minute))
+	b := saga.NewStep[out, out]("b")
+	f, err := saga.Define("bigout", 1, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := sagatest.NewServer(t)
+	c := srv.Client(saga.WithMaxEventSize(64 << 10))
+	r, err := saga.NewRunner(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var undone, bRan atomic.Int32
+	if err := saga.Handle(r, a, func(_ context.Context, v in) (out, error) {
+		return out{Blob: strings.Repeat("x", 100<<10)}, nil
+	}, func(_ context.Context, _ in, o out) error {
+		if o.Blob != "" {
+			t.Errorf("the compensation got a result that was never recorded: %d bytes", len(o.Blob))
+		}
+		undone.Add(1)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := saga.Handle(r, b, func(_ context.Context, v out) (out, error) { bRan.Add(1); return v, nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Run(t, r)
+	if err := c.Start(context.Background(), f, "big1", in{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	st := sagatest.AwaitStatus(t, c, f.Name(), "big1", 10*time.Second, saga.StatusCompensated, saga.StatusCompleted, saga.StatusCompensationFailed)
+	if st.Status != saga.StatusCompensated || !strings.Contains(st.Reason, "step a: its result is 102411 bytes, over the 65536-byte event limit") {
+		t.Errorf("saga %s (%q); want compensated, with the reason", st.Status, st.Reason)
+	}
+	if undone.Load() != 1 || bRan.Load() != 0 {
+		t.Errorf("a compensated %d times, b ran %d times; want 1 and 0", undone.Load(), bRan.Load())
+	}
 }

@@ -803,6 +803,18 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, m jetstream.Msg) {
 	policy := d.retry.withDefaults(5, 5*time.Second)
 	var undecodable errUndecodable
 	switch {
+	case err == nil && len(out) > 1024 && len(out)+len(encodeState(cur))+4096 > r.c.opts.maxEventSize:
+		// A result no reader would accept (see WithMaxEventSize). Its
+		// effect may have been made: a compensatable step's outcome is
+		// unknown and compensated, any other step fails.
+		reason := fmt.Sprintf("its result is %d bytes, over the %d-byte event limit", len(out), r.c.opts.maxEventSize)
+		r.c.opts.logger.Error("choreo: step result too large", "flow", f.name, "saga", env.id, "step", d.name, "bytes", len(out))
+		if d.kind != Compensatable {
+			fail(reason)
+			return
+		}
+		r.record(ctx, m, cur, curSeq, f.name, env.id, d.name, phaseTimedOut, eventTypeFor(phaseTimedOut), pfx+phaseTimedOut, nil,
+			func(s *State, now time.Time) error { return s.timeOut(d.name, attempt, reason, now) })
 	case err == nil && timedOut():
 		// A late result: record it so it is compensated, and compensate.
 		reason := fmt.Sprintf("step %s: %s (its late result is compensated)", d.name, expired)

@@ -109,7 +109,18 @@ func (s *Store) Put(ctx context.Context, key string, v any) error {
 // none) with compare-and-set, retrying on a lost race. fn returning false
 // leaves the value as it is.
 func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (bool, error)) (T, error) {
-	for {
+	for try := 0; ; try++ {
+		if try > 0 {
+			// A lost race, or a read from a replica that lags the leader
+			// (reads go to the nearest one): back off a little before
+			// reading again rather than spin on it.
+			select {
+			case <-ctx.Done():
+				var v T
+				return v, ctx.Err()
+			case <-time.After(time.Duration(min(try, 50)) * 2 * time.Millisecond):
+			}
+		}
 		var v T
 		var rev uint64
 		e, err := s.kv.Get(ctx, key)
