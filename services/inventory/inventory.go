@@ -4,6 +4,7 @@ package inventory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,8 +13,13 @@ import (
 	"github.com/choreo-go/choreo/services/kit"
 )
 
-// Warehouse is the service's whole state: one value, so that a
-// reservation and the stock it takes change together or not at all.
+// Warehouse is the service's working state: one value, so that a
+// reservation and the stock it takes change together or not at all. It
+// holds the reservations of orders whose saga is still under way; once a
+// saga has ended, no step of it runs again, and its reservation moves to
+// the archive, a key of its own (see Service.ended). Without that the one
+// value grows with every order ever placed, and every reservation rewrites
+// all of them.
 type Warehouse struct {
 	Stock        map[string]int          `json:"stock"`
 	Reservations map[string]*Reservation `json:"reservations"`
@@ -84,20 +90,27 @@ const CatalogSubject = "shop.inventory.catalog"
 
 // Service is the inventory service.
 type Service struct {
-	d     kit.Deps
-	store *kit.Store
+	d       kit.Deps
+	store   *kit.Store
+	archive *kit.Store
 }
 
 // New returns the service; Run starts it.
 func New(d kit.Deps) *Service { return &Service{d: d} }
 
-const key = "warehouse"
+const (
+	key     = "warehouse"
+	archive = "inventory-archive" // the bucket of ended orders' reservations
+)
 
 // Run seeds the stock (once), then reserves, releases and answers catalog
 // requests until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	var err error
 	if s.store, err = kit.OpenStore(ctx, s.d.JS, "inventory"); err != nil {
+		return err
+	}
+	if s.archive, err = kit.OpenStore(ctx, s.d.JS, archive); err != nil {
 		return err
 	}
 	if _, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
@@ -119,6 +132,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.Handle(r, schemas.Reserve, s.reserve, s.release); err != nil {
 		return err
 	}
+	if err := saga.OnEnd(r, schemas.OrderFlow, "inventory", s.ended); err != nil {
+		return err
+	}
 	return kit.Together(ctx, r.Run, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, CatalogSubject, s.catalog) })
 }
 
@@ -128,6 +144,18 @@ func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (sche
 		return schemas.StockReserved{}, err
 	}
 	var res *Reservation
+	if old, err := s.archived(ctx, o.OrderID); err != nil || old != nil {
+		// Not reached while the saga runs: the runner does not call a
+		// step of a saga that has ended. Answered as the warehouse would.
+		if err != nil {
+			return schemas.StockReserved{}, err
+		}
+		w := Warehouse{Reservations: map[string]*Reservation{old.ID: old}}
+		if res, _, err = w.Reserve(o.OrderID, o.Items, time.Now().UTC()); err != nil {
+			return schemas.StockReserved{}, err
+		}
+		return schemas.StockReserved{ReservationID: res.ID, OrderID: o.OrderID, Items: res.Items, Time: res.Time}, nil
+	}
 	_, err = kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
 		r, changed, err := w.Reserve(o.OrderID, o.Items, time.Now().UTC())
 		res = r
@@ -141,7 +169,53 @@ func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (sche
 
 // release undoes a reservation, from the order alone (see Warehouse.Release).
 func (s *Service) release(ctx context.Context, p schemas.PaymentSucceeded, _ schemas.StockReserved) error {
+	if old, err := s.archived(ctx, p.OrderID); err != nil || old != nil {
+		return err // ended: released already, or kept by a completed order
+	}
 	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) { return w.Release(p.OrderID, time.Now().UTC()), nil })
+	return err
+}
+
+// archived returns an ended order's reservation, or nil.
+func (s *Service) archived(ctx context.Context, orderID string) (*Reservation, error) {
+	var r Reservation
+	err := s.archive.Get(ctx, "res-"+orderID, &r)
+	if errors.Is(err, kit.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// ended moves the reservation of an order whose saga has completed or was
+// compensated to the archive: first the copy, then the removal, so that a
+// crash between the two leaves it in both places and the next delivery
+// finishes. A saga whose compensation failed keeps its reservation in the
+// warehouse: an operator's retry may release it yet.
+func (s *Service) ended(ctx context.Context, st *saga.State) error {
+	if st.Status != saga.StatusCompleted && st.Status != saga.StatusCompensated {
+		return nil
+	}
+	var w Warehouse
+	if err := s.store.Get(ctx, key, &w); err != nil {
+		return err
+	}
+	r := w.Reservations["res-"+st.ID]
+	if r == nil {
+		return nil // never reserved, or moved already
+	}
+	if err := s.archive.Put(ctx, r.ID, r); err != nil {
+		return err
+	}
+	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+		if w.Reservations[r.ID] == nil {
+			return false, nil
+		}
+		delete(w.Reservations, r.ID)
+		return true, nil
+	})
 	return err
 }
 
@@ -157,12 +231,30 @@ func (s *Service) catalog(ctx context.Context, _ struct{}) ([]CatalogItem, error
 	return out, nil
 }
 
-// State returns the warehouse, for checkers and operators.
+// State returns the warehouse with the archived reservations, for checkers
+// and operators.
 func State(ctx context.Context, d kit.Deps) (Warehouse, error) {
 	var w Warehouse
 	st, err := kit.OpenStore(ctx, d.JS, "inventory")
 	if err != nil {
 		return w, err
 	}
-	return w, st.Get(ctx, key, &w)
+	if err := st.Get(ctx, key, &w); err != nil {
+		return w, err
+	}
+	// Read after the warehouse: a reservation moved meanwhile was archived
+	// before it left, so it is in one or the other.
+	old, err := kit.All[Reservation](ctx, d.JS, archive)
+	if err != nil {
+		return w, err
+	}
+	if w.Reservations == nil {
+		w.Reservations = map[string]*Reservation{}
+	}
+	for _, r := range old {
+		if w.Reservations[r.ID] == nil {
+			w.Reservations[r.ID] = &r
+		}
+	}
+	return w, nil
 }

@@ -103,6 +103,24 @@ func TestOrderOutcomes(t *testing.T) {
 	if w.Stock["sku-mug"] != 498 || w.Stock["sku-tee"] != 199 || w.Stock["sku-sticker"] != 5000 {
 		t.Errorf("stock %v", w.Stock)
 	}
+	if r := w.Reservations["res-"+ok]; r == nil || r.Status != "reserved" || r.Reserved != 1 {
+		t.Errorf("reservation of the confirmed order: %+v", r)
+	}
+	// The ended orders' reservations leave the working value (it would
+	// grow with every order) for the archive; the state shows both.
+	store, err := kit.OpenStore(ctx, h.deps.JS, "inventory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live inventory.Warehouse
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		return store.Get(ctx, "warehouse", &live) == nil && len(live.Reservations) == 0
+	}, func() string {
+		return fmt.Sprintf("reservations of ended orders still in the warehouse: %v", live.Reservations)
+	})
+	if w, _ := inventory.State(ctx, h.deps); w.Reservations["res-"+ok] == nil || w.Reservations["res-"+ok].Status != "reserved" {
+		t.Errorf("archived reservations missing from the state: %v", w.Reservations)
+	}
 	invs, _ := billing.Invoices(ctx, h.deps)
 	for _, inv := range invs {
 		if want := map[bool]string{true: "issued", false: "void"}[inv.OrderID == ok]; inv.Status != want {
