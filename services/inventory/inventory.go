@@ -144,19 +144,17 @@ func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (sche
 		return schemas.StockReserved{}, err
 	}
 	var res *Reservation
-	if old, err := s.archived(ctx, o.OrderID); err != nil || old != nil {
-		// Not reached while the saga runs: the runner does not call a
-		// step of a saga that has ended. Answered as the warehouse would.
-		if err != nil {
-			return schemas.StockReserved{}, err
-		}
-		w := Warehouse{Reservations: map[string]*Reservation{old.ID: old}}
-		if res, _, err = w.Reserve(o.OrderID, o.Items, time.Now().UTC()); err != nil {
-			return schemas.StockReserved{}, err
-		}
-		return schemas.StockReserved{ReservationID: res.ID, OrderID: o.OrderID, Items: res.Items, Time: res.Time}, nil
-	}
 	_, err = kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+		old, err := s.archived(ctx, w, o.OrderID)
+		if err != nil || old != nil {
+			// A call that outlived its saga: answered as the warehouse
+			// would have, changing nothing (a tombstone refuses it).
+			res = old
+			if err == nil && old.Status != "reserved" {
+				err = saga.Abortf("order %s was cancelled before its stock was reserved", o.OrderID)
+			}
+			return false, err
+		}
 		r, changed, err := w.Reserve(o.OrderID, o.Items, time.Now().UTC())
 		res = r
 		return changed, err
@@ -169,15 +167,25 @@ func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (sche
 
 // release undoes a reservation, from the order alone (see Warehouse.Release).
 func (s *Service) release(ctx context.Context, p schemas.PaymentSucceeded, _ schemas.StockReserved) error {
-	if old, err := s.archived(ctx, p.OrderID); err != nil || old != nil {
-		return err // ended: released already, or kept by a completed order
-	}
-	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) { return w.Release(p.OrderID, time.Now().UTC()), nil })
+	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+		if old, err := s.archived(ctx, w, p.OrderID); err != nil || old != nil {
+			return false, err // ended: released already, or kept by a completed order
+		}
+		return w.Release(p.OrderID, time.Now().UTC()), nil
+	})
 	return err
 }
 
-// archived returns an ended order's reservation, or nil.
-func (s *Service) archived(ctx context.Context, orderID string) (*Reservation, error) {
+// archived returns the reservation of an ended order that is no longer in
+// w, the warehouse as just read, or nil. An ended order's reservation is
+// copied to the archive before it leaves the warehouse, so reading the
+// archive after a warehouse that lacks it finds it; and if the warehouse
+// changes meanwhile, the compare-and-set of this update fails and both are
+// read again.
+func (s *Service) archived(ctx context.Context, w *Warehouse, orderID string) (*Reservation, error) {
+	if w.Reservations["res-"+orderID] != nil {
+		return nil, nil
+	}
 	var r Reservation
 	err := s.archive.Get(ctx, "res-"+orderID, &r)
 	if errors.Is(err, kit.ErrNotFound) {

@@ -113,7 +113,7 @@ func TestOrderOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var live inventory.Warehouse
-	sagatest.Poll(t, 10*time.Second, func() bool {
+	sagatest.Poll(t, 20*time.Second, func() bool {
 		return store.Get(ctx, "warehouse", &live) == nil && len(live.Reservations) == 0
 	}, func() string {
 		return fmt.Sprintf("reservations of ended orders still in the warehouse: %v", live.Reservations)
