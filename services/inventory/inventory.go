@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
@@ -93,6 +94,12 @@ type Service struct {
 	d       kit.Deps
 	store   *kit.Store
 	archive *kit.Store
+	// mu takes this instance's writes of the warehouse one at a time.
+	// Every reservation writes that one value with compare-and-set: a
+	// hundred handlers racing for it lose all but one race a round, and
+	// retrying, reread it a hundred times each. Queued, each one wins at
+	// its first try (instances still race one another, rarely).
+	mu sync.Mutex
 }
 
 // New returns the service; Run starts it.
@@ -144,6 +151,8 @@ func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (sche
 		return schemas.StockReserved{}, err
 	}
 	var res *Reservation
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	_, err = kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
 		old, err := s.archived(ctx, w, o.OrderID)
 		if err != nil || old != nil {
@@ -167,6 +176,8 @@ func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (sche
 
 // release undoes a reservation, from the order alone (see Warehouse.Release).
 func (s *Service) release(ctx context.Context, p schemas.PaymentSucceeded, _ schemas.StockReserved) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
 		if old, err := s.archived(ctx, w, p.OrderID); err != nil || old != nil {
 			return false, err // ended: released already, or kept by a completed order
@@ -217,6 +228,8 @@ func (s *Service) ended(ctx context.Context, st *saga.State) error {
 	if err := s.archive.Put(ctx, r.ID, r); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
 		if w.Reservations[r.ID] == nil {
 			return false, nil
