@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
@@ -94,16 +93,27 @@ type Service struct {
 	d       kit.Deps
 	store   *kit.Store
 	archive *kit.Store
-	// mu takes this instance's writes of the warehouse one at a time.
-	// Every reservation writes that one value with compare-and-set: a
-	// hundred handlers racing for it lose all but one race a round, and
-	// retrying, reread it a hundred times each. Queued, each one wins at
-	// its first try (instances still race one another, rarely).
-	mu sync.Mutex
+	// writes queues this instance's changes of the warehouse for one
+	// writer, which applies all that are waiting in one compare-and-set
+	// (a group commit). Every reservation changes that one value: a
+	// hundred handlers each racing for it would lose all but one race a
+	// round and read it again, a hundred times each.
+	writes chan *change
+	closed chan struct{} // the writer has stopped
+}
+
+// change is a handler's change of the warehouse, waiting for the writer.
+// apply changes w or returns why not, leaving it as it was; it may be
+// called again, with the warehouse read again, when a write loses a race.
+type change struct {
+	apply func(w *Warehouse) (bool, error)
+	done  chan error
 }
 
 // New returns the service; Run starts it.
-func New(d kit.Deps) *Service { return &Service{d: d} }
+func New(d kit.Deps) *Service {
+	return &Service{d: d, writes: make(chan *change), closed: make(chan struct{})}
+}
 
 const (
 	key     = "warehouse"
@@ -142,7 +152,67 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.OnEnd(r, schemas.OrderFlow, "inventory", s.ended); err != nil {
 		return err
 	}
-	return kit.Together(ctx, r.Run, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, CatalogSubject, s.catalog) })
+	return kit.Together(ctx, r.Run, s.writer, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, CatalogSubject, s.catalog) })
+}
+
+// maxBatch bounds the changes one write carries.
+const maxBatch = 256
+
+// writer applies the waiting changes, as many as are queued, in one write.
+func (s *Service) writer(ctx context.Context) error {
+	defer close(s.closed)
+	for {
+		var batch []*change
+		select {
+		case c := <-s.writes:
+			batch = append(batch, c)
+		case <-ctx.Done():
+			return nil
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case c := <-s.writes:
+				batch = append(batch, c)
+			default:
+				break more
+			}
+		}
+		errs := make([]error, len(batch))
+		_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+			changed := false
+			for i, c := range batch {
+				ch, err := c.apply(w)
+				errs[i], changed = err, changed || ch
+			}
+			return changed, nil
+		})
+		for i, c := range batch {
+			if err == nil {
+				err = errs[i]
+			}
+			c.done <- err
+			err = nil
+		}
+	}
+}
+
+// write has apply made by the writer, and returns its outcome.
+func (s *Service) write(ctx context.Context, apply func(w *Warehouse) (bool, error)) error {
+	c := &change{apply: apply, done: make(chan error, 1)}
+	select {
+	case s.writes <- c:
+	case <-s.closed:
+		return errors.New("inventory: shutting down")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-c.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // it may be made yet: a retry finds it made
+	}
 }
 
 func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (schemas.StockReserved, error) {
@@ -151,9 +221,7 @@ func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (sche
 		return schemas.StockReserved{}, err
 	}
 	var res *Reservation
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, err = kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+	err = s.write(ctx, func(w *Warehouse) (bool, error) {
 		old, err := s.archived(ctx, w, o.OrderID)
 		if err != nil || old != nil {
 			// A call that outlived its saga: answered as the warehouse
@@ -176,15 +244,12 @@ func (s *Service) reserve(ctx context.Context, p schemas.PaymentSucceeded) (sche
 
 // release undoes a reservation, from the order alone (see Warehouse.Release).
 func (s *Service) release(ctx context.Context, p schemas.PaymentSucceeded, _ schemas.StockReserved) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+	return s.write(ctx, func(w *Warehouse) (bool, error) {
 		if old, err := s.archived(ctx, w, p.OrderID); err != nil || old != nil {
 			return false, err // ended: released already, or kept by a completed order
 		}
 		return w.Release(p.OrderID, time.Now().UTC()), nil
 	})
-	return err
 }
 
 // archived returns the reservation of an ended order that is no longer in
@@ -228,16 +293,13 @@ func (s *Service) ended(ctx context.Context, st *saga.State) error {
 	if err := s.archive.Put(ctx, r.ID, r); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+	return s.write(ctx, func(w *Warehouse) (bool, error) {
 		if w.Reservations[r.ID] == nil {
 			return false, nil
 		}
 		delete(w.Reservations, r.ID)
 		return true, nil
 	})
-	return err
 }
 
 func (s *Service) catalog(ctx context.Context, _ struct{}) ([]CatalogItem, error) {

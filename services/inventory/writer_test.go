@@ -1,0 +1,77 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/kit"
+)
+
+// Handlers racing to change the one warehouse value are applied together,
+// each once, in fewer writes than changes; one that fails changes nothing
+// and fails alone.
+func TestWritesAreGroupCommitted(t *testing.T) {
+	_, js := sagatest.NewServer(t).Connect()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store, err := kit.OpenStore(ctx, js, "inventory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, key, Warehouse{Stock: map[string]int{"a": 150}, Reservations: map[string]*Reservation{}}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(kit.Deps{})
+	s.store = store
+	go func() { _ = s.writer(ctx) }()
+	now := time.Now().UTC()
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.write(ctx, func(w *Warehouse) (bool, error) {
+				_, changed, err := w.Reserve(fmt.Sprintf("o%d", i), []schemas.Item{{SKU: "a", Qty: 1}}, now)
+				return changed, err
+			})
+		}()
+	}
+	wg.Wait()
+	short := 0
+	for _, err := range errs {
+		if err != nil {
+			short++
+		}
+	}
+	var w Warehouse
+	if err := store.Get(ctx, key, &w); err != nil {
+		t.Fatal(err)
+	}
+	if short != n-150 || w.Stock["a"] != 0 || len(w.Reservations) != 150 {
+		t.Errorf("%d refused, stock %d, %d reservations; want %d, 0, 150", short, w.Stock["a"], len(w.Reservations), n-150)
+	}
+	kv, err := js.KeyValue(ctx, "inventory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Revision() >= 150 {
+		t.Errorf("%d writes for 150 reservations: not batched", e.Revision()-1)
+	}
+	t.Logf("%d reservations in %d writes", len(w.Reservations), e.Revision()-1)
+	cancel()
+	<-s.closed
+	if err := s.write(context.Background(), func(*Warehouse) (bool, error) { return false, nil }); err == nil {
+		t.Error("a write after the writer stopped succeeded")
+	}
+}
