@@ -14,8 +14,10 @@ package checker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/schemas"
@@ -106,7 +108,8 @@ func Check(ctx context.Context, d kit.Deps, ids []string) (Report, error) {
 	}
 	flow := schemas.OrderFlow.Name()
 	for _, id := range ids {
-		st, err := d.Sagas.Get(ctx, flow, id)
+		var st *saga.State
+		err := patiently(ctx, func() (err error) { st, err = d.Sagas.Get(ctx, flow, id); return err })
 		if err != nil {
 			r.add(&r.Lost, "order %s: no saga: %v", id, err)
 			continue
@@ -137,13 +140,32 @@ func Check(ctx context.Context, d kit.Deps, ids []string) (Report, error) {
 				r.add(&r.PartialEffects, "order %s completed but its charge is %q", id, c.Status)
 			}
 		}
-		evs, err := d.Sagas.Timeline(ctx, flow, id)
-		if err != nil {
+		var evs []saga.Event
+		if err := patiently(ctx, func() (err error) { evs, err = d.Sagas.Timeline(ctx, flow, id); return err }); err != nil {
 			return r, err
 		}
 		checkTimeline(&r, id, evs)
 	}
 	return r, nil
+}
+
+// patiently calls read until it succeeds or finds nothing, for up to 30s:
+// a cluster that has just lost a node or a leader answers some reads with
+// "no responders" for a while, and one failed read among thousands must
+// not fail the check, or count a saga as lost.
+func patiently(ctx context.Context, read func() error) error {
+	var err error
+	for range 30 {
+		if err = read(); err == nil || errors.Is(err, saga.ErrNotFound) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second): // the broker recovering
+		}
+	}
+	return err
 }
 
 var sagaMoves = map[saga.Status][]saga.Status{
