@@ -692,6 +692,7 @@ func (h *harness) explain(ctx context.Context, problems []string) {
 		h.t.Logf("consumers: %v", err)
 		return
 	}
+	held := false
 	for name := range s.ConsumerNames(ctx).Name() {
 		c, err := s.Consumer(ctx, name)
 		if err != nil {
@@ -705,5 +706,67 @@ func (h *harness) explain(ctx context.Context, problems []string) {
 		}
 		h.t.Logf("consumer %s: pending=%d ack_pending=%d redelivered=%d waiting=%d delivered=%d ack_floor=%d leader=%s",
 			name, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting, ci.Delivered.Stream, ci.AckFloor.Stream, leader)
+		if ci.NumAckPending > 0 {
+			held = true
+		}
+	}
+	if held {
+		// Whether the broker still tries to deliver them.
+		for range 6 {
+			time.Sleep(5 * time.Second) // watching the consumers over half a minute
+			for name := range s.ConsumerNames(ctx).Name() {
+				c, err := s.Consumer(ctx, name)
+				if err != nil || c.CachedInfo().NumAckPending == 0 {
+					continue
+				}
+				ci := c.CachedInfo()
+				h.t.Logf("consumer %s: ack_pending=%d redelivered=%d waiting=%d delivered=%d/%d last=%v", name, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting, ci.Delivered.Consumer, ci.Delivered.Stream, ci.Delivered.Last)
+			}
+		}
+		h.dumpStacks()
 	}
 }
+
+// dumpStacks has every live service print its goroutines (SIGQUIT; it
+// exits) and logs the distinct stacks that run choreo's or the shop's code:
+// what holds a message that is never acknowledged.
+func (h *harness) dumpStacks() {
+	for svc, ins := range h.insts {
+		for i, in := range ins {
+			p := in.proc()
+			if p.exited() {
+				continue
+			}
+			_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				continue
+			}
+			out := p.output()
+			if k := strings.Index(out, "SIGQUIT"); k >= 0 {
+				before := strings.Split(strings.TrimSpace(out[:k]), "\n")
+				h.t.Logf("%s[%d]: its last lines:\n%s", svc, i, strings.Join(before[max(0, len(before)-15):], "\n"))
+				out = out[k:]
+			}
+			seen := map[string]int{}
+			var order []string
+			for _, g := range strings.Split(out, "\n\ngoroutine ") {
+				if !strings.Contains(g, "choreo-go/choreo/") && !strings.Contains(g, "nats.go/jetstream") {
+					continue
+				}
+				_, body, _ := strings.Cut(g, "\n")
+				body = addr.ReplaceAllString(body, "")
+				if seen[body] == 0 {
+					order = append(order, body)
+				}
+				seen[body]++
+			}
+			for _, body := range order {
+				h.t.Logf("%s[%d]: %d goroutines:\n%s", svc, i, seen[body], body)
+			}
+		}
+	}
+}
+
+var addr = regexp.MustCompile(`( \+0x[0-9a-f]+| 0x[0-9a-f]+|\(0x[0-9a-f, .]*\))`)
