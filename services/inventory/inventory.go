@@ -188,11 +188,11 @@ func (s *Service) writer(ctx context.Context) error {
 			return changed, nil
 		})
 		for i, c := range batch {
-			if err == nil {
-				err = errs[i]
+			if err != nil {
+				c.done <- err // not written: every change in it failed
+			} else {
+				c.done <- errs[i]
 			}
-			c.done <- err
-			err = nil
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,5 +74,59 @@ func TestWritesAreGroupCommitted(t *testing.T) {
 	<-s.closed
 	if err := s.write(context.Background(), func(*Warehouse) (bool, error) { return false, nil }); err == nil {
 		t.Error("a write after the writer stopped succeeded")
+	}
+}
+
+// A batch that cannot be written fails every change in it: none of their
+// handlers may report an effect that was not made (a release reported
+// done without its write left a live reservation behind a compensated
+// order, in the soak's broker-kill and rolling-restart runs).
+func TestAFailedBatchFailsEveryChange(t *testing.T) {
+	_, js := sagatest.NewServer(t).Connect()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store, err := kit.OpenStore(ctx, js, "inventory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, key, Warehouse{Stock: map[string]int{"a": 10}, Reservations: map[string]*Reservation{}}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(kit.Deps{})
+	s.store = store
+	go func() { _ = s.writer(ctx) }()
+	// The first change holds the writer while the others queue up.
+	gate, inside := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- s.write(ctx, func(*Warehouse) (bool, error) {
+			close(inside)
+			<-gate
+			return false, nil
+		})
+	}()
+	<-inside
+	const n = 10
+	errs := make(chan error, n)
+	var started atomic.Int32
+	for i := range n {
+		go func() {
+			started.Add(1)
+			errs <- s.write(ctx, func(w *Warehouse) (bool, error) {
+				_, changed, err := w.Reserve(fmt.Sprintf("q%d", i), []schemas.Item{{SKU: "a", Qty: 1}}, time.Now())
+				return changed, err
+			})
+		}()
+	}
+	sagatest.Poll(t, 5*time.Second, func() bool { return started.Load() == n }, func() string { return "the changes did not start" })
+	if err := js.DeleteKeyValue(ctx, "inventory"); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	<-first
+	for range n {
+		if err := <-errs; err == nil {
+			t.Error("a change reported written after its batch failed")
+		}
 	}
 }
