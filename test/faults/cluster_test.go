@@ -273,6 +273,40 @@ func (c *cluster) awaitEveryNode() {
 	}
 }
 
+// awaitReplicasCurrent waits until every replica of every stream has the
+// leader's log. The checker reads the services' ledgers with direct gets,
+// which any replica answers: a node that was cut off serves its old copy
+// for a while after the heal (a CI run read 22 live effects of
+// compensated orders that way).
+func (c *cluster) awaitReplicasCurrent(ctx context.Context, js jetstream.JetStream) {
+	c.t.Helper()
+	var behind string
+	sagatest.Poll(c.t, 2*time.Minute, func() bool {
+		behind = ""
+		streams := js.ListStreams(ctx)
+		for info := range streams.Info() {
+			if info.Cluster == nil {
+				continue
+			}
+			if info.Cluster.Leader == "" {
+				behind = info.Config.Name + ": no leader"
+				return false
+			}
+			for _, r := range info.Cluster.Replicas {
+				if !r.Current || r.Lag > 0 || r.Offline {
+					behind = fmt.Sprintf("%s: replica %s current=%v lag=%d offline=%v", info.Config.Name, r.Name, r.Current, r.Lag, r.Offline)
+					return false
+				}
+			}
+		}
+		if err := streams.Err(); err != nil {
+			behind = err.Error()
+			return false
+		}
+		return true
+	}, func() string { return "replicas behind: " + behind })
+}
+
 // streamLeader returns the node leading a stream.
 func (c *cluster) streamLeader(ctx context.Context, js jetstream.JetStream, stream string) *node {
 	c.t.Helper()
@@ -341,7 +375,7 @@ func TestClusterLeaderLossAndPartition(t *testing.T) {
 	c.heal()
 	c.awaitEveryNode()
 
-	h.settle(l, 3*time.Minute)
+	h.settleWith(l, 3*time.Minute, func() { c.awaitReplicasCurrent(ctx, h.d.JS) })
 }
 
 // Scenario 13, the rest: a replica count below what a cluster gives is

@@ -530,6 +530,13 @@ func (l *load) running() bool {
 // broker, logs the summary line and fails the test on a broken invariant.
 func (h *harness) settle(l *load, bound time.Duration, extra ...string) checker.Report {
 	h.t.Helper()
+	return h.settleWith(l, bound, nil, extra...)
+}
+
+// settleWith is settle with before called once every saga has ended (or
+// the bound passed), before the checker reads.
+func (h *harness) settleWith(l *load, bound time.Duration, before func(), extra ...string) checker.Report {
+	h.t.Helper()
 	l.wait()
 	ids := l.ids()
 	ctx := context.Background()
@@ -558,6 +565,9 @@ func (h *harness) settle(l *load, bound time.Duration, extra ...string) checker.
 		}
 	}
 	all = append(all, extra...)
+	if before != nil {
+		before()
+	}
 	// The checker reads through the broker, which may still be electing
 	// leaders after a fault (a cluster answers "no responders" then): a
 	// read that fails is tried again, for a while.
