@@ -250,7 +250,6 @@ func (c *Client) leaderLast(ctx context.Context, subject string) (*nats.Msg, uin
 	}
 	var r struct {
 		Error *struct {
-			Code        int    `json:"code"`
 			ErrCode     int    `json:"err_code"`
 			Description string `json:"description"`
 		} `json:"error"`

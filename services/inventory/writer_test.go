@@ -11,25 +11,34 @@ import (
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Handlers racing to change the one warehouse value are applied together,
-// each once, in fewer writes than changes; one that fails changes nothing
-// and fails alone.
-func TestWritesAreGroupCommitted(t *testing.T) {
+// startWriter returns a service whose writer runs until ctx ends, on a
+// warehouse of stock units of "a".
+func startWriter(t *testing.T, ctx context.Context, stock int) (*Service, jetstream.JetStream, *kit.Store) {
+	t.Helper()
 	_, js := sagatest.NewServer(t).Connect()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	store, err := kit.OpenStore(ctx, js, "inventory")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Put(ctx, key, Warehouse{Stock: map[string]int{"a": 150}, Reservations: map[string]*Reservation{}}); err != nil {
+	if err := store.Put(ctx, key, Warehouse{Stock: map[string]int{"a": stock}, Reservations: map[string]*Reservation{}}); err != nil {
 		t.Fatal(err)
 	}
 	s := New(kit.Deps{})
 	s.store = store
 	go func() { _ = s.writer(ctx) }()
+	return s, js, store
+}
+
+// Handlers racing to change the one warehouse value are applied together,
+// each once, in fewer writes than changes; one that fails changes nothing
+// and fails alone.
+func TestWritesAreGroupCommitted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, js, store := startWriter(t, ctx, 150)
 	now := time.Now().UTC()
 	const n = 200
 	var wg sync.WaitGroup
@@ -82,19 +91,9 @@ func TestWritesAreGroupCommitted(t *testing.T) {
 // done without its write left a live reservation behind a compensated
 // order, in the soak's broker-kill and rolling-restart runs).
 func TestAFailedBatchFailsEveryChange(t *testing.T) {
-	_, js := sagatest.NewServer(t).Connect()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	store, err := kit.OpenStore(ctx, js, "inventory")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Put(ctx, key, Warehouse{Stock: map[string]int{"a": 10}, Reservations: map[string]*Reservation{}}); err != nil {
-		t.Fatal(err)
-	}
-	s := New(kit.Deps{})
-	s.store = store
-	go func() { _ = s.writer(ctx) }()
+	s, js, _ := startWriter(t, ctx, 10)
 	// The first change holds the writer while the others queue up.
 	gate, inside := make(chan struct{}), make(chan struct{})
 	first := make(chan error, 1)
