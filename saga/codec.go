@@ -7,31 +7,37 @@ import (
 	"time"
 )
 
-// The state snapshot travels in a header of every saga event, and is read
-// on every hop, so it has a compact text form rather than JSON (JSON cost a
-// quarter of the runner's CPU in the benchmark, and its size the broker's):
+// The state travels in the Choreo-State header of every saga log event and
+// is read on every hop, so it has a compact text form (JSON cost a quarter
+// of the runner's CPU, and its size the broker's):
 //
-//	c2|flow|id|version|status|events|epoch|started|updated|ended|deadline|reason|steps
+//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|steps
 //
 // with steps joined by ';', each
 //
-//	name,position,kind,status,attempts,trigger,done,compAttempts,started,ended,compensated,error
+//	name,position,kind+status,attempts,trigger,done,compAttempts,started,ended,compensated,error
 //
-// The saga's start is Unix microseconds in base 36; every other time is
-// microseconds since the start, in base 36; an empty field is no time.
-// Kinds and step statuses are one letter. Reason and error are
-// query-escaped, so they hold no separator; the other fields are tokens.
-const codecVersion = "c2"
+// The flow and the saga id are the subject's. A number 0 and a zero time
+// are empty fields, and a step's trailing empty fields are left out, so a
+// pending step costs its name and four bytes. The saga's start is Unix
+// microseconds in base 36; every other time is microseconds since the
+// start, in base 36. The status, kinds and step statuses are one letter
+// each. Reason and error are query-escaped, so they hold no separator; the
+// other fields are tokens.
+const codecVersion = "c3"
 
 // timeUnit is the precision of the times in a state.
 const timeUnit = time.Microsecond
 
 var (
-	kindCode   = map[StepKind]byte{Compensatable: 'c', PivotStep: 'p', RetriableStep: 'r'}
+	kindCode   = map[StepKind]byte{CompensatableStep: 'c', PivotStep: 'p', RetriableStep: 'r'}
 	statusCode = map[StepStatus]byte{StepPending: 'p', StepRunning: 'r', StepCompleted: 'c', StepFailed: 'f',
 		StepSkipped: 's', StepCompensated: 'x', StepCompensationFailed: 'X', StepUnknown: 't'}
-	kindOf   = map[byte]StepKind{}
-	statusOf = map[byte]StepStatus{}
+	sagaCode = map[Status]byte{StatusRunning: 'r', StatusCompleted: 'c', StatusCompensating: 'g',
+		StatusCompensated: 'x', StatusCompensationFailed: 'X'}
+	kindOf     [256]StepKind
+	statusOf   [256]StepStatus
+	sagaStatus [256]Status
 )
 
 func init() {
@@ -41,6 +47,16 @@ func init() {
 	for k, c := range statusCode {
 		statusOf[c] = k
 	}
+	for k, c := range sagaCode {
+		sagaStatus[c] = k
+	}
+}
+
+func appendNum(b []byte, n int) []byte {
+	if n == 0 {
+		return b
+	}
+	return strconv.AppendInt(b, int64(n), 10)
 }
 
 func appendTime(b []byte, t, base time.Time) []byte {
@@ -50,29 +66,30 @@ func appendTime(b []byte, t, base time.Time) []byte {
 	return strconv.AppendInt(b, int64(t.Sub(base)/timeUnit), 36)
 }
 
+func appendText(b []byte, s string) []byte {
+	if s == "" {
+		return b
+	}
+	return append(b, url.QueryEscape(s)...)
+}
+
 func encodeState(s *State) []byte {
-	b := make([]byte, 0, 96+40*len(s.Steps))
+	b := make([]byte, 0, 64+24*len(s.Steps))
 	b = append(b, codecVersion...)
 	b = append(b, '|')
-	b = append(b, s.Flow...)
-	b = append(b, '|')
-	b = append(b, s.ID...)
-	b = append(b, '|')
 	b = strconv.AppendInt(b, int64(s.Version), 10)
-	b = append(b, '|')
-	b = append(b, s.Status...)
-	b = append(b, '|')
+	b = append(b, '|', sagaCode[s.Status], '|')
 	b = strconv.AppendInt(b, int64(s.Events), 10)
 	b = append(b, '|')
-	b = strconv.AppendInt(b, int64(s.Epoch), 10)
+	b = appendNum(b, s.Epoch)
 	b = append(b, '|')
 	b = strconv.AppendInt(b, s.StartedAt.UnixMicro(), 36)
-	for _, t := range []time.Time{s.UpdatedAt, s.EndedAt, s.Deadline} {
+	for _, t := range [...]time.Time{s.UpdatedAt, s.EndedAt, s.Deadline} {
 		b = append(b, '|')
 		b = appendTime(b, t, s.StartedAt)
 	}
 	b = append(b, '|')
-	b = append(b, url.QueryEscape(s.Reason)...)
+	b = appendText(b, s.Reason)
 	b = append(b, '|')
 	for i := range s.Steps {
 		st := &s.Steps[i]
@@ -81,101 +98,157 @@ func encodeState(s *State) []byte {
 		}
 		b = append(b, st.Name...)
 		b = append(b, ',')
-		b = strconv.AppendInt(b, int64(st.Position), 10)
-		b = append(b, ',', kindCode[st.Kind], ',', statusCode[st.Status])
-		for _, n := range []int{st.Attempts, st.Trigger, st.Done, st.CompensationAttempts} {
+		b = appendNum(b, st.Position)
+		b = append(b, ',', kindCode[st.Kind], statusCode[st.Status])
+		mark := len(b) // trailing empty fields are cut back to here
+		for _, n := range [...]int{st.Attempts, st.Trigger, st.Done, st.CompensationAttempts} {
 			b = append(b, ',')
-			b = strconv.AppendInt(b, int64(n), 10)
+			b = appendNum(b, n)
+			if n != 0 {
+				mark = len(b)
+			}
 		}
-		for _, t := range []time.Time{st.StartedAt, st.EndedAt, st.CompensatedAt} {
+		for _, t := range [...]time.Time{st.StartedAt, st.EndedAt, st.CompensatedAt} {
 			b = append(b, ',')
 			b = appendTime(b, t, s.StartedAt)
+			if !t.IsZero() {
+				mark = len(b)
+			}
 		}
 		b = append(b, ',')
-		b = append(b, url.QueryEscape(st.Error)...)
+		b = appendText(b, st.Error)
+		if st.Error != "" {
+			mark = len(b)
+		}
+		b = b[:mark]
 	}
 	return b
 }
 
-// decoder reads fields and keeps the first error.
-type decoder struct{ err error }
+// scanner reads separated fields of a state without copying, and keeps
+// the first error.
+type scanner struct {
+	s   string
+	err error
+}
 
-func (d *decoder) int(s string) int {
-	n, err := strconv.Atoi(s)
-	if err != nil && d.err == nil {
-		d.err = bad("malformed choreo-state: bad number %q", s)
+// next returns the field up to sep (or the end) and moves past it.
+func (c *scanner) next(sep byte) string {
+	i := strings.IndexByte(c.s, sep)
+	if i < 0 {
+		f := c.s
+		c.s = ""
+		return f
+	}
+	f := c.s[:i]
+	c.s = c.s[i+1:]
+	return f
+}
+
+func (c *scanner) fail(format string, args ...any) {
+	if c.err == nil {
+		c.err = bad("malformed choreo-state: "+format, args...)
+	}
+}
+
+func (c *scanner) int(f string) int {
+	if f == "" {
+		return 0
+	}
+	n := 0
+	for i := 0; i < len(f); i++ {
+		d := f[i] - '0'
+		if d > 9 || n > 1<<40 {
+			c.fail("bad number %q", f)
+			return 0
+		}
+		n = n*10 + int(d)
 	}
 	return n
 }
 
-func (d *decoder) time(s string, base time.Time) time.Time {
-	if s == "" {
+func (c *scanner) time(f string, base time.Time) time.Time {
+	if f == "" {
 		return time.Time{}
 	}
-	n, err := strconv.ParseInt(s, 36, 64)
-	if err != nil && d.err == nil {
-		d.err = bad("malformed choreo-state: bad time %q", s)
+	n, err := strconv.ParseInt(f, 36, 64)
+	if err != nil {
+		c.fail("bad time %q", f)
 	}
 	return base.Add(time.Duration(n) * timeUnit)
 }
 
-func (d *decoder) text(s string) string {
-	if !strings.ContainsAny(s, "%+") {
-		return s
+func (c *scanner) text(f string) string {
+	if !strings.ContainsAny(f, "%+") {
+		return f
 	}
-	v, err := url.QueryUnescape(s)
-	if err != nil && d.err == nil {
-		d.err = bad("malformed choreo-state: bad text %q", s)
+	v, err := url.QueryUnescape(f)
+	if err != nil {
+		c.fail("bad text %q", f)
 	}
 	return v
 }
 
-var validStatus = map[Status]bool{StatusRunning: true, StatusCompleted: true, StatusCompensating: true, StatusCompensated: true, StatusCompensationFailed: true}
-
-// decodeState parses a snapshot. It never panics; every error is a
-// badInput.
-func decodeState(raw string) (*State, error) {
-	f := strings.Split(raw, "|")
-	if len(f) != 13 || f[0] != codecVersion {
-		return nil, bad("malformed choreo-state: want %s with 13 fields", codecVersion)
+// decodeState parses a state for saga id of flow. It never panics; every
+// error is a badInput.
+func decodeState(flow, id, raw string) (*State, error) {
+	c := scanner{s: raw}
+	if c.next('|') != codecVersion || strings.Count(raw, "|") != 10 {
+		return nil, bad("malformed choreo-state: want %s with 11 fields", codecVersion)
 	}
-	var d decoder
-	start, err := strconv.ParseInt(f[7], 36, 64)
+	s := &State{Flow: flow, ID: id}
+	s.Version = c.int(c.next('|'))
+	if st := c.next('|'); len(st) == 1 && sagaStatus[st[0]] != "" {
+		s.Status = sagaStatus[st[0]]
+	} else {
+		c.fail("unknown status %q", st)
+	}
+	s.Events = c.int(c.next('|'))
+	s.Epoch = c.int(c.next('|'))
+	start, err := strconv.ParseInt(c.next('|'), 36, 64)
 	if err != nil {
-		return nil, bad("malformed choreo-state: bad start %q", f[7])
+		return nil, bad("malformed choreo-state: bad start")
 	}
 	base := time.UnixMicro(start).UTC()
-	s := &State{
-		Flow: f[1], ID: f[2], Version: d.int(f[3]), Status: Status(f[4]), Events: d.int(f[5]), Epoch: d.int(f[6]),
-		StartedAt: base, UpdatedAt: d.time(f[8], base), EndedAt: d.time(f[9], base), Deadline: d.time(f[10], base),
-		Reason: d.text(f[11]),
+	s.StartedAt = base
+	s.UpdatedAt = c.time(c.next('|'), base)
+	s.EndedAt = c.time(c.next('|'), base)
+	s.Deadline = c.time(c.next('|'), base)
+	s.Reason = c.text(c.next('|'))
+	if c.s != "" {
+		s.Steps = make([]StepState, 0, strings.Count(c.s, ";")+1)
 	}
-	if !validStatus[s.Status] {
-		return nil, bad("malformed choreo-state: unknown status %q", s.Status)
-	}
-	if f[12] != "" {
-		recs := strings.Split(f[12], ";")
-		s.Steps = make([]StepState, 0, len(recs))
-		for _, rec := range recs {
-			g := strings.Split(rec, ",")
-			if len(g) != 12 || len(g[2]) != 1 || len(g[3]) != 1 {
-				return nil, bad("malformed choreo-state: step record %q", rec)
-			}
-			kind, okK := kindOf[g[2][0]]
-			status, okS := statusOf[g[3][0]]
-			st := StepState{
-				Name: g[0], Position: d.int(g[1]), Kind: kind, Status: status,
-				Attempts: d.int(g[4]), Trigger: d.int(g[5]), Done: d.int(g[6]), CompensationAttempts: d.int(g[7]),
-				StartedAt: d.time(g[8], base), EndedAt: d.time(g[9], base), CompensatedAt: d.time(g[10], base), Error: d.text(g[11]),
-			}
-			if !okK || !okS || st.Position < 0 {
-				return nil, bad("malformed choreo-state: step %q", st.Name)
-			}
-			s.Steps = append(s.Steps, st)
+	for c.s != "" && c.err == nil {
+		rec := scanner{s: c.next(';')}
+		st := StepState{Name: rec.next(',')}
+		st.Position = rec.int(rec.next(','))
+		ks := rec.next(',')
+		if len(ks) != 2 || kindOf[ks[0]] == "" || statusOf[ks[1]] == "" || !tokenRE.MatchString(st.Name) {
+			c.fail("bad step %q", st.Name)
+			break
 		}
+		st.Kind, st.Status = kindOf[ks[0]], statusOf[ks[1]]
+		st.Attempts = rec.int(rec.next(','))
+		st.Trigger = rec.int(rec.next(','))
+		st.Done = rec.int(rec.next(','))
+		st.CompensationAttempts = rec.int(rec.next(','))
+		st.StartedAt = rec.time(rec.next(','), base)
+		st.EndedAt = rec.time(rec.next(','), base)
+		st.CompensatedAt = rec.time(rec.next(','), base)
+		st.Error = rec.text(rec.next(','))
+		if rec.s != "" {
+			rec.fail("step %q has too many fields", st.Name)
+		}
+		if rec.err != nil && c.err == nil {
+			c.err = rec.err
+		}
+		s.Steps = append(s.Steps, st)
 	}
-	if d.err != nil {
-		return nil, d.err
+	if c.err != nil {
+		return nil, c.err
+	}
+	if s.Version < 1 || s.Events < 1 {
+		return nil, bad("malformed choreo-state: version and events must be positive")
 	}
 	return s, nil
 }

@@ -4,27 +4,36 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/choreo-go/choreo/internal/wire"
 )
 
 // Info describes the step run a handler is called for.
 type Info struct {
 	Flow    string
+	Version int    // the flow version the saga runs on
 	ID      string // the saga's id
 	Step    string
-	Phase   string // "action" or "compensation"
-	Attempt int    // 1 for the first
-	// IdempotencyKey is the same for every attempt and every redelivery of
-	// this step's action (or compensation) in this saga, and differs
-	// between the two. Pass it to the systems the handler changes so that a
-	// retried effect happens once.
-	IdempotencyKey string
+	Phase   Phase // PhaseAction or PhaseCompensation
+	Attempt int   // 1 for the first
+}
+
+// IdempotencyKey is the same for every attempt and every redelivery of
+// this step's action (or compensation) in this saga, and differs between
+// the two. Pass it to the systems the handler changes so that a retried
+// effect happens once.
+func (i Info) IdempotencyKey() string {
+	if i.Phase == PhaseCompensation {
+		return i.Flow + "/" + i.ID + "/" + i.Step + "/compensation"
+	}
+	return i.Flow + "/" + i.ID + "/" + i.Step
 }
 
 type infoKey struct{}
 
 type runInfo struct {
 	Info
-	c *Client
+	j *journal
 }
 
 // InfoFrom returns the Info of the handler call ctx belongs to.
@@ -36,11 +45,14 @@ func InfoFrom(ctx context.Context) (Info, bool) {
 	return ri.Info, true
 }
 
-// IdempotencyKey returns the handler call's idempotency key, "" outside a
-// handler.
+// IdempotencyKey returns the handler call's idempotency key (see
+// Info.IdempotencyKey), "" outside a handler.
 func IdempotencyKey(ctx context.Context) string {
-	i, _ := InfoFrom(ctx)
-	return i.IdempotencyKey
+	i, ok := InfoFrom(ctx)
+	if !ok {
+		return ""
+	}
+	return i.IdempotencyKey()
 }
 
 // InputOf returns the input the saga was started with, from within one of
@@ -51,7 +63,7 @@ func InputOf[T any](ctx context.Context) (T, error) {
 	if !ok {
 		return v, fmt.Errorf("saga: InputOf outside a handler")
 	}
-	data, err := ri.c.eventData(ctx, ri.Flow, ri.ID, sagaStep, phaseStart)
+	data, err := ri.j.eventData(ctx, ri.Flow, ri.ID, wire.SagaStep, PhaseStart)
 	if err != nil {
 		return v, err
 	}
@@ -69,12 +81,12 @@ func ResultOf[In, Out any](ctx context.Context, s *Step[In, Out]) (Out, error) {
 	if !ok {
 		return v, fmt.Errorf("saga: ResultOf outside a handler")
 	}
-	data, err := ri.c.eventData(ctx, ri.Flow, ri.ID, s.def.name, phaseDone)
+	data, err := ri.j.eventData(ctx, ri.Flow, ri.ID, s.Name(), PhaseDone)
 	if err != nil {
 		return v, err
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
-		return v, fmt.Errorf("saga: result of %s in %s/%s: %w", s.def.name, ri.Flow, ri.ID, err)
+		return v, fmt.Errorf("saga: result of %s in %s/%s: %w", s.Name(), ri.Flow, ri.ID, err)
 	}
 	return v, nil
 }

@@ -1,87 +1,28 @@
 package saga
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
-	"strings"
-	"time"
 
-	"github.com/choreo-go/choreo/internal/jsutil"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/jsutil"
+	"github.com/choreo-go/choreo/internal/wire"
 )
 
-// Header names. The ce- headers follow the CloudEvents NATS protocol
-// binding (binary content mode); the choreo- headers carry the saga.
-const (
-	HeaderSpecVersion = "ce-specversion"
-	HeaderID          = "ce-id"
-	HeaderType        = "ce-type"
-	HeaderSource      = "ce-source"
-	HeaderTime        = "ce-time"
-	HeaderContentType = "content-type"
-	HeaderSaga        = "choreo-saga"
-	HeaderFlow        = "choreo-flow"
-	HeaderVersion     = "choreo-version"
-	HeaderStep        = "choreo-step"
-	HeaderPhase       = "choreo-phase"
-	HeaderEpoch       = "choreo-epoch"
-	HeaderState       = "choreo-state"
-	// HeaderAfter, on a compensation command, is the sequence of the saga
-	// log event that made it due: its reader reads a state at least as new.
-	HeaderAfter = "choreo-after"
-
-	HeaderDeadReason   = "choreo-dlq-reason"
-	HeaderDeadSubject  = "choreo-dlq-subject"
-	HeaderDeadSequence = "choreo-dlq-sequence"
-	HeaderDeadConsumer = "choreo-dlq-consumer"
-	HeaderDeadTime     = "choreo-dlq-time"
-)
-
-// Phases: the last token of a saga log subject, or of a command.
-const (
-	phaseStart       = "start"
-	phaseDone        = "done"
-	phaseFailed      = "failed"
-	phaseTimedOut    = "timed-out"
-	phaseAbandoned   = "abandoned"
-	phaseSkipped     = "skipped"
-	phaseRetry       = "retry"
-	phaseCompensated = "compensated"
-	phaseCompRetry   = "undo-retry"
-	phaseParked      = "parked"
-	phaseDeadline    = "deadline"
-	phaseResume      = "resume"
-	phaseUndo        = "undo"
-	phaseTimer       = "timer"
-
-	sagaStep = "_saga" // the step token of saga-wide events
-)
-
-// Streams and subjects.
+// Streams. Provision them (or let New create them) with these names.
 const (
 	// StreamName is the stream that holds every saga's log and the
 	// compensation commands.
-	StreamName = "CHOREO"
-	// TimerStream holds the saga deadlines: broker-side message schedules
-	// and the timer events they fire.
-	TimerStream = "CHOREO_TIMERS"
+	StreamName = wire.Stream
+	// TimerStream holds the saga deadlines and the expiry of ended sagas:
+	// broker-side message schedules and the timer events they fire.
+	TimerStream = wire.TimerStream
 	// DeadLetterStream holds what choreo could not process, with the reason.
-	DeadLetterStream = "CHOREO_DLQ"
-
-	subjLog   = "choreo.log."
-	subjCmd   = "choreo.cmd."
-	subjSched = "choreo.sched."
-	subjTimer = "choreo.timer."
-	subjDead  = "choreo.dlq."
+	DeadLetterStream = wire.DeadLetterStream
 )
-
-func logWildcard(flow, id string) string { return subjLog + flow + "." + id + ".>" }
-func logSubject(flow, id, step, phase string) string {
-	return subjLog + flow + "." + id + "." + step + "." + phase
-}
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
@@ -89,35 +30,22 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 // [A-Za-z0-9_-], so that it is one NATS subject token.
 func ValidID(id string) bool { return idRE.MatchString(id) }
 
-func eventTypeFor(phase string) string { return "choreo.saga." + phase }
-
-// header builds the envelope of a choreo message.
-func (c *Client) header(flow string, version int, id, step, phase, ctype, msgID string, epoch int, now time.Time) nats.Header {
-	h := make(nats.Header, 16)
-	h.Set(HeaderSpecVersion, "1.0")
-	h.Set(HeaderID, msgID)
-	h.Set(HeaderType, ctype)
-	h.Set(HeaderSource, c.opts.source)
-	h.Set(HeaderTime, now.Format(time.RFC3339Nano))
-	h.Set(HeaderContentType, "application/json")
-	h.Set(HeaderSaga, id)
-	h.Set(HeaderFlow, flow)
-	h.Set(HeaderVersion, strconv.Itoa(version))
-	h.Set(HeaderStep, step)
-	h.Set(HeaderPhase, phase)
-	if epoch > 0 {
-		h.Set(HeaderEpoch, strconv.Itoa(epoch))
-	}
-	h.Set(nats.MsgIdHdr, msgID)
-	return h
+// logPhases are the phases a saga log event may have.
+var logPhases = map[Phase]bool{
+	PhaseStart: true, PhaseDone: true, PhaseFailed: true, PhaseTimedOut: true, PhaseAbandoned: true,
+	PhaseSkipped: true, PhaseRetry: true, PhaseCompensated: true, PhaseCompensationRetry: true,
+	PhaseParked: true, PhaseDeadline: true, PhaseResume: true,
 }
 
-// envelope is a validated incoming choreo message.
+// envelope is a validated incoming choreo message: whose it is, from the
+// subject, and what it carries, from the few headers choreo writes.
 type envelope struct {
-	flow, id, step, phase, ctype string
-	version, epoch               int
-	time                         time.Time
-	state                        *State // log events only
+	flow, id, step string
+	phase          Phase  // log events
+	state          *State // log events
+	epoch          int    // commands
+	after          uint64 // commands: the log event that made it due
+	timer          string // timers: wire.TimerDeadline or wire.TimerExpire
 }
 
 // badInput is a reason to dead-letter a message.
@@ -129,7 +57,7 @@ func bad(format string, args ...any) error { return badInput(fmt.Sprintf(format,
 
 // one returns the single value of a header, or says why there is not one.
 func one(h nats.Header, key string) (string, error) {
-	v := h.Values(key)
+	v := h[key]
 	switch {
 	case len(v) == 0 || (len(v) == 1 && v[0] == ""):
 		return "", bad("missing header %s", key)
@@ -139,91 +67,116 @@ func one(h nats.Header, key string) (string, error) {
 	return v[0], nil
 }
 
+// optional returns a header's number, 0 when absent.
+func optional(h nats.Header, key string) (uint64, error) {
+	switch v := h[key]; {
+	case len(v) == 0:
+		return 0, nil
+	case len(v) > 1:
+		return 0, bad("repeated header %s (%d values)", key, len(v))
+	default:
+		n, err := strconv.ParseUint(v[0], 10, 63)
+		if err != nil {
+			return 0, bad("malformed %s %q", key, v[0])
+		}
+		return n, nil
+	}
+}
+
 // parseEnvelope checks everything a client could get wrong in a message
-// choreo reads. It never panics; an error is a badInput with the reason.
+// choreo reads, short of its payload, which the handler's decoding checks
+// once. It never panics; an error is a badInput with the reason.
 func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*envelope, error) {
 	if size := jsutil.Size(h, data); size > maxSize {
 		return nil, bad("oversize: %d bytes, limit %d", size, maxSize)
 	}
-	if len(h) == 0 {
-		return nil, bad("missing headers")
-	}
 	var e envelope
-	var err error
-	get := func(key string) string {
-		if err != nil {
-			return ""
-		}
-		var v string
-		v, err = one(h, key)
-		return v
-	}
-	spec := get(HeaderSpecVersion)
-	get(HeaderID)
-	e.ctype = get(HeaderType)
-	get(HeaderSource)
-	ts := get(HeaderTime)
-	e.id = get(HeaderSaga)
-	e.flow = get(HeaderFlow)
-	ver := get(HeaderVersion)
-	e.step = get(HeaderStep)
-	e.phase = get(HeaderPhase)
-	if err != nil {
-		return nil, err
-	}
-	if spec != "1.0" {
-		return nil, bad("unsupported ce-specversion %q", spec)
-	}
-	if e.time, err = time.Parse(time.RFC3339Nano, ts); err != nil {
-		return nil, bad("malformed ce-time %q", ts)
-	}
-	if e.version, err = strconv.Atoi(ver); err != nil || e.version < 1 {
-		return nil, bad("malformed choreo-version %q", ver)
-	}
-	if ep := h.Values(HeaderEpoch); len(ep) > 1 {
-		return nil, bad("repeated header %s", HeaderEpoch)
-	} else if len(ep) == 1 {
-		if e.epoch, err = strconv.Atoi(ep[0]); err != nil || e.epoch < 0 {
-			return nil, bad("malformed choreo-epoch %q", ep[0])
-		}
-	}
-	if !ValidID(e.id) {
-		return nil, bad("malformed choreo-saga %q", e.id)
-	}
-	tok := strings.Split(subject, ".")
 	switch {
-	case strings.HasPrefix(subject, subjLog):
-		if len(tok) != 6 || tok[2] != e.flow || tok[3] != e.id || tok[4] != e.step || tok[5] != e.phase {
-			return nil, bad("subject %s does not match the headers (flow %s, saga %s, step %s, phase %s)", subject, e.flow, e.id, e.step, e.phase)
+	case len(subject) > len(wire.Log) && subject[:len(wire.Log)] == wire.Log:
+		tok, ok := wire.Tokens(subject, 6)
+		if !ok {
+			return nil, bad("subject %s is not a saga log subject", subject)
 		}
-		if got, want := h.Get(jetstream.ExpectedLastSubjSeqSubjHeader), logWildcard(e.flow, e.id); got != want {
+		e.flow, e.id, e.step, e.phase = tok[2], tok[3], tok[4], Phase(tok[5])
+		if err := e.check(); err != nil {
+			return nil, err
+		}
+		if !logPhases[e.phase] || (e.step == wire.SagaStep) != (e.phase == PhaseStart || e.phase == PhaseDeadline || e.phase == PhaseResume) {
+			return nil, bad("unknown event %s:%s on %s", e.step, e.phase, subject)
+		}
+		if got, want := h.Get(jetstream.ExpectedLastSubjSeqSubjHeader), wire.LogWildcard(e.flow, e.id); got != want {
 			return nil, bad("not appended by choreo: no compare-and-set on %s", want)
 		}
-		raw, err := one(h, HeaderState)
+		raw, err := one(h, wire.State)
 		if err != nil {
 			return nil, err
 		}
-		st, err := decodeState(raw)
+		if e.state, err = decodeState(e.flow, e.id, raw); err != nil {
+			return nil, err
+		}
+	case len(subject) > len(wire.Cmd) && subject[:len(wire.Cmd)] == wire.Cmd:
+		tok, ok := wire.Tokens(subject, 6)
+		if !ok || tok[5] != wire.Undo {
+			return nil, bad("subject %s is not a command subject", subject)
+		}
+		e.flow, e.id, e.step = tok[2], tok[3], tok[4]
+		if err := e.check(); err != nil {
+			return nil, err
+		}
+		epoch, err := optional(h, wire.Epoch)
 		if err != nil {
 			return nil, err
 		}
-		if st.ID != e.id || st.Flow != e.flow || st.Events < 1 {
-			return nil, bad("choreo-state is for another saga")
+		e.epoch = int(epoch)
+		if e.after, err = optional(h, wire.After); err != nil {
+			return nil, err
 		}
-		e.state = st
-	case strings.HasPrefix(subject, subjCmd):
-		if len(tok) != 6 || tok[2] != e.flow || tok[3] != e.id || tok[4] != e.step || tok[5] != e.phase || e.phase != phaseUndo {
-			return nil, bad("subject %s does not match the headers", subject)
+	case len(subject) > len(wire.Timer) && subject[:len(wire.Timer)] == wire.Timer:
+		tok, ok := wire.Tokens(subject, 4)
+		if !ok {
+			return nil, bad("subject %s is not a timer subject", subject)
 		}
-	case strings.HasPrefix(subject, subjTimer):
-		if len(tok) != 4 || tok[2] != e.flow || tok[3] != e.id || e.phase != phaseTimer {
-			return nil, bad("subject %s does not match the headers", subject)
+		e.flow, e.id, e.step = tok[2], tok[3], wire.SagaStep
+		if err := e.check(); err != nil {
+			return nil, err
 		}
+		kind, err := one(h, wire.TimerKind)
+		if err != nil {
+			return nil, err
+		}
+		if kind != wire.TimerDeadline && kind != wire.TimerExpire {
+			return nil, bad("unknown timer %q", kind)
+		}
+		e.timer = kind
 	default:
 		return nil, bad("subject %s is not a choreo subject", subject)
 	}
-	if len(data) > 0 && !json.Valid(data) {
-		return nil, bad("undecodable payload: not JSON")
-	}
 	return &e, nil
+}
+
+// check validates the names the subject gave.
+func (e *envelope) check() error {
+	if !tokenRE.MatchString(e.flow) || !ValidID(e.id) || (e.step != wire.SagaStep && !tokenRE.MatchString(e.step)) {
+		return bad("malformed subject tokens (flow %q, saga %q, step %q)", e.flow, e.id, e.step)
+	}
+	return nil
+}
+
+// rogue says why a log event was not appended by choreo, or "" when it may
+// have been. read is how many copies of Nats-Subject and Nats-Sequence the
+// read itself added (1 for a direct get, 0 through a consumer): a message
+// that carried its own is forged. choreo appends every event with
+// compare-and-set, and only a start may expect an empty history.
+func rogue(h nats.Header, env *envelope, read int) string {
+	switch {
+	case len(h[jetstream.SubjectHeader]) != read || len(h[jetstream.SequenceHeader]) != read:
+		return "carries the broker's own headers (Nats-Subject, Nats-Sequence): not appended by choreo"
+	case len(h[jetstream.ExpectedLastSubjSeqHeader]) != 1:
+		// A copy published without compare-and-set (a replayed or forged
+		// event) could carry an older state than the log's.
+		return "no compare-and-set header (Nats-Expected-Last-Subject-Sequence): not appended by choreo"
+	case h.Get(jetstream.ExpectedLastSubjSeqHeader) == "0" && env.phase != PhaseStart:
+		return "unknown saga: first event is not a start"
+	}
+	return ""
 }

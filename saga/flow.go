@@ -5,19 +5,21 @@ import (
 	"reflect"
 	"regexp"
 	"time"
+
+	"github.com/choreo-go/choreo/internal/wire"
 )
 
 // StepKind classifies a step the way Garcia-Molina and Richardson do.
 type StepKind string
 
 const (
-	// Compensatable steps come before the pivot and are undone, in reverse
+	// CompensatableStep comes before the pivot and is undone, in reverse
 	// order of completion, when the saga fails. This is the default.
-	Compensatable StepKind = "compensatable"
-	// Pivot is the go/no-go step: once it completes the saga can only go
+	CompensatableStep StepKind = "compensatable"
+	// PivotStep is the go/no-go step: once it completes the saga can only go
 	// forward. It has no compensation.
 	PivotStep StepKind = "pivot"
-	// Retriable steps follow the pivot: they are retried until they succeed
+	// RetriableStep follows the pivot: they are retried until they succeed
 	// and are never compensated.
 	RetriableStep StepKind = "retriable"
 )
@@ -99,13 +101,41 @@ func WithTimeout(d time.Duration) StepOption {
 	}
 }
 
-// Pivot marks the step as the saga's point of no return.
+// Pivot marks the step as the saga's point of no return. A pivot has no
+// compensation: Handle refuses one with ErrInvalidOption.
 func Pivot() StepOption {
 	return func(s *stepDef) error { s.kind = PivotStep; return nil }
 }
 
+// Owner names the service that runs the step (its action and its
+// compensation). It is what diagrams, permissions and the operator tools
+// derive from the flow, so declare it on every step of a shared flow.
+func Owner(service string) StepOption {
+	return func(s *stepDef) error {
+		if !tokenRE.MatchString(service) {
+			return fmt.Errorf("%w: owner %q must be 1-64 characters of [A-Za-z0-9_-]", ErrInvalidOption, service)
+		}
+		s.owner = service
+		return nil
+	}
+}
+
+// Undo names the step's compensation in the domain's words ("refund" for a
+// charge), for diagrams and the operator tools. Only compensatable steps
+// have one; Define refuses it on a pivot or retriable step.
+func Undo(name string) StepOption {
+	return func(s *stepDef) error {
+		if name == "" {
+			return fmt.Errorf("%w: empty compensation name", ErrInvalidOption)
+		}
+		s.undo = name
+		return nil
+	}
+}
+
 // Retriable marks a step after the pivot: retried until it succeeds, never
-// compensated; saga.Abort from it is treated as a plain error.
+// compensated; saga.Abort from it is treated as a plain error. Handle
+// refuses a compensation for it with ErrInvalidOption.
 func Retriable() StepOption {
 	return func(s *stepDef) error { s.kind = RetriableStep; return nil }
 }
@@ -134,10 +164,12 @@ type stepDef struct {
 	compRetry RetryPolicy
 	timeout   time.Duration
 	eventType string
+	owner     string
+	undo      string
 	in, out   reflect.Type
 	err       error // first option error, reported by Define
 
-	flow *Flow
+	flow *flowDef
 	pos  int
 }
 
@@ -158,14 +190,19 @@ type Step[In, Out any] struct{ def *stepDef }
 func (*Step[In, Out]) flowItem() {}
 
 // Name returns the step's name.
-func (s *Step[In, Out]) Name() string { return s.def.name }
+func (s *Step[In, Out]) Name() string {
+	if s == nil || s.def == nil {
+		return ""
+	}
+	return s.def.name
+}
 
 // NewStep declares a step. The name must be 1 to 64 characters of
 // [A-Za-z0-9_-] not starting with '_'; Define reports a bad name or option.
 func NewStep[In, Out any](name string, opts ...StepOption) *Step[In, Out] {
 	d := &stepDef{
 		name: name,
-		kind: Compensatable,
+		kind: CompensatableStep,
 		in:   reflect.TypeFor[In](),
 		out:  reflect.TypeFor[Out](),
 	}
@@ -180,16 +217,26 @@ func NewStep[In, Out any](name string, opts ...StepOption) *Step[In, Out] {
 	return &Step[In, Out]{def: d}
 }
 
-type stepper interface {
+// AnyStep is any *Step, whatever its payload types: the members of a
+// Parallel group.
+type AnyStep interface {
 	Item
+	Name() string
 	stepDef() *stepDef
 }
 
-func (s *Step[In, Out]) stepDef() *stepDef { return s.def }
+func (s *Step[In, Out]) stepDef() *stepDef {
+	if s == nil {
+		return nil
+	}
+	return s.def
+}
+
+var _ AnyStep = (*Step[int, int])(nil)
 
 // Group is a set of steps that run in parallel; the next step starts when
 // all of them have completed. Make one with Parallel.
-type Group struct{ steps []stepper }
+type Group struct{ steps []AnyStep }
 
 func (Group) flowItem() {}
 
@@ -197,7 +244,7 @@ func (Group) flowItem() {}
 // same input as a single step in its place would. The step after a group
 // takes the flow's input (the members' results are available through
 // ResultOf).
-func Parallel(steps ...stepper) Group { return Group{steps: steps} }
+func Parallel(steps ...AnyStep) Group { return Group{steps: steps} }
 
 type deadlineItem time.Duration
 
@@ -209,9 +256,8 @@ func (deadlineItem) flowItem() {}
 // process that took part in the saga is gone.
 func Deadline(d time.Duration) Item { return deadlineItem(d) }
 
-// Flow is a named, versioned list of steps. It is shared code: every
-// participant compiles the same definition and runs only its own steps.
-type Flow struct {
+// flowDef is the untyped part of a flow.
+type flowDef struct {
 	name      string
 	version   int
 	deadline  time.Duration
@@ -222,42 +268,96 @@ type Flow struct {
 	inputType string // CloudEvents type of the start event
 }
 
-// Name returns the flow's name.
-func (f *Flow) Name() string { return f.name }
+// Flow is a named, versioned list of steps whose sagas start with an In. It
+// is shared code: every participant compiles the same definition and runs
+// only its own steps. Make one with Define.
+type Flow[In any] struct{ def *flowDef }
 
-// Version returns the flow's version.
-func (f *Flow) Version() int { return f.version }
-
-// Deadline returns the saga deadline, 0 for none.
-func (f *Flow) Deadline() time.Duration { return f.deadline }
-
-// StepKind returns the kind of the named step, "" if the flow has none.
-func (f *Flow) StepKind(name string) StepKind {
-	if d := f.byName[name]; d != nil {
-		return d.kind
-	}
-	return ""
+// FlowRef names a flow in queries: every *Flow is one, and Named makes one
+// from a flow's name alone (for tools that take the name as text).
+type FlowRef interface {
+	Name() string
+	flowRef() (name string, def *flowDef)
 }
 
-// Steps returns the step names, grouped by position: a group is one inner
-// slice with several names.
-func (f *Flow) Steps() [][]string {
-	out := make([][]string, len(f.positions))
-	for i, p := range f.positions {
-		for _, s := range p {
-			out[i] = append(out[i], s.name)
-		}
+// Named refers to a flow by its name, for queries (Get, List, Timeline,
+// Watch, RetryCompensation, DeadLetters) where only the name is at hand, as
+// in a command-line tool. Prefer the *Flow itself: a misspelt name finds
+// nothing.
+func Named(name string) FlowRef { return namedFlow(name) }
+
+type namedFlow string
+
+func (n namedFlow) Name() string                { return string(n) }
+func (n namedFlow) flowRef() (string, *flowDef) { return string(n), nil }
+
+func (f *Flow[In]) flowRef() (string, *flowDef) {
+	if f == nil || f.def == nil {
+		return "", nil
+	}
+	return f.def.name, f.def
+}
+
+// Name returns the flow's name.
+func (f *Flow[In]) Name() string { return f.def.name }
+
+// Version returns the flow's version.
+func (f *Flow[In]) Version() int { return f.def.version }
+
+// Deadline returns the saga deadline, 0 for none.
+func (f *Flow[In]) Deadline() time.Duration { return f.def.deadline }
+
+// StepInfo describes one step of a flow, as declared.
+type StepInfo struct {
+	Name      string
+	Position  int // steps of one Parallel group share a position
+	Kind      StepKind
+	Owner     string // the service that runs it (see Owner), "" if undeclared
+	Undo      string // its compensation's name (see Undo), "" if undeclared
+	EventType string // the CloudEvents type of its result
+	Timeout   time.Duration
+}
+
+// Steps describes the flow's steps in order; members of a Parallel group
+// share a Position.
+func (f *Flow[In]) Steps() []StepInfo {
+	out := make([]StepInfo, 0, len(f.def.steps))
+	for _, d := range f.def.steps {
+		out = append(out, StepInfo{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout})
 	}
 	return out
 }
 
+// Step describes the named step; ok is false when the flow has none.
+func (f *Flow[In]) Step(name string) (StepInfo, bool) {
+	for _, s := range f.Steps() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return StepInfo{}, false
+}
+
 var tokenRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
-// Define checks and builds a flow. Items are steps, Parallel groups and at
-// most one Deadline, in order. It returns an error wrapping ErrInvalidFlow
-// (or ErrInvalidOption) when the flow cannot run.
-func Define(name string, version int, items ...Item) (*Flow, error) {
-	bad := func(format string, args ...any) (*Flow, error) {
+// Define checks and builds a flow whose sagas start with an In. Items are
+// steps, Parallel groups and at most one Deadline, in order. The first
+// position's steps take In; after a single step, the next takes that step's
+// result; after a group, the flow's In again. It returns an error wrapping
+// ErrInvalidFlow (or ErrInvalidOption) when the flow cannot run: a bad or
+// duplicate name, a nil step, types that do not chain, a pivot inside a
+// group or not before every retriable step, a compensatable step after the
+// pivot, or a step that already belongs to another flow.
+func Define[In any](name string, version int, items ...Item) (*Flow[In], error) {
+	def, err := define(name, version, reflect.TypeFor[In](), items)
+	if err != nil {
+		return nil, err
+	}
+	return &Flow[In]{def: def}, nil
+}
+
+func define(name string, version int, input reflect.Type, items []Item) (*flowDef, error) {
+	bad := func(format string, args ...any) (*flowDef, error) {
 		return nil, fmt.Errorf("%w: flow %q: %w", ErrInvalidFlow, name, fmt.Errorf(format, args...))
 	}
 	if !tokenRE.MatchString(name) {
@@ -266,10 +366,10 @@ func Define(name string, version int, items ...Item) (*Flow, error) {
 	if version < 1 {
 		return bad("version must be 1 or more, got %d", version)
 	}
-	f := &Flow{name: name, version: version, byName: map[string]*stepDef{}}
-	add := func(pos []*stepDef, s stepper) ([]*stepDef, error) {
+	f := &flowDef{name: name, version: version, byName: map[string]*stepDef{}}
+	add := func(pos []*stepDef, s AnyStep) ([]*stepDef, error) {
 		if s == nil || s.stepDef() == nil {
-			return nil, fmt.Errorf("nil step")
+			return nil, fmt.Errorf("nil step (a step variable used before it was set?)")
 		}
 		d := s.stepDef()
 		if d.err != nil {
@@ -280,6 +380,9 @@ func Define(name string, version int, items ...Item) (*Flow, error) {
 		}
 		if d.flow != nil {
 			return nil, fmt.Errorf("step %q already belongs to flow %q", d.name, d.flow.name)
+		}
+		if d.undo != "" && d.kind != CompensatableStep {
+			return nil, fmt.Errorf("step %q is %s: it has no compensation to name", d.name, d.kind)
 		}
 		if _, dup := f.byName[d.name]; dup {
 			return nil, fmt.Errorf("two steps named %q", d.name)
@@ -306,7 +409,7 @@ func Define(name string, version int, items ...Item) (*Flow, error) {
 					return bad("%w", err)
 				}
 			}
-		case stepper:
+		case AnyStep:
 			if pos, err = add(pos, v); err != nil {
 				return bad("%w", err)
 			}
@@ -318,7 +421,7 @@ func Define(name string, version int, items ...Item) (*Flow, error) {
 	if len(f.positions) == 0 {
 		return bad("no steps")
 	}
-	f.input = f.positions[0][0].in
+	f.input = input
 	f.inputType = typeName(f.input)
 	pivotAt := -1
 	for i, pos := range f.positions {
@@ -361,8 +464,8 @@ func Define(name string, version int, items ...Item) (*Flow, error) {
 
 // MustDefine is Define that panics on error, for package-level flow
 // variables whose definition is fixed at compile time.
-func MustDefine(name string, version int, items ...Item) *Flow {
-	f, err := Define(name, version, items...)
+func MustDefine[In any](name string, version int, items ...Item) *Flow[In] {
+	f, err := Define[In](name, version, items...)
 	if err != nil {
 		panic(err)
 	}
@@ -371,15 +474,15 @@ func MustDefine(name string, version int, items ...Item) *Flow {
 
 // typeOf is the event type choreo appends for a log event of step and
 // phase ("" for a step the flow does not have).
-func (f *Flow) typeOf(step, phase string) string {
+func (f *flowDef) typeOf(step string, phase Phase) string {
 	switch {
-	case step == sagaStep && phase == phaseStart:
+	case step == wire.SagaStep && phase == PhaseStart:
 		return f.inputType
-	case phase == phaseDone:
+	case phase == PhaseDone:
 		if d := f.byName[step]; d != nil {
 			return d.eventType
 		}
 		return ""
 	}
-	return eventTypeFor(phase)
+	return "choreo.saga." + string(phase)
 }

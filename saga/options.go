@@ -17,6 +17,7 @@ type options struct {
 	duplicates   time.Duration
 	maxEventSize int
 	maxAge       time.Duration
+	retention    time.Duration
 	source       string
 	logger       *slog.Logger
 	maxMsgs      int64
@@ -32,6 +33,7 @@ func defaultOptions() options {
 		maxEventSize: 512 * 1024,
 		source:       "choreo",
 		headroom:     0.2,
+		retention:    DefaultRetention,
 		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -88,8 +90,31 @@ func WithMaxEventSize(n int) Option {
 	}
 }
 
-// WithMaxAge bounds how long saga logs are kept (default: for ever). A saga
-// older than this loses its state: set it well above the longest saga.
+// DefaultRetention is how long an ended saga is kept by default.
+const DefaultRetention = 24 * time.Hour
+
+// WithRetention sets how long a saga that ended (completed or compensated)
+// stays queryable before its log, commands and timers are removed (default
+// DefaultRetention; 0 keeps them for ever). A saga still running, or
+// parked as compensation_failed for an operator, is never removed: the
+// clock starts when it ends. Each ended saga costs the broker about the
+// memory of its subjects (see the README's Performance section) until
+// then. The removal is a broker-side timer handled by any runner of the
+// flow.
+func WithRetention(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 || (d > 0 && d < time.Second) {
+			return fmt.Errorf("%w: retention must be 0 (for ever) or at least 1s, got %v", ErrInvalidOption, d)
+		}
+		o.retention = d
+		return nil
+	}
+}
+
+// WithMaxAge bounds how long anything in the saga stream is kept (default:
+// for ever), running sagas included: a saga older than this loses its
+// state. Prefer WithRetention, which removes only ended sagas; MaxAge is a
+// backstop, to set well above the longest saga.
 func WithMaxAge(d time.Duration) Option {
 	return func(o *options) error {
 		if d < time.Minute {

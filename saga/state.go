@@ -7,6 +7,35 @@ import (
 	"time"
 )
 
+// Phase names what happened in a saga, or which handler is called.
+//
+// The events of a saga's log (Event.Phase, WithOnRecorded) have the phases
+// PhaseStart to PhaseExpired; a handler call (Info.Phase) is PhaseAction or
+// PhaseCompensation.
+type Phase string
+
+// Phases of saga log events.
+const (
+	PhaseStart             Phase = "start"       // the saga started (step "_saga")
+	PhaseDone              Phase = "done"        // a step's action succeeded: its result
+	PhaseFailed            Phase = "failed"      // aborted, out of retries, or an unusable input
+	PhaseTimedOut          Phase = "timed-out"   // no outcome in time: compensated as unknown
+	PhaseAbandoned         Phase = "abandoned"   // redelivered while compensating: compensated as unknown
+	PhaseSkipped           Phase = "skipped"     // triggered while compensating: never run
+	PhaseRetry             Phase = "retry"       // a failed attempt that will be retried
+	PhaseCompensated       Phase = "compensated" // a compensation succeeded
+	PhaseCompensationRetry Phase = "undo-retry"  // a failed compensation attempt that will be retried
+	PhaseParked            Phase = "parked"      // a compensation out of retries: the saga waits for an operator
+	PhaseDeadline          Phase = "deadline"    // the saga's deadline passed (step "_saga")
+	PhaseResume            Phase = "resume"      // an operator's retry of a parked saga (step "_saga")
+)
+
+// Phases of handler calls (Info.Phase).
+const (
+	PhaseAction       Phase = "action"
+	PhaseCompensation Phase = "compensation"
+)
+
 // Status is where a saga stands.
 type Status string
 
@@ -66,6 +95,11 @@ type StepState struct {
 	// the step; Done the index of its completion. 0 when not yet.
 	Trigger int `json:"trigger,omitempty"`
 	Done    int `json:"done,omitempty"`
+	// Unserved, set by Client.Get on a running step, says that no runner
+	// has ever served the step (its consumer does not exist): the saga
+	// waits for a service that runs it to start, rather than for one
+	// working on it.
+	Unserved bool `json:"unserved,omitempty"`
 }
 
 // State is a saga's queryable state. Every event in the saga's log carries
@@ -115,7 +149,7 @@ func (s *State) view() *State {
 // already happened, or the state moved past it.
 var errNoop = errors.New("transition does not apply")
 
-func newState(f *Flow, id string, now time.Time) *State {
+func newState(f *flowDef, id string, now time.Time) *State {
 	s := &State{
 		Flow: f.name, Version: f.version, ID: id, Status: StatusRunning,
 		Events: 1, StartedAt: now, UpdatedAt: now,
@@ -328,7 +362,7 @@ func (s *State) settle(now time.Time) {
 		s.Status, s.EndedAt = StatusCompleted, now
 	case StatusCompensating:
 		for _, st := range s.Steps {
-			if st.Status == StepRunning || (undoable(st.Status) && st.Kind == Compensatable) {
+			if st.Status == StepRunning || (undoable(st.Status) && st.Kind == CompensatableStep) {
 				return
 			}
 		}
@@ -357,7 +391,7 @@ func (s *State) dueUndo() []string {
 			if st.Status == StepRunning {
 				return nil
 			}
-			if undoable(st.Status) && st.Kind == Compensatable {
+			if undoable(st.Status) && st.Kind == CompensatableStep {
 				due = append(due, st.Name)
 			}
 		}

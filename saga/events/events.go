@@ -46,6 +46,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/internal/jsutil"
+	"github.com/choreo-go/choreo/saga"
 )
 
 const (
@@ -214,9 +215,10 @@ func (b *Bus) Subscriber(group string) (*Subscriber, error) {
 }
 
 // NewRouter returns a watermill router with choreo's middleware: a
-// recovered panic or a handler error is retried (permanent errors are not),
-// and what still fails is dead-lettered with the reason and acknowledged,
-// so one bad event never blocks the others.
+// recovered panic or a handler error is retried, except an error made by
+// saga.Abort (a refusal that retrying cannot mend, as in a saga step), and
+// what still fails is dead-lettered with the reason and acknowledged, so
+// one bad event never blocks the others.
 func (b *Bus) NewRouter() (*message.Router, error) {
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, b.wlog)
 	if err != nil {
@@ -229,38 +231,17 @@ func (b *Bus) NewRouter() (*message.Router, error) {
 	retry := middleware.Retry{
 		MaxRetries: b.opts.retries, InitialInterval: 20 * time.Millisecond, MaxInterval: time.Second, Multiplier: 2,
 		Logger:      b.wlog,
-		ShouldRetry: func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
+		ShouldRetry: func(p middleware.RetryParams) bool { return !saga.IsAbort(p.Err) },
 	}
 	r.AddMiddleware(middleware.CorrelationID, poison, retry.Middleware, middleware.Recoverer, rejectPoison)
 	return r, nil
-}
-
-// permanentError is a failure that retrying cannot mend.
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
-// Permanent marks err as not worth retrying: the event is dead-lettered at
-// once.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
-
-// IsPermanent reports whether err was marked by Permanent.
-func IsPermanent(err error) bool {
-	var p permanentError
-	return errors.As(err, &p)
 }
 
 // rejectPoison stops a message Subscriber marked as unreadable.
 func rejectPoison(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		if reason := msg.Metadata.Get(PoisonKey); reason != "" {
-			return nil, Permanent(errors.New(reason))
+			return nil, saga.Abort(errors.New(reason))
 		}
 		return h(msg)
 	}
@@ -280,7 +261,7 @@ func Handle[T any](r *message.Router, b *Bus, group, topic string, fn func(ctx c
 	r.AddConsumerHandler(group+"."+topic, topic, sub, func(msg *message.Message) error {
 		var v T
 		if err := json.Unmarshal(msg.Payload, &v); err != nil {
-			return Permanent(fmt.Errorf("undecodable payload: %w", err))
+			return saga.Abort(fmt.Errorf("undecodable payload: %w", err))
 		}
 		return fn(msg.Context(), v)
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
@@ -363,7 +364,7 @@ func TestEachGroupDeadLettersItsOwnCopy(t *testing.T) {
 	for _, group := range []string{"shipping", "notification"} {
 		r, _ := f.bus.NewRouter()
 		_ = events.Handle(r, f.bus, group, "customer.registered", func(context.Context, CustomerRegistered) error {
-			return events.Permanent(errors.New(group + " refuses"))
+			return saga.Abort(errors.New(group + " refuses"))
 		})
 		runRouter(t, r)
 	}

@@ -22,11 +22,23 @@ import (
 )
 
 // Server is an embedded nats-server with JetStream, listening on 127.0.0.1
-// on a random port, storing in a temporary directory.
+// on a random port, storing in a temporary directory. It offers what a
+// test of sagas needs: its URL, connections, a client, a restart and a
+// shutdown.
 type Server struct {
-	*server.Server
+	ns   *server.Server
 	opts server.Options
 	tb   testing.TB
+}
+
+// ClientURL is the URL clients connect to ("nats://127.0.0.1:PORT").
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Shutdown stops the server and waits until it has stopped. NewServer has
+// it called when the test ends; calling it again does nothing.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
 }
 
 // ServerOption adjusts the embedded server's options.
@@ -51,7 +63,7 @@ func NewServer(tb testing.TB, opts ...ServerOption) *Server {
 	}
 	s := &Server{opts: o, tb: tb}
 	s.start()
-	tb.Cleanup(s.Shutdown)
+	tb.Cleanup(func() { s.Shutdown() })
 	return s
 }
 
@@ -65,7 +77,7 @@ func (s *Server) start() {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		s.tb.Fatalf("sagatest: server not ready")
 	}
-	s.Server = ns
+	s.ns = ns
 	s.opts.Port = ns.Addr().(*net.TCPAddr).Port
 }
 
@@ -74,7 +86,6 @@ func (s *Server) start() {
 func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Shutdown()
-	s.WaitForShutdown()
 	s.start()
 }
 
@@ -154,14 +165,15 @@ func Poll(tb testing.TB, timeout time.Duration, cond func() bool, msg func() str
 	}
 }
 
-// AwaitStatus waits until the saga has one of the statuses and returns its
-// state; the test fails if that has not happened within timeout.
-func AwaitStatus(tb testing.TB, c *saga.Client, flow, id string, timeout time.Duration, want ...saga.Status) *saga.State {
+// AwaitStatus waits until the saga of flow f has one of the statuses and
+// returns its state; the test fails if that has not happened within
+// timeout, saying where the saga stands.
+func AwaitStatus(tb testing.TB, c *saga.Client, f saga.FlowRef, id string, timeout time.Duration, want ...saga.Status) *saga.State {
 	tb.Helper()
 	var st *saga.State
 	var err error
 	Poll(tb, timeout, func() bool {
-		st, err = c.Get(context.Background(), flow, id)
+		st, err = c.Get(context.Background(), f, id)
 		if err != nil {
 			return false
 		}
@@ -173,9 +185,9 @@ func AwaitStatus(tb testing.TB, c *saga.Client, flow, id string, timeout time.Du
 		return false
 	}, func() string {
 		if err != nil {
-			return fmt.Sprintf("saga %s/%s: %v", flow, id, err)
+			return fmt.Sprintf("saga %s/%s: %v", f.Name(), id, err)
 		}
-		return fmt.Sprintf("saga %s/%s is %s, want %v (steps %+v)", flow, id, st.Status, want, st.Steps)
+		return fmt.Sprintf("saga %s/%s is %s, want %v (steps %+v)", f.Name(), id, st.Status, want, st.Steps)
 	})
 	return st
 }

@@ -13,9 +13,9 @@ import (
 
 // Sweep describes a failure sweep: the flow, an input to start it with, and
 // how to bind its real handlers.
-type Sweep struct {
-	Flow  *saga.Flow
-	Input any
+type Sweep[In any] struct {
+	Flow  *saga.Flow[In]
+	Input In
 	// Bind binds the flow's handlers in r, as the services do.
 	Bind func(r *saga.Runner) error
 	// Client to run on; nil starts an embedded server for the sweep.
@@ -30,7 +30,10 @@ type Sweep struct {
 // once, in reverse order of completion (parallel members in any order
 // among themselves), and that the failed step and those after it were never
 // compensated. One subtest per step.
-func RunSweep(t *testing.T, s Sweep) {
+//
+// A step bound with a nil compensation (nothing to undo) counts as
+// compensated when its compensation is recorded, though no handler runs.
+func RunSweep[In any](t *testing.T, s Sweep[In]) {
 	t.Helper()
 	if s.Timeout == 0 {
 		s.Timeout = 30 * time.Second
@@ -40,10 +43,8 @@ func RunSweep(t *testing.T, s Sweep) {
 		c = NewServer(t).Client()
 	}
 	positions := map[string]int{}
-	for i, p := range s.Flow.Steps() {
-		for _, name := range p {
-			positions[name] = i
-		}
+	for _, st := range s.Flow.Steps() {
+		positions[st.Name] = st.Position
 	}
 	var mu sync.Mutex
 	abortAt := map[string]string{} // saga id -> step that aborts
@@ -53,7 +54,7 @@ func RunSweep(t *testing.T, s Sweep) {
 			mu.Lock()
 			target := abortAt[info.ID]
 			mu.Unlock()
-			if info.Phase == "action" && info.Step == target {
+			if info.Phase == saga.PhaseAction && info.Step == target {
 				return saga.Abortf("sweep: %s aborts", target)
 			}
 			return next(ctx)
@@ -66,37 +67,40 @@ func RunSweep(t *testing.T, s Sweep) {
 		t.Fatalf("sagatest: sweep bind: %v", err)
 	}
 	Run(t, r)
-	flow := s.Flow.Name()
 	run := time.Now().UnixNano()
-	for _, pos := range s.Flow.Steps() {
-		for _, step := range pos {
-			if s.Flow.StepKind(step) == saga.RetriableStep {
-				continue // retried until it succeeds: it cannot abort
-			}
-			t.Run("abort "+step, func(t *testing.T) {
-				id := fmt.Sprintf("sweep-%s-%d", step, run)
-				mu.Lock()
-				abortAt[id] = step
-				mu.Unlock()
-				if err := c.Start(context.Background(), s.Flow, id, s.Input); err != nil {
-					t.Fatalf("start: %v", err)
-				}
-				st := AwaitStatus(t, c, flow, id, s.Timeout, saga.StatusCompensated, saga.StatusCompleted, saga.StatusCompensationFailed)
-				if st.Status != saga.StatusCompensated {
-					t.Fatalf("saga ended %s, want compensated (reason %q)", st.Status, st.Reason)
-				}
-				checkSweepRun(t, c, rec, st, step, positions)
-			})
+	for _, info := range s.Flow.Steps() {
+		step := info.Name
+		if info.Kind == saga.RetriableStep {
+			continue // retried until it succeeds: it cannot abort
 		}
+		t.Run("abort "+step, func(t *testing.T) {
+			id := fmt.Sprintf("sweep-%s-%d", step, run)
+			mu.Lock()
+			abortAt[id] = step
+			mu.Unlock()
+			if err := saga.Start(context.Background(), c, s.Flow, id, s.Input); err != nil {
+				t.Fatalf("start: %v", err)
+			}
+			st := AwaitStatus(t, c, s.Flow, id, s.Timeout, saga.StatusCompensated, saga.StatusCompleted, saga.StatusCompensationFailed)
+			if st.Status != saga.StatusCompensated {
+				t.Fatalf("saga ended %s, want compensated (reason %q)", st.Status, st.Reason)
+			}
+			checkSweepRun(t, c, s.Flow, rec, st, step, positions)
+		})
 	}
 }
 
-func checkSweepRun(t *testing.T, c *saga.Client, rec *Recorder, st *saga.State, failed string, positions map[string]int) {
+func checkSweepRun(t *testing.T, c *saga.Client, f saga.FlowRef, rec *Recorder, st *saga.State, failed string, positions map[string]int) {
 	t.Helper()
-	var completed []string // steps whose action succeeded
-	for _, call := range rec.Calls(st.ID) {
-		if step, ok := cut(call, ":action"); ok {
+	// The saga's own log says which steps completed and were compensated:
+	// the recorder sees no call for a step bound with a nil compensation.
+	var completed, logged []string
+	for _, e := range Timeline(t, c, f, st.ID) {
+		if step, ok := cut(e, ":done"); ok {
 			completed = append(completed, step)
+		}
+		if step, ok := cut(e, ":compensated"); ok {
+			logged = append(logged, step)
 		}
 	}
 	for _, ss := range st.Steps {
@@ -115,31 +119,19 @@ func checkSweepRun(t *testing.T, c *saga.Client, rec *Recorder, st *saga.State, 
 			t.Errorf("step %s never ran but is %s", ss.Name, ss.Status)
 		}
 	}
-	// Each completed step compensated exactly once, in reverse order.
-	var comps []string
-	for _, call := range rec.Calls(st.ID) {
-		if step, ok := cut(call, ":compensation"); ok {
-			comps = append(comps, step)
-		}
-	}
-	if len(comps) != len(completed) {
-		t.Errorf("compensations %q, want one for each completed step %q", comps, completed)
+	// Each completed step compensated exactly once, in reverse order; no
+	// compensation handler ran twice or for a step that did not complete.
+	if len(logged) != len(completed) {
+		t.Errorf("compensations %q, want one for each completed step %q", logged, completed)
 	}
 	for _, name := range completed {
-		if n := count(comps, name); n != 1 {
+		if n := count(logged, name); n != 1 {
 			t.Errorf("step %s compensated %d times, want once", name, n)
 		}
 	}
-	for i := 1; i < len(comps); i++ {
-		if positions[comps[i]] > positions[comps[i-1]] {
-			t.Errorf("compensations out of reverse order: %q", comps)
-		}
-	}
-	// The saga's own log agrees.
-	var logged []string
-	for _, e := range Timeline(t, c, st.Flow, st.ID) {
-		if step, ok := cut(e, ":compensated"); ok {
-			logged = append(logged, step)
+	for _, call := range rec.Calls(st.ID) {
+		if step, ok := cut(call, ":compensation"); ok && (!slices.Contains(completed, step) || count(rec.Calls(st.ID), call) != 1) {
+			t.Errorf("compensation handler of %s ran %d times (completed steps %q)", step, count(rec.Calls(st.ID), call), completed)
 		}
 	}
 	for i := 1; i < len(logged); i++ {

@@ -13,15 +13,15 @@ import (
 // Timeline returns a saga's log as "step:phase" entries ("charge:done",
 // "charge:compensated", "_saga:start"), leaving out retry entries, whose
 // number depends on timing (a step's attempts are in its state).
-func Timeline(tb testing.TB, c *saga.Client, flow, id string) []string {
+func Timeline(tb testing.TB, c *saga.Client, f saga.FlowRef, id string) []string {
 	tb.Helper()
-	evs, err := c.Timeline(context.Background(), flow, id)
+	evs, err := c.Timeline(context.Background(), f, id)
 	if err != nil {
-		tb.Fatalf("sagatest: timeline %s/%s: %v", flow, id, err)
+		tb.Fatalf("sagatest: timeline %s/%s: %v", f.Name(), id, err)
 	}
 	var out []string
 	for _, e := range evs {
-		if e.Phase == "retry" || e.Phase == "undo-retry" {
+		if e.Phase == saga.PhaseRetry || e.Phase == saga.PhaseCompensationRetry {
 			continue
 		}
 		out = append(out, e.String())
@@ -31,10 +31,10 @@ func Timeline(tb testing.TB, c *saga.Client, flow, id string) []string {
 
 // AssertTimeline fails the test unless the saga's timeline (see Timeline)
 // is exactly want.
-func AssertTimeline(tb testing.TB, c *saga.Client, flow, id string, want ...string) {
+func AssertTimeline(tb testing.TB, c *saga.Client, f saga.FlowRef, id string, want ...string) {
 	tb.Helper()
-	if got := Timeline(tb, c, flow, id); !slices.Equal(got, want) {
-		tb.Errorf("sagatest: timeline of %s/%s:\n got  %q\n want %q", flow, id, got, want)
+	if got := Timeline(tb, c, f, id); !slices.Equal(got, want) {
+		tb.Errorf("sagatest: timeline of %s/%s:\n got  %q\n want %q", f.Name(), id, got, want)
 	}
 }
 
@@ -55,7 +55,7 @@ func NewRecorder() *Recorder {
 func (r *Recorder) Interceptor() saga.Interceptor {
 	return func(ctx context.Context, info saga.Info, next func(context.Context) error) error {
 		err := next(ctx)
-		entry := info.Step + ":" + info.Phase
+		entry := info.Step + ":" + string(info.Phase)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.tries[info.ID+"/"+entry]++

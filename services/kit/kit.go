@@ -178,11 +178,11 @@ func On[T any](r *message.Router, bus *events.Bus, group, topic string, fn func(
 	}
 	r.AddConsumerHandler(group+"."+topic, topic, sub, func(msg *message.Message) error {
 		if err := schemas.Validate(typ, msg.Payload); err != nil {
-			return events.Permanent(fmt.Errorf("schema-invalid %s: %v", typ, err))
+			return saga.Abort(fmt.Errorf("schema-invalid %s: %v", typ, err))
 		}
 		var v T
 		if err := json.Unmarshal(msg.Payload, &v); err != nil {
-			return events.Permanent(fmt.Errorf("undecodable payload: %w", err))
+			return saga.Abort(fmt.Errorf("undecodable payload: %w", err))
 		}
 		return fn(msg.Context(), v)
 	})

@@ -1,0 +1,194 @@
+package saga
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// The decisions of the runner, as pure functions of a saga's state and an
+// outcome: what to record, and what to do with the message. The runner
+// around them only reads, calls handlers and writes.
+
+// triggerVerdict is what a delivered trigger of a step calls for, before
+// its action runs.
+type triggerVerdict int
+
+const (
+	triggerIgnore  triggerVerdict = iota // not this step's trigger (a sibling's result): acknowledge
+	triggerSettled                       // decided already (a redelivery): emit what is due, acknowledge
+	triggerAbandon                       // the saga compensates and this run may have had its effect
+	triggerSkip                          // the saga compensates and this step never ran
+	triggerExpired                       // no outcome in time: record it unknown
+	triggerRun                           // run the action
+)
+
+func (v triggerVerdict) String() string {
+	return [...]string{"ignore", "settled", "abandon", "skip", "expired", "run"}[v]
+}
+
+// bound is when a step's action must have its outcome by, and why.
+type bound struct {
+	at     time.Time // zero: unbounded
+	reason string
+}
+
+func (b bound) passed(now time.Time) bool { return !b.at.IsZero() && !now.Before(b.at) }
+
+// stepBound is the earlier of the step's timeout and the saga's deadline.
+// Only compensatable steps are bounded: a retriable step runs until it
+// succeeds, and a pivot, once triggered, decides the saga's direction.
+func stepBound(d *stepDef, st *State) bound {
+	var b bound
+	if d.kind != CompensatableStep {
+		return b
+	}
+	if s := st.Step(d.name); d.timeout > 0 && s != nil {
+		b = bound{s.StartedAt.Add(d.timeout), fmt.Sprintf("timed out after %v", d.timeout)}
+	}
+	if !st.Deadline.IsZero() && (b.at.IsZero() || st.Deadline.Before(b.at)) {
+		b = bound{st.Deadline, "saga deadline exceeded"}
+	}
+	return b
+}
+
+// judgeTrigger decides what a trigger of step d does, given the saga's
+// state, the index in the log of the event that triggered (trigger), how
+// many times the broker has delivered it, and the time.
+func judgeTrigger(d *stepDef, cur *State, trigger, delivered int, now time.Time) triggerVerdict {
+	st := cur.Step(d.name)
+	switch {
+	case st == nil || st.Trigger != trigger:
+		return triggerIgnore
+	case st.Status != StepRunning:
+		return triggerSettled
+	case cur.Status != StatusRunning && delivered > 1 && d.kind == CompensatableStep:
+		// An earlier delivery may have made its effect before a crash.
+		return triggerAbandon
+	case cur.Status != StatusRunning:
+		return triggerSkip
+	case stepBound(d, cur).passed(now):
+		return triggerExpired
+	}
+	return triggerRun
+}
+
+// verdict is what the runner records for a decision: the event to append
+// (none when phase is ""), the input to dead-letter first, and whether the
+// message is then left for redelivery after retryIn.
+type verdict struct {
+	phase      Phase
+	suffix     string // of the event's message id, after flow.id.step.phase
+	data       []byte
+	apply      transition
+	deadLetter string        // copy the input to the dead letters with this reason first
+	retryIn    time.Duration // > 0: record what can be recorded, then redeliver after this
+	reject     string        // dead-letter and terminate the message after recording
+	warn       string        // a line worth an operator's attention
+}
+
+// triggered is the verdict for a trigger that is not run.
+func triggered(d *stepDef, v triggerVerdict, attempt int, b bound) verdict {
+	switch v {
+	case triggerAbandon:
+		return verdict{phase: PhaseAbandoned, apply: func(s *State, now time.Time) error { return s.abandon(d.name, now) }}
+	case triggerSkip:
+		return verdict{phase: PhaseSkipped, apply: func(s *State, now time.Time) error { return s.skip(d.name, now) }}
+	case triggerExpired:
+		return unknown(d, attempt, b.reason)
+	}
+	return verdict{}
+}
+
+func failed(d *stepDef, attempt int, reason string) verdict {
+	return verdict{phase: PhaseFailed, apply: func(s *State, now time.Time) error { return s.fail(d.name, attempt, reason, now) }}
+}
+
+func unknown(d *stepDef, attempt int, reason string) verdict {
+	return verdict{phase: PhaseTimedOut, apply: func(s *State, now time.Time) error { return s.timeOut(d.name, attempt, reason, now) }}
+}
+
+// errUndecodable marks a payload that does not decode into the step's type.
+type errUndecodable struct{ err error }
+
+func (e errUndecodable) Error() string { return "undecodable payload: " + e.err.Error() }
+
+// outcome is what an action's call came to.
+type outcome struct {
+	out  []byte
+	err  error
+	late bool // its bound passed by the time it returned
+	// tooLarge is the event size limit when out would make an event over
+	// it, else 0.
+	tooLarge int
+}
+
+// judgeAction decides what an action's outcome records.
+func judgeAction(d *stepDef, attempt int, o outcome, b bound) verdict {
+	var undecodable errUndecodable
+	policy := d.retry.withDefaults(5, 5*time.Second)
+	switch {
+	case o.err == nil && o.tooLarge > 0:
+		// A result no reader would accept. Its effect may have been made:
+		// a compensatable step's outcome is unknown and compensated, any
+		// other step fails.
+		reason := fmt.Sprintf("its result is %d bytes, over the %d-byte event limit", len(o.out), o.tooLarge)
+		v := unknown(d, attempt, reason)
+		if d.kind != CompensatableStep {
+			v = failed(d, attempt, reason)
+		}
+		v.warn = "step result too large: " + reason
+		return v
+	case o.err == nil && o.late:
+		// A late result: record it so that it is compensated, and compensate.
+		reason := fmt.Sprintf("step %s: %s (its late result is compensated)", d.name, b.reason)
+		return verdict{phase: PhaseDone, data: o.out, apply: func(s *State, now time.Time) error {
+			if err := s.complete(d.name, attempt, now); err != nil {
+				return err
+			}
+			s.compensate(reason)
+			return nil
+		}}
+	case o.err == nil:
+		return verdict{phase: PhaseDone, data: o.out, apply: func(s *State, now time.Time) error { return s.complete(d.name, attempt, now) }}
+	case o.late && !IsAbort(o.err):
+		return unknown(d, attempt, fmt.Sprintf("%s: %v", b.reason, o.err))
+	case errors.As(o.err, &undecodable):
+		v := failed(d, attempt, o.err.Error())
+		v.deadLetter = o.err.Error()
+		return v
+	case IsAbort(o.err) && d.kind != RetriableStep:
+		return failed(d, attempt, o.err.Error())
+	case d.kind != RetriableStep && attempt >= policy.MaxAttempts:
+		v := failed(d, attempt, fmt.Sprintf("retries exhausted after %d attempts: %v", attempt, o.err))
+		v.warn = "retries exhausted"
+		return v
+	}
+	reason := o.err.Error()
+	return verdict{
+		phase: PhaseRetry, suffix: "." + strconv.Itoa(attempt), retryIn: policy.backoff(attempt),
+		apply: func(s *State, _ time.Time) error { return s.retrying(d.name, attempt, reason) },
+	}
+}
+
+// judgeCompensation decides what a compensation's outcome records.
+func judgeCompensation(d *stepDef, attempt, epoch int, err error) verdict {
+	ep := "." + strconv.Itoa(epoch)
+	if err == nil {
+		return verdict{phase: PhaseCompensated, suffix: ep, apply: func(s *State, now time.Time) error { return s.compensated(d.name, attempt, now) }}
+	}
+	policy := d.compRetry.withDefaults(25, 30*time.Second)
+	if attempt < policy.MaxAttempts {
+		reason := err.Error()
+		return verdict{
+			phase: PhaseCompensationRetry, suffix: ep + "." + strconv.Itoa(attempt), retryIn: policy.backoff(attempt),
+			apply: func(s *State, _ time.Time) error { return s.compRetrying(d.name, attempt, reason) },
+		}
+	}
+	reason := fmt.Sprintf("compensation of %s failed after %d attempts: %v", d.name, attempt, err)
+	return verdict{
+		phase: PhaseParked, suffix: ep, reject: reason, warn: "saga parked: " + reason,
+		apply: func(s *State, now time.Time) error { return s.park(d.name, attempt, reason, now) },
+	}
+}

@@ -1,0 +1,256 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/wire"
+)
+
+// delivery is one message a runner's consumer delivered, with where it
+// came from, what it says, and how it ends: recorded and acknowledged,
+// rejected to the dead letters, or left for redelivery.
+type delivery struct {
+	r         *Runner
+	m         *liveMsg
+	src       source
+	flow      *flowDef
+	delivered int       // 1 on the first delivery
+	stored    time.Time // when the broker stored it
+	env       *envelope // set by parse
+}
+
+func (r *Runner) delivery(m *liveMsg, consumer string, f *flowDef) *delivery {
+	d := &delivery{r: r, m: m, flow: f, delivered: 1, src: source{subject: m.Subject(), consumer: consumer}}
+	if md, err := m.Metadata(); err == nil {
+		d.src.stream, d.src.seq = md.Stream, md.Sequence.Stream
+		d.delivered, d.stored = int(md.NumDelivered), md.Timestamp
+	}
+	return d
+}
+
+// parse reads the envelope; a message that has none is rejected.
+func (d *delivery) parse(ctx context.Context) bool {
+	if err := d.read(); err != nil {
+		d.reject(ctx, err.Error())
+		return false
+	}
+	return true
+}
+
+// read reads the envelope, or says why there is none.
+func (d *delivery) read() error {
+	env, err := parseEnvelope(d.m.Subject(), d.m.Headers(), d.m.Data(), d.r.j.opts.maxEventSize)
+	if err == nil && env.flow != d.flow.name {
+		err = bad("flow %q on a consumer of flow %q", env.flow, d.flow.name)
+	}
+	if err != nil {
+		return err
+	}
+	d.env = env
+	return nil
+}
+
+// debug reports whether debug lines are logged: the hot path builds none
+// otherwise.
+func (d *delivery) debug() bool {
+	return d.r.j.opts.logger.Enabled(context.Background(), slog.LevelDebug)
+}
+
+// log returns the runner's logger with what this message is about.
+func (d *delivery) log() *slog.Logger {
+	l := d.r.j.opts.logger.With("consumer", d.src.consumer, "seq", d.src.seq, "delivered", d.delivered)
+	if d.env != nil {
+		l = l.With("flow", d.env.flow, "saga", d.env.id, "step", d.env.step)
+	}
+	return l
+}
+
+// state reads the saga's state no older than the log event at sequence
+// min. When it cannot, it has dealt with the message (dead-lettered for an
+// unknown saga, left for redelivery on a broker error) and returns false.
+func (d *delivery) state(ctx context.Context, min uint64) (*State, uint64, bool) {
+	cur, seq, err := d.r.j.load(ctx, d.env.flow, d.env.id, min)
+	if errors.Is(err, ErrNotFound) {
+		d.reject(ctx, "unknown saga "+d.env.id)
+		return nil, 0, false
+	}
+	if err != nil {
+		d.retryLater(err)
+		return nil, 0, false
+	}
+	return cur, seq, true
+}
+
+// record appends what v decides on the saga's log, starting from cur at
+// sequence seq, publishes what the result makes due, and settles the
+// message. A transition that no longer applies is not an error: someone
+// else recorded the outcome first. input is what v.deadLetter copies.
+func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step string, v verdict, input []byte) {
+	j := d.r.j
+	if v.deadLetter != "" {
+		if err := j.deadLetter(ctx, d.flow.name, d.src, d.m.Headers(), input, v.deadLetter); err != nil {
+			d.retryLater(err)
+			return
+		}
+		d.log().Warn("choreo: dead-lettered a step's input", "reason", v.deadLetter)
+	}
+	if v.warn != "" {
+		d.log().Warn("choreo: "+v.warn, "phase", v.phase)
+	}
+	e := entry{step: step, phase: v.phase, msgID: d.env.flow + "." + d.env.id + "." + step + "." + string(v.phase) + v.suffix, data: v.data}
+	st, stSeq, err := j.append(ctx, d.env.flow, d.env.id, cur, seq, e, v.apply)
+	if v.retryIn > 0 {
+		// A retry's record is for the people watching; the redelivery
+		// happens whether or not it was written.
+		if err != nil && !errors.Is(err, errNoop) {
+			d.log().Warn("choreo: record a retry", "err", err)
+		}
+		if d.debug() {
+			d.log().Debug("choreo: will retry", "phase", v.phase, "in", v.retryIn)
+		}
+		_ = d.m.NakWithDelay(v.retryIn)
+		return
+	}
+	if err != nil && !errors.Is(err, errNoop) {
+		d.retryLater(err)
+		return
+	}
+	if v.reject != "" {
+		d.reject(ctx, v.reject)
+		return
+	}
+	if err := j.emitDue(ctx, st, stSeq); err != nil {
+		d.retryLater(err)
+		return
+	}
+	if err == nil {
+		if d.debug() {
+			d.log().Debug("choreo: recorded", "phase", v.phase, "status", st.Status)
+		}
+		for _, fn := range d.r.o.onRecorded {
+			fn(st, step, v.phase)
+		}
+	}
+	_ = d.m.Ack()
+}
+
+// settled handles a message whose outcome was recorded before (a
+// redelivery): it finishes what a crash may have left undone.
+func (d *delivery) settled(ctx context.Context, cur *State, seq uint64) {
+	if err := d.r.j.emitDue(ctx, cur, seq); err != nil {
+		d.retryLater(err)
+		return
+	}
+	_ = d.m.Ack()
+}
+
+// reject dead-letters the message with the reason and terminates it, so
+// that it is never redelivered and blocks nothing.
+func (d *delivery) reject(ctx context.Context, reason string) {
+	d.log().Warn("choreo: dead-lettering", "subject", d.src.subject, "reason", reason)
+	if err := d.r.j.deadLetter(ctx, d.flow.name, d.src, d.m.Headers(), d.m.Data(), reason); err != nil {
+		d.retryLater(err)
+		return
+	}
+	if len(d.m.Headers()) == 0 && d.src.stream == wire.Stream {
+		// Without headers (or with a header block no client can decode) it
+		// is nobody's event: choreo writes headers on every one. Left in the
+		// log it would be a saga's newest event that no read can decode.
+		if err := d.r.j.stream.DeleteMsg(ctx, d.src.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			d.retryLater(err)
+			return
+		}
+	}
+	_ = d.m.TermWithReason(reason)
+}
+
+// retryLater leaves the message for redelivery after a broker error.
+func (d *delivery) retryLater(err error) {
+	d.log().Warn("choreo: will retry after an error", "err", err)
+	_ = d.m.NakWithDelay(time.Second)
+}
+
+// liveMsg keeps a message alive with progress acknowledgements, every third
+// of the ack wait, from the moment it reaches the runner until it is
+// acknowledged, rejected or left for redelivery: not only during the
+// handler's call, since reading the saga before it and recording the
+// outcome after it are broker round trips that a loaded broker can make
+// slower than the ack wait, and a redelivery then runs the action twice.
+//
+// The handler's call is kept alive for as long as it takes (its step's
+// timeout bounds it). The runner's own work before and after it is kept
+// alive for at most hold each: every broker call it makes has that
+// timeout, so anything longer is a hang (a blocked OnRecorded hook, say),
+// and the message goes back to the broker as a crashed instance's would.
+type liveMsg struct {
+	jetstream.Msg
+	every, hold time.Duration
+
+	mu     sync.Mutex
+	t      *time.Timer
+	since  time.Time // start of the runner's current stretch of work
+	inCall bool
+	lapsed bool // ticks stopped: the hold ran out
+	done   bool // settled
+}
+
+func keepAlive(m jetstream.Msg, ackWait, hold time.Duration) *liveMsg {
+	l := &liveMsg{Msg: m, every: ackWait / 3, hold: hold, since: time.Now()}
+	l.mu.Lock()
+	l.t = time.AfterFunc(l.every, l.tick)
+	l.mu.Unlock()
+	return l
+}
+
+func (l *liveMsg) tick() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.done:
+	case l.inCall || time.Since(l.since) < l.hold:
+		_ = l.Msg.InProgress()
+		l.t.Reset(l.every)
+	default:
+		l.lapsed = true
+	}
+}
+
+// enter marks the start of the handler's call.
+func (l *liveMsg) enter() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inCall = true
+	if l.lapsed && !l.done {
+		l.lapsed = false
+		l.t.Reset(0)
+	}
+}
+
+// leave marks its end: the runner's work that follows has its own hold.
+func (l *liveMsg) leave() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inCall = false
+	l.since = time.Now()
+}
+
+// stop ends the progress acknowledgements before the message's settling
+// call, so that none reaches the broker after it.
+func (l *liveMsg) stop() {
+	l.mu.Lock()
+	l.done = true
+	l.t.Stop()
+	l.mu.Unlock()
+}
+
+func (l *liveMsg) Ack() error                         { l.stop(); return l.Msg.Ack() }
+func (l *liveMsg) Nak() error                         { l.stop(); return l.Msg.Nak() }
+func (l *liveMsg) NakWithDelay(d time.Duration) error { l.stop(); return l.Msg.NakWithDelay(d) }
+func (l *liveMsg) Term() error                        { l.stop(); return l.Msg.Term() }
+func (l *liveMsg) TermWithReason(why string) error    { l.stop(); return l.Msg.TermWithReason(why) }
