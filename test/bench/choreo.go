@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/saga"
+)
+
+const flowName = "bench"
+
+// The saga API this file depends on, in one place. When Define takes the
+// flow's input type and Start becomes a free function, the change is here:
+//
+//	type benchFlow = saga.Flow[Payload]
+//	saga.Define[Payload](flowName, 1, items...)
+//	saga.Start(ctx, c, f, id, in)
+type benchFlow = saga.Flow
+
+// defineFlow defines the flow bench: the steps in sequence.
+func defineFlow(steps []*saga.Step[Payload, Payload]) (*benchFlow, error) {
+	items := make([]saga.Item, len(steps))
+	for i, s := range steps {
+		items[i] = s
+	}
+	return saga.Define(flowName, 1, items...)
+}
+
+// startSaga starts saga id of flow f.
+func startSaga(ctx context.Context, c *saga.Client, f *benchFlow, id string, in Payload) error {
+	return c.Start(ctx, f, id, in)
+}
+
+// longRunOptions are the client options of the long run.
+func longRunOptions() []saga.Option {
+	// retention for the long run is set here
+	return []saga.Option{}
+}
+
+type choreoSys struct {
+	c    *saga.Client
+	flow *benchFlow
+	gen  payloadGen
+}
+
+func (s *choreoSys) start(ctx context.Context, id string) error {
+	return startSaga(ctx, s.c, s.flow, id, s.gen(id))
+}
+
+// stepName is the name of step i (1-based).
+func stepName(i int) string { return "s" + strconv.Itoa(i) }
+
+// setupChoreo runs a flow of n steps s1..sn, each adding one to Hop, with
+// a runner of concurrency 256, and observes each saga's last done event.
+func setupChoreo(ctx context.Context, js jetstream.JetStream, n int, gen payloadGen, opts []saga.Option, done func(string)) (system, func(), error) {
+	c, err := saga.New(ctx, js, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	steps := make([]*saga.Step[Payload, Payload], n)
+	for i := range steps {
+		steps[i] = saga.NewStep[Payload, Payload](stepName(i + 1))
+	}
+	flow, err := defineFlow(steps)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := saga.NewRunner(c, saga.WithConcurrency(256))
+	if err != nil {
+		return nil, nil, err
+	}
+	undo := func(context.Context, Payload, Payload) error { return nil }
+	for _, s := range steps {
+		if err := saga.Handle(r, s, func(ctx context.Context, p Payload) (Payload, error) {
+			p.Hop++
+			return p, nil
+		}, undo); err != nil {
+			return nil, nil, err
+		}
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(rctx) }()
+	select {
+	case <-r.Ready():
+	case err := <-errc:
+		cancel()
+		return nil, nil, err
+	}
+	// choreo.log.<flow>.<id>.<step>.<phase>: the id is token 3.
+	last := fmt.Sprintf("choreo.log.%s.*.%s.done", flowName, stepName(n))
+	stopObs, err := observe(ctx, js, saga.StreamName, last, 3, done)
+	if err != nil {
+		cancel()
+		<-errc
+		return nil, nil, err
+	}
+	return &choreoSys{c: c, flow: flow, gen: gen}, func() { stopObs(); cancel(); <-errc }, nil
+}
