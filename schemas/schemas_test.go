@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/schemas"
 )
 
@@ -199,9 +200,36 @@ func TestValidateRejects(t *testing.T) {
 }
 
 func TestFlowIsWellFormed(t *testing.T) {
-	got := schemas.OrderFlow.Steps()
+	var got [][]string // step names by position
+	for _, s := range schemas.OrderFlow.Steps() {
+		for len(got) <= s.Position {
+			got = append(got, nil)
+		}
+		got[s.Position] = append(got[s.Position], s.Name)
+	}
 	want := [][]string{{"charge"}, {"reserve", "invoice", "schedule"}, {"confirm"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("flow steps %v, want %v", got, want)
+	}
+}
+
+// The gateway's flow diagram and the operator tools read each step's owner
+// and compensation from the flow definition.
+func TestFlowDeclaresOwnersAndCompensations(t *testing.T) {
+	want := map[string][2]string{
+		"charge": {"payment", "refund"}, "reserve": {"inventory", "release"}, "invoice": {"billing", "void"},
+		"schedule": {"shipping", "cancel"}, "confirm": {"order", ""},
+	}
+	steps := schemas.OrderFlow.Steps()
+	if len(steps) != len(want) {
+		t.Fatalf("flow has %d steps, want %d", len(steps), len(want))
+	}
+	for _, s := range steps {
+		if w, ok := want[s.Name]; !ok || s.Owner != w[0] || s.Undo != w[1] {
+			t.Errorf("step %s: owner %q, undo %q; want %q, %q", s.Name, s.Owner, s.Undo, w[0], w[1])
+		}
+	}
+	if s, ok := schemas.OrderFlow.Step("confirm"); !ok || s.Kind != saga.PivotStep {
+		t.Errorf("confirm is %+v, want the pivot", s)
 	}
 }

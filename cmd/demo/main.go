@@ -32,7 +32,7 @@ var (
 	charge  = saga.NewStep[Order, Payment]("charge")
 	reserve = saga.NewStep[Payment, Reserved]("reserve")
 	ship    = saga.NewStep[Reserved, Shipment]("ship", saga.Pivot())
-	flow    = saga.MustDefine("demo-order", 1, charge, reserve, ship, saga.Deadline(time.Minute))
+	flow    = saga.MustDefine[Order]("demo-order", 1, charge, reserve, ship, saga.Deadline(time.Minute))
 )
 
 func main() {
@@ -128,7 +128,7 @@ func run() error {
 		{ID: "soldout-" + run, Card: "4242424242424242", SKU: "sku-sold-out"},
 	}
 	for _, o := range orders {
-		if err := c.Start(ctx, flow, o.ID, o); err != nil {
+		if err := saga.Start(ctx, c, flow, o.ID, o); err != nil {
 			return err
 		}
 	}
@@ -137,7 +137,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		evs, err := c.Timeline(ctx, flow.Name(), o.ID)
+		evs, err := c.Timeline(ctx, flow, o.ID)
 		if err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func await(ctx context.Context, c *saga.Client, id string) (*saga.State, error) 
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		st, err := c.Get(ctx, flow.Name(), id)
+		st, err := c.Get(ctx, flow, id)
 		if err == nil && st.Status.Terminal() {
 			return st, nil
 		}

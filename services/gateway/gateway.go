@@ -166,7 +166,7 @@ func (s *Service) Rebuild(ctx context.Context) error {
 
 // follow pushes every saga change to the browsers.
 func (s *Service) follow(ctx context.Context) error {
-	ch, err := s.d.Sagas.Watch(ctx, schemas.OrderFlow.Name())
+	ch, err := s.d.Sagas.Watch(ctx, schemas.OrderFlow)
 	if err != nil {
 		return err
 	}
@@ -226,7 +226,7 @@ func sagaView(st *saga.State) *SagaView {
 // orderView joins the read model's order with its saga.
 func (s *Service) orderView(ctx context.Context, id string) (OrderView, bool) {
 	row, ok := s.rm.Load().Order(id)
-	st, err := s.d.Sagas.Get(ctx, schemas.OrderFlow.Name(), id)
+	st, err := s.d.Sagas.Get(ctx, schemas.OrderFlow, id)
 	if !ok && err != nil {
 		return OrderView{}, false
 	}
@@ -390,7 +390,7 @@ func (s *Service) getOrders(w http.ResponseWriter, r *http.Request) {
 	}
 	// Sagas of the orders on this page (the newest 50), for their steps.
 	for i := range out[:min(len(out), 50)] {
-		if st, err := s.d.Sagas.Get(r.Context(), schemas.OrderFlow.Name(), out[i].ID); err == nil {
+		if st, err := s.d.Sagas.Get(r.Context(), schemas.OrderFlow, out[i].ID); err == nil {
 			out[i].Saga = sagaView(st)
 		}
 	}
@@ -427,19 +427,18 @@ func (s *Service) getStats(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
-	owners := map[string]string{"charge": "payment", "reserve": "inventory", "invoice": "billing", "schedule": "shipping", "confirm": "order"}
-	undo := map[string]string{"charge": "refund", "reserve": "release", "invoice": "void", "schedule": "cancel"}
+	// Everything comes from the flow's definition: the steps' owners and
+	// compensations are declared there (saga.Owner, saga.Undo).
 	type step struct {
 		Name, Service, Compensation string
 		Pivot                       bool
 	}
 	var out [][]step
-	for _, pos := range schemas.OrderFlow.Steps() {
-		var p []step
-		for _, n := range pos {
-			p = append(p, step{Name: n, Service: owners[n], Compensation: undo[n], Pivot: schemas.OrderFlow.StepKind(n) == saga.PivotStep})
+	for _, si := range schemas.OrderFlow.Steps() {
+		for len(out) <= si.Position {
+			out = append(out, nil)
 		}
-		out = append(out, p)
+		out[si.Position] = append(out[si.Position], step{Name: si.Name, Service: si.Owner, Compensation: si.Undo, Pivot: si.Kind == saga.PivotStep})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": schemas.OrderFlow.Name(), "version": schemas.OrderFlow.Version(), "positions": out})
 }

@@ -149,7 +149,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.Handle(r, schemas.Reserve, s.reserve, s.release); err != nil {
 		return err
 	}
-	if err := saga.OnEnd(r, schemas.OrderFlow, "inventory", s.ended); err != nil {
+	if err := r.OnEnd(schemas.OrderFlow, "inventory", s.ended); err != nil {
 		return err
 	}
 	return kit.Together(ctx, r.Run, s.writer, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, CatalogSubject, s.catalog) })

@@ -69,7 +69,7 @@ func faultOptions() []saga.RunnerOption {
 	if len(slow) > 0 {
 		out = append(out, saga.WithInterceptor(func(ctx context.Context, info saga.Info, next func(context.Context) error) error {
 			d, ok := slow[info.Step]
-			if !ok || info.Phase != "action" {
+			if !ok || info.Phase != saga.PhaseAction {
 				return next(ctx)
 			}
 			fmt.Fprintf(os.Stderr, "CHOREO_SLOW: %s of %s attempt %d start %d\n", info.Step, info.ID, info.Attempt, time.Now().UnixMilli())
@@ -87,7 +87,7 @@ func faultOptions() []saga.RunnerOption {
 		step, ns, _ := strings.Cut(v, ":")
 		n, _ := strconv.Atoi(ns)
 		out = append(out, saga.WithInterceptor(func(ctx context.Context, info saga.Info, next func(context.Context) error) error {
-			if info.Step == step && info.Phase == "compensation" && (n < 0 || info.Attempt <= n) {
+			if info.Step == step && info.Phase == saga.PhaseCompensation && (n < 0 || info.Attempt <= n) {
 				return errors.New("injected compensation failure")
 			}
 			return next(ctx)
@@ -119,7 +119,7 @@ func (c *crasher) hit(point, step string) {
 }
 
 func name(info saga.Info) string {
-	if info.Phase == "compensation" {
+	if info.Phase == saga.PhaseCompensation {
 		return info.Step + ".undo"
 	}
 	return info.Step
@@ -134,8 +134,8 @@ func (c *crasher) intercept(ctx context.Context, info saga.Info, next func(conte
 	return err
 }
 
-func (c *crasher) recorded(_ *saga.State, step, phase string) {
-	if phase == "compensated" {
+func (c *crasher) recorded(_ *saga.State, step string, phase saga.Phase) {
+	if phase == saga.PhaseCompensated {
 		step += ".undo"
 	}
 	c.hit("ack", step)

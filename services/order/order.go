@@ -101,7 +101,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.Handle(r, schemas.Confirm, s.confirm, nil); err != nil {
 		return err
 	}
-	if err := saga.OnEnd(r, schemas.OrderFlow, "order", s.ended); err != nil {
+	if err := r.OnEnd(schemas.OrderFlow, "order", s.ended); err != nil {
 		return err
 	}
 	return kit.Together(ctx, r.Run, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, PlaceSubject, s.Place) })
@@ -127,7 +127,7 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 	if err := events.Publish(ctx, s.d.Bus, schemas.TopicOrderPlaced, o.OrderID, o); err != nil {
 		return PlaceResult{}, err
 	}
-	if err := s.d.Sagas.Start(ctx, schemas.OrderFlow, o.OrderID, o); err != nil {
+	if err := saga.Start(ctx, s.d.Sagas, schemas.OrderFlow, o.OrderID, o); err != nil {
 		return PlaceResult{}, err
 	}
 	return PlaceResult{ID: o.OrderID, Total: o.Total}, nil
