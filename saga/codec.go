@@ -216,6 +216,9 @@ func decodeState(flow, id, raw string) (*State, error) {
 	s.Deadline = c.time(c.next('|'), base)
 	s.Reason = c.text(c.next('|'))
 	if c.s != "" {
+		if c.s[len(c.s)-1] == ';' {
+			return nil, bad("malformed choreo-state: empty step record")
+		}
 		s.Steps = make([]StepState, 0, strings.Count(c.s, ";")+1)
 	}
 	for c.s != "" && c.err == nil {

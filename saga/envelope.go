@@ -90,6 +90,9 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 	if size := jsutil.Size(h, data); size > maxSize {
 		return nil, bad("oversize: %d bytes, limit %d", size, maxSize)
 	}
+	if len(h) == 0 {
+		return nil, bad("missing headers")
+	}
 	var e envelope
 	switch {
 	case len(subject) > len(wire.Log) && subject[:len(wire.Log)] == wire.Log:
@@ -128,8 +131,12 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 			return nil, err
 		}
 		e.epoch = int(epoch)
-		if e.after, err = optional(h, wire.After); err != nil {
+		after, err := one(h, wire.After)
+		if err != nil {
 			return nil, err
+		}
+		if e.after, err = strconv.ParseUint(after, 10, 63); err != nil {
+			return nil, bad("malformed %s %q", wire.After, after)
 		}
 	case len(subject) > len(wire.Timer) && subject[:len(wire.Timer)] == wire.Timer:
 		tok, ok := wire.Tokens(subject, 4)

@@ -4,14 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
 // Payload types are plain structs, encoded as JSON.
@@ -24,11 +20,11 @@ type (
 
 // A flow is shared code: every service that takes part compiles it in.
 func ExampleDefine() {
-	charge := saga.NewStep[PlaceOrder, CardCharged]("charge")
-	reserve := saga.NewStep[CardCharged, ItemReserved]("reserve")
-	invoice := saga.NewStep[CardCharged, ItemReserved]("invoice")
-	confirm := saga.NewStep[PlaceOrder, Emailed]("confirm", saga.Pivot())
-	flow, err := saga.Define("order", 1,
+	charge := saga.NewStep[PlaceOrder, CardCharged]("charge", saga.Owner("payment"), saga.Undo("refund"))
+	reserve := saga.NewStep[CardCharged, ItemReserved]("reserve", saga.Owner("inventory"), saga.Undo("release"))
+	invoice := saga.NewStep[CardCharged, ItemReserved]("invoice", saga.Owner("billing"), saga.Undo("void"))
+	confirm := saga.NewStep[PlaceOrder, Emailed]("confirm", saga.Owner("order"), saga.Pivot())
+	flow, err := saga.Define[PlaceOrder]("order", 1,
 		charge,
 		saga.Parallel(reserve, invoice), // both run, then the next step
 		confirm,
@@ -38,26 +34,38 @@ func ExampleDefine() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(flow.Name(), flow.Version(), flow.Steps(), flow.Deadline())
+	fmt.Println(flow.Name(), flow.Version(), flow.Deadline())
+	for _, s := range flow.Steps() {
+		fmt.Printf("%d %s %s owner=%s undo=%q\n", s.Position, s.Name, s.Kind, s.Owner, s.Undo)
+	}
 
 	// The compiler checks the payloads; Define checks that they chain.
-	_, err = saga.Define("broken", 1, saga.NewStep[PlaceOrder, CardCharged]("a"), saga.NewStep[Emailed, Emailed]("b"))
+	_, err = saga.Define[PlaceOrder]("broken", 1, saga.NewStep[PlaceOrder, CardCharged]("a"), saga.NewStep[Emailed, Emailed]("b"))
 	fmt.Println(errors.Is(err, saga.ErrInvalidFlow))
 	// Output:
-	// order 1 [[charge] [reserve invoice] [confirm]] 1m0s
+	// order 1 1m0s
+	// 0 charge compensatable owner=payment undo="refund"
+	// 1 reserve compensatable owner=inventory undo="release"
+	// 1 invoice compensatable owner=billing undo="void"
+	// 2 confirm pivot owner=order undo=""
 	// true
 }
 
 // A service binds the steps it owns and runs them; here one process owns
 // them all. The second saga's reservation fails, so its charge is refunded.
 func ExampleHandle() {
-	js, stop := exampleJetStream()
-	defer stop()
+	srv, err := sagatest.StartServer() // in a test: sagatest.NewServer(t)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Shutdown()
+	_, js := srv.Connect()
 	ctx := context.Background()
 
 	charge := saga.NewStep[PlaceOrder, CardCharged]("charge")
 	reserve := saga.NewStep[CardCharged, ItemReserved]("reserve", saga.Pivot())
-	flow := saga.MustDefine("shop", 1, charge, reserve)
+	flow := saga.MustDefine[PlaceOrder]("shop", 1, charge, reserve)
 
 	c, err := saga.New(ctx, js)
 	if err != nil {
@@ -89,11 +97,17 @@ func ExampleHandle() {
 	defer func() { cancel(); <-done }()
 	<-r.Ready()
 
-	_ = c.Start(ctx, flow, "o1", PlaceOrder{OrderID: "o1", SKU: "mug"})
-	_ = c.Start(ctx, flow, "o2", PlaceOrder{OrderID: "o2", SKU: "sold-out"})
+	_ = saga.Start(ctx, c, flow, "o1", PlaceOrder{OrderID: "o1", SKU: "mug"})
+	_ = saga.Start(ctx, c, flow, "o2", PlaceOrder{OrderID: "o2", SKU: "sold-out"})
 	for _, id := range []string{"o1", "o2"} {
-		st := waitTerminal(c, "shop", id)
-		evs, _ := c.Timeline(ctx, "shop", id)
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		st, err := sagatest.Wait(wctx, c, flow, id) // until it ends
+		cancel()
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		evs, _ := c.Timeline(ctx, flow, id)
 		fmt.Println(id, st.Status, evs)
 	}
 	// Output:
@@ -104,13 +118,17 @@ func ExampleHandle() {
 
 // Every saga's state can be queried: its status and each step's.
 func ExampleClient_Get() {
-	js, stop := exampleJetStream()
-	defer stop()
+	srv, err := sagatest.StartServer()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Shutdown()
 	ctx := context.Background()
 
 	pay := saga.NewStep[PlaceOrder, CardCharged]("pay", saga.WithRetry(saga.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond}))
-	flow := saga.MustDefine("billing", 1, pay)
-	c, _ := saga.New(ctx, js)
+	flow := saga.MustDefine[PlaceOrder]("billing", 1, pay)
+	c := srv.Client()
 	r, _ := saga.NewRunner(c)
 	_ = saga.Handle(r, pay, func(ctx context.Context, o PlaceOrder) (CardCharged, error) {
 		if info, _ := saga.InfoFrom(ctx); info.Attempt < 3 {
@@ -124,44 +142,19 @@ func ExampleClient_Get() {
 	defer func() { cancel(); <-done }()
 	<-r.Ready()
 
-	_ = c.Start(ctx, flow, "b1", PlaceOrder{OrderID: "b1"})
-	st := waitTerminal(c, "billing", "b1")
+	_ = saga.Start(ctx, c, flow, "b1", PlaceOrder{OrderID: "b1"})
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	st, err := sagatest.Wait(wctx, c, flow, "b1", saga.StatusCompleted)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	step := st.Step("pay")
 	fmt.Println(st.Status, step.Name, step.Status, step.Attempts)
-	_, err := c.Get(ctx, "billing", "unknown")
+	_, err = c.Get(ctx, flow, "unknown")
 	fmt.Println(errors.Is(err, saga.ErrNotFound))
 	// Output:
 	// completed pay completed 3
 	// true
-}
-
-// exampleJetStream starts an embedded nats-server, as sagatest does for
-// tests, and returns a JetStream context and a stop function.
-func exampleJetStream() (jetstream.JetStream, func()) {
-	dir, _ := os.MkdirTemp("", "choreo-example-")
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
-	if err != nil {
-		panic(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		panic("nats-server not ready")
-	}
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		panic(err)
-	}
-	js, _ := jetstream.New(nc)
-	return js, func() { nc.Close(); s.Shutdown(); os.RemoveAll(dir) }
-}
-
-func waitTerminal(c *saga.Client, flow, id string) *saga.State {
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if st, err := c.Get(context.Background(), flow, id); err == nil && st.Status.Terminal() {
-			return st
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	panic("saga " + id + " did not finish")
 }

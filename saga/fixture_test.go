@@ -32,7 +32,7 @@ type (
 // shop builds a fresh flow (steps belong to one flow each) with the given
 // step options.
 type shop struct {
-	flow                                 *saga.Flow
+	flow                                 *saga.Flow[Order]
 	charge                               *saga.Step[Order, Charged]
 	reserve                              *saga.Step[Charged, Reserved]
 	invoice                              *saga.Step[Charged, Invoiced]
@@ -65,7 +65,7 @@ func newShop(t testing.TB, deadline time.Duration, tweak func(s *shop)) *shop {
 	if deadline > 0 {
 		items = append(items, saga.Deadline(deadline))
 	}
-	f, err := saga.Define(name, 1, items...)
+	f, err := saga.Define[Order](name, 1, items...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,10 +95,10 @@ func (l *ledger) on(id, key string, f func(ctx context.Context, attempt int) err
 
 // do runs the behaviour set for the call, then records the effect under
 // the idempotency key (once, however often it is called).
-func (l *ledger) do(ctx context.Context, phase string) error {
+func (l *ledger) do(ctx context.Context, phase saga.Phase) error {
 	info, _ := saga.InfoFrom(ctx)
 	l.mu.Lock()
-	f := l.behave[info.ID+"/"+info.Step+":"+phase]
+	f := l.behave[info.ID+"/"+info.Step+":"+string(phase)]
 	l.mu.Unlock()
 	if f != nil {
 		if err := f(ctx, info.Attempt); err != nil {
@@ -107,17 +107,17 @@ func (l *ledger) do(ctx context.Context, phase string) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.effects[info.IdempotencyKey]++
+	l.effects[info.IdempotencyKey()]++
 	return nil
 }
 
 // count returns how often the effect of a step's action (or compensation)
 // happened in saga id.
-func (l *ledger) count(id, step, phase string) int {
+func (l *ledger) count(id, step string, phase saga.Phase) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	suffix := "/" + id + "/" + step
-	if phase == "compensation" {
+	if phase == saga.PhaseCompensation {
 		suffix += "/compensation"
 	}
 	n := 0
@@ -133,19 +133,19 @@ func (l *ledger) count(id, step, phase string) int {
 func (s *shop) bind(r *saga.Runner, l *ledger) error {
 	return errors.Join(
 		saga.Handle(r, s.charge, func(ctx context.Context, o Order) (Charged, error) {
-			return Charged{PaymentID: "pay-" + o.ID, Amount: o.Amount}, l.do(ctx, "action")
-		}, func(ctx context.Context, o Order, c Charged) error { return l.do(ctx, "compensation") }),
+			return Charged{PaymentID: "pay-" + o.ID, Amount: o.Amount}, l.do(ctx, saga.PhaseAction)
+		}, func(ctx context.Context, o Order, c Charged) error { return l.do(ctx, saga.PhaseCompensation) }),
 		saga.Handle(r, s.reserve, func(ctx context.Context, c Charged) (Reserved, error) {
-			return Reserved{Reservation: "res-" + c.PaymentID}, l.do(ctx, "action")
-		}, func(ctx context.Context, c Charged, _ Reserved) error { return l.do(ctx, "compensation") }),
+			return Reserved{Reservation: "res-" + c.PaymentID}, l.do(ctx, saga.PhaseAction)
+		}, func(ctx context.Context, c Charged, _ Reserved) error { return l.do(ctx, saga.PhaseCompensation) }),
 		saga.Handle(r, s.invoice, func(ctx context.Context, c Charged) (Invoiced, error) {
-			return Invoiced{Invoice: "inv-" + c.PaymentID}, l.do(ctx, "action")
-		}, func(ctx context.Context, c Charged, _ Invoiced) error { return l.do(ctx, "compensation") }),
+			return Invoiced{Invoice: "inv-" + c.PaymentID}, l.do(ctx, saga.PhaseAction)
+		}, func(ctx context.Context, c Charged, _ Invoiced) error { return l.do(ctx, saga.PhaseCompensation) }),
 		saga.Handle(r, s.confirm, func(ctx context.Context, o Order) (Confirmed, error) {
-			return Confirmed{OrderID: o.ID}, l.do(ctx, "action")
+			return Confirmed{OrderID: o.ID}, l.do(ctx, saga.PhaseAction)
 		}, nil),
 		saga.Handle(r, s.notify, func(ctx context.Context, c Confirmed) (Notified, error) {
-			return Notified{Message: "confirmed " + c.OrderID}, l.do(ctx, "action")
+			return Notified{Message: "confirmed " + c.OrderID}, l.do(ctx, saga.PhaseAction)
 		}, nil),
 	)
 }
@@ -183,12 +183,12 @@ func (e *env) startRunner(t *testing.T, ropts ...saga.RunnerOption) (stop func()
 
 func (e *env) start(t *testing.T, id string) {
 	t.Helper()
-	if err := e.c.Start(context.Background(), e.s.flow, id, Order{ID: id, Amount: 42}); err != nil {
+	if err := saga.Start(context.Background(), e.c, e.s.flow, id, Order{ID: id, Amount: 42}); err != nil {
 		t.Fatalf("start %s: %v", id, err)
 	}
 }
 
 func (e *env) await(t *testing.T, id string, want ...saga.Status) *saga.State {
 	t.Helper()
-	return sagatest.AwaitStatus(t, e.c, e.s.flow.Name(), id, 20*time.Second, want...)
+	return sagatest.AwaitStatus(t, e.c, e.s.flow, id, 20*time.Second, want...)
 }

@@ -1,7 +1,9 @@
 package saga_test
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,7 +17,7 @@ type (
 
 func TestDefineRejects(t *testing.T) {
 	used := saga.NewStep[A, B]("used")
-	saga.MustDefine("owner", 1, used)
+	saga.MustDefine[A]("owner", 1, used)
 	for _, tc := range []struct {
 		name  string
 		fname string
@@ -50,12 +52,25 @@ func TestDefineRejects(t *testing.T) {
 			return []saga.Item{saga.NewStep[A, A]("s"), saga.Deadline(time.Second), saga.Deadline(time.Minute)}
 		}, saga.ErrInvalidFlow},
 		{"negative timeout", "f", 1, func() []saga.Item { return []saga.Item{saga.NewStep[A, A]("s", saga.WithTimeout(-time.Second))} }, saga.ErrInvalidOption},
+		{"nil step", "f", 1, func() []saga.Item {
+			var s *saga.Step[A, A]
+			return []saga.Item{s}
+		}, saga.ErrInvalidFlow},
+		{"nil step in a group", "f", 1, func() []saga.Item {
+			var s *saga.Step[A, B]
+			return []saga.Item{saga.Parallel(saga.NewStep[A, B]("p"), s)}
+		}, saga.ErrInvalidFlow},
+		{"first step does not take the flow's input", "f", 1, func() []saga.Item { return []saga.Item{saga.NewStep[B, B]("s")} }, saga.ErrInvalidFlow},
+		{"compensation named on a pivot", "f", 1, func() []saga.Item {
+			return []saga.Item{saga.NewStep[A, A]("p", saga.Pivot(), saga.Undo("unpivot"))}
+		}, saga.ErrInvalidFlow},
+		{"bad owner", "f", 1, func() []saga.Item { return []saga.Item{saga.NewStep[A, A]("s", saga.Owner("pay ment"))} }, saga.ErrInvalidOption},
 		{"negative retry", "f", 1, func() []saga.Item {
 			return []saga.Item{saga.NewStep[A, A]("s", saga.WithRetry(saga.RetryPolicy{MaxAttempts: -1}))}
 		}, saga.ErrInvalidOption},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := saga.Define(tc.fname, tc.ver, tc.items()...)
+			_, err := saga.Define[A](tc.fname, tc.ver, tc.items()...)
 			if !errors.Is(err, tc.want) {
 				t.Errorf("Define = %v, want %v", err, tc.want)
 			}
@@ -81,5 +96,37 @@ func TestHandleRejects(t *testing.T) {
 	}
 	if _, err := saga.NewRunner(e.c, saga.WithAckWait(time.Millisecond)); !errors.Is(err, saga.ErrInvalidOption) {
 		t.Errorf("ack wait 1ms: %v", err)
+	}
+	// Pivot and retriable steps are never compensated: a compensation for
+	// one is refused.
+	r2, _ := saga.NewRunner(e.c)
+	undo := func(context.Context, Order, Confirmed) error { return nil }
+	if err := saga.Handle(r2, e.s.confirm, func(context.Context, Order) (Confirmed, error) { return Confirmed{}, nil }, undo); !errors.Is(err, saga.ErrInvalidOption) {
+		t.Errorf("compensation on a pivot: %v, want ErrInvalidOption", err)
+	}
+}
+
+// A flow describes itself: owners and compensation names are what tools
+// draw and derive permissions from.
+func TestFlowDescribesItsSteps(t *testing.T) {
+	pay := saga.NewStep[A, B]("pay", saga.Owner("payment"), saga.Undo("refund"), saga.WithTimeout(time.Second))
+	ship := saga.NewStep[A, B]("ship", saga.Owner("shipping"))
+	mail := saga.NewStep[A, B]("mail", saga.Owner("notification"))
+	done := saga.NewStep[A, A]("done", saga.Owner("order"), saga.Pivot())
+	f := saga.MustDefine[A]("described", 2, saga.Parallel(pay, ship, mail), done)
+	want := []saga.StepInfo{
+		{Name: "pay", Position: 0, Kind: saga.CompensatableStep, Owner: "payment", Undo: "refund", EventType: "B", Timeout: time.Second},
+		{Name: "ship", Position: 0, Kind: saga.CompensatableStep, Owner: "shipping", EventType: "B"},
+		{Name: "mail", Position: 0, Kind: saga.CompensatableStep, Owner: "notification", EventType: "B"},
+		{Name: "done", Position: 1, Kind: saga.PivotStep, Owner: "order", EventType: "A"},
+	}
+	if got := f.Steps(); !slices.Equal(got, want) {
+		t.Errorf("Steps:\n got  %+v\n want %+v", got, want)
+	}
+	if s, ok := f.Step("done"); !ok || s.Kind != saga.PivotStep {
+		t.Errorf("Step(done) = %+v %v", s, ok)
+	}
+	if _, ok := f.Step("nope"); ok {
+		t.Error("Step(nope) found")
 	}
 }

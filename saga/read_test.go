@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/internal/embedded"
+	"github.com/choreo-go/choreo/internal/wire"
 )
 
 // readClient is a client on a server of its own. Internal tests cannot use
@@ -51,24 +52,25 @@ func TestLeaderReadIsADirectRead(t *testing.T) {
 	c, nc := readClient(t)
 	ctx := context.Background()
 	a := NewStep[readIn, readOut]("a")
-	f, err := Define("readflow", 1, a)
+	f, err := Define[readIn]("readflow", 1, a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(ctx, f, "r1", readIn{N: 7}); err != nil {
+	if err := Start(ctx, c, f, "r1", readIn{N: 7}); err != nil {
 		t.Fatal(err)
 	}
-	cur, seq, err := c.load(ctx, f.name, "r1", 0)
+	j := c.j
+	cur, seq, err := j.load(ctx, f.Name(), "r1", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, doneSeq, err := c.appendFrom(ctx, cur, seq, f.name, "r1", "a", phaseDone, a.def.eventType, "r1.a.done", []byte(`{"M":8}`),
+	_, doneSeq, err := j.append(ctx, f.Name(), "r1", cur, seq, entry{step: "a", phase: PhaseDone, msgID: "r1.a.done", data: []byte(`{"M":8}`)},
 		func(s *State, now time.Time) error { return s.complete("a", 1, now) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A forged event, with its own copy of the broker's headers.
-	forged := nats.NewMsg(logSubject(f.name, "r2", sagaStep, phaseStart))
+	forged := nats.NewMsg(wire.LogSubject(f.Name(), "r2", wire.SagaStep, string(PhaseStart)))
 	forged.Header.Set(jetstream.SequenceHeader, "1")
 	forged.Data = []byte("{}")
 	if err := nc.PublishMsg(forged); err != nil {
@@ -77,9 +79,9 @@ func TestLeaderReadIsADirectRead(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for _, subject := range []string{logWildcard(f.name, "r1"), logSubject(f.name, "r1", sagaStep, phaseStart), logWildcard(f.name, "r2")} {
-		dm, dseq, derr := c.directLast(ctx, subject)
-		lm, lseq, lerr := c.leaderLast(ctx, subject)
+	for _, subject := range []string{wire.LogWildcard(f.Name(), "r1"), wire.LogSubject(f.Name(), "r1", wire.SagaStep, string(PhaseStart)), wire.LogWildcard(f.Name(), "r2")} {
+		dm, dseq, derr := j.directLast(ctx, subject)
+		lm, lseq, lerr := j.leaderLast(ctx, subject)
 		if derr != nil || lerr != nil {
 			t.Fatalf("%s: direct %v, leader %v", subject, derr, lerr)
 		}
@@ -97,18 +99,18 @@ func TestLeaderReadIsADirectRead(t *testing.T) {
 			}
 		}
 	}
-	if _, _, err := c.leaderLast(ctx, logWildcard(f.name, "nobody")); !errors.Is(err, ErrNotFound) {
+	if _, _, err := j.leaderLast(ctx, wire.LogWildcard(f.Name(), "nobody")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("leader read of no saga: %v, want ErrNotFound", err)
 	}
 	// lastMsg goes to the leader when the answer is older than min: on one
 	// server the answer is the same, and min past the log changes nothing.
 	c.opts.replicas = 3
 	defer func() { c.opts.replicas = 1 }()
-	st, lseq, err := c.load(ctx, f.name, "r1", 1<<40)
+	st, lseq, err := j.load(ctx, f.Name(), "r1", 1<<40)
 	if err != nil || st.Step("a").Status != StepCompleted || lseq != doneSeq {
 		t.Errorf("load past the log: %+v %d %v", st, lseq, err)
 	}
-	if _, _, err := c.load(ctx, f.name, "r2", 1); !errors.Is(err, ErrNotFound) {
+	if _, _, err := j.load(ctx, f.Name(), "r2", 1); !errors.Is(err, ErrNotFound) {
 		t.Errorf("load of a forged saga through the leader: %v, want it quarantined (ErrNotFound)", err)
 	}
 }

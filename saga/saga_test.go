@@ -38,7 +38,7 @@ func TestHappyPath(t *testing.T) {
 			t.Errorf("step %s effect happened %d times", ss.Name, n)
 		}
 	}
-	tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "o1")
+	tl := sagatest.Timeline(t, e.c, e.s.flow, "o1")
 	// The parallel members may finish in either order.
 	if len(tl) != 6 || tl[0] != "_saga:start" || tl[1] != "charge:done" || tl[4] != "confirm:done" || tl[5] != "notify:done" ||
 		!slices.Contains(tl[2:4], "reserve:done") || !slices.Contains(tl[2:4], "invoice:done") {
@@ -61,7 +61,7 @@ func TestStartTwiceStartsOneSaga(t *testing.T) {
 	if n := e.rec.Tries("twice", "charge:action"); n != 1 {
 		t.Errorf("charge action called %d times", n)
 	}
-	if got := sagatest.Timeline(t, e.c, e.s.flow.Name(), "twice"); got[0] != "_saga:start" || slices.Index(got[1:], "_saga:start") >= 0 {
+	if got := sagatest.Timeline(t, e.c, e.s.flow, "twice"); got[0] != "_saga:start" || slices.Index(got[1:], "_saga:start") >= 0 {
 		t.Errorf("timeline %q", got)
 	}
 }
@@ -69,33 +69,44 @@ func TestStartTwiceStartsOneSaga(t *testing.T) {
 func TestStartRejectsBadCalls(t *testing.T) {
 	e := newEnv(t, 0, nil)
 	ctx := context.Background()
+	// An input of the wrong type does not compile: Start takes the flow's In.
 	for _, tc := range []struct {
 		name  string
+		flow  *saga.Flow[Order]
 		id    string
-		input any
+		input Order
 		want  error
 	}{
-		{"id with a dot", "a.b", Order{}, saga.ErrInvalidID},
-		{"id with a wildcard", "a*", Order{}, saga.ErrInvalidID},
-		{"empty id", "", Order{}, saga.ErrInvalidID},
-		{"wrong input type", "ok", Charged{}, saga.ErrInvalidInput},
-		{"pointer input", "ok", &Order{}, saga.ErrInvalidInput},
+		{"id with a dot", e.s.flow, "a.b", Order{}, saga.ErrInvalidID},
+		{"id with a wildcard", e.s.flow, "a*", Order{}, saga.ErrInvalidID},
+		{"empty id", e.s.flow, "", Order{}, saga.ErrInvalidID},
+		{"nil flow", nil, "ok", Order{}, saga.ErrInvalidFlow},
+		{"input over the event size limit", e.s.flow, "big", Order{ID: strings.Repeat("x", 600<<10)}, saga.ErrInvalidInput},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := e.c.Start(ctx, e.s.flow, tc.id, tc.input); !errors.Is(err, tc.want) {
+			if err := saga.Start(ctx, e.c, tc.flow, tc.id, tc.input); !errors.Is(err, tc.want) {
 				t.Errorf("Start = %v, want %v", err, tc.want)
 			}
 		})
 	}
-	if _, err := e.c.Get(ctx, e.s.flow.Name(), "never-started"); !errors.Is(err, saga.ErrNotFound) {
+	if _, err := e.c.Get(ctx, e.s.flow, "never-started"); !errors.Is(err, saga.ErrNotFound) {
 		t.Errorf("Get of a missing saga = %v, want ErrNotFound", err)
+	}
+	// A flow named by hand finds the same saga, and a misspelt one nothing.
+	e.start(t, "named")
+	e.await(t, "named", saga.StatusCompleted)
+	if st, err := e.c.Get(ctx, saga.Named(e.s.flow.Name()), "named"); err != nil || st.Status != saga.StatusCompleted {
+		t.Errorf("Get by name: %v %v", st, err)
+	}
+	if _, err := e.c.Get(ctx, saga.Named(e.s.flow.Name()+"x"), "named"); !errors.Is(err, saga.ErrNotFound) {
+		t.Errorf("Get of a misspelt flow = %v, want ErrNotFound", err)
 	}
 }
 
 func TestSweep(t *testing.T) {
 	s := newShop(t, 0, nil)
 	l := newLedger()
-	sagatest.RunSweep(t, sagatest.Sweep{
+	sagatest.RunSweep(t, sagatest.Sweep[Order]{
 		Flow:  s.flow,
 		Input: Order{ID: "sweep", Amount: 7},
 		Bind:  func(r *saga.Runner) error { return s.bind(r, l) },
@@ -127,7 +138,7 @@ func TestParallelMemberFailsSiblingsCompensate(t *testing.T) {
 	if !strings.Contains(st.Reason, "out of stock") {
 		t.Errorf("reason %q", st.Reason)
 	}
-	tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "p1")
+	tl := sagatest.Timeline(t, e.c, e.s.flow, "p1")
 	if slices.Index(tl, "invoice:compensated") > slices.Index(tl, "charge:compensated") {
 		t.Errorf("charge compensated before its later sibling step: %q", tl)
 	}
@@ -178,7 +189,7 @@ func TestRetryIsVisibleWhileItWaits(t *testing.T) {
 	e.l.on("v1", "charge:action", func(context.Context, int) error { return errors.New("card network timeout") })
 	e.start(t, "v1")
 	sagatest.Poll(t, 10*time.Second, func() bool {
-		st, err := e.c.Get(context.Background(), e.s.flow.Name(), "v1")
+		st, err := e.c.Get(context.Background(), e.s.flow, "v1")
 		return err == nil && st.Step("charge").Attempts == 1 && strings.Contains(st.Step("charge").Error, "card network timeout")
 	}, func() string { return "the failed attempt is not in the saga's state" })
 }
@@ -241,7 +252,7 @@ func TestEffectLostInACrashPastTheTimeoutIsCompensated(t *testing.T) {
 	if n := e.l.count("crash", "reserve", "compensation"); n != 1 {
 		t.Errorf("reserve compensated %d times, want 1", n)
 	}
-	if tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "crash"); !slices.Contains(tl, "reserve:timed-out") || !slices.Contains(tl, "reserve:compensated") {
+	if tl := sagatest.Timeline(t, e.c, e.s.flow, "crash"); !slices.Contains(tl, "reserve:timed-out") || !slices.Contains(tl, "reserve:compensated") {
 		t.Errorf("timeline %v", tl)
 	}
 }
@@ -265,7 +276,7 @@ func TestRedeliveryWhileCompensatingIsCompensated(t *testing.T) {
 	if r := st.Step("reserve"); r.Status != saga.StepCompensated || e.l.count("r1", "reserve", "compensation") != 1 {
 		t.Errorf("reserve %+v, compensated %d times", r, e.l.count("r1", "reserve", "compensation"))
 	}
-	if tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "r1"); !slices.Contains(tl, "reserve:abandoned") {
+	if tl := sagatest.Timeline(t, e.c, e.s.flow, "r1"); !slices.Contains(tl, "reserve:abandoned") {
 		t.Errorf("timeline %v", tl)
 	}
 }
@@ -281,7 +292,7 @@ func TestSagaDeadlineFiresWithEveryProcessGone(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Start(context.Background(), s.flow, "d1", Order{ID: "d1"}); err != nil {
+		if err := saga.Start(context.Background(), c, s.flow, "d1", Order{ID: "d1"}); err != nil {
 			t.Fatal(err)
 		}
 	}()
@@ -303,7 +314,7 @@ func TestSagaDeadlineFiresWithEveryProcessGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	sagatest.Run(t, r)
-	st := sagatest.AwaitStatus(t, c, s.flow.Name(), "d1", 10*time.Second, saga.StatusCompensated)
+	st := sagatest.AwaitStatus(t, c, s.flow, "d1", 10*time.Second, saga.StatusCompensated)
 	if !strings.Contains(st.Reason, "deadline") {
 		t.Errorf("reason %q", st.Reason)
 	}
@@ -321,7 +332,7 @@ func TestSagaDeadlineInterruptsARunningStep(t *testing.T) {
 	if st.Reason != "saga deadline exceeded" {
 		t.Errorf("reason %q", st.Reason)
 	}
-	if tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "d2"); !slices.Contains(tl, "_saga:deadline") {
+	if tl := sagatest.Timeline(t, e.c, e.s.flow, "d2"); !slices.Contains(tl, "_saga:deadline") {
 		t.Errorf("no deadline event in %q", tl)
 	}
 	// charge waits for reserve: a compensation never overtakes a running step.
@@ -333,7 +344,7 @@ func TestSagaDeadlineInterruptsARunningStep(t *testing.T) {
 	if st.Step("reserve").Status != saga.StepCompensated {
 		t.Errorf("late reserve is %s", st.Step("reserve").Status)
 	}
-	tl := sagatest.Timeline(t, e.c, e.s.flow.Name(), "d2")
+	tl := sagatest.Timeline(t, e.c, e.s.flow, "d2")
 	if slices.Index(tl, "reserve:compensated") > slices.Index(tl, "charge:compensated") {
 		t.Errorf("order %q", tl)
 	}
@@ -373,21 +384,21 @@ func TestCompensationParkedThenOperatorRetry(t *testing.T) {
 	if ch := st.Step("charge"); ch.Status != saga.StepCompensationFailed || ch.CompensationAttempts != 3 || !strings.Contains(ch.Error, "refund api rejects") {
 		t.Errorf("charge %+v", ch)
 	}
-	dls, err := e.c.DeadLetters(context.Background(), e.s.flow.Name())
+	dls, err := e.c.DeadLetters(context.Background(), e.s.flow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "compensation of charge failed after 3 attempts") || dls[0].Header.Get(saga.HeaderSaga) != "c2" {
+	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "compensation of charge failed after 3 attempts") || !strings.Contains(dls[0].Subject, ".c2.") {
 		t.Fatalf("dead letters %+v", dls)
 	}
-	if parked, _ := e.c.List(context.Background(), e.s.flow.Name(), saga.StatusCompensationFailed); len(parked) != 1 || parked[0].ID != "c2" {
+	if parked, _ := e.c.List(context.Background(), e.s.flow, saga.StatusCompensationFailed); len(parked) != 1 || parked[0].ID != "c2" {
 		t.Errorf("List(compensation_failed) = %v", parked)
 	}
-	if err := e.c.RetryCompensation(context.Background(), e.s.flow.Name(), "nope"); !errors.Is(err, saga.ErrNotFound) {
+	if err := e.c.RetryCompensation(context.Background(), e.s.flow, "nope"); !errors.Is(err, saga.ErrNotFound) {
 		t.Errorf("retry of a missing saga: %v", err)
 	}
 	refundWorks.Store(true)
-	if err := e.c.RetryCompensation(context.Background(), e.s.flow.Name(), "c2"); err != nil {
+	if err := e.c.RetryCompensation(context.Background(), e.s.flow, "c2"); err != nil {
 		t.Fatal(err)
 	}
 	st = e.await(t, "c2", saga.StatusCompensated)
@@ -397,7 +408,7 @@ func TestCompensationParkedThenOperatorRetry(t *testing.T) {
 	if n := e.l.count("c2", "charge", "compensation"); n != 1 {
 		t.Errorf("refunded %d times", n)
 	}
-	if err := e.c.RetryCompensation(context.Background(), e.s.flow.Name(), "c2"); !errors.Is(err, saga.ErrNotParked) {
+	if err := e.c.RetryCompensation(context.Background(), e.s.flow, "c2"); !errors.Is(err, saga.ErrNotParked) {
 		t.Errorf("second retry: %v, want ErrNotParked", err)
 	}
 }
@@ -436,11 +447,11 @@ func TestDuplicatePublishRunsActionOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 10*time.Second, func() bool {
-		dls, _ := e.c.DeadLetters(context.Background(), e.s.flow.Name())
+		dls, _ := e.c.DeadLetters(context.Background(), e.s.flow)
 		return len(dls) > 0
 	}, func() string { return "the stripped copy was not dead-lettered" })
 	// The saga's state still stands and nothing ran twice.
-	st, err := e.c.Get(context.Background(), e.s.flow.Name(), "dup")
+	st, err := e.c.Get(context.Background(), e.s.flow, "dup")
 	if err != nil || st.Status != saga.StatusCompleted {
 		t.Fatalf("state after duplicates: %v %v", st, err)
 	}
@@ -457,7 +468,7 @@ func TestRedeliveryAfterAckTimeoutRunsActionOnce(t *testing.T) {
 	// broker redelivers it as it would a dead process's.
 	hung := make(chan struct{})
 	var once sync.Once
-	e := newEnv(t, 0, nil, saga.WithAckWait(300*time.Millisecond), saga.WithOnRecorded(func(st *saga.State, step, phase string) {
+	e := newEnv(t, 0, nil, saga.WithAckWait(300*time.Millisecond), saga.WithOnRecorded(func(st *saga.State, step string, phase saga.Phase) {
 		if st.ID == "redeliver" && step == "charge" && phase == "done" {
 			once.Do(func() { <-hung })
 		}
@@ -490,7 +501,7 @@ func TestSlowRecordingIsKeptAlive(t *testing.T) {
 	// broker, a slow hook) must not let the broker redeliver the trigger:
 	// the redelivery would find the step still running and run it again.
 	var slow, slept atomic.Int32
-	e := newEnv(t, 0, nil, saga.WithAckWait(300*time.Millisecond), saga.WithOnRecorded(func(st *saga.State, step, phase string) {
+	e := newEnv(t, 0, nil, saga.WithAckWait(300*time.Millisecond), saga.WithOnRecorded(func(st *saga.State, step string, phase saga.Phase) {
 		if step == "charge" && phase == "done" {
 			slow.Add(1)
 			time.Sleep(time.Second) // over three ack waits before the ack
@@ -582,7 +593,7 @@ func TestRunnerReplacedMidSaga(t *testing.T) {
 	e.start(t, "m1")
 	<-entered
 	stop()
-	st, err := e.c.Get(context.Background(), e.s.flow.Name(), "m1")
+	st, err := e.c.Get(context.Background(), e.s.flow, "m1")
 	if err != nil || st.Status != saga.StatusRunning {
 		t.Fatalf("after stop: %v %v", st, err)
 	}
@@ -600,7 +611,7 @@ func TestWatchSeesEveryChange(t *testing.T) {
 	e := newEnv(t, 0, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ch, err := e.c.Watch(ctx, e.s.flow.Name())
+	ch, err := e.c.Watch(ctx, e.s.flow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,12 +646,12 @@ func TestListByStatus(t *testing.T) {
 		e.await(t, id, saga.StatusCompleted)
 	}
 	e.await(t, "bad", saga.StatusCompensated)
-	all, err := e.c.List(context.Background(), e.s.flow.Name())
+	all, err := e.c.List(context.Background(), e.s.flow)
 	if err != nil || len(all) != 3 {
 		t.Fatalf("List = %v, %v", all, err)
 	}
-	done, _ := e.c.List(context.Background(), e.s.flow.Name(), saga.StatusCompleted)
-	comp, _ := e.c.List(context.Background(), e.s.flow.Name(), saga.StatusCompensated)
+	done, _ := e.c.List(context.Background(), e.s.flow, saga.StatusCompleted)
+	comp, _ := e.c.List(context.Background(), e.s.flow, saga.StatusCompensated)
 	if len(done) != 2 || len(comp) != 1 || comp[0].ID != "bad" {
 		t.Errorf("completed %v compensated %v", done, comp)
 	}
@@ -651,18 +662,18 @@ func TestUnnamedPayloadTypes(t *testing.T) {
 	c := srv.Client()
 	first := saga.NewStep[[]string, map[string]int]("count")
 	second := saga.NewStep[map[string]int, []int]("list")
-	f := saga.MustDefine("unnamed", 1, first, second)
+	f := saga.MustDefine[[]string]("unnamed", 1, first, second)
 	r, _ := saga.NewRunner(c)
 	_ = saga.Handle(r, first, func(_ context.Context, in []string) (map[string]int, error) {
 		return map[string]int{"n": len(in)}, nil
 	}, nil)
 	_ = saga.Handle(r, second, func(_ context.Context, in map[string]int) ([]int, error) { return []int{in["n"]}, nil }, nil)
 	sagatest.Run(t, r)
-	if err := c.Start(context.Background(), f, "u1", []string{"a", "b"}); err != nil {
+	if err := saga.Start(context.Background(), c, f, "u1", []string{"a", "b"}); err != nil {
 		t.Fatal(err)
 	}
-	sagatest.AwaitStatus(t, c, "unnamed", "u1", 10*time.Second, saga.StatusCompleted)
-	evs, _ := c.Timeline(context.Background(), "unnamed", "u1")
+	sagatest.AwaitStatus(t, c, f, "u1", 10*time.Second, saga.StatusCompleted)
+	evs, _ := c.Timeline(context.Background(), f, "u1")
 	if string(evs[len(evs)-1].Data) != "[2]" || evs[0].Type != "[]string" {
 		t.Errorf("events %+v", evs)
 	}
@@ -679,7 +690,7 @@ func TestOnEndSeesEveryEndOnce(t *testing.T) {
 		if err := e.s.bind(r, e.l); err != nil {
 			t.Fatal(err)
 		}
-		if err := saga.OnEnd(r, e.s.flow, "orders", func(_ context.Context, st *saga.State) error {
+		if err := r.OnEnd(e.s.flow, "orders", func(_ context.Context, st *saga.State) error {
 			mu.Lock()
 			defer mu.Unlock()
 			ends[st.ID] = append(ends[st.ID], st.Status)
@@ -714,7 +725,7 @@ func TestValidatorRejectsInvalidInput(t *testing.T) {
 		}
 		return nil
 	}))
-	if err := e.c.Start(context.Background(), e.s.flow, "neg", Order{ID: "neg", Amount: -1}); err != nil {
+	if err := saga.Start(context.Background(), e.c, e.s.flow, "neg", Order{ID: "neg", Amount: -1}); err != nil {
 		t.Fatal(err)
 	}
 	st := e.await(t, "neg", saga.StatusCompensated)
@@ -724,7 +735,7 @@ func TestValidatorRejectsInvalidInput(t *testing.T) {
 	if e.l.count("neg", "charge", "action") != 0 {
 		t.Error("the action ran on an invalid event")
 	}
-	dls, _ := e.c.DeadLetters(context.Background(), e.s.flow.Name())
+	dls, _ := e.c.DeadLetters(context.Background(), e.s.flow)
 	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "schema-invalid") {
 		t.Errorf("dead letters %+v", dls)
 	}
@@ -784,15 +795,15 @@ func TestReadsLeaveNoConsumerBehind(t *testing.T) {
 	}
 	before := count()
 	for range 20 {
-		if _, err := e.c.Timeline(ctx, e.s.flow.Name(), "r1"); err != nil {
+		if _, err := e.c.Timeline(ctx, e.s.flow, "r1"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.c.List(ctx, e.s.flow.Name()); err != nil {
+		if _, err := e.c.List(ctx, e.s.flow); err != nil {
 			t.Fatal(err)
 		}
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	if _, err := e.c.Watch(wctx, e.s.flow.Name()); err != nil {
+	if _, err := e.c.Watch(wctx, e.s.flow); err != nil {
 		t.Fatal(err)
 	}
 	cancel()

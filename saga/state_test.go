@@ -12,7 +12,7 @@ func st(status Status, steps ...StepState) *State {
 }
 
 func step(name string, pos int, s StepStatus) StepState {
-	return StepState{Name: name, Position: pos, Kind: Compensatable, Status: s}
+	return StepState{Name: name, Position: pos, Kind: CompensatableStep, Status: s}
 }
 
 func TestDueUndo(t *testing.T) {

@@ -11,6 +11,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,17 +31,75 @@ import (
 type Server struct {
 	ns   *server.Server
 	opts server.Options
-	tb   testing.TB
+	tb   testing.TB // nil for a server from StartServer
+
+	mu      sync.Mutex
+	cleanup []func() // without tb: what Shutdown closes
 }
 
 // ClientURL is the URL clients connect to ("nats://127.0.0.1:PORT").
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
 // Shutdown stops the server and waits until it has stopped. NewServer has
-// it called when the test ends; calling it again does nothing.
+// it called when the test ends; a server from StartServer also closes the
+// connections it made and removes its store. Calling it again does nothing.
 func (s *Server) Shutdown() {
+	s.mu.Lock()
+	fns := s.cleanup
+	s.cleanup = nil
+	s.mu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+}
+
+// StartServer starts an embedded server outside a test (in an example or a
+// small program); the caller stops it with Shutdown. In a test, use
+// NewServer.
+func StartServer(opts ...ServerOption) (*Server, error) {
+	dir, err := os.MkdirTemp("", "sagatest-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: defaultOptions(dir)}
+	for _, opt := range opts {
+		opt(&s.opts)
+	}
+	if err := s.start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.onShutdown(func() { os.RemoveAll(dir) })
+	return s, nil
+}
+
+func defaultOptions(dir string) server.Options {
+	return server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
+		NoLog: true, NoSigs: true, MaxPayload: 8 << 20,
+	}
+}
+
+// fatal fails the test, or panics outside one.
+func (s *Server) fatal(format string, args ...any) {
+	if s.tb != nil {
+		s.tb.Helper()
+		s.tb.Fatalf(format, args...)
+	}
+	panic(fmt.Sprintf(format, args...))
+}
+
+// onShutdown runs fn when the test ends, or at Shutdown outside a test.
+func (s *Server) onShutdown(fn func()) {
+	if s.tb != nil {
+		s.tb.Cleanup(fn)
+		return
+	}
+	s.mu.Lock()
+	s.cleanup = append(s.cleanup, fn)
+	s.mu.Unlock()
 }
 
 // ServerOption adjusts the embedded server's options.
@@ -54,67 +115,67 @@ func StoreDir(dir string) ServerOption { return func(o *server.Options) { o.Stor
 // NewServer starts an embedded server and stops it when the test ends.
 func NewServer(tb testing.TB, opts ...ServerOption) *Server {
 	tb.Helper()
-	o := server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: tb.TempDir(),
-		NoLog: true, NoSigs: true, MaxPayload: 8 << 20,
-	}
+	o := defaultOptions(tb.TempDir())
 	for _, opt := range opts {
 		opt(&o)
 	}
 	s := &Server{opts: o, tb: tb}
-	s.start()
+	if err := s.start(); err != nil {
+		tb.Fatalf("sagatest: %v", err)
+	}
 	tb.Cleanup(func() { s.Shutdown() })
 	return s
 }
 
-func (s *Server) start() {
-	s.tb.Helper()
+func (s *Server) start() error {
 	ns, err := server.NewServer(&s.opts)
 	if err != nil {
-		s.tb.Fatalf("sagatest: new server: %v", err)
+		return fmt.Errorf("new server: %w", err)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
-		s.tb.Fatalf("sagatest: server not ready")
+		ns.Shutdown()
+		return fmt.Errorf("server not ready after 10s")
 	}
 	s.ns = ns
 	s.opts.Port = ns.Addr().(*net.TCPAddr).Port
+	return nil
 }
 
 // Restart stops the server and starts it again on the same port and store,
 // as a broker restart does. Clients reconnect on their own.
 func (s *Server) Restart() {
-	s.tb.Helper()
-	s.Shutdown()
-	s.start()
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+	if err := s.start(); err != nil {
+		s.fatal("sagatest: restart: %v", err)
+	}
 }
 
 // Connect returns a connection and its JetStream context, closed when the
 // test ends. The connection reconnects for ever.
 func (s *Server) Connect() (*nats.Conn, jetstream.JetStream) {
-	s.tb.Helper()
 	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
 		// Bad-input tests send what the client cannot parse; the library
 		// reports it, the default handler would print it.
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
-		s.tb.Fatalf("sagatest: connect: %v", err)
+		s.fatal("sagatest: connect: %v", err)
 	}
-	s.tb.Cleanup(nc.Close)
+	s.onShutdown(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
-		s.tb.Fatalf("sagatest: jetstream: %v", err)
+		s.fatal("sagatest: jetstream: %v", err)
 	}
 	return nc, js
 }
 
 // Client connects to the server and returns a saga client over it.
 func (s *Server) Client(opts ...saga.Option) *saga.Client {
-	s.tb.Helper()
 	_, js := s.Connect()
 	c, err := saga.New(context.Background(), js, opts...)
 	if err != nil {
-		s.tb.Fatalf("sagatest: saga client: %v", err)
+		s.fatal("sagatest: saga client: %v", err)
 	}
 	return c
 }
@@ -170,24 +231,33 @@ func Poll(tb testing.TB, timeout time.Duration, cond func() bool, msg func() str
 // timeout, saying where the saga stands.
 func AwaitStatus(tb testing.TB, c *saga.Client, f saga.FlowRef, id string, timeout time.Duration, want ...saga.Status) *saga.State {
 	tb.Helper()
-	var st *saga.State
-	var err error
-	Poll(tb, timeout, func() bool {
-		st, err = c.Get(context.Background(), f, id)
-		if err != nil {
-			return false
-		}
-		for _, w := range want {
-			if st.Status == w {
-				return true
-			}
-		}
-		return false
-	}, func() string {
-		if err != nil {
-			return fmt.Sprintf("saga %s/%s: %v", f.Name(), id, err)
-		}
-		return fmt.Sprintf("saga %s/%s is %s, want %v (steps %+v)", f.Name(), id, st.Status, want, st.Steps)
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	st, err := Wait(ctx, c, f, id, want...)
+	if err != nil {
+		tb.Fatalf("sagatest: after %v: %v", timeout, err)
+	}
 	return st
+}
+
+// Wait polls until the saga of flow f has one of the statuses (any
+// terminal one when none is given) and returns its state. When ctx ends
+// first, the error says where the saga stands.
+func Wait(ctx context.Context, c *saga.Client, f saga.FlowRef, id string, want ...saga.Status) (*saga.State, error) {
+	wait := time.Millisecond
+	for {
+		st, err := c.Get(ctx, f, id)
+		if err == nil && ((len(want) == 0 && st.Status.Terminal()) || slices.Contains(want, st.Status)) {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return nil, fmt.Errorf("saga %s/%s: %w", f.Name(), id, err)
+			}
+			return nil, fmt.Errorf("saga %s/%s is %s, want %v (steps %+v)", f.Name(), id, st.Status, want, st.Steps)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
 }
