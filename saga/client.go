@@ -248,7 +248,7 @@ func name(f FlowRef) string {
 
 // valid reports whether f and id can name a saga.
 func valid(f FlowRef, id string) bool {
-	return f != nil && ValidID(id) && tokenRE.MatchString(name(f))
+	return f != nil && ValidID(id) && token(name(f))
 }
 
 // Get returns a saga's state. Steps that are running but that no runner
@@ -295,7 +295,7 @@ func (c *Client) served(ctx context.Context, flow, step string) bool {
 // every saga of the flow: use it for operators and tests, not per request on
 // a large history.
 func (c *Client) List(ctx context.Context, f FlowRef, statuses ...Status) ([]*State, error) {
-	if f == nil || !tokenRE.MatchString(name(f)) {
+	if f == nil || !token(name(f)) {
 		return nil, nil
 	}
 	flow := name(f)
@@ -358,7 +358,7 @@ func (c *Client) Timeline(ctx context.Context, f FlowRef, id string) ([]Event, e
 		if err != nil {
 			return
 		}
-		e := Event{Step: env.step, Phase: env.phase, Time: env.state.UpdatedAt, State: env.state.view()}
+		e := Event{Step: env.step, Phase: env.phase, Time: env.state.UpdatedAt, State: env.state}
 		if def != nil {
 			e.Type = def.typeOf(env.step, env.phase)
 		} else {
@@ -385,7 +385,7 @@ func (c *Client) Timeline(ctx context.Context, f FlowRef, id string) ([]Event, e
 // now on, until ctx ends; then it closes the channel. A slow reader slows
 // the watch, not the sagas.
 func (c *Client) Watch(ctx context.Context, f FlowRef) (<-chan *State, error) {
-	if f == nil || !tokenRE.MatchString(name(f)) {
+	if f == nil || !token(name(f)) {
 		return nil, fmt.Errorf("%w: bad flow name", ErrInvalidFlow)
 	}
 	flow := name(f)

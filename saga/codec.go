@@ -226,7 +226,7 @@ func decodeState(flow, id, raw string) (*State, error) {
 		st := StepState{Name: rec.next(',')}
 		st.Position = rec.int(rec.next(','))
 		ks := rec.next(',')
-		if len(ks) != 2 || kindOf[ks[0]] == "" || statusOf[ks[1]] == "" || !tokenRE.MatchString(st.Name) {
+		if len(ks) != 2 || kindOf[ks[0]] == "" || statusOf[ks[1]] == "" || !token(st.Name) {
 			c.fail("bad step %q", st.Name)
 			break
 		}

@@ -2,7 +2,6 @@ package saga
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -24,11 +23,9 @@ const (
 	DeadLetterStream = wire.DeadLetterStream
 )
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-
 // ValidID reports whether id can name a saga: 1 to 128 characters of
 // [A-Za-z0-9_-], so that it is one NATS subject token.
-func ValidID(id string) bool { return idRE.MatchString(id) }
+func ValidID(id string) bool { return len(id) >= 1 && len(id) <= 128 && idChars(id) }
 
 // logPhases are the phases a saga log event may have.
 var logPhases = map[Phase]bool{
@@ -163,7 +160,7 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 
 // check validates the names the subject gave.
 func (e *envelope) check() error {
-	if !tokenRE.MatchString(e.flow) || !ValidID(e.id) || (e.step != wire.SagaStep && !tokenRE.MatchString(e.step)) {
+	if !token(e.flow) || !ValidID(e.id) || (e.step != wire.SagaStep && !token(e.step)) {
 		return bad("malformed subject tokens (flow %q, saga %q, step %q)", e.flow, e.id, e.step)
 	}
 	return nil

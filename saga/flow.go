@@ -3,7 +3,6 @@ package saga
 import (
 	"fmt"
 	"reflect"
-	"regexp"
 	"time"
 
 	"github.com/choreo-go/choreo/internal/wire"
@@ -112,7 +111,7 @@ func Pivot() StepOption {
 // derive from the flow, so declare it on every step of a shared flow.
 func Owner(service string) StepOption {
 	return func(s *stepDef) error {
-		if !tokenRE.MatchString(service) {
+		if !token(service) {
 			return fmt.Errorf("%w: owner %q must be 1-64 characters of [A-Za-z0-9_-]", ErrInvalidOption, service)
 		}
 		s.owner = service
@@ -338,7 +337,24 @@ func (f *Flow[In]) Step(name string) (StepInfo, bool) {
 	return StepInfo{}, false
 }
 
-var tokenRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+// token reports whether s is a name choreo accepts for a flow, a step or
+// an owner: 1 to 64 characters of [A-Za-z0-9_-], starting with a letter or
+// digit, so that it is one NATS subject token. (Checked on every message:
+// no regular expression.)
+func token(s string) bool {
+	return len(s) >= 1 && len(s) <= 64 && s[0] != '_' && s[0] != '-' && idChars(s)
+}
+
+// idChars reports whether s is made only of [A-Za-z0-9_-].
+func idChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Define checks and builds a flow whose sagas start with an In. Items are
 // steps, Parallel groups and at most one Deadline, in order. The first
@@ -360,7 +376,7 @@ func define(name string, version int, input reflect.Type, items []Item) (*flowDe
 	bad := func(format string, args ...any) (*flowDef, error) {
 		return nil, fmt.Errorf("%w: flow %q: %w", ErrInvalidFlow, name, fmt.Errorf(format, args...))
 	}
-	if !tokenRE.MatchString(name) {
+	if !token(name) {
 		return bad("name must be 1-64 characters of [A-Za-z0-9_-], starting with a letter or digit")
 	}
 	if version < 1 {
@@ -375,7 +391,7 @@ func define(name string, version int, input reflect.Type, items []Item) (*flowDe
 		if d.err != nil {
 			return nil, fmt.Errorf("step %q: %w", d.name, d.err)
 		}
-		if !tokenRE.MatchString(d.name) {
+		if !token(d.name) {
 			return nil, fmt.Errorf("step name %q must be 1-64 characters of [A-Za-z0-9_-], starting with a letter or digit", d.name)
 		}
 		if d.flow != nil {

@@ -313,7 +313,7 @@ type source struct {
 // The copy's id derives from the original's stream, sequence and reader,
 // so a reader copying the same message twice stores one.
 func (j *journal) deadLetter(ctx context.Context, flow string, src source, h nats.Header, data []byte, reason string) error {
-	if !tokenRE.MatchString(flow) {
+	if !token(flow) {
 		flow = "_"
 	}
 	m := nats.NewMsg(wire.Dead + flow)

@@ -106,7 +106,8 @@ func WithAckWait(d time.Duration) RunnerOption {
 
 // WithDrainTimeout sets how long Run waits, once its context ends, for the
 // handlers in flight (default 30s). Handlers still running then have their
-// context cancelled and their messages are left for redelivery.
+// context cancelled and their messages are left for redelivery; Run waits
+// 5s more for them to return, then returns without them.
 func WithDrainTimeout(d time.Duration) RunnerOption {
 	return func(o *runnerOptions) error {
 		if d < 0 {
@@ -240,7 +241,7 @@ func (r *Runner) OnEnd(f FlowRef, handler string, fn func(ctx context.Context, s
 	if f == nil || fn == nil {
 		return fmt.Errorf("%w: nil flow or function", ErrInvalidOption)
 	}
-	if !tokenRE.MatchString(handler) || !tokenRE.MatchString(name(f)) {
+	if !token(handler) || !token(name(f)) {
 		return fmt.Errorf("%w: name %q must be 1-64 characters of [A-Za-z0-9_-]", ErrInvalidOption, handler)
 	}
 	r.mu.Lock()
@@ -365,7 +366,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	case <-done:
 	case <-time.After(r.o.drain):
 		cancelHandlers()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			// A handler that ignores its context is left behind; its
+			// message, never acknowledged, is redelivered.
+			r.j.opts.logger.Error("choreo: handlers still running after the drain timeout and their context's end; Run returns without them")
+		}
 	}
 	return nil
 }
@@ -446,7 +453,7 @@ func (r *Runner) reportUnserved(ctx context.Context) {
 			}
 		}
 		if len(missing) > 0 {
-			r.j.opts.logger.Warn("choreo: steps no runner serves yet; their sagas wait until one does",
+			r.j.opts.logger.Info("choreo: steps no runner serves yet; their sagas wait until one does",
 				"flow", f.name, "version", f.version, "steps", strings.Join(missing, ","))
 		}
 	}
@@ -457,10 +464,14 @@ func (r *Runner) reportUnserved(ctx context.Context) {
 // result. trigger is the trigger's payload when it is that input.
 func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, trigger []byte) ([]byte, error) {
 	f := d.flow
+	afterGroup := d.pos > 0 && len(f.positions[d.pos-1]) > 1
 	switch {
+	case afterGroup:
+		// The trigger is the last member's result: the input is the flow's.
+		return r.j.eventData(ctx, f.name, id, wire.SagaStep, PhaseStart)
 	case trigger != nil:
 		return trigger, nil
-	case d.pos == 0 || len(f.positions[d.pos-1]) > 1:
+	case d.pos == 0:
 		return r.j.eventData(ctx, f.name, id, wire.SagaStep, PhaseStart)
 	}
 	return r.j.eventData(ctx, f.name, id, f.positions[d.pos-1][0].name, PhaseDone)

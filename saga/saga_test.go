@@ -812,3 +812,32 @@ func TestReadsLeaveNoConsumerBehind(t *testing.T) {
 			return fmt.Sprintf("%d consumers on the stream after the reads, %d before", count(), before)
 		})
 }
+
+// The step after a Parallel group takes the flow's input, not the result
+// of whichever member finished last (which is what triggers it).
+func TestStepAfterGroupTakesFlowInput(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	c := srv.Client()
+	type In struct{ Order string }
+	type Part struct{ Part string }
+	b := saga.NewStep[In, Part]("b")
+	d := saga.NewStep[In, Part]("d")
+	after := saga.NewStep[In, In]("after")
+	f := saga.MustDefine[In]("grouped", 1, saga.Parallel(b, d), after)
+	r, _ := saga.NewRunner(c)
+	part := func(_ context.Context, in In) (Part, error) { return Part{Part: "p-" + in.Order}, nil }
+	var got atomic.Value
+	_ = errors.Join(
+		saga.Handle(r, b, part, nil),
+		saga.Handle(r, d, part, nil),
+		saga.Handle(r, after, func(_ context.Context, in In) (In, error) { got.Store(in); return in, nil }, nil),
+	)
+	sagatest.Run(t, r)
+	if err := saga.Start(context.Background(), c, f, "g1", In{Order: "o-7"}); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.AwaitStatus(t, c, f, "g1", 10*time.Second, saga.StatusCompleted)
+	if in, _ := got.Load().(In); in.Order != "o-7" {
+		t.Errorf("the step after the group got %+v, want the flow's input", got.Load())
+	}
+}

@@ -116,7 +116,7 @@ func startEnv(syncAlways bool) (*env, error) {
 // of every saga whose last event is stored.
 func setup(ctx context.Context, kind string, js jetstream.JetStream, steps int, gen payloadGen, done func(string)) (system, func(), error) {
 	if kind == "choreo" {
-		return setupChoreo(ctx, js, steps, gen, nil, done)
+		return setupChoreo(ctx, js, steps, gen, benchOptions(), done)
 	}
 	return setupRaw(ctx, js, steps, gen, done)
 }

@@ -1,0 +1,206 @@
+package saga
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The runner's decisions are pure functions of a saga's state and what
+// happened: these tables need no broker.
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// running is a saga whose step "s" (of kind k, triggered by event 2) is
+// running, started at t0, with a deadline when given.
+func running(status Status, k StepKind, deadline time.Time) *State {
+	return &State{Status: status, Events: 3, Deadline: deadline, Steps: []StepState{
+		{Name: "a", Position: 0, Kind: CompensatableStep, Status: StepCompleted, Done: 2},
+		{Name: "s", Position: 1, Kind: k, Status: StepRunning, Trigger: 2, StartedAt: t0},
+	}}
+}
+
+func TestJudgeTrigger(t *testing.T) {
+	comp := &stepDef{name: "s", kind: CompensatableStep, timeout: time.Minute}
+	pivot := &stepDef{name: "s", kind: PivotStep, timeout: time.Minute}
+	done := running(StatusRunning, CompensatableStep, time.Time{})
+	done.Steps[1].Status = StepCompleted
+	for _, tc := range []struct {
+		name      string
+		d         *stepDef
+		st        *State
+		trigger   int
+		delivered int
+		now       time.Time
+		want      triggerVerdict
+	}{
+		{"fresh trigger", comp, running(StatusRunning, CompensatableStep, time.Time{}), 2, 1, t0, triggerRun},
+		{"a sibling's result", comp, running(StatusRunning, CompensatableStep, time.Time{}), 3, 1, t0, triggerIgnore},
+		{"a step the saga does not have", &stepDef{name: "x"}, running(StatusRunning, CompensatableStep, time.Time{}), 2, 1, t0, triggerIgnore},
+		{"decided already: a redelivery", comp, done, 2, 2, t0, triggerSettled},
+		{"compensating, first delivery: never ran", comp, running(StatusCompensating, CompensatableStep, time.Time{}), 2, 1, t0, triggerSkip},
+		{"compensating, redelivered: may have run", comp, running(StatusCompensating, CompensatableStep, time.Time{}), 2, 2, t0, triggerAbandon},
+		{"compensating, redelivered pivot: not compensatable", pivot, running(StatusCompensating, PivotStep, time.Time{}), 2, 2, t0, triggerSkip},
+		{"timeout passed", comp, running(StatusRunning, CompensatableStep, time.Time{}), 2, 3, t0.Add(time.Minute), triggerExpired},
+		{"saga deadline passed first", comp, running(StatusRunning, CompensatableStep, t0.Add(time.Second)), 2, 1, t0.Add(2 * time.Second), triggerExpired},
+		{"a pivot has no timeout", pivot, running(StatusRunning, PivotStep, t0.Add(time.Second)), 2, 1, t0.Add(time.Hour), triggerRun},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := judgeTrigger(tc.d, tc.st, tc.trigger, tc.delivered, tc.now); got != tc.want {
+				t.Errorf("judgeTrigger = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStepBound(t *testing.T) {
+	comp := &stepDef{name: "s", kind: CompensatableStep, timeout: time.Minute}
+	for _, tc := range []struct {
+		name       string
+		d          *stepDef
+		deadline   time.Time
+		wantAt     time.Time
+		wantReason string
+	}{
+		{"timeout", comp, time.Time{}, t0.Add(time.Minute), "timed out after 1m0s"},
+		{"deadline sooner", comp, t0.Add(time.Second), t0.Add(time.Second), "saga deadline exceeded"},
+		{"timeout sooner", comp, t0.Add(time.Hour), t0.Add(time.Minute), "timed out after 1m0s"},
+		{"no timeout, deadline", &stepDef{name: "s", kind: CompensatableStep}, t0.Add(time.Hour), t0.Add(time.Hour), "saga deadline exceeded"},
+		{"retriable: unbounded", &stepDef{name: "s", kind: RetriableStep, timeout: time.Minute}, t0.Add(time.Second), time.Time{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := stepBound(tc.d, running(StatusRunning, tc.d.kind, tc.deadline))
+			if !b.at.Equal(tc.wantAt) || b.reason != tc.wantReason {
+				t.Errorf("stepBound = %v %q, want %v %q", b.at, b.reason, tc.wantAt, tc.wantReason)
+			}
+		})
+	}
+}
+
+// apply runs a verdict's transition on a copy of st, as the journal does.
+func apply(t *testing.T, v verdict, st *State) *State {
+	t.Helper()
+	next := st.clone()
+	next.Events++
+	if err := v.apply(next, t0.Add(time.Second)); err != nil {
+		t.Fatalf("%s: %v", v.phase, err)
+	}
+	next.settle(t0.Add(time.Second))
+	return next
+}
+
+func TestJudgeAction(t *testing.T) {
+	comp := &stepDef{name: "s", kind: CompensatableStep}
+	retriable := &stepDef{name: "s", kind: RetriableStep}
+	pivot := &stepDef{name: "s", kind: PivotStep}
+	b := bound{at: t0.Add(time.Minute), reason: "timed out after 1m0s"}
+	plain := errors.New("busy")
+	for _, tc := range []struct {
+		name       string
+		d          *stepDef
+		attempt    int
+		o          outcome
+		phase      Phase
+		retryIn    time.Duration
+		deadLetter bool
+		step       StepStatus // of s after the transition
+		saga       Status
+		reason     string // in the step's error or the saga's reason
+	}{
+		{"success: the last step completes the saga", comp, 1, outcome{out: []byte(`{}`)}, PhaseDone, 0, false, StepCompleted, StatusCompleted, ""},
+		{"late success is recorded and compensated", comp, 1, outcome{out: []byte(`{}`), late: true}, PhaseDone, 0, false, StepCompleted, StatusCompensating, "its late result is compensated"},
+		{"result too large: compensatable is unknown", comp, 1, outcome{out: []byte(`{}`), tooLarge: 1024}, PhaseTimedOut, 0, false, StepUnknown, StatusCompensating, "over the 1024-byte event limit"},
+		{"result too large: pivot fails, and the saga compensates", pivot, 1, outcome{out: []byte(`{}`), tooLarge: 1024}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "over the 1024-byte event limit"},
+		{"abort compensates", comp, 1, outcome{err: Abort(errors.New("declined"))}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "declined"},
+		{"plain error is retried", comp, 1, outcome{err: plain}, PhaseRetry, 100 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
+		{"backoff doubles", comp, 3, outcome{err: plain}, PhaseRetry, 400 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
+		{"retries exhausted", comp, 5, outcome{err: plain}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "retries exhausted after 5 attempts: busy"},
+		{"retriable never exhausts", retriable, 50, outcome{err: plain}, PhaseRetry, 5 * time.Second, false, StepRunning, StatusRunning, "busy"},
+		{"retriable ignores abort", retriable, 1, outcome{err: Abort(plain)}, PhaseRetry, 100 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
+		{"error after the bound: unknown", comp, 1, outcome{err: plain, late: true}, PhaseTimedOut, 0, false, StepUnknown, StatusCompensating, "timed out after 1m0s: busy"},
+		{"abort after the bound is still an abort", comp, 1, outcome{err: Abort(plain), late: true}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "busy"},
+		{"undecodable input is dead-lettered and fails", comp, 1, outcome{err: errUndecodable{errors.New("bad json")}}, PhaseFailed, 0, true, StepFailed, StatusCompensating, "undecodable payload: bad json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := judgeAction(tc.d, tc.attempt, tc.o, b)
+			if v.phase != tc.phase || v.retryIn != tc.retryIn || (v.deadLetter != "") != tc.deadLetter {
+				t.Fatalf("verdict %s retry %v dead-letter %q; want %s %v %v", v.phase, v.retryIn, v.deadLetter, tc.phase, tc.retryIn, tc.deadLetter)
+			}
+			if v.phase == PhaseDone && string(v.data) != string(tc.o.out) {
+				t.Errorf("recorded data %q, want the result", v.data)
+			}
+			st := apply(t, v, running(StatusRunning, tc.d.kind, time.Time{}))
+			s := st.Step("s")
+			if s.Status != tc.step || st.Status != tc.saga || !strings.Contains(s.Error+"|"+st.Reason, tc.reason) {
+				t.Errorf("after %s: step %s (%q), saga %s (%q); want %s, %s, %q", v.phase, s.Status, s.Error, st.Status, st.Reason, tc.step, tc.saga, tc.reason)
+			}
+			if s.Status == StepRunning && s.Attempts != tc.attempt {
+				t.Errorf("attempts %d, want %d", s.Attempts, tc.attempt)
+			}
+		})
+	}
+}
+
+func TestJudgeCompensation(t *testing.T) {
+	d := &stepDef{name: "a", kind: CompensatableStep, compRetry: RetryPolicy{MaxAttempts: 3}}
+	compensating := func() *State {
+		st := running(StatusCompensating, CompensatableStep, time.Time{})
+		st.Steps[1].Status = StepFailed
+		return st
+	}
+	for _, tc := range []struct {
+		name    string
+		attempt int
+		err     error
+		phase   Phase
+		suffix  string
+		retryIn time.Duration
+		reject  bool
+		step    StepStatus
+		saga    Status
+	}{
+		{"done", 1, nil, PhaseCompensated, ".0", 0, false, StepCompensated, StatusCompensated},
+		{"failed: retried", 1, errors.New("refund api down"), PhaseCompensationRetry, ".0.1", 100 * time.Millisecond, false, StepCompensating, StatusCompensating},
+		{"abort is retried too", 2, Abort(errors.New("no")), PhaseCompensationRetry, ".0.2", 200 * time.Millisecond, false, StepCompensating, StatusCompensating},
+		{"out of attempts: parked", 3, errors.New("refund api down"), PhaseParked, ".0", 0, true, StepCompensationFailed, StatusCompensationFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := judgeCompensation(d, tc.attempt, 0, tc.err)
+			if v.phase != tc.phase || v.suffix != tc.suffix || v.retryIn != tc.retryIn || (v.reject != "") != tc.reject {
+				t.Fatalf("verdict %s %q retry %v reject %q", v.phase, v.suffix, v.retryIn, v.reject)
+			}
+			st := apply(t, v, compensating())
+			if got := st.view().Step("a").Status; got != tc.step || st.Status != tc.saga {
+				t.Errorf("after %s: step %s, saga %s; want %s, %s", v.phase, got, st.Status, tc.step, tc.saga)
+			}
+		})
+	}
+	// An operator retry starts a new epoch: its events have ids of their own.
+	if v := judgeCompensation(d, 1, 2, nil); v.suffix != ".2" {
+		t.Errorf("epoch 2 suffix %q", v.suffix)
+	}
+}
+
+func TestTriggeredVerdicts(t *testing.T) {
+	d := &stepDef{name: "s", kind: CompensatableStep}
+	for _, tc := range []struct {
+		v     triggerVerdict
+		from  Status
+		phase Phase
+		step  StepStatus
+	}{
+		{triggerSkip, StatusCompensating, PhaseSkipped, StepSkipped},
+		{triggerAbandon, StatusCompensating, PhaseAbandoned, StepUnknown},
+		{triggerExpired, StatusRunning, PhaseTimedOut, StepUnknown},
+	} {
+		t.Run(fmt.Sprint(tc.v), func(t *testing.T) {
+			v := triggered(d, tc.v, 2, bound{reason: "timed out after 1m0s"})
+			st := apply(t, v, running(tc.from, CompensatableStep, time.Time{}))
+			if v.phase != tc.phase || st.Step("s").Status != tc.step {
+				t.Errorf("%v: %s, step %s; want %s, %s", tc.v, v.phase, st.Step("s").Status, tc.phase, tc.step)
+			}
+		})
+	}
+}
