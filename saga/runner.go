@@ -348,6 +348,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		cc, err := r.consume(ctx, hctx, s)
 		if err != nil {
 			stopAll()
+			if ctx.Err() != nil {
+				return nil // stopped while starting: nothing was received
+			}
 			return err
 		}
 		running = append(running, cc)

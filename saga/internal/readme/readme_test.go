@@ -1,0 +1,162 @@
+package readme_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/internal/readme"
+	"github.com/choreo-go/choreo/saga/sagatest"
+)
+
+// The README's first Go block is readme.go between its markers, so it
+// compiles; and a newcomer's first test (the README's second Go block) is
+// this file's TestSoldOutOrderIsRefunded.
+func TestREADMEShowsThisCode(t *testing.T) {
+	md, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("readme.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := goBlocks(string(md))
+	if len(blocks) < 2 {
+		t.Fatalf("README has %d Go blocks, want the code and the first test", len(blocks))
+	}
+	_, code, _ := strings.Cut(string(src), "// README begin\n")
+	code, _, _ = strings.Cut(code, "// README end\n")
+	if blocks[0] != strings.TrimSpace(code) {
+		t.Errorf("README's first Go block is not readme.go between the markers:\n--- README\n%s\n--- readme.go\n%s", blocks[0], code)
+	}
+	test, err := os.ReadFile("readme_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, first, _ := strings.Cut(string(test), "// first test begin\n")
+	first, _, _ = strings.Cut(first, "// first test end\n")
+	if blocks[1] != strings.TrimSpace(first) {
+		t.Errorf("README's second Go block is not the first test:\n--- README\n%s\n--- readme_test.go\n%s", blocks[1], first)
+	}
+}
+
+func goBlocks(md string) []string {
+	var out []string
+	for {
+		_, rest, ok := strings.Cut(md, "```go\n")
+		if !ok {
+			return out
+		}
+		block, after, _ := strings.Cut(rest, "```")
+		out = append(out, strings.TrimSpace(block))
+		md = after
+	}
+}
+
+type fakePayments struct {
+	mu       sync.Mutex
+	charged  map[string]int // idempotency key -> charges
+	refunded []string
+}
+
+func (p *fakePayments) Charge(_ context.Context, key, card string, total int) (readme.PaymentCharged, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if card == "4000000000000002" {
+		return readme.PaymentCharged{}, saga.Abortf("card declined")
+	}
+	p.charged[key]++
+	return readme.PaymentCharged{PaymentID: "pay-" + key}, nil
+}
+
+func (p *fakePayments) Refund(_ context.Context, id string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refunded = append(p.refunded, id)
+	return nil
+}
+
+// The README's code runs: the payment service charges, and when the stock
+// cannot be reserved the charge is refunded.
+func TestREADMECodeRuns(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	nc, _ := srv.Connect()
+	pay := &fakePayments{charged: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- readme.RunPayment(ctx, nc, pay) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunPayment: %v", err)
+		}
+	})
+	c := srv.Client()
+	r, _ := saga.NewRunner(c)
+	_ = errors.Join(
+		saga.Handle(r, readme.Reserve, func(_ context.Context, p readme.PaymentCharged) (readme.StockReserved, error) {
+			if p.PaymentID == "pay-order/o2/charge" {
+				return readme.StockReserved{}, saga.Abortf("sold out")
+			}
+			return readme.StockReserved{OrderID: p.OrderID}, nil
+		}, func(context.Context, readme.PaymentCharged, readme.StockReserved) error { return nil }),
+		saga.Handle(r, readme.Ship, func(context.Context, readme.StockReserved) (readme.DeliveryBooked, error) {
+			return readme.DeliveryBooked{TrackingID: "t-1"}, nil
+		}, nil),
+	)
+	sagatest.Run(t, r)
+	for _, id := range []string{"o1", "o2"} {
+		st, err := readme.PlaceOrder(ctx, c, readme.OrderPlaced{OrderID: id, Card: "4242424242424242", Total: 100})
+		if err != nil || st != saga.StatusRunning {
+			t.Fatalf("PlaceOrder %s: %s %v", id, st, err)
+		}
+	}
+	sagatest.AwaitStatus(t, c, readme.Order, "o1", 20*time.Second, saga.StatusCompleted)
+	sagatest.AwaitStatus(t, c, readme.Order, "o2", 20*time.Second, saga.StatusCompensated)
+	pay.mu.Lock()
+	defer pay.mu.Unlock()
+	if len(pay.refunded) != 1 || pay.refunded[0] != "pay-order/o2/charge" {
+		t.Errorf("refunds %q, want the charge of o2", pay.refunded)
+	}
+}
+
+// first test begin
+func TestSoldOutOrderIsRefunded(t *testing.T) {
+	srv := sagatest.NewServer(t) // an embedded nats-server, gone when the test ends
+	client := srv.Client()
+	runner, _ := saga.NewRunner(client)
+	pay := &fakePayments{charged: map[string]int{}}
+	err := errors.Join(
+		saga.Handle(runner, readme.Charge, func(ctx context.Context, o readme.OrderPlaced) (readme.PaymentCharged, error) {
+			return pay.Charge(ctx, saga.IdempotencyKey(ctx), o.Card, o.Total)
+		}, func(ctx context.Context, _ readme.OrderPlaced, p readme.PaymentCharged) error {
+			return pay.Refund(ctx, p.PaymentID)
+		}),
+		saga.Handle(runner, readme.Reserve, func(context.Context, readme.PaymentCharged) (readme.StockReserved, error) {
+			return readme.StockReserved{}, saga.Abortf("sold out") // so the charge is refunded
+		}, nil),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Run(t, runner) // until the test ends
+
+	err = saga.Start(context.Background(), client, readme.Order, "o1", readme.OrderPlaced{OrderID: "o1", Card: "4242424242424242", Total: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := sagatest.AwaitStatus(t, client, readme.Order, "o1", 10*time.Second, saga.StatusCompensated)
+	if st.Step("charge").Status != saga.StepCompensated {
+		t.Errorf("charge is %s, want compensated", st.Step("charge").Status)
+	}
+	sagatest.AssertTimeline(t, client, readme.Order, "o1",
+		"_saga:start", "charge:done", "reserve:failed", "charge:compensated")
+}
+
+// first test end
