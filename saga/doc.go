@@ -4,19 +4,30 @@
 //
 // # Declaring
 //
-// A flow is shared code: a name, a version and steps, built with Define.
-// A step (NewStep) turns an input into a result; its types are checked by
-// the compiler when a handler is bound, and Define checks that they chain.
-// Parallel groups steps that run at once and join; Deadline bounds the
-// saga. Steps are compensatable (the default), one Pivot, and Retriable
-// steps after it.
+// A flow is shared code: a name, a version and steps, built with
+// Define[In], In being the input its sagas start with. A step (NewStep)
+// turns an input into a result; its types are checked by the compiler when
+// a handler is bound, and Define checks that they chain. Parallel groups
+// steps that run at once and join; Deadline bounds the saga. Steps are
+// compensatable (the default), one Pivot, and Retriable steps after it.
+// Owner and Undo name the service that runs a step and its compensation,
+// so that tools can draw and check a flow from its definition (Flow.Steps).
 //
 // # Running
 //
 // A service makes a Client over its JetStream context (New), a Runner
 // (NewRunner), binds its own steps with Handle, and calls Run. Every
-// instance of a service shares the steps' durable consumers. Client.Start
-// starts a saga; Get, List, Watch and Timeline show where sagas stand.
+// instance of a service shares the steps' durable consumers. Start starts
+// a saga (its input's type checked by the compiler); Get, List, Watch and
+// Timeline show where sagas stand, given the flow (or Named, for a flow
+// known only by name). Runner.OnEnd is told of every saga that ends.
+//
+// # Phases
+//
+// Every event of a saga's log has a Phase (PhaseStart, PhaseDone,
+// PhaseFailed, PhaseCompensated, ...): Event.Phase, WithOnRecorded and
+// sagatest's timelines ("charge:compensated") use them. A handler call's
+// Info.Phase is PhaseAction or PhaseCompensation.
 //
 // # What errors mean
 //
@@ -37,11 +48,23 @@
 // Compensations run in reverse order of completion, parallel members
 // together, never before their action finished, never for a step that did
 // not complete. Messages choreo cannot process go to the dead-letter stream
-// with the reason. Deadlines are JetStream message schedules.
+// with the reason. Deadlines are JetStream message schedules, and so is
+// the removal of an ended saga once its retention (WithRetention) has
+// passed; a running or parked saga is never removed.
 //
 // # Testing
 //
 // Package saga/sagatest has an embedded server, wait and timeline helpers,
 // a recorder of handler calls, and RunSweep, which aborts each step of a
 // flow in turn and checks the compensations.
+//
+// # Layout
+//
+// For contributors: journal.go is the saga log (reading, appending with
+// compare-and-set, emitting what a state makes due, dead-lettering);
+// delivery.go is one delivered message and how it ends; decide.go holds
+// the runner's decisions as pure functions of a state and an outcome;
+// state.go the state and its transitions; codec.go and envelope.go the
+// wire format (internal/wire names it); runner.go and client.go are the
+// public faces.
 package saga
