@@ -57,8 +57,12 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	pub, err := newPublisher(js)
+	if err != nil {
+		return nil, fmt.Errorf("saga: %w", err)
+	}
 	c := &Client{opts: o}
-	c.j = &journal{js: js, nc: js.Conn(), opts: &c.opts, api: apiPrefix(js.Options())}
+	c.j = &journal{js: js, pub: pub, nc: js.Conn(), opts: &c.opts, api: apiPrefix(js.Options())}
 	if err := c.checkSafety(ctx); err != nil {
 		return nil, err
 	}
@@ -68,7 +72,6 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	if o.memory {
 		storage = jetstream.MemoryStorage
 	}
-	var err error
 	j.stream, err = jsutil.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "choreo: saga logs and compensation commands",

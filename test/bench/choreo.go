@@ -66,7 +66,7 @@ func setupChoreo(ctx context.Context, js jetstream.JetStream, n int, gen payload
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := saga.NewRunner(c, saga.WithConcurrency(256))
+	r, err := saga.NewRunner(c, saga.WithConcurrency(benchConcurrency()))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -105,4 +105,12 @@ func benchOptions() []saga.Option {
 		return []saga.Option{saga.WithRetention(0)}
 	}
 	return nil
+}
+
+// benchConcurrency is the runner's concurrency (BENCH_CONCURRENCY, default 256).
+func benchConcurrency() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_CONCURRENCY")); err == nil && n > 0 {
+		return n
+	}
+	return 256
 }

@@ -28,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -46,7 +47,20 @@ func main() {
 	longMax := flag.Int("long-max", 200000, "sagas in the long run")
 	longCap := flag.Duration("long-cap", 120*time.Second, "most time of the long run")
 	longWindow := flag.Duration("long-window", 10*time.Second, "reporting window of the long run")
+	blockProfile := flag.String("blockprofile", "", "write a profile of where goroutines waited (blocking and mutexes) to this file and this file.mutex")
 	flag.Parse()
+	if *blockProfile != "" {
+		runtime.SetBlockProfileRate(10000) // a sample per 10µs blocked
+		runtime.SetMutexProfileFraction(10)
+		defer func() {
+			for _, p := range []struct{ name, file string }{{"block", *blockProfile}, {"mutex", *blockProfile + ".mutex"}} {
+				if f, err := os.Create(p.file); err == nil {
+					_ = pprof.Lookup(p.name).WriteTo(f, 0)
+					f.Close()
+				}
+			}
+		}()
+	}
 
 	fail := func(code int, format string, args ...any) {
 		pprof.StopCPUProfile()
