@@ -106,10 +106,9 @@ func Check(ctx context.Context, d kit.Deps, ids []string) (Report, error) {
 			r.add(&r.DoubleEffects, "order %s: reserved %d, released %d times", res.OrderID, res.Reserved, res.Released)
 		}
 	}
-	flow := schemas.OrderFlow.Name()
 	for _, id := range ids {
 		var st *saga.State
-		err := patiently(ctx, func() (err error) { st, err = d.Sagas.Get(ctx, flow, id); return err })
+		err := patiently(ctx, func() (err error) { st, err = d.Sagas.Get(ctx, schemas.OrderFlow, id); return err })
 		if err != nil {
 			r.add(&r.Lost, "order %s: no saga: %v", id, err)
 			continue
@@ -141,7 +140,7 @@ func Check(ctx context.Context, d kit.Deps, ids []string) (Report, error) {
 			}
 		}
 		var evs []saga.Event
-		if err := patiently(ctx, func() (err error) { evs, err = d.Sagas.Timeline(ctx, flow, id); return err }); err != nil {
+		if err := patiently(ctx, func() (err error) { evs, err = d.Sagas.Timeline(ctx, schemas.OrderFlow, id); return err }); err != nil {
 			return r, err
 		}
 		checkTimeline(&r, id, evs)
@@ -174,12 +173,18 @@ var sagaMoves = map[saga.Status][]saga.Status{
 	saga.StatusCompensationFailed: {saga.StatusCompensating},
 }
 
+// stepMoves are the declared step transitions. A reader sees a completed
+// or unknown step whose compensation is due as compensating (a view: the
+// log stores it completed or unknown), so every move into completed or
+// unknown may show as one into compensating when the saga compensates, and
+// compensating leads where those led.
 var stepMoves = map[saga.StepStatus][]saga.StepStatus{
 	saga.StepPending:            {saga.StepRunning},
-	saga.StepRunning:            {saga.StepCompleted, saga.StepFailed, saga.StepSkipped, saga.StepUnknown},
-	saga.StepCompleted:          {saga.StepCompensated, saga.StepCompensationFailed},
-	saga.StepUnknown:            {saga.StepCompensated, saga.StepCompensationFailed},
-	saga.StepCompensationFailed: {saga.StepCompleted},
+	saga.StepRunning:            {saga.StepCompleted, saga.StepFailed, saga.StepSkipped, saga.StepUnknown, saga.StepCompensating},
+	saga.StepCompleted:          {saga.StepCompensating, saga.StepCompensated, saga.StepCompensationFailed},
+	saga.StepUnknown:            {saga.StepCompensating, saga.StepCompensated, saga.StepCompensationFailed},
+	saga.StepCompensating:       {saga.StepCompensated, saga.StepCompensationFailed},
+	saga.StepCompensationFailed: {saga.StepCompleted, saga.StepCompensating},
 }
 
 // checkTimeline checks I4 (no compensation before its action) and I5
@@ -189,11 +194,11 @@ func checkTimeline(r *Report, id string, evs []saga.Event) {
 	var prev *saga.State
 	for i, e := range evs {
 		switch e.Phase {
-		case "done":
+		case saga.PhaseDone:
 			done[e.Step] = true
-		case "timed-out", "abandoned":
+		case saga.PhaseTimedOut, saga.PhaseAbandoned:
 			done[e.Step] = true // its effect is unknown: compensating it is right
-		case "compensated":
+		case saga.PhaseCompensated:
 			if !done[e.Step] {
 				r.add(&r.OrderViolation, "order %s: %s compensated before its action finished", id, e.Step)
 			}
@@ -209,7 +214,7 @@ func checkTimeline(r *Report, id string, evs []saga.Event) {
 					r.add(&r.BadTransitions, "order %s: step %s %s -> %s at %s", id, st.Steps[j].Name, a, b, e)
 				}
 			}
-		} else if e.Phase != "start" || st.Status != saga.StatusRunning {
+		} else if e.Phase != saga.PhaseStart || st.Status != saga.StatusRunning {
 			r.add(&r.BadTransitions, "order %s: log starts with %s (%s)", id, e, st.Status)
 		}
 		if st.Events != i+1 {

@@ -29,7 +29,7 @@ func TestStreamLimitsRefuseNewSagasLoudly(t *testing.T) {
 	c := srv.Client(saga.WithStreamLimits(300, 0))
 	a := saga.NewStep[limIn, limMid]("a")
 	b := saga.NewStep[limMid, limOut]("b")
-	flow := saga.MustDefine("limited", 1, a, b)
+	flow := saga.MustDefine[limIn]("limited", 1, a, b)
 	r, err := saga.NewRunner(c)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func TestStreamLimitsRefuseNewSagasLoudly(t *testing.T) {
 	var full error
 	for i := 0; full == nil && i < 1000; i++ {
 		id := fmt.Sprintf("s%d", i)
-		switch err := c.Start(ctx, flow, id, limIn{i}); {
+		switch err := saga.Start(ctx, c, flow, id, limIn{i}); {
 		case err == nil:
 			acked = append(acked, id)
 		case errors.Is(err, saga.ErrStreamFull):
@@ -59,18 +59,18 @@ func TestStreamLimitsRefuseNewSagasLoudly(t *testing.T) {
 		t.Errorf("the refusal does not say why: %v", full)
 	}
 	for _, id := range acked {
-		sagatest.AwaitStatus(t, c, flow.Name(), id, 20*time.Second, saga.StatusCompleted)
+		sagatest.AwaitStatus(t, c, flow, id, 20*time.Second, saga.StatusCompleted)
 	}
 	// Still full, still loud; and nothing was dropped.
-	if err := c.Start(ctx, flow, "late", limIn{}); !errors.Is(err, saga.ErrStreamFull) {
+	if err := saga.Start(ctx, c, flow, "late", limIn{}); !errors.Is(err, saga.ErrStreamFull) {
 		t.Errorf("a start on a full stream: %v", err)
 	}
-	list, err := c.List(ctx, flow.Name())
+	list, err := c.List(ctx, flow)
 	if err != nil || len(list) != len(acked) {
 		t.Errorf("%d sagas in the stream, %d acknowledged (%v)", len(list), len(acked), err)
 	}
 	// A retried start of a saga that exists is still fine.
-	if err := c.Start(ctx, flow, acked[0], limIn{}); err != nil {
+	if err := saga.Start(ctx, c, flow, acked[0], limIn{}); err != nil {
 		t.Errorf("retried start on a full stream: %v", err)
 	}
 	t.Logf("sagas=%d faults=0 lost=0 double_effects=0 stuck=0 refused_loudly=true", len(acked))
@@ -112,7 +112,7 @@ func TestUnsafeConfigRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := saga.NewStep[limIn, limMid]("a")
-			saga.MustDefine("unsafe", 1, a)
+			saga.MustDefine[limIn]("unsafe", 1, a)
 			r, _ := saga.NewRunner(c)
 			_ = saga.Handle(r, a, func(_ context.Context, in limIn) (limMid, error) { return limMid(in), nil }, nil)
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)

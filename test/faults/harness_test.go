@@ -540,13 +540,12 @@ func (h *harness) settleWith(l *load, bound time.Duration, before func(), extra 
 	l.wait()
 	ids := l.ids()
 	ctx := context.Background()
-	flow := schemas.OrderFlow.Name()
 	deadline := time.Now().Add(bound)
 	pending := slices.Clone(ids)
 	for len(pending) > 0 && time.Now().Before(deadline) {
 		next := pending[:0]
 		for _, id := range pending {
-			st, err := h.d.Sagas.Get(ctx, flow, id)
+			st, err := h.d.Sagas.Get(ctx, schemas.OrderFlow, id)
 			if err != nil || !st.Status.Terminal() {
 				next = append(next, id)
 			}
@@ -600,13 +599,13 @@ func (h *harness) settleWith(l *load, bound time.Duration, before func(), extra 
 
 // sagas lists every order saga in the broker.
 func (h *harness) sagas(ctx context.Context) []string {
-	list, err := h.d.Sagas.List(ctx, schemas.OrderFlow.Name())
+	list, err := h.d.Sagas.List(ctx, schemas.OrderFlow)
 	for try := 0; err != nil; try++ {
 		if try == 30 {
 			h.t.Fatalf("list sagas: %v", err)
 		}
 		time.Sleep(time.Second) // the broker recovering (see settle)
-		list, err = h.d.Sagas.List(ctx, schemas.OrderFlow.Name())
+		list, err = h.d.Sagas.List(ctx, schemas.OrderFlow)
 	}
 	var out []string
 	for _, s := range list {
@@ -672,7 +671,7 @@ func (h *harness) explain(ctx context.Context, problems []string) {
 			continue
 		}
 		seen[id] = true
-		evs, err := h.d.Sagas.Timeline(ctx, schemas.OrderFlow.Name(), id)
+		evs, err := h.d.Sagas.Timeline(ctx, schemas.OrderFlow, id)
 		var b strings.Builder
 		for _, e := range evs {
 			fmt.Fprintf(&b, "  %s %-9s %-12s %s", e.Time.Format("15:04:05.000"), e.Step, e.Phase, e.State.Status)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/choreo-go/choreo/internal/wire"
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/sagatest"
@@ -44,7 +46,8 @@ func TestPoisonOnEverySubject(t *testing.T) {
 	ctx := context.Background()
 	flow := schemas.OrderFlow.Name()
 
-	// A real start event is the template for well-formed saga headers.
+	// A real start event's Choreo-State is the template for well-formed
+	// saga log events.
 	var tmpl *jetstream.RawStreamMsg
 	sagatest.Poll(t, 30*time.Second, func() bool {
 		ids := l.ids()
@@ -55,7 +58,7 @@ func TestPoisonOnEverySubject(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		tmpl, err = s.GetLastMsgForSubject(ctx, "choreo.log."+flow+"."+ids[0]+"._saga.start")
+		tmpl, err = s.GetLastMsgForSubject(ctx, wire.LogSubject(flow, ids[0], wire.SagaStep, string(saga.PhaseStart)))
 		return err == nil
 	}, func() string { return "no saga started" })
 
@@ -114,7 +117,7 @@ func TestPoisonOnEverySubject(t *testing.T) {
 	var got map[key]string
 	collect := func() {
 		got = map[key]string{}
-		dls, err := h.d.Sagas.DeadLetters(ctx, "")
+		dls, err := h.d.Sagas.DeadLetters(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,6 +159,15 @@ func TestPoisonOnEverySubject(t *testing.T) {
 	}
 	sagatest.Poll(t, time.Minute, func() bool { collect(); return len(missing()) == 0 },
 		func() string { return strings.Join(missing(), "\n") })
+	// The forged broker headers named the template's start event: the
+	// quarantine of the forgeries deleted them, not it.
+	s, err := h.d.JS.Stream(ctx, saga.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.GetLastMsgForSubject(ctx, tmpl.Subject); err != nil || m.Sequence != tmpl.Sequence {
+		t.Errorf("the start event the forgeries named (%s, sequence %d) is gone: %v", tmpl.Subject, tmpl.Sequence, err)
+	}
 	h.alive()
 	t.Logf("%d poisoned messages on %d subjects, %d dead letters with their reasons, every process alive", len(cases), len(readers), len(got))
 }
@@ -185,35 +197,51 @@ func subjectMatches(filter, subject string) bool {
 }
 
 // sagaPoison makes the bad messages for one of choreo's own subjects.
-// Those with well-formed headers copy a real start event's and change
-// what the case is about.
+// Those with a well-formed envelope carry what choreo would write on the
+// subject (for a saga log event, a real start event's Choreo-State, a
+// Nats-Msg-Id and compare-and-set over the saga's subjects; for a command,
+// Choreo-After; for a timer, Choreo-Timer) and change what the case is
+// about. Flow, saga, step and phase are the subject's: the saga id is a
+// fresh poison-N in place of the filter's wildcard.
 func sagaPoison(tmpl *jetstream.RawStreamMsg, filter string, n *int) []poison {
-	mk := func(kind string, reason string, headers bool, data string, mutate func(h nats.Header)) poison {
+	// The one choreo header of the subject's kind of message: its
+	// well-formed value, a malformed one and the reason that one gets.
+	var key, value, malformed, malformedReason string
+	log := strings.HasPrefix(filter, wire.Log)
+	switch {
+	case log:
+		key, value = wire.State, tmpl.Header.Get(wire.State)
+		// Field 5 of a c3 state is the saga's start time, in base 36 (so
+		// "yesterday" alone would read as a number).
+		st := strings.Split(value, "|")
+		if len(st) > 5 {
+			st[5] = "yesterday!"
+		}
+		malformed, malformedReason = strings.Join(st, "|"), "malformed choreo-state"
+	case strings.HasPrefix(filter, wire.Cmd):
+		key, value, malformed, malformedReason = wire.After, "1", "yesterday", "malformed "+wire.After
+	default: // wire.Timer
+		key, value, malformed, malformedReason = wire.TimerKind, wire.TimerDeadline, "yesterday", "unknown timer"
+	}
+	// mk makes a case on the filter's subject for saga poison-N<suffix>;
+	// phase, when set, replaces the subject's last token.
+	mk := func(kind, reason string, headers bool, suffix, phase, data string, mutate func(h nats.Header)) poison {
 		*n++
-		id := fmt.Sprintf("poison-%d", *n)
+		id := fmt.Sprintf("poison-%d%s", *n, suffix)
 		subj := strings.Replace(filter, "*", id, 1)
+		if phase != "" {
+			subj = subj[:strings.LastIndexByte(subj, '.')+1] + phase
+		}
 		m := nats.NewMsg(subj)
 		m.Data = []byte(data)
 		if headers {
-			for k, v := range tmpl.Header {
-				if strings.HasPrefix(k, "Nats-") {
-					continue // the broker's, added by the read
-				}
-				m.Header[k] = slices.Clone(v)
+			m.Header.Set(nats.MsgIdHdr, id)
+			m.Header.Set(key, value)
+			if log {
+				toks := strings.Split(subj, ".")
+				m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+				m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(toks[2], toks[3]))
 			}
-			toks := strings.Split(subj, ".")
-			m.Header.Set(saga.HeaderSaga, id)
-			// The snapshot's third field is the saga id.
-			if st := strings.Split(m.Header.Get(saga.HeaderState), "|"); len(st) > 2 {
-				st[2] = id
-				m.Header.Set(saga.HeaderState, strings.Join(st, "|"))
-			}
-			if len(toks) >= 6 {
-				m.Header.Set(saga.HeaderStep, toks[4])
-				m.Header.Set(saga.HeaderPhase, toks[5])
-			}
-			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-			m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, strings.Join(toks[:min(4, len(toks))], ".")+".>")
 		}
 		if mutate != nil {
 			mutate(m.Header)
@@ -221,16 +249,49 @@ func sagaPoison(tmpl *jetstream.RawStreamMsg, filter string, n *int) []poison {
 		return poison{id: id, kind: kind, msg: m, reason: regexp.MustCompile(reason)}
 	}
 	big := `"` + strings.Repeat("x", 600<<10) + `"`
-	return []poison{
-		mk("garbage without headers", "missing headers", false, "\x00\x01garbage", nil),
-		mk("malformed JSON", "undecodable payload|unknown saga|not appended by choreo|does not match", true, "{not json", nil),
-		mk("unknown type", "unknown event type|unknown saga|not appended by choreo|does not match", true, "{}", func(h nats.Header) { h.Set(saga.HeaderType, "Bogus") }),
-		mk("repeated header", "repeated header choreo-saga", true, "{}", func(h nats.Header) { h.Add(saga.HeaderSaga, "twice") }),
-		mk("missing saga id", "missing header choreo-saga", true, "{}", func(h nats.Header) { h.Del(saga.HeaderSaga) }),
-		mk("malformed time", "malformed ce-time", true, "{}", func(h nats.Header) { h.Set(saga.HeaderTime, "yesterday") }),
-		mk("oversize", "oversize", true, big, nil),
-		rawPoison(mk("header block that is not one", ".", false, "{}", nil), "NATS/1.0\r\nthis is not a header\r\n\r\n"),
+	// Another topic's event: a payload of a type no step takes.
+	other := `{"customer_id":"cus-x","name":"x","email":"x@example.com","address":{"line1":"1","city":"c","postcode":"1","country":"FR"},"registered_at":"2026-01-01T00:00:00Z"}`
+	cases := []poison{
+		mk("garbage without headers", "missing headers", false, "", "", "\x00\x01garbage", nil),
+		// The envelope no longer vouches for the payload: on a start, the
+		// first step's input check dead-letters it (the shop's validator:
+		// "schema-invalid ...: not JSON") and the step fails; on any other
+		// subject the saga is unknown.
+		mk("malformed JSON", "undecodable payload|not JSON|unknown saga|not appended by choreo", true, "", "", "{not json", nil),
+		// Was "unknown type" (a ce-type the subject does not carry): the
+		// event type now follows from the subject, so the bad input is a
+		// payload of another type on it.
+		mk("another type's payload", "schema-invalid|undecodable payload|unknown saga|not appended by choreo", true, "", "", other, nil),
+		// Was "repeated header" (Choreo-Saga twice).
+		mk("repeated "+key, "repeated header "+key, true, "", "", "{}", func(h nats.Header) { h.Add(key, value) }),
+		// Was "missing saga id" (no Choreo-Saga header): the saga id is the
+		// subject's now, so the bad inputs are the envelope's one header
+		// missing, and a subject whose saga token is no saga id.
+		mk("missing "+key, "missing header "+key, true, "", "", "{}", func(h nats.Header) { h.Del(key) }),
+		mk("malformed saga id in the subject", "malformed subject tokens", true, "~x", "", "{}", nil),
+		// Was "malformed time" (ce-time "yesterday").
+		mk("malformed "+key, malformedReason, true, "", "", "{}", func(h nats.Header) { h.Set(key, malformed) }),
+		mk("oversize", "oversize", true, "", "", big, nil),
+		rawPoison(mk("header block that is not one", ".", false, "", "", "{}", nil), "NATS/1.0\r\nthis is not a header\r\n\r\n"),
 	}
+	if log {
+		cases = append(cases,
+			// Was "unknown type", too: a step and phase choreo never writes
+			// (read by the consumers of every event of the flow).
+			mk("unknown phase in the subject", "unknown event", true, "", "bogus", "{}", nil),
+			mk("no compare-and-set", "not appended by choreo", true, "", "", "{}", func(h nats.Header) {
+				h.Del(jetstream.ExpectedLastSubjSeqHeader)
+				h.Del(jetstream.ExpectedLastSubjSeqSubjHeader)
+			}),
+			// The broker's own headers, forged to name a real saga's start:
+			// the quarantine must not delete that one.
+			mk("forged broker headers", "broker's own headers|unknown saga", true, "", "", "{}", func(h nats.Header) {
+				h.Set(jetstream.SubjectHeader, tmpl.Subject)
+				h.Set(jetstream.SequenceHeader, strconv.FormatUint(tmpl.Sequence, 10))
+			}),
+		)
+	}
+	return cases
 }
 
 func rawPoison(p poison, hdr string) poison {

@@ -187,7 +187,7 @@ func TestCompensationFailures(t *testing.T) {
 		h.settle(l, 2*time.Minute)
 		retried := 0
 		for _, id := range l.ids() {
-			st, err := h.d.Sagas.Get(context.Background(), schemas.OrderFlow.Name(), id)
+			st, err := h.d.Sagas.Get(context.Background(), schemas.OrderFlow, id)
 			if err == nil && st.Step("charge").Status == saga.StepCompensated {
 				if st.Step("charge").CompensationAttempts != 3 {
 					t.Errorf("%s: refund took %d attempts, want 3", id, st.Step("charge").CompensationAttempts)
@@ -210,7 +210,7 @@ func TestCompensationFailures(t *testing.T) {
 		l := h.startLoad(scale(40), 30)
 		waitLoad(l)
 		ctx := context.Background()
-		flow := schemas.OrderFlow.Name()
+		flow := schemas.OrderFlow
 		var parked []*saga.State
 		sagatest.Poll(t, 2*time.Minute, func() bool {
 			parked = nil
@@ -271,7 +271,7 @@ func TestDeadlineWhileStarterDeadAndLateResults(t *testing.T) {
 	}
 	h.faults.Add(1)
 	ctx := context.Background()
-	flow := schemas.OrderFlow.Name()
+	flow := schemas.OrderFlow
 	sagatest.Poll(t, time.Minute, func() bool {
 		for _, id := range l.ids() {
 			if st, err := h.d.Sagas.Get(ctx, flow, id); err != nil || !st.Status.Terminal() {
