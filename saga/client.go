@@ -229,7 +229,7 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) 
 			return err
 		}
 	}
-	e := entry{step: wire.SagaStep, phase: PhaseStart, msgID: f.name + "." + id + ".start", data: data}
+	e := entry{step: wire.SagaStep, phase: PhaseStart, data: data}
 	for range 16 {
 		ok, _, err := c.j.publish(ctx, st, 0, e)
 		if err != nil || ok {
@@ -445,7 +445,7 @@ func (c *Client) RetryCompensation(ctx context.Context, f FlowRef, id string) er
 	if err != nil {
 		return err
 	}
-	e := entry{step: wire.SagaStep, phase: PhaseResume, msgID: fmt.Sprintf("%s.%s.resume.%d", flow, id, cur.Epoch+1)}
+	e := entry{step: wire.SagaStep, phase: PhaseResume}
 	st, seq, err := c.j.append(ctx, flow, id, cur, seq, e, func(s *State, _ time.Time) error { return s.retryParked() })
 	if err != nil {
 		return err

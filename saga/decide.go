@@ -3,7 +3,6 @@ package saga
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -79,7 +78,6 @@ func judgeTrigger(d *stepDef, cur *State, trigger, delivered int, now time.Time)
 // message is then left for redelivery after retryIn.
 type verdict struct {
 	phase      Phase
-	suffix     string // of the event's message id, after flow.id.step.phase
 	data       []byte
 	apply      transition
 	deadLetter string        // copy the input to the dead letters with this reason first
@@ -167,28 +165,27 @@ func judgeAction(d *stepDef, attempt int, o outcome, b bound) verdict {
 	}
 	reason := o.err.Error()
 	return verdict{
-		phase: PhaseRetry, suffix: "." + strconv.Itoa(attempt), retryIn: policy.backoff(attempt),
+		phase: PhaseRetry, retryIn: policy.backoff(attempt),
 		apply: func(s *State, _ time.Time) error { return s.retrying(d.name, attempt, reason) },
 	}
 }
 
 // judgeCompensation decides what a compensation's outcome records.
-func judgeCompensation(d *stepDef, attempt, epoch int, err error) verdict {
-	ep := "." + strconv.Itoa(epoch)
+func judgeCompensation(d *stepDef, attempt int, err error) verdict {
 	if err == nil {
-		return verdict{phase: PhaseCompensated, suffix: ep, apply: func(s *State, now time.Time) error { return s.compensated(d.name, attempt, now) }}
+		return verdict{phase: PhaseCompensated, apply: func(s *State, now time.Time) error { return s.compensated(d.name, attempt, now) }}
 	}
 	policy := d.compRetry.withDefaults(25, 30*time.Second)
 	if attempt < policy.MaxAttempts {
 		reason := err.Error()
 		return verdict{
-			phase: PhaseCompensationRetry, suffix: ep + "." + strconv.Itoa(attempt), retryIn: policy.backoff(attempt),
+			phase: PhaseCompensationRetry, retryIn: policy.backoff(attempt),
 			apply: func(s *State, _ time.Time) error { return s.compRetrying(d.name, attempt, reason) },
 		}
 	}
 	reason := fmt.Sprintf("compensation of %s failed after %d attempts: %v", d.name, attempt, err)
 	return verdict{
-		phase: PhaseParked, suffix: ep, reject: reason, warn: "saga parked: " + reason,
+		phase: PhaseParked, reject: reason, warn: "saga parked: " + reason,
 		apply: func(s *State, now time.Time) error { return s.park(d.name, attempt, reason, now) },
 	}
 }

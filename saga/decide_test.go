@@ -155,31 +155,26 @@ func TestJudgeCompensation(t *testing.T) {
 		attempt int
 		err     error
 		phase   Phase
-		suffix  string
 		retryIn time.Duration
 		reject  bool
 		step    StepStatus
 		saga    Status
 	}{
-		{"done", 1, nil, PhaseCompensated, ".0", 0, false, StepCompensated, StatusCompensated},
-		{"failed: retried", 1, errors.New("refund api down"), PhaseCompensationRetry, ".0.1", 100 * time.Millisecond, false, StepCompensating, StatusCompensating},
-		{"abort is retried too", 2, Abort(errors.New("no")), PhaseCompensationRetry, ".0.2", 200 * time.Millisecond, false, StepCompensating, StatusCompensating},
-		{"out of attempts: parked", 3, errors.New("refund api down"), PhaseParked, ".0", 0, true, StepCompensationFailed, StatusCompensationFailed},
+		{"done", 1, nil, PhaseCompensated, 0, false, StepCompensated, StatusCompensated},
+		{"failed: retried", 1, errors.New("refund api down"), PhaseCompensationRetry, 100 * time.Millisecond, false, StepCompensating, StatusCompensating},
+		{"abort is retried too", 2, Abort(errors.New("no")), PhaseCompensationRetry, 200 * time.Millisecond, false, StepCompensating, StatusCompensating},
+		{"out of attempts: parked", 3, errors.New("refund api down"), PhaseParked, 0, true, StepCompensationFailed, StatusCompensationFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := judgeCompensation(d, tc.attempt, 0, tc.err)
-			if v.phase != tc.phase || v.suffix != tc.suffix || v.retryIn != tc.retryIn || (v.reject != "") != tc.reject {
-				t.Fatalf("verdict %s %q retry %v reject %q", v.phase, v.suffix, v.retryIn, v.reject)
+			v := judgeCompensation(d, tc.attempt, tc.err)
+			if v.phase != tc.phase || v.retryIn != tc.retryIn || (v.reject != "") != tc.reject {
+				t.Fatalf("verdict %s retry %v reject %q", v.phase, v.retryIn, v.reject)
 			}
 			st := apply(t, v, compensating())
 			if got := st.view().Step("a").Status; got != tc.step || st.Status != tc.saga {
 				t.Errorf("after %s: step %s, saga %s; want %s, %s", v.phase, got, st.Status, tc.step, tc.saga)
 			}
 		})
-	}
-	// An operator retry starts a new epoch: its events have ids of their own.
-	if v := judgeCompensation(d, 1, 2, nil); v.suffix != ".2" {
-		t.Errorf("epoch 2 suffix %q", v.suffix)
 	}
 }
 

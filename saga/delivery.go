@@ -103,7 +103,7 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 	if v.warn != "" {
 		d.log().Warn("choreo: "+v.warn, "phase", v.phase)
 	}
-	e := entry{step: step, phase: v.phase, msgID: d.env.flow + "." + d.env.id + "." + step + "." + string(v.phase) + v.suffix, data: v.data}
+	e := entry{step: step, phase: v.phase, data: v.data}
 	st, stSeq, err := j.append(ctx, d.env.flow, d.env.id, cur, seq, e, v.apply)
 	if v.retryIn > 0 {
 		// A retry's record is for the people watching; the redelivery

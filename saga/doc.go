@@ -43,7 +43,8 @@
 // A saga's log is its state: every event is appended with compare-and-set
 // over the saga's subjects and carries the state it produces, so the state
 // change and the event are one message. Every publish has a deterministic
-// Nats-Msg-Id, and every handler call an IdempotencyKey; a redelivered or
+// Nats-Msg-Id or is a compare-and-set append (which cannot be stored
+// twice), and every handler call an IdempotencyKey; a redelivered or
 // duplicated trigger of a completed step does not run it again.
 // Compensations run in reverse order of completion, parallel members
 // together, never before their action finished, never for a step that did

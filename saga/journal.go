@@ -33,11 +33,14 @@ type journal struct {
 	api    string // JetStream API prefix, ending in "."
 }
 
-// entry is one event to append to a saga's log.
+// entry is one event to append to a saga's log. It has no Nats-Msg-Id:
+// the compare-and-set already makes an append happen once (a retry of an
+// append that was stored expects a sequence the log has passed, and is
+// refused), without the broker's duplicate window, its memory per message
+// and its two-minute limit.
 type entry struct {
 	step  string
 	phase Phase
-	msgID string
 	data  []byte
 }
 
@@ -206,7 +209,6 @@ func (j *journal) publish(ctx context.Context, st *State, last uint64, e entry) 
 	m := &nats.Msg{
 		Subject: wire.LogSubject(st.Flow, st.ID, e.step, string(e.phase)),
 		Header: nats.Header{
-			nats.MsgIdHdr:                           {e.msgID},
 			jetstream.ExpectedLastSubjSeqHeader:     {strconv.FormatUint(last, 10)},
 			jetstream.ExpectedLastSubjSeqSubjHeader: {wire.LogWildcard(st.Flow, st.ID)},
 			wire.State:                              {string(encodeState(st))},
@@ -221,9 +223,7 @@ func (j *journal) publish(ctx context.Context, st *State, last uint64, e entry) 
 		}
 		return false, 0, fmt.Errorf("saga: append %s: %w", m.Subject, fullError(err))
 	}
-	// A duplicate means this very event was appended before (a retry after
-	// a lost acknowledgement): reading again will show it.
-	return !ack.Duplicate, ack.Sequence, nil
+	return true, ack.Sequence, nil
 }
 
 // send publishes m and waits for the broker's acknowledgement (or its

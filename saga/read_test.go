@@ -64,7 +64,7 @@ func TestLeaderReadIsADirectRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, doneSeq, err := j.append(ctx, f.Name(), "r1", cur, seq, entry{step: "a", phase: PhaseDone, msgID: "r1.a.done", data: []byte(`{"M":8}`)},
+	_, doneSeq, err := j.append(ctx, f.Name(), "r1", cur, seq, entry{step: "a", phase: PhaseDone, data: []byte(`{"M":8}`)},
 		func(s *State, now time.Time) error { return s.complete("a", 1, now) })
 	if err != nil {
 		t.Fatal(err)

@@ -427,7 +427,7 @@ func TestDuplicatePublishRunsActionOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 1: the very same message again (same Nats-Msg-Id, same expectations).
+	// 1: the very same message again (same compare-and-set expectations).
 	m := nats.NewMsg(subject)
 	m.Header, m.Data = orig.Header, orig.Data
 	if _, err := js.PublishMsg(context.Background(), m); err != nil {

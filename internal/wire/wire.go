@@ -7,10 +7,11 @@
 //
 //	choreo.log.<flow>.<id>.<step>.<phase>
 //
-// with four headers: Nats-Msg-Id (deterministic, for the broker's
-// duplicate window), the two compare-and-set headers over the saga's
-// subjects, and Choreo-State, the saga's state after the event in a
-// compact text form. Everything else (flow, saga id, step, phase) is in
+// with three headers: the two compare-and-set headers over the saga's
+// subjects (which also make a retried append harmless: it expects a
+// sequence the log has passed), and Choreo-State, the saga's state after
+// the event in a compact text form. Commands, timers and dead letters,
+// which are not compare-and-set, carry a deterministic Nats-Msg-Id. Everything else (flow, saga id, step, phase) is in
 // the subject, and the event type follows from the flow's definition.
 package wire
 
