@@ -11,7 +11,8 @@ func sampleState() *State {
 	return &State{
 		Flow: "order", ID: "o-1", Version: 3, Status: StatusCompensating, Events: 7, Epoch: 1,
 		StartedAt: t0, UpdatedAt: t0.Add(time.Second), Deadline: t0.Add(time.Minute),
-		Reason: "step pay: card declined | really; a,b % 100",
+		Reason:  "step pay: card declined | really; a,b % 100",
+		earlier: []uint64{7, 9, 120000, 120001, 1 << 40},
 		Steps: []StepState{
 			{Name: "pay", Position: 0, Kind: CompensatableStep, Status: StepCompleted, Attempts: 2, Trigger: 1, Done: 2, StartedAt: t0, EndedAt: t0.Add(time.Millisecond)},
 			{Name: "ship", Position: 1, Kind: PivotStep, Status: StepFailed, Attempts: 1, Trigger: 2, Error: "no, sir; \"never\" |", StartedAt: t0},
@@ -36,10 +37,11 @@ func TestStateCodecRoundTrip(t *testing.T) {
 }
 
 func TestStateCodecRejects(t *testing.T) {
-	for _, raw := range []string{"", "{}", "c3|a", "c2|1|r|1||0||||||", "c3|x|r|1||0|||||", "c3|1|r|0||0|||||",
-		"c3|1|s|1||0|||||", "c3|1|r|1||0||||%zz|", "c3|1|r|1||0|||||a,0", "c3|1|r|1||0|||||a,,cp,,,,,,,,,,",
-		"c3|1|r|1||0|||||a,,wp", "c3|1|r|1||0|||||a.b,,cp", "c3|1|r|1||!!|||||", "c3|1|r|1||0|zz!||||",
-		"c3|1|r|1|x|0|||||", "c3|1|r|1||0|||||a,,cp,-1", "c3|1|r|1||0|||||a,,cp;", "c3|1|r|1||0||||||"} {
+	for _, raw := range []string{"", "{}", "c3|a", "c2|1|r|1||0|||||||", "c3|x|r|1||0||||||", "c3|1|r|0||0||||||",
+		"c3|1|s|1||0||||||", "c3|1|r|1||0||||%zz||", "c3|1|r|1||0||||||a,0", "c3|1|r|1||0||||||a,,cp,,,,,,,,,,",
+		"c3|1|r|1||0||||||a,,wp", "c3|1|r|1||0||||||a.b,,cp", "c3|1|r|1||!!||||||", "c3|1|r|1||0|zz!|||||",
+		"c3|1|r|1|x|0||||||", "c3|1|r|1||0||||||a,,cp,-1", "c3|1|r|1||0||||||a,,cp;", "c3|1|r|1||0|||||||",
+		"c3|1|r|1||0|||||5,0|", "c3|1|r|1||0|||||5,!|", "c3|1|r|1||0|||||,|"} {
 		if _, err := decodeState("f", "i", raw); err == nil {
 			t.Errorf("decodeState(%q) accepted", raw)
 		}
@@ -48,7 +50,8 @@ func TestStateCodecRejects(t *testing.T) {
 
 func FuzzDecodeState(f *testing.F) {
 	f.Add(string(encodeState(sampleState())))
-	f.Add("c3|1|r|1||0|||||")
+	f.Add("c3|1|r|1||0||||||")
+	f.Add("c3|1|r|3||0|||||a,5|s,,cc,1,1,2;t,1,cr,,3")
 	f.Fuzz(func(t *testing.T, raw string) {
 		s, err := decodeState("f", "i", raw)
 		if err != nil {

@@ -83,6 +83,7 @@ type verdict struct {
 	deadLetter string        // copy the input to the dead letters with this reason first
 	retryIn    time.Duration // > 0: record what can be recorded, then redeliver after this
 	reject     string        // dead-letter and terminate the message after recording
+	done       bool          // delete the message once it is recorded: a fired timer
 	warn       string        // a line worth an operator's attention
 }
 

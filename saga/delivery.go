@@ -137,6 +137,20 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 			fn(st, step, v.phase)
 		}
 	}
+	if v.done {
+		d.done(ctx)
+		return
+	}
+	_ = d.m.Ack()
+}
+
+// done deletes a message that has served (a fired timer: nothing reads it
+// again, and a stream of them would grow with every saga), then
+// acknowledges it. A delete that fails leaves it for the saga's expiry.
+func (d *delivery) done(ctx context.Context) {
+	if err := d.r.j.timers.DeleteMsg(ctx, d.src.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		d.log().Debug("choreo: delete a fired timer", "err", err)
+	}
 	_ = d.m.Ack()
 }
 

@@ -185,6 +185,7 @@ func (j *journal) append(ctx context.Context, flow, id string, cur *State, seq u
 		}
 		next := cur.clone()
 		next.Events++
+		next.earlier = append(next.earlier, seq)
 		t := now()
 		if err := tr(next, t); err != nil {
 			return cur, seq, err
@@ -310,11 +311,14 @@ func (j *journal) schedule(ctx context.Context, st *State, kind string, at time.
 	return nil
 }
 
-// expire removes an ended saga's log, commands and timers once its
-// retention has passed. A saga that is not over (an operator resumed it)
-// is left alone.
+// expire removes an ended saga's log and commands once its retention has
+// passed. A saga that is not over (an operator resumed it) is left alone.
+// The log's events are deleted one by one, by the sequences the state
+// lists: a purge would make the broker recount every consumer's pending
+// messages over the whole stream, which grows with the sagas retained.
+// Commands exist only where something was compensated; they are purged.
 func (j *journal) expire(ctx context.Context, flow, id string) error {
-	st, _, err := j.load(ctx, flow, id, 0)
+	st, seq, err := j.load(ctx, flow, id, 0)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -324,17 +328,15 @@ func (j *journal) expire(ctx context.Context, flow, id string) error {
 	if (st.Status != StatusCompleted && st.Status != StatusCompensated) || time.Now().Before(st.EndedAt.Add(j.opts.retention)) {
 		return nil
 	}
-	for _, p := range []struct {
-		s       jetstream.Stream
-		subject string
-	}{
-		{j.stream, wire.Cmd + flow + "." + id + ".>"},
-		{j.stream, wire.LogWildcard(flow, id)},
-		{j.timers, wire.SchedSubject(flow, id)},
-		{j.timers, wire.TimerSubject(flow, id)},
-	} {
-		if err := p.s.Purge(ctx, jetstream.WithPurgeSubject(p.subject)); err != nil {
+	if st.Status == StatusCompensated || st.Epoch > 0 {
+		if err := j.stream.Purge(ctx, jetstream.WithPurgeSubject(wire.Cmd+flow+"."+id+".>")); err != nil {
 			return fmt.Errorf("saga: expire %s/%s: %w", flow, id, err)
+		}
+	}
+	// The newest goes last: until then the saga reads as it was.
+	for _, q := range append(st.earlier, seq) {
+		if err := j.stream.DeleteMsg(ctx, q); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("saga: expire %s/%s: delete %d: %w", flow, id, q, err)
 		}
 	}
 	return nil

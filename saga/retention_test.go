@@ -72,20 +72,12 @@ func TestEndedSagasExpire(t *testing.T) {
 	}
 	sagatest.AwaitStatus(t, c, f, "parked", 10*time.Second, saga.StatusCompensationFailed)
 	_, js := srv.Connect()
-	left := func(stream, subject string) uint64 {
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n uint64
-		for _, c := range info.State.Subjects {
-			n += c
-		}
-		return n
+	logged := func(id string) uint64 {
+		return left(js, t, saga.StreamName, "choreo.*.expiring."+id+".>") + left(js, t, saga.TimerStream, "choreo.*.expiring."+id)
+	}
+	before := logged("parked") // start, hold done, pay failed, hold's command, parked
+	if before < 5 {
+		t.Fatalf("the parked saga has %d messages, want at least 5 (is the count right?)", before)
 	}
 	sagatest.Poll(t, 30*time.Second, func() bool {
 		for _, id := range []string{"done", "undone"} {
@@ -96,17 +88,38 @@ func TestEndedSagasExpire(t *testing.T) {
 		return true
 	}, func() string { return "ended sagas still there after their retention" })
 	for _, id := range []string{"done", "undone"} {
-		if n := left(saga.StreamName, "choreo.>."+id+".>") + left(saga.TimerStream, "choreo.*.expiring."+id); n != 0 {
+		if n := logged(id); n != 0 {
 			t.Errorf("saga %s: %d messages left", id, n)
 		}
 	}
 	// The kept sagas are checked after the ended ones went, past the
 	// retention they would have had.
+	if n := logged("parked"); n != before {
+		t.Errorf("the parked saga has %d messages, had %d", n, before)
+	}
 	for id, want := range map[string]saga.Status{"parked": saga.StatusCompensationFailed, "running": saga.StatusRunning} {
 		if st, err := c.Get(ctx, f, id); err != nil || st.Status != want {
 			t.Errorf("saga %s: %v %v, want it kept as %s", id, st, err, want)
 		}
 	}
+}
+
+// left counts the messages of stream on subject.
+func left(js jetstream.JetStream, t *testing.T, stream, subject string) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
 }
 
 // A step that no runner serves leaves its saga running: Get says so, and a

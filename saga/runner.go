@@ -644,7 +644,7 @@ func (r *Runner) onTimer(ctx context.Context, d *delivery) {
 			d.retryLater(err)
 			return
 		}
-		_ = d.m.Ack()
+		d.done(ctx)
 		return
 	}
 	cur, curSeq, ok := d.state(ctx, 0)
@@ -653,7 +653,7 @@ func (r *Runner) onTimer(ctx context.Context, d *delivery) {
 	}
 	// The broker's scheduler marks what it fires; trust its clock over ours.
 	fired := d.m.Headers().Get("Nats-Scheduler") == wire.SchedSubject(env.flow, env.id)
-	d.record(ctx, cur, curSeq, wire.SagaStep, verdict{phase: PhaseDeadline, apply: func(s *State, now time.Time) error {
+	d.record(ctx, cur, curSeq, wire.SagaStep, verdict{done: true, phase: PhaseDeadline, apply: func(s *State, now time.Time) error {
 		if fired && now.Before(s.Deadline) {
 			now = s.Deadline
 		}

@@ -117,6 +117,11 @@ type State struct {
 	UpdatedAt time.Time   `json:"updated_at"`
 	EndedAt   time.Time   `json:"ended_at,omitzero"`
 	Deadline  time.Time   `json:"deadline,omitzero"`
+
+	// earlier holds the stream sequences of the saga's earlier events, in
+	// order: what an expiry deletes one by one (a purge makes the broker
+	// recount every consumer's pending messages over the whole stream).
+	earlier []uint64
 }
 
 // Step returns the named step's state, or nil.
@@ -132,6 +137,7 @@ func (s *State) Step(name string) *StepState {
 func (s *State) clone() *State {
 	c := *s
 	c.Steps = slices.Clone(s.Steps)
+	c.earlier = slices.Clone(s.earlier)
 	return &c
 }
 

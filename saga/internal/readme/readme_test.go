@@ -113,8 +113,8 @@ func TestREADMECodeRuns(t *testing.T) {
 	sagatest.Run(t, r)
 	for _, id := range []string{"o1", "o2"} {
 		st, err := readme.PlaceOrder(ctx, c, readme.OrderPlaced{OrderID: id, Card: "4242424242424242", Total: 100})
-		if err != nil || st != saga.StatusRunning {
-			t.Fatalf("PlaceOrder %s: %s %v", id, st, err)
+		if err != nil || st == "" {
+			t.Fatalf("PlaceOrder %s: %q %v", id, st, err) // running, or already ended: the runners are quick
 		}
 	}
 	sagatest.AwaitStatus(t, c, readme.Order, "o1", 20*time.Second, saga.StatusCompleted)
