@@ -445,8 +445,8 @@ func (c *Client) RetryCompensation(ctx context.Context, f FlowRef, id string) er
 	if err != nil {
 		return err
 	}
-	e := entry{step: wire.SagaStep, phase: PhaseResume}
-	st, seq, err := c.j.append(ctx, flow, id, cur, seq, e, func(s *State, _ time.Time) error { return s.retryParked() })
+	e := entry{step: wire.SagaStep, phase: PhaseResume, apply: func(s *State, _ time.Time) error { return s.retryParked() }}
+	st, seq, err := c.j.append(ctx, cur, seq, e)
 	if err != nil {
 		return err
 	}

@@ -103,8 +103,7 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 	if v.warn != "" {
 		d.log().Warn("choreo: "+v.warn, "phase", v.phase)
 	}
-	e := entry{step: step, phase: v.phase, data: v.data}
-	st, stSeq, err := j.append(ctx, d.env.flow, d.env.id, cur, seq, e, v.apply)
+	st, stSeq, err := j.append(ctx, cur, seq, entry{step: step, phase: v.phase, data: v.data, apply: v.apply})
 	if v.retryIn > 0 {
 		// A retry's record is for the people watching; the redelivery
 		// happens whether or not it was written.

@@ -42,6 +42,7 @@ type entry struct {
 	step  string
 	phase Phase
 	data  []byte
+	apply transition // the change it records (append only)
 }
 
 // transition is a change to a saga's state at time now.
@@ -169,12 +170,13 @@ func (j *journal) load(ctx context.Context, flow, id string, min uint64) (*State
 	return nil, 0, fmt.Errorf("saga: saga %s/%s: too many rogue events", flow, id)
 }
 
-// append applies tr to the saga's state and appends e carrying the result,
-// with compare-and-set on the saga's log. It starts from cur, whose newest
-// event is at sequence seq (nil: read it first); on a lost race it reads
-// the state again and re-applies. It returns the state it leaves (the
-// current one, with errNoop, when tr does not apply) and its sequence.
-func (j *journal) append(ctx context.Context, flow, id string, cur *State, seq uint64, e entry, tr transition) (*State, uint64, error) {
+// append applies e's transition to the saga's state cur, whose newest
+// event is at sequence seq, and appends e carrying the result, with
+// compare-and-set on the saga's log. On a lost race it reads the state
+// again and re-applies. It returns the state it leaves (the current one,
+// with errNoop, when the transition does not apply) and its sequence.
+func (j *journal) append(ctx context.Context, cur *State, seq uint64, e entry) (*State, uint64, error) {
+	flow, id := cur.Flow, cur.ID
 	var min uint64 // after a lost race: the log is past seq
 	for range 64 {
 		if cur == nil {
@@ -187,7 +189,7 @@ func (j *journal) append(ctx context.Context, flow, id string, cur *State, seq u
 		next.Events++
 		next.earlier = append(next.earlier, seq)
 		t := now()
-		if err := tr(next, t); err != nil {
+		if err := e.apply(next, t); err != nil {
 			return cur, seq, err
 		}
 		next.settle(t)

@@ -64,8 +64,8 @@ func TestLeaderReadIsADirectRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, doneSeq, err := j.append(ctx, f.Name(), "r1", cur, seq, entry{step: "a", phase: PhaseDone, data: []byte(`{"M":8}`)},
-		func(s *State, now time.Time) error { return s.complete("a", 1, now) })
+	_, doneSeq, err := j.append(ctx, cur, seq, entry{step: "a", phase: PhaseDone, data: []byte(`{"M":8}`),
+		apply: func(s *State, now time.Time) error { return s.complete("a", 1, now) }})
 	if err != nil {
 		t.Fatal(err)
 	}
