@@ -15,7 +15,7 @@ import (
 //
 // where earlier lists the stream sequences of the saga's earlier events,
 // the first in base 36 and each next one as its distance from the one
-// before, joined by ',', and
+// before, joined by ',' ("*" when there were too many to list), and
 // with steps joined by ';', each
 //
 //	name,position,kind+status,attempts,trigger,done,compAttempts,started,ended,compensated,error
@@ -94,6 +94,9 @@ func encodeState(s *State) []byte {
 	b = append(b, '|')
 	b = appendText(b, s.Reason)
 	b = append(b, '|')
+	if s.overflow {
+		b = append(b, '*')
+	}
 	var prev uint64
 	for i, q := range s.earlier {
 		if i > 0 {
@@ -227,7 +230,9 @@ func decodeState(flow, id, raw string) (*State, error) {
 	s.EndedAt = c.time(c.next('|'), base)
 	s.Deadline = c.time(c.next('|'), base)
 	s.Reason = c.text(c.next('|'))
-	if seqs := c.next('|'); seqs != "" {
+	if seqs := c.next('|'); seqs == "*" {
+		s.overflow = true
+	} else if seqs != "" {
 		s.earlier = make([]uint64, 0, strings.Count(seqs, ",")+1)
 		var prev uint64
 		for seqs != "" {

@@ -78,3 +78,24 @@ func TestStateCodecIsCompact(t *testing.T) {
 		t.Errorf("state of 8 steps, one running: %d bytes (%s), want at most 128", len(raw), raw)
 	}
 }
+
+// A saga retried for hours lists its first events, then stops listing:
+// its state does not grow with every retry, and its expiry purges.
+func TestEarlierEventsAreBounded(t *testing.T) {
+	s := &State{Flow: "f", ID: "i", Version: 1, Status: StatusRunning, Events: 1, StartedAt: time.UnixMicro(5).UTC()}
+	for i := range maxEarlier {
+		s.follow(uint64(10 + i))
+	}
+	if len(s.earlier) != maxEarlier || s.overflow {
+		t.Fatalf("after %d events: %d listed, overflow %v", maxEarlier, len(s.earlier), s.overflow)
+	}
+	short := len(encodeState(s))
+	s.follow(1000)
+	if s.earlier != nil || !s.overflow {
+		t.Fatalf("past the bound: %d listed, overflow %v", len(s.earlier), s.overflow)
+	}
+	got, err := decodeState("f", "i", string(encodeState(s)))
+	if err != nil || !got.overflow || got.earlier != nil || len(encodeState(s)) >= short {
+		t.Errorf("overflowed state: %+v %v (%d bytes, listed %d)", got, err, len(encodeState(s)), short)
+	}
+}

@@ -145,7 +145,8 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 
 // done deletes a message that has served (a fired timer: nothing reads it
 // again, and a stream of them would grow with every saga), then
-// acknowledges it. A delete that fails leaves it for the saga's expiry.
+// acknowledges it. A delete that fails is logged and leaves the message
+// in the timer stream.
 func (d *delivery) done(ctx context.Context) {
 	if err := d.r.j.timers.DeleteMsg(ctx, d.src.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		d.log().Debug("choreo: delete a fired timer", "err", err)

@@ -187,7 +187,7 @@ func (j *journal) append(ctx context.Context, cur *State, seq uint64, e entry) (
 		}
 		next := cur.clone()
 		next.Events++
-		next.earlier = append(next.earlier, seq)
+		next.follow(seq)
 		t := now()
 		if err := e.apply(next, t); err != nil {
 			return cur, seq, err
@@ -328,6 +328,13 @@ func (j *journal) expire(ctx context.Context, flow, id string) error {
 		return err
 	}
 	if (st.Status != StatusCompleted && st.Status != StatusCompensated) || time.Now().Before(st.EndedAt.Add(j.opts.retention)) {
+		return nil
+	}
+	if st.overflow {
+		// Too many events to list: one purge of the log and the commands.
+		if err := j.stream.Purge(ctx, jetstream.WithPurgeSubject("choreo.*."+flow+"."+id+".>")); err != nil {
+			return fmt.Errorf("saga: expire %s/%s: %w", flow, id, err)
+		}
 		return nil
 	}
 	if st.Status == StatusCompensated || st.Epoch > 0 {

@@ -121,7 +121,23 @@ type State struct {
 	// earlier holds the stream sequences of the saga's earlier events, in
 	// order: what an expiry deletes one by one (a purge makes the broker
 	// recount every consumer's pending messages over the whole stream).
-	earlier []uint64
+	// Past maxEarlier events (a step retried for hours) the list stops
+	// and overflow says so: the expiry purges instead.
+	earlier  []uint64
+	overflow bool
+}
+
+// maxEarlier bounds the sequences a state lists, so that a saga with many
+// retries does not carry a growing header on every event.
+const maxEarlier = 64
+
+// follow notes that the event at sequence seq precedes this state's.
+func (s *State) follow(seq uint64) {
+	if s.overflow || len(s.earlier) >= maxEarlier {
+		s.earlier, s.overflow = nil, true
+		return
+	}
+	s.earlier = append(s.earlier, seq)
 }
 
 // Step returns the named step's state, or nil.
