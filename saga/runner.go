@@ -90,10 +90,12 @@ func WithConcurrency(n int) RunnerOption {
 }
 
 // WithAckWait sets how long the broker waits for a handler before it
-// redelivers its message to another instance (default 30s). Handlers that
+// redelivers its message to another instance (default 10s). Handlers that
 // run longer are kept alive with progress acknowledgements every third of
 // it (from the message's arrival to its acknowledgement), so this bounds
-// how soon a crashed instance's work moves elsewhere.
+// how soon a crashed instance's work moves elsewhere: a step's timeout
+// counts from its start, so keep it well above the ack wait, or a crash
+// mid-step times the step out before another instance can run it.
 func WithAckWait(d time.Duration) RunnerOption {
 	return func(o *runnerOptions) error {
 		if d < 100*time.Millisecond {
@@ -150,7 +152,7 @@ func NewRunner(c *Client, opts ...RunnerOption) (*Runner, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%w: nil client", ErrInvalidOption)
 	}
-	o := runnerOptions{concurrency: 128, ackWait: 30 * time.Second, drain: 30 * time.Second}
+	o := runnerOptions{concurrency: 128, ackWait: 10 * time.Second, drain: 30 * time.Second}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
@@ -184,6 +186,10 @@ func Handle[In, Out any](r *Runner, s *Step[In, Out], action func(context.Contex
 	}
 	if compensate != nil && s.def.kind != CompensatableStep {
 		return fmt.Errorf("%w: step %s is %s: it is never compensated", ErrInvalidOption, s.def.name, s.def.kind)
+	}
+	if t := s.def.timeout; t > 0 && t < 2*r.o.ackWait {
+		r.j.opts.logger.Warn("choreo: step timeout is under twice the ack wait: a crash mid-step may time the step out before another instance runs it",
+			"step", s.def.name, "timeout", t, "ack_wait", r.o.ackWait)
 	}
 	b := &binding{def: s.def}
 	b.action = func(ctx context.Context, data []byte) ([]byte, error) {
