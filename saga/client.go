@@ -62,7 +62,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		return nil, fmt.Errorf("saga: %w", err)
 	}
 	c := &Client{opts: o}
-	c.j = &journal{js: js, pub: pub, nc: js.Conn(), opts: &c.opts, api: apiPrefix(js.Options())}
+	c.j = &journal{js: js, pub: pub, nc: js.Conn(), opts: &c.opts, api: apiPrefix(js.Options()), trust: newTrust()}
 	if err := c.checkSafety(ctx); err != nil {
 		return nil, err
 	}
@@ -202,6 +202,7 @@ func Start[In any](ctx context.Context, c *Client, f *Flow[In], id string, input
 	if !ValidID(id) {
 		return fmt.Errorf("%w: %q", ErrInvalidID, id)
 	}
+	c.j.define(f.def)
 	data, err := json.Marshal(input)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidInput, err)
@@ -261,6 +262,7 @@ func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) 
 	if !valid(f, id) {
 		return nil, ErrNotFound
 	}
+	c.j.defineRef(f)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	st, _, err := c.j.load(ctx, name(f), id, 0)
@@ -301,6 +303,7 @@ func (c *Client) List(ctx context.Context, f FlowRef, statuses ...Status) ([]*St
 	if f == nil || !token(name(f)) {
 		return nil, nil
 	}
+	c.j.defineRef(f)
 	flow := name(f)
 	latest := map[string]*State{}
 	seqs := map[string]uint64{}
@@ -313,7 +316,7 @@ func (c *Client) List(ctx context.Context, f FlowRef, statuses ...Status) ([]*St
 			return
 		}
 		env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
-		if err != nil || rogue(m.Headers(), env, 0) != "" || md.Sequence.Stream < seqs[env.id] {
+		if err != nil || rogue(m.Headers(), env, 0) != "" || md.Sequence.Stream < seqs[env.id] || !c.j.vouched(ctx, env, m.Headers(), md.Sequence.Stream) {
 			return // what Get would quarantine does not stand for a saga
 		}
 		latest[env.id], seqs[env.id] = env.state, md.Sequence.Stream
@@ -352,23 +355,25 @@ func (c *Client) Timeline(ctx context.Context, f FlowRef, id string) ([]Event, e
 	if !valid(f, id) {
 		return nil, ErrNotFound
 	}
+	c.j.defineRef(f)
 	_, def := f.flowRef()
 	var out []Event
 	err := c.j.scan(ctx, wire.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{wire.LogWildcard(name(f), id)},
 	}, func(m jetstream.Msg) {
 		env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
-		if err != nil {
+		if err != nil || rogue(m.Headers(), env, 0) != "" {
 			return
 		}
-		e := Event{Step: env.step, Phase: env.phase, Time: env.state.UpdatedAt, State: env.state}
+		md, err := m.Metadata()
+		if err != nil || !c.j.vouched(ctx, env, m.Headers(), md.Sequence.Stream) {
+			return // forged: dead-lettered when the saga is read
+		}
+		e := Event{Sequence: md.Sequence.Stream, Step: env.step, Phase: env.phase, Time: env.state.UpdatedAt, State: env.state}
 		if def != nil {
 			e.Type = def.typeOf(env.step, env.phase)
 		} else {
 			e.Type = (&flowDef{}).typeOf("", env.phase)
-		}
-		if md, _ := m.Metadata(); md != nil {
-			e.Sequence = md.Sequence.Stream
 		}
 		if len(m.Data()) > 0 {
 			e.Data = slices.Clone(m.Data())
@@ -391,6 +396,7 @@ func (c *Client) Watch(ctx context.Context, f FlowRef) (<-chan *State, error) {
 	if f == nil || !token(name(f)) {
 		return nil, fmt.Errorf("%w: bad flow name", ErrInvalidFlow)
 	}
+	c.j.defineRef(f)
 	flow := name(f)
 	js := c.j.js
 	cons, err := js.OrderedConsumer(ctx, wire.Stream, jetstream.OrderedConsumerConfig{
@@ -418,8 +424,11 @@ func (c *Client) Watch(ctx context.Context, f FlowRef) (<-chan *State, error) {
 				return
 			}
 			env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
-			if err != nil {
+			if err != nil || rogue(m.Headers(), env, 0) != "" {
 				continue
+			}
+			if md, err := m.Metadata(); err != nil || !c.j.vouched(ctx, env, m.Headers(), md.Sequence.Stream) {
+				continue // a forged event: Get quarantines it
 			}
 			select {
 			case out <- env.state.view():
@@ -438,6 +447,7 @@ func (c *Client) RetryCompensation(ctx context.Context, f FlowRef, id string) er
 	if !valid(f, id) {
 		return ErrNotFound
 	}
+	c.j.defineRef(f)
 	flow := name(f)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()

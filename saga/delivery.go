@@ -87,6 +87,24 @@ func (d *delivery) state(ctx context.Context, min uint64) (*State, uint64, bool)
 	return cur, seq, true
 }
 
+// vouch checks that the log event delivered follows from its saga's log
+// (check.go). When it does not, it has dealt with the message
+// (dead-lettered as forged, or left for redelivery on a broker error) and
+// returns false.
+func (d *delivery) vouch(ctx context.Context) bool {
+	err := d.r.j.vouch(ctx, d.env, d.m.Headers(), d.src.seq)
+	var forged *forgedError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &forged):
+		d.reject(ctx, err.Error())
+	default:
+		d.retryLater(err)
+	}
+	return false
+}
+
 // record appends what v decides on the saga's log, starting from cur at
 // sequence seq, publishes what the result makes due, and settles the
 // message. A transition that no longer applies is not an error: someone

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
@@ -157,6 +159,10 @@ type env struct {
 	s   *shop
 	l   *ledger
 	rec *sagatest.Recorder
+	// forges is set by tests that append what choreo would not: the others
+	// end by checking that a reader that appended nothing finds every
+	// event of every saga honest.
+	forges bool
 }
 
 func newEnv(t *testing.T, deadline time.Duration, tweak func(*shop), ropts ...saga.RunnerOption) *env {
@@ -164,6 +170,11 @@ func newEnv(t *testing.T, deadline time.Duration, tweak func(*shop), ropts ...sa
 	e := &env{srv: sagatest.NewServer(t), l: newLedger(), rec: sagatest.NewRecorder()}
 	e.c = e.srv.Client()
 	e.s = newShop(t, deadline, tweak)
+	t.Cleanup(func() {
+		if !e.forges && !t.Failed() {
+			e.checkLog(t)
+		}
+	})
 	e.startRunner(t, ropts...)
 	return e
 }
@@ -191,4 +202,38 @@ func (e *env) start(t *testing.T, id string) {
 func (e *env) await(t *testing.T, id string, want ...saga.Status) *saga.State {
 	t.Helper()
 	return sagatest.AwaitStatus(t, e.c, e.s.flow, id, 20*time.Second, want...)
+}
+
+// checkLog reads every saga's timeline through a client that appended
+// nothing, so it checks each event by replaying it on the one before, and
+// wants every event of the log there: an honest event refused as forged
+// is missing from it.
+func (e *env) checkLog(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	_, js := e.srv.Connect()
+	stream, err := js.Stream(ctx, saga.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow := e.s.flow.Name()
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter("choreo.log."+flow+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perSaga := map[string]uint64{}
+	for subject, n := range info.State.Subjects {
+		perSaga[strings.Split(subject, ".")[3]] += n
+	}
+	cold := e.srv.Client()
+	for id, n := range perSaga {
+		tl, err := cold.Timeline(ctx, e.s.flow, id)
+		if err != nil {
+			t.Errorf("saga %s: %v", id, err)
+			continue
+		}
+		if uint64(len(tl)) != n {
+			t.Errorf("saga %s: a cold reader accepts %d of its %d events: %v", id, len(tl), n, tl)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,6 +32,10 @@ type journal struct {
 	dlq    jetstream.Stream
 	opts   *options
 	api    string // JetStream API prefix, ending in "."
+	trust  *trust // events appended or checked (check.go)
+
+	defsMu sync.Mutex
+	defs   map[string]*flowDef // "flow.version": what starts are checked by
 }
 
 // entry is one event to append to a saga's log. It has no Nats-Msg-Id:
@@ -69,7 +74,12 @@ func lastBySubject(subject string) []byte {
 }
 
 func (j *journal) directLast(ctx context.Context, subject string) (*nats.Msg, uint64, error) {
-	resp, err := j.nc.RequestWithContext(ctx, j.api+"DIRECT.GET."+wire.Stream, lastBySubject(subject))
+	return j.direct(ctx, lastBySubject(subject), subject)
+}
+
+// direct answers a direct get request req for what: the nearest replica's.
+func (j *journal) direct(ctx context.Context, req []byte, subject string) (*nats.Msg, uint64, error) {
+	resp, err := j.nc.RequestWithContext(ctx, j.api+"DIRECT.GET."+wire.Stream, req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("saga: read %s: %w", subject, err)
 	}
@@ -92,7 +102,12 @@ func (j *journal) directLast(ctx context.Context, subject string) (*nats.Msg, ui
 // returns has the headers a direct get adds, after its own, so that the
 // same checks apply to both.
 func (j *journal) leaderLast(ctx context.Context, subject string) (*nats.Msg, uint64, error) {
-	resp, err := j.nc.RequestWithContext(ctx, j.api+"STREAM.MSG.GET."+wire.Stream, lastBySubject(subject))
+	return j.leader(ctx, lastBySubject(subject), subject)
+}
+
+// leader answers a message get request req for what: the stream leader's.
+func (j *journal) leader(ctx context.Context, req []byte, subject string) (*nats.Msg, uint64, error) {
+	resp, err := j.nc.RequestWithContext(ctx, j.api+"STREAM.MSG.GET."+wire.Stream, req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("saga: read %s from the leader: %w", subject, err)
 	}
@@ -157,7 +172,17 @@ func (j *journal) load(ctx context.Context, flow, id string, min uint64) (*State
 			}
 		}
 		if err == nil {
-			return env.state, seq, nil
+			err = j.vouch(ctx, env, m.Header, seq)
+			var forged *forgedError
+			switch {
+			case err == nil:
+				return env.state, seq, nil
+			case errors.As(err, &forged) && forged.missing && env.state.Status.Terminal():
+				// Its expiry deleted the events before it: the saga is gone.
+				return nil, 0, ErrNotFound
+			case forged == nil:
+				return nil, 0, err
+			}
 		}
 		j.opts.logger.Warn("choreo: quarantining a saga log event", "flow", flow, "saga", id, "subject", subject, "seq", seq, "reason", err)
 		if derr := j.deadLetter(ctx, flow, source{wire.Stream, subject, seq, "load"}, m.Header, m.Data, err.Error()); derr != nil {
@@ -209,12 +234,13 @@ func (j *journal) append(ctx context.Context, cur *State, seq uint64, e entry) (
 // sequence last, and returns the event's sequence. It returns false when
 // another event won the race.
 func (j *journal) publish(ctx context.Context, st *State, last uint64, e entry) (bool, uint64, error) {
+	raw := string(encodeState(st))
 	m := &nats.Msg{
 		Subject: wire.LogSubject(st.Flow, st.ID, e.step, string(e.phase)),
 		Header: nats.Header{
 			jetstream.ExpectedLastSubjSeqHeader:     {strconv.FormatUint(last, 10)},
 			jetstream.ExpectedLastSubjSeqSubjHeader: {wire.LogWildcard(st.Flow, st.ID)},
-			wire.State:                              {string(encodeState(st))},
+			wire.State:                              {raw},
 		},
 		Data: e.data,
 	}
@@ -226,6 +252,7 @@ func (j *journal) publish(ctx context.Context, st *State, last uint64, e entry) 
 		}
 		return false, 0, fmt.Errorf("saga: append %s: %w", m.Subject, fullError(err))
 	}
+	j.trust.add(trustKey(st.Flow, st.ID, ack.Sequence), raw)
 	return true, ack.Sequence, nil
 }
 

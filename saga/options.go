@@ -24,6 +24,7 @@ type options struct {
 	maxBytes     int64
 	headroom     float64
 	unsafe       bool
+	unchecked    bool
 }
 
 func defaultOptions() options {
@@ -172,4 +173,18 @@ func WithStreamLimits(maxMsgs, maxBytes int64) Option {
 // throwaway setups only.
 func WithUnsafe() Option {
 	return func(o *options) error { o.unsafe = true; return nil }
+}
+
+// WithUncheckedEvents turns off the check that every saga log event
+// changes only what its step and phase may change (see the README's
+// Security section): readers then take the state an event carries on
+// trust. Use it only where every identity that may publish on the saga
+// subjects is trusted with every saga's outcome; it saves a direct get
+// per event that a process reads without having appended or checked the
+// event before it.
+func WithUncheckedEvents() Option {
+	return func(o *options) error {
+		o.unchecked = true
+		return nil
+	}
 }

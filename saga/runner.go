@@ -191,6 +191,7 @@ func Handle[In, Out any](r *Runner, s *Step[In, Out], action func(context.Contex
 		r.j.opts.logger.Warn("choreo: step timeout is under twice the ack wait: a crash mid-step may time the step out before another instance runs it",
 			"step", s.def.name, "timeout", t, "ack_wait", r.o.ackWait)
 	}
+	r.j.define(s.def.flow)
 	b := &binding{def: s.def}
 	b.action = func(ctx context.Context, data []byte) ([]byte, error) {
 		var in In
@@ -252,6 +253,7 @@ func (r *Runner) OnEnd(f FlowRef, handler string, fn func(ctx context.Context, s
 	if !token(handler) || !token(name(f)) {
 		return fmt.Errorf("%w: name %q must be 1-64 characters of [A-Za-z0-9_-]", ErrInvalidOption, handler)
 	}
+	r.j.defineRef(f)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.started {
@@ -505,7 +507,11 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 	// read again. Redeliveries, old triggers (a consumer replaying history)
 	// and anything suspicious read the current state first.
 	cur, curSeq := env.state, d.src.seq
-	if d.delivered != 1 || time.Since(d.stored) >= r.o.ackWait || rogue(d.m.Headers(), env, 0) != "" {
+	rogueTrigger := rogue(d.m.Headers(), env, 0) != ""
+	if !rogueTrigger && !d.vouch(ctx) {
+		return
+	}
+	if d.delivered != 1 || time.Since(d.stored) >= r.o.ackWait || rogueTrigger {
 		var ok bool
 		if cur, curSeq, ok = d.state(ctx, d.src.seq); !ok { // the trigger is in the log
 			return
@@ -681,6 +687,9 @@ func (r *Runner) onEnd(ctx context.Context, e endBinding, d *delivery) {
 	st := d.env.state
 	if !st.Status.Terminal() {
 		_ = d.m.Ack()
+		return
+	}
+	if !d.vouch(ctx) {
 		return
 	}
 	if err := r.run(ctx, d.m, func(ctx context.Context) error { return e.fn(ctx, st.view()) }); err != nil {

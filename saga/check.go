@@ -1,0 +1,309 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/wire"
+)
+
+// Every event carries the whole state that follows from it, so that a
+// reader acts on one message. A participant that may append on its own
+// steps' subjects could write any state there: say a charge "done" whose
+// state reads the saga completed. Readers therefore check that each event
+// changes only what its step and phase may change: the event is replayed
+// on the state it follows (the compare-and-set sequence names it, and the
+// broker enforced it), with the step's own fields (attempts, error, time)
+// taken from the event, and the result must be the state the event
+// carries, byte for byte. A start must be the initial state of the flow's
+// definition. What does not check is dead-lettered as "forged: …" and the
+// saga carries on with the honest state.
+//
+// The check walks back from an event to one this journal already trusts
+// (it appended it, or checked it before) or to the start, and trusts
+// what it checked. A process that appended an event checks its successor
+// without a read; one that sees a saga for the first time reads the
+// events back to one it knows, a direct get each.
+
+// forgedError says why an event does not follow from the saga's log.
+type forgedError struct {
+	seq     uint64 // the event that does not check
+	why     string
+	missing bool // it follows an event that is not in the log
+}
+
+func (e *forgedError) Error() string { return "forged: " + e.why }
+
+// trustSize bounds the events a journal remembers as checked.
+const trustSize = 1 << 14
+
+// trust remembers, by saga and stream sequence, the state of events this
+// journal appended or checked. Oldest entries go first.
+type trust struct {
+	mu   sync.Mutex
+	m    map[string]string
+	ring []string
+	next int
+}
+
+func newTrust() *trust {
+	return &trust{m: make(map[string]string, trustSize), ring: make([]string, trustSize)}
+}
+
+func trustKey(flow, id string, seq uint64) string {
+	return flow + "." + id + "." + strconv.FormatUint(seq, 10)
+}
+
+func (t *trust) get(key string) (string, bool) {
+	t.mu.Lock()
+	raw, ok := t.m[key]
+	t.mu.Unlock()
+	return raw, ok
+}
+
+func (t *trust) add(key, raw string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.m[key]; ok {
+		return
+	}
+	if old := t.ring[t.next]; old != "" {
+		delete(t.m, old)
+	}
+	t.ring[t.next], t.m[key] = key, raw
+	t.next = (t.next + 1) % len(t.ring)
+}
+
+// define lets the journal check the starts of f's sagas.
+func (j *journal) define(f *flowDef) {
+	if f == nil {
+		return
+	}
+	j.defsMu.Lock()
+	defer j.defsMu.Unlock()
+	if j.defs == nil {
+		j.defs = map[string]*flowDef{}
+	}
+	j.defs[f.name+"."+strconv.Itoa(f.version)] = f
+}
+
+// defineRef is define for the flow f refers to, when it has a definition.
+func (j *journal) defineRef(f FlowRef) {
+	if f != nil {
+		_, def := f.flowRef()
+		j.define(def)
+	}
+}
+
+func (j *journal) def(flow string, version int) *flowDef {
+	j.defsMu.Lock()
+	defer j.defsMu.Unlock()
+	return j.defs[flow+"."+strconv.Itoa(version)]
+}
+
+// link is one event on the walk back.
+type link struct {
+	seq, prev uint64
+	env       *envelope
+	raw       string
+}
+
+func linkOf(env *envelope, h nats.Header, seq uint64) (link, error) {
+	prev, err := strconv.ParseUint(h.Get(jetstream.ExpectedLastSubjSeqHeader), 10, 64)
+	if err != nil {
+		return link{}, &forgedError{seq: seq, why: fmt.Sprintf("event %d has a malformed compare-and-set sequence", seq)}
+	}
+	return link{seq: seq, prev: prev, env: env, raw: h.Get(wire.State)}, nil
+}
+
+// vouch checks that the log event at seq, read as env with headers h,
+// follows from its saga's log. It returns nil, a *forgedError, or the
+// broker's error (the caller tries again later).
+func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq uint64) error {
+	if j.opts.unchecked {
+		return nil
+	}
+	first, err := linkOf(env, h, seq)
+	if err != nil {
+		return err
+	}
+	if raw, ok := j.trust.get(trustKey(env.flow, env.id, seq)); ok && raw == first.raw {
+		return nil
+	}
+	chain := []link{first}
+	var base *State
+	var baseSeq uint64
+	for base == nil {
+		l := chain[len(chain)-1]
+		if l.env.phase == PhaseStart {
+			if why := j.checkStart(l); why != "" {
+				return j.forged(chain, len(chain)-1, why)
+			}
+			if j.def(l.env.flow, l.env.state.Version) == nil {
+				return nil // no definition here to check it by: trust nothing past it
+			}
+			j.trust.add(trustKey(env.flow, env.id, l.seq), l.raw)
+			base, baseSeq, chain = l.env.state, l.seq, chain[:len(chain)-1]
+			break
+		}
+		if raw, ok := j.trust.get(trustKey(env.flow, env.id, l.prev)); ok {
+			if base, err = decodeState(env.flow, env.id, raw); err != nil {
+				return err
+			}
+			baseSeq = l.prev
+			break
+		}
+		if len(chain) > 4*maxEarlier {
+			return fmt.Errorf("saga: check %s/%s: more than %d events to read back", env.flow, env.id, len(chain))
+		}
+		m, err := j.msgAt(ctx, l.prev)
+		if errors.Is(err, ErrNotFound) {
+			return &forgedError{seq: seq, missing: true, why: fmt.Sprintf("event %d follows event %d, which is not in the log", l.seq, l.prev)}
+		}
+		if err != nil {
+			return err
+		}
+		subject := lastValue(m.Header, jetstream.SubjectHeader)
+		penv, err := parseEnvelope(subject, m.Header, m.Data, 1<<30)
+		if err == nil && (penv.flow != env.flow || penv.id != env.id) {
+			err = bad("it is on %s", subject)
+		}
+		if err == nil {
+			if why := rogue(m.Header, penv, 1); why != "" {
+				err = bad("%s", why)
+			}
+		}
+		if err != nil {
+			return &forgedError{seq: seq, why: fmt.Sprintf("event %d follows event %d, which is not this saga's: %v", l.seq, l.prev, err)}
+		}
+		pl, err := linkOf(penv, m.Header, l.prev)
+		if err != nil {
+			return err
+		}
+		chain = append(chain, pl)
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		l := chain[i]
+		next, err := replay(base, baseSeq, l.env)
+		if err == nil && string(encodeState(next)) != l.raw {
+			err = errors.New("its state changes more than its step and phase may")
+		}
+		if err != nil {
+			return j.forged(chain, i, fmt.Sprintf("%s:%s (event %d): %v", l.env.step, l.env.phase, l.seq, err))
+		}
+		j.trust.add(trustKey(env.flow, env.id, l.seq), l.raw)
+		base, baseSeq = next, l.seq
+	}
+	return nil
+}
+
+// forged reports the event at chain[i] and, for the event checked, that
+// it follows it.
+func (j *journal) forged(chain []link, i int, why string) error {
+	if i == 0 {
+		return &forgedError{seq: chain[0].seq, why: why}
+	}
+	return &forgedError{seq: chain[0].seq, why: fmt.Sprintf("event %d follows forged event %d: %s", chain[0].seq, chain[i].seq, why)}
+}
+
+// checkStart says what is wrong with a start, or "".
+func (j *journal) checkStart(l link) string {
+	if l.prev != 0 {
+		return fmt.Sprintf("start (event %d) follows event %d", l.seq, l.prev)
+	}
+	st := l.env.state
+	def := j.def(l.env.flow, st.Version)
+	if def == nil {
+		return ""
+	}
+	if string(encodeState(newState(def, l.env.id, st.StartedAt))) != l.raw {
+		return fmt.Sprintf("start (event %d) is not the initial state of flow %s v%d as defined here (a forged start, or two definitions of one version)", l.seq, def.name, def.version)
+	}
+	return ""
+}
+
+// replay applies what env records to the state before it, at sequence
+// seq: the transition its step and phase name, with the step's attempts,
+// error and time taken from the state env carries.
+func replay(prev *State, seq uint64, env *envelope) (*State, error) {
+	claim := env.state
+	t := claim.UpdatedAt
+	next := prev.clone()
+	next.Events++
+	next.follow(seq)
+	var st StepState
+	if env.step != wire.SagaStep {
+		c := claim.Step(env.step)
+		if c == nil || next.Step(env.step) == nil {
+			return nil, fmt.Errorf("no step %q", env.step)
+		}
+		st = *c
+	}
+	var err error
+	switch env.phase {
+	case PhaseDone:
+		err = next.complete(env.step, st.Attempts, t)
+		if err == nil && claim.Status == StatusCompensating {
+			next.compensate(claim.Reason) // a late result, compensated
+		}
+	case PhaseFailed:
+		err = next.fail(env.step, st.Attempts, st.Error, t)
+	case PhaseTimedOut:
+		err = next.timeOut(env.step, st.Attempts, st.Error, t)
+	case PhaseAbandoned:
+		err = next.abandon(env.step, t)
+	case PhaseSkipped:
+		err = next.skip(env.step, t)
+	case PhaseRetry:
+		err = next.retrying(env.step, st.Attempts, st.Error)
+	case PhaseCompensated:
+		err = next.compensated(env.step, st.CompensationAttempts, t)
+	case PhaseCompensationRetry:
+		err = next.compRetrying(env.step, st.CompensationAttempts, st.Error)
+	case PhaseParked:
+		err = next.park(env.step, st.CompensationAttempts, st.Error, t)
+	case PhaseDeadline:
+		at := t
+		if at.Before(next.Deadline) {
+			at = next.Deadline // the broker's scheduler fired it: its clock
+		}
+		err = next.expire(at)
+	case PhaseResume:
+		err = next.retryParked()
+	default:
+		err = fmt.Errorf("phase %s is not recorded after a start", env.phase)
+	}
+	if errors.Is(err, errNoop) {
+		return nil, errors.New("it does not apply to the state before it")
+	}
+	if err != nil {
+		return nil, err
+	}
+	next.settle(t)
+	return next, nil
+}
+
+// msgAt returns the saga log message at stream sequence seq, or
+// ErrNotFound; on a cluster, a replica that lacks it defers to the leader.
+func (j *journal) msgAt(ctx context.Context, seq uint64) (*nats.Msg, error) {
+	req := []byte(`{"seq":` + strconv.FormatUint(seq, 10) + `}`)
+	m, _, err := j.direct(ctx, req, "event "+strconv.FormatUint(seq, 10))
+	if errors.Is(err, ErrNotFound) && j.opts.replicas > 1 {
+		m, _, err = j.leader(ctx, req, "event "+strconv.FormatUint(seq, 10))
+	}
+	return m, err
+}
+
+// vouched is vouch for a reader that skips what does not check:
+// it reports whether the event may stand for its saga's state.
+func (j *journal) vouched(ctx context.Context, env *envelope, h nats.Header, seq uint64) bool {
+	ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
+	defer cancel()
+	return j.vouch(ctx, env, h, seq) == nil
+}

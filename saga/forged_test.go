@@ -1,0 +1,224 @@
+package saga_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/wire"
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
+)
+
+// appendForged appends an event on subject step.phase of saga id the way
+// a participant holding the credentials for that step could: with the
+// compare-and-set headers right, carrying the state header state.
+func appendForged(t *testing.T, js jetstream.JetStream, flow, id, step, phase, state string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	stream, err := js.Stream(ctx, saga.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, wire.LogWildcard(flow, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(wire.LogSubject(flow, id, step, phase))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last.Sequence, 10))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, id))
+	m.Header.Set(wire.State, state)
+	m.Data = []byte(`{"PaymentID":"forged","Amount":1}`)
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatalf("the broker refused the forged event: %v", err)
+	}
+	return ack.Sequence
+}
+
+// newestState is the state header of a saga's newest event.
+func newestState(t *testing.T, js jetstream.JetStream, flow, id string) string {
+	t.Helper()
+	stream, err := js.Stream(context.Background(), saga.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetLastMsgForSubject(context.Background(), wire.LogWildcard(flow, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Header.Get(wire.State)
+}
+
+// A participant may write only what its step and phase may change. Here
+// the forger holds what payment holds (it may append on charge's
+// subjects) while payment is declining the charge: it appends a charge
+// "done" carrying a completed saga's state, then a "reserve done" (not its
+// step). Neither stands: the saga ends compensated, as payment decided,
+// nothing ran on the forged events, OnEnd never saw a completed saga, and
+// both are dead-lettered as forged. A second client, which appended
+// nothing and checks each event by reading the ones before it, reads the
+// honest state too.
+func TestForgedStatesAreRefused(t *testing.T) {
+	e := newEnv(t, 0, nil)
+	e.forges = true
+	e.start(t, "model")
+	e.await(t, "model", saga.StatusCompleted)
+	_, js := e.srv.Connect()
+	flow := e.s.flow.Name()
+	completed := newestState(t, js, flow, "model")
+
+	charging := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	e.l.on("victim", "charge:action", func(ctx context.Context, _ int) error {
+		once.Do(func() { close(charging) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return saga.Abort(errors.New("card declined"))
+	})
+
+	// An observer with a cold cache: its OnEnd sees every ended saga.
+	observer := e.srv.Client()
+	var mu sync.Mutex
+	var ended []saga.Status
+	r, err := saga.NewRunner(observer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.OnEnd(e.s.flow, "watch", func(_ context.Context, st *saga.State) error {
+		if st.ID == "victim" {
+			mu.Lock()
+			ended = append(ended, st.Status)
+			mu.Unlock()
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Run(t, r)
+
+	e.start(t, "victim")
+	select {
+	case <-charging:
+	case <-time.After(20 * time.Second):
+		t.Fatal("charge never ran")
+	}
+	forgedDone := appendForged(t, js, flow, "victim", "charge", "done", completed)
+	// The forged event is the saga's newest: a reserve done on top of it.
+	honest := newestState(t, js, flow, "model")
+	forgedReserve := appendForged(t, js, flow, "victim", "reserve", "done", honest)
+	close(release)
+
+	st := e.await(t, "victim", saga.StatusCompensated)
+	if got := st.Step("charge").Status; got != saga.StepFailed {
+		t.Errorf("charge is %s, want failed (payment declined it)", got)
+	}
+	for _, step := range []string{"reserve", "invoice", "confirm"} {
+		if n := e.l.count("victim", step, saga.PhaseAction); n != 0 {
+			t.Errorf("%s ran %d times on a forged trigger", step, n)
+		}
+	}
+	cold, err := observer.Get(context.Background(), e.s.flow, "victim")
+	if err != nil || cold.Status != saga.StatusCompensated {
+		t.Fatalf("a cold reader got %v, %v", cold, err)
+	}
+
+	var dead []saga.DeadLetter
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		dead, err = e.c.DeadLetters(context.Background(), e.s.flow)
+		seen := map[string]bool{}
+		for _, d := range dead {
+			if strings.HasPrefix(d.Reason, "forged: ") {
+				seen[d.Subject] = true
+			}
+		}
+		return err == nil && seen[wire.LogSubject(flow, "victim", "charge", "done")] && seen[wire.LogSubject(flow, "victim", "reserve", "done")]
+	}, func() string { return fmt.Sprintf("dead letters (forged at %d and %d): %v %v", forgedDone, forgedReserve, reasons(dead), err) })
+
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ended) > 0
+	}, func() string { return "OnEnd never saw the saga end" })
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range ended {
+		if s != saga.StatusCompensated {
+			t.Errorf("OnEnd saw the saga %s", s)
+		}
+	}
+	tl, err := observer.Timeline(context.Background(), e.s.flow, "victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range tl {
+		if ev.Sequence == forgedDone || ev.Sequence == forgedReserve {
+			t.Errorf("the timeline shows forged event %d (%s)", ev.Sequence, ev)
+		}
+	}
+}
+
+// A start must be the initial state of the flow as the reader defines it:
+// one that skips the charge is refused.
+func TestForgedStartIsRefused(t *testing.T) {
+	e := newEnv(t, 0, nil)
+	e.forges = true
+	e.start(t, "model")
+	e.await(t, "model", saga.StatusCompleted)
+	nc, js := e.srv.Connect()
+	flow := e.s.flow.Name()
+	stream, err := js.Stream(context.Background(), saga.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := stream.GetLastMsgForSubject(context.Background(), wire.LogSubject(flow, "model", wire.SagaStep, "start"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The model's first event after its start is charge done: its state
+	// has charge completed and the next position running.
+	tl, err := e.c.Timeline(context.Background(), e.s.flow, "model")
+	if err != nil || len(tl) < 2 {
+		t.Fatal(tl, err)
+	}
+	second, err := stream.GetMsg(context.Background(), tl[1].Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(wire.LogSubject(flow, "skip", wire.SagaStep, "start"))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, "skip"))
+	m.Header.Set(wire.State, second.Header.Get(wire.State))
+	m.Data = start.Data
+	if err := nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		_, err := e.srv.Client().Get(context.Background(), e.s.flow, "skip")
+		return errors.Is(err, saga.ErrNotFound)
+	}, func() string { return "the forged start still stands" })
+	for _, step := range []string{"charge", "reserve", "invoice"} {
+		if n := e.l.count("skip", step, saga.PhaseAction); n != 0 {
+			t.Errorf("%s ran %d times on a forged start", step, n)
+		}
+	}
+}
+
+func reasons(dead []saga.DeadLetter) []string {
+	var out []string
+	for _, d := range dead {
+		out = append(out, d.Subject+": "+d.Reason)
+	}
+	return out
+}
