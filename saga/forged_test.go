@@ -144,7 +144,9 @@ func TestForgedStatesAreRefused(t *testing.T) {
 			}
 		}
 		return err == nil && seen[wire.LogSubject(flow, "victim", "charge", "done")] && seen[wire.LogSubject(flow, "victim", "reserve", "done")]
-	}, func() string { return fmt.Sprintf("dead letters (forged at %d and %d): %v %v", forgedDone, forgedReserve, reasons(dead), err) })
+	}, func() string {
+		return fmt.Sprintf("dead letters (forged at %d and %d): %v %v", forgedDone, forgedReserve, reasons(dead), err)
+	})
 
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		mu.Lock()
