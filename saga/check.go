@@ -139,6 +139,7 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 	chain := []link{first}
 	var base *State
 	var baseSeq uint64
+	var read map[uint64]*nats.Msg // the saga's log before the event, once read
 	for base == nil {
 		l := chain[len(chain)-1]
 		if l.env.phase == PhaseStart {
@@ -162,7 +163,17 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 		if len(chain) > 4*maxEarlier {
 			return fmt.Errorf("saga: check %s/%s: more than %d events to read back", env.flow, env.id, len(chain))
 		}
-		m, err := j.msgAt(ctx, l.prev)
+		if read == nil {
+			// One read of the saga's log up to the event, rather than a
+			// read per event walked back.
+			if read, err = j.logBefore(ctx, env, seq); err != nil {
+				return err
+			}
+		}
+		m, ok := read[l.prev]
+		if !ok { // not read (a replica that lags, or a longer log): ask for it
+			m, err = j.msgAt(ctx, l.prev)
+		}
 		if errors.Is(err, ErrNotFound) {
 			return &forgedError{seq: seq, missing: true, why: fmt.Sprintf("event %d follows event %d, which is not in the log", l.seq, l.prev)}
 		}
@@ -298,6 +309,46 @@ func (j *journal) msgAt(ctx context.Context, seq uint64) (*nats.Msg, error) {
 		m, _, err = j.leader(ctx, req, "event "+strconv.FormatUint(seq, 10))
 	}
 	return m, err
+}
+
+// logBefore reads the events of env's saga before stream sequence seq, by
+// sequence, with one batched direct get from the oldest its state lists.
+func (j *journal) logBefore(ctx context.Context, env *envelope, seq uint64) (map[uint64]*nats.Msg, error) {
+	from := uint64(1)
+	if st := env.state; len(st.earlier) > 0 && !st.overflow {
+		from = st.earlier[0]
+	}
+	req := fmt.Sprintf(`{"seq":%d,"next_by_subj":%q,"batch":%d,"up_to_seq":%d}`, from, wire.LogWildcard(env.flow, env.id), maxEarlier+1, seq-1)
+	sub, err := j.nc.SubscribeSync(j.nc.NewInbox())
+	if err != nil {
+		return nil, fmt.Errorf("saga: read %s/%s: %w", env.flow, env.id, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := j.nc.PublishRequest(j.api+"DIRECT.GET."+wire.Stream, sub.Subject, []byte(req)); err != nil {
+		return nil, fmt.Errorf("saga: read %s/%s: %w", env.flow, env.id, err)
+	}
+	out := map[uint64]*nats.Msg{}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("saga: read %s/%s: %w", env.flow, env.id, err)
+		}
+		switch st := m.Header.Get("Status"); st {
+		case "":
+		case "204", "404": // the end of the batch, or nothing to read
+			return out, nil
+		default:
+			return nil, fmt.Errorf("saga: read %s/%s: status %s %s", env.flow, env.id, st, m.Header.Get("Description"))
+		}
+		q, err := strconv.ParseUint(lastValue(m.Header, jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("saga: read %s/%s: bad sequence header", env.flow, env.id)
+		}
+		out[q] = m
+		if len(out) > maxEarlier+1 {
+			return out, nil
+		}
+	}
 }
 
 // vouched is vouch for a reader that skips what does not check:

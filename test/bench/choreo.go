@@ -66,13 +66,28 @@ func setupChoreo(ctx context.Context, js jetstream.JetStream, n int, gen payload
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := saga.NewRunner(c, saga.WithConcurrency(benchConcurrency()))
-	if err != nil {
-		return nil, nil, err
-	}
+	// One runner serves every step, or with BENCH_SPLIT each step has a
+	// client and runner of its own, as if each were another service's:
+	// none of them appended the event before its trigger, so each checks
+	// it by reading the saga's log.
+	split := os.Getenv("BENCH_SPLIT") != ""
+	var runners []*saga.Runner
 	undo := func(context.Context, Payload, Payload) error { return nil }
-	for _, s := range steps {
-		if err := saga.Handle(r, s, func(ctx context.Context, p Payload) (Payload, error) {
+	for i, s := range steps {
+		if i == 0 || split {
+			rc := c
+			if split {
+				if rc, err = saga.New(ctx, js, opts...); err != nil {
+					return nil, nil, err
+				}
+			}
+			r, err := saga.NewRunner(rc, saga.WithConcurrency(benchConcurrency()))
+			if err != nil {
+				return nil, nil, err
+			}
+			runners = append(runners, r)
+		}
+		if err := saga.Handle(runners[len(runners)-1], s, func(ctx context.Context, p Payload) (Payload, error) {
 			p.Hop++
 			return p, nil
 		}, undo); err != nil {
@@ -80,31 +95,46 @@ func setupChoreo(ctx context.Context, js jetstream.JetStream, n int, gen payload
 		}
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(rctx) }()
-	select {
-	case <-r.Ready():
-	case err := <-errc:
+	errc := make(chan error, len(runners))
+	for _, r := range runners {
+		go func() { errc <- r.Run(rctx) }()
+	}
+	wait := func() {
 		cancel()
-		return nil, nil, err
+		for range runners {
+			<-errc
+		}
+	}
+	for _, r := range runners {
+		select {
+		case <-r.Ready():
+		case err := <-errc:
+			wait()
+			return nil, nil, err
+		}
 	}
 	// choreo.log.<flow>.<id>.<step>.<phase>: the id is token 3.
 	last := fmt.Sprintf("choreo.log.%s.*.%s.done", flowName, stepName(n))
 	stopObs, err := observe(ctx, js, saga.StreamName, last, 3, done)
 	if err != nil {
-		cancel()
-		<-errc
+		wait()
 		return nil, nil, err
 	}
-	return &choreoSys{c: c, flow: flow, gen: gen}, func() { stopObs(); cancel(); <-errc }, nil
+	return &choreoSys{c: c, flow: flow, gen: gen}, func() { stopObs(); wait() }, nil
 }
 
 // benchOptions are the client options of every run but the long one.
+// BENCH_NO_RETENTION keeps ended sagas; BENCH_UNCHECKED turns the check
+// of each event against the one before it off (saga.WithUncheckedEvents).
 func benchOptions() []saga.Option {
+	var opts []saga.Option
 	if os.Getenv("BENCH_NO_RETENTION") != "" {
-		return []saga.Option{saga.WithRetention(0)}
+		opts = append(opts, saga.WithRetention(0))
 	}
-	return nil
+	if os.Getenv("BENCH_UNCHECKED") != "" {
+		opts = append(opts, saga.WithUncheckedEvents())
+	}
+	return opts
 }
 
 // benchConcurrency is the runner's concurrency (BENCH_CONCURRENCY, default 256).
