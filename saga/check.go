@@ -136,6 +136,8 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 	if raw, ok := j.trust.get(trustKey(env.flow, env.id, seq)); ok && raw == first.raw {
 		return nil
 	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
 	chain := []link{first}
 	var base *State
 	var baseSeq uint64
@@ -354,7 +356,5 @@ func (j *journal) logBefore(ctx context.Context, env *envelope, seq uint64) (map
 // vouched is vouch for a reader that skips what does not check:
 // it reports whether the event may stand for its saga's state.
 func (j *journal) vouched(ctx context.Context, env *envelope, h nats.Header, seq uint64) bool {
-	ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
-	defer cancel()
 	return j.vouch(ctx, env, h, seq) == nil
 }
