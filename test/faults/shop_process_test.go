@@ -58,6 +58,9 @@ func call(t *testing.T, method, url string, body any) (int, map[string]any) {
 		r = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, url, r)
+	if r != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil
