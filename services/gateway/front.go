@@ -15,7 +15,7 @@ import (
 
 // ErrInvalidOption is returned by Run when an option's value is out of
 // range.
-var ErrInvalidOption = errors.New("gateway: invalid option")
+var ErrInvalidOption = errors.New("invalid option")
 
 // Option configures the gateway; New takes any number.
 type Option func(*options) error

@@ -19,6 +19,7 @@ import (
 
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/gateway"
+	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/shop"
 )
 
@@ -317,5 +318,21 @@ func TestControlCharactersInARegistrationAre400(t *testing.T) {
 	code, res, _ := send(t, "GET", base+"/api/customers", nil, nil)
 	if n := len(res["customers"].([]any)); code != 200 || n != 0 {
 		t.Errorf("%d customers registered, want none", n)
+	}
+}
+
+func TestBadOptionsStopRun(t *testing.T) {
+	for name, opt := range map[string]gateway.Option{
+		"no websockets":       gateway.MaxWebsockets(0),
+		"a host with a path":  gateway.AllowHosts("shop.example.com/x"),
+		"a URL for a host":    gateway.AllowHosts("https://shop.example.com"),
+		"a bad port":          gateway.AllowHosts("shop.example.com:99999"),
+		"a negative timeout":  gateway.WithTimeouts(gateway.Timeouts{Read: -time.Second}),
+		"a space in the name": gateway.AllowHosts("shop example.com"),
+	} {
+		err := gateway.New(kit.Deps{}, "127.0.0.1:0", opt).Run(context.Background())
+		if !errors.Is(err, gateway.ErrInvalidOption) {
+			t.Errorf("%s: Run = %v, want ErrInvalidOption", name, err)
+		}
 	}
 }
