@@ -436,7 +436,9 @@ const (
 // A page after the first starts at the cursor the previous one named in
 // "next"; the last page has no "next". The cursor is a place in the
 // listing, not an offset: orders placed during a walk go before its
-// start and neither shift nor repeat what follows.
+// start and neither shift nor repeat what follows. (An order placed a
+// moment ago moves once, when its event replaces the gateway's
+// provisional placed time.)
 func (s *Service) getOrders(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit := DefaultPageSize
