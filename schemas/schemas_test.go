@@ -187,6 +187,8 @@ func TestValidateRejects(t *testing.T) {
 		{"unknown field", "OrderConfirmed", `{"order_id":"o","customer_id":"c","total":1,"currency":"EUR","confirmed_at":"2026-01-01T00:00:00Z","extra":1}`, "extra"},
 		{"negative money", "InvoiceIssued", `{"invoice_id":"i","order_id":"o","amount":-5,"currency":"EUR","issued_at":"2026-01-01T00:00:00Z"}`, "/amount"},
 		{"bad time", "OrderRejected", `{"order_id":"o","customer_id":"c","reason":"r","rejected_at":"yesterday"}`, "/rejected_at"},
+		{"CRLF in a name", "CustomerRegistered", `{"customer_id":"c","name":"Eve\r\nBcc: victim@example.com","email":"e@example.com","address":{"line1":"l","city":"c","postcode":"p","country":"FR"},"registered_at":"2026-01-01T00:00:00Z"}`, "/name"},
+		{"C1 in a city", "CustomerRegistered", `{"customer_id":"c","name":"n","email":"e@example.com","address":{"line1":"l","city":"c\u0085","postcode":"p","country":"FR"},"registered_at":"2026-01-01T00:00:00Z"}`, "/address/city"},
 		{"bad email", "CustomerRegistered", `{"customer_id":"c","name":"n","email":"not-an-email","address":{"line1":"l","city":"c","postcode":"p","country":"FR"},"registered_at":"2026-01-01T00:00:00Z"}`, "/email"},
 		{"empty items", "OrderPlaced", `{"order_id":"o","customer_id":"c","items":[],"total":0,"currency":"EUR","card":"4242424242424242","placed_at":"2026-01-01T00:00:00Z"}`, "/items"},
 	} {

@@ -5,18 +5,23 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,11 +48,20 @@ type Service struct {
 	ready   atomic.Bool
 	addrCh  chan string
 	rebuild sync.Mutex
+	opts    options
+	optErr  error
+	wsConns atomic.Int64 // websockets open, at most opts.maxWebsockets
 }
 
-// New returns a gateway that will listen on addr; Run starts it.
-func New(d kit.Deps, addr string) *Service {
-	s := &Service{d: d, addr: addr, hub: newHub(), addrCh: make(chan string, 1)}
+// New returns a gateway that will listen on addr; Run starts it, or
+// returns ErrInvalidOption if an option is out of range.
+func New(d kit.Deps, addr string, opts ...Option) *Service {
+	s := &Service{d: d, addr: addr, hub: newHub(), addrCh: make(chan string, 1), opts: defaultOptions()}
+	for _, o := range opts {
+		if err := o(&s.opts); err != nil && s.optErr == nil {
+			s.optErr = err
+		}
+	}
 	s.rm.Store(NewReadModel())
 	return s
 }
@@ -57,12 +71,19 @@ func (s *Service) Addr() <-chan string { return s.addrCh }
 
 // Run projects events, follows the sagas and serves HTTP until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	if s.optErr != nil {
+		return s.optErr
+	}
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("http address %s: %w", s.addr, err)
 	}
 	s.addrCh <- ln.Addr().String()
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// A hijacked connection (the websocket) drops these deadlines: they
+	// bound the upgrade request, not the socket's life.
+	t := s.opts.timeouts
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: t.ReadHeader, ReadTimeout: t.Read,
+		WriteTimeout: t.Write, IdleTimeout: t.Idle}
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -285,7 +306,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+	return s.front(mux)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -298,10 +319,28 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
-// decode reads a JSON body strictly: one object, no unknown fields, 64 KiB
-// at most.
+// decode reads a JSON body strictly: one object, no unknown fields, valid
+// UTF-8 (encoding/json would quietly replace bad bytes), 64 KiB at most.
+// A body still arriving after the server's read timeout gets a 408.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "the body is over 64 KiB")
+		return false
+	case errors.As(err, &netErr) && netErr.Timeout():
+		writeError(w, http.StatusRequestTimeout, "the body came too slowly")
+		return false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
+		return false
+	case !utf8.Valid(body):
+		writeError(w, http.StatusBadRequest, "the body is not valid UTF-8")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, "bad JSON: "+err.Error())
@@ -330,6 +369,11 @@ func callError(w http.ResponseWriter, err error) {
 func (s *Service) postCustomer(w http.ResponseWriter, r *http.Request) {
 	var req customer.RegisterRequest
 	if !decode(w, r, &req) {
+		return
+	}
+	// The customer service checks it too (and everything else about it).
+	if err := customer.CheckText(req); err != nil {
+		callError(w, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
@@ -382,19 +426,72 @@ func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]string{"id": res.ID, "status": "pending"})
 }
 
+// Pages of GET /api/orders: limit's default and most.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// getOrders answers a page of orders, newest first, with each one's saga.
+// A page after the first starts at the cursor the previous one named in
+// "next"; the last page has no "next". The cursor is a place in the
+// listing, not an offset: orders placed during a walk go before its
+// start and neither shift nor repeat what follows. (An order placed a
+// moment ago moves once, when its event replaces the gateway's
+// provisional placed time.)
 func (s *Service) getOrders(w http.ResponseWriter, r *http.Request) {
-	rows := s.rm.Load().Orders(r.URL.Query().Get("customer_id"))
+	q := r.URL.Query()
+	limit := DefaultPageSize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageSize {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to %d", v, MaxPageSize))
+			return
+		}
+		limit = n
+	}
+	var after *OrderKey
+	if v := q.Get("cursor"); v != "" {
+		k, err := parseCursor(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "malformed cursor: take it from the last page's \"next\"")
+			return
+		}
+		after = &k
+	}
+	rows, more := s.rm.Load().OrdersPage(q.Get("customer_id"), after, limit)
 	out := make([]OrderView, 0, len(rows))
 	for _, row := range rows {
-		out = append(out, OrderView{OrderRow: row})
-	}
-	// Sagas of the orders on this page (the newest 50), for their steps.
-	for i := range out[:min(len(out), 50)] {
-		if st, err := s.d.Sagas.Get(r.Context(), schemas.OrderFlow, out[i].ID); err == nil {
-			out[i].Saga = sagaView(st)
+		v := OrderView{OrderRow: row}
+		if st, err := s.d.Sagas.Get(r.Context(), schemas.OrderFlow, row.ID); err == nil {
+			v.Saga = sagaView(st)
 		}
+		out = append(out, v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"orders": out})
+	res := map[string]any{"orders": out}
+	if more {
+		last := rows[len(rows)-1]
+		res["next"] = formatCursor(OrderKey{PlacedAt: last.PlacedAt, ID: last.ID})
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// formatCursor writes a key as an opaque, URL-safe cursor.
+func formatCursor(k OrderKey) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(k.PlacedAt.UTC().Format(time.RFC3339Nano) + " " + k.ID))
+}
+
+func parseCursor(c string) (OrderKey, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return OrderKey{}, err
+	}
+	ts, id, ok := strings.Cut(string(raw), " ")
+	if !ok || !saga.ValidID(id) {
+		return OrderKey{}, errors.New("no order id")
+	}
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	return OrderKey{PlacedAt: at, ID: id}, err
 }
 
 func (s *Service) getOrder(w http.ResponseWriter, r *http.Request) {
@@ -446,6 +543,14 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 // ws upgrades to a websocket and pushes every order change until the
 // browser goes.
 func (s *Service) ws(w http.ResponseWriter, r *http.Request) {
+	if n := s.wsConns.Add(1); n > int64(s.opts.maxWebsockets) {
+		s.wsConns.Add(-1)
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("too many live connections (%d), try again later", s.opts.maxWebsockets))
+		return
+	}
+	defer s.wsConns.Add(-1)
+	// front has checked Origin already; Accept checks it again.
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return

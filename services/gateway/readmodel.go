@@ -207,6 +207,41 @@ func (m *ReadModel) Orders(customerID string) []OrderRow {
 	return out
 }
 
+// OrderKey is an order's place in the newest-first listing of Orders:
+// by placed time, then by id.
+type OrderKey struct {
+	PlacedAt time.Time
+	ID       string
+}
+
+// after says whether row comes after k in the listing.
+func (k OrderKey) after(row OrderRow) bool {
+	if c := k.PlacedAt.Compare(row.PlacedAt); c != 0 {
+		return c > 0
+	}
+	return row.ID < k.ID
+}
+
+// OrdersPage returns at most limit of Orders(customerID), those after the
+// key (from the newest when after is nil), and whether more follow.
+func (m *ReadModel) OrdersPage(customerID string, after *OrderKey, limit int) ([]OrderRow, bool) {
+	all := m.Orders(customerID)
+	start := 0
+	if after != nil {
+		start, _ = slices.BinarySearchFunc(all, *after, func(row OrderRow, k OrderKey) int {
+			if k.after(row) {
+				return 1
+			}
+			return -1
+		})
+	}
+	rest := all[start:]
+	if len(rest) > limit {
+		return rest[:limit], true
+	}
+	return rest, false
+}
+
 func compareStrings(a, b string) int {
 	switch {
 	case a < b:

@@ -8,11 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"mime"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
 )
@@ -93,22 +96,47 @@ func Amount(m schemas.Money, currency string) string {
 	return fmt.Sprintf("%d.%02d %s", m/100, m%100, currency)
 }
 
-// send writes one e-mail, once: an existing file is left alone.
+// Compose writes an e-mail from the shop to a customer. Every header is
+// encoded by the standard library: the addresses by net/mail (a name
+// that is not plain printable ASCII becomes an RFC 2047 encoded word) and
+// the subject by mime.QEncoding, so no character of a name or subject can
+// end a header and start another, or the body. An address net/mail cannot
+// parse is an error. The body's line ends become CRLF.
+func Compose(to schemas.CustomerRegistered, subject, body, messageID string, at time.Time) ([]byte, error) {
+	addr, err := mail.ParseAddress(to.Email)
+	if err != nil {
+		return nil, fmt.Errorf("e-mail address %q: %v", to.Email, err)
+	}
+	from, err := mail.ParseAddress(From)
+	if err != nil {
+		return nil, err
+	}
+	rcpt := mail.Address{Name: to.Name, Address: addr.Address}
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s@choreo.example>\r\n",
+		from.String(), rcpt.String(), mime.QEncoding.Encode("utf-8", subject), at.Format(time.RFC1123Z), messageID)
+	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+	body = strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\r", "\n")
+	b.WriteString(strings.ReplaceAll(body, "\n", "\r\n"))
+	return []byte(b.String()), nil
+}
+
+// send writes one e-mail, once: an existing file is left alone. An e-mail
+// that cannot be written safely is dead-lettered, not retried.
 func (s *Service) send(name string, to schemas.CustomerRegistered, subject, body string, at time.Time) error {
 	path := filepath.Join(s.dir, name+".eml")
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "From: %s\r\nTo: %s <%s>\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s@choreo.example>\r\n",
-		From, to.Name, to.Email, subject, at.Format(time.RFC1123Z), name)
-	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
-	b.WriteString(strings.ReplaceAll(body, "\n", "\r\n"))
+	msg, err := Compose(to, subject, body, name, at)
+	if err != nil {
+		return saga.Abort(fmt.Errorf("e-mail %s: %w", name, err))
+	}
 	tmp, err := os.CreateTemp(s.dir, ".tmp-*")
 	if err != nil {
 		return err
 	}
-	if _, err := tmp.WriteString(b.String()); err != nil {
+	if _, err := tmp.Write(msg); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return err

@@ -39,6 +39,8 @@ type Config struct {
 	Logger   *slog.Logger
 	// Without lists services not to start (for tests that stop one).
 	Without []string
+	// Gateway are the gateway's options (allowed hosts, limits).
+	Gateway []gateway.Option
 }
 
 // Shop is a running shop.
@@ -105,7 +107,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		deps = d
 		var run func(context.Context) error
 		if name == "gateway" {
-			gw = gateway.New(d, cfg.HTTPAddr)
+			gw = gateway.New(d, cfg.HTTPAddr, cfg.Gateway...)
 			run = gw.Run
 		} else {
 			run = Service(name, d, cfg.MailDir)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/choreo-go/choreo/services/shop"
@@ -118,6 +120,12 @@ func TestBrowserOrdersGoLiveWithoutReload(t *testing.T) {
 	}
 
 	step("open the page and register a customer", chromedp.Do(ctx,
+		// The page records what its Content-Security-Policy blocks.
+		func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+			_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `window.cspViolations = [];
+				document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI));`})
+			return chromedp.Void{}, err
+		},
 		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(`#live.on`), // the websocket is up
 		// The form opens by itself when there is no customer; its fields
@@ -172,5 +180,11 @@ func TestBrowserOrdersGoLiveWithoutReload(t *testing.T) {
 	}
 	if n := text(`#s-refunds`); n != "1" {
 		t.Errorf("refunds counter %q, want 1", n)
+	}
+	// The page, its websocket included, works within its CSP.
+	csp, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.cspViolations)`))
+	step("read the CSP violations", err)
+	if csp != "[]" {
+		t.Errorf("the page broke its Content-Security-Policy: %s", csp)
 	}
 }

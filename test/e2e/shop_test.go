@@ -133,7 +133,7 @@ func TestOrderOutcomes(t *testing.T) {
 			slices.Contains(m, "rejected-"+soldOut+".eml") && slices.Contains(m, "rejected-"+antarctica+".eml")
 	}, func() string { return fmt.Sprint("mails: ", h.mails()) })
 	body, _ := os.ReadFile(filepath.Join(h.mail, "rejected-"+soldOut+".eml"))
-	if !strings.Contains(string(body), "To: ada <ada@example.com>") || !strings.Contains(string(body), "out of stock") {
+	if !strings.Contains(string(body), "To: \"ada\" <ada@example.com>") || !strings.Contains(string(body), "out of stock") {
 		t.Errorf("rejection e-mail:\n%s", body)
 	}
 }

@@ -58,6 +58,9 @@ func call(t *testing.T, method, url string, body any) (int, map[string]any) {
 		r = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, url, r)
+	if r != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil
@@ -228,6 +231,8 @@ func TestBadFlagStopsStartup(t *testing.T) {
 		{"shop", []string{"--http-addr", "nope", "--nats-addr", "127.0.0.1:0"}, "--http-addr \"nope\": want host:port"},
 		{"shop", []string{"--nats-addr", "127.0.0.1:x"}, "--nats-addr \"127.0.0.1:x\": bad port"},
 		{"shop", []string{"--http-addr", "127.0.0.1:99999", "--nats-addr", "127.0.0.1:0"}, "bad port"},
+		{"shop", []string{"--max-websockets", "0", "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0"}, "gateway: invalid option: max websockets 0"},
+		{"shop", []string{"--allowed-hosts", "http://shop.example.com/", "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0"}, "allowed host \"http://shop.example.com/\""},
 		{"shop", []string{"--bogus"}, "flag provided but not defined"},
 		{"payment", []string{"--nats", "nats://127.0.0.1:1"}, "connect"},
 	} {

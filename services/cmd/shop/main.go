@@ -1,7 +1,7 @@
 // Command shop runs the example shop: an embedded nats-server, every
 // service and the gateway, in one process.
 //
-//	go run ./services/cmd/shop [--http-addr 127.0.0.1:8080] [--nats-addr 127.0.0.1:4222] [--data-dir ./data]
+//	go run ./services/cmd/shop [--http-addr 127.0.0.1:8080] [--nats-addr 127.0.0.1:4222] [--data-dir ./data] [--allowed-hosts shop.example.com]
 package main
 
 import (
@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/choreo-go/choreo/services/gateway"
 	"github.com/choreo-go/choreo/services/shop"
 )
 
@@ -22,12 +24,15 @@ func main() {
 	flag.StringVar(&cfg.NATSAddr, "nats-addr", shop.EnvOr("CHOREO_NATS_ADDR", "127.0.0.1:4222"), "where the embedded nats-server listens (env CHOREO_NATS_ADDR)")
 	flag.StringVar(&cfg.DataDir, "data-dir", shop.EnvOr("CHOREO_DATA_DIR", "./data"), "where the server stores streams and the shop writes e-mails (env CHOREO_DATA_DIR)")
 	flag.StringVar(&cfg.MailDir, "mail-dir", shop.EnvOr("CHOREO_MAIL_DIR", ""), "where e-mails are written as .eml files (default DATA-DIR/mail; env CHOREO_MAIL_DIR)")
+	hosts := flag.String("allowed-hosts", shop.EnvOr("CHOREO_ALLOWED_HOSTS", ""), "comma-separated host names (or name:port) browsers may use besides localhost and IP addresses (env CHOREO_ALLOWED_HOSTS)")
+	maxWS := flag.Int("max-websockets", gateway.DefaultMaxWebsockets, "how many browsers may follow the shop live at once")
 	verbose := flag.Bool("v", false, "log what the services do")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "shop: unexpected argument %q\n", flag.Arg(0))
 		os.Exit(2)
 	}
+	cfg.Gateway = []gateway.Option{gateway.AllowHosts(strings.Split(*hosts, ",")...), gateway.MaxWebsockets(*maxWS)}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo

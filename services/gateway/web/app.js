@@ -154,15 +154,29 @@ function connect() {
   };
 }
 
-async function refresh() {
-  const [{ orders: list }, stats] = await Promise.all([api("GET", "/api/orders"), api("GET", "/api/stats")]);
+// The API answers orders a page at a time, newest first; "next" is where
+// the older ones go on.
+let olderCursor = null;
+
+async function loadOrders(cursor) {
+  const { orders: list, next } = await api("GET", "/api/orders" + (cursor ? "?cursor=" + encodeURIComponent(cursor) : ""));
   for (const o of list) {
     const prev = orders.get(o.id);
     if (!prev || (prev.rev ?? -1) <= (o.rev ?? -1)) orders.set(o.id, o);
   }
+  olderCursor = next || null;
+  $("#more-orders").hidden = !olderCursor;
   renderOrders();
+}
+
+async function refresh() {
+  const [, stats] = await Promise.all([loadOrders(), api("GET", "/api/stats")]);
   renderStats(stats);
 }
+
+$("#more-orders").addEventListener("click", () => {
+  loadOrders(olderCursor).catch((e) => { $("#form-error").textContent = e.message; });
+});
 
 $("#new-customer").addEventListener("submit", async (ev) => {
   ev.preventDefault();
