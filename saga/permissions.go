@@ -128,7 +128,7 @@ func Permissions(flows ...FlowRef) (map[string]Access, error) {
 		}
 	}
 	for svc, a := range out {
-		a.Add(base(svc))
+		a.Add(Base(svc))
 		out[svc] = a
 	}
 	return out, nil
@@ -159,7 +159,7 @@ func Reader(identity string, flows ...FlowRef) (Access, error) {
 			durables = append(durables, endConsumer(f.name, svc))
 		}
 	}
-	a := base(identity)
+	a := Base(identity)
 	a.Add(ReadStream(wire.Stream, durables...))
 	a.Add(ReadStream(wire.DeadLetterStream))
 	return a, nil
@@ -200,11 +200,12 @@ func Consume(stream, durable string) Access {
 	}}}
 }
 
-// base is what every identity of choreo's needs: its inbox, the JetStream
-// account info, looking up choreo's streams (New does), reading a saga by
-// direct get (from the stream's leader too, on a cluster) and looking up
-// consumers (Get marks unserved steps).
-func base(identity string) Access {
+// Base is what every identity that makes a Client needs: its inbox, the
+// JetStream account info, looking up choreo's streams (New does), reading
+// a saga by direct get (from the stream's leader too, on a cluster) and
+// looking up consumers (Get marks unserved steps). Permissions and Reader
+// include it.
+func Base(identity string) Access {
 	return Access{
 		Publish: Rules{Allow: []string{
 			jsAPI + "INFO",

@@ -303,3 +303,21 @@ func Together(ctx context.Context, runs ...func(context.Context) error) error {
 	}
 	return g.Wait()
 }
+
+// BucketAccess is what a service needs to use its own buckets and no
+// other's: writing their keys, reading them by direct get, and the short
+// ordered consumers that list their keys.
+func BucketAccess(buckets ...string) saga.Access {
+	var a saga.Access
+	for _, b := range buckets {
+		s := "KV_" + b
+		a.Add(saga.ReadStream(s))
+		a.Add(saga.Access{Publish: saga.Rules{Allow: []string{
+			"$KV." + b + ".>",
+			"$JS.API.DIRECT.GET." + s, "$JS.API.DIRECT.GET." + s + ".>",
+			"$JS.API.STREAM.MSG.GET." + s,
+			"$JS.FC." + s + ".>",
+		}}})
+	}
+	return a
+}
