@@ -151,7 +151,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 	}
 	connect := func(name string) (*nats.Conn, error) {
 		opts := []nats.Option{nats.Name("choreo-" + name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond),
-			nats.CustomInboxPrefix(saga.InboxPrefix(name))}
+			nats.CustomInboxPrefix(saga.InboxPrefix(name)),
+			// A refused publish or subscription is only reported here.
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				cfg.Logger.Warn("nats", "identity", name, "err", err)
+			})}
 		if kp := keys[name]; kp != nil {
 			pub, _ := kp.PublicKey()
 			opts = append(opts, nats.Nkey(pub, kp.Sign))
