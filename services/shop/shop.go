@@ -63,9 +63,9 @@ func (s *Shop) AdminCLI() string {
 	return "nats --server " + s.NATSURL + " --nkey " + embedded.SeedFile(s.Credentials, Admin) + " stream ls"
 }
 
-// identities loads or creates the key of the admin and of each service in
+// Identities loads or creates the key of the admin and of each service in
 // dir, and returns them as the server's identities with their permissions.
-func identities(dir string) ([]saga.Identity, map[string]nkeys.KeyPair, error) {
+func Identities(dir string) ([]saga.Identity, map[string]nkeys.KeyPair, error) {
 	perms, err := Permissions()
 	if err != nil {
 		return nil, nil, err
@@ -90,10 +90,10 @@ func identities(dir string) ([]saga.Identity, map[string]nkeys.KeyPair, error) {
 	return ids, kps, nil
 }
 
-// provision creates, with the admin's connection, what the services use:
+// Provision creates, with the admin's connection, what the services use:
 // choreo's streams, the event streams and every service's buckets. It
 // returns the admin's dependencies.
-func provision(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (kit.Deps, error) {
+func Provision(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (kit.Deps, error) {
 	d, err := kit.NewDeps(ctx, nc, Admin, logger)
 	if err != nil {
 		return kit.Deps{}, fmt.Errorf("provision: %w", err)
@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return errors.New("--data-dir is empty")
 		}
 		credDir = filepath.Join(cfg.DataDir, "credentials")
-		ids, kps, err := identities(credDir)
+		ids, kps, err := Identities(credDir)
 		if err != nil {
 			return err
 		}
@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		return err
 	}
 	defer nc.Close()
-	admin, err := provision(ctx, nc, cfg.Logger)
+	admin, err := Provision(ctx, nc, cfg.Logger)
 	if err != nil {
 		return err
 	}
