@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,8 +31,37 @@ import (
 // running is a shop on an embedded server, run by the test.
 type running struct {
 	*shop.Shop
-	dir  string
-	stop func()
+	dir     string
+	stop    func()
+	refused *refusals
+}
+
+// refusals records what the broker refused the shop's own services: the
+// shop logs each refusal a connection reports as a warning "nats".
+type refusals struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (r *refusals) Enabled(context.Context, slog.Level) bool { return true }
+func (r *refusals) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *refusals) WithGroup(string) slog.Handler            { return r }
+func (r *refusals) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message != "nats" {
+		return nil
+	}
+	line := rec.Message
+	rec.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	r.mu.Lock()
+	r.seen = append(r.seen, line)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *refusals) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seen)
 }
 
 // launch starts a shop on dir; stop ends it and returns its error.
@@ -38,8 +69,10 @@ func launch(dir string) (*running, func() error, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *shop.Shop, 1)
 	done := make(chan error, 1)
+	refused := &refusals{}
 	go func() {
-		done <- shop.Run(ctx, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir}, func(s *shop.Shop) { ready <- s })
+		done <- shop.Run(ctx, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(refused)},
+			func(s *shop.Shop) { ready <- s })
 	}()
 	var once sync.Once
 	var err error
@@ -49,7 +82,7 @@ func launch(dir string) (*running, func() error, error) {
 	}
 	select {
 	case s := <-ready:
-		return &running{Shop: s, dir: dir, stop: func() { _ = stop() }}, stop, nil
+		return &running{Shop: s, dir: dir, stop: func() { _ = stop() }, refused: refused}, stop, nil
 	case err := <-done:
 		cancel()
 		return nil, nil, fmt.Errorf("shop did not start: %w", err)
@@ -414,6 +447,10 @@ func TestShopOnItsOwnIdentitiesAndRestart(t *testing.T) {
 	base = "http://" + again.HTTPAddr
 	awaitStatus(t, base, ok, "confirmed")
 	awaitStatus(t, base, placeOrder(t, base, cust, "sku-mug", "4242424242424242"), "confirmed")
+	// The services were refused nothing they need.
+	for _, r := range append(s.refused.list(), again.refused.list()...) {
+		t.Errorf("the broker refused a service: %s", r)
+	}
 }
 
 func call(t *testing.T, method, url string, body any) (int, map[string]any) {
