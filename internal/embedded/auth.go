@@ -7,12 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
-
-	"github.com/choreo-go/choreo/saga"
 )
 
 // SeedFile is where an identity's nkey seed is kept in a credentials
@@ -61,24 +57,4 @@ func Credentials(dir string, names []string) (map[string]nkeys.KeyPair, error) {
 		out[name] = kp
 	}
 	return out, nil
-}
-
-// nkeyUsers turns identities into the server's users, with their
-// permissions (none for an identity with no Access: the admin).
-func nkeyUsers(ids []saga.Identity) []*server.NkeyUser {
-	var out []*server.NkeyUser
-	for _, id := range ids {
-		u := &server.NkeyUser{Nkey: id.NKey}
-		if a := id.Access; a != nil {
-			u.Permissions = &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: a.Publish.Allow, Deny: a.Publish.Deny},
-				Subscribe: &server.SubjectPermission{Allow: a.Subscribe.Allow, Deny: a.Subscribe.Deny},
-			}
-			if a.Responses {
-				u.Permissions.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: 2 * time.Minute}
-			}
-		}
-		out = append(out, u)
-	}
-	return out
 }

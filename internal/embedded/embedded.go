@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/choreo-go/choreo/saga"
 )
 
 // Config says where the server listens and stores.
@@ -20,9 +18,9 @@ type Config struct {
 	// SyncAlways fsyncs every write, so a machine crash loses nothing that
 	// was acknowledged; it costs throughput.
 	SyncAlways bool
-	// Identities, when set, are the only clients the server accepts, each
-	// with its permissions (see saga.Permissions); no anonymous access.
-	Identities []saga.Identity
+	// Users, when set, are the only clients the server accepts, each with
+	// its permissions (see saga.Permissions); no anonymous access.
+	Users []*server.NkeyUser
 }
 
 // Start starts the server and waits until it accepts connections. Stop it
@@ -46,7 +44,7 @@ func Start(c Config) (*server.Server, error) {
 		ServerName: "choreo", Host: host, Port: p,
 		JetStream: true, StoreDir: c.DataDir, SyncAlways: c.SyncAlways,
 		NoLog: true, NoSigs: true, MaxPayload: 8 << 20,
-		Nkeys: nkeyUsers(c.Identities),
+		Nkeys: c.Users,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %v", err)

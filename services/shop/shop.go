@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"golang.org/x/sync/errgroup"
@@ -64,8 +65,9 @@ func (s *Shop) AdminCLI() string {
 }
 
 // Identities loads or creates the key of the admin and of each service in
-// dir, and returns them as the server's identities with their permissions.
-func Identities(dir string) ([]saga.Identity, map[string]nkeys.KeyPair, error) {
+// dir, and returns them as the server's users, each service with its
+// permissions (Permissions), the admin with all.
+func Identities(dir string) ([]*server.NkeyUser, map[string]nkeys.KeyPair, error) {
 	perms, err := Permissions()
 	if err != nil {
 		return nil, nil, err
@@ -74,20 +76,26 @@ func Identities(dir string) ([]saga.Identity, map[string]nkeys.KeyPair, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var ids []saga.Identity
+	var users []*server.NkeyUser
 	for name, kp := range kps {
 		pub, err := kp.PublicKey()
 		if err != nil {
 			return nil, nil, err
 		}
-		id := saga.Identity{Name: name, NKey: pub}
+		u := &server.NkeyUser{Nkey: pub}
 		if name != Admin {
 			a := perms[name]
-			id.Access = &a
+			u.Permissions = &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: a.Publish.Allow, Deny: a.Publish.Deny},
+				Subscribe: &server.SubjectPermission{Allow: a.Subscribe.Allow, Deny: a.Subscribe.Deny},
+			}
+			if a.Responses {
+				u.Permissions.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
+			}
 		}
-		ids = append(ids, id)
+		users = append(users, u)
 	}
-	return ids, kps, nil
+	return users, kps, nil
 }
 
 // Provision creates, with the admin's connection, what the services use:
@@ -139,7 +147,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return err
 		}
 		keys = kps
-		srv, err := embedded.Start(embedded.Config{Addr: cfg.NATSAddr, DataDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: true, Identities: ids})
+		srv, err := embedded.Start(embedded.Config{Addr: cfg.NATSAddr, DataDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: true, Users: ids})
 		if err != nil {
 			return err
 		}

@@ -24,7 +24,7 @@ func TestEachServiceRunsAloneOnItsOwnIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Identities: ids})
+	srv, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Users: ids})
 	if err != nil {
 		t.Fatal(err)
 	}
