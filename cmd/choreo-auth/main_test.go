@@ -75,6 +75,15 @@ func TestConfigLoadsAndWorks(t *testing.T) {
 	}
 	ctx := context.Background()
 	adminErrs, payErrs := make(chan error, 16), make(chan error, 16)
+	// Before provisioning, a service cannot create the streams, and says
+	// what to do.
+	early := connect("payment", make(chan error, 16))
+	ectx, ecancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = kit.NewDeps(ectx, early, "payment", nil)
+	ecancel()
+	if !errors.Is(err, saga.ErrNotProvisioned) || !strings.Contains(err.Error(), "run provisioning") {
+		t.Fatalf("payment before provisioning: %v, want ErrNotProvisioned saying to run provisioning", err)
+	}
 	admin := connect(shop.Admin, adminErrs)
 	ad, err := kit.NewDeps(ctx, admin, shop.Admin, nil) // provisions choreo's and the event streams
 	if err != nil {

@@ -78,7 +78,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string) (*Sto
 	}
 	kv, err := jsutil.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: bucket, Storage: jetstream.FileStorage, History: 1, Replicas: replicas})
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", bucket, err)
+		return nil, fmt.Errorf("bucket %s: %w", bucket, jsutil.Refused(js.Conn(), "KV_"+bucket, err))
 	}
 	return &Store{kv: kv}, nil
 }
