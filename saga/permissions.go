@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -123,7 +124,7 @@ func Permissions(flows ...FlowRef) (map[string]Access, error) {
 		for _, svc := range f.starters {
 			grant(svc, Access{Publish: Rules{Allow: []string{wire.LogSubject(f.name, "*", wire.SagaStep, string(PhaseStart))}}})
 		}
-		for _, svc := range append(slices.Collect(mapKeys(participants)), f.starters...) {
+		for _, svc := range append(slices.Collect(maps.Keys(participants)), f.starters...) {
 			grant(svc, Access{Publish: Rules{Allow: []string{wire.Sched + f.name + ".*"}}})
 		}
 	}
@@ -222,16 +223,6 @@ func Base(identity string) Access {
 }
 
 func endConsumer(flow, name string) string { return flow + "__end_" + name }
-
-func mapKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
 
 // definitions returns the flows' definitions, refusing what Permissions
 // cannot derive from.
