@@ -89,7 +89,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		Discard: jetstream.DiscardNew,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("saga: stream %s: %w", StreamName, err)
+		return nil, fmt.Errorf("saga: stream %s: %w", StreamName, notProvisioned(js.Conn(), StreamName, err))
 	}
 	// Schedules cannot live in a DiscardNew stream, and a schedule's target
 	// must be in its stream: the timers have a stream of their own.
@@ -104,7 +104,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		AllowMsgSchedules: true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("saga: stream %s: %w", TimerStream, err)
+		return nil, fmt.Errorf("saga: stream %s: %w", TimerStream, notProvisioned(js.Conn(), TimerStream, err))
 	}
 	j.dlq, err = jsutil.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        DeadLetterStream,
@@ -116,7 +116,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		AllowDirect: true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("saga: stream %s: %w", DeadLetterStream, err)
+		return nil, fmt.Errorf("saga: stream %s: %w", DeadLetterStream, notProvisioned(js.Conn(), DeadLetterStream, err))
 	}
 	return c, nil
 }

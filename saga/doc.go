@@ -53,6 +53,19 @@
 // the removal of an ended saga once its retention (WithRetention) has
 // passed; a running or parked saga is never removed.
 //
+// # Permissions
+//
+// A service is trusted only for the steps it owns. Permissions derives,
+// from the flows' definitions (Owner on each step, StartedBy on the flow),
+// the NATS permissions of each service's identity: appending its own
+// steps' outcomes, using its own durable consumers, reading sagas; never
+// creating, purging or deleting a stream, nor touching another service's
+// consumer. Reader is for identities that only query. An admin identity
+// runs Provision (the streams) first; AuthorizationConfig renders the
+// identities as a nats-server authorization block. Each identity connects
+// with nats.CustomInboxPrefix(InboxPrefix(name)). Without authentication
+// on the server nothing changes.
+//
 // # Testing
 //
 // Package saga/sagatest has an embedded server, wait and timeline helpers,

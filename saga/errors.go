@@ -37,6 +37,10 @@ var (
 	// limits: new sagas are refused while there is still room for the
 	// sagas in flight to finish.
 	ErrStreamFull = errors.New("saga: stream full")
+	// ErrNotProvisioned is returned by New when a stream is missing or
+	// differs and the client's identity may not create or update it: an
+	// admin provisions it (Provision).
+	ErrNotProvisioned = errors.New("saga: not provisioned")
 )
 
 // abortError marks a business "no": the step will not succeed however often

@@ -3,6 +3,7 @@ package saga
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/choreo-go/choreo/internal/wire"
@@ -255,10 +256,21 @@ func (deadlineItem) flowItem() {}
 // process that took part in the saga is gone.
 func Deadline(d time.Duration) Item { return deadlineItem(d) }
 
+// startedBy is the StartedBy item of a flow.
+type startedBy []string
+
+func (startedBy) flowItem() {}
+
+// StartedBy names the services that start the flow's sagas (saga.Start).
+// Like Owner on a step, it is what the permissions derive from (see
+// Permissions): only these services' identities may append a saga's start.
+func StartedBy(services ...string) Item { return startedBy(services) }
+
 // flowDef is the untyped part of a flow.
 type flowDef struct {
 	name      string
 	version   int
+	starters  []string
 	deadline  time.Duration
 	positions [][]*stepDef
 	steps     []*stepDef
@@ -302,6 +314,9 @@ func (f *Flow[In]) Name() string { return f.def.name }
 
 // Version returns the flow's version.
 func (f *Flow[In]) Version() int { return f.def.version }
+
+// StartedBy returns the services declared to start the flow's sagas.
+func (f *Flow[In]) StartedBy() []string { return slices.Clone(f.def.starters) }
 
 // Deadline returns the saga deadline, 0 for none.
 func (f *Flow[In]) Deadline() time.Duration { return f.def.deadline }
@@ -357,7 +372,7 @@ func idChars(s string) bool {
 }
 
 // Define checks and builds a flow whose sagas start with an In. Items are
-// steps, Parallel groups and at most one Deadline, in order. The first
+// steps, Parallel groups, at most one Deadline and StartedBy, in order. The first
 // position's steps take In; after a single step, the next takes that step's
 // result; after a group, the flow's In again. It returns an error wrapping
 // ErrInvalidFlow (or ErrInvalidOption) when the flow cannot run: a bad or
@@ -410,6 +425,14 @@ func define(name string, version int, input reflect.Type, items []Item) (*flowDe
 		var pos []*stepDef
 		var err error
 		switch v := it.(type) {
+		case startedBy:
+			for _, svc := range v {
+				if !token(svc) {
+					return bad("StartedBy %q must be 1-64 characters of [A-Za-z0-9_-]", svc)
+				}
+			}
+			f.starters = append(f.starters, v...)
+			continue
 		case deadlineItem:
 			if v <= 0 || f.deadline != 0 {
 				return bad("one positive Deadline at most")

@@ -342,10 +342,13 @@ func (j *journal) schedule(ctx context.Context, st *State, kind string, at time.
 
 // expire removes an ended saga's log and commands once its retention has
 // passed. A saga that is not over (an operator resumed it) is left alone.
-// The log's events are deleted one by one, by the sequences the state
-// lists: a purge would make the broker recount every consumer's pending
-// messages over the whole stream, which grows with the sagas retained.
-// Commands exist only where something was compensated; they are purged.
+// Messages are deleted one by one, never purged: a purge would make the
+// broker recount every consumer's pending messages over the whole stream,
+// which grows with the sagas retained, and a service's identity may not
+// purge a stream (Permissions). The log's events are found by the
+// sequences the state lists; commands, which exist only where something
+// was compensated, and the events of a saga too long to list, by direct
+// gets.
 func (j *journal) expire(ctx context.Context, flow, id string) error {
 	st, seq, err := j.load(ctx, flow, id, 0)
 	if errors.Is(err, ErrNotFound) {
@@ -358,14 +361,14 @@ func (j *journal) expire(ctx context.Context, flow, id string) error {
 		return nil
 	}
 	if st.overflow {
-		// Too many events to list: one purge of the log and the commands.
-		if err := j.stream.Purge(ctx, jetstream.WithPurgeSubject("choreo.*."+flow+"."+id+".>")); err != nil {
+		// Too many events to list: everything on the saga's subjects.
+		if err := j.deleteAll(ctx, "choreo.*."+flow+"."+id+".>"); err != nil {
 			return fmt.Errorf("saga: expire %s/%s: %w", flow, id, err)
 		}
 		return nil
 	}
 	if st.Status == StatusCompensated || st.Epoch > 0 {
-		if err := j.stream.Purge(ctx, jetstream.WithPurgeSubject(wire.Cmd+flow+"."+id+".>")); err != nil {
+		if err := j.deleteAll(ctx, wire.Cmd+flow+"."+id+".>"); err != nil {
 			return fmt.Errorf("saga: expire %s/%s: %w", flow, id, err)
 		}
 	}
@@ -376,6 +379,34 @@ func (j *journal) expire(ctx context.Context, flow, id string) error {
 		}
 	}
 	return nil
+}
+
+// deleteAll deletes every message of the saga stream on subject (which
+// may hold wildcards), oldest first, each found by a direct get.
+func (j *journal) deleteAll(ctx context.Context, subject string) error {
+	from := uint64(1)
+	for {
+		req := []byte(`{"seq":` + strconv.FormatUint(from, 10) + `,"next_by_subj":` + strconv.Quote(subject) + `}`)
+		resp, err := j.nc.RequestWithContext(ctx, j.api+"DIRECT.GET."+wire.Stream, req)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", subject, err)
+		}
+		switch st := resp.Header.Get("Status"); st {
+		case "":
+		case "404":
+			return nil
+		default:
+			return fmt.Errorf("read %s: status %s %s", subject, st, resp.Header.Get("Description"))
+		}
+		seq, err := strconv.ParseUint(lastValue(resp.Header, jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return fmt.Errorf("read %s: bad sequence header", subject)
+		}
+		if err := j.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("delete %d: %w", seq, err)
+		}
+		from = seq + 1
+	}
 }
 
 // source is where a message was read: what a dead letter records.

@@ -32,5 +32,6 @@ var (
 		saga.Parallel(Reserve, Invoice, Schedule),
 		Confirm,
 		saga.Deadline(orderDeadline),
+		saga.StartedBy("order"), // the order service takes orders and starts their sagas
 	)
 )

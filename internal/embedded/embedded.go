@@ -18,6 +18,9 @@ type Config struct {
 	// SyncAlways fsyncs every write, so a machine crash loses nothing that
 	// was acknowledged; it costs throughput.
 	SyncAlways bool
+	// Users, when set, are the only clients the server accepts, each with
+	// its permissions (see saga.Permissions); no anonymous access.
+	Users []*server.NkeyUser
 }
 
 // Start starts the server and waits until it accepts connections. Stop it
@@ -41,6 +44,7 @@ func Start(c Config) (*server.Server, error) {
 		ServerName: "choreo", Host: host, Port: p,
 		JetStream: true, StoreDir: c.DataDir, SyncAlways: c.SyncAlways,
 		NoLog: true, NoSigs: true, MaxPayload: 8 << 20,
+		Nkeys: c.Users,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %v", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -131,4 +132,15 @@ func Size(h nats.Header, data []byte) int {
 		}
 	}
 	return size
+}
+
+// Refused explains err, the failure to create or update a stream or bucket
+// named name, when the broker refused the connection's identity the
+// request (it then never answers, and err is a timeout): an admin must
+// provision it.
+func Refused(nc *nats.Conn, name string, err error) error {
+	if last := nc.LastError(); err != nil && errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), "."+name) {
+		return fmt.Errorf("%s is missing or differs, and this identity may not create or update it: run provisioning with the admin identity (%w)", name, err)
+	}
+	return err
 }

@@ -192,7 +192,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Bus, err
 			Description: "choreo: domain events no handler could take, with the reason"},
 	} {
 		if _, err := jsutil.EnsureStream(ctx, js, cfg); err != nil {
-			return nil, fmt.Errorf("events: stream %s: %w", cfg.Name, err)
+			return nil, fmt.Errorf("events: stream %s: %w", cfg.Name, jsutil.Refused(js.Conn(), cfg.Name, err))
 		}
 	}
 	b := &Bus{js: js, opts: o, wlog: watermill.NewSlogLogger(o.logger)}

@@ -120,6 +120,10 @@ const (
 	archive = "inventory-archive" // the bucket of ended orders' reservations
 )
 
+// ArchiveBucket is the bucket of ended orders' reservations (the service
+// also keeps the bucket "inventory").
+const ArchiveBucket = archive
+
 // Run seeds the stock (once), then reserves, releases and answers catalog
 // requests until ctx ends.
 func (s *Service) Run(ctx context.Context) error {

@@ -78,7 +78,7 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string) (*Sto
 	}
 	kv, err := jsutil.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: bucket, Storage: jetstream.FileStorage, History: 1, Replicas: replicas})
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", bucket, err)
+		return nil, fmt.Errorf("bucket %s: %w", bucket, jsutil.Refused(js.Conn(), "KV_"+bucket, err))
 	}
 	return &Store{kv: kv}, nil
 }
@@ -302,4 +302,22 @@ func Together(ctx context.Context, runs ...func(context.Context) error) error {
 		g.Go(func() error { return run(gctx) })
 	}
 	return g.Wait()
+}
+
+// BucketAccess is what a service needs to use its own buckets and no
+// other's: writing their keys, reading them by direct get, and the short
+// ordered consumers that list their keys.
+func BucketAccess(buckets ...string) saga.Access {
+	var a saga.Access
+	for _, b := range buckets {
+		s := "KV_" + b
+		a.Add(saga.ReadStream(s))
+		a.Add(saga.Access{Publish: saga.Rules{Allow: []string{
+			"$KV." + b + ".>",
+			"$JS.API.DIRECT.GET." + s, "$JS.API.DIRECT.GET." + s + ".>",
+			"$JS.API.STREAM.MSG.GET." + s,
+			"$JS.FC." + s + ".>",
+		}}})
+	}
+	return a
 }

@@ -2,22 +2,38 @@ package kit
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/choreo-go/choreo/saga"
 )
 
 // Main runs one service alone against an external nats-server: the thin
 // main of services/cmd/<name>. flags adds the service's own flags.
+//
+// The service authenticates the usual NATS ways: --creds FILE (a .creds
+// file), --nkey FILE (an nkey seed file, as the shop writes them), or
+// --user NAME with the password from the environment variable
+// CHOREO_NATS_PASSWORD or from --password-file FILE (never on the command
+// line). Its inbox prefix is saga.InboxPrefix(name), which its
+// permissions allow (see saga.Permissions).
 func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Context, d Deps) error) {
 	fs := flag.NewFlagSet(name, flag.ExitOnError)
 	url := fs.String("nats", envOr("CHOREO_NATS", "nats://127.0.0.1:4222"), "the nats-server to use (env CHOREO_NATS)")
+	var a Auth
+	fs.StringVar(&a.Creds, "creds", envOr("CHOREO_NATS_CREDS", ""), "a NATS credentials (.creds) file (env CHOREO_NATS_CREDS)")
+	fs.StringVar(&a.NKey, "nkey", envOr("CHOREO_NATS_NKEY", ""), "an nkey seed file (env CHOREO_NATS_NKEY)")
+	fs.StringVar(&a.User, "user", envOr("CHOREO_NATS_USER", ""), "a NATS user; its password from env CHOREO_NATS_PASSWORD or --password-file (env CHOREO_NATS_USER)")
+	fs.StringVar(&a.PasswordFile, "password-file", "", "a file holding the --user's password")
 	if flags != nil {
 		flags(fs)
 	}
@@ -26,10 +42,19 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
 		os.Exit(2)
 	}
+	a.Password, a.passwordSet = os.LookupEnv("CHOREO_NATS_PASSWORD")
+	authOpts, err := a.Options()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	nc, err := nats.Connect(*url, nats.Name("choreo-"+name), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	opts := append([]nats.Option{nats.Name("choreo-" + name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond),
+		nats.CustomInboxPrefix(saga.InboxPrefix(name)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { logger.Warn("nats", "err", err) })}, authOpts...)
+	nc, err := nats.Connect(*url, opts...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: connect to %s: %v\n", name, *url, err)
 		os.Exit(1)
@@ -45,6 +70,80 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 		os.Exit(1)
 	}
 }
+
+// Auth is how a service authenticates to the nats-server: at most one of
+// a credentials file, an nkey seed file, or a user and password.
+type Auth struct {
+	Creds        string // a .creds file
+	NKey         string // an nkey seed file
+	User         string
+	Password     string // from the environment
+	PasswordFile string
+
+	passwordSet bool
+}
+
+// Options checks the settings and returns the connection options they
+// make; the error is one line saying what is wrong.
+func (a Auth) Options() ([]nats.Option, error) {
+	n := 0
+	for _, s := range []string{a.Creds, a.NKey, a.User} {
+		if s != "" {
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		return nil, errors.New("give one of --creds, --nkey and --user, not several")
+	case a.PasswordFile != "" && a.User == "":
+		return nil, errors.New("--password-file needs --user")
+	case a.Password != "" && a.User == "":
+		return nil, errors.New("CHOREO_NATS_PASSWORD is set but --user is not")
+	}
+	switch {
+	case a.Creds != "":
+		if err := readable(a.Creds); err != nil {
+			return nil, fmt.Errorf("--creds: %w", err)
+		}
+		return []nats.Option{nats.UserCredentials(a.Creds)}, nil
+	case a.NKey != "":
+		if err := readable(a.NKey); err != nil {
+			return nil, fmt.Errorf("--nkey: %w", err)
+		}
+		opt, err := nats.NkeyOptionFromSeed(a.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("--nkey %s: not an nkey seed file: %v", a.NKey, oneLine(err))
+		}
+		return []nats.Option{opt}, nil
+	case a.User != "":
+		pw := a.Password
+		switch {
+		case a.PasswordFile != "" && a.passwordSet:
+			return nil, errors.New("give the password in CHOREO_NATS_PASSWORD or --password-file, not both")
+		case a.PasswordFile != "":
+			data, err := os.ReadFile(a.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("--password-file: %v", oneLine(err))
+			}
+			pw = strings.TrimRight(string(data), "\r\n")
+		}
+		if pw == "" {
+			return nil, errors.New("--user needs a password: set CHOREO_NATS_PASSWORD or give --password-file")
+		}
+		return []nats.Option{nats.UserInfo(a.User, pw)}, nil
+	}
+	return nil, nil
+}
+
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return errors.New(oneLine(err))
+	}
+	return f.Close()
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
 
 func envOr(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {

@@ -11,13 +11,17 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/choreo-go/choreo/internal/embedded"
+	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/services/billing"
 	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/gateway"
@@ -48,7 +52,70 @@ type Shop struct {
 	HTTPAddr string
 	NATSURL  string
 	Gateway  *gateway.Service
-	Deps     kit.Deps
+	Deps     kit.Deps // the admin's
+	// Credentials is the directory of the embedded server's identities'
+	// nkey seed files, <name>.nk ("" on an external server).
+	Credentials string
+}
+
+// AdminCLI is a nats CLI command that looks in with the admin identity.
+func (s *Shop) AdminCLI() string {
+	if s.Credentials == "" {
+		return "nats --server " + s.NATSURL + " stream ls"
+	}
+	return "nats --server " + s.NATSURL + " --nkey " + embedded.SeedFile(s.Credentials, Admin) + " stream ls"
+}
+
+// Identities loads or creates the key of the admin and of each service in
+// dir, and returns them as the server's users, each service with its
+// permissions (Permissions), the admin with all.
+func Identities(dir string) ([]*server.NkeyUser, map[string]nkeys.KeyPair, error) {
+	perms, err := Permissions()
+	if err != nil {
+		return nil, nil, err
+	}
+	kps, err := embedded.Credentials(dir, append(slices.Clone(Services), Admin))
+	if err != nil {
+		return nil, nil, err
+	}
+	var users []*server.NkeyUser
+	for name, kp := range kps {
+		pub, err := kp.PublicKey()
+		if err != nil {
+			return nil, nil, err
+		}
+		u := &server.NkeyUser{Nkey: pub}
+		if name != Admin {
+			a := perms[name]
+			u.Permissions = &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: a.Publish.Allow, Deny: a.Publish.Deny},
+				Subscribe: &server.SubjectPermission{Allow: a.Subscribe.Allow, Deny: a.Subscribe.Deny},
+			}
+			if a.Responses {
+				u.Permissions.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
+			}
+		}
+		users = append(users, u)
+	}
+	return users, kps, nil
+}
+
+// Provision creates, with the admin's connection, what the services use:
+// choreo's streams, the event streams and every service's buckets. It
+// returns the admin's dependencies.
+func Provision(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (kit.Deps, error) {
+	d, err := kit.NewDeps(ctx, nc, Admin, logger)
+	if err != nil {
+		return kit.Deps{}, fmt.Errorf("provision: %w", err)
+	}
+	for _, name := range Services {
+		for _, b := range Buckets[name] {
+			if _, err := kit.OpenStore(ctx, d.JS, b); err != nil {
+				return kit.Deps{}, fmt.Errorf("provision: %w", err)
+			}
+		}
+	}
+	return d, nil
 }
 
 // Services names every service Run starts.
@@ -70,11 +137,19 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		}
 	}
 	url := cfg.NATSURL
+	var keys map[string]nkeys.KeyPair // one per identity; none on an external server
+	var credDir string
 	if url == "" {
 		if cfg.DataDir == "" {
 			return errors.New("--data-dir is empty")
 		}
-		srv, err := embedded.Start(embedded.Config{Addr: cfg.NATSAddr, DataDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: true})
+		credDir = filepath.Join(cfg.DataDir, "credentials")
+		ids, kps, err := Identities(credDir)
+		if err != nil {
+			return err
+		}
+		keys = kps
+		srv, err := embedded.Start(embedded.Config{Addr: cfg.NATSAddr, DataDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: true, Users: ids})
 		if err != nil {
 			return err
 		}
@@ -84,27 +159,53 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 	if cfg.MailDir == "" {
 		cfg.MailDir = filepath.Join(cfg.DataDir, "mail")
 	}
-	nc, err := nats.Connect(url, nats.Name("choreo-shop"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	connect := func(name string) (*nats.Conn, error) {
+		opts := []nats.Option{nats.Name("choreo-" + name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond),
+			nats.CustomInboxPrefix(saga.InboxPrefix(name)),
+			// A refused publish or subscription is only reported here.
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				cfg.Logger.Warn("nats", "identity", name, "err", err)
+			})}
+		if kp := keys[name]; kp != nil {
+			pub, _ := kp.PublicKey()
+			opts = append(opts, nats.Nkey(pub, kp.Sign))
+		}
+		nc, err := nats.Connect(url, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to %s as %s: %w", url, name, err)
+		}
+		return nc, nil
+	}
+	// The admin provisions the streams and buckets; each service then
+	// connects with its own identity, which may use them but not create them.
+	nc, err := connect(Admin)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", url, err)
+		return err
 	}
 	defer nc.Close()
+	admin, err := Provision(ctx, nc, cfg.Logger)
+	if err != nil {
+		return err
+	}
 	skip := map[string]bool{}
 	for _, s := range cfg.Without {
 		skip[s] = true
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	var gw *gateway.Service
-	var deps kit.Deps
 	for _, name := range Services {
 		if skip[name] {
 			continue
 		}
-		d, err := kit.NewDeps(ctx, nc, name, cfg.Logger)
+		snc, err := connect(name)
 		if err != nil {
 			return err
 		}
-		deps = d
+		defer snc.Close()
+		d, err := kit.NewDeps(ctx, snc, name, cfg.Logger)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
 		var run func(context.Context) error
 		if name == "gateway" {
 			gw = gateway.New(d, cfg.HTTPAddr, cfg.Gateway...)
@@ -119,7 +220,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return nil
 		})
 	}
-	sh := &Shop{NATSURL: url, Gateway: gw, Deps: deps}
+	sh := &Shop{NATSURL: url, Gateway: gw, Deps: admin, Credentials: credDir}
 	if gw != nil {
 		select {
 		case sh.HTTPAddr = <-gw.Addr():

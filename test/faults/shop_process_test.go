@@ -130,7 +130,12 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no nats address in:\n%s", again.output())
 	}
-	nc, err := nats.Connect(m[1])
+	// The embedded server takes no anonymous clients: the admin's seed.
+	admin, err := nats.NkeyOptionFromSeed(filepath.Join(data, "credentials", "admin.nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(m[1], admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,6 +240,9 @@ func TestBadFlagStopsStartup(t *testing.T) {
 		{"shop", []string{"--allowed-hosts", "http://shop.example.com/", "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0"}, "allowed host \"http://shop.example.com/\""},
 		{"shop", []string{"--bogus"}, "flag provided but not defined"},
 		{"payment", []string{"--nats", "nats://127.0.0.1:1"}, "connect"},
+		{"payment", []string{"--nkey", "/nonexistent/payment.nk"}, "--nkey"},
+		{"payment", []string{"--user", "payment"}, "needs a password"},
+		{"payment", []string{"--nkey", "/dev/null", "--user", "payment"}, "not several"},
 	} {
 		dir := t.TempDir()
 		cmd := exec.Command(filepath.Join(bin, tc.name), append([]string{"--data-dir", dir}, tc.args...)...)

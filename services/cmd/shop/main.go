@@ -41,8 +41,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := shop.Run(ctx, cfg, func(s *shop.Shop) {
-		fmt.Printf("choreo shop is running\n  web UI and API  http://%s\n  nats-server     %s (nats CLI: nats --server %s stream ls)\n  data            %s\n",
-			s.HTTPAddr, s.NATSURL, s.NATSURL, cfg.DataDir)
+		fmt.Printf("choreo shop is running\n  web UI and API  http://%s\n  nats-server     %s (one identity per service, no anonymous access)\n  nats CLI        %s\n  data            %s\n",
+			s.HTTPAddr, s.NATSURL, s.AdminCLI(), cfg.DataDir)
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shop:", err)

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/shop"
+)
+
+// The printed block, pasted into a server's configuration, loads in
+// nats-server and works: no anonymous access, the admin provisions, a
+// service runs its steps on its own identity and is refused another's.
+func TestConfigLoadsAndWorks(t *testing.T) {
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "credentials")
+	var out bytes.Buffer
+	if err := run(&out, creds); err != nil {
+		t.Fatal(err)
+	}
+	// A second run reuses the seeds: the same block.
+	var again bytes.Buffer
+	if err := run(&again, creds); err != nil || again.String() != out.String() {
+		t.Fatalf("a second run printed another block (%v)", err)
+	}
+	conf := filepath.Join(dir, "nats.conf")
+	cfg := fmt.Sprintf("listen: \"127.0.0.1:-1\"\njetstream {\n  store_dir: %q\n}\n%s", filepath.Join(dir, "js"), out.String())
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatalf("nats-server refuses the config: %v", err)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	url := srv.ClientURL()
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous client connected")
+	}
+	connect := func(name string, errs chan error) *nats.Conn {
+		opt, err := nats.NkeyOptionFromSeed(filepath.Join(creds, name+".nk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(url, opt, nats.CustomInboxPrefix(saga.InboxPrefix(name)),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+		if err != nil {
+			t.Fatalf("connect as %s: %v", name, err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	ctx := context.Background()
+	adminErrs, payErrs := make(chan error, 16), make(chan error, 16)
+	// Before provisioning, a service cannot create the streams, and says
+	// what to do.
+	early := connect("payment", make(chan error, 16))
+	ectx, ecancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = kit.NewDeps(ectx, early, "payment", nil)
+	ecancel()
+	if !errors.Is(err, saga.ErrNotProvisioned) || !strings.Contains(err.Error(), "run provisioning") {
+		t.Fatalf("payment before provisioning: %v, want ErrNotProvisioned saying to run provisioning", err)
+	}
+	admin := connect(shop.Admin, adminErrs)
+	ad, err := kit.NewDeps(ctx, admin, shop.Admin, nil) // provisions choreo's and the event streams
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kit.OpenStore(ctx, ad.JS, "payment"); err != nil {
+		t.Fatal(err)
+	}
+
+	pay := connect("payment", payErrs)
+	d, err := kit.NewDeps(ctx, pay, "payment", nil)
+	if err != nil {
+		t.Fatalf("payment cannot start on what the admin provisioned: %v", err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- shop.Service("payment", d, "")(sctx) }()
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		_, err := ad.JS.Consumer(ctx, "CHOREO", "order_charge_do")
+		return err == nil
+	}, func() string { return "payment did not create its consumer" })
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("payment: %v", err)
+	}
+	select {
+	case err := <-payErrs:
+		t.Fatalf("payment was refused something it needs: %v", err)
+	default:
+	}
+	js, _ := jetstream.New(pay)
+	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := js.Publish(pctx, "choreo.log.order.o1.reserve.done", []byte(`{}`)); err == nil {
+		t.Fatal("payment appended inventory's outcome")
+	}
+	select {
+	case err := <-payErrs:
+		if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), "reserve.done") {
+			t.Fatalf("got %v, want a permissions violation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no permissions violation")
+	}
+}

@@ -1,0 +1,317 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/wire"
+)
+
+// Rules are the subjects an identity may use (Allow) and may not (Deny);
+// a subject matching both is denied, as in nats-server.
+type Rules struct {
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
+}
+
+// Access is what one identity may do on the broker, in nats-server's
+// terms: the subjects it may publish to and subscribe to, and whether it
+// may answer requests (a request/reply endpoint). The zero value may do
+// nothing.
+type Access struct {
+	Publish   Rules `json:"publish"`
+	Subscribe Rules `json:"subscribe"`
+	Responses bool  `json:"allow_responses,omitempty"`
+}
+
+// Add merges b into a: the union of both sets of subjects, kept sorted.
+func (a *Access) Add(b Access) {
+	a.Publish.Allow = union(a.Publish.Allow, b.Publish.Allow)
+	a.Publish.Deny = union(a.Publish.Deny, b.Publish.Deny)
+	a.Subscribe.Allow = union(a.Subscribe.Allow, b.Subscribe.Allow)
+	a.Subscribe.Deny = union(a.Subscribe.Deny, b.Subscribe.Deny)
+	a.Responses = a.Responses || b.Responses
+}
+
+func union(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// InboxPrefix is the inbox prefix of an identity's connection
+// (nats.CustomInboxPrefix): the replies to its requests, and the messages
+// it pulls, arrive there, and Permissions lets only that identity
+// subscribe to it, so no service reads another's replies.
+func InboxPrefix(identity string) string { return "_INBOX_" + identity }
+
+// jsAPI is the default JetStream API prefix: permissions name it.
+const jsAPI = "$JS.API."
+
+// Permissions derives, from the flows' definitions, what each service's
+// identity needs and no more, keyed by service: the owners of the steps
+// (Owner) and the services that start sagas (StartedBy). A service may:
+//
+//   - append its own steps' outcomes to the saga log
+//     (choreo.log.<flow>.*.<step>.*) and, if it starts the flow, a saga's
+//     start; a participant also appends a saga's deadline, which any
+//     runner of the flow handles;
+//   - publish the flow's compensation commands, timer schedules and dead
+//     letters (a command is only obeyed when the saga's log makes it due);
+//   - read saga logs by direct get, look up streams and consumers, and
+//     delete single saga log and timer messages by sequence (what a runner
+//     does to expire an ended saga and to quarantine a rogue event: it can
+//     remove a saga's history, never append an outcome it does not own);
+//   - create, pull from and acknowledge only its own durable consumers:
+//     <flow>_<step>_do and _undo of its steps, <flow>__timers of the flows
+//     it runs steps of, and <flow>__end_<service> (an OnEnd handler named
+//     after the service);
+//   - subscribe only under its own inbox prefix (InboxPrefix).
+//
+// It may not create, update, purge or delete a stream, nor touch another
+// service's consumer. Provisioning (the streams: Provision) is an admin
+// identity's job. Services that only query sagas (Get, List, Watch,
+// Timeline, DeadLetters) take Reader. Permissions returns ErrInvalidFlow
+// for a Named flow (it has no steps to derive from) and for a step without
+// an Owner.
+func Permissions(flows ...FlowRef) (map[string]Access, error) {
+	defs, err := definitions(flows)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Access{}
+	grant := func(svc string, a Access) {
+		cur := out[svc]
+		cur.Add(a)
+		out[svc] = cur
+	}
+	for _, f := range defs {
+		participants := map[string]bool{}
+		for _, d := range f.steps {
+			participants[d.owner] = true
+			own := []string{wire.Log + f.name + ".*." + d.name + ".*"}
+			cons := []string{doConsumer(f.name, d.name)}
+			if d.kind == CompensatableStep {
+				cons = append(cons, undoConsumer(f.name, d.name))
+			}
+			a := Access{Publish: Rules{Allow: own}}
+			for _, c := range cons {
+				a.Add(Consume(wire.Stream, c))
+			}
+			grant(d.owner, a)
+		}
+		for svc := range participants {
+			a := Access{Publish: Rules{Allow: []string{
+				wire.LogSubject(f.name, "*", wire.SagaStep, string(PhaseDeadline)),
+				wire.Cmd + f.name + ".*.*." + wire.Undo,
+				wire.Dead + f.name, wire.Dead + "_",
+				jsAPI + "STREAM.MSG.DELETE." + wire.Stream,
+				jsAPI + "STREAM.MSG.DELETE." + wire.TimerStream,
+			}}}
+			a.Add(Consume(wire.TimerStream, f.name+"__timers"))
+			a.Add(Consume(wire.Stream, endConsumer(f.name, svc)))
+			grant(svc, a)
+		}
+		for _, svc := range f.starters {
+			grant(svc, Access{Publish: Rules{Allow: []string{wire.LogSubject(f.name, "*", wire.SagaStep, string(PhaseStart))}}})
+		}
+		for _, svc := range append(slices.Collect(maps.Keys(participants)), f.starters...) {
+			grant(svc, Access{Publish: Rules{Allow: []string{wire.Sched + f.name + ".*"}}})
+		}
+	}
+	for svc, a := range out {
+		a.Add(Base(svc))
+		out[svc] = a
+	}
+	return out, nil
+}
+
+// Reader is what an identity that only queries the sagas of flows needs
+// (Get, List, Watch, Timeline, DeadLetters): direct gets on the saga log,
+// and short-lived ordered consumers on it and on the dead letters, which
+// let it read every saga of every flow. It may not pull from, change or
+// delete the services' durable consumers of these flows (nor any it is not
+// told of: give it to identities you trust to read).
+func Reader(identity string, flows ...FlowRef) (Access, error) {
+	defs, err := definitions(flows)
+	if err != nil {
+		return Access{}, err
+	}
+	var durables []string
+	for _, f := range defs {
+		owners := map[string]bool{}
+		for _, d := range f.steps {
+			owners[d.owner] = true
+			durables = append(durables, doConsumer(f.name, d.name), undoConsumer(f.name, d.name))
+		}
+		for _, svc := range f.starters {
+			owners[svc] = true
+		}
+		for svc := range owners {
+			durables = append(durables, endConsumer(f.name, svc))
+		}
+	}
+	a := Base(identity)
+	a.Add(ReadStream(wire.Stream, durables...))
+	a.Add(ReadStream(wire.DeadLetterStream))
+	return a, nil
+}
+
+// ReadStream lets an identity read a stream through ordered consumers of
+// its own (create, pull, look up, delete), but not through the durable
+// consumers named, which belong to others: it can neither pull from them
+// nor update, pause or delete them.
+func ReadStream(stream string, durables ...string) Access {
+	a := Access{Publish: Rules{Allow: []string{
+		jsAPI + "STREAM.INFO." + stream,
+		jsAPI + "CONSUMER.CREATE." + stream + ".*",
+		jsAPI + "CONSUMER.CREATE." + stream + ".*.>",
+		jsAPI + "CONSUMER.MSG.NEXT." + stream + ".*",
+		jsAPI + "CONSUMER.DELETE." + stream + ".*",
+		jsAPI + "CONSUMER.INFO." + stream + ".*",
+	}}}
+	for _, d := range durables {
+		a.Publish.Deny = append(a.Publish.Deny,
+			jsAPI+"CONSUMER.CREATE."+stream+"."+d, jsAPI+"CONSUMER.CREATE."+stream+"."+d+".>",
+			jsAPI+"CONSUMER.MSG.NEXT."+stream+"."+d, jsAPI+"CONSUMER.DELETE."+stream+"."+d)
+	}
+	slices.Sort(a.Publish.Deny)
+	return a
+}
+
+// Consume lets an identity create, look up, pull from and acknowledge one
+// durable consumer of a stream: its own. Services add their other
+// consumers (domain events, say) with it on top of Permissions.
+func Consume(stream, durable string) Access {
+	return Access{Publish: Rules{Allow: []string{
+		jsAPI + "CONSUMER.CREATE." + stream + "." + durable,
+		jsAPI + "CONSUMER.CREATE." + stream + "." + durable + ".>",
+		jsAPI + "CONSUMER.INFO." + stream + "." + durable,
+		jsAPI + "CONSUMER.MSG.NEXT." + stream + "." + durable,
+		"$JS.ACK." + stream + "." + durable + ".>",
+	}}}
+}
+
+// Base is what every identity that makes a Client needs: its inbox, the
+// JetStream account info, looking up choreo's streams (New does), reading
+// a saga by direct get (from the stream's leader too, on a cluster) and
+// looking up consumers (Get marks unserved steps). Permissions and Reader
+// include it.
+func Base(identity string) Access {
+	return Access{
+		Publish: Rules{Allow: []string{
+			jsAPI + "INFO",
+			jsAPI + "STREAM.INFO." + wire.Stream,
+			jsAPI + "STREAM.INFO." + wire.TimerStream,
+			jsAPI + "STREAM.INFO." + wire.DeadLetterStream,
+			jsAPI + "DIRECT.GET." + wire.Stream,
+			jsAPI + "DIRECT.GET." + wire.Stream + ".>",
+			jsAPI + "STREAM.MSG.GET." + wire.Stream,
+			jsAPI + "CONSUMER.INFO." + wire.Stream + ".*",
+		}},
+		Subscribe: Rules{Allow: []string{InboxPrefix(identity) + ".>"}},
+	}
+}
+
+func endConsumer(flow, name string) string { return flow + "__end_" + name }
+
+// definitions returns the flows' definitions, refusing what Permissions
+// cannot derive from.
+func definitions(flows []FlowRef) ([]*flowDef, error) {
+	var out []*flowDef
+	for _, f := range flows {
+		if f == nil {
+			return nil, fmt.Errorf("%w: nil flow", ErrInvalidFlow)
+		}
+		n, def := f.flowRef()
+		if def == nil {
+			return nil, fmt.Errorf("%w: flow %q: permissions derive from a flow's definition, not its name", ErrInvalidFlow, n)
+		}
+		for _, d := range def.steps {
+			if d.owner == "" {
+				return nil, fmt.Errorf("%w: flow %q: step %q has no Owner, so no service may run it", ErrInvalidFlow, n, d.name)
+			}
+		}
+		out = append(out, def)
+	}
+	return out, nil
+}
+
+// Identity is one user of the broker, for AuthorizationConfig: a name (a
+// comment in the config), its nkey's public key, and its access (nil for
+// an admin, who may do everything).
+type Identity struct {
+	Name   string
+	NKey   string
+	Access *Access
+}
+
+// AuthorizationConfig renders identities as a nats-server authorization
+// block, to paste into a server's configuration file. There is no
+// anonymous access: a client must present one of the nkeys.
+func AuthorizationConfig(ids []Identity) string {
+	var b strings.Builder
+	b.WriteString("authorization {\n  users = [\n")
+	ids = slices.Clone(ids)
+	sort.SliceStable(ids, func(i, j int) bool { return ids[i].Name < ids[j].Name })
+	for _, id := range ids {
+		fmt.Fprintf(&b, "    # %s\n    {\n      nkey: %s\n", id.Name, strconv.Quote(id.NKey))
+		if a := id.Access; a != nil {
+			b.WriteString("      permissions: {\n")
+			rules := func(name string, r Rules) {
+				fmt.Fprintf(&b, "        %s: {\n", name)
+				for _, l := range []struct {
+					key  string
+					subs []string
+				}{{"allow", r.Allow}, {"deny", r.Deny}} {
+					if len(l.subs) == 0 {
+						continue
+					}
+					fmt.Fprintf(&b, "          %s: [\n", l.key)
+					for _, s := range l.subs {
+						fmt.Fprintf(&b, "            %s\n", strconv.Quote(s))
+					}
+					b.WriteString("          ]\n")
+				}
+				b.WriteString("        }\n")
+			}
+			rules("publish", a.Publish)
+			rules("subscribe", a.Subscribe)
+			if a.Responses {
+				b.WriteString("        allow_responses: true\n")
+			}
+			b.WriteString("      }\n")
+		}
+		b.WriteString("    }\n")
+	}
+	b.WriteString("  ]\n}\n")
+	return b.String()
+}
+
+// Provision creates or updates choreo's streams with the options given, as
+// New does: run it with an admin identity before the services start, when
+// their identities may not create streams (Permissions). Each runner then
+// creates its own durable consumers, which its identity may.
+func Provision(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
+	_, err := New(ctx, js, opts...)
+	return err
+}
+
+// notProvisioned explains the failure to create or update a stream on a
+// connection whose identity was refused it.
+func notProvisioned(nc *nats.Conn, stream string, err error) error {
+	if nc != nil && errors.Is(nc.LastError(), nats.ErrPermissionViolation) && strings.Contains(nc.LastError().Error(), "."+stream) {
+		return fmt.Errorf("%w: stream %s is missing or differs from what this client wants, and its identity may not create or update it: run provisioning (saga.Provision) with the admin identity, with the same options (%v)",
+			ErrNotProvisioned, stream, err)
+	}
+	return err
+}

@@ -1,0 +1,77 @@
+package shop
+
+import (
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/events"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/customer"
+	"github.com/choreo-go/choreo/services/inventory"
+	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/order"
+)
+
+// Admin is the identity that provisions the streams and buckets, and that
+// operators use (the nats CLI, the checkers): it may do everything.
+const Admin = "admin"
+
+// Buckets names each service's key-value buckets.
+var Buckets = map[string][]string{
+	"customer": {"customer"}, "order": {"orders"}, "payment": {"payment"},
+	"inventory": {"inventory", inventory.ArchiveBucket}, "billing": {"billing"},
+	"shipping": {"shipping"}, "notification": {"notification"},
+}
+
+// published and subscribed are each service's domain event topics.
+var (
+	published = map[string][]string{
+		"customer": {schemas.TopicCustomerRegistered},
+		"order":    {schemas.TopicOrderPlaced, schemas.TopicOrderConfirmed, schemas.TopicOrderRejected},
+		"payment":  {schemas.TopicPaymentSucceeded, schemas.TopicPaymentDeclined, schemas.TopicPaymentRefunded},
+	}
+	subscribed = map[string][]string{
+		"notification": {schemas.TopicCustomerRegistered, schemas.TopicOrderConfirmed, schemas.TopicOrderRejected},
+		"shipping":     {schemas.TopicCustomerRegistered},
+	}
+	// served are the request/reply endpoints each service answers.
+	served = map[string][]string{
+		"customer": {customer.RegisterSubject}, "order": {order.PlaceSubject}, "inventory": {inventory.CatalogSubject},
+	}
+)
+
+// Permissions is what each of the shop's services may do on the broker:
+// the saga permissions of the order flow (saga.Permissions: its own steps,
+// its own consumers), its own buckets, the domain events it publishes and
+// consumes, the endpoints it serves; the gateway reads the sagas and the
+// events (saga.Reader) and calls the endpoints. The admin is not in it.
+func Permissions() (map[string]saga.Access, error) {
+	perms, err := saga.Permissions(schemas.OrderFlow)
+	if err != nil {
+		return nil, err
+	}
+	var durables []string
+	for group, topics := range subscribed {
+		for _, t := range topics {
+			durables = append(durables, events.ConsumerName(group, t))
+		}
+	}
+	for _, name := range Services {
+		a := perms[name]
+		a.Add(saga.Base(name))
+		a.Add(events.Access(name, published[name], subscribed[name]))
+		a.Add(kit.BucketAccess(Buckets[name]...))
+		for _, subj := range served[name] {
+			a.Add(saga.Access{Subscribe: saga.Rules{Allow: []string{subj}}, Responses: true})
+		}
+		if name == "gateway" {
+			r, err := saga.Reader(name, schemas.OrderFlow)
+			if err != nil {
+				return nil, err
+			}
+			a.Add(r)
+			a.Add(events.ReadAccess(durables...))
+			a.Add(saga.Access{Publish: saga.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, inventory.CatalogSubject}}})
+		}
+		perms[name] = a
+	}
+	return perms, nil
+}

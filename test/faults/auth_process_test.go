@@ -1,0 +1,79 @@
+package faults_test
+
+import (
+	"context"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/choreo-go/choreo/internal/embedded"
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop"
+)
+
+// Each service binary takes its own identity (--nkey) on a server that
+// accepts only the shop's identities, with the permissions derived from
+// the flow: after the admin provisions, the shop takes and confirms an
+// order with every service a process of its own.
+func TestEachServiceRunsAloneOnItsOwnIdentity(t *testing.T) {
+	creds := filepath.Join(t.TempDir(), "credentials")
+	ids, _, err := shop.Identities(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Users: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	url := srv.ClientURL()
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous client connected")
+	}
+	admin, err := nats.NkeyOptionFromSeed(embedded.SeedFile(creds, shop.Admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := shop.Provision(context.Background(), nc, nil); err != nil {
+		t.Fatal(err)
+	}
+	mail := t.TempDir()
+	var procs []*proc
+	running := regexp.MustCompile(`(running)`)
+	for _, svc := range []string{"customer", "order", "payment", "inventory", "billing", "shipping", "notification"} {
+		args := []string{"--nats", url, "--nkey", embedded.SeedFile(creds, svc)}
+		if svc == "notification" {
+			args = append(args, "--mail-dir", mail)
+		}
+		p, _ := start(t, svc, running, args...)
+		procs = append(procs, p)
+	}
+	gw, addr := start(t, "gateway", gatewayLine, "--nats", url, "--nkey", embedded.SeedFile(creds, "gateway"), "--http-addr", "127.0.0.1:0")
+	procs = append(procs, gw)
+	base := "http://" + addr
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		code, _ := call(t, "GET", base+"/healthz", nil)
+		return code == 200
+	}, func() string { return "gateway not healthy" })
+	cust := register(t, base)
+	for card, want := range map[string]string{"4242424242424242": "confirmed", "4000000000000002": "rejected"} {
+		code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
+			"items": []any{map[string]any{"sku": "sku-tee", "qty": 1}}, "card": card})
+		if code != 202 {
+			t.Fatalf("order: %d %v", code, res)
+		}
+		awaitStatus(t, base, res["id"].(string), want)
+	}
+	for _, p := range procs {
+		p.stop(t)
+	}
+}

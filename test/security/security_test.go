@@ -1,0 +1,506 @@
+// Package security_test attacks the shop's embedded server the ways the
+// security issue names, each with the identity an attacker could hold, and
+// checks that the broker refuses and that nothing changed.
+package security_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop"
+)
+
+// running is a shop on an embedded server, run by the test.
+type running struct {
+	*shop.Shop
+	dir     string
+	stop    func()
+	refused *refusals
+}
+
+// refusals records what the broker refused the shop's own services: the
+// shop logs each refusal a connection reports as a warning "nats".
+type refusals struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (r *refusals) Enabled(context.Context, slog.Level) bool { return true }
+func (r *refusals) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *refusals) WithGroup(string) slog.Handler            { return r }
+func (r *refusals) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message != "nats" {
+		return nil
+	}
+	line := rec.Message
+	rec.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	r.mu.Lock()
+	r.seen = append(r.seen, line)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *refusals) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seen)
+}
+
+// launch starts a shop on dir; stop ends it and returns its error.
+func launch(dir string) (*running, func() error, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *shop.Shop, 1)
+	done := make(chan error, 1)
+	refused := &refusals{}
+	go func() {
+		done <- shop.Run(ctx, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(refused)},
+			func(s *shop.Shop) { ready <- s })
+	}()
+	var once sync.Once
+	var err error
+	stop := func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	select {
+	case s := <-ready:
+		return &running{Shop: s, dir: dir, stop: func() { _ = stop() }, refused: refused}, stop, nil
+	case err := <-done:
+		cancel()
+		return nil, nil, fmt.Errorf("shop did not start: %w", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		return nil, nil, errors.New("shop did not start in 60s")
+	}
+}
+
+func startShop(t *testing.T, dir string) *running {
+	t.Helper()
+	s, stop, err := launch(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.stop = func() {
+		if err := stop(); err != nil {
+			t.Errorf("shop: %v", err)
+		}
+	}
+	t.Cleanup(s.stop)
+	return s
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *running
+	sharedErr  error
+)
+
+// theShop is one shop for the attacks, which change nothing.
+func theShop(t *testing.T) *running {
+	t.Helper()
+	sharedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "choreo-security-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		shared, _, sharedErr = launch(dir)
+	})
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.stop()
+		_ = os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// conn is a connection with an identity and the errors the server reports.
+type conn struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	errs chan error
+}
+
+// as connects with the named identity's seed from the shop's credentials.
+func as(t *testing.T, s *running, name string) *conn {
+	t.Helper()
+	c := &conn{errs: make(chan error, 64)}
+	opt, err := nats.NkeyOptionFromSeed(filepath.Join(s.Credentials, name+".nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nc, err = nats.Connect(s.NATSURL, opt, nats.CustomInboxPrefix(saga.InboxPrefix(name)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case c.errs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", name, err)
+	}
+	t.Cleanup(c.nc.Close)
+	c.js, _ = jetstream.New(c.nc)
+	return c
+}
+
+// refused waits for the server to refuse a publish to subject.
+func (c *conn) refused(t *testing.T, subject string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case err := <-c.errs:
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no permissions violation for %s", subject)
+		}
+	}
+}
+
+// short bounds a call the broker refuses: it never answers, and the
+// refusal (checked with refused) arrives at once.
+func short() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 500*time.Millisecond)
+}
+
+// long bounds a call that must succeed.
+func long() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+func TestOutsiderIsRefused(t *testing.T) {
+	s := theShop(t)
+	if nc, err := nats.Connect(s.NATSURL); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous client connected")
+	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("anonymous connect: %v, want an authorization violation", err)
+	}
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	if nc, err := nats.Connect(s.NATSURL, nats.Nkey(pub, kp.Sign)); err == nil {
+		nc.Close()
+		t.Fatal("an unknown nkey connected")
+	}
+}
+
+// An identity that is not a consumer's owner cannot pull from it (join it
+// as a rogue instance), nor delete, pause or change it.
+func TestRogueConsumerIsRefused(t *testing.T) {
+	s := theShop(t)
+	admin := as(t, s, shop.Admin)
+	for _, tc := range []struct{ who, consumer string }{
+		{"payment", "order_reserve_do"}, // another participant
+		{"gateway", "order_charge_do"},  // a reader, who may make ordered consumers
+		{"inventory", "order_charge_undo"},
+	} {
+		t.Run(tc.who+"/"+tc.consumer, func(t *testing.T) {
+			c := as(t, s, tc.who)
+			next := "$JS.API.CONSUMER.MSG.NEXT.CHOREO." + tc.consumer
+			ctx, cancel := short()
+			defer cancel()
+			if _, err := c.nc.RequestWithContext(ctx, next, []byte(`{"batch":1,"expires":1000000000}`)); err == nil {
+				t.Fatal("pulled from another's consumer")
+			}
+			c.refused(t, next)
+
+			ctx, cancel = short()
+			defer cancel()
+			if err := c.js.DeleteConsumer(ctx, "CHOREO", tc.consumer); err == nil {
+				t.Fatal("deleted another's consumer")
+			}
+			c.refused(t, "$JS.API.CONSUMER.DELETE.CHOREO."+tc.consumer)
+
+			ctx, cancel = short()
+			defer cancel()
+			if _, err := c.js.PauseConsumer(ctx, "CHOREO", tc.consumer, time.Now().Add(time.Hour)); err == nil {
+				t.Fatal("paused another's consumer")
+			}
+			c.refused(t, "$JS.API.CONSUMER.PAUSE.CHOREO."+tc.consumer)
+
+			ctx, cancel = short()
+			defer cancel()
+			if _, err := c.js.UpdateConsumer(ctx, "CHOREO", jetstream.ConsumerConfig{Durable: tc.consumer, AckPolicy: jetstream.AckExplicitPolicy,
+				FilterSubjects: []string{"choreo.log.nothing.>", "choreo.log.nowhere.>"}}); err == nil {
+				t.Fatal("changed another's consumer")
+			}
+			c.refused(t, "$JS.API.CONSUMER.CREATE.CHOREO."+tc.consumer)
+
+			ctx, cancel = long()
+			defer cancel()
+			info, err := admin.js.Consumer(ctx, "CHOREO", tc.consumer)
+			if err != nil {
+				t.Fatalf("the consumer is gone: %v", err)
+			}
+			if cfg := info.CachedInfo(); cfg.Paused || strings.Contains(strings.Join(cfg.Config.FilterSubjects, ","), "nothing") {
+				t.Fatalf("the consumer was changed: %+v", cfg)
+			}
+		})
+	}
+}
+
+// A service cannot append an outcome of a step it does not own, even with
+// the compare-and-set headers right: the broker refuses the publish.
+func TestForgedOutcomeIsRefused(t *testing.T) {
+	s := theShop(t)
+	base := "http://" + s.HTTPAddr
+	cust := register(t, base)
+	id := placeOrder(t, base, cust, "sku-mug", "4000000000000002") // declined
+	awaitStatus(t, base, id, "rejected")
+
+	for _, tc := range []struct{ who, step string }{{"payment", "reserve"}, {"inventory", "charge"}, {"gateway", "charge"}, {"customer", "confirm"}} {
+		c := as(t, s, tc.who)
+		subject := fmt.Sprintf("choreo.log.order.%s.%s.done", id, tc.step)
+		m := nats.NewMsg(subject)
+		m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, "choreo.log.order."+id+".>")
+		m.Data = []byte(`{}`)
+		ctx, cancel := short()
+		if _, err := c.js.PublishMsg(ctx, m); err == nil {
+			t.Errorf("%s appended %s's outcome", tc.who, tc.step)
+		}
+		cancel()
+		c.refused(t, subject)
+	}
+	// A compensation command is not an outcome: a participant may publish
+	// one, and the reader obeys it only when the log makes it due.
+	if got := status(t, base, id); got != "rejected" {
+		t.Fatalf("order is %s, want rejected", got)
+	}
+}
+
+// Another identity cannot write, nor read, inventory's stock.
+func TestOtherBucketIsRefused(t *testing.T) {
+	s := theShop(t)
+	admin := as(t, s, shop.Admin)
+	ctx, cancel := long()
+	defer cancel()
+	kv, err := admin.js.KeyValue(ctx, "inventory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := kv.Get(ctx, "warehouse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []string{"payment", "gateway", "order"} {
+		c := as(t, s, who)
+		subject := "$KV.inventory.warehouse"
+		if err := c.nc.Publish(subject, []byte(`{"stock":{"sku-sold-out":1000}}`)); err != nil {
+			t.Fatal(err)
+		}
+		c.refused(t, subject)
+		ctx, cancel := short()
+		if _, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_inventory.$KV.inventory.warehouse", nil); err == nil {
+			t.Errorf("%s read inventory's bucket", who)
+		}
+		cancel()
+		c.refused(t, "$JS.API.DIRECT.GET.KV_inventory.$KV.inventory.warehouse")
+	}
+	ctx, cancel = long()
+	defer cancel()
+	after, err := kv.Get(ctx, "warehouse")
+	if err != nil || after.Revision() != before.Revision() {
+		t.Fatalf("the stock changed: revision %d, was %d (%v)", after.Revision(), before.Revision(), err)
+	}
+}
+
+// No service identity can create, update, purge or delete a stream.
+func TestStreamAdminIsRefused(t *testing.T) {
+	s := theShop(t)
+	admin := as(t, s, shop.Admin)
+	count := func(stream string) uint64 {
+		ctx, cancel := long()
+		defer cancel()
+		st, err := admin.js.Stream(ctx, stream)
+		if err != nil {
+			t.Fatalf("stream %s: %v", stream, err)
+		}
+		return st.CachedInfo().State.Msgs
+	}
+	// Something to lose in each.
+	ctx, cancel := long()
+	defer cancel()
+	if _, err := admin.js.Publish(ctx, "choreo.dlq._", []byte("a dead letter")); err != nil {
+		t.Fatal(err)
+	}
+	for _, stream := range []string{"CHOREO", "CHOREO_DLQ"} {
+		before := count(stream)
+		for _, who := range []string{"payment", "inventory", "order", "gateway"} {
+			c := as(t, s, who)
+			ctx, cancel := long()
+			st, err := c.js.Stream(ctx, stream) // looking it up is allowed
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: stream %s: %v", who, stream, err)
+			}
+			ctx, cancel = short()
+			if err := st.Purge(ctx); err == nil {
+				t.Errorf("%s purged %s", who, stream)
+			}
+			cancel()
+			c.refused(t, "$JS.API.STREAM.PURGE."+stream)
+			ctx, cancel = short()
+			if err := c.js.DeleteStream(ctx, stream); err == nil {
+				t.Errorf("%s deleted %s", who, stream)
+			}
+			cancel()
+			c.refused(t, "$JS.API.STREAM.DELETE."+stream)
+			ctx, cancel = short()
+			cfg := st.CachedInfo().Config
+			cfg.MaxMsgs = 1
+			if _, err := c.js.UpdateStream(ctx, cfg); err == nil {
+				t.Errorf("%s updated %s", who, stream)
+			}
+			cancel()
+			c.refused(t, "$JS.API.STREAM.UPDATE."+stream)
+		}
+		if after := count(stream); after < before || before == 0 {
+			t.Errorf("stream %s: %d messages, had %d", stream, after, before)
+		}
+	}
+	c := as(t, s, "payment")
+	ctx, cancel = short()
+	defer cancel()
+	if _, err := c.js.CreateStream(ctx, jetstream.StreamConfig{Name: "ROGUE", Subjects: []string{"rogue.>"}}); err == nil {
+		t.Error("payment created a stream")
+	}
+	c.refused(t, "$JS.API.STREAM.CREATE.ROGUE")
+}
+
+// The shop works with every service on its own identity: an order is
+// confirmed, a declined one rejected, a sold-out one compensated (the
+// charge refunded); the credential files are 0600 and a restart reuses
+// them, with the orders kept.
+func TestShopOnItsOwnIdentitiesAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := startShop(t, dir)
+	base := "http://" + s.HTTPAddr
+	cust := register(t, base)
+	ok := placeOrder(t, base, cust, "sku-mug", "4242424242424242")
+	declined := placeOrder(t, base, cust, "sku-mug", "4000000000000002")
+	soldOut := placeOrder(t, base, cust, "sku-sold-out", "4242424242424242")
+	awaitStatus(t, base, ok, "confirmed")
+	awaitStatus(t, base, declined, "rejected")
+	awaitStatus(t, base, soldOut, "rejected")
+	ctx := context.Background()
+	st, err := s.Deps.Sagas.Get(ctx, saga.Named("order"), soldOut)
+	if err != nil || st.Status != saga.StatusCompensated || st.Step("charge").Status != saga.StepCompensated {
+		t.Fatalf("sold-out saga: %+v %v, want compensated with the charge refunded", st, err)
+	}
+
+	credDir := filepath.Join(dir, "credentials")
+	seeds := map[string][]byte{}
+	for _, name := range append(shop.Services, shop.Admin) {
+		path := filepath.Join(credDir, name+".nk")
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", path, fi.Mode().Perm())
+		}
+		seeds[name], _ = os.ReadFile(path)
+	}
+	if fi, err := os.Stat(credDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("%s: %v %v, want mode 0700", credDir, fi, err)
+	}
+	if !strings.Contains(s.AdminCLI(), "--nkey "+filepath.Join(credDir, "admin.nk")) {
+		t.Errorf("admin CLI %q does not use the admin's seed", s.AdminCLI())
+	}
+	s.stop()
+
+	again := startShop(t, dir)
+	for name, seed := range seeds {
+		now, _ := os.ReadFile(filepath.Join(credDir, name+".nk"))
+		if !bytes.Equal(now, seed) {
+			t.Errorf("the seed of %s changed on restart", name)
+		}
+	}
+	base = "http://" + again.HTTPAddr
+	awaitStatus(t, base, ok, "confirmed")
+	awaitStatus(t, base, placeOrder(t, base, cust, "sku-mug", "4242424242424242"), "confirmed")
+	// The services were refused nothing they need.
+	for _, r := range append(s.refused.list(), again.refused.list()...) {
+		t.Errorf("the broker refused a service: %s", r)
+	}
+}
+
+func call(t *testing.T, method, url string, body any) (int, map[string]any) {
+	t.Helper()
+	data, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, url, bytes.NewReader(data))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func register(t *testing.T, base string) string {
+	t.Helper()
+	code, res := call(t, "POST", base+"/api/customers", map[string]any{"name": "Ada", "email": "ada@example.com",
+		"address": map[string]any{"line1": "1 Saga St", "city": "Lyon", "postcode": "69001", "country": "FR"}})
+	if code != 201 {
+		t.Fatalf("register: %d %v", code, res)
+	}
+	return res["id"].(string)
+}
+
+func placeOrder(t *testing.T, base, cust, sku, card string) string {
+	t.Helper()
+	var id string
+	// The gateway learns of a new customer from its event: retry a moment.
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust, "items": []any{map[string]any{"sku": sku, "qty": 1}}, "card": card})
+		if code == 202 {
+			id = res["id"].(string)
+			return true
+		}
+		return false
+	}, func() string { return "order not accepted" })
+	return id
+}
+
+func status(t *testing.T, base, id string) string {
+	t.Helper()
+	_, res := call(t, "GET", base+"/api/orders/"+id, nil)
+	s, _ := res["status"].(string)
+	return s
+}
+
+func awaitStatus(t *testing.T, base, id, want string) {
+	t.Helper()
+	sagatest.Poll(t, 60*time.Second, func() bool { return status(t, base, id) == want },
+		func() string { return fmt.Sprintf("order %s is %s, want %s", id, status(t, base, id), want) })
+}
