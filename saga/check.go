@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -203,7 +204,7 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 	}
 	for i := len(chain) - 1; i >= 0; i-- {
 		l := chain[i]
-		next, err := replay(base, baseSeq, l.env)
+		next, err := replay(base, baseSeq, l.env, time.Now())
 		if err == nil && string(encodeState(next)) != l.raw {
 			err = errors.New("its state changes more than its step and phase may")
 		}
@@ -241,10 +242,15 @@ func (j *journal) checkStart(l link) string {
 	return ""
 }
 
+// clockSkew is how far the clocks of the broker and of the processes may
+// differ.
+const clockSkew = time.Minute
+
 // replay applies what env records to the state before it, at sequence
 // seq: the transition its step and phase name, with the step's attempts,
-// error and time taken from the state env carries.
-func replay(prev *State, seq uint64, env *envelope) (*State, error) {
+// error and time taken from the state env carries. readAt is the
+// reader's time.
+func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, error) {
 	claim := env.state
 	t := claim.UpdatedAt
 	next := prev.clone()
@@ -282,9 +288,15 @@ func replay(prev *State, seq uint64, env *envelope) (*State, error) {
 	case PhaseParked:
 		err = next.park(env.step, st.CompensationAttempts, st.Error, t)
 	case PhaseDeadline:
+		// The broker's scheduler fires it, by its clock: the reader's may
+		// differ by a little, not by more. A deadline recorded early (a
+		// schedule set by a participant, say) does not stand.
+		if readAt.Before(next.Deadline.Add(-clockSkew)) {
+			return nil, fmt.Errorf("the saga's deadline is %s, not yet passed", next.Deadline.Format(time.RFC3339))
+		}
 		at := t
 		if at.Before(next.Deadline) {
-			at = next.Deadline // the broker's scheduler fired it: its clock
+			at = next.Deadline
 		}
 		err = next.expire(at)
 	case PhaseResume:

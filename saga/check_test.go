@@ -58,7 +58,7 @@ func TestReplayChecksWhatAnEventMayChange(t *testing.T) {
 				tc.forge(env.state)
 			}
 			raw := string(encodeState(env.state))
-			next, err := replay(prev, 7, env)
+			next, err := replay(prev, 7, env, t1)
 			if err == nil && string(encodeState(next)) != raw {
 				err = errorString("its state changes more than its step and phase may")
 			}
@@ -75,3 +75,30 @@ func TestReplayChecksWhatAnEventMayChange(t *testing.T) {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// A deadline stands only once it has passed by the reader's clock (give or
+// take clockSkew): a participant that schedules the timer early gets a
+// deadline event that does not check.
+func TestReplayDeadlineOnlyOncePassed(t *testing.T) {
+	prev := running(StatusRunning, CompensatableStep, t0.Add(time.Hour))
+	prev.StartedAt, prev.UpdatedAt = t0, t0
+	rec := func(at time.Time) *envelope {
+		next := prev.clone()
+		next.Events++
+		next.follow(7)
+		if err := next.expire(next.Deadline); err != nil {
+			t.Fatal(err)
+		}
+		next.settle(at)
+		return &envelope{flow: "f", id: "x", step: "_saga", phase: PhaseDeadline, state: next}
+	}
+	early := rec(t0.Add(time.Minute))
+	if _, err := replay(prev, 7, early, t0.Add(time.Minute)); err == nil || !strings.Contains(err.Error(), "not yet passed") {
+		t.Fatalf("an early deadline: %v", err)
+	}
+	due := rec(t0.Add(time.Hour - time.Second)) // the broker's clock a second ahead
+	next, err := replay(prev, 7, due, t0.Add(time.Hour-time.Second))
+	if err != nil || string(encodeState(next)) != string(encodeState(due.state)) {
+		t.Fatalf("a deadline on time: %v", err)
+	}
+}
