@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,8 +36,12 @@ type Config struct {
 	NATSAddr string // embedded server, host:port (ignored with NATSURL)
 	NATSURL  string // an external server instead of the embedded one
 	DataDir  string // the embedded server's store and the mail directory
-	MailDir  string // default DataDir/mail
-	Logger   *slog.Logger
+	// TLS has the embedded server require TLS of its clients (Cert, Key),
+	// and verify their certificates against CA when given. The services
+	// in this process use an in-process connection, which needs neither.
+	TLS     embedded.TLSFiles
+	MailDir string // default DataDir/mail
+	Logger  *slog.Logger
 	// Without lists services not to start (for tests that stop one).
 	Without []string
 }
@@ -68,21 +73,30 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		}
 	}
 	url := cfg.NATSURL
+	opts := []nats.Option{nats.Name("choreo-shop"), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
 	if url == "" {
 		if cfg.DataDir == "" {
 			return errors.New("--data-dir is empty")
 		}
-		srv, err := embedded.Start(embedded.Config{Addr: cfg.NATSAddr, DataDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: true})
+		srv, err := embedded.Start(embedded.Config{Addr: cfg.NATSAddr, DataDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: true, TLS: cfg.TLS})
 		if err != nil {
 			return err
 		}
 		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
 		url = srv.ClientURL()
+		if cfg.TLS.On() {
+			url = "tls://" + strings.TrimPrefix(url, "nats://")
+		}
+		// The services in this process need no network (nor TLS) to
+		// reach the server in it.
+		opts = append(opts, nats.InProcessServer(srv))
+	} else if cfg.TLS.On() {
+		return errors.New("--tls-cert, --tls-key and --tls-ca configure the embedded server, not an external one")
 	}
 	if cfg.MailDir == "" {
 		cfg.MailDir = filepath.Join(cfg.DataDir, "mail")
 	}
-	nc, err := nats.Connect(url, nats.Name("choreo-shop"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", url, err)
 	}

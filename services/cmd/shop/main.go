@@ -2,6 +2,7 @@
 // service and the gateway, in one process.
 //
 //	go run ./services/cmd/shop [--http-addr 127.0.0.1:8080] [--nats-addr 127.0.0.1:4222] [--data-dir ./data]
+//	    [--tls-cert server.pem --tls-key server-key.pem [--tls-ca ca.pem]]
 package main
 
 import (
@@ -22,6 +23,9 @@ func main() {
 	flag.StringVar(&cfg.NATSAddr, "nats-addr", shop.EnvOr("CHOREO_NATS_ADDR", "127.0.0.1:4222"), "where the embedded nats-server listens (env CHOREO_NATS_ADDR)")
 	flag.StringVar(&cfg.DataDir, "data-dir", shop.EnvOr("CHOREO_DATA_DIR", "./data"), "where the server stores streams and the shop writes e-mails (env CHOREO_DATA_DIR)")
 	flag.StringVar(&cfg.MailDir, "mail-dir", shop.EnvOr("CHOREO_MAIL_DIR", ""), "where e-mails are written as .eml files (default DATA-DIR/mail; env CHOREO_MAIL_DIR)")
+	flag.StringVar(&cfg.TLS.Cert, "tls-cert", shop.EnvOr("CHOREO_TLS_CERT", ""), "PEM certificate: the embedded nats-server requires TLS of its clients (env CHOREO_TLS_CERT)")
+	flag.StringVar(&cfg.TLS.Key, "tls-key", shop.EnvOr("CHOREO_TLS_KEY", ""), "PEM key of --tls-cert (env CHOREO_TLS_KEY)")
+	flag.StringVar(&cfg.TLS.CA, "tls-ca", shop.EnvOr("CHOREO_TLS_CA", ""), "PEM CA: clients must present a certificate it signed (env CHOREO_TLS_CA)")
 	verbose := flag.Bool("v", false, "log what the services do")
 	flag.Parse()
 	if flag.NArg() > 0 {
