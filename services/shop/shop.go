@@ -83,12 +83,9 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return err
 		}
 		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-		url = srv.ClientURL()
-		if cfg.TLS.On() {
-			url = "tls://" + strings.TrimPrefix(url, "nats://")
-		}
+		url = srv.ClientURL() // tls://… with TLS
 		// The services in this process need no network (nor TLS) to
-		// reach the server in it.
+		// reach the server in it: the URL only names it.
 		opts = append(opts, nats.InProcessServer(srv))
 	} else if cfg.TLS.On() {
 		return errors.New("--tls-cert, --tls-key and --tls-ca configure the embedded server, not an external one")
@@ -96,7 +93,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 	if cfg.MailDir == "" {
 		cfg.MailDir = filepath.Join(cfg.DataDir, "mail")
 	}
-	nc, err := nats.Connect(url, opts...)
+	connectURL := url
+	if cfg.NATSURL == "" {
+		connectURL = "nats://" + strings.TrimPrefix(url, "tls://")
+	}
+	nc, err := nats.Connect(connectURL, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", url, err)
 	}

@@ -230,6 +230,9 @@ func TestBadFlagStopsStartup(t *testing.T) {
 		{"shop", []string{"--http-addr", "127.0.0.1:99999", "--nats-addr", "127.0.0.1:0"}, "bad port"},
 		{"shop", []string{"--bogus"}, "flag provided but not defined"},
 		{"payment", []string{"--nats", "nats://127.0.0.1:1"}, "connect"},
+		{"payment", []string{"--tls-ca", "/nonexistent-ca.pem"}, "payment: --tls-ca: open /nonexistent-ca.pem"},
+		{"payment", []string{"--tls-cert", "/nonexistent-cert.pem"}, "--tls-cert and --tls-key go together"},
+		{"shop", []string{"--tls-cert", "/nonexistent-cert.pem", "--tls-key", "/nonexistent-key.pem", "--nats-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, "shop: tls: "},
 	} {
 		dir := t.TempDir()
 		cmd := exec.Command(filepath.Join(bin, tc.name), append([]string{"--data-dir", dir}, tc.args...)...)
