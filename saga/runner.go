@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/internal/jsutil"
@@ -153,6 +152,7 @@ type Runner struct {
 type attached struct {
 	spec consumerSpec
 	cc   jetstream.ConsumeContext
+	pool *pool       // its workers, kept across reattaches
 	gone atomic.Bool // the broker said the consumer or its stream is missing
 }
 
@@ -368,7 +368,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}
 	for _, s := range r.specs() {
-		a := &attached{spec: s}
+		a := &attached{spec: s, pool: newPool(r.o.concurrency, r.quit)}
 		cc, err := r.consume(ctx, hctx, a)
 		if err != nil {
 			stopAll()
@@ -453,7 +453,7 @@ func (r *Runner) reattach(ctx, hctx context.Context, running []*attached) {
 // stream does not exist (deleted), rather than a passing failure.
 func missing(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
-		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders)
+		errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
 // consumeError handles an error of a's consume loop: one that says the
@@ -505,7 +505,7 @@ func (r *Runner) consume(ctx, hctx context.Context, a *attached) (jetstream.Cons
 	if err != nil {
 		return nil, fmt.Errorf("saga: consumer %s: %w", s.name, err)
 	}
-	workers := newPool(r.o.concurrency, r.quit)
+	workers := a.pool
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		r.mu.Lock()
 		if r.stopping {

@@ -172,7 +172,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		// this subscription receives nothing more until the service
 		// restarts (and recreates it). The rest are passing failures.
 		gone := errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
-			errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders)
+			errors.Is(err, jetstream.ErrStreamNotFound)
 		if gone && sub.missing.CompareAndSwap(false, true) {
 			s.logger.Error("events: consumer missing (its stream or the consumer was deleted): this service receives no more "+topic+" events until it restarts",
 				"consumer", ConsumerName(s.group, topic), "stream", Stream, "err", err)
