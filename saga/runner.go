@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -144,7 +145,20 @@ type Runner struct {
 	started  bool
 	stopping bool
 	inflight sync.WaitGroup
+	outage   bool // a consumer is gone; logged once until all are back
 }
+
+// attached is one of Run's consumers and what it knows of its health.
+type attached struct {
+	spec consumerSpec
+	cc   jetstream.ConsumeContext
+	pool *pool       // its workers, kept across reattaches
+	gone atomic.Bool // the broker said the consumer or its stream is missing
+}
+
+// reattachEvery is how often Run tries to bring back a consumer that is
+// gone (its stream deleted, or the consumer itself).
+const reattachEvery = 2 * time.Second
 
 // NewRunner returns a runner that works through c. It returns an error
 // wrapping ErrInvalidOption for a nil client or a bad option.
@@ -349,14 +363,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	defer close(r.quit)
-	var running []jetstream.ConsumeContext
+	var running []*attached
 	stopAll := func() {
-		for _, cc := range running {
-			cc.Stop()
+		for _, a := range running {
+			a.cc.Stop()
 		}
 	}
 	for _, s := range r.specs() {
-		cc, err := r.consume(ctx, hctx, s)
+		a := &attached{spec: s, pool: newPool(r.o.concurrency, r.quit)}
+		cc, err := r.consume(ctx, hctx, a)
 		if err != nil {
 			stopAll()
 			if ctx.Err() != nil {
@@ -364,11 +379,21 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		running = append(running, cc)
+		a.cc = cc
+		running = append(running, a)
 	}
 	r.reportUnserved(ctx)
 	close(r.ready)
-	<-ctx.Done()
+	tick := time.NewTicker(reattachEvery)
+	for wait := true; wait; {
+		select {
+		case <-ctx.Done():
+			wait = false
+		case <-tick.C:
+			r.reattach(ctx, hctx, running)
+		}
+	}
+	tick.Stop()
 
 	r.mu.Lock()
 	r.stopping = true
@@ -391,9 +416,73 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-// consume creates s's durable consumer and hands its messages to s.handle,
-// each in a goroutine of its own, at most the concurrency at once.
-func (r *Runner) consume(ctx, hctx context.Context, s consumerSpec) (jetstream.ConsumeContext, error) {
+// reattach brings back the consumers that are gone, once their stream is
+// there again (restored, or recreated by whoever provisions it): it
+// consumes anew, as Run did at start. While one is missing it says so once,
+// at error level; when all are back, it says that once too.
+func (r *Runner) reattach(ctx, hctx context.Context, running []*attached) {
+	back := 0
+	for _, a := range running {
+		if !a.gone.Load() {
+			continue
+		}
+		a.gone.Store(false) // errors from here on are the new consumer's
+		cc, err := r.consume(ctx, hctx, a)
+		if err != nil {
+			a.gone.Store(true)
+			r.j.opts.logger.Debug("choreo: consumer still missing", "consumer", a.spec.name, "stream", a.spec.stream, "err", err)
+			continue
+		}
+		a.cc.Stop()
+		a.cc = cc
+		back++
+	}
+	for _, a := range running {
+		if a.gone.Load() {
+			return
+		}
+	}
+	r.mu.Lock()
+	was := r.outage
+	r.outage = false
+	r.mu.Unlock()
+	if was {
+		r.j.opts.logger.Info("choreo: every consumer is back; steps are received again", "reattached", back)
+	}
+}
+
+// missing reports whether a consume error means the consumer or its
+// stream does not exist (deleted), rather than a passing failure.
+func missing(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+// consumeError handles an error of a's consume loop: one that says the
+// consumer is missing marks it for reattach and is logged at error level
+// once per outage; the rest (and the repeats) are debug lines.
+func (r *Runner) consumeError(a *attached, err error) {
+	if !missing(err) {
+		r.j.opts.logger.Debug("choreo: consume", "consumer", a.spec.name, "err", err)
+		return
+	}
+	a.gone.Store(true)
+	r.mu.Lock()
+	first := !r.outage && !r.stopping
+	r.outage = true
+	r.mu.Unlock()
+	if first {
+		r.j.opts.logger.Error("choreo: consumer missing (its stream or the consumer was deleted): its steps get nothing until it is back; the runner retries every "+reattachEvery.String(),
+			"consumer", a.spec.name, "stream", a.spec.stream, "err", err)
+		return
+	}
+	r.j.opts.logger.Debug("choreo: consume", "consumer", a.spec.name, "err", err)
+}
+
+// consume creates a's durable consumer and hands its messages to its
+// handler, each in a goroutine of its own, at most the concurrency at once.
+func (r *Runner) consume(ctx, hctx context.Context, a *attached) (jetstream.ConsumeContext, error) {
+	s := a.spec
 	sctx, cancel := withTimeout(ctx)
 	defer cancel()
 	why, err := jsutil.UnsafeConsumer(sctx, r.j.js, s.stream, s.name)
@@ -418,7 +507,7 @@ func (r *Runner) consume(ctx, hctx context.Context, s consumerSpec) (jetstream.C
 	if err != nil {
 		return nil, fmt.Errorf("saga: consumer %s: %w", s.name, err)
 	}
-	workers := newPool(r.o.concurrency, r.quit)
+	workers := a.pool
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		r.mu.Lock()
 		if r.stopping {
@@ -444,7 +533,7 @@ func (r *Runner) consume(ctx, hctx context.Context, s consumerSpec) (jetstream.C
 			r.inflight.Done()
 		}
 	}, jetstream.PullMaxMessages(r.o.concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		r.j.opts.logger.Debug("choreo: consume", "consumer", s.name, "err", err)
+		r.consumeError(a, err)
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("saga: consume %s: %w", s.name, err)

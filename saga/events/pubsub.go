@@ -2,10 +2,12 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
@@ -113,6 +115,7 @@ type subscription struct {
 	mu       sync.Mutex
 	stopped  bool
 	inflight sync.WaitGroup
+	missing  atomic.Bool // said once: the consumer or its stream is gone
 }
 
 // ConsumerName is the durable consumer a group uses for a topic.
@@ -164,7 +167,19 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		sub.mu.Unlock()
 		defer sub.inflight.Done()
 		s.deliver(ctx, sub, m, topic)
-	}, jetstream.PullMaxMessages(64))
+	}, jetstream.PullMaxMessages(64), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		// A missing consumer or stream is said once, at error level:
+		// this subscription receives nothing more until the service
+		// restarts (and recreates it). The rest are passing failures.
+		gone := errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+			errors.Is(err, jetstream.ErrStreamNotFound)
+		if gone && sub.missing.CompareAndSwap(false, true) {
+			s.logger.Error("events: consumer missing (its stream or the consumer was deleted): this service receives no more "+topic+" events until it restarts",
+				"consumer", ConsumerName(s.group, topic), "stream", Stream, "err", err)
+			return
+		}
+		s.logger.Debug("events: consume", "consumer", ConsumerName(s.group, topic), "err", err)
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("events: consume %s/%s: %w", s.group, topic, err)
 	}

@@ -51,12 +51,14 @@ type Service struct {
 	opts    options
 	optErr  error
 	wsConns atomic.Int64 // websockets open, at most opts.maxWebsockets
+	health  *kit.Health
 }
 
 // New returns a gateway that will listen on addr; Run starts it, or
 // returns ErrInvalidOption if an option is out of range.
 func New(d kit.Deps, addr string, opts ...Option) *Service {
-	s := &Service{d: d, addr: addr, hub: newHub(), addrCh: make(chan string, 1), opts: defaultOptions()}
+	s := &Service{d: d, addr: addr, hub: newHub(), addrCh: make(chan string, 1), opts: defaultOptions(),
+		health: kit.NewHealth(d.JS, kit.Streams, kit.Buckets)}
 	for _, o := range opts {
 		if err := o(&s.opts); err != nil && s.optErr == nil {
 			s.optErr = err
@@ -294,19 +296,28 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /api/stats", s.getStats)
 	mux.HandleFunc("GET /api/flow", s.getFlow)
 	mux.HandleFunc("GET /ws", s.ws)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if !s.ready.Load() {
-			writeError(w, http.StatusServiceUnavailable, "starting: the read model is catching up")
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /healthz", s.healthz)
 	web, _ := fs.Sub(webFiles, "web")
 	mux.Handle("GET /", http.FileServerFS(web))
 	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return s.front(mux)
+}
+
+// healthz is 200 when the broker is reachable, every stream and bucket
+// the shop needs exists and the read model has caught up; 503 with the
+// reason otherwise.
+func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {
+	if err := s.health.Check(r.Context()); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+		return
+	}
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "reason": "the read model is catching up"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -356,9 +367,12 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 // callError answers a failed call to a service.
 func callError(w http.ResponseWriter, err error) {
 	var bad kit.BadRequest
+	var unavailable kit.Unavailable
 	switch {
 	case errors.As(err, &bad):
 		writeError(w, http.StatusBadRequest, bad.Msg)
+	case errors.As(err, &unavailable):
+		writeError(w, http.StatusServiceUnavailable, unavailable.Msg)
 	case errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), "no responders"):
 		writeError(w, http.StatusServiceUnavailable, "the service is unavailable, try again: "+err.Error())
 	default:

@@ -159,6 +159,32 @@ func isWrongSeq(err error) bool {
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
+// Each calls fn with every key and value of the bucket, in one pass
+// (a watch, not a get per key), until fn returns an error.
+func (s *Store) Each(ctx context.Context, fn func(key string, value []byte) error) error {
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("the watch of the bucket stopped")
+			}
+			if e == nil {
+				return nil // every value has been seen
+			}
+			if err := fn(e.Key(), e.Value()); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 // Keys lists the bucket's keys.
 func (s *Store) Keys(ctx context.Context) ([]string, error) {
 	keys, err := s.kv.Keys(ctx)
@@ -194,11 +220,18 @@ type BadRequest struct{ Msg string }
 
 func (b BadRequest) Error() string { return b.Msg }
 
+// Unavailable is a refusal because something the service needs is
+// missing or unreachable: the caller may try again later.
+type Unavailable struct{ Msg string }
+
+func (u Unavailable) Error() string { return u.Msg }
+
 // Reply is what an endpoint answers: a result or an error.
 type Reply struct {
-	Result json.RawMessage `json:"result,omitempty"`
-	Error  string          `json:"error,omitempty"`
-	Bad    bool            `json:"bad,omitempty"` // the request was at fault
+	Result      json.RawMessage `json:"result,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	Bad         bool            `json:"bad,omitempty"`         // the request was at fault
+	Unavailable bool            `json:"unavailable,omitempty"` // try again later
 }
 
 // Serve answers requests on subject with fn, in a queue group so that the
@@ -214,9 +247,12 @@ func Serve[Req, Res any](ctx context.Context, nc *nats.Conn, subject string, fn 
 			res, err := fn(rctx, req)
 			cancel()
 			var bad BadRequest
+			var unavailable Unavailable
 			switch {
 			case errors.As(err, &bad):
 				rep = Reply{Error: bad.Msg, Bad: true}
+			case errors.As(err, &unavailable):
+				rep = Reply{Error: unavailable.Msg, Unavailable: true}
 			case err != nil:
 				rep = Reply{Error: err.Error()}
 			default:
@@ -251,6 +287,9 @@ func Call[Req, Res any](ctx context.Context, nc *nats.Conn, subject string, req 
 	}
 	if rep.Bad {
 		return res, BadRequest{Msg: rep.Error}
+	}
+	if rep.Unavailable {
+		return res, Unavailable{Msg: rep.Error}
 	}
 	if rep.Error != "" {
 		return res, errors.New(rep.Error)

@@ -34,6 +34,9 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 	fs.StringVar(&a.NKey, "nkey", envOr("CHOREO_NATS_NKEY", ""), "an nkey seed file (env CHOREO_NATS_NKEY)")
 	fs.StringVar(&a.User, "user", envOr("CHOREO_NATS_USER", ""), "a NATS user; its password from env CHOREO_NATS_PASSWORD or --password-file (env CHOREO_NATS_USER)")
 	fs.StringVar(&a.PasswordFile, "password-file", "", "a file holding the --user's password")
+	ca := fs.String("tls-ca", envOr("CHOREO_TLS_CA", ""), "PEM file of the CA that signed the server's certificate: connect with TLS (env CHOREO_TLS_CA)")
+	cert := fs.String("tls-cert", envOr("CHOREO_TLS_CERT", ""), "PEM file of this service's client certificate, for a server that verifies clients (env CHOREO_TLS_CERT)")
+	key := fs.String("tls-key", envOr("CHOREO_TLS_KEY", ""), "PEM file of the client certificate's key (env CHOREO_TLS_KEY)")
 	if flags != nil {
 		flags(fs)
 	}
@@ -51,9 +54,17 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	tlsConf, err := ClientTLS(*ca, *cert, *key)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
 	opts := append([]nats.Option{nats.Name("choreo-" + name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond),
 		nats.CustomInboxPrefix(saga.InboxPrefix(name)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { logger.Warn("nats", "err", err) })}, authOpts...)
+	if tlsConf != nil {
+		opts = append(opts, nats.Secure(tlsConf))
+	}
 	nc, err := nats.Connect(*url, opts...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: connect to %s: %v\n", name, *url, err)

@@ -6,6 +6,8 @@ package order
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -104,7 +106,41 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := r.OnEnd(schemas.OrderFlow, "order", s.ended); err != nil {
 		return err
 	}
-	return kit.Together(ctx, r.Run, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, PlaceSubject, s.Place) })
+	return kit.Together(ctx, r.Run, s.reconcile, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, PlaceSubject, s.Place) })
+}
+
+// reconcile starts, once, the saga of every pending order that has none:
+// its saga was lost with the saga stream (deleted while the order ran), or
+// this service stopped between recording the order and starting it.
+// Starting again is safe: the saga has the order's id, so every step's
+// idempotency key is the one it had, and an effect already made is not
+// made twice.
+func (s *Service) reconcile(ctx context.Context) error {
+	var lost []schemas.OrderPlaced
+	err := s.store.Each(ctx, func(_ string, data []byte) error {
+		var o Order
+		if json.Unmarshal(data, &o) != nil || o.Status != "pending" {
+			return nil
+		}
+		if _, err := s.d.Sagas.Get(ctx, schemas.OrderFlow, o.OrderID); errors.Is(err, saga.ErrNotFound) {
+			lost = append(lost, o.OrderPlaced)
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.d.Logger.Error("order: cannot look for pending orders without a saga", "err", err)
+		}
+		return nil
+	}
+	for _, o := range lost {
+		if err := saga.Start(ctx, s.d.Sagas, schemas.OrderFlow, o.OrderID, o); err != nil {
+			s.d.Logger.Error("order: pending order has no saga and it cannot be started", "saga", o.OrderID, "err", err)
+			continue
+		}
+		s.d.Logger.Warn("order: pending order had no saga (lost with the saga stream?): started it again", "saga", o.OrderID)
+	}
+	return nil
 }
 
 // Place accepts an order: it is recorded as pending, announced, and its
@@ -124,13 +160,43 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 	}); err != nil {
 		return PlaceResult{}, err
 	}
-	if err := events.Publish(ctx, s.d.Bus, schemas.TopicOrderPlaced, o.OrderID, o); err != nil {
-		return PlaceResult{}, err
+	err = events.Publish(ctx, s.d.Bus, schemas.TopicOrderPlaced, o.OrderID, o)
+	if err == nil {
+		err = saga.Start(ctx, s.d.Sagas, schemas.OrderFlow, o.OrderID, o)
 	}
-	if err := saga.Start(ctx, s.d.Sagas, schemas.OrderFlow, o.OrderID, o); err != nil {
-		return PlaceResult{}, err
+	if err != nil {
+		return PlaceResult{}, s.notStarted(ctx, o, err)
 	}
 	return PlaceResult{ID: o.OrderID, Total: o.Total}, nil
+}
+
+// notStarted settles an order whose saga could not be started (a stream
+// is missing, the broker is unreachable), so that it never stays pending:
+// unless its saga exists after all (the start's acknowledgement was
+// lost), the order is rejected with the reason and the caller is told to
+// try again. If even that cannot be recorded, the order stays pending and
+// the next start of this service starts its saga (reconcile).
+func (s *Service) notStarted(ctx context.Context, o schemas.OrderPlaced, cause error) error {
+	if _, err := s.d.Sagas.Get(ctx, schemas.OrderFlow, o.OrderID); err == nil {
+		return nil
+	}
+	reason := "the shop could not start the order: " + cause.Error()
+	now := time.Now().UTC()
+	_, err := kit.Update(ctx, s.store, o.OrderID, func(cur *Order) (bool, error) {
+		if cur.Status != "pending" {
+			return false, nil
+		}
+		cur.Status, cur.Reason, cur.UpdatedAt = "rejected", reason, now
+		return true, nil
+	})
+	if err == nil {
+		err = events.Publish(ctx, s.d.Bus, schemas.TopicOrderRejected, "rejected-"+o.OrderID+"-unstarted",
+			schemas.OrderRejected{OrderID: o.OrderID, CustomerID: o.CustomerID, Reason: reason, RejectedAt: now})
+	}
+	if err != nil {
+		s.d.Logger.Error("order: its saga did not start and its rejection was not recorded", "saga", o.OrderID, "cause", cause, "err", err)
+	}
+	return kit.Unavailable{Msg: reason}
 }
 
 func (s *Service) confirm(ctx context.Context, o schemas.OrderPlaced) (schemas.OrderConfirmed, error) {

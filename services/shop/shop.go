@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -39,8 +40,12 @@ type Config struct {
 	NATSAddr string // embedded server, host:port (ignored with NATSURL)
 	NATSURL  string // an external server instead of the embedded one
 	DataDir  string // the embedded server's store and the mail directory
-	MailDir  string // default DataDir/mail
-	Logger   *slog.Logger
+	// TLS has the embedded server require TLS of its clients (Cert, Key),
+	// and verify their certificates against CA when given. The services
+	// in this process use an in-process connection, which needs neither.
+	TLS     embedded.TLSFiles
+	MailDir string // default DataDir/mail
+	Logger  *slog.Logger
 	// Without lists services not to start (for tests that stop one).
 	Without []string
 	// Gateway are the gateway's options (allowed hosts, limits).
@@ -139,6 +144,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 	url := cfg.NATSURL
 	var keys map[string]nkeys.KeyPair // one per identity; none on an external server
 	var credDir string
+	var inProcess []nats.Option // the embedded server's services reach it in-process
 	if url == "" {
 		if cfg.DataDir == "" {
 			return errors.New("--data-dir is empty")
@@ -149,15 +155,24 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return err
 		}
 		keys = kps
-		srv, err := embedded.Start(embedded.Config{Addr: cfg.NATSAddr, DataDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: true, Users: ids})
+		srv, err := embedded.Start(embedded.Config{Addr: cfg.NATSAddr, DataDir: filepath.Join(cfg.DataDir, "jetstream"), SyncAlways: true, Users: ids, TLS: cfg.TLS})
 		if err != nil {
 			return err
 		}
 		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-		url = srv.ClientURL()
+		url = srv.ClientURL() // tls://… with TLS
+		// The services in this process need no network (nor TLS) to
+		// reach the server in it: the URL only names it.
+		inProcess = append(inProcess, nats.InProcessServer(srv))
+	} else if cfg.TLS.On() {
+		return errors.New("--tls-cert, --tls-key and --tls-ca configure the embedded server, not an external one")
 	}
 	if cfg.MailDir == "" {
 		cfg.MailDir = filepath.Join(cfg.DataDir, "mail")
+	}
+	connectURL := url
+	if cfg.NATSURL == "" {
+		connectURL = "nats://" + strings.TrimPrefix(url, "tls://")
 	}
 	connect := func(name string) (*nats.Conn, error) {
 		opts := []nats.Option{nats.Name("choreo-" + name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond),
@@ -170,7 +185,8 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			pub, _ := kp.PublicKey()
 			opts = append(opts, nats.Nkey(pub, kp.Sign))
 		}
-		nc, err := nats.Connect(url, opts...)
+		opts = append(opts, inProcess...)
+		nc, err := nats.Connect(connectURL, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to %s as %s: %w", url, name, err)
 		}

@@ -44,6 +44,13 @@ func newShop(t *testing.T, except ...string) *shopHarness {
 		t.Fatal(err)
 	}
 	h.deps = d
+	// Provision every bucket, as an operator would, so that /healthz is
+	// 200 while a test keeps a service stopped.
+	for _, b := range kit.Buckets {
+		if _, err := kit.OpenStore(context.Background(), d.JS, b); err != nil {
+			t.Fatal(err)
+		}
+	}
 	skip := map[string]bool{}
 	for _, s := range except {
 		skip[s] = true

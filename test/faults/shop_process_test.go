@@ -243,6 +243,9 @@ func TestBadFlagStopsStartup(t *testing.T) {
 		{"payment", []string{"--nkey", "/nonexistent/payment.nk"}, "--nkey"},
 		{"payment", []string{"--user", "payment"}, "needs a password"},
 		{"payment", []string{"--nkey", "/dev/null", "--user", "payment"}, "not several"},
+		{"payment", []string{"--tls-ca", "/nonexistent-ca.pem"}, "payment: --tls-ca: open /nonexistent-ca.pem"},
+		{"payment", []string{"--tls-cert", "/nonexistent-cert.pem"}, "--tls-cert and --tls-key go together"},
+		{"shop", []string{"--tls-cert", "/nonexistent-cert.pem", "--tls-key", "/nonexistent-key.pem", "--nats-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, "shop: tls: "},
 	} {
 		dir := t.TempDir()
 		cmd := exec.Command(filepath.Join(bin, tc.name), append([]string{"--data-dir", dir}, tc.args...)...)

@@ -2,6 +2,7 @@
 // service and the gateway, in one process.
 //
 //	go run ./services/cmd/shop [--http-addr 127.0.0.1:8080] [--nats-addr 127.0.0.1:4222] [--data-dir ./data] [--allowed-hosts shop.example.com]
+//	    [--tls-cert server.pem --tls-key server-key.pem [--tls-ca ca.pem]]
 package main
 
 import (
@@ -26,6 +27,9 @@ func main() {
 	flag.StringVar(&cfg.MailDir, "mail-dir", shop.EnvOr("CHOREO_MAIL_DIR", ""), "where e-mails are written as .eml files (default DATA-DIR/mail; env CHOREO_MAIL_DIR)")
 	hosts := flag.String("allowed-hosts", shop.EnvOr("CHOREO_ALLOWED_HOSTS", ""), "comma-separated host names (or name:port) browsers may use besides localhost and IP addresses (env CHOREO_ALLOWED_HOSTS)")
 	maxWS := flag.Int("max-websockets", gateway.DefaultMaxWebsockets, "how many browsers may follow the shop live at once")
+	flag.StringVar(&cfg.TLS.Cert, "tls-cert", shop.EnvOr("CHOREO_TLS_CERT", ""), "PEM certificate: the embedded nats-server requires TLS of its clients (env CHOREO_TLS_CERT)")
+	flag.StringVar(&cfg.TLS.Key, "tls-key", shop.EnvOr("CHOREO_TLS_KEY", ""), "PEM key of --tls-cert (env CHOREO_TLS_KEY)")
+	flag.StringVar(&cfg.TLS.CA, "tls-ca", shop.EnvOr("CHOREO_TLS_CA", ""), "PEM CA: clients must present a certificate it signed (env CHOREO_TLS_CA)")
 	verbose := flag.Bool("v", false, "log what the services do")
 	flag.Parse()
 	if flag.NArg() > 0 {
