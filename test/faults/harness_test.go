@@ -39,6 +39,7 @@ import (
 	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
+	"github.com/choreo-go/choreo/services/payment"
 	"github.com/choreo-go/choreo/test/checker"
 )
 
@@ -476,25 +477,26 @@ func (h *harness) startLoad(n, rate int) *load {
 }
 
 func (h *harness) place(l *load, k kind) bool {
-	req := order.PlaceRequest{CustomerID: h.fr, Card: "4242424242424242"}
-	item := func(sku string, qty int) {
-		req.Items = append(req.Items, struct {
-			SKU string `json:"sku"`
-			Qty int    `json:"qty"`
-		}{sku, qty})
-	}
-	item("sku-sticker", 1)
+	customer, number := h.fr, "4242424242424242"
+	req := order.PlaceRequest{Items: []order.Line{{SKU: "sku-sticker", Qty: 1}}}
 	switch k {
 	case declinedOrder:
-		req.Card = "4000000000000002"
+		number = payment.DeclinedCard
 	case soldOutOrder:
-		item("sku-sold-out", 1)
+		req.Items = append(req.Items, order.Line{SKU: "sku-sold-out", Qty: 1})
 	case aqOrder:
-		req.CustomerID = h.aq
+		customer = h.aq
 	}
+	req.CustomerID = customer
+	// As the gateway does: the card is exchanged for a token first.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	res, err := kit.Call[order.PlaceRequest, order.PlaceResult](ctx, h.nc, order.PlaceSubject, req)
+	card, err := kit.Call[payment.TokenizeRequest, schemas.Card](ctx, h.nc, payment.TokenizeSubject, payment.TokenizeRequest{CustomerID: customer, Number: number})
+	var res order.PlaceResult
+	if err == nil {
+		req.Card = card
+		res, err = kit.Call[order.PlaceRequest, order.PlaceResult](ctx, h.nc, order.PlaceSubject, req)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
