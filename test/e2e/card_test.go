@@ -12,7 +12,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/order"
+	"github.com/choreo-go/choreo/services/payment"
 )
 
 // TestNoCardNumberAtRest places orders with test cards (approved and
@@ -150,4 +154,75 @@ func luhn(digits string) bool {
 		sum += d
 	}
 	return sum%10 == 0
+}
+
+// TestOrderWhilePaymentIsDownIsRefused: without the payment service no
+// card can be tokenized, so an order is refused with a 503 that names the
+// payment service, and nothing is started; once payment is back, orders
+// go through.
+func TestOrderWhilePaymentIsDownIsRefused(t *testing.T) {
+	h := newShop(t, "payment")
+	ada := h.register("ada", "FR")
+	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard})
+	if msg, _ := res["error"].(string); code != 503 || !strings.Contains(msg, "payment") || !strings.Contains(msg, "try again") {
+		t.Errorf("an order while payment is down: %d %v", code, res)
+	}
+	ctx := context.Background()
+	if sagas, err := h.deps.Sagas.List(ctx, schemas.OrderFlow); err != nil || len(sagas) != 0 {
+		t.Errorf("sagas started: %d (%v)", len(sagas), err)
+	}
+	if orders, err := order.Orders(ctx, h.deps); err != nil || len(orders) != 0 {
+		t.Errorf("orders recorded: %d (%v)", len(orders), err)
+	}
+	h.start("payment")
+	var id string
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard})
+		id, _ = res["id"].(string)
+		return code == 202
+	}, func() string { return fmt.Sprintf("an order once payment is back: %d %v", code, res) })
+	h.await(id, "confirmed", 30*time.Second)
+}
+
+// TestCardTokenPaysForOneOrderOfItsCustomer: a token made for one customer
+// does not pay for another's order, and pays for one order only; both
+// refusals reject the order without charging it.
+func TestCardTokenPaysForOneOrderOfItsCustomer(t *testing.T) {
+	h := newShop(t)
+	ada := h.register("ada", "FR")
+	bob := h.register("bob", "FR")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	card, err := kit.Call[payment.TokenizeRequest, schemas.Card](ctx, h.deps.NC, payment.TokenizeSubject, payment.TokenizeRequest{CustomerID: ada, Number: "4242 4242 4242 4242"})
+	if err != nil || card.Brand != "visa" || card.Last4 != "4242" || !strings.HasPrefix(card.Token, "tok_") {
+		t.Fatalf("tokenize: %+v %v", card, err)
+	}
+	place := func(customer string) string {
+		t.Helper()
+		res, err := kit.Call[order.PlaceRequest, order.PlaceResult](ctx, h.deps.NC, order.PlaceSubject,
+			order.PlaceRequest{CustomerID: customer, Items: []order.Line{{SKU: "sku-mug", Qty: 1}}, Card: card})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.ID
+	}
+	stolen := place(bob)
+	if o := h.await(stolen, "rejected", 30*time.Second); !strings.Contains(o["reason"].(string), "another customer") {
+		t.Errorf("bob paid with ada's token: %v", o["reason"])
+	}
+	first := place(ada)
+	h.await(first, "confirmed", 30*time.Second)
+	again := place(ada)
+	if o := h.await(again, "rejected", 30*time.Second); !strings.Contains(o["reason"].(string), "paid for order "+first) {
+		t.Errorf("the token paid twice: %v", o["reason"])
+	}
+	ledger, err := payment.Ledger(ctx, h.deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range ledger {
+		if c.Status == "charged" && c.OrderID != first {
+			t.Errorf("charged for %s: %+v", c.OrderID, c)
+		}
+	}
 }
