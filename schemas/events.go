@@ -34,6 +34,15 @@ type CustomerRegistered struct {
 	RegisteredAt time.Time `json:"registered_at"`
 }
 
+// Card is the card an order is paid with, as the payment service's token:
+// the number itself never travels in an event nor rests in a stream. The
+// brand and the last four digits are there for display ("visa •••• 4242").
+type Card struct {
+	Token string `json:"token"` // tok_…, from the payment service's tokenize endpoint
+	Brand string `json:"brand"`
+	Last4 string `json:"last4"`
+}
+
 // OrderPlaced: an order was accepted; it starts the order saga and is
 // published on topic order.placed.
 type OrderPlaced struct {
@@ -42,7 +51,7 @@ type OrderPlaced struct {
 	Items      []Item    `json:"items"`
 	Total      Money     `json:"total"`
 	Currency   string    `json:"currency"`
-	Card       string    `json:"card"`
+	Card       Card      `json:"card"`
 	PlacedAt   time.Time `json:"placed_at"`
 }
 

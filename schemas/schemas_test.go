@@ -27,7 +27,7 @@ var addr = schemas.Address{Line1: "1 Rue de Rivoli", City: "Paris", Postcode: "7
 var fixtures = map[string]any{
 	"CustomerRegistered": schemas.CustomerRegistered{CustomerID: "cus-1", Name: "Ada Lovelace", Email: "ada@example.com", Address: addr, RegisteredAt: t0},
 	"OrderPlaced": schemas.OrderPlaced{OrderID: "ord-1", CustomerID: "cus-1", Items: []schemas.Item{{SKU: "sku-mug", Qty: 2, UnitPrice: 1250}},
-		Total: 2500, Currency: "EUR", Card: "4242424242424242", PlacedAt: t0},
+		Total: 2500, Currency: "EUR", Card: schemas.Card{Token: "tok_ABCDEFGHIJKLMNOPQRSTUVWXYZ", Brand: "visa", Last4: "4242"}, PlacedAt: t0},
 	"PaymentSucceeded":  schemas.PaymentSucceeded{PaymentID: "pay-ord-1", OrderID: "ord-1", Time: t0, Amount: 2500, Currency: "EUR"},
 	"PaymentDeclined":   schemas.PaymentDeclined{OrderID: "ord-2", Reason: "card declined", Amount: 900, Time: t0},
 	"PaymentRefunded":   schemas.PaymentRefunded{PaymentID: "pay-ord-1", OrderID: "ord-1", Amount: 2500, Currency: "EUR", Time: t0},
@@ -190,12 +190,18 @@ func TestValidateRejects(t *testing.T) {
 		{"CRLF in a name", "CustomerRegistered", `{"customer_id":"c","name":"Eve\r\nBcc: victim@example.com","email":"e@example.com","address":{"line1":"l","city":"c","postcode":"p","country":"FR"},"registered_at":"2026-01-01T00:00:00Z"}`, "/name"},
 		{"C1 in a city", "CustomerRegistered", `{"customer_id":"c","name":"n","email":"e@example.com","address":{"line1":"l","city":"c\u0085","postcode":"p","country":"FR"},"registered_at":"2026-01-01T00:00:00Z"}`, "/address/city"},
 		{"bad email", "CustomerRegistered", `{"customer_id":"c","name":"n","email":"not-an-email","address":{"line1":"l","city":"c","postcode":"p","country":"FR"},"registered_at":"2026-01-01T00:00:00Z"}`, "/email"},
-		{"empty items", "OrderPlaced", `{"order_id":"o","customer_id":"c","items":[],"total":0,"currency":"EUR","card":"4242424242424242","placed_at":"2026-01-01T00:00:00Z"}`, "/items"},
+		{"empty items", "OrderPlaced", `{"order_id":"o","customer_id":"c","items":[],"total":0,"currency":"EUR","card":{"token":"tok_ABCDEFGHIJKLMNOPQRSTUVWXYZ","brand":"visa","last4":"4242"},"placed_at":"2026-01-01T00:00:00Z"}`, "/items"},
+		// A card number where the token goes: never taken into an event.
+		{"card number for a card", "OrderPlaced", `{"order_id":"o","customer_id":"c","items":[{"sku":"s","qty":1,"unit_price":1}],"total":1,"currency":"EUR","card":"4242424242424242","placed_at":"2026-01-01T00:00:00Z"}`, "/card"},
+		{"card number for a token", "OrderPlaced", `{"order_id":"o","customer_id":"c","items":[{"sku":"s","qty":1,"unit_price":1}],"total":1,"currency":"EUR","card":{"token":"4242424242424242","brand":"visa","last4":"4242"},"placed_at":"2026-01-01T00:00:00Z"}`, "/card/token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := schemas.Validate(tc.typ, []byte(tc.data))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Validate = %v, want an error about %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "4242424242424242") {
+				t.Errorf("Validate = %v: the message repeats the card number", err)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -90,7 +91,17 @@ func firstLeaf(ve *jsonschema.ValidationError) string {
 		ve = ve.Causes[0]
 	}
 	loc := "/" + strings.Join(ve.InstanceLocation, "/")
-	return loc + ": " + ve.ErrorKind.LocalizedString(english)
+	return loc + ": " + maskDigits(ve.ErrorKind.LocalizedString(english))
+}
+
+var longDigits = regexp.MustCompile(`[0-9]{9,}`)
+
+// maskDigits hides all but the last four of every run of nine digits or
+// more: a message quotes the value it refuses, and that value may be a
+// card number (in the token's place), which must not reach a saga's
+// state, a dead letter or a log line.
+func maskDigits(msg string) string {
+	return longDigits.ReplaceAllStringFunc(msg, func(d string) string { return "****" + d[len(d)-4:] })
 }
 
 // ValidateValue is Validate for a Go value of an event type.

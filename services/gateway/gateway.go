@@ -34,6 +34,7 @@ import (
 	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
+	"github.com/choreo-go/choreo/services/payment"
 )
 
 //go:embed web
@@ -414,8 +415,15 @@ func (s *Service) getCustomers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"customers": out})
 }
 
+// orderRequest is an order as a client posts it, with the card's number.
+type orderRequest struct {
+	CustomerID string       `json:"customer_id"`
+	Items      []order.Line `json:"items"`
+	Card       string       `json:"card"`
+}
+
 func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
-	var req order.PlaceRequest
+	var req orderRequest
 	if !decode(w, r, &req) {
 		return
 	}
@@ -427,10 +435,21 @@ func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "unknown customer "+req.CustomerID)
 		return
 	}
-	// The order service checks the rest (items, card) and says why.
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	// The card's number goes no further than the payment service, which
+	// keeps what it needs to charge the card under a token (and says why
+	// a number is malformed); the order and its saga carry the token. No
+	// token, no order: when payment is down nothing is started.
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	res, err := kit.Call[order.PlaceRequest, order.PlaceResult](ctx, s.d.NC, order.PlaceSubject, req)
+	card, err := kit.Call[payment.TokenizeRequest, schemas.Card](ctx, s.d.NC, payment.TokenizeSubject, payment.TokenizeRequest{CustomerID: req.CustomerID, Number: req.Card})
+	if err != nil {
+		callError(w, fmt.Errorf("payment: %w", err))
+		return
+	}
+	// The order service checks the rest (items) and says why.
+	ctx, cancel = context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	res, err := kit.Call[order.PlaceRequest, order.PlaceResult](ctx, s.d.NC, order.PlaceSubject, order.PlaceRequest{CustomerID: req.CustomerID, Items: req.Items, Card: card})
 	if err != nil {
 		callError(w, err)
 		return

@@ -72,11 +72,17 @@ var ErrNotFound = errors.New("not found")
 
 // OpenStore creates or opens the service's bucket (file storage).
 func OpenStore(ctx context.Context, js jetstream.JetStream, bucket string) (*Store, error) {
+	return OpenExpiringStore(ctx, js, bucket, 0)
+}
+
+// OpenExpiringStore is OpenStore for a bucket whose values are removed
+// ttl after they were last written (0: never).
+func OpenExpiringStore(ctx context.Context, js jetstream.JetStream, bucket string, ttl time.Duration) (*Store, error) {
 	replicas := 1
 	if js.Conn().ConnectedClusterName() != "" {
 		replicas = 3 // a service's records survive the loss of a server
 	}
-	kv, err := jsutil.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: bucket, Storage: jetstream.FileStorage, History: 1, Replicas: replicas})
+	kv, err := jsutil.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: bucket, Storage: jetstream.FileStorage, History: 1, Replicas: replicas, TTL: ttl})
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", bucket, jsutil.Refused(js.Conn(), "KV_"+bucket, err))
 	}

@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
@@ -22,14 +20,19 @@ import (
 // PlaceSubject is where the service takes orders.
 const PlaceSubject = "shop.order.place"
 
-// PlaceRequest is an order as a customer makes it.
+// PlaceRequest is an order as a customer makes it, with the card already
+// exchanged for a token by the payment service (the gateway does that):
+// the order service never sees a card's number.
 type PlaceRequest struct {
-	CustomerID string `json:"customer_id"`
-	Items      []struct {
-		SKU string `json:"sku"`
-		Qty int    `json:"qty"`
-	} `json:"items"`
-	Card string `json:"card"`
+	CustomerID string       `json:"customer_id"`
+	Items      []Line       `json:"items"`
+	Card       schemas.Card `json:"card"`
+}
+
+// Line is an item of an order as a customer makes it.
+type Line struct {
+	SKU string `json:"sku"`
+	Qty int    `json:"qty"`
 }
 
 // PlaceResult names the new order.
@@ -46,8 +49,6 @@ type Order struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-var cardRE = regexp.MustCompile(`^[0-9]{12,19}$`)
-
 // Price checks an order and prices it from the catalog: domain logic.
 func Price(id string, req PlaceRequest, now time.Time) (schemas.OrderPlaced, error) {
 	bad := func(format string, args ...any) (schemas.OrderPlaced, error) {
@@ -59,11 +60,10 @@ func Price(id string, req PlaceRequest, now time.Time) (schemas.OrderPlaced, err
 	if len(req.Items) == 0 {
 		return bad("an order needs at least one item")
 	}
-	card := strings.ReplaceAll(req.Card, " ", "")
-	if !cardRE.MatchString(card) {
-		return bad("malformed card number: 12 to 19 digits")
+	if req.Card.Token == "" {
+		return bad("card is required: the payment service's token for it")
 	}
-	o := schemas.OrderPlaced{OrderID: id, CustomerID: req.CustomerID, Currency: schemas.Currency, Card: card, PlacedAt: now}
+	o := schemas.OrderPlaced{OrderID: id, CustomerID: req.CustomerID, Currency: schemas.Currency, Card: req.Card, PlacedAt: now}
 	for _, it := range req.Items {
 		p, ok := schemas.ProductBySKU(it.SKU)
 		if !ok {

@@ -1,10 +1,19 @@
 // Package payment charges orders' cards and refunds them: the charge step
 // of the order saga, compensated by a refund. It keeps a ledger of its own.
+//
+// It is also the shop's card vault, as a payment provider is: the gateway
+// exchanges a card's number for a token (Tokenize, core NATS
+// request/reply, which no stream stores) before the order goes further, and
+// only the token travels in events. What the service keeps of a card, in
+// its own bucket, is what it needs to charge it, never the number.
 package payment
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
@@ -17,12 +26,96 @@ import (
 // succeeds (4242424242424242 is the usual one).
 const DeclinedCard = "4000000000000002"
 
-// ErrDeclined is the card network's refusal.
-var ErrDeclined = errors.New("card declined")
+// TokenizeSubject is where the service exchanges a card number for a
+// token.
+const TokenizeSubject = "shop.payment.tokenize"
+
+// TokenBucket is the bucket of the card tokens; TokenTTL is how long a
+// token is kept after it was made or last used. A token pays for one
+// order, within minutes, so a day is plenty.
+const (
+	TokenBucket = "payment_tokens"
+	TokenTTL    = 24 * time.Hour
+)
+
+var (
+	// ErrDeclined is the card network's refusal.
+	ErrDeclined = errors.New("card declined")
+	// ErrTokenRefused: the card token is another customer's, or paid for
+	// another order already.
+	ErrTokenRefused = errors.New("card token refused")
+)
+
+// TokenizeRequest is a card to tokenize for a customer.
+type TokenizeRequest struct {
+	CustomerID string `json:"customer_id"`
+	Number     string `json:"number"` // spaces allowed
+}
+
+// CardToken is what the service keeps of a card: what it needs to charge
+// it, keyed by its token, and never the number. Here that is the simulated
+// card network's answer, decided from the number when it is tokenized; a
+// real provider keeps the number in its own vault instead.
+type CardToken struct {
+	Token      string    `json:"token"`
+	CustomerID string    `json:"customer_id"` // who may pay with it
+	Brand      string    `json:"brand"`
+	Last4      string    `json:"last4"`
+	Declines   bool      `json:"declines"`           // the card network refuses the card
+	OrderID    string    `json:"order_id,omitempty"` // the order it paid for: a token pays for one
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Card is the token as an order carries it.
+func (t CardToken) Card() schemas.Card {
+	return schemas.Card{Token: t.Token, Brand: t.Brand, Last4: t.Last4}
+}
+
+// NewCardToken checks a card number and makes a token for it: domain
+// logic. The token is 130 random bits, so it cannot be guessed.
+func NewCardToken(customerID, number string, now time.Time) (CardToken, error) {
+	number = strings.ReplaceAll(number, " ", "")
+	if customerID == "" {
+		return CardToken{}, kit.BadRequest{Msg: "customer_id is required"}
+	}
+	if len(number) < 12 || len(number) > 19 || strings.Trim(number, "0123456789") != "" {
+		return CardToken{}, kit.BadRequest{Msg: "malformed card number: 12 to 19 digits"}
+	}
+	return CardToken{Token: "tok_" + rand.Text(), CustomerID: customerID, Brand: brand(number), Last4: number[len(number)-4:],
+		Declines: number == DeclinedCard, CreatedAt: now}, nil
+}
+
+// brand names a card's network from its first digits.
+func brand(number string) string {
+	switch {
+	case number[0] == '4':
+		return "visa"
+	case number[:2] >= "51" && number[:2] <= "55", number[:4] >= "2221" && number[:4] <= "2720":
+		return "mastercard"
+	case number[:2] == "34", number[:2] == "37":
+		return "amex"
+	}
+	return "card"
+}
+
+// Use binds the token to the order it pays for: a token pays for one
+// order, of the customer it was made for. It reports whether t changed.
+func (t *CardToken) Use(o schemas.OrderPlaced) (bool, error) {
+	switch {
+	case t.CustomerID != o.CustomerID:
+		return false, fmt.Errorf("%w: it was made for another customer", ErrTokenRefused)
+	case t.OrderID == o.OrderID:
+		return false, nil
+	case t.OrderID != "":
+		return false, fmt.Errorf("%w: it paid for order %s", ErrTokenRefused, t.OrderID)
+	}
+	t.OrderID = o.OrderID
+	return true, nil
+}
 
 // Authorize is the card network: domain logic, no transport.
-func Authorize(card string, amount schemas.Money) error {
-	if card == DeclinedCard {
+func Authorize(t CardToken, amount schemas.Money) error {
+	if t.Declines {
 		return ErrDeclined
 	}
 	return nil
@@ -43,17 +136,21 @@ type Charge struct {
 
 // Service is the payment service.
 type Service struct {
-	d     kit.Deps
-	store *kit.Store
+	d      kit.Deps
+	store  *kit.Store // the ledger
+	tokens *kit.Store // the card tokens
 }
 
 // New returns the service; Run starts it.
 func New(d kit.Deps) *Service { return &Service{d: d} }
 
-// Run charges and refunds until ctx ends.
+// Run tokenizes cards, charges and refunds until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	var err error
 	if s.store, err = kit.OpenStore(ctx, s.d.JS, "payment"); err != nil {
+		return err
+	}
+	if s.tokens, err = kit.OpenExpiringStore(ctx, s.d.JS, TokenBucket, TokenTTL); err != nil {
 		return err
 	}
 	r, err := s.d.Runner()
@@ -63,11 +160,44 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.Handle(r, schemas.Charge, s.charge, s.refund); err != nil {
 		return err
 	}
-	return r.Run(ctx)
+	return kit.Together(ctx, r.Run, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, TokenizeSubject, s.Tokenize) })
+}
+
+// Tokenize keeps what the service needs to charge a card under a new
+// token, and returns the token with the card's brand and last four digits.
+func (s *Service) Tokenize(ctx context.Context, req TokenizeRequest) (schemas.Card, error) {
+	t, err := NewCardToken(req.CustomerID, req.Number, time.Now().UTC())
+	if err != nil {
+		return schemas.Card{}, err
+	}
+	if _, err := kit.Update(ctx, s.tokens, t.Token, func(cur *CardToken) (bool, error) {
+		if cur.Token != "" {
+			return false, errors.New("card token collision") // 130 random bits: never
+		}
+		*cur = t
+		return true, nil
+	}); err != nil {
+		return schemas.Card{}, err
+	}
+	return t.Card(), nil
 }
 
 func (s *Service) charge(ctx context.Context, o schemas.OrderPlaced) (schemas.PaymentSucceeded, error) {
-	if err := Authorize(o.Card, o.Total); err != nil {
+	t, err := kit.Update(ctx, s.tokens, o.Card.Token, func(t *CardToken) (bool, error) {
+		if t.Token == "" {
+			// Forged, expired, or not yet on the replica this read
+			// reached: retried, and the step fails when retries run out.
+			return false, fmt.Errorf("unknown card token %s", o.Card.Token)
+		}
+		return t.Use(o)
+	})
+	if errors.Is(err, ErrTokenRefused) {
+		return schemas.PaymentSucceeded{}, saga.Abort(err)
+	}
+	if err != nil {
+		return schemas.PaymentSucceeded{}, err
+	}
+	if err := Authorize(t, o.Total); err != nil {
 		e := schemas.PaymentDeclined{OrderID: o.OrderID, Reason: err.Error(), Amount: o.Total, Time: time.Now().UTC()}
 		if perr := events.Publish(ctx, s.d.Bus, schemas.TopicPaymentDeclined, "declined-"+o.OrderID, e); perr != nil {
 			return schemas.PaymentSucceeded{}, perr // retried

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ type shopHarness struct {
 	mail string
 	base string
 	gw   *gateway.Service
+	logs *logBuffer // every service's log lines, debug included
 
 	mu    sync.Mutex
 	stops map[string]func()
@@ -37,7 +39,7 @@ var allServices = []string{"customer", "order", "payment", "inventory", "billing
 
 func newShop(t *testing.T, except ...string) *shopHarness {
 	t.Helper()
-	h := &shopHarness{t: t, srv: sagatest.NewServer(t), mail: filepath.Join(t.TempDir(), "mail"), stops: map[string]func(){}}
+	h := &shopHarness{t: t, srv: sagatest.NewServer(t), mail: filepath.Join(t.TempDir(), "mail"), stops: map[string]func(){}, logs: &logBuffer{}}
 	nc, _ := h.srv.Connect()
 	d, err := kit.NewDeps(context.Background(), nc, "e2e", nil)
 	if err != nil {
@@ -67,7 +69,8 @@ func newShop(t *testing.T, except ...string) *shopHarness {
 func (h *shopHarness) start(name string) {
 	h.t.Helper()
 	nc, _ := h.srv.Connect()
-	d, err := kit.NewDeps(context.Background(), nc, name, nil)
+	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d, err := kit.NewDeps(context.Background(), nc, name, logger)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -105,6 +108,30 @@ func (h *shopHarness) start(name string) {
 			return code == 200
 		}, func() string { return "gateway not healthy" })
 	}
+}
+
+// logBuffer keeps log lines from many goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
 }
 
 func (h *shopHarness) stop(name string) {

@@ -39,6 +39,7 @@ import (
 	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
+	"github.com/choreo-go/choreo/services/payment"
 	"github.com/choreo-go/choreo/test/checker"
 )
 
@@ -320,6 +321,11 @@ func newHarness(t *testing.T, set setup) *harness {
 	ctx := context.Background()
 	h.fr = h.register(ctx, "ada", "FR")
 	h.aq = h.register(ctx, "scott", "AQ")
+	// Orders need a card token: the load starts once payment makes them.
+	sagatest.Poll(t, 60*time.Second, func() bool {
+		_, err := h.tokenize(h.fr, "4242424242424242")
+		return err == nil
+	}, func() string { return "the payment service does not tokenize cards" })
 	return h
 }
 
@@ -428,7 +434,8 @@ const (
 // acknowledged and is retried as a new order, up to deadline.
 type load struct {
 	acked   []string
-	refused int // placements not acknowledged
+	refused int    // placements not acknowledged
+	lastErr string // why the last one was not
 	mu      sync.Mutex
 	wg      sync.WaitGroup
 	done    chan struct{}
@@ -475,30 +482,39 @@ func (h *harness) startLoad(n, rate int) *load {
 	return l
 }
 
-func (h *harness) place(l *load, k kind) bool {
-	req := order.PlaceRequest{CustomerID: h.fr, Card: "4242424242424242"}
-	item := func(sku string, qty int) {
-		req.Items = append(req.Items, struct {
-			SKU string `json:"sku"`
-			Qty int    `json:"qty"`
-		}{sku, qty})
-	}
-	item("sku-sticker", 1)
-	switch k {
-	case declinedOrder:
-		req.Card = "4000000000000002"
-	case soldOutOrder:
-		item("sku-sold-out", 1)
-	case aqOrder:
-		req.CustomerID = h.aq
-	}
+// tokenize exchanges a card number for a token at the payment service.
+func (h *harness) tokenize(customer, number string) (schemas.Card, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	res, err := kit.Call[order.PlaceRequest, order.PlaceResult](ctx, h.nc, order.PlaceSubject, req)
+	return kit.Call[payment.TokenizeRequest, schemas.Card](ctx, h.nc, payment.TokenizeSubject, payment.TokenizeRequest{CustomerID: customer, Number: number})
+}
+
+func (h *harness) place(l *load, k kind) bool {
+	customer, number := h.fr, "4242424242424242"
+	req := order.PlaceRequest{Items: []order.Line{{SKU: "sku-sticker", Qty: 1}}}
+	switch k {
+	case declinedOrder:
+		number = payment.DeclinedCard
+	case soldOutOrder:
+		req.Items = append(req.Items, order.Line{SKU: "sku-sold-out", Qty: 1})
+	case aqOrder:
+		customer = h.aq
+	}
+	req.CustomerID = customer
+	// As the gateway does: the card is exchanged for a token first.
+	card, err := h.tokenize(customer, number)
+	var res order.PlaceResult
+	if err == nil {
+		req.Card = card
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, err = kit.Call[order.PlaceRequest, order.PlaceResult](ctx, h.nc, order.PlaceSubject, req)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
 		l.refused++
+		l.lastErr = err.Error()
 		return false
 	}
 	l.acked = append(l.acked, res.ID)
@@ -587,6 +603,9 @@ func (h *harness) settleWith(l *load, bound time.Duration, before func(), extra 
 		faults += int(h.injected())
 	}
 	h.t.Logf("%s refused=%d seed=%d", rep.Summary(faults), l.refused, h.seed)
+	if l.lastErr != "" {
+		h.t.Logf("the last placement refused: %s", l.lastErr)
+	}
 	if !rep.OK() {
 		h.t.Errorf("invariants broken (seed %d): %v", h.seed, rep.Problems)
 		h.explain(ctx, rep.Problems)

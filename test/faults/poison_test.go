@@ -22,6 +22,7 @@ import (
 	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
+	"github.com/choreo-go/choreo/services/payment"
 )
 
 // poison is one bad message and what its readers must say about it.
@@ -104,7 +105,7 @@ func TestPoisonOnEverySubject(t *testing.T) {
 
 	// The request endpoints the processes serve refuse garbage with a
 	// reason, and go on serving.
-	for _, subj := range []string{order.PlaceSubject, customer.RegisterSubject} {
+	for _, subj := range []string{order.PlaceSubject, customer.RegisterSubject, payment.TokenizeSubject} {
 		m, err := h.nc.Request(subj, []byte("{not json"), 5*time.Second)
 		var rep kit.Reply
 		if err != nil || json.Unmarshal(m.Data, &rep) != nil || !rep.Bad || !strings.Contains(rep.Error, "malformed request") {

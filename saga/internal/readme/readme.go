@@ -15,15 +15,16 @@ import (
 
 // Payments is the payment service's own domain code.
 type Payments interface {
-	Charge(ctx context.Context, key, card string, total int) (PaymentCharged, error)
+	Charge(ctx context.Context, key, cardToken string, total int) (PaymentCharged, error)
 	Refund(ctx context.Context, paymentID string) error
 }
 
 // README begin
 type (
 	OrderPlaced struct {
-		OrderID, Card string
-		Total         int
+		OrderID   string
+		CardToken string // the payment provider's token: a card number has no place in an event
+		Total     int
 	}
 	PaymentCharged struct{ PaymentID, OrderID string }
 	StockReserved  struct{ OrderID string }
@@ -56,7 +57,7 @@ func RunPayment(ctx context.Context, nc *nats.Conn, payments Payments) error {
 	err = saga.Handle(runner, Charge,
 		func(ctx context.Context, o OrderPlaced) (PaymentCharged, error) {
 			// A plain error is retried; saga.Abort(err), a business "no", compensates.
-			return payments.Charge(ctx, saga.IdempotencyKey(ctx), o.Card, o.Total)
+			return payments.Charge(ctx, saga.IdempotencyKey(ctx), o.CardToken, o.Total)
 		},
 		func(ctx context.Context, o OrderPlaced, p PaymentCharged) error {
 			return payments.Refund(ctx, p.PaymentID)

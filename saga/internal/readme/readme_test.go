@@ -65,10 +65,10 @@ type fakePayments struct {
 	refunded []string
 }
 
-func (p *fakePayments) Charge(_ context.Context, key, card string, total int) (readme.PaymentCharged, error) {
+func (p *fakePayments) Charge(_ context.Context, key, cardToken string, total int) (readme.PaymentCharged, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if card == "4000000000000002" {
+	if cardToken == "tok_declined" {
 		return readme.PaymentCharged{}, saga.Abortf("card declined")
 	}
 	p.charged[key]++
@@ -112,7 +112,7 @@ func TestREADMECodeRuns(t *testing.T) {
 	)
 	sagatest.Run(t, r)
 	for _, id := range []string{"o1", "o2"} {
-		st, err := readme.PlaceOrder(ctx, c, readme.OrderPlaced{OrderID: id, Card: "4242424242424242", Total: 100})
+		st, err := readme.PlaceOrder(ctx, c, readme.OrderPlaced{OrderID: id, CardToken: "tok_visa4242", Total: 100})
 		if err != nil || st == "" {
 			t.Fatalf("PlaceOrder %s: %q %v", id, st, err) // running, or already ended: the runners are quick
 		}
@@ -134,7 +134,7 @@ func TestSoldOutOrderIsRefunded(t *testing.T) {
 	pay := &fakePayments{charged: map[string]int{}}
 	err := errors.Join(
 		saga.Handle(runner, readme.Charge, func(ctx context.Context, o readme.OrderPlaced) (readme.PaymentCharged, error) {
-			return pay.Charge(ctx, saga.IdempotencyKey(ctx), o.Card, o.Total)
+			return pay.Charge(ctx, saga.IdempotencyKey(ctx), o.CardToken, o.Total)
 		}, func(ctx context.Context, _ readme.OrderPlaced, p readme.PaymentCharged) error {
 			return pay.Refund(ctx, p.PaymentID)
 		}),
@@ -147,7 +147,7 @@ func TestSoldOutOrderIsRefunded(t *testing.T) {
 	}
 	sagatest.Run(t, runner) // until the test ends
 
-	err = saga.Start(context.Background(), client, readme.Order, "o1", readme.OrderPlaced{OrderID: "o1", Card: "4242424242424242", Total: 100})
+	err = saga.Start(context.Background(), client, readme.Order, "o1", readme.OrderPlaced{OrderID: "o1", CardToken: "tok_visa4242", Total: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
