@@ -20,7 +20,7 @@ var Streams = []string{saga.StreamName, saga.TimerStream, saga.DeadLetterStream,
 
 // Buckets are the services' own buckets (OpenStore). A service that opens
 // another adds it here, so that /healthz checks it.
-var Buckets = []string{"customer", "orders", "payment", "inventory", "inventory-archive", "billing", "shipping", "notification"}
+var Buckets = []string{"customer", "orders", "payment", "payment_tokens", "inventory", "inventory-archive", "billing", "shipping", "notification"}
 
 // healthTTL is how long a health result is kept: a probe polled often
 // costs the broker one round of stream lookups a second at most.

@@ -8,6 +8,7 @@ import (
 	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
+	"github.com/choreo-go/choreo/services/payment"
 )
 
 // Admin is the identity that provisions the streams and buckets, and that
@@ -16,7 +17,7 @@ const Admin = "admin"
 
 // Buckets names each service's key-value buckets.
 var Buckets = map[string][]string{
-	"customer": {"customer"}, "order": {"orders"}, "payment": {"payment"},
+	"customer": {"customer"}, "order": {"orders"}, "payment": {"payment", payment.TokenBucket},
 	"inventory": {"inventory", inventory.ArchiveBucket}, "billing": {"billing"},
 	"shipping": {"shipping"}, "notification": {"notification"},
 }
@@ -35,6 +36,7 @@ var (
 	// served are the request/reply endpoints each service answers.
 	served = map[string][]string{
 		"customer": {customer.RegisterSubject}, "order": {order.PlaceSubject}, "inventory": {inventory.CatalogSubject},
+		"payment": {payment.TokenizeSubject},
 	}
 )
 
@@ -69,7 +71,7 @@ func Permissions() (map[string]saga.Access, error) {
 			}
 			a.Add(r)
 			a.Add(events.ReadAccess(durables...))
-			a.Add(saga.Access{Publish: saga.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, inventory.CatalogSubject}}})
+			a.Add(saga.Access{Publish: saga.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, inventory.CatalogSubject, payment.TokenizeSubject}}})
 		}
 		perms[name] = a
 	}

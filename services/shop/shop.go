@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"golang.org/x/sync/errgroup"
 
@@ -115,7 +116,13 @@ func Provision(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (kit.Dep
 	}
 	for _, name := range Services {
 		for _, b := range Buckets[name] {
-			if _, err := kit.OpenStore(ctx, d.JS, b); err != nil {
+			open := kit.OpenStore
+			if b == payment.TokenBucket {
+				open = func(ctx context.Context, js jetstream.JetStream, b string) (*kit.Store, error) {
+					return kit.OpenExpiringStore(ctx, js, b, payment.TokenTTL)
+				}
+			}
+			if _, err := open(ctx, d.JS, b); err != nil {
 				return kit.Deps{}, fmt.Errorf("provision: %w", err)
 			}
 		}
