@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/shop"
 )
 
@@ -296,6 +298,69 @@ func TestForgedOutcomeIsRefused(t *testing.T) {
 	}
 }
 
+// A participant may append its own step's outcomes: payment may append a
+// charge "done". It may not make that event say more than a charge done
+// says. Here payment's identity appends, on its own subject and with the
+// compare-and-set right, a charge done carrying a confirmed saga's state on
+// top of an order it declined: before readers checked what an event may
+// change, the order service's OnEnd took it and confirmed the order. Now
+// every reader refuses it as forged: the order stays rejected, the saga
+// compensated, and the event is dead-lettered with the reason.
+func TestForgingParticipantIsRefused(t *testing.T) {
+	s := theShop(t)
+	base := "http://" + s.HTTPAddr
+	cust := register(t, base)
+	good := placeOrder(t, base, cust, "sku-mug", "4242424242424242")
+	declined := placeOrder(t, base, cust, "sku-mug", "4000000000000002")
+	awaitStatus(t, base, good, "confirmed")
+	awaitStatus(t, base, declined, "rejected")
+
+	payment := as(t, s, "payment")
+	ctx, cancel := long()
+	defer cancel()
+	stream, err := payment.js.Stream(ctx, saga.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	confirmed, err := stream.GetLastMsgForSubject(ctx, "choreo.log.order."+good+".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, "choreo.log.order."+declined+".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := "choreo.log.order." + declined + ".charge.done"
+	m := nats.NewMsg(subject)
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last.Sequence, 10))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, "choreo.log.order."+declined+".>")
+	m.Header.Set("Choreo-State", confirmed.Header.Get("Choreo-State"))
+	m.Data = []byte(`{"payment_id":"pay-forged","amount":1}`)
+	if _, err := payment.js.PublishMsg(ctx, m); err != nil {
+		t.Fatalf("payment may append on charge's subject, but: %v", err)
+	}
+
+	var dead []saga.DeadLetter
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		dead, err = s.Deps.Sagas.DeadLetters(context.Background(), schemas.OrderFlow)
+		for _, d := range dead {
+			if d.Subject == subject && strings.HasPrefix(d.Reason, "forged: ") && d.Consumer == "order__end_order" {
+				return true
+			}
+		}
+		return false
+	}, func() string {
+		return fmt.Sprintf("no forged dead letter of the order service's OnEnd for %s: %v %v", subject, dead, err)
+	})
+	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, declined)
+	if err != nil || st.Status != saga.StatusCompensated || st.Step("charge").Status != saga.StepFailed {
+		t.Fatalf("declined saga reads %+v %v, want compensated with charge failed", st, err)
+	}
+	if got := status(t, base, declined); got != "rejected" {
+		t.Fatalf("the declined order is %s", got)
+	}
+}
+
 // Another identity cannot write, nor read, inventory's stock.
 func TestOtherBucketIsRefused(t *testing.T) {
 	s := theShop(t)
@@ -457,6 +522,7 @@ func call(t *testing.T, method, url string, body any) (int, map[string]any) {
 	t.Helper()
 	data, _ := json.Marshal(body)
 	req, _ := http.NewRequest(method, url, bytes.NewReader(data))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
