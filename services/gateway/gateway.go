@@ -435,6 +435,11 @@ func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "unknown customer "+req.CustomerID)
 		return
 	}
+	if len(req.Items) == 0 {
+		// Before the card is tokenized: no token for an order that is none.
+		writeError(w, http.StatusBadRequest, "an order needs at least one item")
+		return
+	}
 	// The card's number goes no further than the payment service, which
 	// keeps what it needs to charge the card under a token (and says why
 	// a number is malformed); the order and its saga carry the token. No

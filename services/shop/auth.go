@@ -72,6 +72,13 @@ func Permissions() (map[string]saga.Access, error) {
 			a.Add(r)
 			a.Add(events.ReadAccess(durables...))
 			a.Add(saga.Access{Publish: saga.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, inventory.CatalogSubject, payment.TokenizeSubject}}})
+			// /healthz looks up every stream and bucket the shop needs.
+			for _, st := range kit.Streams {
+				a.Add(saga.Access{Publish: saga.Rules{Allow: []string{"$JS.API.STREAM.INFO." + st}}})
+			}
+			for _, b := range kit.Buckets {
+				a.Add(saga.Access{Publish: saga.Rules{Allow: []string{"$JS.API.STREAM.INFO.KV_" + b}}})
+			}
 		}
 		perms[name] = a
 	}

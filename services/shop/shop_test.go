@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,16 @@ func (r *running) awaitOrder(t *testing.T, id string, status ...string) map[stri
 	return res
 }
 
+// adminSeed is the option that connects as the shop's admin.
+func adminSeed(t *testing.T, sh *shop.Shop) nats.Option {
+	t.Helper()
+	opt, err := nats.NkeyOptionFromSeed(filepath.Join(sh.Credentials, shop.Admin+".nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opt
+}
+
 func adminJS(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(url, opts...)
@@ -147,11 +158,11 @@ func adminJS(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream 
 // the delete (lost with the stream), and takes new orders.
 func TestDeletedStreamIsLoudAndARestartRecovers(t *testing.T) {
 	cfg := shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir()}
-	// Without payment, an accepted order's saga waits at its first step.
+	// Without billing, an accepted order's saga waits at its invoice.
 	first := cfg
-	first.Without = []string{"payment"}
+	first.Without = []string{"billing"}
 	sh := runShop(t, first)
-	sh.awaitHealth(t, 503, "bucket payment missing") // it never ran
+	sh.awaitHealth(t, 200, "") // the admin provisioned billing's bucket
 	cust := sh.register(t)
 	code, res := sh.order(t, cust)
 	if code != 202 {
@@ -163,7 +174,7 @@ func TestDeletedStreamIsLoudAndARestartRecovers(t *testing.T) {
 		return o != nil && o["saga"] != nil
 	}, func() string { return "the accepted order has no saga" })
 
-	js := adminJS(t, sh.NATSURL)
+	js := adminJS(t, sh.NATSURL, adminSeed(t, sh.Shop))
 	if err := js.DeleteStream(context.Background(), "CHOREO"); err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func TestShopServesTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(sh.NATSURL, nats.Secure(conf))
+	nc, err := nats.Connect(sh.NATSURL, nats.Secure(conf), adminSeed(t, sh.Shop))
 	if err != nil {
 		t.Fatalf("a client with the CA and a certificate: %v", err)
 	}
