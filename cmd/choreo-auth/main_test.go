@@ -85,11 +85,8 @@ func TestConfigLoadsAndWorks(t *testing.T) {
 		t.Fatalf("payment before provisioning: %v, want ErrNotProvisioned saying to run provisioning", err)
 	}
 	admin := connect(shop.Admin, adminErrs)
-	ad, err := kit.NewDeps(ctx, admin, shop.Admin, nil) // provisions choreo's and the event streams
+	ad, err := shop.Provision(ctx, admin, nil) // choreo's and the event streams, the buckets
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kit.OpenStore(ctx, ad.JS, "payment"); err != nil {
 		t.Fatal(err)
 	}
 
