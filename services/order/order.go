@@ -165,7 +165,10 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 		err = saga.Start(ctx, s.d.Sagas, schemas.OrderFlow, o.OrderID, o)
 	}
 	if err != nil {
-		return PlaceResult{}, s.notStarted(ctx, o, err)
+		// nil when the saga started after all: the order is placed.
+		if err := s.notStarted(ctx, o, err); err != nil {
+			return PlaceResult{}, err
+		}
 	}
 	return PlaceResult{ID: o.OrderID, Total: o.Total}, nil
 }
