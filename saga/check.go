@@ -37,6 +37,10 @@ type forgedError struct {
 	seq     uint64 // the event that does not check
 	why     string
 	missing bool // it follows an event that is not in the log
+	// start: the saga's start does not match the flow as defined here.
+	// The reader's definition may be the wrong one (two builds with one
+	// version), so the start is refused but never deleted.
+	start bool
 }
 
 func (e *forgedError) Error() string { return "forged: " + e.why }
@@ -147,7 +151,9 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 		l := chain[len(chain)-1]
 		if l.env.phase == PhaseStart {
 			if why := j.checkStart(l); why != "" {
-				return j.forged(chain, len(chain)-1, why)
+				err := j.forged(chain, len(chain)-1, why)
+				err.(*forgedError).start = true
+				return err
 			}
 			if j.def(l.env.flow, l.env.state.Version) == nil {
 				return nil // no definition here to check it by: trust nothing past it
@@ -236,7 +242,14 @@ func (j *journal) checkStart(l link) string {
 	if def == nil {
 		return ""
 	}
-	if string(encodeState(newState(def, l.env.id, st.StartedAt))) != l.raw {
+	// The deadline is the starter's to set (a deployment may shorten it);
+	// the steps, their kinds and order, and everything else are the flow's.
+	want := newState(def, l.env.id, st.StartedAt)
+	if !st.Deadline.IsZero() && !st.Deadline.After(st.StartedAt) {
+		return fmt.Sprintf("start (event %d) has a deadline before it started", l.seq)
+	}
+	want.Deadline = st.Deadline
+	if string(encodeState(want)) != l.raw {
 		return fmt.Sprintf("start (event %d) is not the initial state of flow %s v%d as defined here (a forged start, or two definitions of one version)", l.seq, def.name, def.version)
 	}
 	return ""

@@ -180,6 +180,14 @@ func (j *journal) load(ctx context.Context, flow, id string, min uint64) (*State
 			case errors.As(err, &forged) && forged.missing && env.state.Status.Terminal():
 				// Its expiry deleted the events before it: the saga is gone.
 				return nil, 0, ErrNotFound
+			case forged != nil && forged.start:
+				// Refused, not deleted: this reader's definition of the flow
+				// may be the wrong one.
+				j.opts.logger.Error("choreo: a saga's start does not match the flow as defined here", "flow", flow, "saga", id, "seq", seq, "reason", err)
+				if derr := j.deadLetter(ctx, flow, source{wire.Stream, subject, seq, "load"}, m.Header, m.Data, err.Error()); derr != nil {
+					return nil, 0, derr
+				}
+				return nil, 0, fmt.Errorf("%w: %w", ErrNotFound, err)
 			case forged == nil:
 				return nil, 0, err
 			}

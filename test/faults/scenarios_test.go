@@ -279,7 +279,22 @@ func TestDeadlineWhileStarterDeadAndLateResults(t *testing.T) {
 			}
 		}
 		return true
-	}, func() string { return "sagas did not end with the starter dead" })
+	}, func() string {
+		var open []string
+		for _, id := range l.ids() {
+			st, err := h.d.Sagas.Get(ctx, flow, id)
+			if err != nil {
+				open = append(open, fmt.Sprintf("%s: %v", id, err))
+			} else if !st.Status.Terminal() {
+				var steps []string
+				for _, s := range st.Steps {
+					steps = append(steps, s.Name+"="+string(s.Status))
+				}
+				open = append(open, fmt.Sprintf("%s: %s (deadline %s) %v", id, st.Status, st.Deadline.Format(time.RFC3339Nano), steps))
+			}
+		}
+		return fmt.Sprintf("sagas did not end with the starter dead: %d of %d: %v", len(open), len(l.ids()), open)
+	})
 	for _, in := range h.insts["order"] {
 		in.start()
 	}
