@@ -99,7 +99,8 @@ func ExampleHandle() {
 
 	_ = saga.Start(ctx, c, flow, "o1", PlaceOrder{OrderID: "o1", SKU: "mug"})
 	_ = saga.Start(ctx, c, flow, "o2", PlaceOrder{OrderID: "o2", SKU: "sold-out"})
-	for _, id := range []string{"o1", "o2"} {
+	// o2 first: its refund is printed before it ends, whenever o1 ends.
+	for _, id := range []string{"o2", "o1"} {
 		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		st, err := sagatest.Wait(wctx, c, flow, id) // until it ends
 		cancel()
@@ -112,8 +113,8 @@ func ExampleHandle() {
 	}
 	// Output:
 	// refund pay-o2
-	// o1 completed [_saga:start charge:done reserve:done]
 	// o2 compensated [_saga:start charge:done reserve:failed charge:compensated]
+	// o1 completed [_saga:start charge:done reserve:done]
 }
 
 // Every saga's state can be queried: its status and each step's.
