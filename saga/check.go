@@ -338,43 +338,105 @@ func (j *journal) msgAt(ctx context.Context, seq uint64) (*nats.Msg, error) {
 	return m, err
 }
 
-// logBefore reads the events of env's saga before stream sequence seq, by
-// sequence, with one batched direct get from the oldest its state lists.
+// logBefore reads the events of env's saga before stream sequence seq
+// that this journal does not trust yet, by sequence: the ones its state
+// lists after the newest trusted one, with a direct get each, all sent at
+// once and answered on one subscription (a batched get by subject made the
+// broker scan every other saga's events between them).
 func (j *journal) logBefore(ctx context.Context, env *envelope, seq uint64) (map[uint64]*nats.Msg, error) {
-	from := uint64(1)
-	if st := env.state; len(st.earlier) > 0 && !st.overflow {
-		from = st.earlier[0]
+	st := env.state
+	if st.overflow || len(st.earlier) == 0 {
+		return map[uint64]*nats.Msg{}, nil // read one by one
 	}
-	req := fmt.Sprintf(`{"seq":%d,"next_by_subj":%q,"batch":%d,"up_to_seq":%d}`, from, wire.LogWildcard(env.flow, env.id), maxEarlier+1, seq-1)
-	sub, err := j.nc.SubscribeSync(j.nc.NewInbox())
+	from := 0
+	for i := len(st.earlier) - 1; i >= 0; i-- {
+		if _, ok := j.trust.get(trustKey(env.flow, env.id, st.earlier[i])); ok {
+			from = i + 1
+			break
+		}
+	}
+	want := st.earlier[from:]
+	out := make(map[uint64]*nats.Msg, len(want))
+	if len(want) == 0 {
+		return out, nil
+	}
+	f, err := j.fetcher()
 	if err != nil {
-		return nil, fmt.Errorf("saga: read %s/%s: %w", env.flow, env.id, err)
+		return nil, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := j.nc.PublishRequest(j.api+"DIRECT.GET."+wire.Stream, sub.Subject, []byte(req)); err != nil {
-		return nil, fmt.Errorf("saga: read %s/%s: %w", env.flow, env.id, err)
-	}
-	out := map[uint64]*nats.Msg{}
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
+	reply, ch, done := f.expect(len(want))
+	defer done()
+	for _, q := range want {
+		if err := j.nc.PublishRequest(j.api+"DIRECT.GET."+wire.Stream, reply, []byte(`{"seq":`+strconv.FormatUint(q, 10)+`}`)); err != nil {
 			return nil, fmt.Errorf("saga: read %s/%s: %w", env.flow, env.id, err)
 		}
-		switch st := m.Header.Get("Status"); st {
-		case "":
-		case "204", "404": // the end of the batch, or nothing to read
-			return out, nil
-		default:
-			return nil, fmt.Errorf("saga: read %s/%s: status %s %s", env.flow, env.id, st, m.Header.Get("Description"))
+	}
+	for range want {
+		select {
+		case m := <-ch:
+			switch st := m.Header.Get("Status"); st {
+			case "":
+			case "404":
+				continue // not there: the walk says what that means
+			default:
+				return nil, fmt.Errorf("saga: read %s/%s: status %s %s", env.flow, env.id, st, m.Header.Get("Description"))
+			}
+			q, err := strconv.ParseUint(lastValue(m.Header, jetstream.SequenceHeader), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("saga: read %s/%s: bad sequence header", env.flow, env.id)
+			}
+			out[q] = m
+		case <-ctx.Done():
+			return nil, fmt.Errorf("saga: read %s/%s: %w", env.flow, env.id, ctx.Err())
 		}
-		q, err := strconv.ParseUint(lastValue(m.Header, jetstream.SequenceHeader), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("saga: read %s/%s: bad sequence header", env.flow, env.id)
-		}
-		out[q] = m
-		if len(out) > maxEarlier+1 {
-			return out, nil
-		}
+	}
+	return out, nil
+}
+
+// fetcher receives the answers to many direct gets sent at once: one
+// subscription per journal, each batch on a reply subject of its own.
+type fetcher struct {
+	prefix string
+	mu     sync.Mutex
+	n      uint64
+	wait   map[string]chan *nats.Msg
+}
+
+func (j *journal) fetcher() (*fetcher, error) {
+	j.fetchOnce.Do(func() {
+		f := &fetcher{prefix: j.nc.NewInbox() + ".", wait: map[string]chan *nats.Msg{}}
+		_, j.fetchErr = j.nc.Subscribe(f.prefix+"*", func(m *nats.Msg) {
+			f.mu.Lock()
+			ch := f.wait[m.Subject[len(f.prefix):]]
+			f.mu.Unlock()
+			if ch != nil {
+				select {
+				case ch <- m:
+				default: // more answers than asked for: not ours to keep
+				}
+			}
+		})
+		j.fetch = f
+	})
+	if j.fetchErr != nil {
+		return nil, fmt.Errorf("saga: subscribe for reads: %w", j.fetchErr)
+	}
+	return j.fetch, nil
+}
+
+// expect registers a batch of n answers: the reply subject to send them
+// to, where they arrive, and what to call once done with them.
+func (f *fetcher) expect(n int) (string, <-chan *nats.Msg, func()) {
+	ch := make(chan *nats.Msg, n)
+	f.mu.Lock()
+	f.n++
+	token := strconv.FormatUint(f.n, 36)
+	f.wait[token] = ch
+	f.mu.Unlock()
+	return f.prefix + token, ch, func() {
+		f.mu.Lock()
+		delete(f.wait, token)
+		f.mu.Unlock()
 	}
 }
 

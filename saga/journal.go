@@ -36,6 +36,10 @@ type journal struct {
 
 	defsMu sync.Mutex
 	defs   map[string]*flowDef // "flow.version": what starts are checked by
+
+	fetchOnce sync.Once // the subscription of batched reads (check.go)
+	fetch     *fetcher
+	fetchErr  error
 }
 
 // entry is one event to append to a saga's log. It has no Nats-Msg-Id:
