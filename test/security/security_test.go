@@ -119,6 +119,9 @@ var (
 func theShop(t *testing.T) *running {
 	t.Helper()
 	sharedOnce.Do(func() {
+		if shared, sharedErr = external(); shared != nil || sharedErr != nil {
+			return
+		}
 		dir, err := os.MkdirTemp("", "choreo-security-")
 		if err != nil {
 			sharedErr = err
@@ -136,7 +139,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
 		shared.stop()
-		_ = os.RemoveAll(shared.dir)
+		if shared.dir != "" {
+			_ = os.RemoveAll(shared.dir)
+		}
 	}
 	os.Exit(code)
 }
@@ -156,13 +161,13 @@ func as(t *testing.T, s *running, name string) *conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.nc, err = nats.Connect(s.NATSURL, opt, nats.CustomInboxPrefix(saga.InboxPrefix(name)),
+	c.nc, err = nats.Connect(s.NATSURL, append([]nats.Option{opt, nats.CustomInboxPrefix(saga.InboxPrefix(name)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case c.errs <- err:
 			default:
 			}
-		}))
+		})}, tlsOpts...)...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", name, err)
 	}
@@ -200,7 +205,7 @@ func long() (context.Context, context.CancelFunc) {
 
 func TestOutsiderIsRefused(t *testing.T) {
 	s := theShop(t)
-	if nc, err := nats.Connect(s.NATSURL); err == nil {
+	if nc, err := nats.Connect(s.NATSURL, tlsOpts...); err == nil {
 		nc.Close()
 		t.Fatal("an anonymous client connected")
 	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
@@ -208,7 +213,7 @@ func TestOutsiderIsRefused(t *testing.T) {
 	}
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
-	if nc, err := nats.Connect(s.NATSURL, nats.Nkey(pub, kp.Sign)); err == nil {
+	if nc, err := nats.Connect(s.NATSURL, append([]nats.Option{nats.Nkey(pub, kp.Sign)}, tlsOpts...)...); err == nil {
 		nc.Close()
 		t.Fatal("an unknown nkey connected")
 	}
