@@ -125,6 +125,7 @@ func TestComposeStack(t *testing.T) {
 		t.Errorf("%d orders acknowledged, want %d (%d placements refused, the last: %s)", len(ids), orders, l.refused, l.lastErr)
 	}
 	rep := s.settle(d, l, 4*time.Minute)
+	s.logDeadLetters(d)
 	emails := s.checkEmails(d, l)
 	t.Logf("compose smoke: %s orders=%d refused=%d confirmed=%d rejected=%d emails=%d duration=%s",
 		rep.Summary(faults), len(ids), l.refused, l.confirmed, l.rejected, emails, time.Since(began).Round(time.Second))
@@ -314,9 +315,13 @@ func (s *stack) admin() kit.Deps {
 	return d
 }
 
-// checkReplicas checks that the provisioned streams have 3 replicas.
+// checkReplicas checks that the provisioned streams have 3 replicas, on
+// a server of version 2.12.7 or later (the 2026 advisories).
 func (s *stack) checkReplicas(d kit.Deps) {
 	s.t.Helper()
+	if v := d.NC.ConnectedServerVersion(); !atLeast(v, 2, 12, 7) {
+		s.t.Errorf("nats-server %s, want 2.12.7 or later", v)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, name := range append(slices.Clone(kit.Streams), "KV_payment", "KV_inventory") {
@@ -715,6 +720,43 @@ func (s *stack) mail() (map[string]int, error) {
 			return nil, fmt.Errorf("e-mail %s: its Message-ID is not its name", base)
 		}
 		mail[name]++
+	}
+}
+
+// atLeast reports whether the version v (major.minor.patch[-pre]) is at
+// least the one given.
+func atLeast(v string, want ...int) bool {
+	v, _, _ = strings.Cut(v, "-")
+	parts := strings.Split(v, ".")
+	for i, w := range want {
+		if i >= len(parts) {
+			return false
+		}
+		n, err := strconv.Atoi(parts[i])
+		if err != nil {
+			return false
+		}
+		if n != w {
+			return n > w
+		}
+	}
+	return true
+}
+
+// logDeadLetters logs what the order flow dead-lettered during the run:
+// a step's readers refuse an event they cannot apply, and the operator
+// looks there first.
+func (s *stack) logDeadLetters(d kit.Deps) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dead, err := d.Sagas.DeadLetters(ctx, schemas.OrderFlow)
+	if err != nil {
+		s.t.Logf("dead letters: %v", err)
+		return
+	}
+	s.t.Logf("%d dead letters of the order flow", len(dead))
+	for _, dl := range dead[:min(len(dead), 10)] {
+		s.t.Logf("  dead letter: %s by %s: %s", dl.Subject, dl.Consumer, dl.Reason)
 	}
 }
 
