@@ -110,12 +110,12 @@ func TestComposeStack(t *testing.T) {
 	l := s.load()
 	faults := 0
 	l.awaitAcked(orders/5, 3*time.Minute)
-	payment1 := s.containers("payment")[0]
-	s.together(append(slices.Clone(s.compose), "stop", "-t", "5", "nats-1"), []string{"docker", "stop", "-t", "5", payment1})
+	payment1, nats1 := s.containers("payment")[0], s.containers("nats-1")[0]
+	s.together([]string{"docker", "stop", "-t", "5", nats1}, []string{"docker", "stop", "-t", "5", payment1})
 	faults += 2
 	t.Logf("stopped nats-1 and payment container %.12s with %d orders acknowledged", payment1, l.count())
 	l.awaitAcked(l.count()+orders/5, time.Minute)
-	s.together(append(slices.Clone(s.compose), "start", "nats-1"), []string{"docker", "start", payment1})
+	s.together([]string{"docker", "start", nats1}, []string{"docker", "start", payment1})
 	t.Logf("started them again with %d orders acknowledged", l.count())
 	l.wait()
 	s.awaitHealthy(3 * time.Minute)
@@ -512,7 +512,7 @@ func (s *stack) settle(d kit.Deps, l *load, bound time.Duration) checker.Report 
 	ctx := context.Background()
 	ids := l.ids()
 	deadline := time.Now().Add(bound)
-	status := map[string]saga.Status{}
+	states := map[string]*saga.State{}
 	pending := slices.Clone(ids)
 	for len(pending) > 0 && time.Now().Before(deadline) {
 		next := pending[:0]
@@ -522,7 +522,7 @@ func (s *stack) settle(d kit.Deps, l *load, bound time.Duration) checker.Report 
 				next = append(next, id)
 				continue
 			}
-			status[id] = st.Status
+			states[id] = st
 		}
 		pending = next
 		if len(pending) > 0 {
@@ -562,10 +562,10 @@ func (s *stack) settle(d kit.Deps, l *load, bound time.Duration) checker.Report 
 	wrong := 0
 	for _, id := range ids {
 		wantSaga, wantOrder := l.acked[id].want()
-		if status[id] != wantSaga {
+		if st := states[id]; st == nil || st.Status != wantSaga {
 			wrong++
 			if wrong <= 10 {
-				s.t.Errorf("order %s (kind %d): saga %q, want %q", id, l.acked[id], status[id], wantSaga)
+				s.t.Errorf("order %s (kind %d): saga %s, want %q", id, l.acked[id], describe(st), wantSaga)
 			}
 			continue
 		}
@@ -587,6 +587,18 @@ func (s *stack) settle(d kit.Deps, l *load, bound time.Duration) checker.Report 
 		s.t.Errorf("%d of %d orders did not end as their card and stock decide", wrong, len(ids))
 	}
 	return rep
+}
+
+// describe says how a saga ended, and why.
+func describe(st *saga.State) string {
+	if st == nil {
+		return "not ended"
+	}
+	var steps []string
+	for _, step := range st.Steps {
+		steps = append(steps, step.Name+"="+string(step.Status))
+	}
+	return fmt.Sprintf("%q (reason %q; steps %s)", st.Status, st.Reason, strings.Join(steps, " "))
 }
 
 // awaitStatus polls the gateway for the order's status until it is want
