@@ -107,10 +107,10 @@ func TestComposeStack(t *testing.T) {
 
 	// The load, with a nats node and a payment container stopped and
 	// started again in the middle of it.
-	l := s.load()
 	faults := 0
-	l.awaitAcked(orders/5, 3*time.Minute)
+	l := s.load()
 	payment1, nats1 := s.containers("payment")[0], s.containers("nats-1")[0]
+	l.awaitAcked(orders/5, 3*time.Minute)
 	s.together([]string{"docker", "stop", "-t", "5", nats1}, []string{"docker", "stop", "-t", "5", payment1})
 	faults += 2
 	t.Logf("stopped nats-1 and payment container %.12s with %d orders acknowledged", payment1, l.count())
