@@ -314,6 +314,10 @@ func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, e
 		err = next.expire(at)
 	case PhaseResume:
 		err = next.retryParked()
+	case PhaseCancelled:
+		if err = next.cancel(claim.Reason); err != nil {
+			err = errNoop
+		}
 	default:
 		err = fmt.Errorf("phase %s is not recorded after a start", env.phase)
 	}

@@ -32,7 +32,7 @@ func appendForged(t *testing.T, js jetstream.JetStream, flow, id, step, phase, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(wire.LogSubject(flow, id, step, phase))
+	m := nats.NewMsg(wire.LogSubject(flow, id, 1, step, phase))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last.Sequence, 10))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, id))
 	m.Header.Set(wire.State, state)
@@ -143,7 +143,7 @@ func TestForgedStatesAreRefused(t *testing.T) {
 				seen[d.Subject] = true
 			}
 		}
-		return err == nil && seen[wire.LogSubject(flow, "victim", "charge", "done")] && seen[wire.LogSubject(flow, "victim", "reserve", "done")]
+		return err == nil && seen[wire.LogSubject(flow, "victim", 1, "charge", "done")] && seen[wire.LogSubject(flow, "victim", 1, "reserve", "done")]
 	}, func() string {
 		return fmt.Sprintf("dead letters (forged at %d and %d): %v %v", forgedDone, forgedReserve, reasons(dead), err)
 	})
@@ -184,7 +184,7 @@ func TestForgedStartIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, err := stream.GetLastMsgForSubject(context.Background(), wire.LogSubject(flow, "model", wire.SagaStep, "start"))
+	start, err := stream.GetLastMsgForSubject(context.Background(), wire.LogSubject(flow, "model", 1, wire.SagaStep, "start"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestForgedStartIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(wire.LogSubject(flow, "skip", wire.SagaStep, "start"))
+	m := nats.NewMsg(wire.LogSubject(flow, "skip", 1, wire.SagaStep, "start"))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, "skip"))
 	m.Header.Set(wire.State, second.Header.Get(wire.State))

@@ -220,9 +220,9 @@ func TestRogueConsumerIsRefused(t *testing.T) {
 	s := theShop(t)
 	admin := as(t, s, shop.Admin)
 	for _, tc := range []struct{ who, consumer string }{
-		{"payment", "order_reserve_do"}, // another participant
-		{"gateway", "order_charge_do"},  // a reader, who may make ordered consumers
-		{"inventory", "order_charge_undo"},
+		{"payment", "order_v1_reserve_do"}, // another participant
+		{"gateway", "order_v1_charge_do"},  // a reader, who may make ordered consumers
+		{"inventory", "order_v1_charge_undo"},
 	} {
 		t.Run(tc.who+"/"+tc.consumer, func(t *testing.T) {
 			c := as(t, s, tc.who)
