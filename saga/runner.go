@@ -317,7 +317,9 @@ func undoConsumer(flow string, version int, step string) string {
 	return flow + "_" + wire.Version(version) + "_" + step + "_undo"
 }
 
-func timerConsumer(flow string, version int) string { return flow + "_" + wire.Version(version) + "__timers" }
+func timerConsumer(flow string, version int) string {
+	return flow + "_" + wire.Version(version) + "__timers"
+}
 
 // triggers are the subjects of the events that may trigger step d: a
 // start, or the results of the position before it, of d's flow version.

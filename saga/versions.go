@@ -83,8 +83,10 @@ func (f *flowDef) info() FlowInfo {
 	return fi
 }
 
-func defKey(flow string, version int) string    { return "def." + flow + "." + wire.Version(version) }
-func statusKey(flow string, version int) string { return "status." + flow + "." + wire.Version(version) }
+func defKey(flow string, version int) string { return "def." + flow + "." + wire.Version(version) }
+func statusKey(flow string, version int) string {
+	return "status." + flow + "." + wire.Version(version)
+}
 
 // registry is a client's view of the flows bucket: the status of the
 // versions it starts, read at most once a second each.
