@@ -28,6 +28,32 @@ type runnerOptions struct {
 	interceptors []Interceptor
 	validate     func(eventType string, data []byte) error
 	onRecorded   []func(st *State, step string, phase Phase)
+	serve        map[string][]int // flow name -> the versions Handle binds (ServeVersions)
+}
+
+// ServeVersions limits the versions of the named flow that the runner
+// serves: Handle binds a step only in these versions of it (by default, in
+// every version the step is in). It is how one build runs as an old
+// instance, a new one, or both, through a rolling upgrade: an instance
+// with only version 1 never takes version 2's work, and its client starts
+// version 1 sagas (Start starts the newest version the client knows). Name
+// the versions of a flow in one ServeVersions.
+func ServeVersions(flow string, versions ...int) RunnerOption {
+	return func(o *runnerOptions) error {
+		if !token(flow) || len(versions) == 0 {
+			return fmt.Errorf("%w: ServeVersions needs a flow name and at least one version", ErrInvalidOption)
+		}
+		for _, v := range versions {
+			if v < 1 {
+				return fmt.Errorf("%w: flow %s: version %d", ErrInvalidOption, flow, v)
+			}
+		}
+		if o.serve == nil {
+			o.serve = map[string][]int{}
+		}
+		o.serve[flow] = slices.Clone(versions)
+		return nil
+	}
 }
 
 // WithOnRecorded observes outcomes: it calls fn each time the runner has
@@ -242,7 +268,9 @@ func Handle[In, Out any](r *Runner, s *Step[In, Out], action func(context.Contex
 	var uses []*stepDef
 	for _, d := range tmpl.uses {
 		uses = slices.DeleteFunc(uses, func(o *stepDef) bool { return o.flow.version == d.flow.version })
-		uses = append(uses, d)
+		if vs, ok := r.o.serve[d.flow.name]; !ok || slices.Contains(vs, d.flow.version) {
+			uses = append(uses, d)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
