@@ -568,14 +568,27 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 		Name, Service, Compensation string
 		Pivot                       bool
 	}
+	// The newest version by default; ?version=N draws another (an order
+	// ends on the version it started with).
+	flow := schemas.OrderFlowV2
+	if v := r.URL.Query().Get("version"); v != "" {
+		switch v {
+		case "1":
+			flow = schemas.OrderFlow
+		case "2":
+		default:
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("version %q: the order flow has versions 1 and 2", v))
+			return
+		}
+	}
 	var out [][]step
-	for _, si := range schemas.OrderFlow.Steps() {
+	for _, si := range flow.Steps() {
 		for len(out) <= si.Position {
 			out = append(out, nil)
 		}
 		out[si.Position] = append(out[si.Position], step{Name: si.Name, Service: si.Owner, Compensation: si.Undo, Pivot: si.Kind == saga.PivotStep})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"name": schemas.OrderFlow.Name(), "version": schemas.OrderFlow.Version(), "positions": out})
+	writeJSON(w, http.StatusOK, map[string]any{"name": flow.Name(), "version": flow.Version(), "positions": out})
 }
 
 // ws upgrades to a websocket and pushes every order change until the
