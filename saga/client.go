@@ -125,6 +125,61 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	return c, nil
 }
 
+// Open returns a client over streams that exist already, changing
+// nothing in the broker: for tools (an operator's command line, a
+// dashboard) that must never create or reconfigure choreo's streams. It
+// returns an error wrapping ErrNotProvisioned when a stream or the flow
+// registry is missing.
+func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	pub, err := newPublisher(js)
+	if err != nil {
+		return nil, fmt.Errorf("saga: %w", err)
+	}
+	c := &Client{opts: o}
+	j := &journal{js: js, pub: pub, nc: js.Conn(), opts: &c.opts, api: apiPrefix(js.Options()), trust: newTrust()}
+	c.j = j
+	open := func(name string) (jetstream.Stream, error) {
+		s, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("%w: stream %s does not exist: is choreo provisioned on this server?", ErrNotProvisioned, name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("saga: stream %s: %w", name, err)
+		}
+		return s, nil
+	}
+	if j.stream, err = open(StreamName); err != nil {
+		return nil, err
+	}
+	c.opts.replicas = j.stream.CachedInfo().Config.Replicas
+	if j.timers, err = open(TimerStream); err != nil {
+		return nil, err
+	}
+	if j.dlq, err = open(DeadLetterStream); err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, FlowsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("%w: bucket %s does not exist: is choreo provisioned on this server?", ErrNotProvisioned, FlowsBucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("saga: bucket %s: %w", FlowsBucket, err)
+	}
+	c.reg = &registry{kv: kv, marks: map[string]registryMark{}}
+	return c, nil
+}
+
 // checkSafety refuses configurations that would lose sagas, and picks the
 // replica count when none was asked for.
 func (c *Client) checkSafety(ctx context.Context) error {
