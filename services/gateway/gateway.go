@@ -211,6 +211,7 @@ type OrderView struct {
 
 // SagaView is an order's saga as the API shows it.
 type SagaView struct {
+	Version   int         `json:"version"` // the order flow version it runs on
 	Status    saga.Status `json:"status"`
 	Reason    string      `json:"reason,omitempty"`
 	StartedAt time.Time   `json:"started_at"`
@@ -239,7 +240,7 @@ func timePtr(t time.Time) *time.Time {
 }
 
 func sagaView(st *saga.State) *SagaView {
-	v := &SagaView{Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt)}
+	v := &SagaView{Version: st.Version, Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt)}
 	for _, ss := range st.Steps {
 		v.Steps = append(v.Steps, StepView{Name: ss.Name, Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error,
 			StartedAt: timePtr(ss.StartedAt), EndedAt: timePtr(ss.EndedAt), CompensationAttempts: ss.CompensationAttempts, CompensatedAt: timePtr(ss.CompensatedAt)})

@@ -278,9 +278,13 @@ func TestForgedOutcomeIsRefused(t *testing.T) {
 	id := placeOrder(t, base, cust, "sku-mug", "4000000000000002") // declined
 	awaitStatus(t, base, id, "rejected")
 
+	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ who, step string }{{"payment", "reserve"}, {"inventory", "charge"}, {"gateway", "charge"}, {"customer", "confirm"}} {
 		c := as(t, s, tc.who)
-		subject := fmt.Sprintf("choreo.log.order.%s.%s.done", id, tc.step)
+		subject := fmt.Sprintf("choreo.log.order.%s.v%d.%s.done", id, st.Version, tc.step)
 		m := nats.NewMsg(subject)
 		m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, "choreo.log.order."+id+".>")
 		m.Data = []byte(`{}`)
@@ -330,7 +334,11 @@ func TestForgingParticipantIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := "choreo.log.order." + declined + ".charge.done"
+	st, err := s.Deps.Sagas.Get(ctx, schemas.OrderFlow, declined)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := fmt.Sprintf("choreo.log.order.%s.v%d.charge.done", declined, st.Version)
 	m := nats.NewMsg(subject)
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last.Sequence, 10))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, "choreo.log.order."+declined+".>")
