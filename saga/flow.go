@@ -557,6 +557,12 @@ func (b *versionBook) check(f *flowDef) error {
 	return nil
 }
 
+func (b *versionBook) get(flow string, version int) *flowDef {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byName[flow][version]
+}
+
 func (b *versionBook) add(f *flowDef) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

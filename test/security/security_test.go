@@ -360,7 +360,7 @@ func TestForgingParticipantIsRefused(t *testing.T) {
 	}, func() string {
 		return fmt.Sprintf("no forged dead letter of the order service's OnEnd for %s: %v %v", subject, dead, err)
 	})
-	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, declined)
+	st, err = s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, declined)
 	if err != nil || st.Status != saga.StatusCompensated || st.Step("charge").Status != saga.StepFailed {
 		t.Fatalf("declined saga reads %+v %v, want compensated with charge failed", st, err)
 	}
