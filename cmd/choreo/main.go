@@ -11,6 +11,11 @@
 //	choreo [connection flags] sagas show FLOW ID
 //	choreo [connection flags] sagas cancel FLOW ID --reason TEXT
 //	choreo [connection flags] sagas retry FLOW ID
+//	choreo [connection flags] sagas watch --flow FLOW
+//	choreo [connection flags] flows diagram FLOW [VERSION]
+//	choreo [connection flags] dlq ls [--flow FLOW]
+//	choreo [connection flags] dlq show SEQ
+//	choreo [connection flags] doctor
 //
 // The connection flags are those of the nats CLI: --server (env
 // NATS_URL), --creds, --nkey, --user with --password (env NATS_PASSWORD),
@@ -28,10 +33,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -59,14 +67,22 @@ const usage = `usage: choreo [connection flags] COMMAND
                                              stop new sagas of a version; let those in flight
                                              finish, or compensate them
   flows reinstate FLOW VERSION               take a retirement back
+  flows diagram FLOW [VERSION]               a Mermaid flowchart of a version (default the newest)
   sagas ls --flow FLOW [--status S] [--version N]
   sagas show FLOW ID                         state, steps and timeline
+  sagas watch --flow FLOW                    each change of a saga, until interrupted
   sagas cancel FLOW ID --reason TEXT         compensate a running saga
   sagas retry FLOW ID                        retry a parked saga's compensations
+  dlq ls [--flow FLOW]                       dead letters, with their reasons
+  dlq show SEQ                               one dead letter: headers and payload
+  doctor                                     what is wrong now, and what to do about it
 connection flags: --server URL (env NATS_URL) --creds FILE --nkey FILE --user U
   (--password, env NATS_PASSWORD) --tlsca FILE --tlscert FILE --tlskey FILE
   --timeout D (default 10s) --json
 `
+
+// Exit status: 0 done, 1 an error (the server, the saga), 2 a bad command
+// line, 3 doctor found something wrong.
 
 // cli is a parsed command line and what it prints to.
 type cli struct {
@@ -93,6 +109,9 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 		return 2
 	}
 	rest := fs.Args()
+	if len(rest) == 1 && rest[0] == "doctor" {
+		rest = append(rest, "")
+	}
 	if len(rest) < 2 {
 		fmt.Fprint(errw, usage)
 		return 2
@@ -107,9 +126,17 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "choreo: %v\n", err)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	if rest[0] == "sagas" && rest[1] == "watch" {
+		*timeout = 0 // until interrupted
+	}
+	var cancel context.CancelFunc
+	if *timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+	} else {
+		ctx, cancel = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	}
 	defer cancel()
-	opts = append(opts, nats.Name("choreo-cli"), nats.Timeout(min(*timeout, 5*time.Second)))
+	opts = append(opts, nats.Name("choreo-cli"), nats.Timeout(5*time.Second))
 	nc, err := nats.Connect(*server, opts...)
 	if err != nil {
 		fmt.Fprintf(errw, "choreo: cannot reach %s: %v\n", *server, err)
@@ -128,6 +155,9 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 	}
 	k := &cli{out: out, errw: errw, json: *asJSON, c: c}
 	if err := cmd(ctx, k, rest[2:]); err != nil {
+		if err == errFound {
+			return 3
+		}
 		fmt.Fprintf(errw, "choreo: %v\n", err)
 		if _, ok := err.(usageError); ok {
 			return 2
@@ -142,8 +172,10 @@ type handler func(ctx context.Context, k *cli, args []string) error
 // command finds the handler of a command, or says why there is none.
 func command(group, verb string) (handler, error) {
 	cmds := map[string]map[string]handler{
-		"flows": {"ls": flowsLs, "versions": flowsVersions, "retire": flowsRetire, "reinstate": flowsReinstate},
-		"sagas": {"ls": sagasLs, "show": sagasShow, "cancel": sagasCancel, "retry": sagasRetry},
+		"flows":  {"ls": flowsLs, "versions": flowsVersions, "retire": flowsRetire, "reinstate": flowsReinstate, "diagram": flowsDiagram},
+		"sagas":  {"ls": sagasLs, "show": sagasShow, "cancel": sagasCancel, "retry": sagasRetry, "watch": sagasWatch},
+		"dlq":    {"ls": dlqLs, "show": dlqShow},
+		"doctor": {"": doctor},
 	}
 	g, ok := cmds[group]
 	if !ok {
@@ -463,6 +495,171 @@ func sagas(n int) string {
 		return "1 saga"
 	}
 	return strconv.Itoa(n) + " sagas"
+}
+
+func flowsDiagram(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("flows diagram", flag.ContinueOnError)
+	var pos []string
+	var err error
+	if pos, err = parse(fs, args, 1, "FLOW [VERSION]"); err != nil {
+		if pos, err = parse(fs, args, 2, "FLOW [VERSION]"); err != nil {
+			return err
+		}
+	}
+	want := 0
+	if len(pos) == 2 {
+		if want, err = version(pos[1]); err != nil {
+			return err
+		}
+	}
+	flows, err := k.c.Flows(ctx)
+	if err != nil {
+		return err
+	}
+	var found *saga.FlowInfo
+	for i, f := range flows {
+		if f.Name == pos[0] && (f.Version == want || (want == 0 && (found == nil || f.Version > found.Version))) {
+			found = &flows[i]
+		}
+	}
+	if found == nil {
+		return fmt.Errorf("flow %s: no runner registered that version", pos[0])
+	}
+	if k.json {
+		return k.print(map[string]any{"flow": found.Name, "version": found.Version, "mermaid": found.Mermaid()}, nil)
+	}
+	_, err = io.WriteString(k.out, found.Mermaid())
+	return err
+}
+
+func sagasWatch(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("sagas watch", flag.ContinueOnError)
+	flow := fs.String("flow", "", "")
+	if _, err := parse(fs, args, 0, "only flags"); err != nil {
+		return err
+	}
+	if *flow == "" {
+		return usagef("give --flow")
+	}
+	ch, err := k.c.Watch(ctx, saga.Named(*flow))
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(k.out)
+	for st := range ch {
+		if k.json {
+			if err := enc.Encode(st); err != nil {
+				return err
+			}
+			continue
+		}
+		var running []string
+		for _, s := range st.Steps {
+			if s.Status == saga.StepRunning || s.Status == saga.StepCompensating {
+				running = append(running, s.Name+":"+string(s.Status))
+			}
+		}
+		fmt.Fprintf(k.out, "%s %s v%d %s %s\n", st.UpdatedAt.Format(time.RFC3339Nano), st.ID, st.Version, st.Status, strings.Join(running, " "))
+	}
+	return nil
+}
+
+func dlqLs(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("dlq ls", flag.ContinueOnError)
+	flow := fs.String("flow", "", "")
+	if _, err := parse(fs, args, 0, "only flags"); err != nil {
+		return err
+	}
+	var f saga.FlowRef
+	if *flow != "" {
+		f = saga.Named(*flow)
+	}
+	dead, err := k.c.DeadLetters(ctx, f)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		Sequence uint64    `json:"sequence"`
+		Subject  string    `json:"subject"`
+		Consumer string    `json:"consumer"`
+		Time     time.Time `json:"time"`
+		Reason   string    `json:"reason"`
+	}
+	rows := make([]row, 0, len(dead))
+	for _, d := range dead {
+		rows = append(rows, row{d.Sequence, d.Subject, d.Consumer, d.Time, d.Reason})
+	}
+	return k.print(rows, func(w io.Writer) {
+		fmt.Fprintln(w, "SEQ\tTIME\tSUBJECT\tREASON")
+		for _, r := range rows {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", r.Sequence, r.Time.Format(time.RFC3339), r.Subject, oneLine(r.Reason, 120))
+		}
+	})
+}
+
+func dlqShow(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("dlq show", flag.ContinueOnError), args, 1, "SEQ")
+	if err != nil {
+		return err
+	}
+	seq, err := strconv.ParseUint(pos[0], 10, 64)
+	if err != nil {
+		return usagef("SEQ %q: want the dead letter's sequence (dlq ls)", pos[0])
+	}
+	dead, err := k.c.DeadLetters(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for _, d := range dead {
+		if d.Sequence != seq {
+			continue
+		}
+		return k.print(d, func(w io.Writer) {
+			fmt.Fprintf(w, "sequence:\t%d\nsubject:\t%s\nconsumer:\t%s\ntime:\t%s\nreason:\t%s\n", d.Sequence, d.Subject, d.Consumer, d.Time.Format(time.RFC3339Nano), d.Reason)
+			for _, h := range slices.Sorted(maps.Keys(d.Header)) {
+				fmt.Fprintf(w, "header %s:\t%s\n", h, strings.Join(d.Header[h], ", "))
+			}
+			fmt.Fprintf(w, "payload (%d bytes):\t%s\n", len(d.Data), oneLine(string(d.Data), 2000))
+		})
+	}
+	return fmt.Errorf("no dead letter %d", seq)
+}
+
+func doctor(ctx context.Context, k *cli, args []string) error {
+	if _, err := parse(flag.NewFlagSet("doctor", flag.ContinueOnError), args, 0, "no arguments"); err != nil {
+		return err
+	}
+	found, err := k.c.Diagnose(ctx, saga.DiagnoseOptions{})
+	if err != nil {
+		return err
+	}
+	if err := k.print(found, func(w io.Writer) {
+		if len(found) == 0 {
+			fmt.Fprintln(w, "Nothing is wrong: every step with sagas waiting has a runner, no consumer is behind, no saga is parked or past its deadline, the streams have room.")
+			return
+		}
+		for _, f := range found {
+			fmt.Fprintf(w, "[%s] %s\n\t-> %s\n", f.Kind, f.What, f.Advice)
+		}
+	}); err != nil {
+		return err
+	}
+	if len(found) > 0 {
+		return errFound
+	}
+	return nil
+}
+
+// errFound makes doctor exit 3 when it found something wrong.
+var errFound = errors.New("")
+
+// oneLine shortens s to n characters on one line.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 func orDash(s string) string {

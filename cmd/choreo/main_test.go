@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -211,4 +213,100 @@ func TestUnprovisionedServer(t *testing.T) {
 	for n := range names.Name() {
 		t.Errorf("the command line created stream %s", n)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
+	url, c, v1, v2, serveHotel := system(t)
+	ctx := context.Background()
+
+	code, out, errs := runCLI(t, url, "flows", "diagram", "trip")
+	if code != 0 {
+		t.Fatalf("flows diagram: %d %s", code, errs)
+	}
+	golden(t, "flows-diagram-v2.golden", out)
+	if code, out, _ = runCLI(t, url, "flows", "diagram", "trip", "1"); code != 0 || !strings.Contains(out, "trip v1") || strings.Contains(out, "car") {
+		t.Errorf("diagram of v1: %d\n%s", code, out)
+	}
+
+	// A watch sees the saga move.
+	wctx, stopWatch := context.WithCancel(ctx)
+	var wout, werr syncBuffer
+	watched := make(chan int, 1)
+	go func() { watched <- run(wctx, []string{"--server", url, "sagas", "watch", "--flow", "trip"}, &wout, &werr) }()
+	n := 0
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		n++
+		if err := saga.Start(ctx, c, v2, "w"+strconv.Itoa(n), Trip{Who: "w"}); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(wout.String(), " v2 running")
+	}, func() string { return "watch printed: " + wout.String() + werr.String() })
+	stopWatch()
+	if code := <-watched; code != 0 {
+		t.Errorf("watch ended with %d: %s", code, werr.String())
+	}
+
+	// hotel has no runner: doctor says so, exit 3.
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		st, err := c.Get(ctx, v2, "w1")
+		return err == nil && st.Step("hotel").Status == saga.StepRunning
+	}, func() string { return "w1 does not reach hotel" })
+	code, out, _ = runCLI(t, url, "doctor")
+	if code != 3 || !strings.Contains(out, "[unserved]") || !strings.Contains(out, "step hotel") || !strings.Contains(out, "trip v2") {
+		t.Errorf("doctor: %d\n%s", code, out)
+	}
+	serveHotel()
+	sagatest.AwaitStatus(t, c, v2, "w1", 20*time.Second, saga.StatusCompleted)
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		code, _, _ := runCLI(t, url, "doctor")
+		return code == 0
+	}, func() string { _, out, _ := runCLI(t, url, "doctor"); return out })
+
+	// Garbage on a saga subject is dead-lettered with its reason.
+	sagatest.PublishRaw(t, url, "choreo.log.trip.junk.v1._saga.start", "NATS/1.0\r\n\r\n", "not json")
+	var seq string
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		code, out, _ := runCLI(t, url, "--json", "dlq", "ls", "--flow", "trip")
+		var rows []struct {
+			Sequence uint64
+			Subject  string
+			Reason   string
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &rows) != nil {
+			return false
+		}
+		for _, r := range rows {
+			if r.Subject == "choreo.log.trip.junk.v1._saga.start" {
+				seq = strconv.FormatUint(r.Sequence, 10)
+				return strings.Contains(r.Reason, "missing headers")
+			}
+		}
+		return false
+	}, func() string { _, out, _ := runCLI(t, url, "dlq", "ls"); return out })
+	code, out, _ = runCLI(t, url, "dlq", "show", seq)
+	if code != 0 || !strings.Contains(out, "not json") || !strings.Contains(out, "missing headers") {
+		t.Errorf("dlq show: %d\n%s", code, out)
+	}
+	if code, _, errs = runCLI(t, url, "dlq", "show", "999999"); code != 1 || !strings.Contains(errs, "no dead letter") {
+		t.Errorf("dlq show of nothing: %d %s", code, errs)
+	}
+	_ = v1
 }
