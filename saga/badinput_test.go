@@ -28,7 +28,7 @@ type forger struct {
 // msg returns a copy of the real start event made over for saga id on
 // subject step.phase, as choreo would append it, then changed by mutate.
 func (f *forger) msg(id, step, phase string, mutate func(h nats.Header)) *nats.Msg {
-	m := nats.NewMsg(fmt.Sprintf("choreo.log.%s.%s.%s.%s", f.flow, id, step, phase))
+	m := nats.NewMsg(fmt.Sprintf("choreo.log.%s.%s.v1.%s.%s", f.flow, id, step, phase))
 	m.Header = nats.Header{}
 	for k, v := range f.orig.Header {
 		switch k {
@@ -57,7 +57,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	flow := e.s.flow.Name()
-	orig, err := stream.GetLastMsgForSubject(context.Background(), "choreo.log."+flow+".model._saga.start")
+	orig, err := stream.GetLastMsgForSubject(context.Background(), "choreo.log."+flow+".model.v1._saga.start")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		msg      *nats.Msg
 		reason   string
 	}{
-		{"no headers at all", "h0", &nats.Msg{Subject: "choreo.log." + flow + ".h0._saga.start", Data: []byte(`{}`)}, "missing headers"},
+		{"no headers at all", "h0", &nats.Msg{Subject: "choreo.log." + flow + ".h0.v1._saga.start", Data: []byte(`{}`)}, "missing headers"},
 		{"payload not JSON", "j1", withData(f.msg("j1", "_saga", "start", nil), "{not json"), "undecodable payload"},
 		{"payload of the wrong shape", "j2", withData(f.msg("j2", "_saga", "start", nil), `{"ID": 5, "Amount": "many"}`), "undecodable payload"},
 		{"repeated header", "r1", f.msg("r1", "_saga", "start", func(h nats.Header) { h.Add(wire.State, h.Get(wire.State)) }), "repeated header Choreo-State"},
@@ -86,14 +86,14 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 			h.Del(jetstream.ExpectedLastSubjSeqSubjHeader)
 		}), "not appended by choreo"},
 		{"forged broker headers", "fb", f.msg("fb", "_saga", "start", func(h nats.Header) {
-			h.Set("Nats-Subject", "choreo.log."+flow+".model._saga.start")
+			h.Set("Nats-Subject", "choreo.log."+flow+".model.v1._saga.start")
 			h.Set("Nats-Sequence", "1")
 		}), "broker's own headers"},
 		{"oversize", "big", withData(f.msg("big", "_saga", "start", nil), big), "oversize"},
-		{"garbage command", "cmd", &nats.Msg{Subject: "choreo.cmd." + flow + ".cmd.charge.undo", Data: []byte("\x00\x01")}, "missing headers"},
-		{"forged command", "cmd2", &nats.Msg{Subject: "choreo.cmd." + flow + ".cmd2.charge.undo", Header: nats.Header{wire.After: {"1", "2"}}}, "repeated header Choreo-After"},
-		{"unknown timer", "tm2", &nats.Msg{Subject: "choreo.timer." + flow + ".tm2", Header: nats.Header{wire.TimerKind: {"alarm"}}}, "unknown timer"},
-		{"garbage timer", "tm", &nats.Msg{Subject: "choreo.timer." + flow + ".tm", Data: []byte("tick")}, "missing headers"},
+		{"garbage command", "cmd", &nats.Msg{Subject: "choreo.cmd." + flow + ".cmd.v1.charge.undo", Data: []byte("\x00\x01")}, "missing headers"},
+		{"forged command", "cmd2", &nats.Msg{Subject: "choreo.cmd." + flow + ".cmd2.v1.charge.undo", Header: nats.Header{wire.After: {"1", "2"}}}, "repeated header Choreo-After"},
+		{"unknown timer", "tm2", &nats.Msg{Subject: "choreo.timer." + flow + ".tm2.v1", Header: nats.Header{wire.TimerKind: {"alarm"}}}, "unknown timer"},
+		{"garbage timer", "tm", &nats.Msg{Subject: "choreo.timer." + flow + ".tm.v1", Data: []byte("tick")}, "missing headers"},
 	}
 	for _, tc := range cases {
 		if _, err := js.PublishMsg(context.Background(), tc.msg); err != nil {
@@ -114,7 +114,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		reason   string
 	}{"unknown phase", "u1", nil, "unknown event _saga:begin"})
 	// A header block that is not a header block, sent by a raw client.
-	rawSubject := "choreo.log." + flow + ".raw._saga.start"
+	rawSubject := "choreo.log." + flow + ".raw.v1._saga.start"
 	sagatest.PublishRaw(t, e.srv.ClientURL(), rawSubject, "NATS/1.0\r\nthis is not a header\r\n\r\n", "{}")
 
 	// Meanwhile real sagas go on.

@@ -106,10 +106,16 @@ func (j *journal) defineRef(f FlowRef) {
 	}
 }
 
+// def returns the definition of a flow version this journal was given,
+// or else one defined in the process (every version a build compiles in).
 func (j *journal) def(flow string, version int) *flowDef {
 	j.defsMu.Lock()
-	defer j.defsMu.Unlock()
-	return j.defs[flow+"."+strconv.Itoa(version)]
+	d := j.defs[flow+"."+strconv.Itoa(version)]
+	j.defsMu.Unlock()
+	if d == nil {
+		d = versions.get(flow, version)
+	}
+	return d
 }
 
 // link is one event on the walk back.
@@ -155,11 +161,17 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 				err.(*forgedError).start = true
 				return err
 			}
-			if j.def(l.env.flow, l.env.state.Version) == nil {
-				return nil // no definition here to check it by: trust nothing past it
+			// Without the version's definition (a tool that knows the flow
+			// by name only) the start cannot be checked; what follows it
+			// still is, but nothing is trusted for later reads.
+			known := j.def(l.env.flow, l.env.state.Version) != nil
+			if known {
+				j.trust.add(trustKey(env.flow, env.id, l.seq), l.raw)
 			}
-			j.trust.add(trustKey(env.flow, env.id, l.seq), l.raw)
 			base, baseSeq, chain = l.env.state, l.seq, chain[:len(chain)-1]
+			if !known {
+				return j.replayChain(env, chain, base, baseSeq, false)
+			}
 			break
 		}
 		if raw, ok := j.trust.get(trustKey(env.flow, env.id, l.prev)); ok {
@@ -208,6 +220,13 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 		}
 		chain = append(chain, pl)
 	}
+	return j.replayChain(env, chain, base, baseSeq, true)
+}
+
+// replayChain replays the events of chain, oldest last, on base (the
+// state at baseSeq): each must carry the state its step and phase make of
+// the one before. trust adds each to the events this journal trusts.
+func (j *journal) replayChain(env *envelope, chain []link, base *State, baseSeq uint64, trust bool) error {
 	for i := len(chain) - 1; i >= 0; i-- {
 		l := chain[i]
 		next, err := replay(base, baseSeq, l.env, time.Now())
@@ -217,7 +236,9 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 		if err != nil {
 			return j.forged(chain, i, fmt.Sprintf("%s:%s (event %d): %v", l.env.step, l.env.phase, l.seq, err))
 		}
-		j.trust.add(trustKey(env.flow, env.id, l.seq), l.raw)
+		if trust {
+			j.trust.add(trustKey(env.flow, env.id, l.seq), l.raw)
+		}
 		base, baseSeq = next, l.seq
 	}
 	return nil
@@ -314,6 +335,10 @@ func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, e
 		err = next.expire(at)
 	case PhaseResume:
 		err = next.retryParked()
+	case PhaseCancelled:
+		if err = next.cancel(claim.Reason); err != nil {
+			err = errNoop
+		}
 	default:
 		err = fmt.Errorf("phase %s is not recorded after a start", env.phase)
 	}

@@ -21,8 +21,9 @@ import (
 type Client struct {
 	j    *journal
 	opts options
+	reg  *registry // the flow registry (versions.go)
 
-	consumers sync.Map // names of step consumers known to exist
+	attached sync.Map // step consumer name -> time a runner was last seen on it
 
 	roomMu   sync.Mutex
 	roomAt   time.Time
@@ -118,6 +119,64 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	if err != nil {
 		return nil, fmt.Errorf("saga: stream %s: %w", DeadLetterStream, notProvisioned(js.Conn(), DeadLetterStream, err))
 	}
+	if c.reg, err = openRegistry(ctx, js, o); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Open returns a client over streams that exist already, changing
+// nothing in the broker: for tools (an operator's command line, a
+// dashboard) that must never create or reconfigure choreo's streams. It
+// returns an error wrapping ErrNotProvisioned when a stream or the flow
+// registry is missing.
+func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	pub, err := newPublisher(js)
+	if err != nil {
+		return nil, fmt.Errorf("saga: %w", err)
+	}
+	c := &Client{opts: o}
+	j := &journal{js: js, pub: pub, nc: js.Conn(), opts: &c.opts, api: apiPrefix(js.Options()), trust: newTrust()}
+	c.j = j
+	open := func(name string) (jetstream.Stream, error) {
+		s, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("%w: stream %s does not exist: is choreo provisioned on this server?", ErrNotProvisioned, name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("saga: stream %s: %w", name, err)
+		}
+		return s, nil
+	}
+	if j.stream, err = open(StreamName); err != nil {
+		return nil, err
+	}
+	c.opts.replicas = j.stream.CachedInfo().Config.Replicas
+	if j.timers, err = open(TimerStream); err != nil {
+		return nil, err
+	}
+	if j.dlq, err = open(DeadLetterStream); err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, FlowsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("%w: bucket %s does not exist: is choreo provisioned on this server?", ErrNotProvisioned, FlowsBucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("saga: bucket %s: %w", FlowsBucket, err)
+	}
+	c.reg = &registry{kv: kv, marks: map[string]registryMark{}}
 	return c, nil
 }
 
@@ -186,13 +245,17 @@ func (c *Client) room(ctx context.Context, f *flowDef) error {
 	return c.roomErr
 }
 
-// Start starts a saga of flow f with the given id and input. Starting an
-// id that already exists does nothing and returns nil, so Start is safe to
-// retry. It returns ErrInvalidFlow for a nil flow, ErrInvalidID,
-// ErrInvalidInput for an input that does not encode or is over the event
-// size limit, ErrStreamFull when the saga stream is near its limits (see
-// WithStreamLimits), or the broker's error.
-func Start[In any](ctx context.Context, c *Client, f *Flow[In], id string, input In) error {
+// Start starts a saga of flow f with the given id and input, on the newest
+// version of f's flow that the client knows (any *Flow of that name and
+// input type it was given: in Handle, Start, a query) unless ExactVersion
+// says f's own. The saga runs to its end on that version. Starting an id
+// that already exists, on any version, does nothing and returns nil, so
+// Start is safe to retry. It returns ErrInvalidFlow for a nil flow,
+// ErrInvalidID, ErrInvalidInput for an input that does not encode or is
+// over the event size limit, ErrRetired when the version is retired or
+// draining (Retire), ErrStreamFull when the saga stream is near its limits
+// (see WithStreamLimits), or the broker's error.
+func Start[In any](ctx context.Context, c *Client, f *Flow[In], id string, input In, opts ...StartOption) error {
 	if f == nil || f.def == nil {
 		return fmt.Errorf("%w: nil flow", ErrInvalidFlow)
 	}
@@ -202,12 +265,20 @@ func Start[In any](ctx context.Context, c *Client, f *Flow[In], id string, input
 	if !ValidID(id) {
 		return fmt.Errorf("%w: %q", ErrInvalidID, id)
 	}
+	var o startOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	c.j.define(f.def)
 	data, err := json.Marshal(input)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
-	return c.start(ctx, f.def, id, data)
+	def, err := c.openVersion(ctx, f.def, o.exact)
+	if err != nil {
+		return err
+	}
+	return c.start(ctx, def, id, data)
 }
 
 func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) error {
@@ -255,8 +326,9 @@ func valid(f FlowRef, id string) bool {
 	return f != nil && ValidID(id) && token(name(f))
 }
 
-// Get returns a saga's state. Steps that are running but that no runner
-// serves (no runner has created their consumer) are marked Unserved. It
+// Get returns a saga's state. Running steps that no runner of the saga's
+// flow version is attached to now are marked Unserved, with a Waiting
+// line that says so: the saga waits for a runner of that version. It
 // returns ErrNotFound when there is no such saga.
 func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) {
 	if !valid(f, id) {
@@ -271,27 +343,36 @@ func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) 
 	}
 	v := st.view()
 	for i := range v.Steps {
-		if s := &v.Steps[i]; s.Status == StepRunning {
-			s.Unserved = !c.served(ctx, v.Flow, s.Name)
+		if s := &v.Steps[i]; s.Status == StepRunning && !c.served(ctx, v.Flow, v.Version, s.Name) {
+			s.Unserved = true
+			s.Waiting = fmt.Sprintf("waiting for a runner of %s v%d to serve step %s (none is attached to its consumer)", v.Flow, v.Version, s.Name)
 		}
 	}
 	return v, nil
 }
 
-// served reports whether a runner has created the consumer of a step's
-// action. A broker error counts as served: it says nothing.
-func (c *Client) served(ctx context.Context, flow, step string) bool {
-	name := doConsumer(flow, step)
-	if _, ok := c.consumers.Load(name); ok {
+// served reports whether a runner is attached to the consumer of a step's
+// action of a flow version: the consumer exists and has a pull request
+// waiting or messages in a runner's hands. A runner that stopped leaves
+// its pull requests behind until they expire (30s). What was seen less
+// than 2s ago is not asked again; a broker error counts as served: it says
+// nothing.
+func (c *Client) served(ctx context.Context, flow string, version int, step string) bool {
+	name := doConsumer(flow, version, step)
+	if at, ok := c.attached.Load(name); ok && time.Since(at.(time.Time)) < 2*time.Second {
 		return true
 	}
-	_, err := c.j.js.Consumer(ctx, wire.Stream, name)
+	cons, err := c.j.js.Consumer(ctx, wire.Stream, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return false
 	}
-	if err == nil {
-		c.consumers.Store(name, true)
+	if err != nil {
+		return true
 	}
+	if ci := cons.CachedInfo(); ci.NumWaiting == 0 && ci.NumAckPending == 0 {
+		return false
+	}
+	c.attached.Store(name, time.Now())
 	return true
 }
 
@@ -308,7 +389,7 @@ func (c *Client) List(ctx context.Context, f FlowRef, statuses ...Status) ([]*St
 	latest := map[string]*State{}
 	seqs := map[string]uint64{}
 	err := c.j.scan(ctx, wire.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{wire.Log + flow + ".*.*.*"},
+		FilterSubjects: []string{wire.Log + flow + ".*.*.*.*"},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 	}, func(m jetstream.Msg) {
 		md, err := m.Metadata()

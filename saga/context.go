@@ -63,7 +63,7 @@ func InputOf[T any](ctx context.Context) (T, error) {
 	if !ok {
 		return v, fmt.Errorf("saga: InputOf outside a handler")
 	}
-	data, err := ri.j.eventData(ctx, ri.Flow, ri.ID, wire.SagaStep, PhaseStart)
+	data, err := ri.j.eventData(ctx, ri.Flow, ri.Version, ri.ID, wire.SagaStep, PhaseStart)
 	if err != nil {
 		return v, err
 	}
@@ -81,7 +81,7 @@ func ResultOf[In, Out any](ctx context.Context, s *Step[In, Out]) (Out, error) {
 	if !ok {
 		return v, fmt.Errorf("saga: ResultOf outside a handler")
 	}
-	data, err := ri.j.eventData(ctx, ri.Flow, ri.ID, s.Name(), PhaseDone)
+	data, err := ri.j.eventData(ctx, ri.Flow, ri.Version, ri.ID, s.Name(), PhaseDone)
 	if err != nil {
 		return v, err
 	}

@@ -49,6 +49,9 @@ func (d *delivery) read() error {
 	if err == nil && env.flow != d.flow.name {
 		err = bad("flow %q on a consumer of flow %q", env.flow, d.flow.name)
 	}
+	if err == nil && d.flow.version != 0 && env.version != d.flow.version {
+		err = bad("flow %s v%d on a consumer of v%d", env.flow, env.version, d.flow.version)
+	}
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,37 @@
 // Timeline show where sagas stand, given the flow (or Named, for a flow
 // known only by name). Runner.OnEnd is told of every saga that ends.
 //
+// # Versions
+//
+// A flow changes while its sagas are in flight (a saga can live for days),
+// so a saga runs to its end on the version it started with: the version
+// is a token of every subject a saga uses, and each version's steps have
+// consumers of their own. Define the new version beside the old one, with
+// the same name, reusing the step values that did not change:
+//
+//	v1 := saga.MustDefine[Trip]("trip", 1, Book, Hotel)
+//	v2 := saga.MustDefine[Trip]("trip", 2, Book, Car, Hotel) // a step inserted
+//
+// Handle(r, Book, ...) then binds Book in both versions; a runner serves
+// every version of the steps it binds (ServeVersions limits that, for the
+// instances of a rolling upgrade). Two versions are compatible when the
+// steps they share (by name) have the same input and result types and
+// kind: Define refuses a version that disagrees (give the changed step a
+// new name). Start starts the newest version the client knows with the
+// flow's input (ExactVersion pins one); Get, List and Timeline show each
+// saga's Version, and Get marks a step no runner of the saga's version is
+// attached to (Unserved, Waiting), so a saga whose version nobody serves
+// is visible, not silently stranded.
+//
+// Retiring a version is an explicit act (Client.Retire): Drain refuses new
+// sagas of it and lets those in flight finish; CompensateInFlight cancels
+// them with a reason (those past their pivot finish forward). Either way
+// the version's runners must stay until Versions reports none left: a
+// saga's compensations run on its own version's handlers. Cancel stops one
+// running saga the same way. The registry behind this is the key-value
+// bucket FlowsBucket, where each runner also registers the definitions it
+// serves (Client.Flows lists them for tools not compiled with the flows).
+//
 // # Phases
 //
 // Every event of a saga's log has a Phase (PhaseStart, PhaseDone,

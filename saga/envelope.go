@@ -31,13 +31,17 @@ func ValidID(id string) bool { return len(id) >= 1 && len(id) <= 128 && idChars(
 var logPhases = map[Phase]bool{
 	PhaseStart: true, PhaseDone: true, PhaseFailed: true, PhaseTimedOut: true, PhaseAbandoned: true,
 	PhaseSkipped: true, PhaseRetry: true, PhaseCompensated: true, PhaseCompensationRetry: true,
-	PhaseParked: true, PhaseDeadline: true, PhaseResume: true,
+	PhaseParked: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true,
 }
+
+// sagaPhases are the phases of saga-wide events (step "_saga").
+var sagaPhases = map[Phase]bool{PhaseStart: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true}
 
 // envelope is a validated incoming choreo message: whose it is, from the
 // subject, and what it carries, from the few headers choreo writes.
 type envelope struct {
 	flow, id, step string
+	version        int    // the flow version, from the subject
 	phase          Phase  // log events
 	state          *State // log events
 	epoch          int    // commands
@@ -93,15 +97,15 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 	var e envelope
 	switch {
 	case len(subject) > len(wire.Log) && subject[:len(wire.Log)] == wire.Log:
-		tok, ok := wire.Tokens(subject, 6)
+		tok, ok := wire.Tokens(subject, 7)
 		if !ok {
 			return nil, bad("subject %s is not a saga log subject", subject)
 		}
-		e.flow, e.id, e.step, e.phase = tok[2], tok[3], tok[4], Phase(tok[5])
-		if err := e.check(); err != nil {
+		e.flow, e.id, e.step, e.phase = tok[2], tok[3], tok[5], Phase(tok[6])
+		if err := e.check(tok[4]); err != nil {
 			return nil, err
 		}
-		if !logPhases[e.phase] || (e.step == wire.SagaStep) != (e.phase == PhaseStart || e.phase == PhaseDeadline || e.phase == PhaseResume) {
+		if !logPhases[e.phase] || (e.step == wire.SagaStep) != sagaPhases[e.phase] {
 			return nil, bad("unknown event %s:%s on %s", e.step, e.phase, subject)
 		}
 		if got, want := h.Get(jetstream.ExpectedLastSubjSeqSubjHeader), wire.LogWildcard(e.flow, e.id); got != want {
@@ -114,13 +118,16 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 		if e.state, err = decodeState(e.flow, e.id, raw); err != nil {
 			return nil, err
 		}
+		if e.state.Version != e.version {
+			return nil, bad("state of version %d on a subject of version %d", e.state.Version, e.version)
+		}
 	case len(subject) > len(wire.Cmd) && subject[:len(wire.Cmd)] == wire.Cmd:
-		tok, ok := wire.Tokens(subject, 6)
-		if !ok || tok[5] != wire.Undo {
+		tok, ok := wire.Tokens(subject, 7)
+		if !ok || tok[6] != wire.Undo {
 			return nil, bad("subject %s is not a command subject", subject)
 		}
-		e.flow, e.id, e.step = tok[2], tok[3], tok[4]
-		if err := e.check(); err != nil {
+		e.flow, e.id, e.step = tok[2], tok[3], tok[5]
+		if err := e.check(tok[4]); err != nil {
 			return nil, err
 		}
 		epoch, err := optional(h, wire.Epoch)
@@ -136,12 +143,12 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 			return nil, bad("malformed %s %q", wire.After, after)
 		}
 	case len(subject) > len(wire.Timer) && subject[:len(wire.Timer)] == wire.Timer:
-		tok, ok := wire.Tokens(subject, 4)
+		tok, ok := wire.Tokens(subject, 5)
 		if !ok {
 			return nil, bad("subject %s is not a timer subject", subject)
 		}
 		e.flow, e.id, e.step = tok[2], tok[3], wire.SagaStep
-		if err := e.check(); err != nil {
+		if err := e.check(tok[4]); err != nil {
 			return nil, err
 		}
 		kind, err := one(h, wire.TimerKind)
@@ -158,11 +165,13 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 	return &e, nil
 }
 
-// check validates the names the subject gave.
-func (e *envelope) check() error {
-	if !token(e.flow) || !ValidID(e.id) || (e.step != wire.SagaStep && !token(e.step)) {
-		return bad("malformed subject tokens (flow %q, saga %q, step %q)", e.flow, e.id, e.step)
+// check validates the names the subject gave, and reads its version.
+func (e *envelope) check(version string) error {
+	v, ok := wire.ParseVersion(version)
+	if !ok || !token(e.flow) || !ValidID(e.id) || (e.step != wire.SagaStep && !token(e.step)) {
+		return bad("malformed subject tokens (flow %q, saga %q, version %q, step %q)", e.flow, e.id, version, e.step)
 	}
+	e.version = v
 	return nil
 }
 

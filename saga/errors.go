@@ -24,6 +24,12 @@ var (
 	// ErrNotParked is returned by RetryCompensation for a saga that is not
 	// in the compensation_failed state.
 	ErrNotParked = errors.New("saga: saga is not compensation_failed")
+	// ErrNotRunning is returned by Cancel for a saga that is not running,
+	// or that ran its pivot (it can only go forward).
+	ErrNotRunning = errors.New("saga: saga is not running")
+	// ErrRetired is returned by Start for a flow version that is retired
+	// or draining (Client.Retire) when no newer version takes its input.
+	ErrRetired = errors.New("saga: flow version retired")
 	// ErrBound is returned by Handle when the step already has a handler in
 	// this runner, or the runner is already running.
 	ErrBound = errors.New("saga: step already bound")

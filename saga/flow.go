@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/choreo-go/choreo/internal/wire"
@@ -169,8 +170,12 @@ type stepDef struct {
 	in, out   reflect.Type
 	err       error // first option error, reported by Define
 
+	// A Step value holds its template; Define makes an instance of it for
+	// each flow version the step is in (flow and pos set), and lists them
+	// in the template's uses.
 	flow *flowDef
 	pos  int
+	uses []*stepDef
 }
 
 // typeName is the CloudEvents type for a payload type: its Go name, or its
@@ -379,6 +384,12 @@ func idChars(s string) bool {
 // duplicate name, a nil step, types that do not chain, a pivot inside a
 // group or not before every retriable step, a compensatable step after the
 // pivot, or a step that already belongs to another flow.
+//
+// A step value may be reused in another version of the same flow (not in
+// another flow): Handle then binds its handlers in every version. Versions
+// of one flow defined in a process must agree on the steps they share:
+// the same input and result types and the same kind. Define checks this
+// against every other version defined before.
 func Define[In any](name string, version int, items ...Item) (*Flow[In], error) {
 	def, err := define(name, version, reflect.TypeFor[In](), items)
 	if err != nil {
@@ -398,19 +409,25 @@ func define(name string, version int, input reflect.Type, items []Item) (*flowDe
 		return bad("version must be 1 or more, got %d", version)
 	}
 	f := &flowDef{name: name, version: version, byName: map[string]*stepDef{}}
+	var templates []*stepDef
 	add := func(pos []*stepDef, s AnyStep) ([]*stepDef, error) {
 		if s == nil || s.stepDef() == nil {
 			return nil, fmt.Errorf("nil step (a step variable used before it was set?)")
 		}
-		d := s.stepDef()
+		tmpl := s.stepDef()
+		d := new(stepDef)
+		*d = *tmpl
+		d.uses = nil
 		if d.err != nil {
 			return nil, fmt.Errorf("step %q: %w", d.name, d.err)
 		}
 		if !token(d.name) {
 			return nil, fmt.Errorf("step name %q must be 1-64 characters of [A-Za-z0-9_-], starting with a letter or digit", d.name)
 		}
-		if d.flow != nil {
-			return nil, fmt.Errorf("step %q already belongs to flow %q", d.name, d.flow.name)
+		for _, u := range tmpl.uses {
+			if u.flow.name != name {
+				return nil, fmt.Errorf("step %q already belongs to flow %q: a step is reused only by another version of its flow", d.name, u.flow.name)
+			}
 		}
 		if d.undo != "" && d.kind != CompensatableStep {
 			return nil, fmt.Errorf("step %q is %s: it has no compensation to name", d.name, d.kind)
@@ -419,6 +436,7 @@ func define(name string, version int, input reflect.Type, items []Item) (*flowDe
 			return nil, fmt.Errorf("two steps named %q", d.name)
 		}
 		f.byName[d.name] = d
+		templates = append(templates, tmpl)
 		return append(pos, d), nil
 	}
 	for _, it := range items {
@@ -492,13 +510,66 @@ func define(name string, version int, input reflect.Type, items []Item) (*flowDe
 			}
 		}
 	}
+	if err := versions.check(f); err != nil {
+		return bad("%w", err)
+	}
 	for i, pos := range f.positions {
 		for _, d := range pos {
 			d.flow, d.pos = f, i
 			f.steps = append(f.steps, d)
 		}
 	}
+	for i, d := range f.steps {
+		templates[i].uses = append(templates[i].uses, d)
+	}
+	versions.add(f)
 	return f, nil
+}
+
+// versions holds every flow version defined in the process, to check that
+// versions of one flow agree on the steps they share.
+var versions = &versionBook{byName: map[string]map[int]*flowDef{}}
+
+type versionBook struct {
+	mu     sync.Mutex
+	byName map[string]map[int]*flowDef
+}
+
+// check says how f disagrees with the other versions of its flow.
+func (b *versionBook) check(f *flowDef) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for v, o := range b.byName[f.name] {
+		if v == f.version {
+			continue // a redefinition of the same version (a test's, say)
+		}
+		for name, d := range f.byName {
+			od := o.byName[name]
+			if od == nil {
+				continue
+			}
+			if od.in != d.in || od.out != d.out || od.kind != d.kind {
+				return fmt.Errorf("step %q is %s %v -> %v in version %d but %s %v -> %v in version %d: versions of a flow must agree on the steps they share (give the changed step a new name)",
+					name, d.kind, d.in, d.out, f.version, od.kind, od.in, od.out, v)
+			}
+		}
+	}
+	return nil
+}
+
+func (b *versionBook) get(flow string, version int) *flowDef {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.byName[flow][version]
+}
+
+func (b *versionBook) add(f *flowDef) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byName[f.name] == nil {
+		b.byName[f.name] = map[int]*flowDef{}
+	}
+	b.byName[f.name][f.version] = f
 }
 
 // MustDefine is Define that panics on error, for package-level flow

@@ -32,7 +32,7 @@ func appendForged(t *testing.T, js jetstream.JetStream, flow, id, step, phase, s
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(wire.LogSubject(flow, id, step, phase))
+	m := nats.NewMsg(wire.LogSubject(flow, id, 1, step, phase))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last.Sequence, 10))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, id))
 	m.Header.Set(wire.State, state)
@@ -143,7 +143,7 @@ func TestForgedStatesAreRefused(t *testing.T) {
 				seen[d.Subject] = true
 			}
 		}
-		return err == nil && seen[wire.LogSubject(flow, "victim", "charge", "done")] && seen[wire.LogSubject(flow, "victim", "reserve", "done")]
+		return err == nil && seen[wire.LogSubject(flow, "victim", 1, "charge", "done")] && seen[wire.LogSubject(flow, "victim", 1, "reserve", "done")]
 	}, func() string {
 		return fmt.Sprintf("dead letters (forged at %d and %d): %v %v", forgedDone, forgedReserve, reasons(dead), err)
 	})
@@ -184,7 +184,7 @@ func TestForgedStartIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, err := stream.GetLastMsgForSubject(context.Background(), wire.LogSubject(flow, "model", wire.SagaStep, "start"))
+	start, err := stream.GetLastMsgForSubject(context.Background(), wire.LogSubject(flow, "model", 1, wire.SagaStep, "start"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestForgedStartIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(wire.LogSubject(flow, "skip", wire.SagaStep, "start"))
+	m := nats.NewMsg(wire.LogSubject(flow, "skip", 1, wire.SagaStep, "start"))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, "skip"))
 	m.Header.Set(wire.State, second.Header.Get(wire.State))
@@ -223,4 +223,55 @@ func reasons(dead []saga.DeadLetter) []string {
 		out = append(out, d.Subject+": "+d.Reason)
 	}
 	return out
+}
+
+// A reader that has no definition of a saga's version (a tool that knows
+// the flow by name, a version this build never compiled) cannot check the
+// start, but still checks every event after it: a forged transition on a
+// saga of an unknown version is refused, not trusted.
+func TestUnknownVersionIsStillChecked(t *testing.T) {
+	e := newEnv(t, 0, nil)
+	e.forges = true
+	e.start(t, "model")
+	e.await(t, "model", saga.StatusCompleted)
+	_, js := e.srv.Connect()
+	flow := e.s.flow.Name()
+	stream, err := js.Stream(context.Background(), saga.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := stream.GetLastMsgForSubject(context.Background(), wire.LogSubject(flow, "model", 1, wire.SagaStep, "start"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Version 7 of the flow exists nowhere in this process.
+	as7 := func(state string) string { return strings.Replace(state, "c3|1|", "c3|7|", 1) }
+	m := nats.NewMsg(wire.LogSubject(flow, "ghost", 7, wire.SagaStep, "start"))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, "ghost"))
+	m.Header.Set(wire.State, as7(start.Header.Get(wire.State)))
+	m.Data = start.Data
+	if _, err := js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	completed := as7(newestState(t, js, flow, "model"))
+	last, err := stream.GetLastMsgForSubject(context.Background(), wire.LogWildcard(flow, "ghost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := nats.NewMsg(wire.LogSubject(flow, "ghost", 7, "charge", "done"))
+	f.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last.Sequence, 10))
+	f.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, "ghost"))
+	f.Header.Set(wire.State, completed)
+	f.Data = []byte(`{"PaymentID":"forged","Amount":1}`)
+	if _, err := js.PublishMsg(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.srv.Client().Get(context.Background(), saga.Named(flow), "ghost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != saga.StatusRunning || st.Events != 1 || st.Version != 7 {
+		t.Errorf("a reader without v7's definition read %s after %d events: the forged completion stood", st.Status, st.Events)
+	}
 }

@@ -248,7 +248,7 @@ func (j *journal) append(ctx context.Context, cur *State, seq uint64, e entry) (
 func (j *journal) publish(ctx context.Context, st *State, last uint64, e entry) (bool, uint64, error) {
 	raw := string(encodeState(st))
 	m := &nats.Msg{
-		Subject: wire.LogSubject(st.Flow, st.ID, e.step, string(e.phase)),
+		Subject: wire.LogSubject(st.Flow, st.ID, st.Version, e.step, string(e.phase)),
 		Header: nats.Header{
 			jetstream.ExpectedLastSubjSeqHeader:     {strconv.FormatUint(last, 10)},
 			jetstream.ExpectedLastSubjSeqSubjHeader: {wire.LogWildcard(st.Flow, st.ID)},
@@ -311,7 +311,7 @@ func newPublisher(js jetstream.JetStream) (jetstream.JetStream, error) {
 func (j *journal) emitDue(ctx context.Context, st *State, seq uint64) error {
 	for _, name := range st.dueUndo() {
 		m := &nats.Msg{
-			Subject: wire.CmdSubject(st.Flow, st.ID, name),
+			Subject: wire.CmdSubject(st.Flow, st.ID, st.Version, name),
 			Header: nats.Header{
 				nats.MsgIdHdr: {st.Flow + "." + st.ID + "." + name + ".undo." + strconv.Itoa(st.Epoch)},
 				// Its reader must not judge it by a state older than this one.
@@ -342,7 +342,7 @@ func (j *journal) schedule(ctx context.Context, st *State, kind string, at time.
 		Header: nats.Header{
 			nats.MsgIdHdr:          {msgID},
 			"Nats-Schedule":        {"@at " + at.UTC().Format(time.RFC3339Nano)},
-			"Nats-Schedule-Target": {wire.TimerSubject(st.Flow, st.ID)},
+			"Nats-Schedule-Target": {wire.TimerSubject(st.Flow, st.ID, st.Version)},
 			wire.TimerKind:         {kind},
 		},
 	}
@@ -457,8 +457,8 @@ func (j *journal) deadLetter(ctx context.Context, flow string, src source, h nat
 }
 
 // eventData returns the payload of a saga's newest event on step/phase.
-func (j *journal) eventData(ctx context.Context, flow, id, step string, phase Phase) ([]byte, error) {
-	m, _, err := j.lastMsg(ctx, wire.LogSubject(flow, id, step, string(phase)), 1) // it is in the log
+func (j *journal) eventData(ctx context.Context, flow string, version int, id, step string, phase Phase) ([]byte, error) {
+	m, _, err := j.lastMsg(ctx, wire.LogSubject(flow, id, version, step, string(phase)), 1) // it is in the log
 	if err != nil {
 		return nil, fmt.Errorf("saga: %s/%s: read %s %s: %w", flow, id, step, phase, err)
 	}

@@ -62,7 +62,7 @@ const jsAPI = "$JS.API."
 // (Owner) and the services that start sagas (StartedBy). A service may:
 //
 //   - append its own steps' outcomes to the saga log
-//     (choreo.log.<flow>.*.<step>.*) and, if it starts the flow, a saga's
+//     (choreo.log.<flow>.*.v<N>.<step>.*) and, if it starts the flow, a saga's
 //     start; a participant also appends a saga's deadline, which any
 //     runner of the flow handles;
 //   - publish the flow's compensation commands, timer schedules and dead
@@ -72,7 +72,7 @@ const jsAPI = "$JS.API."
 //     does to expire an ended saga and to quarantine a rogue event: it can
 //     remove a saga's history, never append an outcome it does not own);
 //   - create, pull from and acknowledge only its own durable consumers:
-//     <flow>_<step>_do and _undo of its steps, <flow>__timers of the flows
+//     <flow>_v<N>_<step>_do and _undo of its steps, <flow>_v<N>__timers of the flows
 //     it runs steps of, and <flow>__end_<service> (an OnEnd handler named
 //     after the service);
 //   - subscribe only under its own inbox prefix (InboxPrefix).
@@ -98,10 +98,10 @@ func Permissions(flows ...FlowRef) (map[string]Access, error) {
 		participants := map[string]bool{}
 		for _, d := range f.steps {
 			participants[d.owner] = true
-			own := []string{wire.Log + f.name + ".*." + d.name + ".*"}
-			cons := []string{doConsumer(f.name, d.name)}
+			own := []string{wire.LogFilter(f.name, f.version, d.name, "*")}
+			cons := []string{doConsumer(f.name, f.version, d.name)}
 			if d.kind == CompensatableStep {
-				cons = append(cons, undoConsumer(f.name, d.name))
+				cons = append(cons, undoConsumer(f.name, f.version, d.name))
 			}
 			a := Access{Publish: Rules{Allow: own}}
 			for _, c := range cons {
@@ -111,18 +111,19 @@ func Permissions(flows ...FlowRef) (map[string]Access, error) {
 		}
 		for svc := range participants {
 			a := Access{Publish: Rules{Allow: []string{
-				wire.LogSubject(f.name, "*", wire.SagaStep, string(PhaseDeadline)),
-				wire.Cmd + f.name + ".*.*." + wire.Undo,
+				wire.LogSubject(f.name, "*", f.version, wire.SagaStep, string(PhaseDeadline)),
+				wire.Cmd + f.name + ".*." + wire.Version(f.version) + ".*." + wire.Undo,
+				"$KV." + FlowsBucket + "." + defKey(f.name, f.version),
 				wire.Dead + f.name, wire.Dead + "_",
 				jsAPI + "STREAM.MSG.DELETE." + wire.Stream,
 				jsAPI + "STREAM.MSG.DELETE." + wire.TimerStream,
 			}}}
-			a.Add(Consume(wire.TimerStream, f.name+"__timers"))
+			a.Add(Consume(wire.TimerStream, timerConsumer(f.name, f.version)))
 			a.Add(Consume(wire.Stream, endConsumer(f.name, svc)))
 			grant(svc, a)
 		}
 		for _, svc := range f.starters {
-			grant(svc, Access{Publish: Rules{Allow: []string{wire.LogSubject(f.name, "*", wire.SagaStep, string(PhaseStart))}}})
+			grant(svc, Access{Publish: Rules{Allow: []string{wire.LogSubject(f.name, "*", f.version, wire.SagaStep, string(PhaseStart))}}})
 		}
 		for _, svc := range append(slices.Collect(maps.Keys(participants)), f.starters...) {
 			grant(svc, Access{Publish: Rules{Allow: []string{wire.Sched + f.name + ".*"}}})
@@ -151,7 +152,7 @@ func Reader(identity string, flows ...FlowRef) (Access, error) {
 		owners := map[string]bool{}
 		for _, d := range f.steps {
 			owners[d.owner] = true
-			durables = append(durables, doConsumer(f.name, d.name), undoConsumer(f.name, d.name))
+			durables = append(durables, doConsumer(f.name, f.version, d.name), undoConsumer(f.name, f.version, d.name))
 		}
 		for _, svc := range f.starters {
 			owners[svc] = true
@@ -163,6 +164,7 @@ func Reader(identity string, flows ...FlowRef) (Access, error) {
 	a := Base(identity)
 	a.Add(ReadStream(wire.Stream, durables...))
 	a.Add(ReadStream(wire.DeadLetterStream))
+	a.Add(ReadStream("KV_" + FlowsBucket))
 	return a, nil
 }
 
@@ -217,6 +219,8 @@ func Base(identity string) Access {
 			jsAPI + "DIRECT.GET." + wire.Stream + ".>",
 			jsAPI + "STREAM.MSG.GET." + wire.Stream,
 			jsAPI + "CONSUMER.INFO." + wire.Stream + ".*",
+			jsAPI + "STREAM.INFO.KV_" + FlowsBucket,
+			jsAPI + "DIRECT.GET.KV_" + FlowsBucket + ".>",
 		}},
 		Subscribe: Rules{Allow: []string{InboxPrefix(identity) + ".>"}},
 	}

@@ -70,7 +70,7 @@ func TestLeaderReadIsADirectRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A forged event, with its own copy of the broker's headers.
-	forged := nats.NewMsg(wire.LogSubject(f.Name(), "r2", wire.SagaStep, string(PhaseStart)))
+	forged := nats.NewMsg(wire.LogSubject(f.Name(), "r2", 1, wire.SagaStep, string(PhaseStart)))
 	forged.Header.Set(jetstream.SequenceHeader, "1")
 	forged.Data = []byte("{}")
 	if err := nc.PublishMsg(forged); err != nil {
@@ -79,7 +79,7 @@ func TestLeaderReadIsADirectRead(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for _, subject := range []string{wire.LogWildcard(f.Name(), "r1"), wire.LogSubject(f.Name(), "r1", wire.SagaStep, string(PhaseStart)), wire.LogWildcard(f.Name(), "r2")} {
+	for _, subject := range []string{wire.LogWildcard(f.Name(), "r1"), wire.LogSubject(f.Name(), "r1", 1, wire.SagaStep, string(PhaseStart)), wire.LogWildcard(f.Name(), "r2")} {
 		dm, dseq, derr := j.directLast(ctx, subject)
 		lm, lseq, lerr := j.leaderLast(ctx, subject)
 		if derr != nil || lerr != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,32 @@ type runnerOptions struct {
 	interceptors []Interceptor
 	validate     func(eventType string, data []byte) error
 	onRecorded   []func(st *State, step string, phase Phase)
+	serve        map[string][]int // flow name -> the versions Handle binds (ServeVersions)
+}
+
+// ServeVersions limits the versions of the named flow that the runner
+// serves: Handle binds a step only in these versions of it (by default, in
+// every version the step is in). It is how one build runs as an old
+// instance, a new one, or both, through a rolling upgrade: an instance
+// with only version 1 never takes version 2's work, and its client starts
+// version 1 sagas (Start starts the newest version the client knows). Name
+// the versions of a flow in one ServeVersions.
+func ServeVersions(flow string, versions ...int) RunnerOption {
+	return func(o *runnerOptions) error {
+		if !token(flow) || len(versions) == 0 {
+			return fmt.Errorf("%w: ServeVersions needs a flow name and at least one version", ErrInvalidOption)
+		}
+		for _, v := range versions {
+			if v < 1 {
+				return fmt.Errorf("%w: flow %s: version %d", ErrInvalidOption, flow, v)
+			}
+		}
+		if o.serve == nil {
+			o.serve = map[string][]int{}
+		}
+		o.serve[flow] = slices.Clone(versions)
+		return nil
+	}
 }
 
 // WithOnRecorded observes outcomes: it calls fn each time the runner has
@@ -187,27 +214,29 @@ func NewRunner(c *Client, opts ...RunnerOption) (*Runner, error) {
 // compensation's errors are all retried; when its attempts run out the saga
 // is parked as compensation_failed and the message is dead-lettered.
 //
+// A step in several versions of its flow (the same step value in each
+// Define) is bound in each: the runner serves every one of those versions.
+//
 // Handle returns ErrInvalidFlow for a step that is in no flow,
 // ErrInvalidOption for a nil action or for a compensation of a pivot or
 // retriable step (they are never compensated), and ErrBound for a step
 // already bound here or a runner already running.
 func Handle[In, Out any](r *Runner, s *Step[In, Out], action func(context.Context, In) (Out, error), compensate func(context.Context, In, Out) error) error {
-	if s == nil || s.def == nil || s.def.flow == nil {
+	if s == nil || s.def == nil || len(s.def.uses) == 0 {
 		return fmt.Errorf("%w: step is not part of a defined flow", ErrInvalidFlow)
 	}
+	tmpl := s.def
 	if action == nil {
-		return fmt.Errorf("%w: step %s: nil action", ErrInvalidOption, s.def.name)
+		return fmt.Errorf("%w: step %s: nil action", ErrInvalidOption, tmpl.name)
 	}
-	if compensate != nil && s.def.kind != CompensatableStep {
-		return fmt.Errorf("%w: step %s is %s: it is never compensated", ErrInvalidOption, s.def.name, s.def.kind)
+	if compensate != nil && tmpl.kind != CompensatableStep {
+		return fmt.Errorf("%w: step %s is %s: it is never compensated", ErrInvalidOption, tmpl.name, tmpl.kind)
 	}
-	if t := s.def.timeout; t > 0 && t < 2*r.o.ackWait {
+	if t := tmpl.timeout; t > 0 && t < 2*r.o.ackWait {
 		r.j.opts.logger.Warn("choreo: step timeout is under twice the ack wait: a crash mid-step may time the step out before another instance runs it",
-			"step", s.def.name, "timeout", t, "ack_wait", r.o.ackWait)
+			"step", tmpl.name, "timeout", t, "ack_wait", r.o.ackWait)
 	}
-	r.j.define(s.def.flow)
-	b := &binding{def: s.def}
-	b.action = func(ctx context.Context, data []byte) ([]byte, error) {
+	act := func(ctx context.Context, data []byte) ([]byte, error) {
 		var in In
 		if err := json.Unmarshal(data, &in); err != nil {
 			return nil, errUndecodable{err}
@@ -218,8 +247,9 @@ func Handle[In, Out any](r *Runner, s *Step[In, Out], action func(context.Contex
 		}
 		return json.Marshal(out)
 	}
+	var comp func(ctx context.Context, inData, outData []byte) error
 	if compensate != nil {
-		b.compensate = func(ctx context.Context, inData, outData []byte) error {
+		comp = func(ctx context.Context, inData, outData []byte) error {
 			var in In
 			var out Out
 			if err := json.Unmarshal(inData, &in); err != nil {
@@ -233,17 +263,31 @@ func Handle[In, Out any](r *Runner, s *Step[In, Out], action func(context.Contex
 			return compensate(ctx, in, out)
 		}
 	}
+	// One binding per version the step is in (the newest definition of a
+	// version defined twice).
+	var uses []*stepDef
+	for _, d := range tmpl.uses {
+		uses = slices.DeleteFunc(uses, func(o *stepDef) bool { return o.flow.version == d.flow.version })
+		if vs, ok := r.o.serve[d.flow.name]; !ok || slices.Contains(vs, d.flow.version) {
+			uses = append(uses, d)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.started {
 		return fmt.Errorf("%w: runner already running", ErrBound)
 	}
 	for _, o := range r.bindings {
-		if o.def == s.def {
-			return fmt.Errorf("%w: %s/%s", ErrBound, s.def.flow.name, s.def.name)
+		for _, d := range uses {
+			if o.def.flow.name == d.flow.name && o.def.flow.version == d.flow.version && o.def.name == d.name {
+				return fmt.Errorf("%w: %s v%d/%s", ErrBound, d.flow.name, d.flow.version, d.name)
+			}
 		}
 	}
-	r.bindings = append(r.bindings, b)
+	for _, d := range uses {
+		r.j.define(d.flow)
+		r.bindings = append(r.bindings, &binding{def: d, action: act, compensate: comp})
+	}
 	return nil
 }
 
@@ -293,31 +337,46 @@ type consumerSpec struct {
 	handle     func(context.Context, *delivery)
 }
 
-func doConsumer(flow, step string) string   { return flow + "_" + step + "_do" }
-func undoConsumer(flow, step string) string { return flow + "_" + step + "_undo" }
+func doConsumer(flow string, version int, step string) string {
+	return flow + "_" + wire.Version(version) + "_" + step + "_do"
+}
+
+func undoConsumer(flow string, version int, step string) string {
+	return flow + "_" + wire.Version(version) + "_" + step + "_undo"
+}
+
+func timerConsumer(flow string, version int) string {
+	return flow + "_" + wire.Version(version) + "__timers"
+}
+
+// triggers are the subjects of the events that may trigger step d: a
+// start, or the results of the position before it, of d's flow version.
+func triggers(d *stepDef) []string {
+	f := d.flow
+	if d.pos == 0 {
+		return []string{wire.LogFilter(f.name, f.version, wire.SagaStep, string(PhaseStart))}
+	}
+	var filters []string
+	for _, prev := range f.positions[d.pos-1] {
+		filters = append(filters, wire.LogFilter(f.name, f.version, prev.name, string(PhaseDone)))
+	}
+	return filters
+}
 
 func (r *Runner) specs() []consumerSpec {
 	var out []consumerSpec
 	flows := map[*flowDef]bool{}
 	for _, b := range r.bindings {
 		b, f := b, b.def.flow
-		var filters []string
-		if b.def.pos == 0 {
-			filters = []string{wire.Log + f.name + ".*." + wire.SagaStep + "." + string(PhaseStart)}
-		} else {
-			for _, prev := range f.positions[b.def.pos-1] {
-				filters = append(filters, wire.Log+f.name+".*."+prev.name+"."+string(PhaseDone))
-			}
-		}
 		out = append(out, consumerSpec{
-			stream: wire.Stream, name: doConsumer(f.name, b.def.name), filters: filters, flow: f,
+			stream: wire.Stream, name: doConsumer(f.name, f.version, b.def.name), filters: triggers(b.def), flow: f,
 			desc:   fmt.Sprintf("choreo: flow %s v%d, step %s, action", f.name, f.version, b.def.name),
 			handle: func(ctx context.Context, d *delivery) { r.onTrigger(ctx, b, d) },
 		})
 		if b.def.kind == CompensatableStep {
 			out = append(out, consumerSpec{
-				stream: wire.Stream, name: undoConsumer(f.name, b.def.name), flow: f,
-				filters: []string{wire.Cmd + f.name + ".*." + b.def.name + "." + wire.Undo},
+				stream: wire.Stream, name: undoConsumer(f.name, f.version, b.def.name), flow: f,
+				filters: []string{wire.Cmd + f.name + ".*." + wire.Version(f.version) + "." + b.def.name + "." + wire.Undo},
 				desc:    fmt.Sprintf("choreo: flow %s v%d, step %s, compensation", f.name, f.version, b.def.name),
 				handle:  func(ctx context.Context, d *delivery) { r.onUndo(ctx, b, d) },
 			})
@@ -325,8 +384,8 @@ func (r *Runner) specs() []consumerSpec {
 		if !flows[f] {
 			flows[f] = true
 			out = append(out, consumerSpec{
-				stream: wire.TimerStream, name: f.name + "__timers", filters: []string{wire.Timer + f.name + ".*"}, flow: f,
-				desc:   fmt.Sprintf("choreo: flow %s, saga deadlines and expiry", f.name),
+				stream: wire.TimerStream, name: timerConsumer(f.name, f.version), filters: []string{wire.Timer + f.name + ".*." + wire.Version(f.version)}, flow: f,
+				desc:   fmt.Sprintf("choreo: flow %s v%d, saga deadlines and expiry", f.name, f.version),
 				handle: r.onTimer,
 			})
 		}
@@ -383,6 +442,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		running = append(running, a)
 	}
 	r.reportUnserved(ctx)
+	if err := r.c.register(ctx, r.flows()); err != nil {
+		r.j.opts.logger.Warn("choreo: cannot register the flow versions this runner serves; operator tools will not list them", "err", err)
+	}
 	close(r.ready)
 	tick := time.NewTicker(reattachEvery)
 	for wait := true; wait; {
@@ -541,19 +603,25 @@ func (r *Runner) consume(ctx, hctx context.Context, a *attached) (jetstream.Cons
 	return cc, nil
 }
 
-// reportUnserved logs the steps of the runner's flows that no runner has
-// a consumer for yet: their sagas wait there until one starts.
-func (r *Runner) reportUnserved(ctx context.Context) {
-	seen := map[*flowDef]bool{}
+// flows returns the flow versions the runner serves steps of.
+func (r *Runner) flows() []*flowDef {
+	var out []*flowDef
 	for _, b := range r.bindings {
-		f := b.def.flow
-		if seen[f] {
-			continue
+		if !slices.Contains(out, b.def.flow) {
+			out = append(out, b.def.flow)
 		}
-		seen[f] = true
+	}
+	return out
+}
+
+// reportUnserved logs the steps of the runner's flow versions that no
+// other runner is attached to: their sagas wait there until one starts.
+func (r *Runner) reportUnserved(ctx context.Context) {
+	for _, f := range r.flows() {
 		var missing []string
 		for _, d := range f.steps {
-			if !r.c.served(ctx, f.name, d.name) {
+			mine := slices.ContainsFunc(r.bindings, func(b *binding) bool { return b.def == d })
+			if !mine && !r.c.served(ctx, f.name, f.version, d.name) {
 				missing = append(missing, d.name)
 			}
 		}
@@ -573,13 +641,13 @@ func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, trigger []b
 	switch {
 	case afterGroup:
 		// The trigger is the last member's result: the input is the flow's.
-		return r.j.eventData(ctx, f.name, id, wire.SagaStep, PhaseStart)
+		return r.j.eventData(ctx, f.name, f.version, id, wire.SagaStep, PhaseStart)
 	case trigger != nil:
 		return trigger, nil
 	case d.pos == 0:
-		return r.j.eventData(ctx, f.name, id, wire.SagaStep, PhaseStart)
+		return r.j.eventData(ctx, f.name, f.version, id, wire.SagaStep, PhaseStart)
 	}
-	return r.j.eventData(ctx, f.name, id, f.positions[d.pos-1][0].name, PhaseDone)
+	return r.j.eventData(ctx, f.name, f.version, id, f.positions[d.pos-1][0].name, PhaseDone)
 }
 
 // onTrigger handles an event that may trigger step b's action.
@@ -669,7 +737,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 // the step fails with the reason instead, and the saga compensates and
 // ends.
 func (r *Runner) rejectTrigger(ctx context.Context, def *stepDef, d *delivery, reason string) {
-	tok, ok := wire.Tokens(d.src.subject, 6)
+	tok, ok := wire.Tokens(d.src.subject, 7)
 	if !ok || !ValidID(tok[3]) || len(d.m.Headers()) == 0 {
 		d.reject(ctx, reason)
 		return
@@ -684,7 +752,7 @@ func (r *Runner) rejectTrigger(ctx context.Context, def *stepDef, d *delivery, r
 		d.reject(ctx, reason)
 		return
 	}
-	d.env = &envelope{flow: def.flow.name, id: id, step: tok[4]}
+	d.env = &envelope{flow: def.flow.name, id: id, version: def.flow.version, step: tok[5]}
 	v := failed(def, d.delivered, "unusable trigger: "+reason)
 	v.deadLetter = reason
 	v.warn = "dead-lettering a trigger, its step fails"
@@ -720,7 +788,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
 		}
 		var output []byte // a step whose outcome is unknown has none: the zero value
 		if cur.Step(def.name).Status != StepUnknown {
-			if output, ierr = r.j.eventData(ctx, env.flow, env.id, def.name, PhaseDone); ierr != nil {
+			if output, ierr = r.j.eventData(ctx, def.flow.name, def.flow.version, env.id, def.name, PhaseDone); ierr != nil {
 				d.retryLater(ierr)
 				return
 			}

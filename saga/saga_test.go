@@ -303,7 +303,7 @@ func TestSagaDeadlineFiresWithEveryProcessGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 10*time.Second, func() bool {
-		_, err := timers.GetLastMsgForSubject(context.Background(), "choreo.timer."+s.flow.Name()+".d1")
+		_, err := timers.GetLastMsgForSubject(context.Background(), "choreo.timer."+s.flow.Name()+".d1.v1")
 		return err == nil
 	}, func() string { return "the broker did not fire the deadline" })
 
@@ -422,7 +422,7 @@ func TestDuplicatePublishRunsActionOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := "choreo.log." + e.s.flow.Name() + ".dup.charge.done"
+	subject := "choreo.log." + e.s.flow.Name() + ".dup.v1.charge.done"
 	orig, err := stream.GetLastMsgForSubject(context.Background(), subject)
 	if err != nil {
 		t.Fatal(err)
@@ -479,7 +479,7 @@ func TestRedeliveryAfterAckTimeoutRunsActionOnce(t *testing.T) {
 	// The first delivery is still hung before its ack: the message can only
 	// be acknowledged by its redelivery.
 	_, js := e.srv.Connect()
-	cons, err := js.Consumer(context.Background(), saga.StreamName, e.s.flow.Name()+"_charge_do")
+	cons, err := js.Consumer(context.Background(), saga.StreamName, e.s.flow.Name()+"_v1_charge_do")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +519,7 @@ func TestSlowRecordingIsKeptAlive(t *testing.T) {
 		}
 	}
 	_, js := e.srv.Connect()
-	cons, err := js.Consumer(context.Background(), saga.StreamName, e.s.flow.Name()+"_charge_do")
+	cons, err := js.Consumer(context.Background(), saga.StreamName, e.s.flow.Name()+"_v1_charge_do")
 	if err != nil {
 		t.Fatal(err)
 	}

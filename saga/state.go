@@ -28,6 +28,7 @@ const (
 	PhaseParked            Phase = "parked"      // a compensation out of retries: the saga waits for an operator
 	PhaseDeadline          Phase = "deadline"    // the saga's deadline passed (step "_saga")
 	PhaseResume            Phase = "resume"      // an operator's retry of a parked saga (step "_saga")
+	PhaseCancelled         Phase = "cancelled"   // an operator cancelled the saga: it compensates (step "_saga")
 )
 
 // Phases of handler calls (Info.Phase).
@@ -96,10 +97,11 @@ type StepState struct {
 	Trigger int `json:"trigger,omitempty"`
 	Done    int `json:"done,omitempty"`
 	// Unserved, set by Client.Get on a running step, says that no runner
-	// has ever served the step (its consumer does not exist): the saga
-	// waits for a service that runs it to start, rather than for one
-	// working on it.
-	Unserved bool `json:"unserved,omitempty"`
+	// of the saga's flow version is attached to the step's consumer now:
+	// the saga waits for a service that runs it (that version) to start,
+	// rather than for one working on it. Waiting says so in words.
+	Unserved bool   `json:"unserved,omitempty"`
+	Waiting  string `json:"waiting,omitempty"`
 }
 
 // State is a saga's queryable state. Every event in the saga's log carries
@@ -284,6 +286,19 @@ func (s *State) expire(now time.Time) error {
 		return errNoop
 	}
 	s.compensate("saga deadline exceeded")
+	return nil
+}
+
+// cancel is an operator's stop of a running saga (Client.Cancel, or the
+// retirement of its flow version): it compensates with the reason.
+func (s *State) cancel(reason string) error {
+	switch {
+	case s.Status != StatusRunning:
+		return fmt.Errorf("%w: it is %s", ErrNotRunning, s.Status)
+	case s.pivoted():
+		return fmt.Errorf("%w: its pivot ran, so it can only go forward", ErrNotRunning)
+	}
+	s.compensate(reason)
 	return nil
 }
 

@@ -6,9 +6,16 @@ import (
 	"github.com/choreo-go/choreo/saga"
 )
 
-// The order saga: the card is charged; then stock is reserved, the invoice
-// issued and the delivery scheduled, in parallel; then the order is
-// confirmed (the pivot). A refusal anywhere undoes what was done.
+// The order saga, version 1: the card is charged; then stock is reserved,
+// the invoice issued and the delivery scheduled, in parallel; then the
+// order is confirmed (the pivot). A refusal anywhere undoes what was done.
+//
+// Version 2 invoices only confirmed orders: the invoice leaves the
+// parallel group for a retriable bill step after the pivot, so a refused
+// order no longer leaves a voided invoice behind. Both versions run side
+// by side: an order ends on the version it started with (see
+// saga.ServeVersions and services/kit's CHOREO_ORDER_VERSIONS for a
+// rolling upgrade).
 var (
 	// Charge is owned by the payment service; compensated by a refund.
 	Charge = saga.NewStep[OrderPlaced, PaymentSucceeded]("charge",
@@ -25,6 +32,10 @@ var (
 		saga.Owner("shipping"), saga.Undo("cancel"))
 	// Confirm is owned by the order service: the point of no return.
 	Confirm = saga.NewStep[OrderPlaced, OrderConfirmed]("confirm", saga.Pivot(), saga.Owner("order"))
+	// Bill (version 2) is owned by the billing service: it invoices a
+	// confirmed order, retried until it succeeds.
+	Bill = saga.NewStep[OrderConfirmed, InvoiceIssued]("bill", saga.Retriable(), saga.Owner("billing"),
+		saga.WithRetry(saga.RetryPolicy{InitialBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}))
 
 	// OrderFlow is the flow every participant compiles in.
 	OrderFlow = saga.MustDefine[OrderPlaced]("order", 1,
@@ -34,4 +45,17 @@ var (
 		saga.Deadline(orderDeadline),
 		saga.StartedBy("order"), // the order service takes orders and starts their sagas
 	)
+
+	// OrderFlowV2 is version 2 of the order flow: invoices after the pivot.
+	OrderFlowV2 = saga.MustDefine[OrderPlaced]("order", 2,
+		Charge,
+		saga.Parallel(Reserve, Schedule),
+		Confirm,
+		Bill,
+		saga.Deadline(orderDeadline),
+		saga.StartedBy("order"),
+	)
+
+	// OrderFlows are the versions of the order flow the shop runs.
+	OrderFlows = []saga.FlowRef{OrderFlow, OrderFlowV2}
 )

@@ -99,7 +99,7 @@ func TestConfigLoadsAndWorks(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- shop.Service("payment", d, "")(sctx) }()
 	sagatest.Poll(t, 20*time.Second, func() bool {
-		_, err := ad.JS.Consumer(ctx, "CHOREO", "order_charge_do")
+		_, err := ad.JS.Consumer(ctx, "CHOREO", "order_v1_charge_do")
 		return err == nil
 	}, func() string { return "payment did not create its consumer" })
 	stop()

@@ -5,17 +5,23 @@
 //
 // A saga log event is one message on
 //
-//	choreo.log.<flow>.<id>.<step>.<phase>
+//	choreo.log.<flow>.<id>.v<version>.<step>.<phase>
 //
 // with three headers: the two compare-and-set headers over the saga's
 // subjects (which also make a retried append harmless: it expects a
 // sequence the log has passed), and Choreo-State, the saga's state after
 // the event in a compact text form. Commands, timers and dead letters,
-// which are not compare-and-set, carry a deterministic Nats-Msg-Id. Everything else (flow, saga id, step, phase) is in
-// the subject, and the event type follows from the flow's definition.
+// which are not compare-and-set, carry a deterministic Nats-Msg-Id. Everything else (flow, saga id, version, step, phase) is
+// in the subject, and the event type follows from the flow's definition.
+// The version token routes a saga's events, commands and timers to the
+// consumers of the flow version it started on, so that several versions
+// run side by side.
 package wire
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Streams.
 const (
@@ -64,22 +70,50 @@ const (
 // Phase tokens of commands.
 const Undo = "undo"
 
-// LogSubject is the subject of one saga log event.
-func LogSubject(flow, id, step, phase string) string {
-	return Log + flow + "." + id + "." + step + "." + phase
+// Version is the subject token of a flow version: "v" and the number.
+func Version(v int) string { return "v" + strconv.Itoa(v) }
+
+// ParseVersion reads a version token; ok is false for anything but "v"
+// and a number from 1 to 1,000,000.
+func ParseVersion(tok string) (v int, ok bool) {
+	if len(tok) < 2 || len(tok) > 8 || tok[0] != 'v' || tok[1] == '0' {
+		return 0, false
+	}
+	for i := 1; i < len(tok); i++ {
+		if tok[i] < '0' || tok[i] > '9' {
+			return 0, false
+		}
+		v = v*10 + int(tok[i]-'0')
+	}
+	return v, v <= 1_000_000
 }
 
-// LogWildcard matches every event of one saga.
+// LogSubject is the subject of one saga log event.
+func LogSubject(flow, id string, version int, step, phase string) string {
+	return Log + flow + "." + id + "." + Version(version) + "." + step + "." + phase
+}
+
+// LogWildcard matches every event of one saga (a saga has one version).
 func LogWildcard(flow, id string) string { return Log + flow + "." + id + ".>" }
 
+// LogFilter matches the events of every saga of a flow version with step
+// and phase ("*" for any).
+func LogFilter(flow string, version int, step, phase string) string {
+	return Log + flow + ".*." + Version(version) + "." + step + "." + phase
+}
+
 // CmdSubject is the subject of a compensation command.
-func CmdSubject(flow, id, step string) string { return Cmd + flow + "." + id + "." + step + "." + Undo }
+func CmdSubject(flow, id string, version int, step string) string {
+	return Cmd + flow + "." + id + "." + Version(version) + "." + step + "." + Undo
+}
 
 // SchedSubject holds a saga's one timer schedule.
 func SchedSubject(flow, id string) string { return Sched + flow + "." + id }
 
 // TimerSubject is where a saga's schedule fires.
-func TimerSubject(flow, id string) string { return Timer + flow + "." + id }
+func TimerSubject(flow, id string, version int) string {
+	return Timer + flow + "." + id + "." + Version(version)
+}
 
 // Tokens splits a subject into at most n tokens without allocating more
 // than the result; ok is false when it does not have exactly n.

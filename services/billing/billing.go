@@ -45,6 +45,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.Handle(r, schemas.Invoice, s.issue, s.void); err != nil {
 		return err
 	}
+	if err := saga.Handle(r, schemas.Bill, s.bill, nil); err != nil {
+		return err
+	}
 	return r.Run(ctx)
 }
 
@@ -64,6 +67,23 @@ func (s *Service) issue(ctx context.Context, p schemas.PaymentSucceeded) (schema
 		return schemas.InvoiceIssued{}, err
 	}
 	return schemas.InvoiceIssued{InvoiceID: id, OrderID: p.OrderID, Amount: inv.Amount, Currency: inv.Currency, IssuedAt: inv.IssuedAt}, nil
+}
+
+// bill invoices a confirmed order (flow version 2), the same invoice the
+// issue of version 1 would: one per order, whichever version made it.
+func (s *Service) bill(ctx context.Context, c schemas.OrderConfirmed) (schemas.InvoiceIssued, error) {
+	id := "inv-" + c.OrderID
+	inv, err := kit.Update(ctx, s.store, id, func(inv *Invoice) (bool, error) {
+		if inv.ID != "" {
+			return false, nil
+		}
+		*inv = Invoice{ID: id, OrderID: c.OrderID, Amount: c.Total, Currency: c.Currency, Status: "issued", Issued: 1, IssuedAt: time.Now().UTC()}
+		return true, nil
+	})
+	if err != nil {
+		return schemas.InvoiceIssued{}, err
+	}
+	return schemas.InvoiceIssued{InvoiceID: id, OrderID: c.OrderID, Amount: inv.Amount, Currency: inv.Currency, IssuedAt: inv.IssuedAt}, nil
 }
 
 // void undoes an invoice, from the order alone; with none it records a

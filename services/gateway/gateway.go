@@ -211,6 +211,7 @@ type OrderView struct {
 
 // SagaView is an order's saga as the API shows it.
 type SagaView struct {
+	Version   int         `json:"version"` // the order flow version it runs on
 	Status    saga.Status `json:"status"`
 	Reason    string      `json:"reason,omitempty"`
 	StartedAt time.Time   `json:"started_at"`
@@ -239,7 +240,7 @@ func timePtr(t time.Time) *time.Time {
 }
 
 func sagaView(st *saga.State) *SagaView {
-	v := &SagaView{Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt)}
+	v := &SagaView{Version: st.Version, Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt)}
 	for _, ss := range st.Steps {
 		v.Steps = append(v.Steps, StepView{Name: ss.Name, Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error,
 			StartedAt: timePtr(ss.StartedAt), EndedAt: timePtr(ss.EndedAt), CompensationAttempts: ss.CompensationAttempts, CompensatedAt: timePtr(ss.CompensatedAt)})
@@ -568,14 +569,27 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 		Name, Service, Compensation string
 		Pivot                       bool
 	}
+	// The newest version by default; ?version=N draws another (an order
+	// ends on the version it started with).
+	flow := schemas.OrderFlowV2
+	if v := r.URL.Query().Get("version"); v != "" {
+		switch v {
+		case "1":
+			flow = schemas.OrderFlow
+		case "2":
+		default:
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("version %q: the order flow has versions 1 and 2", v))
+			return
+		}
+	}
 	var out [][]step
-	for _, si := range schemas.OrderFlow.Steps() {
+	for _, si := range flow.Steps() {
 		for len(out) <= si.Position {
 			out = append(out, nil)
 		}
 		out[si.Position] = append(out[si.Position], step{Name: si.Name, Service: si.Owner, Compensation: si.Undo, Pivot: si.Kind == saga.PivotStep})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"name": schemas.OrderFlow.Name(), "version": schemas.OrderFlow.Version(), "positions": out})
+	writeJSON(w, http.StatusOK, map[string]any{"name": flow.Name(), "version": flow.Version(), "positions": out})
 }
 
 // ws upgrades to a websocket and pushes every order change until the

@@ -61,7 +61,12 @@ func NewDeps(ctx context.Context, nc *nats.Conn, source string, logger *slog.Log
 // Runner returns a saga runner that checks every step input against its
 // schema.
 func (d Deps) Runner() (*saga.Runner, error) {
-	return saga.NewRunner(d.Sagas, append([]saga.RunnerOption{saga.WithValidator(schemas.Validate)}, faultOptions()...)...)
+	versions, err := orderVersions()
+	if err != nil {
+		return nil, err
+	}
+	opts := append([]saga.RunnerOption{saga.WithValidator(schemas.Validate)}, versions...)
+	return saga.NewRunner(d.Sagas, append(opts, faultOptions()...)...)
 }
 
 // Store keeps a service's own data as JSON values in its KV bucket.

@@ -46,7 +46,7 @@ var (
 // consumes, the endpoints it serves; the gateway reads the sagas and the
 // events (saga.Reader) and calls the endpoints. The admin is not in it.
 func Permissions() (map[string]saga.Access, error) {
-	perms, err := saga.Permissions(schemas.OrderFlow)
+	perms, err := saga.Permissions(schemas.OrderFlows...)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func Permissions() (map[string]saga.Access, error) {
 			a.Add(saga.Access{Subscribe: saga.Rules{Allow: []string{subj}}, Responses: true})
 		}
 		if name == "gateway" {
-			r, err := saga.Reader(name, schemas.OrderFlow)
+			r, err := saga.Reader(name, schemas.OrderFlows...)
 			if err != nil {
 				return nil, err
 			}

@@ -113,8 +113,8 @@ func setupChoreo(ctx context.Context, js jetstream.JetStream, n int, gen payload
 			return nil, nil, err
 		}
 	}
-	// choreo.log.<flow>.<id>.<step>.<phase>: the id is token 3.
-	last := fmt.Sprintf("choreo.log.%s.*.%s.done", flowName, stepName(n))
+	// choreo.log.<flow>.<id>.v<N>.<step>.<phase>: the id is token 3.
+	last := fmt.Sprintf("choreo.log.%s.*.v1.%s.done", flowName, stepName(n))
 	stopObs, err := observe(ctx, js, saga.StreamName, last, 3, done)
 	if err != nil {
 		wait()

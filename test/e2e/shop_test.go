@@ -74,10 +74,13 @@ func TestOrderOutcomes(t *testing.T) {
 		if !strings.Contains(o["reason"].(string), "we do not deliver to AQ") || st["schedule"]["status"] != "failed" || st["charge"]["status"] != "compensated" {
 			t.Errorf("order %v", o)
 		}
-		for _, sib := range []string{"reserve", "invoice"} {
-			if s := st[sib]["status"]; s != "compensated" && s != "skipped" {
-				t.Errorf("%s is %v", sib, s)
-			}
+		// Order flow v2: reserve and schedule run in parallel; the invoice
+		// waits for the pivot (bill), so a rejected order has none.
+		if s := st["reserve"]["status"]; s != "compensated" && s != "skipped" {
+			t.Errorf("reserve is %v", s)
+		}
+		if _, has := st["invoice"]; has || st["bill"]["status"] != "pending" || o["saga"].(map[string]any)["version"].(float64) != 2 {
+			t.Errorf("a rejected v2 order invoiced: %v", o)
 		}
 	})
 
@@ -179,11 +182,12 @@ func TestServiceDownWhileOrdersArriveCatchesUp(t *testing.T) {
 	for range 5 {
 		ids = append(ids, h.order(ada, okCard, item("sku-mug", 1)))
 	}
-	// Without billing the sagas wait at the invoice step.
+	// Without billing the sagas wait at the bill step (order flow v2:
+	// after the pivot).
 	sagatest.Poll(t, 10*time.Second, func() bool {
 		_, o := h.do("GET", "/api/orders/"+ids[4], nil)
-		return o["saga"] != nil && steps(o)["invoice"]["status"] == "running" && steps(o)["reserve"]["status"] == "completed"
-	}, func() string { return "the saga did not reach the invoice step" })
+		return o["saga"] != nil && steps(o)["bill"]["status"] == "running" && steps(o)["confirm"]["status"] == "completed"
+	}, func() string { return "the saga did not reach the bill step" })
 	_, o := h.do("GET", "/api/orders/"+ids[0], nil)
 	if o["status"] != "pending" {
 		t.Fatalf("order went on without billing: %v", o)

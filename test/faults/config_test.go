@@ -100,9 +100,9 @@ func TestUnsafeConfigRefused(t *testing.T) {
 		cfg  jetstream.ConsumerConfig
 		want string
 	}{
-		{"ephemeral", jetstream.ConsumerConfig{Name: "unsafe_a_do", InactiveThreshold: 5 * time.Second, AckPolicy: jetstream.AckExplicitPolicy}, "not durable"},
-		{"ack none", jetstream.ConsumerConfig{Durable: "unsafe_a_do", AckPolicy: jetstream.AckNonePolicy}, "acknowledges with policy"},
-		{"push", jetstream.ConsumerConfig{Durable: "unsafe_a_do", DeliverSubject: "somewhere", AckPolicy: jetstream.AckExplicitPolicy}, "push consumer"},
+		{"ephemeral", jetstream.ConsumerConfig{Name: "unsafe_v1_a_do", InactiveThreshold: 5 * time.Second, AckPolicy: jetstream.AckExplicitPolicy}, "not durable"},
+		{"ack none", jetstream.ConsumerConfig{Durable: "unsafe_v1_a_do", AckPolicy: jetstream.AckNonePolicy}, "acknowledges with policy"},
+		{"push", jetstream.ConsumerConfig{Durable: "unsafe_v1_a_do", DeliverSubject: "somewhere", AckPolicy: jetstream.AckExplicitPolicy}, "push consumer"},
 	} {
 		t.Run("consumer "+tc.name, func(t *testing.T) {
 			srv := sagatest.NewServer(t)

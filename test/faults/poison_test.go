@@ -59,7 +59,7 @@ func TestPoisonOnEverySubject(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		tmpl, err = s.GetLastMsgForSubject(ctx, wire.LogSubject(flow, ids[0], wire.SagaStep, string(saga.PhaseStart)))
+		tmpl, err = s.GetLastMsgForSubject(ctx, wire.LogSubject(flow, ids[0], 1, wire.SagaStep, string(saga.PhaseStart)))
 		return err == nil
 	}, func() string { return "no saga started" })
 

@@ -225,9 +225,9 @@ func TestRogueConsumerIsRefused(t *testing.T) {
 	s := theShop(t)
 	admin := as(t, s, shop.Admin)
 	for _, tc := range []struct{ who, consumer string }{
-		{"payment", "order_reserve_do"}, // another participant
-		{"gateway", "order_charge_do"},  // a reader, who may make ordered consumers
-		{"inventory", "order_charge_undo"},
+		{"payment", "order_v1_reserve_do"}, // another participant
+		{"gateway", "order_v1_charge_do"},  // a reader, who may make ordered consumers
+		{"inventory", "order_v1_charge_undo"},
 	} {
 		t.Run(tc.who+"/"+tc.consumer, func(t *testing.T) {
 			c := as(t, s, tc.who)
@@ -283,9 +283,13 @@ func TestForgedOutcomeIsRefused(t *testing.T) {
 	id := placeOrder(t, base, cust, "sku-mug", "4000000000000002") // declined
 	awaitStatus(t, base, id, "rejected")
 
+	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ who, step string }{{"payment", "reserve"}, {"inventory", "charge"}, {"gateway", "charge"}, {"customer", "confirm"}} {
 		c := as(t, s, tc.who)
-		subject := fmt.Sprintf("choreo.log.order.%s.%s.done", id, tc.step)
+		subject := fmt.Sprintf("choreo.log.order.%s.v%d.%s.done", id, st.Version, tc.step)
 		m := nats.NewMsg(subject)
 		m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, "choreo.log.order."+id+".>")
 		m.Data = []byte(`{}`)
@@ -335,7 +339,11 @@ func TestForgingParticipantIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := "choreo.log.order." + declined + ".charge.done"
+	st, err := s.Deps.Sagas.Get(ctx, schemas.OrderFlow, declined)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := fmt.Sprintf("choreo.log.order.%s.v%d.charge.done", declined, st.Version)
 	m := nats.NewMsg(subject)
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last.Sequence, 10))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, "choreo.log.order."+declined+".>")
@@ -359,7 +367,6 @@ func TestForgingParticipantIsRefused(t *testing.T) {
 	})
 	// On a cluster every reader quarantines the event at once, and a read
 	// may fail while another deletes it: the saga is read again a while.
-	var st *saga.State
 	sagatest.Poll(t, 10*time.Second, func() bool {
 		st, err = s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, declined)
 		return err == nil

@@ -1,0 +1,677 @@
+// Command choreo is the operator's command line of choreo: it looks at
+// sagas and flow versions in a running system and acts on them, through
+// the saga package's public API, without being compiled with the flows
+// (runners register the definitions they serve in the broker).
+//
+//	choreo [connection flags] flows ls
+//	choreo [connection flags] flows versions FLOW
+//	choreo [connection flags] flows retire FLOW VERSION (--drain | --compensate) --reason TEXT
+//	choreo [connection flags] flows reinstate FLOW VERSION
+//	choreo [connection flags] sagas ls --flow FLOW [--status S] [--version N]
+//	choreo [connection flags] sagas show FLOW ID
+//	choreo [connection flags] sagas cancel FLOW ID --reason TEXT
+//	choreo [connection flags] sagas retry FLOW ID
+//	choreo [connection flags] sagas watch --flow FLOW
+//	choreo [connection flags] flows diagram FLOW [VERSION]
+//	choreo [connection flags] dlq ls [--flow FLOW]
+//	choreo [connection flags] dlq show SEQ
+//	choreo [connection flags] doctor
+//
+// The connection flags are those of the nats CLI: --server (env
+// NATS_URL), --creds, --nkey, --user with --password (env NATS_PASSWORD),
+// --tlsca, --tlscert, --tlskey; --json prints JSON for scripts. A server
+// that cannot be reached is a one-line error and exit status 1; a bad
+// command or flag, status 2.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/saga"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usageError is a bad command line: exit status 2.
+type usageError string
+
+func (u usageError) Error() string { return string(u) }
+
+func usagef(format string, args ...any) error { return usageError(fmt.Sprintf(format, args...)) }
+
+const usage = `usage: choreo [connection flags] COMMAND
+  flows ls                                   the flow versions runners registered
+  flows versions FLOW                        each version's status, sagas left, unserved steps
+  flows retire FLOW VERSION (--drain | --compensate) --reason TEXT
+                                             stop new sagas of a version; let those in flight
+                                             finish, or compensate them
+  flows reinstate FLOW VERSION               take a retirement back
+  flows diagram FLOW [VERSION]               a Mermaid flowchart of a version (default the newest)
+  sagas ls --flow FLOW [--status S] [--version N]
+  sagas show FLOW ID                         state, steps and timeline
+  sagas watch --flow FLOW                    each change of a saga, until interrupted
+  sagas cancel FLOW ID --reason TEXT         compensate a running saga
+  sagas retry FLOW ID                        retry a parked saga's compensations
+  dlq ls [--flow FLOW]                       dead letters, with their reasons
+  dlq show SEQ                               one dead letter: headers and payload
+  doctor                                     what is wrong now, and what to do about it
+connection flags: --server URL (env NATS_URL) --creds FILE --nkey FILE --user U
+  (--password, env NATS_PASSWORD) --tlsca FILE --tlscert FILE --tlskey FILE
+  --timeout D (default 10s) --json
+`
+
+// Exit status: 0 done, 1 an error (the server, the saga), 2 a bad command
+// line, 3 doctor found something wrong.
+
+// cli is a parsed command line and what it prints to.
+type cli struct {
+	out, errw io.Writer
+	json      bool
+	c         *saga.Client
+}
+
+func run(ctx context.Context, args []string, out, errw io.Writer) int {
+	fs := flag.NewFlagSet("choreo", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	server := fs.String("server", envOr("NATS_URL", "nats://127.0.0.1:4222"), "")
+	creds := fs.String("creds", "", "")
+	nkey := fs.String("nkey", "", "")
+	user := fs.String("user", "", "")
+	password := fs.String("password", os.Getenv("NATS_PASSWORD"), "")
+	tlsca := fs.String("tlsca", "", "")
+	tlscert := fs.String("tlscert", "", "")
+	tlskey := fs.String("tlskey", "", "")
+	timeout := fs.Duration("timeout", 10*time.Second, "")
+	asJSON := fs.Bool("json", false, "")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(errw, "choreo: %v\n%s", err, usage)
+		return 2
+	}
+	rest := fs.Args()
+	if len(rest) == 1 && rest[0] == "doctor" {
+		rest = append(rest, "")
+	}
+	if len(rest) < 2 {
+		fmt.Fprint(errw, usage)
+		return 2
+	}
+	cmd, err := command(rest[0], rest[1])
+	if err != nil {
+		fmt.Fprintf(errw, "choreo: %v\n%s", err, usage)
+		return 2
+	}
+	opts, err := connectOptions(*creds, *nkey, *user, *password, *tlsca, *tlscert, *tlskey)
+	if err != nil {
+		fmt.Fprintf(errw, "choreo: %v\n", err)
+		return 2
+	}
+	if rest[0] == "sagas" && rest[1] == "watch" {
+		*timeout = 0 // until interrupted
+	}
+	var cancel context.CancelFunc
+	if *timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+	} else {
+		ctx, cancel = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	}
+	defer cancel()
+	opts = append(opts, nats.Name("choreo-cli"), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect(*server, opts...)
+	if err != nil {
+		fmt.Fprintf(errw, "choreo: cannot reach %s: %v\n", *server, err)
+		return 1
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		fmt.Fprintf(errw, "choreo: %v\n", err)
+		return 1
+	}
+	c, err := saga.Open(ctx, js)
+	if err != nil {
+		fmt.Fprintf(errw, "choreo: %s: %v\n", *server, err)
+		return 1
+	}
+	k := &cli{out: out, errw: errw, json: *asJSON, c: c}
+	if err := cmd(ctx, k, rest[2:]); err != nil {
+		if err == errFound {
+			return 3
+		}
+		fmt.Fprintf(errw, "choreo: %v\n", err)
+		if _, ok := err.(usageError); ok {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+type handler func(ctx context.Context, k *cli, args []string) error
+
+// command finds the handler of a command, or says why there is none.
+func command(group, verb string) (handler, error) {
+	cmds := map[string]map[string]handler{
+		"flows":  {"ls": flowsLs, "versions": flowsVersions, "retire": flowsRetire, "reinstate": flowsReinstate, "diagram": flowsDiagram},
+		"sagas":  {"ls": sagasLs, "show": sagasShow, "cancel": sagasCancel, "retry": sagasRetry, "watch": sagasWatch},
+		"dlq":    {"ls": dlqLs, "show": dlqShow},
+		"doctor": {"": doctor},
+	}
+	g, ok := cmds[group]
+	if !ok {
+		return nil, usagef("unknown command %q", group)
+	}
+	h, ok := g[verb]
+	if !ok {
+		return nil, usagef("unknown command %q %q", group, verb)
+	}
+	return h, nil
+}
+
+// connectOptions turns the connection flags into options; the error is a
+// one-line reason.
+func connectOptions(creds, nkey, user, password, ca, cert, key string) ([]nats.Option, error) {
+	var opts []nats.Option
+	n := 0
+	for _, s := range []string{creds, nkey, user} {
+		if s != "" {
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		return nil, errors.New("give one of --creds, --nkey and --user")
+	case creds != "":
+		if _, err := os.Stat(creds); err != nil {
+			return nil, fmt.Errorf("--creds: %v", err)
+		}
+		opts = append(opts, nats.UserCredentials(creds))
+	case nkey != "":
+		opt, err := nats.NkeyOptionFromSeed(nkey)
+		if err != nil {
+			return nil, fmt.Errorf("--nkey %s: %v", nkey, strings.ReplaceAll(err.Error(), "\n", " "))
+		}
+		opts = append(opts, opt)
+	case user != "":
+		if password == "" {
+			return nil, errors.New("--user needs --password or NATS_PASSWORD")
+		}
+		opts = append(opts, nats.UserInfo(user, password))
+	}
+	if ca == "" && cert == "" && key == "" {
+		return opts, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("--tlsca: %v", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tlsca %s: no PEM certificate in it", ca)
+		}
+	}
+	if (cert == "") != (key == "") {
+		return nil, errors.New("--tlscert and --tlskey go together")
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("--tlscert/--tlskey: %v", err)
+		}
+		conf.Certificates = []tls.Certificate{pair}
+	}
+	return append(opts, nats.Secure(conf)), nil
+}
+
+// parse parses a command's flags and wants exactly n positional arguments.
+func parse(fs *flag.FlagSet, args []string, n int, names string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	// Flags may come after the positional arguments.
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return nil, usagef("%v", err)
+		}
+		args = fs.Args()
+		if len(args) > 0 {
+			pos, args = append(pos, args[0]), args[1:]
+		}
+	}
+	if len(pos) != n {
+		return nil, usagef("want %s", names)
+	}
+	return pos, nil
+}
+
+func version(s string) (int, error) {
+	v, err := strconv.Atoi(strings.TrimPrefix(s, "v"))
+	if err != nil || v < 1 {
+		return 0, usagef("version %q: want a number from 1", s)
+	}
+	return v, nil
+}
+
+// print writes v as JSON with --json, else calls text.
+func (k *cli) print(v any, text func(w io.Writer)) error {
+	if k.json {
+		enc := json.NewEncoder(k.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(k.out, 0, 4, 2, ' ', 0)
+	text(tw)
+	return tw.Flush()
+}
+
+func flowsLs(ctx context.Context, k *cli, args []string) error {
+	if _, err := parse(flag.NewFlagSet("flows ls", flag.ContinueOnError), args, 0, "no arguments"); err != nil {
+		return err
+	}
+	flows, err := k.c.Flows(ctx)
+	if err != nil {
+		return err
+	}
+	return k.print(flows, func(w io.Writer) {
+		fmt.Fprintln(w, "FLOW\tVERSION\tINPUT\tSTEPS")
+		for _, f := range flows {
+			var steps []string
+			for _, s := range f.Steps {
+				steps = append(steps, fmt.Sprintf("%d:%s(%s)", s.Position, s.Name, s.Owner))
+			}
+			fmt.Fprintf(w, "%s\tv%d\t%s\t%s\n", f.Name, f.Version, f.Input, strings.Join(steps, " "))
+		}
+	})
+}
+
+func flowsVersions(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("flows versions", flag.ContinueOnError), args, 1, "FLOW")
+	if err != nil {
+		return err
+	}
+	vs, err := k.c.Versions(ctx, saga.Named(pos[0]))
+	if err != nil {
+		return err
+	}
+	if len(vs) == 0 {
+		return fmt.Errorf("flow %q: no version registered and no saga", pos[0])
+	}
+	return k.print(vs, func(w io.Writer) {
+		fmt.Fprintln(w, "VERSION\tSTATUS\tIN FLIGHT\tENDED\tUNSERVED\tREASON")
+		for _, v := range vs {
+			ended := v.Sagas[saga.StatusCompleted] + v.Sagas[saga.StatusCompensated]
+			fmt.Fprintf(w, "v%d\t%s\t%d\t%d\t%s\t%s\n", v.Version, v.Status, v.Left(), ended, orDash(strings.Join(v.Unserved, ",")), orDash(v.Reason))
+		}
+	})
+}
+
+func flowsRetire(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("flows retire", flag.ContinueOnError)
+	drain := fs.Bool("drain", false, "")
+	compensate := fs.Bool("compensate", false, "")
+	reason := fs.String("reason", "", "")
+	pos, err := parse(fs, args, 2, "FLOW VERSION")
+	if err != nil {
+		return err
+	}
+	v, err := version(pos[1])
+	if err != nil {
+		return err
+	}
+	if *drain == *compensate {
+		return usagef("give --drain (sagas in flight finish) or --compensate (they are compensated)")
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return usagef("give --reason: it is recorded, and a compensated saga carries it")
+	}
+	mode := saga.Drain
+	if *compensate {
+		mode = saga.CompensateInFlight
+	}
+	rep, err := k.c.Retire(ctx, saga.Named(pos[0]), v, mode, *reason)
+	if err != nil {
+		return err
+	}
+	return k.print(rep, func(w io.Writer) {
+		fmt.Fprintf(w, "%s v%d is %s: new sagas are refused.\n", rep.Flow, rep.Version, rep.Status)
+		switch {
+		case rep.Left() == 0:
+			fmt.Fprintf(w, "No saga of v%d is in flight: its runners may go.\n", rep.Version)
+		case mode == saga.Drain:
+			fmt.Fprintf(w, "In flight: %s, finishing on v%d. Keep its runners until `choreo flows versions %s` shows none.\n", sagas(rep.Left()), rep.Version, rep.Flow)
+		default:
+			fmt.Fprintf(w, "In flight: %s, compensating on v%d's runners. Keep them until none is left.\n", sagas(rep.Left()), rep.Version)
+		}
+		if len(rep.Forward) > 0 {
+			fmt.Fprintf(w, "Past their pivot, finishing forward: %s\n", strings.Join(rep.Forward, " "))
+		}
+	})
+}
+
+func flowsReinstate(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("flows reinstate", flag.ContinueOnError), args, 2, "FLOW VERSION")
+	if err != nil {
+		return err
+	}
+	v, err := version(pos[1])
+	if err != nil {
+		return err
+	}
+	if err := k.c.Reinstate(ctx, saga.Named(pos[0]), v); err != nil {
+		return err
+	}
+	return k.print(map[string]any{"flow": pos[0], "version": v, "status": saga.VersionActive}, func(w io.Writer) {
+		fmt.Fprintf(w, "%s v%d is active again.\n", pos[0], v)
+	})
+}
+
+func sagasLs(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("sagas ls", flag.ContinueOnError)
+	flow := fs.String("flow", "", "")
+	status := fs.String("status", "", "")
+	ver := fs.Int("version", 0, "")
+	if _, err := parse(fs, args, 0, "only flags"); err != nil {
+		return err
+	}
+	if *flow == "" {
+		return usagef("give --flow")
+	}
+	var statuses []saga.Status
+	if *status != "" {
+		st := saga.Status(*status)
+		known := []saga.Status{saga.StatusRunning, saga.StatusCompleted, saga.StatusCompensating, saga.StatusCompensated, saga.StatusCompensationFailed}
+		if !slices.Contains(known, st) {
+			return usagef("--status %q: want one of %v", *status, known)
+		}
+		statuses = append(statuses, st)
+	}
+	list, err := k.c.List(ctx, saga.Named(*flow), statuses...)
+	if err != nil {
+		return err
+	}
+	if *ver > 0 {
+		list = slices.DeleteFunc(list, func(s *saga.State) bool { return s.Version != *ver })
+	}
+	return k.print(list, func(w io.Writer) {
+		fmt.Fprintln(w, "ID\tVERSION\tSTATUS\tSTARTED\tREASON")
+		for _, s := range list {
+			fmt.Fprintf(w, "%s\tv%d\t%s\t%s\t%s\n", s.ID, s.Version, s.Status, s.StartedAt.Format(time.RFC3339), orDash(s.Reason))
+		}
+	})
+}
+
+func sagasShow(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("sagas show", flag.ContinueOnError), args, 2, "FLOW ID")
+	if err != nil {
+		return err
+	}
+	f := saga.Named(pos[0])
+	st, err := k.c.Get(ctx, f, pos[1])
+	if err != nil {
+		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
+	}
+	tl, err := k.c.Timeline(ctx, f, pos[1])
+	if err != nil {
+		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
+	}
+	type shown struct {
+		*saga.State
+		Timeline []saga.Event `json:"timeline"`
+	}
+	return k.print(shown{st, tl}, func(w io.Writer) {
+		fmt.Fprintf(w, "saga %s/%s on v%d: %s\n", st.Flow, st.ID, st.Version, st.Status)
+		if st.Reason != "" {
+			fmt.Fprintf(w, "reason: %s\n", st.Reason)
+		}
+		fmt.Fprintln(w, "STEP\tSTATUS\tATTEMPTS\tNOTE")
+		for _, s := range st.Steps {
+			note := s.Error
+			if s.Waiting != "" {
+				note = s.Waiting
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", s.Name, s.Status, s.Attempts+s.CompensationAttempts, orDash(note))
+		}
+		fmt.Fprintln(w, "SEQ\tEVENT\tTIME")
+		for _, e := range tl {
+			fmt.Fprintf(w, "%d\t%s\t%s\n", e.Sequence, e, e.Time.Format(time.RFC3339Nano))
+		}
+	})
+}
+
+func sagasCancel(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("sagas cancel", flag.ContinueOnError)
+	reason := fs.String("reason", "", "")
+	pos, err := parse(fs, args, 2, "FLOW ID")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return usagef("give --reason: the saga carries it")
+	}
+	if err := k.c.Cancel(ctx, saga.Named(pos[0]), pos[1], *reason); err != nil {
+		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
+	}
+	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "status": string(saga.StatusCompensating)}, func(w io.Writer) {
+		fmt.Fprintf(w, "saga %s/%s is cancelled: it compensates.\n", pos[0], pos[1])
+	})
+}
+
+func sagasRetry(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("sagas retry", flag.ContinueOnError), args, 2, "FLOW ID")
+	if err != nil {
+		return err
+	}
+	if err := k.c.RetryCompensation(ctx, saga.Named(pos[0]), pos[1]); err != nil {
+		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
+	}
+	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "status": string(saga.StatusCompensating)}, func(w io.Writer) {
+		fmt.Fprintf(w, "saga %s/%s compensates again.\n", pos[0], pos[1])
+	})
+}
+
+func sagas(n int) string {
+	if n == 1 {
+		return "1 saga"
+	}
+	return strconv.Itoa(n) + " sagas"
+}
+
+func flowsDiagram(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("flows diagram", flag.ContinueOnError)
+	var pos []string
+	var err error
+	if pos, err = parse(fs, args, 1, "FLOW [VERSION]"); err != nil {
+		if pos, err = parse(fs, args, 2, "FLOW [VERSION]"); err != nil {
+			return err
+		}
+	}
+	want := 0
+	if len(pos) == 2 {
+		if want, err = version(pos[1]); err != nil {
+			return err
+		}
+	}
+	flows, err := k.c.Flows(ctx)
+	if err != nil {
+		return err
+	}
+	var found *saga.FlowInfo
+	for i, f := range flows {
+		if f.Name == pos[0] && (f.Version == want || (want == 0 && (found == nil || f.Version > found.Version))) {
+			found = &flows[i]
+		}
+	}
+	if found == nil {
+		return fmt.Errorf("flow %s: no runner registered that version", pos[0])
+	}
+	if k.json {
+		return k.print(map[string]any{"flow": found.Name, "version": found.Version, "mermaid": found.Mermaid()}, nil)
+	}
+	_, err = io.WriteString(k.out, found.Mermaid())
+	return err
+}
+
+func sagasWatch(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("sagas watch", flag.ContinueOnError)
+	flow := fs.String("flow", "", "")
+	if _, err := parse(fs, args, 0, "only flags"); err != nil {
+		return err
+	}
+	if *flow == "" {
+		return usagef("give --flow")
+	}
+	ch, err := k.c.Watch(ctx, saga.Named(*flow))
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(k.out)
+	for st := range ch {
+		if k.json {
+			if err := enc.Encode(st); err != nil {
+				return err
+			}
+			continue
+		}
+		var running []string
+		for _, s := range st.Steps {
+			if s.Status == saga.StepRunning || s.Status == saga.StepCompensating {
+				running = append(running, s.Name+":"+string(s.Status))
+			}
+		}
+		fmt.Fprintf(k.out, "%s %s v%d %s %s\n", st.UpdatedAt.Format(time.RFC3339Nano), st.ID, st.Version, st.Status, strings.Join(running, " "))
+	}
+	return nil
+}
+
+func dlqLs(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("dlq ls", flag.ContinueOnError)
+	flow := fs.String("flow", "", "")
+	if _, err := parse(fs, args, 0, "only flags"); err != nil {
+		return err
+	}
+	var f saga.FlowRef
+	if *flow != "" {
+		f = saga.Named(*flow)
+	}
+	dead, err := k.c.DeadLetters(ctx, f)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		Sequence uint64    `json:"sequence"`
+		Subject  string    `json:"subject"`
+		Consumer string    `json:"consumer"`
+		Time     time.Time `json:"time"`
+		Reason   string    `json:"reason"`
+	}
+	rows := make([]row, 0, len(dead))
+	for _, d := range dead {
+		rows = append(rows, row{d.Sequence, d.Subject, d.Consumer, d.Time, d.Reason})
+	}
+	return k.print(rows, func(w io.Writer) {
+		fmt.Fprintln(w, "SEQ\tTIME\tSUBJECT\tREASON")
+		for _, r := range rows {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", r.Sequence, r.Time.Format(time.RFC3339), r.Subject, oneLine(r.Reason, 120))
+		}
+	})
+}
+
+func dlqShow(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("dlq show", flag.ContinueOnError), args, 1, "SEQ")
+	if err != nil {
+		return err
+	}
+	seq, err := strconv.ParseUint(pos[0], 10, 64)
+	if err != nil {
+		return usagef("SEQ %q: want the dead letter's sequence (dlq ls)", pos[0])
+	}
+	dead, err := k.c.DeadLetters(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for _, d := range dead {
+		if d.Sequence != seq {
+			continue
+		}
+		return k.print(d, func(w io.Writer) {
+			fmt.Fprintf(w, "sequence:\t%d\nsubject:\t%s\nconsumer:\t%s\ntime:\t%s\nreason:\t%s\n", d.Sequence, d.Subject, d.Consumer, d.Time.Format(time.RFC3339Nano), d.Reason)
+			for _, h := range slices.Sorted(maps.Keys(d.Header)) {
+				fmt.Fprintf(w, "header %s:\t%s\n", h, strings.Join(d.Header[h], ", "))
+			}
+			fmt.Fprintf(w, "payload (%d bytes):\t%s\n", len(d.Data), oneLine(string(d.Data), 2000))
+		})
+	}
+	return fmt.Errorf("no dead letter %d", seq)
+}
+
+func doctor(ctx context.Context, k *cli, args []string) error {
+	if _, err := parse(flag.NewFlagSet("doctor", flag.ContinueOnError), args, 0, "no arguments"); err != nil {
+		return err
+	}
+	found, err := k.c.Diagnose(ctx, saga.DiagnoseOptions{})
+	if err != nil {
+		return err
+	}
+	if err := k.print(found, func(w io.Writer) {
+		if len(found) == 0 {
+			fmt.Fprintln(w, "Nothing is wrong: every step with sagas waiting has a runner, no consumer is behind, no saga is parked or past its deadline, the streams have room.")
+			return
+		}
+		for _, f := range found {
+			fmt.Fprintf(w, "[%s] %s\n\t-> %s\n", f.Kind, f.What, f.Advice)
+		}
+	}); err != nil {
+		return err
+	}
+	if len(found) > 0 {
+		return errFound
+	}
+	return nil
+}
+
+// errFound makes doctor exit 3 when it found something wrong.
+var errFound = errors.New("")
+
+// oneLine shortens s to n characters on one line.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

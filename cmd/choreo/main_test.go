@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+type (
+	Trip   struct{ Who string }
+	Ticket struct{ Who string }
+)
+
+// system is a running flow with two versions: book -> hotel (v1) and
+// book -> car -> hotel (v2); hotel is not served, so sagas wait there.
+func system(t *testing.T) (url string, c *saga.Client, v1, v2 *saga.Flow[Trip], serveHotel func()) {
+	t.Helper()
+	srv := sagatest.NewServer(t)
+	c = srv.Client()
+	book := saga.NewStep[Trip, Ticket]("book", saga.Owner("airline"), saga.Undo("unbook"))
+	car := saga.NewStep[Ticket, Ticket]("car", saga.Owner("rental"))
+	hotel := saga.NewStep[Ticket, Ticket]("hotel", saga.Owner("hotel"))
+	v1 = saga.MustDefine[Trip]("trip", 1, book, hotel, saga.StartedBy("agent"))
+	v2 = saga.MustDefine[Trip]("trip", 2, book, car, hotel, saga.StartedBy("agent"))
+	r, err := saga.NewRunner(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := func(_ context.Context, in Ticket) (Ticket, error) { return in, nil }
+	if err := saga.Handle(r, book, func(_ context.Context, in Trip) (Ticket, error) { return Ticket(in), nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := saga.Handle(r, car, pass, nil); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Run(t, r)
+	serveHotel = func() {
+		r, err := saga.NewRunner(srv.Client())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := saga.Handle(r, hotel, pass, nil); err != nil {
+			t.Fatal(err)
+		}
+		sagatest.Run(t, r)
+	}
+	return srv.ClientURL(), c, v1, v2, serveHotel
+}
+
+// cli runs the command line and returns its exit status and output.
+func runCLI(t *testing.T, url string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errw bytes.Buffer
+	code := run(context.Background(), append([]string{"--server", url}, args...), &out, &errw)
+	return code, out.String(), errw.String()
+}
+
+var times = regexp.MustCompile(`\d{4}-\d\d-\d\dT[0-9:.]+Z`)
+
+// golden compares out with testdata/name, times masked.
+func golden(t *testing.T, name, out string) {
+	t.Helper()
+	out = times.ReplaceAllString(out, "TIME")
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != string(want) {
+		t.Errorf("%s: got\n%s\nwant\n%s", name, out, want)
+	}
+}
+
+func TestFlowsAndVersions(t *testing.T) {
+	url, c, v1, _, serveHotel := system(t)
+	ctx := context.Background()
+	// One after the other, so that the log's sequences are always the same.
+	for _, id := range []string{"old", "new"} {
+		var opts []saga.StartOption
+		if id == "old" {
+			opts = append(opts, saga.ExactVersion()) // else the newest: v2
+		}
+		if err := saga.Start(ctx, c, v1, id, Trip{Who: id}, opts...); err != nil {
+			t.Fatal(err)
+		}
+		sagatest.Poll(t, 20*time.Second, func() bool {
+			st, err := c.Get(ctx, v1, id)
+			return err == nil && st.Step("hotel").Status == saga.StepRunning
+		}, func() string { return id + " does not reach hotel" })
+	}
+
+	code, out, errs := runCLI(t, url, "flows", "ls")
+	if code != 0 {
+		t.Fatalf("flows ls: %d %s", code, errs)
+	}
+	golden(t, "flows-ls.golden", out)
+
+	code, out, errs = runCLI(t, url, "flows", "versions", "trip")
+	if code != 0 {
+		t.Fatalf("flows versions: %d %s", code, errs)
+	}
+	golden(t, "flows-versions.golden", out)
+
+	code, out, _ = runCLI(t, url, "sagas", "show", "trip", "old")
+	if code != 0 {
+		t.Fatalf("sagas show: %d", code)
+	}
+	golden(t, "sagas-show.golden", out)
+
+	code, out, _ = runCLI(t, url, "--json", "sagas", "ls", "--flow", "trip", "--version", "2")
+	var list []saga.State
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].ID != "new" {
+		t.Errorf("sagas ls --json --version 2: %d %s", code, out)
+	}
+
+	code, out, errs = runCLI(t, url, "flows", "retire", "trip", "1", "--drain", "--reason", "v2 rents cars")
+	if code != 0 {
+		t.Fatalf("flows retire: %d %s", code, errs)
+	}
+	golden(t, "flows-retire.golden", out)
+	if err := saga.Start(ctx, c, v1, "late", Trip{}, saga.ExactVersion()); err != nil {
+		// The client read the status less than a second ago: it may still
+		// start one; after a second, it must refuse.
+		t.Logf("start right after retire: %v", err)
+	}
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		return errorsIsRetired(saga.Start(ctx, c, v1, "later", Trip{}, saga.ExactVersion()))
+	}, func() string { return "a start of a drained version was not refused" })
+
+	code, out, _ = runCLI(t, url, "sagas", "cancel", "trip", "old", "--reason", "customer called")
+	if code != 0 || !strings.Contains(out, "cancelled") {
+		t.Errorf("sagas cancel: %d %s", code, out)
+	}
+	// A step nobody serves holds the compensation until a runner of its
+	// version takes its trigger (and skips it: the saga compensates).
+	serveHotel()
+	st := sagatest.AwaitStatus(t, c, v1, "old", 20*time.Second, saga.StatusCompensated)
+	if st.Reason != "cancelled: customer called" {
+		t.Errorf("cancelled saga's reason %q", st.Reason)
+	}
+	code, _, errs = runCLI(t, url, "sagas", "cancel", "trip", "old", "--reason", "again")
+	if code != 1 || !strings.Contains(errs, "not running") {
+		t.Errorf("cancel of an ended saga: %d %q", code, errs)
+	}
+	code, out, _ = runCLI(t, url, "flows", "reinstate", "trip", "v1")
+	if code != 0 || !strings.Contains(out, "active again") {
+		t.Errorf("reinstate: %d %s", code, out)
+	}
+}
+
+func errorsIsRetired(err error) bool {
+	return err != nil && strings.Contains(err.Error(), saga.ErrRetired.Error())
+}
+
+func TestBadCommandLines(t *testing.T) {
+	url, _, _, _, _ := system(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"flows"}, 2, "usage"},
+		{[]string{"flows", "rm"}, 2, `unknown command "flows" "rm"`},
+		{[]string{"flows", "retire", "trip", "1", "--reason", "x"}, 2, "give --drain"},
+		{[]string{"flows", "retire", "trip", "1", "--drain"}, 2, "give --reason"},
+		{[]string{"flows", "retire", "trip", "one", "--drain", "--reason", "x"}, 2, `version "one"`},
+		{[]string{"sagas", "ls"}, 2, "give --flow"},
+		{[]string{"sagas", "ls", "--flow", "trip", "--status", "lost"}, 2, `--status "lost"`},
+		{[]string{"sagas", "show", "trip"}, 2, "want FLOW ID"},
+		{[]string{"sagas", "show", "trip", "nope"}, 1, "not found"},
+		{[]string{"--creds", "/nonexistent", "flows", "ls"}, 2, "--creds"},
+	} {
+		code, _, errs := runCLI(t, url, tc.args...)
+		if code != tc.code || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, %q; want %d and %q", tc.args, code, errs, tc.code, tc.want)
+		}
+	}
+	// A server nobody answers at: one line, status 1.
+	code, _, errs := runCLI(t, "nats://127.0.0.1:1", "flows", "ls")
+	if code != 1 || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "cannot reach") {
+		t.Errorf("unreachable server: %d %q", code, errs)
+	}
+}
+
+// A server without choreo's streams: Open changes nothing and says so.
+func TestUnprovisionedServer(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	code, _, errs := runCLI(t, srv.ClientURL(), "flows", "ls")
+	if code != 1 || !strings.Contains(errs, "provisioned") {
+		t.Errorf("unprovisioned: %d %q", code, errs)
+	}
+	_, js := srv.Connect()
+	names := js.StreamNames(context.Background())
+	for n := range names.Name() {
+		t.Errorf("the command line created stream %s", n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
+	url, c, v1, v2, serveHotel := system(t)
+	ctx := context.Background()
+
+	code, out, errs := runCLI(t, url, "flows", "diagram", "trip")
+	if code != 0 {
+		t.Fatalf("flows diagram: %d %s", code, errs)
+	}
+	golden(t, "flows-diagram-v2.golden", out)
+	if code, out, _ = runCLI(t, url, "flows", "diagram", "trip", "1"); code != 0 || !strings.Contains(out, "trip v1") || strings.Contains(out, "car") {
+		t.Errorf("diagram of v1: %d\n%s", code, out)
+	}
+
+	// A watch sees the saga move.
+	wctx, stopWatch := context.WithCancel(ctx)
+	var wout, werr syncBuffer
+	watched := make(chan int, 1)
+	go func() { watched <- run(wctx, []string{"--server", url, "sagas", "watch", "--flow", "trip"}, &wout, &werr) }()
+	n := 0
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		n++
+		if err := saga.Start(ctx, c, v2, "w"+strconv.Itoa(n), Trip{Who: "w"}); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(wout.String(), " v2 running")
+	}, func() string { return "watch printed: " + wout.String() + werr.String() })
+	stopWatch()
+	if code := <-watched; code != 0 {
+		t.Errorf("watch ended with %d: %s", code, werr.String())
+	}
+
+	// hotel has no runner: doctor says so, exit 3.
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		st, err := c.Get(ctx, v2, "w1")
+		return err == nil && st.Step("hotel").Status == saga.StepRunning
+	}, func() string { return "w1 does not reach hotel" })
+	code, out, _ = runCLI(t, url, "doctor")
+	if code != 3 || !strings.Contains(out, "[unserved]") || !strings.Contains(out, "step hotel") || !strings.Contains(out, "trip v2") {
+		t.Errorf("doctor: %d\n%s", code, out)
+	}
+	serveHotel()
+	sagatest.AwaitStatus(t, c, v2, "w1", 20*time.Second, saga.StatusCompleted)
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		code, _, _ := runCLI(t, url, "doctor")
+		return code == 0
+	}, func() string { _, out, _ := runCLI(t, url, "doctor"); return out })
+
+	// Garbage on a saga subject is dead-lettered with its reason.
+	sagatest.PublishRaw(t, url, "choreo.log.trip.junk.v1._saga.start", "NATS/1.0\r\n\r\n", "not json")
+	var seq string
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		code, out, _ := runCLI(t, url, "--json", "dlq", "ls", "--flow", "trip")
+		var rows []struct {
+			Sequence uint64
+			Subject  string
+			Reason   string
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &rows) != nil {
+			return false
+		}
+		for _, r := range rows {
+			if r.Subject == "choreo.log.trip.junk.v1._saga.start" {
+				seq = strconv.FormatUint(r.Sequence, 10)
+				return strings.Contains(r.Reason, "missing headers")
+			}
+		}
+		return false
+	}, func() string { _, out, _ := runCLI(t, url, "dlq", "ls"); return out })
+	code, out, _ = runCLI(t, url, "dlq", "show", seq)
+	if code != 0 || !strings.Contains(out, "not json") || !strings.Contains(out, "missing headers") {
+		t.Errorf("dlq show: %d\n%s", code, out)
+	}
+	if code, _, errs = runCLI(t, url, "dlq", "show", "999999"); code != 1 || !strings.Contains(errs, "no dead letter") {
+		t.Errorf("dlq show of nothing: %d %s", code, errs)
+	}
+	_ = v1
+}

@@ -1,0 +1,71 @@
+package saga
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Mermaid draws the flow version as a Mermaid flowchart: each step with
+// its owner, parallel groups side by side, the pivot marked, and each
+// compensation (its Undo name) as a dashed edge back. It is generated from
+// the definition, so it cannot drift from what runs.
+func (fi FlowInfo) Mermaid() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "flowchart LR\n  %%%% %s v%d, generated from its definition\n", fi.Name, fi.Version)
+	b.WriteString("  start([" + mermaidText(fi.Input) + "])\n")
+	var positions [][]StepInfo
+	for _, s := range fi.Steps {
+		for len(positions) <= s.Position {
+			positions = append(positions, nil)
+		}
+		positions[s.Position] = append(positions[s.Position], s)
+	}
+	id := func(s StepInfo) string { return "s_" + strings.ReplaceAll(s.Name, "-", "_") }
+	for _, pos := range positions {
+		for _, s := range pos {
+			label := s.Name
+			if s.Owner != "" {
+				label += "<br/><i>" + s.Owner + "</i>"
+			}
+			switch s.Kind {
+			case PivotStep:
+				fmt.Fprintf(&b, "  %s{{\"%s<br/>pivot\"}}\n", id(s), mermaidText(label))
+			case RetriableStep:
+				fmt.Fprintf(&b, "  %s[\"%s<br/>retried\"]\n", id(s), mermaidText(label))
+			default:
+				fmt.Fprintf(&b, "  %s[\"%s\"]\n", id(s), mermaidText(label))
+			}
+		}
+	}
+	b.WriteString("  done([completed])\n")
+	prev := []string{"start"}
+	for _, pos := range positions {
+		var cur []string
+		for _, s := range pos {
+			for _, p := range prev {
+				fmt.Fprintf(&b, "  %s --> %s\n", p, id(s))
+			}
+			cur = append(cur, id(s))
+		}
+		prev = cur
+	}
+	for _, p := range prev {
+		fmt.Fprintf(&b, "  %s --> done\n", p)
+	}
+	for _, s := range fi.Steps {
+		if s.Kind == CompensatableStep {
+			undo := s.Undo
+			if undo == "" {
+				undo = "compensate"
+			}
+			fmt.Fprintf(&b, "  %s -. %s .-> %s\n", id(s), mermaidText(undo), id(s))
+		}
+	}
+	return b.String()
+}
+
+// mermaidText keeps a label from closing Mermaid's quotes.
+func mermaidText(s string) string { return strings.ReplaceAll(s, `"`, "#quot;") }
+
+// Info describes the flow version as the registry holds it.
+func (f *Flow[In]) Info() FlowInfo { return f.def.info() }

@@ -1,0 +1,123 @@
+package saga
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Finding is one thing Diagnose found wrong.
+type Finding struct {
+	Kind   string `json:"kind"` // unserved, behind, overdue, parked, limits
+	Flow   string `json:"flow,omitempty"`
+	What   string `json:"what"`   // what is wrong, in a line
+	Advice string `json:"advice"` // what to do about it
+}
+
+// DiagnoseOptions are Diagnose's thresholds; zero values take defaults.
+type DiagnoseOptions struct {
+	Behind  uint64        // a consumer with more messages pending than this is behind (default 1000)
+	Overdue time.Duration // a running saga this far past its deadline is stuck (default 1m)
+	Full    float64       // a stream this full (0-1) is near its limits (default 0.8)
+}
+
+// Diagnose says what is wrong now: steps whose sagas wait because no
+// runner of their version is attached, consumers far behind, sagas past
+// their deadline and still running, parked sagas, a stream near its
+// limits. It reads every saga of every registered flow (as List does):
+// an operator's tool.
+func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, error) {
+	if o.Behind == 0 {
+		o.Behind = 1000
+	}
+	if o.Overdue == 0 {
+		o.Overdue = time.Minute
+	}
+	if o.Full == 0 {
+		o.Full = 0.8
+	}
+	var out []Finding
+	flows, err := c.Flows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, f := range flows {
+		names[f.Name] = true
+	}
+	for _, name := range sortedKeys(names) {
+		sagas, err := c.List(ctx, Named(name))
+		if err != nil {
+			return nil, err
+		}
+		waiting := map[string]int{} // "v1/step" -> sagas running it
+		for _, st := range sagas {
+			switch {
+			case st.Status == StatusCompensationFailed:
+				out = append(out, Finding{Kind: "parked", Flow: name,
+					What:   fmt.Sprintf("saga %s (v%d) is parked: %s", st.ID, st.Version, st.Reason),
+					Advice: fmt.Sprintf("fix what its compensation needs, then: choreo sagas retry %s %s", name, st.ID)})
+			case st.Status == StatusRunning && !st.Deadline.IsZero() && time.Since(st.Deadline) > o.Overdue:
+				out = append(out, Finding{Kind: "overdue", Flow: name,
+					What:   fmt.Sprintf("saga %s (v%d) is running %s past its deadline", st.ID, st.Version, time.Since(st.Deadline).Round(time.Second)),
+					Advice: "no runner of its flow handles its timer (CHOREO_TIMERS): start one, or cancel it"})
+			}
+			if st.Status.Terminal() {
+				continue
+			}
+			for _, s := range st.Steps {
+				if s.Status == StepRunning {
+					waiting[fmt.Sprintf("%d/%s", st.Version, s.Name)]++
+				}
+			}
+		}
+		for _, key := range sortedKeys(waiting) {
+			slash := strings.Index(key, "/")
+			v, _ := strconv.Atoi(key[:slash])
+			step := key[slash+1:]
+			if !c.served(ctx, name, v, step) {
+				out = append(out, Finding{Kind: "unserved", Flow: name,
+					What:   fmt.Sprintf("%d saga(s) of %s v%d wait at step %s, and no runner of v%d is attached to it", waiting[key], name, v, step, v),
+					Advice: fmt.Sprintf("start a service that runs %s v%d (a runner whose ServeVersions includes %d)", name, v, v)})
+			}
+		}
+	}
+	lister := c.j.stream.ListConsumers(ctx)
+	for ci := range lister.Info() {
+		if ci.NumPending > o.Behind {
+			out = append(out, Finding{Kind: "behind", What: fmt.Sprintf("consumer %s has %d messages pending (%d being handled)", ci.Name, ci.NumPending, ci.NumAckPending),
+				Advice: "add instances of the service that runs it, or look for a slow handler"})
+		}
+	}
+	if err := lister.Err(); err != nil && err != jetstream.ErrEndOfData {
+		return nil, fmt.Errorf("saga: consumers: %w", err)
+	}
+	info, err := c.j.stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("saga: stream %s: %w", StreamName, err)
+	}
+	cfg, st := info.Config, info.State
+	if cfg.MaxMsgs > 0 && float64(st.Msgs) >= o.Full*float64(cfg.MaxMsgs) {
+		out = append(out, Finding{Kind: "limits", What: fmt.Sprintf("stream %s holds %d of its %d messages", StreamName, st.Msgs, cfg.MaxMsgs),
+			Advice: "raise the limit, or shorten the retention of ended sagas (WithRetention)"})
+	}
+	if cfg.MaxBytes > 0 && float64(st.Bytes) >= o.Full*float64(cfg.MaxBytes) {
+		out = append(out, Finding{Kind: "limits", What: fmt.Sprintf("stream %s holds %d of its %d bytes", StreamName, st.Bytes, cfg.MaxBytes),
+			Advice: "raise the limit, or shorten the retention of ended sagas (WithRetention)"})
+	}
+	return out, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,485 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/jsutil"
+	"github.com/choreo-go/choreo/internal/wire"
+)
+
+// Flow versions side by side.
+//
+// A saga runs to its end on the version it started with: its events,
+// commands and timers carry the version in their subjects, and each
+// version's steps have consumers of their own, so a version 1 trigger
+// reaches a version 1 handler and a version 2 trigger a version 2 handler.
+// The registry (the FlowsBucket key-value bucket) holds what runners serve
+// (each registers the definitions it runs when it starts) and what an
+// operator decided about a version (Retire), which Start obeys.
+
+// FlowsBucket is the key-value bucket of choreo's flow registry: under
+// def.<flow>.v<N> the definitions runners serve, under status.<flow>.v<N>
+// the versions an operator retired.
+const FlowsBucket = "CHOREO_FLOWS"
+
+// VersionStatus is whether new sagas may start on a flow version.
+type VersionStatus string
+
+// Version statuses.
+const (
+	VersionActive   VersionStatus = "active"   // sagas start on it
+	VersionDraining VersionStatus = "draining" // no new sagas; those in flight finish
+	VersionRetired  VersionStatus = "retired"  // no new sagas; those in flight were compensated
+)
+
+// RetireMode is what Retire does with a version's sagas in flight.
+type RetireMode string
+
+// Retire modes.
+const (
+	// Drain refuses new sagas of the version and lets those in flight
+	// finish on it: keep its runners until Versions reports none left.
+	Drain RetireMode = "drain"
+	// CompensateInFlight refuses new sagas of the version and cancels every
+	// running saga of it that has not passed its pivot: they compensate,
+	// on the version's runners, with the reason given. Sagas past their
+	// pivot can only go forward and are left to finish.
+	CompensateInFlight RetireMode = "compensate"
+)
+
+// versionMark is what the registry holds under status.<flow>.v<N>.
+type versionMark struct {
+	Status VersionStatus `json:"status"`
+	Reason string        `json:"reason,omitempty"`
+	Since  time.Time     `json:"since"`
+}
+
+// FlowInfo is a flow version as a runner registered it: what it is, for
+// tools that are not compiled with the flow (the operator CLI).
+type FlowInfo struct {
+	Name      string        `json:"name"`
+	Version   int           `json:"version"`
+	Input     string        `json:"input"` // the CloudEvents type of the start event
+	StartedBy []string      `json:"started_by,omitempty"`
+	Deadline  time.Duration `json:"deadline,omitempty"`
+	Steps     []StepInfo    `json:"steps"`
+}
+
+func (f *flowDef) info() FlowInfo {
+	fi := FlowInfo{Name: f.name, Version: f.version, Input: f.inputType, StartedBy: slices.Clone(f.starters), Deadline: f.deadline}
+	for _, d := range f.steps {
+		fi.Steps = append(fi.Steps, StepInfo{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout})
+	}
+	return fi
+}
+
+func defKey(flow string, version int) string { return "def." + flow + "." + wire.Version(version) }
+func statusKey(flow string, version int) string {
+	return "status." + flow + "." + wire.Version(version)
+}
+
+// registry is a client's view of the flows bucket: the status of the
+// versions it starts, read at most once a second each.
+type registry struct {
+	kv jetstream.KeyValue
+
+	mu     sync.Mutex
+	marks  map[string]registryMark // by status key
+	warned time.Time
+}
+
+type registryMark struct {
+	mark versionMark // zero Status: active
+	at   time.Time
+}
+
+// statusTTL is how long Start trusts what it read of a version's status:
+// a retirement takes effect within it.
+const statusTTL = time.Second
+
+// status returns a version's status, from the bucket at most once a
+// statusTTL. A bucket it cannot read counts as active (new sagas are not
+// refused because the registry is unreachable), logged once a minute.
+func (c *Client) status(ctx context.Context, flow string, version int) versionMark {
+	r := c.reg
+	key := statusKey(flow, version)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m, ok := r.marks[key]; ok && time.Since(m.at) < statusTTL {
+		return m.mark
+	}
+	var mark versionMark
+	e, err := r.kv.Get(ctx, key)
+	switch {
+	case err == nil:
+		if jerr := json.Unmarshal(e.Value(), &mark); jerr != nil {
+			err = jerr
+		}
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		err = nil
+	}
+	if err != nil {
+		if time.Since(r.warned) > time.Minute {
+			r.warned = time.Now()
+			c.opts.logger.Warn("choreo: cannot read the flow registry; starting sagas as if the version were active", "flow", flow, "version", version, "err", err)
+		}
+		return versionMark{}
+	}
+	r.marks[key] = registryMark{mark: mark, at: time.Now()}
+	return mark
+}
+
+// register records the definitions a runner serves, when the registry
+// holds none or another.
+func (c *Client) register(ctx context.Context, defs []*flowDef) error {
+	for _, f := range defs {
+		want, err := json.Marshal(f.info())
+		if err != nil {
+			return err
+		}
+		key := defKey(f.name, f.version)
+		if e, err := c.reg.kv.Get(ctx, key); err == nil && string(e.Value()) == string(want) {
+			continue
+		}
+		if _, err := c.reg.kv.Put(ctx, key, want); err != nil {
+			return fmt.Errorf("saga: register %s v%d: %w", f.name, f.version, err)
+		}
+	}
+	return nil
+}
+
+// newest returns the newest version of f's flow this client knows whose
+// input is f's.
+func (j *journal) newest(f *flowDef) *flowDef {
+	j.defsMu.Lock()
+	defer j.defsMu.Unlock()
+	best := f
+	for _, d := range j.defs {
+		if d.name == f.name && d.version > best.version && d.input == f.input {
+			best = d
+		}
+	}
+	return best
+}
+
+// openVersion picks the version a Start of f starts: f's own when exact,
+// else the newest the client knows with f's input; it returns ErrRetired
+// when that version is draining or retired.
+func (c *Client) openVersion(ctx context.Context, f *flowDef, exact bool) (*flowDef, error) {
+	if !exact {
+		f = c.j.newest(f)
+	}
+	if m := c.status(ctx, f.name, f.version); m.Status == VersionDraining || m.Status == VersionRetired {
+		return nil, fmt.Errorf("%w: flow %s v%d is %s since %s (%s): start a newer version", ErrRetired, f.name, f.version, m.Status, m.Since.Format(time.RFC3339), m.Reason)
+	}
+	return f, nil
+}
+
+// StartOption changes what Start does.
+type StartOption func(*startOptions)
+
+type startOptions struct{ exact bool }
+
+// ExactVersion starts the flow version passed to Start, not the newest
+// version of the flow the client knows (the default).
+func ExactVersion() StartOption { return func(o *startOptions) { o.exact = true } }
+
+// Cancel is an operator's stop of a running saga: it compensates, with
+// the reason, on the runners of its version. It returns ErrNotFound, or
+// ErrNotRunning for a saga that ended, compensates already, or ran its
+// pivot (it can only go forward). Only an identity that may append saga
+// events of its own (an admin) may cancel: Permissions gives services no
+// such right.
+func (c *Client) Cancel(ctx context.Context, f FlowRef, id, reason string) error {
+	if !valid(f, id) {
+		return ErrNotFound
+	}
+	if strings.TrimSpace(reason) == "" {
+		return fmt.Errorf("%w: a cancellation needs a reason", ErrInvalidOption)
+	}
+	c.j.defineRef(f)
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cur, seq, err := c.j.load(ctx, name(f), id, 0)
+	if err != nil {
+		return err
+	}
+	e := entry{step: wire.SagaStep, phase: PhaseCancelled, apply: func(s *State, _ time.Time) error { return s.cancel("cancelled: " + reason) }}
+	st, seq, err := c.j.append(ctx, cur, seq, e)
+	if err != nil {
+		return err
+	}
+	return c.j.emitDue(ctx, st, seq)
+}
+
+// VersionReport is where a flow version stands.
+type VersionReport struct {
+	Flow    string        `json:"flow"`
+	Version int           `json:"version"`
+	Status  VersionStatus `json:"status"`
+	Reason  string        `json:"reason,omitempty"`
+	Since   time.Time     `json:"since,omitzero"`
+	// Registered says a runner registered this version's definition.
+	Registered bool `json:"registered"`
+	// Unserved lists the steps no runner is attached to now: sagas that
+	// reach them wait.
+	Unserved []string `json:"unserved,omitempty"`
+	// Sagas counts the version's sagas by status; InFlight lists those
+	// not ended (running, compensating, parked), oldest first.
+	Sagas    map[Status]int `json:"sagas"`
+	InFlight []string       `json:"in_flight,omitempty"`
+	// Forward lists, after Retire with CompensateInFlight, the sagas that
+	// passed their pivot and are left to finish on the version's runners.
+	Forward []string `json:"forward,omitempty"`
+}
+
+// Left is how many of the version's sagas have not ended: when it is 0
+// after a drain, the version's runners may go.
+func (v VersionReport) Left() int { return len(v.InFlight) }
+
+// Versions reports every version of flow f that the registry or the
+// saga log knows: its status, whether runners serve it, and its sagas. It
+// reads every saga of the flow (as List does): an operator's tool.
+func (c *Client) Versions(ctx context.Context, f FlowRef) ([]VersionReport, error) {
+	if f == nil || !token(name(f)) {
+		return nil, fmt.Errorf("%w: bad flow name", ErrInvalidFlow)
+	}
+	flow := name(f)
+	reports := map[int]*VersionReport{}
+	get := func(v int) *VersionReport {
+		if reports[v] == nil {
+			reports[v] = &VersionReport{Flow: flow, Version: v, Status: VersionActive, Sagas: map[Status]int{}}
+		}
+		return reports[v]
+	}
+	defs := map[int]FlowInfo{}
+	err := c.scanRegistry(ctx, flow, func(kind string, v int, value []byte) {
+		r := get(v)
+		switch kind {
+		case "def":
+			var fi FlowInfo
+			if json.Unmarshal(value, &fi) == nil {
+				r.Registered, defs[v] = true, fi
+			}
+		case "status":
+			var m versionMark
+			if json.Unmarshal(value, &m) == nil && m.Status != "" {
+				r.Status, r.Reason, r.Since = m.Status, m.Reason, m.Since
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	sagas, err := c.List(ctx, Named(flow))
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range sagas {
+		r := get(st.Version)
+		r.Sagas[st.Status]++
+		if !st.Status.Terminal() || st.Status == StatusCompensationFailed {
+			r.InFlight = append(r.InFlight, st.ID)
+		}
+	}
+	var out []VersionReport
+	for v, r := range reports {
+		if fi, ok := defs[v]; ok {
+			for _, s := range fi.Steps {
+				if !c.served(ctx, flow, v, s.Name) {
+					r.Unserved = append(r.Unserved, s.Name)
+				}
+			}
+		}
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Version < out[b].Version })
+	return out, nil
+}
+
+// scanRegistry calls fn with every registry entry of flow: its kind
+// ("def" or "status"), version and value.
+func (c *Client) scanRegistry(ctx context.Context, flow string, fn func(kind string, version int, value []byte)) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	lister, err := c.reg.kv.ListKeysFiltered(ctx, "def."+flow+".*", "status."+flow+".*")
+	if err != nil {
+		return fmt.Errorf("saga: flow registry: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		parts := strings.Split(k, ".")
+		if len(parts) != 3 {
+			continue
+		}
+		v, ok := wire.ParseVersion(parts[2])
+		if !ok {
+			continue
+		}
+		e, err := c.reg.kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("saga: flow registry %s: %w", k, err)
+		}
+		fn(parts[0], v, e.Value())
+	}
+	return nil
+}
+
+// Flows lists the flow versions runners registered (FlowInfo), by name
+// and version: for tools not compiled with the flows.
+func (c *Client) Flows(ctx context.Context) ([]FlowInfo, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	lister, err := c.reg.kv.ListKeysFiltered(ctx, "def.>")
+	if err != nil {
+		return nil, fmt.Errorf("saga: flow registry: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	var out []FlowInfo
+	for _, k := range keys {
+		e, err := c.reg.kv.Get(ctx, k)
+		if err != nil {
+			continue // deleted since it was listed
+		}
+		var fi FlowInfo
+		if json.Unmarshal(e.Value(), &fi) == nil {
+			out = append(out, fi)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if out[a].Name != out[b].Name {
+			return out[a].Name < out[b].Name
+		}
+		return out[a].Version < out[b].Version
+	})
+	return out, nil
+}
+
+// Retire stops new sagas of one version of flow f, as an operator's
+// explicit act; Start refuses the version from then on (within a second)
+// and starts the newest version instead where the starter knows one. With
+// Drain, the sagas in flight finish on the version's runners; with
+// CompensateInFlight, every one that has not passed its pivot is
+// cancelled with the reason and compensates on them. Either way, nothing a
+// saga did is left uncompensated for want of its definition: keep the
+// version's runners until the report's Left is 0 (Versions tells again
+// later). It returns the version's report.
+func (c *Client) Retire(ctx context.Context, f FlowRef, version int, mode RetireMode, reason string) (*VersionReport, error) {
+	if f == nil || !token(name(f)) || version < 1 {
+		return nil, fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
+	}
+	if mode != Drain && mode != CompensateInFlight {
+		return nil, fmt.Errorf("%w: retire mode %q: want %q or %q", ErrInvalidOption, mode, Drain, CompensateInFlight)
+	}
+	if strings.TrimSpace(reason) == "" {
+		return nil, fmt.Errorf("%w: a retirement needs a reason", ErrInvalidOption)
+	}
+	flow := name(f)
+	mark := versionMark{Status: VersionDraining, Reason: reason, Since: time.Now().UTC()}
+	if mode == CompensateInFlight {
+		mark.Status = VersionRetired
+	}
+	value, _ := json.Marshal(mark)
+	pctx, cancel := withTimeout(ctx)
+	_, err := c.reg.kv.Put(pctx, statusKey(flow, version), value)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("saga: retire %s v%d: %w", flow, version, err)
+	}
+	var forward []string
+	if mode == CompensateInFlight {
+		// Starters read the status at most a statusTTL late: a second pass
+		// after it catches a saga started meanwhile.
+		done := map[string]bool{}
+		for pass := range 2 {
+			if pass == 1 {
+				select {
+				case <-time.After(statusTTL + 100*time.Millisecond):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			sagas, err := c.List(ctx, Named(flow), StatusRunning)
+			if err != nil {
+				return nil, err
+			}
+			for _, st := range sagas {
+				if st.Version != version || done[st.ID] {
+					continue
+				}
+				done[st.ID] = true
+				err := c.Cancel(ctx, Named(flow), st.ID, fmt.Sprintf("flow %s v%d retired: %s", flow, version, reason))
+				switch {
+				case errors.Is(err, ErrNotRunning) && st.pivoted():
+					forward = append(forward, st.ID)
+				case errors.Is(err, ErrNotRunning), errors.Is(err, ErrNotFound):
+					// ended, or compensating already, meanwhile
+				case err != nil:
+					return nil, fmt.Errorf("saga: retire %s v%d: cancel %s: %w", flow, version, st.ID, err)
+				}
+			}
+		}
+	}
+	reports, err := c.Versions(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range reports {
+		if r.Version == version {
+			r.Forward = forward
+			return &r, nil
+		}
+	}
+	return &VersionReport{Flow: flow, Version: version, Status: mark.Status, Reason: reason, Since: mark.Since, Sagas: map[Status]int{}, Forward: forward}, nil
+}
+
+// Reinstate takes back a retirement: sagas start on the version again.
+func (c *Client) Reinstate(ctx context.Context, f FlowRef, version int) error {
+	if f == nil || !token(name(f)) || version < 1 {
+		return fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if err := c.reg.kv.Delete(ctx, statusKey(name(f), version)); err != nil {
+		return fmt.Errorf("saga: reinstate %s v%d: %w", name(f), version, err)
+	}
+	return nil
+}
+
+// openRegistry opens (or, with the right, creates) the flows bucket.
+func openRegistry(ctx context.Context, js jetstream.JetStream, o options) (*registry, error) {
+	storage := jetstream.FileStorage
+	if o.memory {
+		storage = jetstream.MemoryStorage
+	}
+	kv, err := jsutil.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      FlowsBucket,
+		Description: "choreo: the flow versions runners serve, and those retired",
+		History:     8,
+		Storage:     storage,
+		Replicas:    o.replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: bucket %s: %w", FlowsBucket, notProvisioned(js.Conn(), "KV_"+FlowsBucket, err))
+	}
+	return &registry{kv: kv, marks: map[string]registryMark{}}, nil
+}
