@@ -134,9 +134,11 @@ func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (boo
 		}
 		var v T
 		var rev uint64
-		e, err := s.kv.Get(ctx, key)
+		e, err := attempt(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return s.kv.Get(ctx, key) })
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case unanswered(ctx, err):
+			continue
 		case err != nil:
 			return v, err
 		default:
@@ -153,12 +155,15 @@ func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (boo
 		if err != nil {
 			return v, err
 		}
-		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, data)
-		} else {
-			_, err = s.kv.Update(ctx, key, data, rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) {
+		_, err = attempt(ctx, func(ctx context.Context) (uint64, error) {
+			if rev == 0 {
+				return s.kv.Create(ctx, key, data)
+			}
+			return s.kv.Update(ctx, key, data, rev)
+		})
+		// Unanswered, the write may have been made: the next read tells,
+		// and fn sees its own change.
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) || unanswered(ctx, err) {
 			continue
 		}
 		return v, err

@@ -648,37 +648,37 @@ func (s *stack) checkEmails(d kit.Deps, l *load) int {
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		count = 0
-		for _, n := range mail {
-			count += n
-		}
+		count = len(mail)
 		problems = problems[:0]
-		receipts := false
-		for name := range mail {
+		// A receipt is named by its payment; it names its order.
+		receipts := map[string]int{}
+		for name, orders := range mail {
 			if strings.HasPrefix(name, "receipt-") {
-				receipts = true
+				for _, id := range orders {
+					receipts[id]++
+				}
 			}
 		}
 		for _, c := range append(slices.Clone(l.fr), l.aq...) {
-			if n := mail["welcome-"+c]; n != 1 {
+			if n := len(mail["welcome-"+c]); n != 1 {
 				problems = append(problems, fmt.Sprintf("customer %s: %d welcome e-mails", c, n))
 			}
 		}
 		for _, id := range ids {
 			_, want := l.acked[id].want()
 			other := map[string]string{"confirmed": "rejected", "rejected": "confirmed"}[want]
-			if n := mail[want+"-"+id]; n != 1 {
+			if n := len(mail[want+"-"+id]); n != 1 {
 				problems = append(problems, fmt.Sprintf("order %s: %d %s e-mails", id, n, want))
 			}
-			if n := mail[other+"-"+id]; n != 0 {
+			if n := len(mail[other+"-"+id]); n != 0 {
 				problems = append(problems, fmt.Sprintf("order %s: %d %s e-mails, it was %s", id, n, other, want))
 			}
-			if receipts {
+			if len(receipts) > 0 {
 				want := 0
 				if charged[id] {
 					want = 1
 				}
-				if n := mail["receipt-"+id]; n != want {
+				if n := receipts[id]; n != want {
 					problems = append(problems, fmt.Sprintf("order %s: %d receipts, want %d", id, n, want))
 				}
 			}
@@ -694,9 +694,10 @@ func (s *stack) checkEmails(d kit.Deps, l *load) int {
 	return count
 }
 
-// mail counts the e-mails in the notification container's /mail by name
-// (without .eml), with the Message-ID of each checked against its name.
-func (s *stack) mail() (map[string]int, error) {
+// mail reads the e-mails in the notification container's /mail: by name
+// (without .eml), the order ids each names (one entry for an e-mail that
+// names none). Each e-mail's Message-ID must be its name.
+func (s *stack) mail() (map[string][]string, error) {
 	ids := s.containers("notification")
 	if len(ids) != 1 {
 		return nil, fmt.Errorf("%d notification containers, want 1", len(ids))
@@ -709,7 +710,7 @@ func (s *stack) mail() (map[string]int, error) {
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("docker cp /mail: %v %s", err, stderr.String())
 	}
-	mail := map[string]int{}
+	mail := map[string][]string{}
 	tr := tar.NewReader(&out)
 	for {
 		h, err := tr.Next()
@@ -731,9 +732,16 @@ func (s *stack) mail() (map[string]int, error) {
 		if !bytes.Contains(body, []byte("Message-ID: <"+name+"@")) {
 			return nil, fmt.Errorf("e-mail %s: its Message-ID is not its name", base)
 		}
-		mail[name]++
+		ids := slices.Compact(slices.Sorted(slices.Values(orderID.FindAllString(string(body), -1))))
+		if len(ids) == 0 {
+			ids = []string{""}
+		}
+		mail[name] = ids
 	}
 }
+
+// orderID matches the shop's order ids (kit.NewID("ord")).
+var orderID = regexp.MustCompile(`\bord-[0-9A-Za-z]+\b`)
 
 // atLeast reports whether the version v (major.minor.patch[-pre]) is at
 // least the one given.
