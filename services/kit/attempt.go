@@ -33,3 +33,26 @@ func unanswered(ctx context.Context, err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
+
+// maxUnanswered is how many unanswered attempts in Update are tried again;
+// the last error is returned after that. "No responders" also says that a
+// stream is gone, which no retry mends.
+const maxUnanswered = 4
+
+// retries counts an Update's unanswered attempts.
+type retries int
+
+// again reports whether to try again, after a pause, or whether ctx ended
+// or the attempts ran out.
+func (r *retries) again(ctx context.Context) bool {
+	if *r >= maxUnanswered {
+		return false
+	}
+	*r++
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Duration(*r) * 250 * time.Millisecond): // a leader being elected
+		return true
+	}
+}

@@ -120,6 +120,7 @@ func (s *Store) Put(ctx context.Context, key string, v any) error {
 // none) with compare-and-set, retrying on a lost race. fn returning false
 // leaves the value as it is.
 func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (bool, error)) (T, error) {
+	var lost retries
 	for try := 0; ; try++ {
 		if try > 0 {
 			// A lost race, or a read from a replica that lags the leader
@@ -137,7 +138,7 @@ func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (boo
 		e, err := attempt(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return s.kv.Get(ctx, key) })
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case unanswered(ctx, err):
+		case unanswered(ctx, err) && lost.again(ctx):
 			continue
 		case err != nil:
 			return v, err
@@ -163,7 +164,7 @@ func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (boo
 		})
 		// Unanswered, the write may have been made: the next read tells,
 		// and fn sees its own change.
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) || unanswered(ctx, err) {
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) || (unanswered(ctx, err) && lost.again(ctx)) {
 			continue
 		}
 		return v, err
