@@ -250,7 +250,9 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 	wctx, stopWatch := context.WithCancel(ctx)
 	var wout, werr syncBuffer
 	watched := make(chan int, 1)
-	go func() { watched <- run(wctx, []string{"--server", url, "sagas", "watch", "--flow", "trip"}, &wout, &werr) }()
+	go func() {
+		watched <- run(wctx, []string{"--server", url, "sagas", "watch", "--flow", "trip"}, &wout, &werr)
+	}()
 	n := 0
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		n++
