@@ -53,6 +53,16 @@
 // bucket FlowsBucket, where each runner also registers the definitions it
 // serves (Client.Flows lists them for tools not compiled with the flows).
 //
+// # Operating
+//
+// Open attaches to provisioned streams without changing anything, for
+// tools. Flows lists the registered flow versions and FlowInfo.Mermaid
+// draws one; Versions and Diagnose say where versions stand and what is
+// wrong now (steps whose sagas wait with no runner attached, consumers
+// behind, sagas past their deadline, parked sagas, streams near their
+// limits); DeadLetters, ReplayDeadLetter and PurgeDeadLetters handle what
+// could not be processed. The command line cmd/choreo is built on these.
+//
 // # Phases
 //
 // Every event of a saga's log has a Phase (PhaseStart, PhaseDone,
