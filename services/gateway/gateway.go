@@ -217,6 +217,7 @@ type SagaView struct {
 	StartedAt time.Time   `json:"started_at"`
 	EndedAt   *time.Time  `json:"ended_at,omitempty"`
 	Steps     []StepView  `json:"steps"`
+	TraceID   string      `json:"trace_id,omitempty"` // its OpenTelemetry trace, when traced
 }
 
 // StepView is a saga step as the API shows it.
@@ -240,7 +241,7 @@ func timePtr(t time.Time) *time.Time {
 }
 
 func sagaView(st *saga.State) *SagaView {
-	v := &SagaView{Version: st.Version, Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt)}
+	v := &SagaView{Version: st.Version, Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt), TraceID: st.TraceID}
 	for _, ss := range st.Steps {
 		v.Steps = append(v.Steps, StepView{Name: ss.Name, Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error,
 			StartedAt: timePtr(ss.StartedAt), EndedAt: timePtr(ss.EndedAt), CompensationAttempts: ss.CompensationAttempts, CompensatedAt: timePtr(ss.CompensatedAt)})

@@ -51,14 +51,18 @@ type Config struct {
 	Without []string
 	// Gateway are the gateway's options (allowed hosts, limits).
 	Gateway []gateway.Option
+	// MetricsAddr, when set, is the admin listener (host:port): the
+	// services' Prometheus /metrics and the gateway's POST /admin/rebuild.
+	MetricsAddr string
 }
 
 // Shop is a running shop.
 type Shop struct {
-	HTTPAddr string
-	NATSURL  string
-	Gateway  *gateway.Service
-	Deps     kit.Deps // the admin's
+	HTTPAddr    string
+	MetricsAddr string // the admin listener's, with Config.MetricsAddr
+	NATSURL     string
+	Gateway     *gateway.Service
+	Deps        kit.Deps // the admin's
 	// Credentials is the directory of the embedded server's identities'
 	// nkey seed files, <name>.nk ("" on an external server).
 	Credentials string
@@ -148,6 +152,16 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return err
 		}
 	}
+	admin := kit.NewAdmin(nil) // no metrics, nothing counted, without an address
+	var adminLn net.Listener
+	if cfg.MetricsAddr != "" {
+		admin = kit.NewAdmin(kit.NewMetrics())
+		var err error
+		if adminLn, err = admin.Listen(cfg.MetricsAddr); err != nil {
+			return err
+		}
+		defer adminLn.Close()
+	}
 	url := cfg.NATSURL
 	var keys map[string]nkeys.KeyPair // one per identity; none on an external server
 	var credDir string
@@ -206,7 +220,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		return err
 	}
 	defer nc.Close()
-	admin, err := Provision(ctx, nc, cfg.Logger)
+	provisioned, err := Provision(ctx, nc, cfg.Logger)
 	if err != nil {
 		return err
 	}
@@ -225,13 +239,14 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return err
 		}
 		defer snc.Close()
-		d, err := kit.NewDeps(ctx, snc, name, cfg.Logger)
+		d, err := kit.NewDeps(ctx, snc, name, cfg.Logger, kit.WithAdmin(admin))
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		var run func(context.Context) error
 		if name == "gateway" {
 			gw = gateway.New(d, cfg.HTTPAddr, cfg.Gateway...)
+			admin.Mux.Handle("POST /admin/rebuild", gw.RebuildHandler())
 			run = gw.Run
 		} else {
 			run = Service(name, d, cfg.MailDir)
@@ -243,7 +258,13 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return nil
 		})
 	}
-	sh := &Shop{NATSURL: url, Gateway: gw, Deps: admin, Credentials: credDir}
+	if adminLn != nil {
+		g.Go(func() error { return admin.Serve(gctx, adminLn) })
+	}
+	sh := &Shop{NATSURL: url, Gateway: gw, Deps: provisioned, Credentials: credDir}
+	if adminLn != nil {
+		sh.MetricsAddr = adminLn.Addr().String()
+	}
 	if gw != nil {
 		select {
 		case sh.HTTPAddr = <-gw.Addr():

@@ -9,13 +9,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/choreo-go/choreo/services/gateway"
+	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/shop"
 )
 
@@ -30,23 +31,42 @@ func main() {
 	flag.StringVar(&cfg.TLS.Cert, "tls-cert", shop.EnvOr("CHOREO_TLS_CERT", ""), "PEM certificate: the embedded nats-server requires TLS of its clients (env CHOREO_TLS_CERT)")
 	flag.StringVar(&cfg.TLS.Key, "tls-key", shop.EnvOr("CHOREO_TLS_KEY", ""), "PEM key of --tls-cert (env CHOREO_TLS_KEY)")
 	flag.StringVar(&cfg.TLS.CA, "tls-ca", shop.EnvOr("CHOREO_TLS_CA", ""), "PEM CA: clients must present a certificate it signed (env CHOREO_TLS_CA)")
-	verbose := flag.Bool("v", false, "log what the services do")
+	verbose := flag.Bool("v", false, "log what the services do (--log-level info)")
+	level := flag.String("log-level", shop.EnvOr("CHOREO_LOG_LEVEL", "warn"), "debug, info, warn or error; JSON lines when stderr is not a terminal (env CHOREO_LOG_LEVEL)")
+	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", shop.EnvOr("CHOREO_METRICS_ADDR", ""), "host:port of the admin listener: Prometheus /metrics and POST /admin/rebuild; none when empty (env CHOREO_METRICS_ADDR)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "shop: unexpected argument %q\n", flag.Arg(0))
 		os.Exit(2)
 	}
 	cfg.Gateway = []gateway.Option{gateway.AllowHosts(strings.Split(*hosts, ",")...), gateway.MaxWebsockets(*maxWS)}
-	level := slog.LevelWarn
 	if *verbose {
-		level = slog.LevelInfo
+		*level = "info"
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logger, err := kit.NewLogger(os.Stderr, *level)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shop:", err)
+		os.Exit(2)
+	}
+	cfg.Logger = logger
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := shop.Run(ctx, cfg, func(s *shop.Shop) {
+	shutdown, err := kit.Tracing(ctx, "shop")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shop:", err)
+		os.Exit(2)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(sctx)
+	}()
+	err = shop.Run(ctx, cfg, func(s *shop.Shop) {
 		fmt.Printf("choreo shop is running\n  web UI and API  http://%s\n  nats-server     %s (one identity per service, no anonymous access)\n  nats CLI        %s\n  data            %s\n",
 			s.HTTPAddr, s.NATSURL, s.AdminCLI(), cfg.DataDir)
+		if s.MetricsAddr != "" {
+			fmt.Printf("  metrics         http://%s/metrics\n", s.MetricsAddr)
+		}
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shop:", err)
