@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -135,20 +136,20 @@ func NewMetrics() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_steps_handled_total",
-			Help: "Handler calls (phase action or compensation) by step and the outcome recorded of them."}, []string{"flow", "step", "phase", "outcome"}),
+			Help: "Handler calls (phase action or compensation) by step and the outcome recorded of them."}, []string{"flow", "version", "step", "phase", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "choreo_handler_duration_seconds",
 			Help:    "How long a step's action or compensation took, from its call to its outcome.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"flow", "step", "phase"}),
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"flow", "version", "step", "phase"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_steps_failed_total",
-			Help: "Steps recorded failed, timed out or abandoned: their saga compensates."}, []string{"flow", "step", "outcome"}),
+			Help: "Steps recorded failed, timed out or abandoned: their saga compensates."}, []string{"flow", "version", "step", "outcome"}),
 		retried: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_steps_retried_total",
-			Help: "Failed attempts recorded for a retry, of an action (phase action) or a compensation."}, []string{"flow", "step", "phase"}),
+			Help: "Failed attempts recorded for a retry, of an action (phase action) or a compensation."}, []string{"flow", "version", "step", "phase"}),
 		comps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_compensations_total",
-			Help: "Compensations recorded: compensated, or parked (out of attempts)."}, []string{"flow", "step", "outcome"}),
+			Help: "Compensations recorded: compensated, or parked (out of attempts)."}, []string{"flow", "version", "step", "outcome"}),
 		started: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_sagas_started_total",
-			Help: "Sagas started by this process."}, []string{"flow"}),
+			Help: "Sagas started by this process."}, []string{"flow", "version"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_sagas_ended_total",
-			Help: "Sagas this process recorded the end of, by status (completed, compensated, compensation_failed)."}, []string{"flow", "status"}),
+			Help: "Sagas this process recorded the end of, by status (completed, compensated, compensation_failed)."}, []string{"flow", "version", "status"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_dead_letters_total",
 			Help: "Messages this process copied to the dead letters."}, []string{"flow"}),
 		consumers: &consumerCollector{
@@ -173,26 +174,26 @@ func (m *Metrics) Handler() http.Handler {
 
 // Handled implements saga.Observer.
 func (m *Metrics) Handled(info saga.Info, outcome saga.Phase, took time.Duration) {
-	m.handled.WithLabelValues(info.Flow, info.Step, string(info.Phase), string(outcome)).Inc()
-	m.latency.WithLabelValues(info.Flow, info.Step, string(info.Phase)).Observe(took.Seconds())
+	m.handled.WithLabelValues(info.Flow, strconv.Itoa(info.Version), info.Step, string(info.Phase), string(outcome)).Inc()
+	m.latency.WithLabelValues(info.Flow, strconv.Itoa(info.Version), info.Step, string(info.Phase)).Observe(took.Seconds())
 }
 
 // Recorded implements saga.Observer.
 func (m *Metrics) Recorded(r saga.Record) {
 	switch r.Phase {
 	case saga.PhaseStart:
-		m.started.WithLabelValues(r.Flow).Inc()
+		m.started.WithLabelValues(r.Flow, strconv.Itoa(r.Version)).Inc()
 	case saga.PhaseFailed, saga.PhaseTimedOut, saga.PhaseAbandoned:
-		m.failed.WithLabelValues(r.Flow, r.Step, string(r.Phase)).Inc()
+		m.failed.WithLabelValues(r.Flow, strconv.Itoa(r.Version), r.Step, string(r.Phase)).Inc()
 	case saga.PhaseRetry:
-		m.retried.WithLabelValues(r.Flow, r.Step, string(saga.PhaseAction)).Inc()
+		m.retried.WithLabelValues(r.Flow, strconv.Itoa(r.Version), r.Step, string(saga.PhaseAction)).Inc()
 	case saga.PhaseCompensationRetry:
-		m.retried.WithLabelValues(r.Flow, r.Step, string(saga.PhaseCompensation)).Inc()
+		m.retried.WithLabelValues(r.Flow, strconv.Itoa(r.Version), r.Step, string(saga.PhaseCompensation)).Inc()
 	case saga.PhaseCompensated, saga.PhaseParked:
-		m.comps.WithLabelValues(r.Flow, r.Step, string(r.Phase)).Inc()
+		m.comps.WithLabelValues(r.Flow, strconv.Itoa(r.Version), r.Step, string(r.Phase)).Inc()
 	}
 	if r.Ended {
-		m.ended.WithLabelValues(r.Flow, string(r.Status)).Inc()
+		m.ended.WithLabelValues(r.Flow, strconv.Itoa(r.Version), string(r.Status)).Inc()
 	}
 }
 
