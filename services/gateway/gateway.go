@@ -31,7 +31,6 @@ import (
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/customer"
-	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
@@ -546,15 +545,34 @@ func (s *Service) getOrder(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
+// CatalogItem is a product with its stock, as the gateway shows it. Stock
+// is nil until the gateway has heard of the inventory's stock.
+type CatalogItem struct {
+	SKU   string        `json:"sku"`
+	Name  string        `json:"name"`
+	Price schemas.Money `json:"price"`
+	Stock *int          `json:"stock"`
+}
+
+// getCatalog answers from the read model: the products of the contract
+// with the stock of the newest StockChanged. It asks no service, so it
+// answers while inventory is down (with the stock as inventory last
+// announced it, and when: stock_as_of).
 func (s *Service) getCatalog(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	items, err := kit.Call[struct{}, []inventory.CatalogItem](ctx, s.d.NC, inventory.CatalogSubject, struct{}{})
-	if err != nil {
-		callError(w, err)
-		return
+	st := s.rm.Load().Stock()
+	items := make([]CatalogItem, 0, len(schemas.Products))
+	for _, p := range schemas.Products {
+		it := CatalogItem{SKU: p.SKU, Name: p.Name, Price: p.Price}
+		if n, ok := st.Levels[p.SKU]; ok {
+			it.Stock = &n
+		}
+		items = append(items, it)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	res := map[string]any{"items": items, "stock_version": st.Version}
+	if !st.At.IsZero() {
+		res["stock_as_of"] = st.At
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Service) getStats(w http.ResponseWriter, r *http.Request) {

@@ -57,6 +57,15 @@ type ReadModel struct {
 	charges  map[string]schemas.Money // payment id -> amount charged
 	refunds  map[string]schemas.Money // payment id -> amount refunded
 	declines map[string]bool          // orders whose card was declined
+
+	stock StockView // the newest StockChanged
+}
+
+// StockView is the inventory's stock as its newest event announced it.
+type StockView struct {
+	Version int64          // 0: no stock event seen yet
+	Levels  map[string]int // by SKU
+	At      time.Time      // when inventory announced it
 }
 
 // NewReadModel returns an empty read model.
@@ -112,6 +121,15 @@ func (m *ReadModel) Apply(topic, id string, payload []byte) (*OrderRow, error) {
 		var e schemas.OrderRejected
 		if err = json.Unmarshal(payload, &e); err == nil {
 			changed = m.settle(e.OrderID, "rejected", e.Reason, e.RejectedAt)
+		}
+	case schemas.TopicStockChanged:
+		var e schemas.StockChanged
+		if err = json.Unmarshal(payload, &e); err == nil && e.Version > m.stock.Version {
+			levels := make(map[string]int, len(e.Levels))
+			for _, l := range e.Levels {
+				levels[l.SKU] = l.Stock
+			}
+			m.stock = StockView{Version: e.Version, Levels: levels, At: e.Time}
 		}
 	case schemas.TopicPaymentSucceeded:
 		var e schemas.PaymentSucceeded
@@ -282,6 +300,13 @@ func compareStrings(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// Stock returns the newest stock the inventory announced.
+func (m *ReadModel) Stock() StockView {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.stock // Levels is replaced, never changed
 }
 
 // Stats returns the counters.

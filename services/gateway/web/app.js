@@ -45,7 +45,7 @@ async function loadCatalog() {
   const typed = new Map([...$("#catalog").querySelectorAll("input")].map((el) => [el.dataset.sku, el.value]));
   $("#catalog").innerHTML = catalog.map((p, i) => `
     <div class="product ${p.stock === 0 ? "soldout" : ""}">
-      <div><b>${esc(p.name)}</b><small>${esc(p.sku)} · ${money(p.price)} · ${p.stock} in stock</small></div>
+      <div><b>${esc(p.name)}</b><small>${esc(p.sku)} · ${money(p.price)} · ${p.stock === null ? "stock not known yet" : esc(p.stock) + " in stock"}</small></div>
       <input type="number" min="0" max="1000" value="${esc(typed.get(p.sku) ?? (i === 0 ? 1 : 0))}" data-sku="${esc(p.sku)}" aria-label="quantity of ${esc(p.name)}">
     </div>`).join("");
   $("#catalog").querySelectorAll("input").forEach((el) => el.addEventListener("input", updateTotal));
