@@ -31,7 +31,7 @@ var (
 		"inventory": {schemas.TopicStockChanged},
 	}
 	subscribed = map[string][]string{
-		"notification": {schemas.TopicCustomerRegistered, schemas.TopicOrderConfirmed, schemas.TopicOrderRejected},
+		"notification": {schemas.TopicCustomerRegistered, schemas.TopicOrderPlaced, schemas.TopicPaymentSucceeded, schemas.TopicOrderConfirmed, schemas.TopicOrderRejected},
 		"shipping":     {schemas.TopicCustomerRegistered},
 	}
 	// served are the request/reply endpoints each service answers.
