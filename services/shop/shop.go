@@ -169,7 +169,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 	url := cfg.NATSURL
 	var keys map[string]nkeys.KeyPair // one per identity; none on an external server
 	var credDir string
-	var common []nats.Option // every connection's: in-process to the embedded server, TLS to an external one
+	var common []nats.Option              // every connection's: in-process to the embedded server, TLS to an external one
 	var external map[string][]nats.Option // on an external server, each identity's options
 	if url == "" && (cfg.Credentials != "" || len(cfg.Auth) > 0) {
 		return errors.New("--credentials, --creds, --nkey and --user are for an external server: give --nats-url too")

@@ -46,7 +46,10 @@ func TestAShopJoinsAnotherAndRunsOneService(t *testing.T) {
 		sagatest.Poll(t, 30*time.Second, func() bool {
 			_, o := call(t, "GET", main.base()+"/api/orders/"+id, nil)
 			return o["status"] == "pending" && stepOf(o, "reserve")["status"] == "running" && stepOf(o, "invoice")["status"] == "completed"
-		}, func() string { _, o := call(t, "GET", main.base()+"/api/orders/"+id, nil); return "not waiting at reserve: " + jsonString(o) })
+		}, func() string {
+			_, o := call(t, "GET", main.base()+"/api/orders/"+id, nil)
+			return "not waiting at reserve: " + jsonString(o)
+		})
 	}
 	runShop(t, join)
 	for _, id := range waiting {
