@@ -100,7 +100,7 @@ function renderOrders(flashId) {
     const cust = customers.get(o.customer_id);
     const steps = (o.saga?.steps || []).map((s) => `<span class="dot ${esc(s.status)}" title="${esc(s.name)}: ${esc(s.status)}"></span>`).join("");
     return `<tr class="order-row ${o.id === selected ? "selected" : ""} ${o.id === flashId ? "flash" : ""}" data-id="${esc(o.id)}" data-status="${esc(o.status)}">
-      <td class="mono">${esc(o.id)}</td>
+      <td class="mono" title="${esc(o.id)}">${esc(o.id)}</td>
       <td>${esc(cust ? cust.name : o.customer_id)}</td>
       <td>${money(o.total || 0, o.currency || "EUR")}</td>
       <td><span class="badge status ${esc(o.status)}">${esc(o.status)}</span>${o.reason ? `<div class="reason">${esc(o.reason)}</div>` : ""}</td>
