@@ -219,15 +219,24 @@ type SagaView struct {
 
 // StepView is a saga step as the API shows it.
 type StepView struct {
-	Name                 string          `json:"name"`
-	Position             int             `json:"position"`
-	Status               saga.StepStatus `json:"status"`
-	Attempts             int             `json:"attempts"`
-	Error                string          `json:"error"`
-	StartedAt            *time.Time      `json:"started_at"`
-	EndedAt              *time.Time      `json:"ended_at"`
-	CompensationAttempts int             `json:"compensation_attempts,omitempty"`
-	CompensatedAt        *time.Time      `json:"compensated_at,omitempty"`
+	Name     string          `json:"name"`
+	Service  string          `json:"service"` // the step's owner
+	Position int             `json:"position"`
+	Status   saga.StepStatus `json:"status"`
+	// Activity, of a running step in the view of one order: "working"
+	// once a runner of its service has taken it (its action is under
+	// way), "waiting" while none has (the service is stopped, or busy with
+	// the steps before it), with WaitingMS, how long since it was
+	// triggered (StartedAt). From the saga's log and the broker, never
+	// guessed: empty when the broker could not say.
+	Activity             string     `json:"activity,omitempty"`
+	WaitingMS            int64      `json:"waiting_ms,omitempty"`
+	Attempts             int        `json:"attempts"`
+	Error                string     `json:"error"`
+	StartedAt            *time.Time `json:"started_at"`
+	EndedAt              *time.Time `json:"ended_at"`
+	CompensationAttempts int        `json:"compensation_attempts,omitempty"`
+	CompensatedAt        *time.Time `json:"compensated_at,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -237,10 +246,19 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
+// owners are the services that own the order flow's steps.
+var owners = func() map[string]string {
+	m := map[string]string{}
+	for _, si := range schemas.OrderFlow.Steps() {
+		m[si.Name] = si.Owner
+	}
+	return m
+}()
+
 func sagaView(st *saga.State) *SagaView {
 	v := &SagaView{Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt)}
 	for _, ss := range st.Steps {
-		v.Steps = append(v.Steps, StepView{Name: ss.Name, Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error,
+		v.Steps = append(v.Steps, StepView{Name: ss.Name, Service: owners[ss.Name], Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error,
 			StartedAt: timePtr(ss.StartedAt), EndedAt: timePtr(ss.EndedAt), CompensationAttempts: ss.CompensationAttempts, CompensatedAt: timePtr(ss.CompensatedAt)})
 	}
 	return v
@@ -260,11 +278,38 @@ func (s *Service) orderView(ctx context.Context, id string) (OrderView, bool) {
 	if err == nil {
 		v.Saga = sagaView(st)
 		v.Rev = 2 * st.Events
+		s.activity(ctx, id, st, v.Saga)
 	}
 	if row.Status != "pending" { // an order settles once, after its saga ends
 		v.Rev++
 	}
 	return v, true
+}
+
+// activity tells the running steps of a saga that a service is working on
+// from those that wait for one (StepView.Activity).
+func (s *Service) activity(ctx context.Context, id string, st *saga.State, v *SagaView) {
+	var taken map[string]bool
+	var err error
+	now := time.Now()
+	for i, ss := range st.Steps {
+		if ss.Status != saga.StepRunning {
+			continue
+		}
+		if taken == nil && err == nil && !ss.Unserved {
+			if taken, err = s.d.Sagas.Taken(ctx, schemas.OrderFlow, id); err != nil {
+				s.d.Logger.Debug("gateway: which steps are taken", "saga", id, "err", err)
+			}
+		}
+		sv := &v.Steps[i]
+		working, known := taken[ss.Name]
+		switch {
+		case ss.Unserved || known && !working:
+			sv.Activity, sv.WaitingMS = "waiting", max(0, now.Sub(ss.StartedAt).Milliseconds())
+		case known:
+			sv.Activity = "working"
+		}
+	}
 }
 
 func (s *Service) pushOrder(ctx context.Context, id string) {

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -54,7 +55,12 @@ func TestOrderCutShortBetweenItsWritesEndsRight(t *testing.T) {
 			var crashed atomic.Bool
 			stop := h.runOrder(order.StopAt(func(p string) bool { return p == point && crashed.CompareAndSwap(false, true) }),
 				order.Reconcile(time.Hour, time.Hour))
-			code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard})
+			var code int
+			var res map[string]any
+			sagatest.Poll(t, 20*time.Second, func() bool { // once the order service answers
+				code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard})
+				return !strings.Contains(fmt.Sprint(res["error"]), "no responders")
+			}, func() string { return "the order service does not answer" })
 			if code == 202 || !crashed.Load() {
 				t.Fatalf("the order service did not stop at %s: %d %v", point, code, res)
 			}

@@ -116,11 +116,15 @@ async function select(id) {
   $("#timeline-id").textContent = id;
   try {
     const o = await api("GET", "/api/orders/" + encodeURIComponent(id));
+    o.fetchedAt = Date.now();
     upsert(o);
   } catch (e) {
     $("#timeline").innerHTML = `<p class="error">${esc(e.message)}</p>`;
   }
 }
+
+// dur writes milliseconds as "850 ms", "12 s" or "3 min 5 s".
+const dur = (ms) => ms < 1000 ? `${ms} ms` : ms < 60000 ? `${Math.floor(ms / 1000)} s` : `${Math.floor(ms / 60000)} min ${Math.floor(ms / 1000) % 60} s`;
 
 function renderTimeline(o) {
   const s = o.saga;
@@ -133,15 +137,31 @@ function renderTimeline(o) {
   const steps = [...s.steps].sort((a, b) => a.position - b.position).map((st) => {
     const d = ms(st.started_at, st.ended_at);
     const cd = ms(st.ended_at, st.compensated_at);
-    return `<div class="tl ${esc(st.status)}" data-step="${esc(st.name)}">
-      <div class="head"><b>${esc(st.name)}</b><span class="badge step-status">${esc(st.status)}</span></div>
-      <div class="meta">${st.attempts ? `${st.attempts} attempt${st.attempts > 1 ? "s" : ""}` : "not run"}${d !== null ? ` · ${d} ms` : ""}${st.position === 1 ? " · parallel" : ""}</div>
+    // A running step is either taken by its service (working) or waits
+    // for it (the service is stopped or busy): the API says which.
+    const waiting = st.status === "running" && st.activity === "waiting";
+    const label = st.status === "running" && st.activity ? st.activity : st.status;
+    const meta = waiting
+      ? `waiting for ${esc(st.service)} · ${dur((st.waiting_ms || 0) + (Date.now() - (o.fetchedAt || Date.now())))}`
+      : st.status === "running" && st.activity === "working"
+        ? `${esc(st.service)} is working on it${st.attempts ? ` · ${st.attempts} failed attempt${st.attempts > 1 ? "s" : ""}` : ""}`
+        : `${st.attempts ? `${st.attempts} attempt${st.attempts > 1 ? "s" : ""}` : "not run"}${d !== null ? ` · ${d} ms` : ""}`;
+    return `<div class="tl ${esc(st.status)} ${waiting ? "waiting" : ""}" data-step="${esc(st.name)}" data-activity="${esc(st.activity || "")}">
+      <div class="head"><b>${esc(st.name)}</b><span class="badge step-status">${esc(label)}</span></div>
+      <div class="meta">${meta}${st.position === 1 ? " · parallel" : ""}</div>
       ${st.error ? `<div class="err">${esc(st.error)}</div>` : ""}
       ${st.compensated_at ? `<div class="comp">↺ compensated${cd !== null ? ` ${cd} ms later` : ""}${st.compensation_attempts > 1 ? ` after ${st.compensation_attempts} attempts` : ""}</div>` : ""}
     </div>`;
   }).join("");
   $("#timeline").innerHTML = head + steps;
 }
+
+// While the selected order's saga runs, ask again every 2 s: a service
+// taking a waiting step writes no event, so nothing is pushed.
+setInterval(() => {
+  const o = selected && orders.get(selected);
+  if (o && o.saga && o.saga.status === "running") select(selected);
+}, 2000);
 
 function connect() {
   const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
