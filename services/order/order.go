@@ -127,6 +127,9 @@ func StopAt(stop func(point string) bool) Option {
 // New returns the service; Run starts it.
 func New(d kit.Deps, opts ...Option) *Service {
 	s := &Service{d: d, opts: options{every: 10 * time.Second, after: 30 * time.Second}}
+	if after, ok := kit.ReconcileAfter(); ok { // the fault-injection build
+		s.opts.after = after
+	}
 	for _, o := range opts {
 		o(&s.opts)
 	}
@@ -137,6 +140,7 @@ func New(d kit.Deps, opts ...Option) *Service {
 var errStopped = errors.New("order: stopped at a crash point")
 
 func (s *Service) crashPoint(point string) error {
+	kit.Crash(point, "place") // the fault-injection build kills the process here
 	if s.opts.stop != nil && s.opts.stop(point) {
 		return errStopped
 	}
