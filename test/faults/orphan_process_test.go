@@ -1,6 +1,8 @@
 package faults_test
 
 import (
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -50,4 +52,61 @@ func TestKill9BetweenAnOrdersWritesThenRestart(t *testing.T) {
 			}
 		})
 	}
+}
+
+var joinLine = regexp.MustCompile(`join it\s+go run ./services/cmd/shop --nats-url (\S+) --credentials (\S+)`)
+
+// The README's two terminals, as processes: a shop without inventory, and
+// a second shop that joins its server with its credentials and runs only
+// inventory. Orders placed while the second is stopped wait at their
+// reserve step; started again, it takes them and they confirm.
+func TestTwoTerminalsOneServiceStoppedAndStarted(t *testing.T) {
+	data := t.TempDir()
+	main := launch(t, "shop", nil, "--data-dir", data, "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0", "--without", "inventory")
+	var m, j []string
+	sagatest.Poll(t, 60*time.Second, func() bool {
+		m, j = shopLine.FindStringSubmatch(main.output()), joinLine.FindStringSubmatch(main.output())
+		return m != nil && j != nil || main.exited()
+	}, func() string { return "shop did not start:\n" + main.output() })
+	if m == nil || j == nil {
+		t.Fatalf("shop exited: %v\n%s", main.err, main.output())
+	}
+	base := "http://" + m[1]
+	joined := regexp.MustCompile(`choreo shop is running: (inventory)\n`)
+	second := []string{"--nats-url", j[1], "--credentials", j[2], "--only", "inventory", "--data-dir", t.TempDir()}
+	inv, _ := start(t, "shop", joined, second...)
+	cust := register(t, base)
+	order := func() string {
+		code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
+			"items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
+		if code != 202 {
+			t.Fatalf("order: %d %v", code, res)
+		}
+		return res["id"].(string)
+	}
+	awaitStatus(t, base, order(), "confirmed")
+	inv.stop(t)
+	var waiting []string
+	for range 3 {
+		waiting = append(waiting, order())
+	}
+	for _, id := range waiting {
+		var o map[string]any
+		sagatest.Poll(t, 60*time.Second, func() bool {
+			_, o = call(t, "GET", base+"/api/orders/"+id, nil)
+			sg, _ := o["saga"].(map[string]any)
+			steps, _ := sg["steps"].([]any)
+			for _, s := range steps {
+				if s := s.(map[string]any); s["name"] == "reserve" {
+					return s["status"] == "running" && s["activity"] == "waiting" && o["status"] == "pending"
+				}
+			}
+			return false
+		}, func() string { return fmt.Sprintf("order %s is not waiting for inventory: %v", id, o) })
+	}
+	start(t, "shop", joined, second...)
+	for _, id := range waiting {
+		awaitStatus(t, base, id, "confirmed")
+	}
+	t.Logf("inventory stopped in terminal 2: %d orders waited at reserve (activity waiting), all confirmed once it was back", len(waiting))
 }
