@@ -301,7 +301,9 @@ type endBinding struct {
 // completed, compensated or compensation_failed (again after an operator
 // retry). It runs through a durable consumer named for the flow and name,
 // shared by every instance, so each end is handled once per name (at least
-// once: fn must be idempotent). An error from fn is retried. It returns
+// once: fn must be idempotent). An error from fn is retried, but
+// saga.Abort(err), an end fn can never handle (a saga of an order it does
+// not know), dead-letters the end with the error as the reason. It returns
 // ErrInvalidOption for a nil flow or function or a bad name, and ErrBound
 // for a name already bound or a runner already running.
 func (r *Runner) OnEnd(f FlowRef, handler string, fn func(ctx context.Context, st *State) error) error {
@@ -865,6 +867,10 @@ func (r *Runner) onEnd(ctx context.Context, e endBinding, d *delivery) {
 	ctx, span := r.endSpan(ctx, e.flow, e.name, st, d.delivered)
 	defer span.End()
 	if err := r.run(ctx, d.m, func(ctx context.Context) error { return e.fn(ctx, st.view()) }); err != nil {
+		if IsAbort(err) {
+			d.reject(ctx, "OnEnd "+e.name+": "+err.Error())
+			return
+		}
 		d.log().Warn("choreo: OnEnd failed, will retry", "name", e.name, "err", err)
 		_ = d.m.NakWithDelay(time.Second)
 		return
