@@ -384,10 +384,13 @@ func TestCompensationParkedThenOperatorRetry(t *testing.T) {
 	if ch := st.Step("charge"); ch.Status != saga.StepCompensationFailed || ch.CompensationAttempts != 3 || !strings.Contains(ch.Error, "refund api rejects") {
 		t.Errorf("charge %+v", ch)
 	}
-	dls, err := e.c.DeadLetters(context.Background(), e.s.flow)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The command is dead-lettered after the park is recorded: wait for it.
+	var dls []saga.DeadLetter
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		var err error
+		dls, err = e.c.DeadLetters(context.Background(), e.s.flow)
+		return err == nil && len(dls) > 0
+	}, func() string { return "no dead letter" })
 	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "compensation of charge failed after 3 attempts") || !strings.Contains(dls[0].Subject, ".c2.") {
 		t.Fatalf("dead letters %+v", dls)
 	}
