@@ -270,6 +270,7 @@ func (j *journal) checkStart(l link) string {
 		return fmt.Sprintf("start (event %d) has a deadline before it started", l.seq)
 	}
 	want.Deadline = st.Deadline
+	want.TraceID = st.TraceID // the starter's too; the codec checked its form
 	if string(encodeState(want)) != l.raw {
 		return fmt.Sprintf("start (event %d) is not the initial state of flow %s v%d as defined here (a forged start, or two definitions of one version)", l.seq, def.name, def.version)
 	}

@@ -287,6 +287,8 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) 
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	ctx, span := c.j.startSpan(ctx, f, id)
+	defer span.End()
 	if err := c.room(ctx, f); err != nil {
 		if _, _, lerr := c.j.load(ctx, f.name, id, 0); lerr == nil {
 			return nil // started before: Start stays safe to retry
@@ -294,6 +296,7 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) 
 		return err
 	}
 	st := newState(f, id, now())
+	st.TraceID = traceIDOf(ctx)
 	if !st.Deadline.IsZero() {
 		// The timer goes first: a start without its deadline could run
 		// for ever, a deadline without its start is dead-lettered.
@@ -304,6 +307,9 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) 
 	e := entry{step: wire.SagaStep, phase: PhaseStart, data: data}
 	for range 16 {
 		ok, _, err := c.j.publish(ctx, st, 0, e)
+		if ok {
+			c.j.observe(st, wire.SagaStep, PhaseStart, "")
+		}
 		if err != nil || ok {
 			return err
 		}

@@ -11,9 +11,11 @@ import (
 // is read on every hop, so it has a compact text form (JSON cost a quarter
 // of the runner's CPU, and its size the broker's):
 //
-//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|earlier|steps
+//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|earlier|steps[|trace]
 //
-// where earlier lists the stream sequences of the saga's earlier events,
+// where trace, the saga's trace id (32 hex digits), is there only for a
+// saga started with tracing on (trace.go),
+// earlier lists the stream sequences of the saga's earlier events,
 // the first in base 36 and each next one as its distance from the one
 // before, joined by ',' ("*" when there were too many to list), and
 // with steps joined by ';', each
@@ -137,7 +139,7 @@ func encodeState(s *State) []byte {
 		}
 		b = b[:mark]
 	}
-	return b
+	return appendTraceID(b, s)
 }
 
 // scanner reads separated fields of a state without copying, and keeps
@@ -207,11 +209,15 @@ func (c *scanner) text(f string) string {
 // decodeState parses a state for saga id of flow. It never panics; every
 // error is a badInput.
 func decodeState(flow, id, raw string) (*State, error) {
+	raw, traceID, err := cutTraceID(raw)
+	if err != nil {
+		return nil, err
+	}
 	c := scanner{s: raw}
 	if c.next('|') != codecVersion || strings.Count(raw, "|") != 11 {
 		return nil, bad("malformed choreo-state: want %s with 12 fields", codecVersion)
 	}
-	s := &State{Flow: flow, ID: id}
+	s := &State{Flow: flow, ID: id, TraceID: traceID}
 	s.Version = c.int(c.next('|'))
 	if st := c.next('|'); len(st) == 1 && sagaStatus[st[0]] != "" {
 		s.Status = sagaStatus[st[0]]

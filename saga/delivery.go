@@ -23,6 +23,7 @@ type delivery struct {
 	delivered int       // 1 on the first delivery
 	stored    time.Time // when the broker stored it
 	env       *envelope // set by parse
+	obs       observed  // its trace and handler call, for the logs (observe.go)
 }
 
 func (r *Runner) delivery(m *liveMsg, consumer string, f *flowDef) *delivery {
@@ -63,15 +64,6 @@ func (d *delivery) read() error {
 // otherwise.
 func (d *delivery) debug() bool {
 	return d.r.j.opts.logger.Enabled(context.Background(), slog.LevelDebug)
-}
-
-// log returns the runner's logger with what this message is about.
-func (d *delivery) log() *slog.Logger {
-	l := d.r.j.opts.logger.With("consumer", d.src.consumer, "seq", d.src.seq, "delivered", d.delivered)
-	if d.env != nil {
-		l = l.With("flow", d.env.flow, "saga", d.env.id, "step", d.env.step)
-	}
-	return l
 }
 
 // state reads the saga's state no older than the log event at sequence
@@ -121,9 +113,6 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 		}
 		d.log().Warn("choreo: dead-lettered a step's input", "reason", v.deadLetter)
 	}
-	if v.warn != "" {
-		d.log().Warn("choreo: "+v.warn, "phase", v.phase)
-	}
 	st, stSeq, err := j.append(ctx, cur, seq, entry{step: step, phase: v.phase, data: v.data, apply: v.apply})
 	if v.retryIn > 0 {
 		// A retry's record is for the people watching; the redelivery
@@ -131,8 +120,8 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 		if err != nil && !errors.Is(err, errNoop) {
 			d.log().Warn("choreo: record a retry", "err", err)
 		}
-		if d.debug() {
-			d.log().Debug("choreo: will retry", "phase", v.phase, "in", v.retryIn)
+		if err == nil {
+			d.recorded(st, cur.Status, step, v)
 		}
 		_ = d.m.NakWithDelay(v.retryIn)
 		return
@@ -140,6 +129,9 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 	if err != nil && !errors.Is(err, errNoop) {
 		d.retryLater(err)
 		return
+	}
+	if err == nil {
+		d.recorded(st, cur.Status, step, v)
 	}
 	if v.reject != "" {
 		d.reject(ctx, v.reject)
@@ -150,9 +142,6 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 		return
 	}
 	if err == nil {
-		if d.debug() {
-			d.log().Debug("choreo: recorded", "phase", v.phase, "status", st.Status)
-		}
 		for _, fn := range d.r.o.onRecorded {
 			fn(st, step, v.phase)
 		}

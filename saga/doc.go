@@ -53,6 +53,16 @@
 // bucket FlowsBucket, where each runner also registers the definitions it
 // serves (Client.Flows lists them for tools not compiled with the flows).
 //
+// # Operating
+//
+// Open attaches to provisioned streams without changing anything, for
+// tools. Flows lists the registered flow versions and FlowInfo.Mermaid
+// draws one; Versions and Diagnose say where versions stand and what is
+// wrong now (steps whose sagas wait with no runner attached, consumers
+// behind, sagas past their deadline, parked sagas, streams near their
+// limits); DeadLetters, ReplayDeadLetter and PurgeDeadLetters handle what
+// could not be processed. The command line cmd/choreo is built on these.
+//
 // # Phases
 //
 // Every event of a saga's log has a Phase (PhaseStart, PhaseDone,
@@ -97,6 +107,17 @@
 // with nats.CustomInboxPrefix(InboxPrefix(name)). Without authentication
 // on the server nothing changes.
 //
+// # Observing
+//
+// WithTracerProvider sends OpenTelemetry spans (default: the global
+// provider, a no-op until the program sets one): a saga is one trace, from
+// Start through a span per action and compensation to the OnEnd handlers,
+// its context carried in a traceparent header only when tracing is on, and
+// its id kept in State.TraceID. WithObserver tells an Observer (metrics)
+// of every handler call, recorded event and dead letter. WithLogger's
+// lines about a message name its flow, saga, step, phase, attempt and
+// trace id.
+//
 // # Testing
 //
 // Package saga/sagatest has an embedded server, wait and timeline helpers,
@@ -111,5 +132,6 @@
 // the runner's decisions as pure functions of a state and an outcome;
 // state.go the state and its transitions; codec.go and envelope.go the
 // wire format (internal/wire names it); runner.go and client.go are the
-// public faces.
+// public faces; trace.go and observe.go the tracing, observer and log
+// lines.
 package saga

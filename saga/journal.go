@@ -256,6 +256,7 @@ func (j *journal) publish(ctx context.Context, st *State, last uint64, e entry) 
 		},
 		Data: e.data,
 	}
+	inject(ctx, m.Header)
 	ack, err := j.send(ctx, m)
 	if err != nil {
 		var apiErr *jetstream.APIError
@@ -321,6 +322,7 @@ func (j *journal) emitDue(ctx context.Context, st *State, seq uint64) error {
 		if st.Epoch > 0 {
 			m.Header.Set(wire.Epoch, strconv.Itoa(st.Epoch))
 		}
+		inject(ctx, m.Header)
 		if _, err := j.send(ctx, m); err != nil {
 			return fmt.Errorf("saga: command %s: %w", m.Subject, err)
 		}
@@ -346,6 +348,7 @@ func (j *journal) schedule(ctx context.Context, st *State, kind string, at time.
 			wire.TimerKind:         {kind},
 		},
 	}
+	inject(ctx, m.Header)
 	if _, err := j.send(ctx, m); err != nil {
 		return fmt.Errorf("saga: schedule %s of %s/%s: %w", kind, st.Flow, st.ID, fullError(err))
 	}
@@ -452,6 +455,9 @@ func (j *journal) deadLetter(ctx context.Context, flow string, src source, h nat
 	m.Data = data
 	if _, err := j.send(ctx, m); err != nil {
 		return fmt.Errorf("saga: dead-letter: %w", err)
+	}
+	if j.opts.observer != nil {
+		j.opts.observer.DeadLettered(flow, reason)
 	}
 	return nil
 }

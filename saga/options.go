@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Option configures a Client. Each one checks its own value and returns an
@@ -25,6 +27,8 @@ type options struct {
 	headroom     float64
 	unsafe       bool
 	unchecked    bool
+	tracer       trace.Tracer // trace.go
+	observer     Observer     // observe.go
 }
 
 func defaultOptions() options {
@@ -36,6 +40,7 @@ func defaultOptions() options {
 		headroom:     0.2,
 		retention:    DefaultRetention,
 		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		tracer:       defaultTracer(),
 	}
 }
 

@@ -301,7 +301,9 @@ type endBinding struct {
 // completed, compensated or compensation_failed (again after an operator
 // retry). It runs through a durable consumer named for the flow and name,
 // shared by every instance, so each end is handled once per name (at least
-// once: fn must be idempotent). An error from fn is retried. It returns
+// once: fn must be idempotent). An error from fn is retried, but
+// saga.Abort(err), an end fn can never handle (a saga of an order it does
+// not know), dead-letters the end with the error as the reason. It returns
 // ErrInvalidOption for a nil flow or function or a bad name, and ErrBound
 // for a name already bound or a runner already running.
 func (r *Runner) OnEnd(f FlowRef, handler string, fn func(ctx context.Context, st *State) error) error {
@@ -588,7 +590,13 @@ func (r *Runner) consume(ctx, hctx context.Context, a *attached) (jetstream.Cons
 				lm.stop() // a message not settled is redelivered after the ack wait
 				r.inflight.Done()
 			}()
-			s.handle(hctx, r.delivery(lm, s.name, s.flow))
+			d := r.delivery(lm, s.name, s.flow)
+			ctx, sc := extract(hctx, lm.Headers())
+			d.obs.trace = sc
+			s.handle(ctx, d)
+			if d.debug() {
+				d.log().Debug("choreo: handled", "subject", d.src.subject)
+			}
 		}
 		if !workers.run(handle) {
 			lm.stop() // the runner stopped: redelivered later
@@ -697,6 +705,10 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		d.retryLater(err)
 		return
 	}
+	bnd := stepBound(def, cur)
+	info := Info{Flow: env.flow, Version: cur.Version, ID: env.id, Step: def.name, Phase: PhaseAction, Attempt: attempt}
+	ctx, c := r.begin(ctx, d, info)
+	defer c.end()
 	if r.o.validate != nil {
 		itype := def.flow.inputType
 		if def.pos > 0 && len(def.flow.positions[def.pos-1]) == 1 {
@@ -706,14 +718,12 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 			reason := fmt.Sprintf("schema-invalid %s: %v", itype, verr)
 			v := failed(def, attempt, reason)
 			v.deadLetter = reason
+			c.judged(d, v, errors.New(reason))
 			d.record(ctx, cur, curSeq, def.name, v, input)
 			return
 		}
 	}
-	bnd := stepBound(def, cur)
-	actx := context.WithValue(ctx, infoKey{}, &runInfo{j: r.j, Info: Info{
-		Flow: env.flow, Version: cur.Version, ID: env.id, Step: def.name, Phase: PhaseAction, Attempt: attempt,
-	}})
+	actx := context.WithValue(ctx, infoKey{}, &runInfo{j: r.j, Info: info})
 	if !bnd.at.IsZero() {
 		var cancel context.CancelFunc
 		actx, cancel = context.WithDeadline(actx, bnd.at)
@@ -728,7 +738,9 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 	if max := r.j.opts.maxEventSize; o.err == nil && len(o.out) > 1024 && len(o.out)+len(encodeState(cur))+4096 > max {
 		o.tooLarge = max
 	}
-	d.record(ctx, cur, curSeq, def.name, judgeAction(def, attempt, o, bnd), input)
+	v := judgeAction(def, attempt, o, bnd)
+	c.judged(d, v, o.err)
+	d.record(ctx, cur, curSeq, def.name, v, input)
 }
 
 // rejectTrigger dead-letters a trigger that cannot be read. When it is the
@@ -779,6 +791,9 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
 		return
 	}
 	attempt := d.delivered
+	info := Info{Flow: env.flow, Version: cur.Version, ID: env.id, Step: def.name, Phase: PhaseCompensation, Attempt: attempt}
+	ctx, c := r.begin(ctx, d, info)
+	defer c.end()
 	var err error
 	if b.compensate != nil {
 		input, ierr := r.inputOf(ctx, def, env.id, nil)
@@ -793,12 +808,12 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
 				return
 			}
 		}
-		cctx := context.WithValue(ctx, infoKey{}, &runInfo{j: r.j, Info: Info{
-			Flow: env.flow, Version: cur.Version, ID: env.id, Step: def.name, Phase: PhaseCompensation, Attempt: attempt,
-		}})
+		cctx := context.WithValue(ctx, infoKey{}, &runInfo{j: r.j, Info: info})
 		err = r.run(cctx, d.m, func(ctx context.Context) error { return b.compensate(ctx, input, output) })
 	}
-	d.record(ctx, cur, curSeq, def.name, judgeCompensation(def, attempt, err), nil)
+	v := judgeCompensation(def, attempt, err)
+	c.judged(d, v, err)
+	d.record(ctx, cur, curSeq, def.name, v, nil)
 }
 
 // onTimer handles a saga's timer: its deadline, or the end of an ended
@@ -849,7 +864,13 @@ func (r *Runner) onEnd(ctx context.Context, e endBinding, d *delivery) {
 	if !d.vouch(ctx) {
 		return
 	}
+	ctx, span := r.endSpan(ctx, e.flow, e.name, st, d.delivered)
+	defer span.End()
 	if err := r.run(ctx, d.m, func(ctx context.Context) error { return e.fn(ctx, st.view()) }); err != nil {
+		if IsAbort(err) {
+			d.reject(ctx, "OnEnd "+e.name+": "+err.Error())
+			return
+		}
 		d.log().Warn("choreo: OnEnd failed, will retry", "name", e.name, "err", err)
 		_ = d.m.NakWithDelay(time.Second)
 		return

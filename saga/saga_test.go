@@ -384,10 +384,13 @@ func TestCompensationParkedThenOperatorRetry(t *testing.T) {
 	if ch := st.Step("charge"); ch.Status != saga.StepCompensationFailed || ch.CompensationAttempts != 3 || !strings.Contains(ch.Error, "refund api rejects") {
 		t.Errorf("charge %+v", ch)
 	}
-	dls, err := e.c.DeadLetters(context.Background(), e.s.flow)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The command is dead-lettered after the park is recorded: wait for it.
+	var dls []saga.DeadLetter
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		var err error
+		dls, err = e.c.DeadLetters(context.Background(), e.s.flow)
+		return err == nil && len(dls) > 0
+	}, func() string { return "no dead letter" })
 	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "compensation of charge failed after 3 attempts") || !strings.Contains(dls[0].Subject, ".c2.") {
 		t.Fatalf("dead letters %+v", dls)
 	}
@@ -398,10 +401,24 @@ func TestCompensationParkedThenOperatorRetry(t *testing.T) {
 		t.Errorf("retry of a missing saga: %v", err)
 	}
 	refundWorks.Store(true)
-	if err := e.c.RetryCompensation(context.Background(), e.s.flow, "c2"); err != nil {
-		t.Fatal(err)
+	// The operator replays the dead-lettered command: the saga is parked,
+	// so its compensations run again (as RetryCompensation does).
+	if what, err := e.c.ReplayDeadLetter(context.Background(), dls[0].Sequence); err != nil || !strings.Contains(what, "compensates again") {
+		t.Fatalf("replay of the parked command: %q %v", what, err)
 	}
 	st = e.await(t, "c2", saga.StatusCompensated)
+	if _, err := e.c.ReplayDeadLetter(context.Background(), dls[0].Sequence); !errors.Is(err, saga.ErrNotReplayable) || !strings.Contains(err.Error(), "not parked") {
+		t.Errorf("a second replay: %v", err)
+	}
+	if n, err := e.c.PurgeDeadLetters(context.Background(), time.Now().Add(-time.Hour)); n != 0 || err != nil {
+		t.Errorf("purge of nothing that old: %d %v", n, err)
+	}
+	if n, err := e.c.PurgeDeadLetters(context.Background(), time.Now().Add(time.Second)); n != 1 || err != nil {
+		t.Errorf("purge: %d %v", n, err)
+	}
+	if dls, err := e.c.DeadLetters(context.Background(), e.s.flow); len(dls) != 0 || err != nil {
+		t.Errorf("after the purge: %v %v", dls, err)
+	}
 	if st.Epoch != 1 || st.Step("charge").Status != saga.StepCompensated {
 		t.Errorf("after retry: %+v", st)
 	}

@@ -119,6 +119,10 @@ type State struct {
 	UpdatedAt time.Time   `json:"updated_at"`
 	EndedAt   time.Time   `json:"ended_at,omitzero"`
 	Deadline  time.Time   `json:"deadline,omitzero"`
+	// TraceID is the OpenTelemetry trace of the saga (32 hex digits), set
+	// when it was started with tracing on: every span of its actions and
+	// compensations is in it.
+	TraceID string `json:"trace_id,omitempty"`
 
 	// earlier holds the stream sequences of the saga's earlier events, in
 	// order: what an expiry deletes one by one (a purge makes the broker

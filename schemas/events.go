@@ -126,6 +126,22 @@ type OrderRejected struct {
 	RejectedAt time.Time `json:"rejected_at"`
 }
 
+// StockLevel is one product's stock.
+type StockLevel struct {
+	SKU   string `json:"sku"`
+	Stock int    `json:"stock"`
+}
+
+// StockChanged: the inventory's stock after a change, every product's
+// level. Version grows with every change of the stock, so a reader keeps
+// the highest it has seen and a late or repeated event changes nothing.
+// Topic inventory.stock.
+type StockChanged struct {
+	Version int64        `json:"version"`
+	Levels  []StockLevel `json:"levels"`
+	Time    time.Time    `json:"time"`
+}
+
 // Topics of the domain events.
 const (
 	TopicCustomerRegistered = "customer.registered"
@@ -135,6 +151,7 @@ const (
 	TopicPaymentSucceeded   = "payment.succeeded"
 	TopicPaymentDeclined    = "payment.declined"
 	TopicPaymentRefunded    = "payment.refunded"
+	TopicStockChanged       = "inventory.stock"
 )
 
 // TypeOfTopic names the event type each topic carries.
@@ -146,6 +163,7 @@ var TypeOfTopic = map[string]string{
 	TopicPaymentSucceeded:   "PaymentSucceeded",
 	TopicPaymentDeclined:    "PaymentDeclined",
 	TopicPaymentRefunded:    "PaymentRefunded",
+	TopicStockChanged:       "StockChanged",
 }
 
 // Types maps every event type name to a zero value of its Go type.
@@ -160,4 +178,5 @@ var Types = map[string]any{
 	"DeliveryScheduled":  DeliveryScheduled{},
 	"OrderConfirmed":     OrderConfirmed{},
 	"OrderRejected":      OrderRejected{},
+	"StockChanged":       StockChanged{},
 }

@@ -36,6 +36,7 @@ var fixtures = map[string]any{
 	"DeliveryScheduled": schemas.DeliveryScheduled{DeliveryID: "del-ord-1", OrderID: "ord-1", Address: addr, ScheduledFor: t0.Add(48 * time.Hour)},
 	"OrderConfirmed":    schemas.OrderConfirmed{OrderID: "ord-1", CustomerID: "cus-1", Total: 2500, Currency: "EUR", ConfirmedAt: t0},
 	"OrderRejected":     schemas.OrderRejected{OrderID: "ord-2", CustomerID: "cus-1", Reason: "step charge: card declined", RejectedAt: t0},
+	"StockChanged":      schemas.StockChanged{Version: 7, Levels: []schemas.StockLevel{{SKU: "sku-mug", Stock: 498}, {SKU: "sku-sold-out", Stock: 0}}, Time: t0},
 }
 
 func TestEveryTypeHasSchemaAndGolden(t *testing.T) {

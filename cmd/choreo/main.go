@@ -15,6 +15,8 @@
 //	choreo [connection flags] flows diagram FLOW [VERSION]
 //	choreo [connection flags] dlq ls [--flow FLOW]
 //	choreo [connection flags] dlq show SEQ
+//	choreo [connection flags] dlq replay SEQ
+//	choreo [connection flags] dlq purge --before TIME|AGE [--yes]
 //	choreo [connection flags] doctor
 //
 // The connection flags are those of the nats CLI: --server (env
@@ -75,6 +77,8 @@ const usage = `usage: choreo [connection flags] COMMAND
   sagas retry FLOW ID                        retry a parked saga's compensations
   dlq ls [--flow FLOW]                       dead letters, with their reasons
   dlq show SEQ                               one dead letter: headers and payload
+  dlq replay SEQ                             back where it was read, when it can be processed now
+  dlq purge --before TIME|AGE [--yes]        remove older dead letters (asks first)
   doctor                                     what is wrong now, and what to do about it
 connection flags: --server URL (env NATS_URL) --creds FILE --nkey FILE --user U
   (--password, env NATS_PASSWORD) --tlsca FILE --tlscert FILE --tlskey FILE
@@ -174,7 +178,7 @@ func command(group, verb string) (handler, error) {
 	cmds := map[string]map[string]handler{
 		"flows":  {"ls": flowsLs, "versions": flowsVersions, "retire": flowsRetire, "reinstate": flowsReinstate, "diagram": flowsDiagram},
 		"sagas":  {"ls": sagasLs, "show": sagasShow, "cancel": sagasCancel, "retry": sagasRetry, "watch": sagasWatch},
-		"dlq":    {"ls": dlqLs, "show": dlqShow},
+		"dlq":    {"ls": dlqLs, "show": dlqShow, "replay": dlqReplay, "purge": dlqPurge},
 		"doctor": {"": doctor},
 	}
 	g, ok := cmds[group]
@@ -623,6 +627,65 @@ func dlqShow(ctx context.Context, k *cli, args []string) error {
 		})
 	}
 	return fmt.Errorf("no dead letter %d", seq)
+}
+
+func dlqReplay(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("dlq replay", flag.ContinueOnError), args, 1, "SEQ")
+	if err != nil {
+		return err
+	}
+	seq, err := strconv.ParseUint(pos[0], 10, 64)
+	if err != nil {
+		return usagef("SEQ %q: want the dead letter's sequence (dlq ls)", pos[0])
+	}
+	what, err := k.c.ReplayDeadLetter(ctx, seq)
+	if err != nil {
+		return err
+	}
+	return k.print(map[string]any{"sequence": seq, "replayed": what}, func(w io.Writer) { fmt.Fprintln(w, what) })
+}
+
+// stdin is where dlq purge reads its confirmation.
+var stdin io.Reader = os.Stdin
+
+func dlqPurge(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("dlq purge", flag.ContinueOnError)
+	beforeFlag := fs.String("before", "", "")
+	yes := fs.Bool("yes", false, "")
+	if _, err := parse(fs, args, 0, "only flags"); err != nil {
+		return err
+	}
+	var before time.Time
+	if d, err := time.ParseDuration(*beforeFlag); err == nil && d > 0 {
+		before = time.Now().Add(-d)
+	} else if before, err = time.Parse(time.RFC3339, *beforeFlag); err != nil {
+		return usagef("--before %q: want a time (2026-11-27T00:00:00Z) or an age (24h)", *beforeFlag)
+	}
+	dead, err := k.c.DeadLetters(ctx, nil)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, d := range dead {
+		if d.Time.Before(before) {
+			n++
+		}
+	}
+	if n == 0 {
+		return k.print(map[string]any{"purged": 0}, func(w io.Writer) { fmt.Fprintln(w, "No dead letter is that old.") })
+	}
+	if !*yes {
+		fmt.Fprintf(k.errw, "Purge %d dead letters stored before %s? They cannot be read again. Type yes: ", n, before.Format(time.RFC3339))
+		var answer string
+		if _, err := fmt.Fscanln(stdin, &answer); err != nil || answer != "yes" {
+			return errors.New("not purged")
+		}
+	}
+	purged, err := k.c.PurgeDeadLetters(ctx, before)
+	if err != nil {
+		return err
+	}
+	return k.print(map[string]any{"purged": purged}, func(w io.Writer) { fmt.Fprintf(w, "Purged %d dead letters.\n", purged) })
 }
 
 func doctor(ctx context.Context, k *cli, args []string) error {

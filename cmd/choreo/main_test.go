@@ -250,7 +250,9 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 	wctx, stopWatch := context.WithCancel(ctx)
 	var wout, werr syncBuffer
 	watched := make(chan int, 1)
-	go func() { watched <- run(wctx, []string{"--server", url, "sagas", "watch", "--flow", "trip"}, &wout, &werr) }()
+	go func() {
+		watched <- run(wctx, []string{"--server", url, "sagas", "watch", "--flow", "trip"}, &wout, &werr)
+	}()
 	n := 0
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		n++
@@ -307,6 +309,24 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 	}
 	if code, _, errs = runCLI(t, url, "dlq", "show", "999999"); code != 1 || !strings.Contains(errs, "no dead letter") {
 		t.Errorf("dlq show of nothing: %d %s", code, errs)
+	}
+	if code, _, errs = runCLI(t, url, "dlq", "replay", seq); code != 1 || !strings.Contains(errs, "never stands") {
+		t.Errorf("replay of a log event: %d %s", code, errs)
+	}
+	if code, out, _ = runCLI(t, url, "dlq", "purge", "--before", "1h"); code != 0 || !strings.Contains(out, "No dead letter is that old") {
+		t.Errorf("purge of nothing that old: %d %s", code, out)
+	}
+	future := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	stdin = strings.NewReader("no\n")
+	if code, _, errs = runCLI(t, url, "dlq", "purge", "--before", future); code != 1 || !strings.Contains(errs, "not purged") {
+		t.Errorf("purge answered no: %d %s", code, errs)
+	}
+	stdin = strings.NewReader("yes\n")
+	if code, out, errs = runCLI(t, url, "dlq", "purge", "--before", future); code != 0 || !strings.Contains(out, "Purged 1 dead letters") {
+		t.Errorf("purge answered yes: %d %s %s", code, out, errs)
+	}
+	if code, out, _ = runCLI(t, url, "--json", "dlq", "ls"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("after the purge: %d %s", code, out)
 	}
 	_ = v1
 }

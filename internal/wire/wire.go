@@ -53,6 +53,9 @@ const (
 	After = "Choreo-After"
 	// TimerKind, on a timer, says what fires: TimerDeadline or TimerExpire.
 	TimerKind = "Choreo-Timer"
+	// TraceParent, on log events and commands, is the W3C trace context
+	// of the span that wrote them: only when tracing is on.
+	TraceParent = "traceparent"
 
 	DeadReason   = "Choreo-Dlq-Reason"
 	DeadSubject  = "Choreo-Dlq-Subject"

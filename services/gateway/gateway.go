@@ -31,7 +31,6 @@ import (
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/customer"
-	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
@@ -217,19 +216,29 @@ type SagaView struct {
 	StartedAt time.Time   `json:"started_at"`
 	EndedAt   *time.Time  `json:"ended_at,omitempty"`
 	Steps     []StepView  `json:"steps"`
+	TraceID   string      `json:"trace_id,omitempty"` // its OpenTelemetry trace, when traced
 }
 
 // StepView is a saga step as the API shows it.
 type StepView struct {
-	Name                 string          `json:"name"`
-	Position             int             `json:"position"`
-	Status               saga.StepStatus `json:"status"`
-	Attempts             int             `json:"attempts"`
-	Error                string          `json:"error"`
-	StartedAt            *time.Time      `json:"started_at"`
-	EndedAt              *time.Time      `json:"ended_at"`
-	CompensationAttempts int             `json:"compensation_attempts,omitempty"`
-	CompensatedAt        *time.Time      `json:"compensated_at,omitempty"`
+	Name     string          `json:"name"`
+	Service  string          `json:"service"` // the step's owner
+	Position int             `json:"position"`
+	Status   saga.StepStatus `json:"status"`
+	// Activity, of a running step in the view of one order: "working"
+	// once a runner of its service has taken it (its action is under
+	// way), "waiting" while none has (the service is stopped, or busy with
+	// the steps before it), with WaitingMS, how long since it was
+	// triggered (StartedAt). From the saga's log and the broker, never
+	// guessed: empty when the broker could not say.
+	Activity             string     `json:"activity,omitempty"`
+	WaitingMS            int64      `json:"waiting_ms,omitempty"`
+	Attempts             int        `json:"attempts"`
+	Error                string     `json:"error"`
+	StartedAt            *time.Time `json:"started_at"`
+	EndedAt              *time.Time `json:"ended_at"`
+	CompensationAttempts int        `json:"compensation_attempts,omitempty"`
+	CompensatedAt        *time.Time `json:"compensated_at,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -239,10 +248,20 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
+// owners are the services that own the order flow's steps, of every
+// version.
+var owners = func() map[string]string {
+	m := map[string]string{}
+	for _, si := range append(schemas.OrderFlow.Steps(), schemas.OrderFlowV2.Steps()...) {
+		m[si.Name] = si.Owner // versions agree on the steps they share
+	}
+	return m
+}()
+
 func sagaView(st *saga.State) *SagaView {
-	v := &SagaView{Version: st.Version, Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt)}
+	v := &SagaView{Version: st.Version, Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt), TraceID: st.TraceID}
 	for _, ss := range st.Steps {
-		v.Steps = append(v.Steps, StepView{Name: ss.Name, Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error,
+		v.Steps = append(v.Steps, StepView{Name: ss.Name, Service: owners[ss.Name], Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error,
 			StartedAt: timePtr(ss.StartedAt), EndedAt: timePtr(ss.EndedAt), CompensationAttempts: ss.CompensationAttempts, CompensatedAt: timePtr(ss.CompensatedAt)})
 	}
 	return v
@@ -262,11 +281,38 @@ func (s *Service) orderView(ctx context.Context, id string) (OrderView, bool) {
 	if err == nil {
 		v.Saga = sagaView(st)
 		v.Rev = 2 * st.Events
+		s.activity(ctx, id, st, v.Saga)
 	}
 	if row.Status != "pending" { // an order settles once, after its saga ends
 		v.Rev++
 	}
 	return v, true
+}
+
+// activity tells the running steps of a saga that a service is working on
+// from those that wait for one (StepView.Activity).
+func (s *Service) activity(ctx context.Context, id string, st *saga.State, v *SagaView) {
+	var taken map[string]bool
+	var err error
+	now := time.Now()
+	for i, ss := range st.Steps {
+		if ss.Status != saga.StepRunning {
+			continue
+		}
+		if taken == nil && err == nil && !ss.Unserved {
+			if taken, err = s.d.Sagas.Taken(ctx, schemas.OrderFlow, id); err != nil {
+				s.d.Logger.Debug("gateway: which steps are taken", "saga", id, "err", err)
+			}
+		}
+		sv := &v.Steps[i]
+		working, known := taken[ss.Name]
+		switch {
+		case ss.Unserved || known && !working:
+			sv.Activity, sv.WaitingMS = "waiting", max(0, now.Sub(ss.StartedAt).Milliseconds())
+		case known:
+			sv.Activity = "working"
+		}
+	}
 }
 
 func (s *Service) pushOrder(ctx context.Context, id string) {
@@ -547,15 +593,34 @@ func (s *Service) getOrder(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
+// CatalogItem is a product with its stock, as the gateway shows it. Stock
+// is nil until the gateway has heard of the inventory's stock.
+type CatalogItem struct {
+	SKU   string        `json:"sku"`
+	Name  string        `json:"name"`
+	Price schemas.Money `json:"price"`
+	Stock *int          `json:"stock"`
+}
+
+// getCatalog answers from the read model: the products of the contract
+// with the stock of the newest StockChanged. It asks no service, so it
+// answers while inventory is down (with the stock as inventory last
+// announced it, and when: stock_as_of).
 func (s *Service) getCatalog(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	items, err := kit.Call[struct{}, []inventory.CatalogItem](ctx, s.d.NC, inventory.CatalogSubject, struct{}{})
-	if err != nil {
-		callError(w, err)
-		return
+	st := s.rm.Load().Stock()
+	items := make([]CatalogItem, 0, len(schemas.Products))
+	for _, p := range schemas.Products {
+		it := CatalogItem{SKU: p.SKU, Name: p.Name, Price: p.Price}
+		if n, ok := st.Levels[p.SKU]; ok {
+			it.Stock = &n
+		}
+		items = append(items, it)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	res := map[string]any{"items": items, "stock_version": st.Version}
+	if !st.At.IsZero() {
+		res["stock_as_of"] = st.At
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Service) getStats(w http.ResponseWriter, r *http.Request) {

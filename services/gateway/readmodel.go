@@ -40,18 +40,40 @@ type Stats struct {
 // ReadModel is the gateway's materialized view of orders, customers and
 // counters, built only from events: it can be thrown away and rebuilt by
 // replaying the stream.
+//
+// The counters are a function of the events alone, whatever order they
+// arrive in and however often: each counts the distinct things the events
+// name (orders placed, each order's outcome, payments by their id), never
+// the rows, which the gateway also writes itself (Pending).
 type ReadModel struct {
 	mu        sync.RWMutex
 	orders    map[string]*OrderRow
 	customers map[string]schemas.CustomerRegistered
 	stats     Stats
 	seen      map[string]bool // event ids applied: a replayed duplicate counts once
+
+	placed   map[string]bool          // orders whose OrderPlaced was applied
+	outcome  map[string]string        // order id -> confirmed or rejected, from their events
+	charges  map[string]schemas.Money // payment id -> amount charged
+	refunds  map[string]schemas.Money // payment id -> amount refunded
+	declines map[string]bool          // orders whose card was declined
+
+	stock StockView // the newest StockChanged
+}
+
+// StockView is the inventory's stock as its newest event announced it.
+type StockView struct {
+	Version int64          // 0: no stock event seen yet
+	Levels  map[string]int // by SKU
+	At      time.Time      // when inventory announced it
 }
 
 // NewReadModel returns an empty read model.
 func NewReadModel() *ReadModel {
 	return &ReadModel{orders: map[string]*OrderRow{}, customers: map[string]schemas.CustomerRegistered{},
-		seen: map[string]bool{}, stats: Stats{Currency: schemas.Currency}}
+		seen: map[string]bool{}, stats: Stats{Currency: schemas.Currency},
+		placed: map[string]bool{}, outcome: map[string]string{}, charges: map[string]schemas.Money{},
+		refunds: map[string]schemas.Money{}, declines: map[string]bool{}}
 }
 
 // Apply folds one event in. It returns the order the event changed, if any.
@@ -80,7 +102,8 @@ func (m *ReadModel) Apply(topic, id string, payload []byte) (*OrderRow, error) {
 				row = &OrderRow{ID: e.OrderID, Status: "pending"}
 				m.orders[e.OrderID] = row
 			}
-			if row.PlacedAt.IsZero() {
+			if !m.placed[e.OrderID] {
+				m.placed[e.OrderID] = true
 				m.stats.Orders++
 			}
 			row.CustomerID, row.Total, row.Currency, row.Items, row.PlacedAt = e.CustomerID, e.Total, e.Currency, e.Items, e.PlacedAt
@@ -99,19 +122,38 @@ func (m *ReadModel) Apply(topic, id string, payload []byte) (*OrderRow, error) {
 		if err = json.Unmarshal(payload, &e); err == nil {
 			changed = m.settle(e.OrderID, "rejected", e.Reason, e.RejectedAt)
 		}
+	case schemas.TopicStockChanged:
+		var e schemas.StockChanged
+		if err = json.Unmarshal(payload, &e); err == nil && e.Version > m.stock.Version {
+			levels := make(map[string]int, len(e.Levels))
+			for _, l := range e.Levels {
+				levels[l.SKU] = l.Stock
+			}
+			m.stock = StockView{Version: e.Version, Levels: levels, At: e.Time}
+		}
 	case schemas.TopicPaymentSucceeded:
 		var e schemas.PaymentSucceeded
 		if err = json.Unmarshal(payload, &e); err == nil {
-			m.stats.PaymentsSucceeded++
-			m.stats.Charged += e.Amount
+			if _, ok := m.charges[e.PaymentID]; !ok {
+				m.charges[e.PaymentID] = e.Amount
+				m.stats.PaymentsSucceeded++
+				m.stats.Charged += e.Amount
+			}
 		}
 	case schemas.TopicPaymentDeclined:
-		m.stats.PaymentsFailed++
+		var e schemas.PaymentDeclined
+		if err = json.Unmarshal(payload, &e); err == nil && !m.declines[e.OrderID] {
+			m.declines[e.OrderID] = true
+			m.stats.PaymentsFailed++
+		}
 	case schemas.TopicPaymentRefunded:
 		var e schemas.PaymentRefunded
 		if err = json.Unmarshal(payload, &e); err == nil {
-			m.stats.Refunds++
-			m.stats.Refunded += e.Amount
+			if _, ok := m.refunds[e.PaymentID]; !ok {
+				m.refunds[e.PaymentID] = e.Amount
+				m.stats.Refunds++
+				m.stats.Refunded += e.Amount
+			}
 		}
 	}
 	if err != nil {
@@ -134,16 +176,24 @@ func (m *ReadModel) settle(id, status, reason string, at time.Time) *OrderRow {
 		row = &OrderRow{ID: id}
 		m.orders[id] = row
 	}
-	if row.Status != status {
-		switch status {
-		case "confirmed":
-			m.stats.OrdersConfirmed++
-		case "rejected":
-			m.stats.OrdersRejected++
-		}
+	// An order's outcome is counted once, from its events: the row's
+	// status may be the gateway's own.
+	if prev := m.outcome[id]; prev != status {
+		m.count(prev, -1)
+		m.count(status, 1)
+		m.outcome[id] = status
 	}
 	row.Status, row.Reason, row.UpdatedAt = status, reason, at
 	return row
+}
+
+func (m *ReadModel) count(status string, d int) {
+	switch status {
+	case "confirmed":
+		m.stats.OrdersConfirmed += d
+	case "rejected":
+		m.stats.OrdersRejected += d
+	}
 }
 
 // Pending records an order the gateway has just placed, before its event
@@ -250,6 +300,13 @@ func compareStrings(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// Stock returns the newest stock the inventory announced.
+func (m *ReadModel) Stock() StockView {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.stock // Levels is replaced, never changed
 }
 
 // Stats returns the counters.

@@ -6,9 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sync/atomic"
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
 )
@@ -23,6 +26,18 @@ import (
 type Warehouse struct {
 	Stock        map[string]int          `json:"stock"`
 	Reservations map[string]*Reservation `json:"reservations"`
+	// Version grows with every change of Stock: the version of the
+	// StockChanged event that announces it.
+	Version int64 `json:"version,omitempty"`
+}
+
+// Levels is the stock as StockChanged announces it, in catalog order.
+func (w *Warehouse) Levels() []schemas.StockLevel {
+	out := make([]schemas.StockLevel, 0, len(schemas.Products))
+	for _, p := range schemas.Products {
+		out = append(out, schemas.StockLevel{SKU: p.SKU, Stock: w.Stock[p.SKU]})
+	}
+	return out
 }
 
 // Reservation is stock put aside for an order.
@@ -77,17 +92,6 @@ func (w *Warehouse) Release(orderID string, now time.Time) bool {
 	return true
 }
 
-// CatalogItem is a product with its stock, as the gateway shows it.
-type CatalogItem struct {
-	SKU   string        `json:"sku"`
-	Name  string        `json:"name"`
-	Price schemas.Money `json:"price"`
-	Stock int           `json:"stock"`
-}
-
-// CatalogSubject is where the service answers catalog requests.
-const CatalogSubject = "shop.inventory.catalog"
-
 // Service is the inventory service.
 type Service struct {
 	d       kit.Deps
@@ -100,6 +104,10 @@ type Service struct {
 	// round and read it again, a hundred times each.
 	writes chan *change
 	closed chan struct{} // the writer has stopped
+	// stock is the newest stock this instance wrote or read, for the
+	// announcer; changed wakes it.
+	stock   atomic.Pointer[schemas.StockChanged]
+	changed chan struct{}
 }
 
 // change is a handler's change of the warehouse, waiting for the writer.
@@ -112,7 +120,7 @@ type change struct {
 
 // New returns the service; Run starts it.
 func New(d kit.Deps) *Service {
-	return &Service{d: d, writes: make(chan *change), closed: make(chan struct{})}
+	return &Service{d: d, writes: make(chan *change), closed: make(chan struct{}), changed: make(chan struct{}, 1)}
 }
 
 const (
@@ -124,8 +132,9 @@ const (
 // also keeps the bucket "inventory").
 const ArchiveBucket = archive
 
-// Run seeds the stock (once), then reserves, releases and answers catalog
-// requests until ctx ends.
+// Run seeds the stock (once), then reserves and releases, and announces
+// every change of the stock (StockChanged), until ctx ends. Nobody asks
+// inventory for its stock: whoever shows it keeps a copy from the events.
 func (s *Service) Run(ctx context.Context) error {
 	var err error
 	if s.store, err = kit.OpenStore(ctx, s.d.JS, "inventory"); err != nil {
@@ -134,18 +143,26 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.archive, err = kit.OpenStore(ctx, s.d.JS, archive); err != nil {
 		return err
 	}
-	if _, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+	w, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
 		if w.Stock != nil {
+			if w.Version == 0 { // written before versions
+				w.Version = 1
+				return true, nil
+			}
 			return false, nil
 		}
-		w.Stock, w.Reservations = map[string]int{}, map[string]*Reservation{}
+		w.Stock, w.Reservations, w.Version = map[string]int{}, map[string]*Reservation{}, 1
 		for _, p := range schemas.Products {
 			w.Stock[p.SKU] = p.InitialStock
 		}
 		return true, nil
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("seed stock: %w", err)
 	}
+	// Announced on every start: a change whose announcement a crash lost
+	// is announced now (a repeat changes nothing for a reader).
+	s.noteStock(&w)
 	r, err := s.d.Runner()
 	if err != nil {
 		return err
@@ -156,7 +173,51 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := r.OnEnd(schemas.OrderFlow, "inventory", s.ended); err != nil {
 		return err
 	}
-	return kit.Together(ctx, r.Run, s.writer, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, CatalogSubject, s.catalog) })
+	return kit.Together(ctx, r.Run, s.writer, s.announce)
+}
+
+// noteStock hands the stock of w to the announcer, if it is newer than
+// what it has.
+func (s *Service) noteStock(w *Warehouse) {
+	e := &schemas.StockChanged{Version: w.Version, Levels: w.Levels(), Time: time.Now().UTC()}
+	for {
+		cur := s.stock.Load()
+		if cur != nil && cur.Version >= e.Version {
+			return
+		}
+		if s.stock.CompareAndSwap(cur, e) {
+			break
+		}
+	}
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// announce publishes the newest stock each time it changes (StockChanged,
+// its id the version, so a repeat is dropped by the broker), retrying
+// every second while the broker refuses it.
+func (s *Service) announce(ctx context.Context) error {
+	var done int64
+	for {
+		var retry <-chan time.Time
+		if e := s.stock.Load(); e != nil && e.Version > done {
+			err := events.Publish(ctx, s.d.Bus, schemas.TopicStockChanged, fmt.Sprintf("stock-%d", e.Version), *e)
+			if err == nil {
+				done = e.Version
+			} else if ctx.Err() == nil {
+				s.d.Logger.Warn("inventory: cannot announce the stock, will retry", "version", e.Version, "err", err)
+				retry = time.After(time.Second)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.changed:
+		case <-retry:
+		}
+	}
 }
 
 // maxBatch bounds the changes one write carries.
@@ -183,14 +244,21 @@ func (s *Service) writer(ctx context.Context) error {
 			}
 		}
 		errs := make([]error, len(batch))
-		_, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+		w, err := kit.Update(ctx, s.store, key, func(w *Warehouse) (bool, error) {
+			before := maps.Clone(w.Stock)
 			changed := false
 			for i, c := range batch {
 				ch, err := c.apply(w)
 				errs[i], changed = err, changed || ch
 			}
+			if !maps.Equal(before, w.Stock) {
+				w.Version++
+			}
 			return changed, nil
 		})
+		if err == nil {
+			s.noteStock(&w)
+		}
 		for i, c := range batch {
 			if err != nil {
 				c.done <- err // not written: every change in it failed
@@ -304,18 +372,6 @@ func (s *Service) ended(ctx context.Context, st *saga.State) error {
 		delete(w.Reservations, r.ID)
 		return true, nil
 	})
-}
-
-func (s *Service) catalog(ctx context.Context, _ struct{}) ([]CatalogItem, error) {
-	var w Warehouse
-	if err := s.store.Get(ctx, key, &w); err != nil {
-		return nil, err
-	}
-	out := make([]CatalogItem, 0, len(schemas.Products))
-	for _, p := range schemas.Products {
-		out = append(out, CatalogItem{SKU: p.SKU, Name: p.Name, Price: p.Price, Stock: w.Stock[p.SKU]})
-	}
-	return out, nil
 }
 
 // State returns the warehouse with the archived reservations, for checkers

@@ -20,6 +20,12 @@ package kit
 //	CHOREO_FAIL_UNDO=<step>:<n>       the step's compensation fails its first
 //	    n attempts of each saga (n<0: always).
 //	CHOREO_ACK_WAIT=<duration>        the runner's ack wait.
+//	CHOREO_RECONCILE_AFTER=<duration> how old an order recorded but not
+//	    started must be before the order service's reconciler starts it.
+//
+// CHOREO_CRASH also names points outside saga handlers (Crash): the order
+// service's "recorded", "announced" and "started" of step "place", after
+// each of its writes when an order is placed.
 
 import (
 	"context"
@@ -94,6 +100,31 @@ func faultOptions() []saga.RunnerOption {
 		}))
 	}
 	return out
+}
+
+// crashers are CHOREO_CRASH's points for Crash.
+var crashers = sync.OnceValue(func() []*crasher {
+	var out []*crasher
+	for _, v := range strings.Split(os.Getenv("CHOREO_CRASH"), ",") {
+		f := strings.Split(v, ":")
+		if n, err := strconv.Atoi(f[len(f)-1]); err == nil && len(f) == 3 {
+			out = append(out, &crasher{point: f[0], step: f[1], at: n})
+		}
+	}
+	return out
+})
+
+// Crash kills this process at a crash point that CHOREO_CRASH names.
+func Crash(point, step string) {
+	for _, c := range crashers() {
+		c.hit(point, step)
+	}
+}
+
+// ReconcileAfter is CHOREO_RECONCILE_AFTER, if set.
+func ReconcileAfter() (time.Duration, bool) {
+	d, err := time.ParseDuration(os.Getenv("CHOREO_RECONCILE_AFTER"))
+	return d, err == nil
 }
 
 type crasher struct {

@@ -35,19 +35,37 @@ type Deps struct {
 	Sagas  *saga.Client
 	Bus    *events.Bus
 	Logger *slog.Logger
+	// Admin is the process's admin listener's mux and metrics (obs.go);
+	// nil without one.
+	Admin *Admin
 }
+
+// DepsOption configures NewDeps.
+type DepsOption func(*Deps)
+
+// WithAdmin has the service's sagas counted in a's metrics, and lets the
+// service add its admin endpoints to a's mux.
+func WithAdmin(a *Admin) DepsOption { return func(d *Deps) { d.Admin = a } }
 
 // NewDeps builds the dependencies over a connection, creating choreo's
 // streams if needed. source names the service in CloudEvents.
-func NewDeps(ctx context.Context, nc *nats.Conn, source string, logger *slog.Logger) (Deps, error) {
+func NewDeps(ctx context.Context, nc *nats.Conn, source string, logger *slog.Logger, opts ...DepsOption) (Deps, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var o Deps
+	for _, opt := range opts {
+		opt(&o)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return Deps{}, err
 	}
-	c, err := saga.New(ctx, js, saga.WithSource(source), saga.WithLogger(logger))
+	sopts := []saga.Option{saga.WithSource(source), saga.WithLogger(logger.With("service", source))}
+	if o.Admin != nil && o.Admin.Metrics != nil {
+		sopts = append(sopts, saga.WithObserver(o.Admin.Metrics))
+	}
+	c, err := saga.New(ctx, js, sopts...)
 	if err != nil {
 		return Deps{}, err
 	}
@@ -55,7 +73,7 @@ func NewDeps(ctx context.Context, nc *nats.Conn, source string, logger *slog.Log
 	if err != nil {
 		return Deps{}, err
 	}
-	return Deps{NC: nc, JS: js, Sagas: c, Bus: bus, Logger: logger.With("service", source)}, nil
+	return Deps{NC: nc, JS: js, Sagas: c, Bus: bus, Logger: logger.With("service", source), Admin: o.Admin}, nil
 }
 
 // Runner returns a saga runner that checks every step input against its
@@ -66,7 +84,11 @@ func (d Deps) Runner() (*saga.Runner, error) {
 		return nil, err
 	}
 	opts := append([]saga.RunnerOption{saga.WithValidator(schemas.Validate)}, versions...)
-	return saga.NewRunner(d.Sagas, append(opts, faultOptions()...)...)
+	r, err := saga.NewRunner(d.Sagas, append(opts, faultOptions()...)...)
+	if err == nil && d.Admin != nil && d.Admin.Metrics != nil {
+		d.Admin.Metrics.Watch(d.JS, r)
+	}
+	return r, err
 }
 
 // Store keeps a service's own data as JSON values in its KV bucket.

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -38,6 +38,8 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 	ca := fs.String("tls-ca", envOr("CHOREO_TLS_CA", ""), "PEM file of the CA that signed the server's certificate: connect with TLS (env CHOREO_TLS_CA)")
 	cert := fs.String("tls-cert", envOr("CHOREO_TLS_CERT", ""), "PEM file of this service's client certificate, for a server that verifies clients (env CHOREO_TLS_CERT)")
 	key := fs.String("tls-key", envOr("CHOREO_TLS_KEY", ""), "PEM file of the client certificate's key (env CHOREO_TLS_KEY)")
+	level := fs.String("log-level", envOr("CHOREO_LOG_LEVEL", "info"), "debug, info, warn or error; JSON lines when stderr is not a terminal (env CHOREO_LOG_LEVEL)")
+	metricsAddr := fs.String("metrics-addr", envOr("CHOREO_METRICS_ADDR", ""), "host:port of the admin listener: Prometheus /metrics (and the gateway's POST /admin/rebuild); none when empty (env CHOREO_METRICS_ADDR)")
 	if flags != nil {
 		flags(fs)
 	}
@@ -52,9 +54,37 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(2)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logger, err := NewLogger(os.Stderr, *level)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	admin := NewAdmin(nil) // no metrics, nothing counted, without --metrics-addr
+	var adminLn net.Listener
+	if *metricsAddr != "" {
+		admin = NewAdmin(NewMetrics())
+		if adminLn, err = admin.Listen(*metricsAddr); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			os.Exit(2)
+		}
+		go func() {
+			if err := admin.Serve(ctx, adminLn); err != nil {
+				logger.Error("admin listener", "err", err)
+			}
+		}()
+	}
+	shutdown, err := Tracing(ctx, name)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(sctx) // flush the spans not yet exported
+	}()
 	tlsConf, err := ClientTLS(*ca, *cert, *key)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
@@ -85,9 +115,12 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 		defer func() { stopHealth(); <-served }()
 	}
 	defer nc.Close()
-	d, err := NewDeps(ctx, nc, name, logger)
+	d, err := NewDeps(ctx, nc, name, logger, WithAdmin(admin))
 	if err == nil {
 		fmt.Printf("%s running against %s\n", name, *url)
+		if adminLn != nil {
+			fmt.Printf("%s metrics on http://%s/metrics\n", name, adminLn.Addr())
+		}
 		err = run(ctx, d)
 	}
 	if err != nil {

@@ -1,7 +1,9 @@
-// Package notification e-mails customers: a welcome, and the outcome of
-// each order. E-mails are written as .eml files to a directory, one per
-// event, so a redelivered event sends nothing twice. It keeps its own copy
-// of customers' names and addresses, from CustomerRegistered events.
+// Package notification e-mails customers: a welcome, a receipt for each
+// payment, and the outcome of each order. E-mails are written as .eml
+// files to a directory, one per event (a receipt per payment id), so a
+// redelivered event sends nothing twice. It keeps its own copy of
+// customers' names and addresses, from CustomerRegistered events, and of
+// whose each order is, from OrderPlaced events.
 package notification
 
 import (
@@ -48,6 +50,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	err = errors.Join(
 		kit.On(router, s.d.Bus, "notification", schemas.TopicCustomerRegistered, s.welcome),
+		kit.On(router, s.d.Bus, "notification", schemas.TopicOrderPlaced, s.placed),
+		kit.On(router, s.d.Bus, "notification", schemas.TopicPaymentSucceeded, s.receipt),
 		kit.On(router, s.d.Bus, "notification", schemas.TopicOrderConfirmed, s.confirmed),
 		kit.On(router, s.d.Bus, "notification", schemas.TopicOrderRejected, s.rejected),
 	)
@@ -71,6 +75,33 @@ func (s *Service) customer(ctx context.Context, id string) (schemas.CustomerRegi
 		return c, fmt.Errorf("customer %s not known yet: %w", id, err) // retried
 	}
 	return c, nil
+}
+
+// OrderOwner is the service's copy of whose an order is, kept under the
+// order's id (customers are kept under theirs: the prefixes differ).
+type OrderOwner struct {
+	OrderID    string `json:"order_id"`
+	CustomerID string `json:"customer_id"`
+}
+
+func (s *Service) placed(ctx context.Context, o schemas.OrderPlaced) error {
+	return s.store.Put(ctx, o.OrderID, OrderOwner{OrderID: o.OrderID, CustomerID: o.CustomerID})
+}
+
+// receipt e-mails the customer a receipt for a payment, once per payment
+// id however often the event comes.
+func (s *Service) receipt(ctx context.Context, p schemas.PaymentSucceeded) error {
+	var o OrderOwner
+	if err := s.store.Get(ctx, p.OrderID, &o); err != nil {
+		return fmt.Errorf("order %s not known yet: %w", p.OrderID, err) // retried: its OrderPlaced is on its way
+	}
+	c, err := s.customer(ctx, o.CustomerID)
+	if err != nil {
+		return err
+	}
+	return s.send("receipt-"+p.PaymentID, c, "Receipt for your order "+p.OrderID,
+		fmt.Sprintf("Hello %s,\n\nwe received your payment for order %s.\n\nPayment:  %s\nAmount:   %s\nDate:     %s\n",
+			c.Name, p.OrderID, p.PaymentID, Amount(p.Amount, p.Currency), p.Time.UTC().Format(time.RFC1123)), p.Time)
 }
 
 func (s *Service) confirmed(ctx context.Context, o schemas.OrderConfirmed) error {

@@ -41,12 +41,17 @@ type PlaceResult struct {
 	Total schemas.Money `json:"total"`
 }
 
-// Order is the service's record of an order.
+// Order is the service's record of an order. It is also the outbox of
+// what placing it sets off: a pending order that is not Started has its
+// OrderPlaced published and its saga started by Place, or, if Place was
+// cut short (a crash, the broker away), by the reconciler.
 type Order struct {
 	schemas.OrderPlaced
 	Status    string    `json:"status"` // pending, confirmed or rejected
 	Reason    string    `json:"reason,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Started: the order was announced and its saga started.
+	Started bool `json:"started,omitempty"`
 }
 
 // Price checks an order and prices it from the catalog: domain logic.
@@ -85,10 +90,62 @@ func Price(id string, req PlaceRequest, now time.Time) (schemas.OrderPlaced, err
 type Service struct {
 	d     kit.Deps
 	store *kit.Store
+	opts  options
+}
+
+type options struct {
+	every, after time.Duration
+	stop         func(point string) bool
+}
+
+// Option configures the service.
+type Option func(*options)
+
+// Reconcile sets how often the service looks for orders recorded but not
+// started (default every 10 s), and how old such an order must be before
+// the reconciler starts it (default 30 s: older than any Place still
+// under way, so that the two never race to settle one order).
+func Reconcile(every, after time.Duration) Option {
+	return func(o *options) {
+		if every > 0 {
+			o.every = every
+		}
+		if after >= 0 {
+			o.after = after
+		}
+	}
+}
+
+// StopAt is for tests: Place calls stop after each of its writes, naming
+// it ("recorded", "announced", "started"), and when it returns true Place
+// stops there without another write, as a process killed at that point
+// would.
+func StopAt(stop func(point string) bool) Option {
+	return func(o *options) { o.stop = stop }
 }
 
 // New returns the service; Run starts it.
-func New(d kit.Deps) *Service { return &Service{d: d} }
+func New(d kit.Deps, opts ...Option) *Service {
+	s := &Service{d: d, opts: options{every: 10 * time.Second, after: 30 * time.Second}}
+	if after, ok := kit.ReconcileAfter(); ok { // the fault-injection build
+		s.opts.after = after
+	}
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	return s
+}
+
+// errStopped: a test's StopAt stopped Place.
+var errStopped = errors.New("order: stopped at a crash point")
+
+func (s *Service) crashPoint(point string) error {
+	kit.Crash(point, "place") // the fault-injection build kills the process here
+	if s.opts.stop != nil && s.opts.stop(point) {
+		return errStopped
+	}
+	return nil
+}
 
 // Run takes orders, confirms them and records their ends until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
@@ -109,42 +166,98 @@ func (s *Service) Run(ctx context.Context) error {
 	return kit.Together(ctx, r.Run, s.reconcile, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, PlaceSubject, s.Place) })
 }
 
-// reconcile starts, once, the saga of every pending order that has none:
-// its saga was lost with the saga stream (deleted while the order ran), or
-// this service stopped between recording the order and starting it.
-// Starting again is safe: the saga has the order's id, so every step's
-// idempotency key is the one it had, and an effect already made is not
-// made twice.
+// reconcile drains the outbox: at start and every opts.every, it
+// announces and starts every pending order that is not Started and older
+// than opts.after (Place was cut short between its writes). At start it
+// also starts again the saga of every pending order that has none: its
+// saga was lost with the saga stream (deleted while the order ran).
+// Starting again is safe: the event's id and the saga's are the order's,
+// so a repeat is dropped, and every step's idempotency key is the one it
+// had, so an effect already made is not made twice.
 func (s *Service) reconcile(ctx context.Context) error {
-	var lost []schemas.OrderPlaced
+	s.reconcileOnce(ctx, true)
+	t := time.NewTicker(s.opts.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			s.reconcileOnce(ctx, false)
+		}
+	}
+}
+
+func (s *Service) reconcileOnce(ctx context.Context, atStart bool) {
+	cutoff := time.Now().Add(-s.opts.after)
+	var unstarted, started []schemas.OrderPlaced
 	err := s.store.Each(ctx, func(_ string, data []byte) error {
 		var o Order
 		if json.Unmarshal(data, &o) != nil || o.Status != "pending" {
 			return nil
 		}
-		if _, err := s.d.Sagas.Get(ctx, schemas.OrderFlow, o.OrderID); errors.Is(err, saga.ErrNotFound) {
-			lost = append(lost, o.OrderPlaced)
+		switch {
+		case !o.Started && o.PlacedAt.Before(cutoff):
+			unstarted = append(unstarted, o.OrderPlaced)
+		case o.Started && atStart:
+			started = append(started, o.OrderPlaced)
 		}
 		return nil
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			s.d.Logger.Error("order: cannot look for pending orders without a saga", "err", err)
+			s.d.Logger.Error("order: cannot look for pending orders to start", "err", err)
 		}
-		return nil
+		return
 	}
-	for _, o := range lost {
-		if err := saga.Start(ctx, s.d.Sagas, schemas.OrderFlow, o.OrderID, o); err != nil {
-			s.d.Logger.Error("order: pending order has no saga and it cannot be started", "saga", o.OrderID, "err", err)
+	for _, o := range started {
+		if _, err := s.d.Sagas.Get(ctx, schemas.OrderFlow, o.OrderID); errors.Is(err, saga.ErrNotFound) {
+			unstarted = append(unstarted, o)
+			s.d.Logger.Warn("order: pending order has no saga (lost with the saga stream?): starting it again", "saga", o.OrderID)
+		}
+	}
+	for _, o := range unstarted {
+		if err := s.launch(ctx, o); err != nil {
+			s.d.Logger.Error("order: pending order not started, will try again", "saga", o.OrderID, "err", err)
 			continue
 		}
-		s.d.Logger.Warn("order: pending order had no saga (lost with the saga stream?): started it again", "saga", o.OrderID)
+		s.d.Logger.Warn("order: started a pending order that was recorded but not started", "saga", o.OrderID)
+	}
+}
+
+// launch announces a recorded order and starts its saga, then marks it
+// Started. Each write is safe to repeat.
+func (s *Service) launch(ctx context.Context, o schemas.OrderPlaced) error {
+	if err := events.Publish(ctx, s.d.Bus, schemas.TopicOrderPlaced, o.OrderID, o); err != nil {
+		return err
+	}
+	if err := s.crashPoint("announced"); err != nil {
+		return err
+	}
+	if err := saga.Start(ctx, s.d.Sagas, schemas.OrderFlow, o.OrderID, o); err != nil {
+		return err
+	}
+	if err := s.crashPoint("started"); err != nil {
+		return err
+	}
+	// Not marked, the reconciler starts it again: harmless.
+	_, err := kit.Update(ctx, s.store, o.OrderID, func(cur *Order) (bool, error) {
+		if cur.Started || cur.OrderID == "" {
+			return false, nil
+		}
+		cur.Started = true
+		return true, nil
+	})
+	if err != nil {
+		s.d.Logger.Warn("order: started, but not marked so", "saga", o.OrderID, "err", err)
 	}
 	return nil
 }
 
-// Place accepts an order: it is recorded as pending, announced, and its
-// saga started.
+// Place accepts an order: it is recorded as pending (the outbox), then
+// announced and its saga started (launch). The record comes first, so an
+// order's saga never runs without it; a Place cut short after it is
+// finished by the reconciler.
 func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, error) {
 	o, err := Price(kit.NewID("ord"), req, time.Now().UTC())
 	if err != nil {
@@ -160,11 +273,12 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 	}); err != nil {
 		return PlaceResult{}, err
 	}
-	err = events.Publish(ctx, s.d.Bus, schemas.TopicOrderPlaced, o.OrderID, o)
-	if err == nil {
-		err = saga.Start(ctx, s.d.Sagas, schemas.OrderFlow, o.OrderID, o)
+	if err := s.crashPoint("recorded"); err != nil {
+		return PlaceResult{}, err
 	}
-	if err != nil {
+	if err := s.launch(ctx, o); errors.Is(err, errStopped) {
+		return PlaceResult{}, err
+	} else if err != nil {
 		// nil when the saga started after all: the order is placed.
 		if err := s.notStarted(ctx, o, err); err != nil {
 			return PlaceResult{}, err
@@ -178,7 +292,7 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 // unless its saga exists after all (the start's acknowledgement was
 // lost), the order is rejected with the reason and the caller is told to
 // try again. If even that cannot be recorded, the order stays pending and
-// the next start of this service starts its saga (reconcile).
+// the reconciler starts its saga.
 func (s *Service) notStarted(ctx context.Context, o schemas.OrderPlaced, cause error) error {
 	if _, err := s.d.Sagas.Get(ctx, schemas.OrderFlow, o.OrderID); err == nil {
 		return nil
@@ -217,7 +331,9 @@ func (s *Service) ended(ctx context.Context, st *saga.State) error {
 	}
 	o, err := kit.Update(ctx, s.store, st.ID, func(o *Order) (bool, error) {
 		if o.OrderID == "" {
-			return false, fmt.Errorf("no order %s", st.ID)
+			// Every saga's order is recorded before it starts: retrying
+			// cannot help. Dead-lettered, for an operator to look at.
+			return false, saga.Abortf("no order %s: its saga ended %s, but the order service has no record of it", st.ID, st.Status)
 		}
 		if o.Status == status && o.Reason == reason {
 			return false, nil

@@ -219,10 +219,26 @@ func (s *Service) charge(ctx context.Context, o schemas.OrderPlaced) (schemas.Pa
 		return schemas.PaymentSucceeded{}, err
 	}
 	e := schemas.PaymentSucceeded{PaymentID: id, OrderID: o.OrderID, Time: c.ChargedAt, Amount: c.Amount, Currency: c.Currency}
-	if err := events.Publish(ctx, s.d.Bus, schemas.TopicPaymentSucceeded, id, e); err != nil {
-		return schemas.PaymentSucceeded{}, err
+	// The card is charged: from here the step must not fail, since a
+	// failed step is never compensated (it is taken to have done nothing).
+	// So the event is published again until the broker takes it or the
+	// step's time is up, which makes its outcome unknown, and an unknown
+	// charge is refunded. (Returning the error would spend one of the
+	// step's few attempts per failed publish, and a broker electing a
+	// leader for some seconds would exhaust them: a failed step with a
+	// live charge.)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := events.Publish(ctx, s.d.Bus, schemas.TopicPaymentSucceeded, id, e)
+		if err == nil {
+			return e, nil
+		}
+		s.d.Logger.Warn("payment: charged, but PaymentSucceeded not published yet: will publish it again", "saga", o.OrderID, "err", err)
+		select {
+		case <-ctx.Done():
+			return schemas.PaymentSucceeded{}, err
+		case <-time.After(wait):
+		}
 	}
-	return e, nil
 }
 
 // refund undoes a charge. It works from the order alone: after a timed-out

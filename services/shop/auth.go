@@ -25,18 +25,18 @@ var Buckets = map[string][]string{
 // published and subscribed are each service's domain event topics.
 var (
 	published = map[string][]string{
-		"customer": {schemas.TopicCustomerRegistered},
-		"order":    {schemas.TopicOrderPlaced, schemas.TopicOrderConfirmed, schemas.TopicOrderRejected},
-		"payment":  {schemas.TopicPaymentSucceeded, schemas.TopicPaymentDeclined, schemas.TopicPaymentRefunded},
+		"customer":  {schemas.TopicCustomerRegistered},
+		"order":     {schemas.TopicOrderPlaced, schemas.TopicOrderConfirmed, schemas.TopicOrderRejected},
+		"payment":   {schemas.TopicPaymentSucceeded, schemas.TopicPaymentDeclined, schemas.TopicPaymentRefunded},
+		"inventory": {schemas.TopicStockChanged},
 	}
 	subscribed = map[string][]string{
-		"notification": {schemas.TopicCustomerRegistered, schemas.TopicOrderConfirmed, schemas.TopicOrderRejected},
+		"notification": {schemas.TopicCustomerRegistered, schemas.TopicOrderPlaced, schemas.TopicPaymentSucceeded, schemas.TopicOrderConfirmed, schemas.TopicOrderRejected},
 		"shipping":     {schemas.TopicCustomerRegistered},
 	}
 	// served are the request/reply endpoints each service answers.
 	served = map[string][]string{
-		"customer": {customer.RegisterSubject}, "order": {order.PlaceSubject}, "inventory": {inventory.CatalogSubject},
-		"payment": {payment.TokenizeSubject},
+		"customer": {customer.RegisterSubject}, "order": {order.PlaceSubject}, "payment": {payment.TokenizeSubject},
 	}
 )
 
@@ -71,7 +71,7 @@ func Permissions() (map[string]saga.Access, error) {
 			}
 			a.Add(r)
 			a.Add(events.ReadAccess(durables...))
-			a.Add(saga.Access{Publish: saga.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, inventory.CatalogSubject, payment.TokenizeSubject}}})
+			a.Add(saga.Access{Publish: saga.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, payment.TokenizeSubject}}})
 			// /healthz looks up every stream and bucket the shop needs.
 			for _, st := range kit.Streams {
 				a.Add(saga.Access{Publish: saga.Rules{Allow: []string{"$JS.API.STREAM.INFO." + st}}})

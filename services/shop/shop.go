@@ -47,18 +47,34 @@ type Config struct {
 	TLS     embedded.TLSFiles
 	MailDir string // default DataDir/mail
 	Logger  *slog.Logger
-	// Without lists services not to start (for tests that stop one).
-	Without []string
+	// Only lists the services to start (all when empty); Without lists
+	// services not to start. One shop may run a part of the services and
+	// another, joining its server with NATSURL, the rest.
+	Only, Without []string
+	// On an external server (NATSURL), Credentials is a directory of
+	// nkey seed files, <name>.nk, as the embedded shop writes them: each
+	// service connects as itself, and the admin (admin.nk, if there)
+	// provisions. Auth is one identity for every service instead (from
+	// kit.AuthFlags: --creds, --nkey or --user), which must be allowed
+	// all they do. Neither: no authentication. TLS then holds the client's
+	// files: CA verifies the server, Cert and Key are the client's.
+	Credentials string
+	Auth        []nats.Option
 	// Gateway are the gateway's options (allowed hosts, limits).
 	Gateway []gateway.Option
+	// MetricsAddr, when set, is the admin listener (host:port): the
+	// services' Prometheus /metrics and the gateway's POST /admin/rebuild.
+	MetricsAddr string
 }
 
 // Shop is a running shop.
 type Shop struct {
-	HTTPAddr string
-	NATSURL  string
-	Gateway  *gateway.Service
-	Deps     kit.Deps // the admin's
+	HTTPAddr    string
+	MetricsAddr string // the admin listener's, with Config.MetricsAddr
+	NATSURL     string
+	Gateway     *gateway.Service
+	Deps        kit.Deps // the admin's (zero when joining a server without its identity)
+	Running     []string // the services this shop runs
 	// Credentials is the directory of the embedded server's identities'
 	// nkey seed files, <name>.nk ("" on an external server).
 	Credentials string
@@ -139,19 +155,39 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	// A bad address stops start-up before anything starts.
-	if err := checkAddr("--http-addr", cfg.HTTPAddr); err != nil {
+	run, err := Selected(cfg.Only, cfg.Without)
+	if err != nil {
 		return err
+	}
+	// A bad address stops start-up before anything starts.
+	if slices.Contains(run, "gateway") {
+		if err := checkAddr("--http-addr", cfg.HTTPAddr); err != nil {
+			return err
+		}
 	}
 	if cfg.NATSURL == "" {
 		if err := checkAddr("--nats-addr", cfg.NATSAddr); err != nil {
 			return err
 		}
 	}
+	admin := kit.NewAdmin(nil) // no metrics, nothing counted, without an address
+	var adminLn net.Listener
+	if cfg.MetricsAddr != "" {
+		admin = kit.NewAdmin(kit.NewMetrics())
+		var err error
+		if adminLn, err = admin.Listen(cfg.MetricsAddr); err != nil {
+			return err
+		}
+		defer adminLn.Close()
+	}
 	url := cfg.NATSURL
 	var keys map[string]nkeys.KeyPair // one per identity; none on an external server
 	var credDir string
-	var inProcess []nats.Option // the embedded server's services reach it in-process
+	var common []nats.Option              // every connection's: in-process to the embedded server, TLS to an external one
+	var external map[string][]nats.Option // on an external server, each identity's options
+	if url == "" && (cfg.Credentials != "" || len(cfg.Auth) > 0) {
+		return errors.New("--credentials, --creds, --nkey and --user are for an external server: give --nats-url too")
+	}
 	if url == "" {
 		if cfg.DataDir == "" {
 			return errors.New("--data-dir is empty")
@@ -170,9 +206,18 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		url = srv.ClientURL() // tls://… with TLS
 		// The services in this process need no network (nor TLS) to
 		// reach the server in it: the URL only names it.
-		inProcess = append(inProcess, nats.InProcessServer(srv))
-	} else if cfg.TLS.On() {
-		return errors.New("--tls-cert, --tls-key and --tls-ca configure the embedded server, not an external one")
+		common = append(common, nats.InProcessServer(srv))
+	} else {
+		if external, err = externalAuth(cfg, run); err != nil {
+			return err
+		}
+		tlsConf, err := kit.ClientTLS(cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return err
+		}
+		if tlsConf != nil {
+			common = append(common, nats.Secure(tlsConf)) // options every connection takes
+		}
 	}
 	if cfg.MailDir == "" {
 		cfg.MailDir = filepath.Join(cfg.DataDir, "mail")
@@ -192,7 +237,8 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			pub, _ := kp.PublicKey()
 			opts = append(opts, nats.Nkey(pub, kp.Sign))
 		}
-		opts = append(opts, inProcess...)
+		opts = append(opts, external[name]...)
+		opts = append(opts, common...)
 		nc, err := nats.Connect(connectURL, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to %s as %s: %w", url, name, err)
@@ -200,38 +246,36 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		return nc, nil
 	}
 	// The admin provisions the streams and buckets; each service then
-	// connects with its own identity, which may use them but not create them.
-	nc, err := connect(Admin)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	admin, err := Provision(ctx, nc, cfg.Logger)
-	if err != nil {
-		return err
-	}
-	skip := map[string]bool{}
-	for _, s := range cfg.Without {
-		skip[s] = true
+	// connects with its own identity, which may use them but not create
+	// them. Joining a server without the admin's identity, the shop
+	// takes what is provisioned as it is.
+	var provisioned kit.Deps
+	if _, ok := external[Admin]; ok || cfg.NATSURL == "" {
+		nc, err := connect(Admin)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if provisioned, err = Provision(ctx, nc, cfg.Logger); err != nil {
+			return err
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	var gw *gateway.Service
-	for _, name := range Services {
-		if skip[name] {
-			continue
-		}
+	for _, name := range run {
 		snc, err := connect(name)
 		if err != nil {
 			return err
 		}
 		defer snc.Close()
-		d, err := kit.NewDeps(ctx, snc, name, cfg.Logger)
+		d, err := kit.NewDeps(ctx, snc, name, cfg.Logger, kit.WithAdmin(admin))
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		var run func(context.Context) error
 		if name == "gateway" {
 			gw = gateway.New(d, cfg.HTTPAddr, cfg.Gateway...)
+			admin.Mux.Handle("POST /admin/rebuild", gw.RebuildHandler())
 			run = gw.Run
 		} else {
 			run = Service(name, d, cfg.MailDir)
@@ -243,7 +287,13 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return nil
 		})
 	}
-	sh := &Shop{NATSURL: url, Gateway: gw, Deps: admin, Credentials: credDir}
+	if adminLn != nil {
+		g.Go(func() error { return admin.Serve(gctx, adminLn) })
+	}
+	sh := &Shop{NATSURL: url, Gateway: gw, Deps: provisioned, Credentials: credDir, Running: run}
+	if adminLn != nil {
+		sh.MetricsAddr = adminLn.Addr().String()
+	}
 	if gw != nil {
 		select {
 		case sh.HTTPAddr = <-gw.Addr():
@@ -255,6 +305,69 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		ready(sh)
 	}
 	return g.Wait()
+}
+
+// Selected returns the services to run, in the order Run starts them:
+// those of only (all when empty) less those of without. An unknown name,
+// or both lists given, is an error.
+func Selected(only, without []string) ([]string, error) {
+	if len(only) > 0 && len(without) > 0 {
+		return nil, errors.New("give --only or --without, not both")
+	}
+	for _, l := range []struct {
+		flag  string
+		names []string
+	}{{"--only", only}, {"--without", without}} {
+		for _, n := range l.names {
+			if !slices.Contains(Services, n) {
+				return nil, fmt.Errorf("%s: no service %q (the services: %s)", l.flag, n, strings.Join(Services, ", "))
+			}
+		}
+	}
+	var out []string
+	for _, n := range Services {
+		if (len(only) == 0 || slices.Contains(only, n)) && !slices.Contains(without, n) {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--without leaves no service to run")
+	}
+	return out, nil
+}
+
+// externalAuth returns the connection options of each identity that
+// connects to an external server: the services to run and, when its seed
+// is in the credentials directory or one identity serves all, the admin.
+func externalAuth(cfg Config, run []string) (map[string][]nats.Option, error) {
+	out := map[string][]nats.Option{}
+	switch {
+	case cfg.Credentials != "" && len(cfg.Auth) > 0:
+		return nil, errors.New("give --credentials (an identity per service) or one of --creds, --nkey and --user, not both")
+	case cfg.Credentials != "":
+		if fi, err := os.Stat(cfg.Credentials); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--credentials %s: not a directory", cfg.Credentials)
+		}
+		for _, name := range append(slices.Clone(run), Admin) {
+			path := embedded.SeedFile(cfg.Credentials, name)
+			if _, err := os.Stat(path); err != nil {
+				if name == Admin {
+					continue // the services' identities cannot provision: what is there is used
+				}
+				return nil, fmt.Errorf("--credentials %s: no seed for %s (%s.nk)", cfg.Credentials, name, name)
+			}
+			opt, err := nats.NkeyOptionFromSeed(path)
+			if err != nil {
+				return nil, fmt.Errorf("--credentials: %s: not an nkey seed file", path)
+			}
+			out[name] = []nats.Option{opt}
+		}
+	default:
+		for _, name := range append(slices.Clone(run), Admin) {
+			out[name] = cfg.Auth
+		}
+	}
+	return out, nil
 }
 
 // Service returns the Run of the named service (not the gateway, which

@@ -158,7 +158,7 @@ func adminJS(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream 
 // the delete (lost with the stream), and takes new orders.
 func TestDeletedStreamIsLoudAndARestartRecovers(t *testing.T) {
 	cfg := shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir()}
-	// Without billing, an accepted order's saga waits at its invoice.
+	// Without billing, an accepted order's saga waits at its bill step.
 	first := cfg
 	first.Without = []string{"billing"}
 	sh := runShop(t, first)

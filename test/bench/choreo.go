@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/choreo-go/choreo/saga"
 )
@@ -134,8 +136,23 @@ func benchOptions() []saga.Option {
 	if os.Getenv("BENCH_UNCHECKED") != "" {
 		opts = append(opts, saga.WithUncheckedEvents())
 	}
+	if os.Getenv("BENCH_TRACE") != "" {
+		opts = append(opts, saga.WithTracerProvider(benchTracer()))
+	}
 	return opts
 }
+
+// benchTracer is, with BENCH_TRACE, an OpenTelemetry SDK that samples
+// every saga and exports its spans in batches to nowhere: what tracing
+// costs the process, short of the network.
+var benchTracer = sync.OnceValue(func() *sdktrace.TracerProvider {
+	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardSpans{}), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+})
+
+type discardSpans struct{}
+
+func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardSpans) Shutdown(context.Context) error                             { return nil }
 
 // benchConcurrency is the runner's concurrency (BENCH_CONCURRENCY, default 256).
 func benchConcurrency() int {

@@ -35,14 +35,14 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-func startShop(t *testing.T) string {
+func startShop(t *testing.T, without ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	dir := t.TempDir()
 	go func() {
-		done <- shop.Run(ctx, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir},
+		done <- shop.Run(ctx, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Without: without},
 			func(s *shop.Shop) { ready <- s.HTTPAddr })
 	}()
 	t.Cleanup(func() {

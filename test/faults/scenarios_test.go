@@ -141,11 +141,12 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 // Scenario 7: every instance of a service down for longer than the
 // broker's inactivity threshold for consumers (5s for ephemeral ones):
 // choreo's consumers are durable, so they, and the work they hold, wait.
+// (Orders start on the order flow's newest version, v2.)
 func TestServiceDownLongerThanInactivityThreshold(t *testing.T) {
 	h := newHarness(t, setup{instances: map[string]int{"inventory": 2}})
 	// inventory has made its durable consumer before it goes down.
 	sagatest.Poll(t, time.Minute, func() bool {
-		_, err := h.d.JS.Consumer(context.Background(), "CHOREO", "order_v1_reserve_do")
+		_, err := h.d.JS.Consumer(context.Background(), "CHOREO", "order_v2_reserve_do")
 		return err == nil
 	}, func() string { return "inventory did not create its consumer" })
 	for _, in := range h.insts["inventory"] {
@@ -159,7 +160,7 @@ func TestServiceDownLongerThanInactivityThreshold(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // the outage lasts 8s
 	}
 	ctx := context.Background()
-	info, err := h.d.JS.Consumer(ctx, "CHOREO", "order_v1_reserve_do")
+	info, err := h.d.JS.Consumer(ctx, "CHOREO", "order_v2_reserve_do")
 	if err != nil {
 		t.Fatalf("the reserve consumer is gone after 8s without a client: %v", err)
 	}

@@ -23,6 +23,7 @@ func main() {
 		fs.IntVar(&maxWS, "max-websockets", gateway.DefaultMaxWebsockets, "how many browsers may follow the shop live at once")
 	}, func(ctx context.Context, d kit.Deps) error {
 		g := gateway.New(d, addr, gateway.AllowHosts(strings.Split(hosts, ",")...), gateway.MaxWebsockets(maxWS))
+		d.Admin.Mux.Handle("POST /admin/rebuild", g.RebuildHandler()) // served with --metrics-addr
 		go func() {
 			select {
 			case a := <-g.Addr():

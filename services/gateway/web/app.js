@@ -45,7 +45,7 @@ async function loadCatalog() {
   const typed = new Map([...$("#catalog").querySelectorAll("input")].map((el) => [el.dataset.sku, el.value]));
   $("#catalog").innerHTML = catalog.map((p, i) => `
     <div class="product ${p.stock === 0 ? "soldout" : ""}">
-      <div><b>${esc(p.name)}</b><small>${esc(p.sku)} · ${money(p.price)} · ${p.stock} in stock</small></div>
+      <div><b>${esc(p.name)}</b><small>${esc(p.sku)} · ${money(p.price)} · ${p.stock === null ? "stock not known yet" : esc(p.stock) + " in stock"}</small></div>
       <input type="number" min="0" max="1000" value="${esc(typed.get(p.sku) ?? (i === 0 ? 1 : 0))}" data-sku="${esc(p.sku)}" aria-label="quantity of ${esc(p.name)}">
     </div>`).join("");
   $("#catalog").querySelectorAll("input").forEach((el) => el.addEventListener("input", updateTotal));
@@ -100,7 +100,7 @@ function renderOrders(flashId) {
     const cust = customers.get(o.customer_id);
     const steps = (o.saga?.steps || []).map((s) => `<span class="dot ${esc(s.status)}" title="${esc(s.name)}: ${esc(s.status)}"></span>`).join("");
     return `<tr class="order-row ${o.id === selected ? "selected" : ""} ${o.id === flashId ? "flash" : ""}" data-id="${esc(o.id)}" data-status="${esc(o.status)}">
-      <td class="mono">${esc(o.id)}</td>
+      <td class="mono" title="${esc(o.id)}">${esc(o.id)}</td>
       <td>${esc(cust ? cust.name : o.customer_id)}</td>
       <td>${money(o.total || 0, o.currency || "EUR")}</td>
       <td><span class="badge status ${esc(o.status)}">${esc(o.status)}</span>${o.reason ? `<div class="reason">${esc(o.reason)}</div>` : ""}</td>
@@ -116,11 +116,15 @@ async function select(id) {
   $("#timeline-id").textContent = id;
   try {
     const o = await api("GET", "/api/orders/" + encodeURIComponent(id));
+    o.fetchedAt = Date.now();
     upsert(o);
   } catch (e) {
     $("#timeline").innerHTML = `<p class="error">${esc(e.message)}</p>`;
   }
 }
+
+// dur writes milliseconds as "850 ms", "12 s" or "3 min 5 s".
+const dur = (ms) => ms < 1000 ? `${ms} ms` : ms < 60000 ? `${Math.floor(ms / 1000)} s` : `${Math.floor(ms / 60000)} min ${Math.floor(ms / 1000) % 60} s`;
 
 function renderTimeline(o) {
   const s = o.saga;
@@ -133,15 +137,31 @@ function renderTimeline(o) {
   const steps = [...s.steps].sort((a, b) => a.position - b.position).map((st) => {
     const d = ms(st.started_at, st.ended_at);
     const cd = ms(st.ended_at, st.compensated_at);
-    return `<div class="tl ${esc(st.status)}" data-step="${esc(st.name)}">
-      <div class="head"><b>${esc(st.name)}</b><span class="badge step-status">${esc(st.status)}</span></div>
-      <div class="meta">${st.attempts ? `${st.attempts} attempt${st.attempts > 1 ? "s" : ""}` : "not run"}${d !== null ? ` · ${d} ms` : ""}${st.position === 1 ? " · parallel" : ""}</div>
+    // A running step is either taken by its service (working) or waits
+    // for it (the service is stopped or busy): the API says which.
+    const waiting = st.status === "running" && st.activity === "waiting";
+    const label = st.status === "running" && st.activity ? st.activity : st.status;
+    const meta = waiting
+      ? `waiting for ${esc(st.service)} · ${dur((st.waiting_ms || 0) + (Date.now() - (o.fetchedAt || Date.now())))}`
+      : st.status === "running" && st.activity === "working"
+        ? `${esc(st.service)} is working on it${st.attempts ? ` · ${st.attempts} failed attempt${st.attempts > 1 ? "s" : ""}` : ""}`
+        : `${st.attempts ? `${st.attempts} attempt${st.attempts > 1 ? "s" : ""}` : "not run"}${d !== null ? ` · ${d} ms` : ""}`;
+    return `<div class="tl ${esc(st.status)} ${waiting ? "waiting" : ""}" data-step="${esc(st.name)}" data-activity="${esc(st.activity || "")}">
+      <div class="head"><b>${esc(st.name)}</b><span class="badge step-status">${esc(label)}</span></div>
+      <div class="meta">${meta}${st.position === 1 ? " · parallel" : ""}</div>
       ${st.error ? `<div class="err">${esc(st.error)}</div>` : ""}
       ${st.compensated_at ? `<div class="comp">↺ compensated${cd !== null ? ` ${cd} ms later` : ""}${st.compensation_attempts > 1 ? ` after ${st.compensation_attempts} attempts` : ""}</div>` : ""}
     </div>`;
   }).join("");
   $("#timeline").innerHTML = head + steps;
 }
+
+// While the selected order's saga runs, ask again every 2 s: a service
+// taking a waiting step writes no event, so nothing is pushed.
+setInterval(() => {
+  const o = selected && orders.get(selected);
+  if (o && o.saga && o.saga.status === "running") select(selected);
+}, 2000);
 
 function connect() {
   const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");

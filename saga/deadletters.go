@@ -1,0 +1,139 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/wire"
+)
+
+// ErrNotReplayable is returned by ReplayDeadLetter for a dead letter that
+// cannot be processed now, with the reason.
+var ErrNotReplayable = errors.New("saga: dead letter not replayable")
+
+// ReplayDeadLetter sends the dead letter at sequence seq back where it was
+// read, only when it can be processed now, and says what it did:
+//
+//   - a compensation command of a saga parked as compensation_failed:
+//     the saga's failed compensations run again (RetryCompensation);
+//   - a timer that reads well now (a limit raised since, say): it is
+//     published to its subject again, with a fresh id;
+//   - a saga log event: never. The log is the saga's state: an event that
+//     was refused (malformed, forged, rogue) must not stand, and choreo
+//     appends only with compare-and-set.
+//
+// Anything else, or a dead letter whose saga moved on, returns
+// ErrNotReplayable with the reason. The dead letter is kept either way
+// (PurgeDeadLetters removes old ones).
+func (c *Client) ReplayDeadLetter(ctx context.Context, seq uint64) (string, error) {
+	d, err := c.deadLetter(ctx, seq)
+	if err != nil {
+		return "", err
+	}
+	subject := d.Subject
+	switch {
+	case strings.HasPrefix(subject, wire.Log):
+		return "", fmt.Errorf("%w: %s is a saga log event: a refused event never stands (the saga's state is its log)", ErrNotReplayable, subject)
+	case strings.HasPrefix(subject, wire.Cmd):
+		env, err := parseEnvelope(subject, d.Header, d.Data, c.opts.maxEventSize)
+		if err != nil {
+			return "", fmt.Errorf("%w: %s: %v", ErrNotReplayable, subject, err)
+		}
+		err = c.RetryCompensation(ctx, Named(env.flow), env.id)
+		if errors.Is(err, ErrNotParked) {
+			st, gerr := c.Get(ctx, Named(env.flow), env.id)
+			if gerr != nil {
+				return "", fmt.Errorf("%w: saga %s/%s: %v", ErrNotReplayable, env.flow, env.id, gerr)
+			}
+			return "", fmt.Errorf("%w: saga %s/%s is %s, not parked: its compensation needs no replay", ErrNotReplayable, env.flow, env.id, st.Status)
+		}
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("saga %s/%s compensates again (its failed compensations retried)", env.flow, env.id), nil
+	case strings.HasPrefix(subject, wire.Timer):
+		if _, err := parseEnvelope(subject, d.Header, d.Data, c.opts.maxEventSize); err != nil {
+			return "", fmt.Errorf("%w: %s still cannot be read: %v", ErrNotReplayable, subject, err)
+		}
+		m := nats.NewMsg(subject)
+		for k, vs := range d.Header {
+			if strings.HasPrefix(k, "Choreo-Dlq-") || strings.HasPrefix(strings.ToLower(k), "nats-") {
+				continue
+			}
+			m.Header[k] = vs
+		}
+		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("replay.%d.%d", seq, time.Now().UnixNano()))
+		m.Data = d.Data
+		if _, err := c.j.send(ctx, m); err != nil {
+			return "", fmt.Errorf("saga: replay %d: %w", seq, err)
+		}
+		return "timer published again on " + subject, nil
+	}
+	return "", fmt.Errorf("%w: %q is not a subject choreo reads", ErrNotReplayable, subject)
+}
+
+// deadLetter reads one dead letter.
+func (c *Client) deadLetter(ctx context.Context, seq uint64) (*DeadLetter, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	m, err := c.j.dlq.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("%w: no dead letter %d", ErrNotFound, seq)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("saga: dead letter %d: %w", seq, err)
+	}
+	h := m.Header
+	d := &DeadLetter{Sequence: seq, Subject: h.Get(wire.DeadSubject), Reason: h.Get(wire.DeadReason), Consumer: h.Get(wire.DeadConsumer), Header: h, Data: m.Data}
+	d.Time, _ = time.Parse(time.RFC3339Nano, h.Get(wire.DeadTime))
+	return d, nil
+}
+
+// PurgeDeadLetters removes the dead letters stored before the given time
+// and returns how many there were. It needs an identity that may purge the
+// dead-letter stream (an admin: Permissions gives services no such right).
+func (c *Client) PurgeDeadLetters(ctx context.Context, before time.Time) (uint64, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	info, err := c.j.dlq.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("saga: dead letters: %w", err)
+	}
+	if info.State.Msgs == 0 {
+		return 0, nil
+	}
+	// The first dead letter at or after the time: everything before it goes.
+	cut := info.State.LastSeq + 1
+	req := []byte(`{"start_time":` + strconv.Quote(before.UTC().Format(time.RFC3339Nano)) + `}`)
+	resp, err := c.j.nc.RequestWithContext(ctx, c.j.api+"DIRECT.GET."+DeadLetterStream, req)
+	if err != nil {
+		return 0, fmt.Errorf("saga: dead letters: %w", err)
+	}
+	switch st := resp.Header.Get("Status"); st {
+	case "":
+		if cut, err = strconv.ParseUint(lastValue(resp.Header, jetstream.SequenceHeader), 10, 64); err != nil {
+			return 0, fmt.Errorf("saga: dead letters: bad sequence header")
+		}
+	case "404": // none at or after it: all go
+	default:
+		return 0, fmt.Errorf("saga: dead letters: status %s %s", st, resp.Header.Get("Description"))
+	}
+	n := uint64(0)
+	if cut > info.State.FirstSeq {
+		n = cut - info.State.FirstSeq
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := c.j.dlq.Purge(ctx, jetstream.WithPurgeSequence(cut)); err != nil {
+		return 0, fmt.Errorf("saga: purge dead letters: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,302 @@
+package kit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/choreo-go/choreo/saga"
+)
+
+// Observability of the services: logs (slog), traces (OpenTelemetry, by
+// the standard OTEL_* environment variables) and metrics (Prometheus, on
+// an admin listener with /metrics).
+
+// NewLogger returns the logger of a binary: JSON lines when w is not a
+// terminal (a container, a file, a pipe), text for a person otherwise, at
+// level (debug, info, warn or error).
+func NewLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	o := &slog.HandlerOptions{Level: l}
+	if terminal(w) {
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, o)), nil
+}
+
+// terminal reports whether w is a character device (a terminal).
+func terminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// Tracing sets up OpenTelemetry tracing as the OTEL_* environment
+// variables say, for the service name: OTEL_TRACES_EXPORTER=otlp (the
+// default when an OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set) or none (the default
+// otherwise: nothing is traced and the saga library adds no header);
+// OTEL_EXPORTER_OTLP_PROTOCOL (or _TRACES_PROTOCOL) http/protobuf (the
+// default) or grpc; the exporter's endpoint, headers and timeout from
+// their standard variables; the sampler from OTEL_TRACES_SAMPLER;
+// OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. It sets the global
+// TracerProvider and the W3C propagator, and returns what flushes and
+// stops them (a no-op when off). The error is one line.
+func Tracing(ctx context.Context, service string) (func(context.Context) error, error) {
+	off := func(context.Context) error { return nil }
+	exporter := strings.TrimSpace(os.Getenv("OTEL_TRACES_EXPORTER"))
+	if exporter == "" {
+		exporter = "none"
+		if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
+			exporter = "otlp"
+		}
+	}
+	switch exporter {
+	case "none":
+		return off, nil
+	case "otlp":
+	default:
+		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER %q: want otlp or none", exporter)
+	}
+	protocol := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+	if protocol == "" {
+		protocol = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	var exp sdktrace.SpanExporter
+	var err error
+	switch protocol {
+	case "", "http/protobuf":
+		exp, err = otlptracehttp.New(ctx)
+	case "grpc":
+		exp, err = otlptracegrpc.New(ctx)
+	default:
+		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL %q: want http/protobuf or grpc", protocol)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("OTLP trace exporter: %v", oneLine(err))
+	}
+	res, err := resource.Merge(resource.NewSchemaless(attribute.String("service.name", "choreo-"+service)), resource.Environment())
+	if err != nil {
+		return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %v", oneLine(err))
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	return tp.Shutdown, nil
+}
+
+// Metrics are a process's Prometheus metrics: what its saga clients and
+// runners do (it is their saga.Observer), the pending and ack-pending
+// counts of their durable consumers, and the Go runtime's.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	handled   *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	failed    *prometheus.CounterVec
+	retried   *prometheus.CounterVec
+	comps     *prometheus.CounterVec
+	started   *prometheus.CounterVec
+	ended     *prometheus.CounterVec
+	dead      *prometheus.CounterVec
+	consumers *consumerCollector
+}
+
+var _ saga.Observer = (*Metrics)(nil)
+
+// NewMetrics returns metrics on a registry of their own.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_steps_handled_total",
+			Help: "Handler calls (phase action or compensation) by step and the outcome recorded of them."}, []string{"flow", "version", "step", "phase", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "choreo_handler_duration_seconds",
+			Help:    "How long a step's action or compensation took, from its call to its outcome.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"flow", "version", "step", "phase"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_steps_failed_total",
+			Help: "Steps recorded failed, timed out or abandoned: their saga compensates."}, []string{"flow", "version", "step", "outcome"}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_steps_retried_total",
+			Help: "Failed attempts recorded for a retry, of an action (phase action) or a compensation."}, []string{"flow", "version", "step", "phase"}),
+		comps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_compensations_total",
+			Help: "Compensations recorded: compensated, or parked (out of attempts)."}, []string{"flow", "version", "step", "outcome"}),
+		started: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_sagas_started_total",
+			Help: "Sagas started by this process."}, []string{"flow", "version"}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_sagas_ended_total",
+			Help: "Sagas this process recorded the end of, by status (completed, compensated, compensation_failed)."}, []string{"flow", "version", "status"}),
+		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_dead_letters_total",
+			Help: "Messages this process copied to the dead letters."}, []string{"flow"}),
+		consumers: &consumerCollector{
+			pending: prometheus.NewDesc("choreo_consumer_pending", "Messages a durable consumer has not delivered yet.", []string{"stream", "consumer"}, nil),
+			ackPending: prometheus.NewDesc("choreo_consumer_ack_pending", "Messages a durable consumer delivered and awaits the acknowledgement of.",
+				[]string{"stream", "consumer"}, nil),
+			deadLetters: prometheus.NewDesc("choreo_dead_letter_stream_messages", "Messages in the dead-letter stream.", nil, nil),
+		},
+	}
+	m.reg.MustRegister(m.handled, m.latency, m.failed, m.retried, m.comps, m.started, m.ended, m.dead, m.consumers,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is where the metrics are registered: a service may add its own.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Handled implements saga.Observer.
+func (m *Metrics) Handled(info saga.Info, outcome saga.Phase, took time.Duration) {
+	m.handled.WithLabelValues(info.Flow, strconv.Itoa(info.Version), info.Step, string(info.Phase), string(outcome)).Inc()
+	m.latency.WithLabelValues(info.Flow, strconv.Itoa(info.Version), info.Step, string(info.Phase)).Observe(took.Seconds())
+}
+
+// Recorded implements saga.Observer.
+func (m *Metrics) Recorded(r saga.Record) {
+	switch r.Phase {
+	case saga.PhaseStart:
+		m.started.WithLabelValues(r.Flow, strconv.Itoa(r.Version)).Inc()
+	case saga.PhaseFailed, saga.PhaseTimedOut, saga.PhaseAbandoned:
+		m.failed.WithLabelValues(r.Flow, strconv.Itoa(r.Version), r.Step, string(r.Phase)).Inc()
+	case saga.PhaseRetry:
+		m.retried.WithLabelValues(r.Flow, strconv.Itoa(r.Version), r.Step, string(saga.PhaseAction)).Inc()
+	case saga.PhaseCompensationRetry:
+		m.retried.WithLabelValues(r.Flow, strconv.Itoa(r.Version), r.Step, string(saga.PhaseCompensation)).Inc()
+	case saga.PhaseCompensated, saga.PhaseParked:
+		m.comps.WithLabelValues(r.Flow, strconv.Itoa(r.Version), r.Step, string(r.Phase)).Inc()
+	}
+	if r.Ended {
+		m.ended.WithLabelValues(r.Flow, strconv.Itoa(r.Version), string(r.Status)).Inc()
+	}
+}
+
+// DeadLettered implements saga.Observer.
+func (m *Metrics) DeadLettered(flow, reason string) { m.dead.WithLabelValues(flow).Inc() }
+
+// Watch adds the durable consumers of r, read through js, to the
+// consumer metrics: their counts are read from the broker at each scrape.
+func (m *Metrics) Watch(js jetstream.JetStream, r *saga.Runner) {
+	m.consumers.mu.Lock()
+	defer m.consumers.mu.Unlock()
+	m.consumers.runners = append(m.consumers.runners, watched{js, r})
+}
+
+type watched struct {
+	js jetstream.JetStream
+	r  *saga.Runner
+}
+
+// consumerCollector reads the watched consumers' counts at each scrape.
+type consumerCollector struct {
+	pending, ackPending, deadLetters *prometheus.Desc
+
+	mu      sync.Mutex
+	runners []watched
+}
+
+func (c *consumerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.pending
+	ch <- c.ackPending
+	ch <- c.deadLetters
+}
+
+func (c *consumerCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	runners := append([]watched(nil), c.runners...)
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	seen := map[saga.Consumer]bool{}
+	dlq := false
+	for _, w := range runners {
+		for _, cons := range w.r.Consumers() {
+			if seen[cons] {
+				continue
+			}
+			seen[cons] = true
+			ci, err := w.js.Consumer(ctx, cons.Stream, cons.Name)
+			if err != nil {
+				continue // not created yet, or the broker is away: no figure
+			}
+			info := ci.CachedInfo()
+			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(info.NumPending), cons.Stream, cons.Name)
+			ch <- prometheus.MustNewConstMetric(c.ackPending, prometheus.GaugeValue, float64(info.NumAckPending), cons.Stream, cons.Name)
+		}
+		if !dlq {
+			if s, err := w.js.Stream(ctx, saga.DeadLetterStream); err == nil {
+				dlq = true
+				ch <- prometheus.MustNewConstMetric(c.deadLetters, prometheus.GaugeValue, float64(s.CachedInfo().State.Msgs))
+			}
+		}
+	}
+}
+
+// Admin is a process's admin HTTP listener: /metrics, and what the
+// services add (the gateway's read-model rebuild). Bind it to a private
+// address: it has no authentication.
+type Admin struct {
+	Mux     *http.ServeMux
+	Metrics *Metrics
+}
+
+// NewAdmin returns an admin mux serving m on /metrics (none when m is
+// nil).
+func NewAdmin(m *Metrics) *Admin {
+	a := &Admin{Mux: http.NewServeMux(), Metrics: m}
+	if m != nil {
+		a.Mux.Handle("GET /metrics", m.Handler())
+	}
+	return a
+}
+
+// Listen checks addr (host:port) and listens on it: a bad address is a
+// one-line error at start-up.
+func (a *Admin) Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr %s: %v", addr, oneLine(err))
+	}
+	return ln, nil
+}
+
+// Serve serves the admin mux on ln until ctx ends.
+func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: a.Mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 2 * time.Minute}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package browser_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/choreo-go/choreo/saga/sagatest"
+)
+
+func post(t *testing.T, url string, body any) map[string]any {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("POST %s: %d %v", url, resp.StatusCode, out)
+	}
+	return out
+}
+
+func get(url string) map[string]any {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return out
+}
+
+// box is an element's place on the page.
+type box struct{ Left, Right, Top, Bottom, ScrollW, ClientW float64 }
+
+// layout is what the test measures of the page at one width.
+type layout struct {
+	Inner, ScrollW float64
+	Cards          map[string]box
+}
+
+// The page fits every width from 1024 px: no horizontal scrollbar, no
+// card cut off or overflowing, the order form, the orders and the saga
+// timeline side by side; below 1024 px the three stack. Screenshots at
+// 1024, 1280 and 1920 go to $CHOREO_SCREENSHOTS (a temporary directory
+// otherwise).
+func TestLayoutFitsFrom1024AndStacksBelow(t *testing.T) {
+	exe := chromium(t)
+	base := startShop(t)
+	// Orders with long ids and a long reason, one of them selected.
+	ada := post(t, base+"/api/customers", map[string]any{"name": "Ada Lovelace-Byron", "email": "ada@example.com",
+		"address": map[string]string{"line1": "1 Rue de Rivoli", "city": "Paris", "postcode": "75001", "country": "FR"}})["id"].(string)
+	scott := post(t, base+"/api/customers", map[string]any{"name": "Robert Falcon Scott", "email": "scott@example.com",
+		"address": map[string]string{"line1": "Hut Point", "city": "Ross Island", "postcode": "0000", "country": "AQ"}})["id"].(string)
+	var ids []string
+	for _, o := range []struct{ cust, card string }{{ada, "4242424242424242"}, {ada, "4000000000000002"}, {scott, "4242424242424242"}} {
+		var id string
+		sagatest.Poll(t, 30*time.Second, func() bool { // the gateway learns the customers from their events
+			b, _ := json.Marshal(map[string]any{"customer_id": o.cust, "items": []any{map[string]any{"sku": "sku-mug", "qty": 2}}, "card": o.card})
+			resp, err := http.Post(base+"/api/orders", "application/json", bytes.NewReader(b))
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var out map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			id, _ = out["id"].(string)
+			return resp.StatusCode == 202
+		}, func() string { return "the order was not taken" })
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		sagatest.Poll(t, 60*time.Second, func() bool { o := get(base + "/api/orders/" + id); return o != nil && o["status"] != "pending" },
+			func() string { return "order " + id + " did not settle" })
+	}
+	dir := os.Getenv("CHOREO_SCREENSHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("hide-scrollbars", false),
+		chromedp.UserDataDir(filepath.Join(t.TempDir(), "chromium")), chromedp.WindowSize(1920, 1000))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelCtx := chromedp.NewContext(actx)
+	defer cancelCtx()
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool]("true")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	defer cancel()
+	aq := ids[2]
+	if err := chromedp.Do(ctx,
+		chromedp.EmulateViewport(1920, 1000),
+		chromedp.Navigate(base+"/#order="+aq),
+		chromedp.WaitVisible(`#live.on`),
+		chromedp.WaitVisible(`tr.order-row[data-status="rejected"]`),
+		chromedp.WaitVisible(`#timeline .tl.failed[data-step="schedule"]`),
+	); err != nil {
+		t.Fatalf("open the page: %v", err)
+	}
+	measure := `(() => {
+		const r = (sel) => { const e = document.querySelector(sel); const b = e.getBoundingClientRect();
+			return {Left: b.left, Right: b.right, Top: b.top + scrollY, Bottom: b.bottom + scrollY, ScrollW: e.scrollWidth, ClientW: e.clientWidth}; };
+		return {Inner: window.innerWidth, ScrollW: document.documentElement.scrollWidth,
+			Cards: {form: r(".order-form"), orders: r(".orders"), timeline: r(".timeline-card"), flow: r(".flow-card"), stats: r(".stats")}};
+	})()`
+	for _, width := range []int64{1920, 1280, 1024, 1000, 800} {
+		t.Run(fmt.Sprint(width), func(t *testing.T) {
+			if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, 900)); err != nil {
+				t.Fatal(err)
+			}
+			l, err := chromedp.Run(ctx, chromedp.Evaluate[layout](measure))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if width == 1024 || width == 1280 || width == 1920 {
+				png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(dir, fmt.Sprintf("shop-%d.png", width))
+				if err := os.WriteFile(path, png, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("screenshot %s", path)
+			}
+			if l.ScrollW > l.Inner {
+				t.Errorf("horizontal overflow: the page is %v px wide in a %v px window", l.ScrollW, l.Inner)
+			}
+			for name, b := range l.Cards {
+				if b.Left < 0 || b.Right > l.Inner+0.5 {
+					t.Errorf("%s is cut off: %v to %v in %v px", name, b.Left, b.Right, l.Inner)
+				}
+				if b.ScrollW > b.ClientW+1 {
+					t.Errorf("%s's content overflows it: %v px in %v", name, b.ScrollW, b.ClientW)
+				}
+			}
+			f, o, tl := l.Cards["form"], l.Cards["orders"], l.Cards["timeline"]
+			if width >= 1024 {
+				if !(f.Right <= o.Left && o.Right <= tl.Left && tl.Top < o.Bottom) {
+					t.Errorf("at %d px the form, orders and timeline are not side by side: %+v %+v %+v", width, f, o, tl)
+				}
+			} else if !(f.Bottom <= o.Top && o.Bottom <= tl.Top) {
+				t.Errorf("at %d px the form, orders and timeline do not stack: %+v %+v %+v", width, f, o, tl)
+			}
+		})
+	}
+}
