@@ -142,6 +142,7 @@ func (s *Store) Put(ctx context.Context, key string, v any) error {
 // none) with compare-and-set, retrying on a lost race. fn returning false
 // leaves the value as it is.
 func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (bool, error)) (T, error) {
+	var lost retries
 	for try := 0; ; try++ {
 		if try > 0 {
 			// A lost race, or a read from a replica that lags the leader
@@ -156,9 +157,11 @@ func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (boo
 		}
 		var v T
 		var rev uint64
-		e, err := s.kv.Get(ctx, key)
+		e, err := attempt(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return s.kv.Get(ctx, key) })
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case unanswered(ctx, err) && lost.again(ctx):
+			continue
 		case err != nil:
 			return v, err
 		default:
@@ -175,12 +178,15 @@ func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (boo
 		if err != nil {
 			return v, err
 		}
-		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, data)
-		} else {
-			_, err = s.kv.Update(ctx, key, data, rev)
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) {
+		_, err = attempt(ctx, func(ctx context.Context) (uint64, error) {
+			if rev == 0 {
+				return s.kv.Create(ctx, key, data)
+			}
+			return s.kv.Update(ctx, key, data, rev)
+		})
+		// Unanswered, the write may have been made: the next read tells,
+		// and fn sees its own change.
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) || (unanswered(ctx, err) && lost.again(ctx)) {
 			continue
 		}
 		return v, err

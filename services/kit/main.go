@@ -34,6 +34,7 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 	fs.StringVar(&a.NKey, "nkey", envOr("CHOREO_NATS_NKEY", ""), "an nkey seed file (env CHOREO_NATS_NKEY)")
 	fs.StringVar(&a.User, "user", envOr("CHOREO_NATS_USER", ""), "a NATS user; its password from env CHOREO_NATS_PASSWORD or --password-file (env CHOREO_NATS_USER)")
 	fs.StringVar(&a.PasswordFile, "password-file", "", "a file holding the --user's password")
+	healthAddr := fs.String("health-addr", envOr("CHOREO_HEALTH_ADDR", ""), "host:port of a GET /healthz for probes: 200 while connected to the broker (env CHOREO_HEALTH_ADDR; default off)")
 	ca := fs.String("tls-ca", envOr("CHOREO_TLS_CA", ""), "PEM file of the CA that signed the server's certificate: connect with TLS (env CHOREO_TLS_CA)")
 	cert := fs.String("tls-cert", envOr("CHOREO_TLS_CERT", ""), "PEM file of this service's client certificate, for a server that verifies clients (env CHOREO_TLS_CERT)")
 	key := fs.String("tls-key", envOr("CHOREO_TLS_KEY", ""), "PEM file of the client certificate's key (env CHOREO_TLS_KEY)")
@@ -89,6 +90,13 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(2)
 	}
+	var health *HealthServer
+	if *healthAddr != "" {
+		if health, err = ListenHealth(*healthAddr); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			os.Exit(2)
+		}
+	}
 	opts := append([]nats.Option{nats.Name("choreo-" + name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond),
 		nats.CustomInboxPrefix(saga.InboxPrefix(name)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { logger.Warn("nats", "err", err) })}, authOpts...)
@@ -99,6 +107,12 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: connect to %s: %v\n", name, *url, err)
 		os.Exit(1)
+	}
+	if health != nil {
+		hctx, stopHealth := context.WithCancel(ctx)
+		served := make(chan struct{})
+		go func() { defer close(served); _ = health.Serve(hctx, nc) }()
+		defer func() { stopHealth(); <-served }()
 	}
 	defer nc.Close()
 	d, err := NewDeps(ctx, nc, name, logger, WithAdmin(admin))
