@@ -158,7 +158,7 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 // acknowledges it. A delete that fails is logged and leaves the message
 // in the timer stream.
 func (d *delivery) done(ctx context.Context) {
-	if err := d.r.j.timers.DeleteMsg(ctx, d.src.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := d.r.j.timers.DeleteMsg(ctx, d.src.seq); !deleted(err) {
 		d.log().Debug("choreo: delete a fired timer", "err", err)
 	}
 	_ = d.m.Ack()
@@ -186,7 +186,7 @@ func (d *delivery) reject(ctx context.Context, reason string) {
 		// Without headers (or with a header block no client can decode) it
 		// is nobody's event: choreo writes headers on every one. Left in the
 		// log it would be a saga's newest event that no read can decode.
-		if err := d.r.j.stream.DeleteMsg(ctx, d.src.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := d.r.j.stream.DeleteMsg(ctx, d.src.seq); !deleted(err) {
 			d.retryLater(err)
 			return
 		}

@@ -200,7 +200,7 @@ func (j *journal) load(ctx context.Context, flow, id string, min uint64) (*State
 		if derr := j.deadLetter(ctx, flow, source{wire.Stream, subject, seq, "load"}, m.Header, m.Data, err.Error()); derr != nil {
 			return nil, 0, derr
 		}
-		if derr := j.stream.DeleteMsg(ctx, seq); derr != nil && !errors.Is(derr, jetstream.ErrMsgNotFound) {
+		if derr := j.stream.DeleteMsg(ctx, seq); !deleted(derr) {
 			return nil, 0, fmt.Errorf("saga: delete rogue event %d: %w", seq, derr)
 		}
 	}
@@ -389,7 +389,7 @@ func (j *journal) expire(ctx context.Context, flow, id string) error {
 	}
 	// The newest goes last: until then the saga reads as it was.
 	for _, q := range append(st.earlier, seq) {
-		if err := j.stream.DeleteMsg(ctx, q); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := j.stream.DeleteMsg(ctx, q); !deleted(err) {
 			return fmt.Errorf("saga: expire %s/%s: delete %d: %w", flow, id, q, err)
 		}
 	}
@@ -417,11 +417,20 @@ func (j *journal) deleteAll(ctx context.Context, subject string) error {
 		if err != nil {
 			return fmt.Errorf("read %s: bad sequence header", subject)
 		}
-		if err := j.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := j.stream.DeleteMsg(ctx, seq); !deleted(err) {
 			return fmt.Errorf("delete %d: %w", seq, err)
 		}
 		from = seq + 1
 	}
+}
+
+// deleted reports whether a message delete went through, or found the
+// message gone already: not found, or, on a replicated stream where
+// another reader deleted it first, "sequence not found" (10043).
+func deleted(err error) bool {
+	var apiErr *jetstream.APIError
+	return err == nil || errors.Is(err, jetstream.ErrMsgNotFound) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == 10043)
 }
 
 // source is where a message was read: what a dead letter records.
