@@ -588,3 +588,46 @@ func awaitStatus(t *testing.T, base, id, want string) {
 	sagatest.Poll(t, 60*time.Second, func() bool { return status(t, base, id) == want },
 		func() string { return fmt.Sprintf("order %s is %s, want %s", id, status(t, base, id), want) })
 }
+
+// What only an operator may do stays the operator's: no service identity
+// may cancel a saga (append its _saga.cancelled event), retire or
+// reinstate a flow version (write or delete a status key of the flow
+// registry), or register a flow it takes no part in.
+func TestOperatorActsAreRefused(t *testing.T) {
+	s := theShop(t)
+	base := "http://" + s.HTTPAddr
+	cust := register(t, base)
+	id := placeOrder(t, base, cust, "sku-mug", "4242424242424242")
+	awaitStatus(t, base, id, "confirmed")
+	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []string{"payment", "order", "gateway", "customer"} {
+		c := as(t, s, who)
+		for _, subject := range []string{
+			fmt.Sprintf("choreo.log.order.%s.v%d._saga.cancelled", id, st.Version),
+			"$KV." + saga.FlowsBucket + ".status.order.v1",
+			"$KV." + saga.FlowsBucket + ".def.elsewhere.v1",
+		} {
+			if err := c.nc.Publish(subject, []byte(`{"status":"retired"}`)); err != nil {
+				t.Fatal(err)
+			}
+			c.refused(t, subject)
+		}
+	}
+	// The registry still says both versions are active, and the saga ended
+	// as it did.
+	vs, err := s.Deps.Sagas.Versions(context.Background(), schemas.OrderFlow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		if v.Status != saga.VersionActive {
+			t.Errorf("v%d is %s", v.Version, v.Status)
+		}
+	}
+	if got := status(t, base, id); got != "confirmed" {
+		t.Errorf("the order is %s", got)
+	}
+}
