@@ -47,27 +47,16 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 // the existing streams would lose sagas (memory storage not asked for), or
 // the broker's error.
 func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, error) {
-	o := defaultOptions()
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
-	}
-	if js == nil {
-		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
+	c, err := newClient(js, opts)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	pub, err := newPublisher(js)
-	if err != nil {
-		return nil, fmt.Errorf("saga: %w", err)
-	}
-	c := &Client{opts: o}
-	c.j = &journal{js: js, pub: pub, nc: js.Conn(), opts: &c.opts, api: apiPrefix(js.Options()), trust: newTrust()}
 	if err := c.checkSafety(ctx); err != nil {
 		return nil, err
 	}
-	o = c.opts
+	o := c.opts
 	j := c.j
 	storage := jetstream.FileStorage
 	if o.memory {
@@ -131,24 +120,13 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 // returns an error wrapping ErrNotProvisioned when a stream or the flow
 // registry is missing.
 func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, error) {
-	o := defaultOptions()
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
-	}
-	if js == nil {
-		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
+	c, err := newClient(js, opts)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	pub, err := newPublisher(js)
-	if err != nil {
-		return nil, fmt.Errorf("saga: %w", err)
-	}
-	c := &Client{opts: o}
-	j := &journal{js: js, pub: pub, nc: js.Conn(), opts: &c.opts, api: apiPrefix(js.Options()), trust: newTrust()}
-	c.j = j
+	j := c.j
 	open := func(name string) (jetstream.Stream, error) {
 		s, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -177,6 +155,27 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client,
 		return nil, fmt.Errorf("saga: bucket %s: %w", FlowsBucket, err)
 	}
 	c.reg = &registry{kv: kv, marks: map[string]registryMark{}}
+	return c, nil
+}
+
+// newClient applies the options and makes a client and its journal over
+// js, without a word to the broker: New and Open then find the streams.
+func newClient(js jetstream.JetStream, opts []Option) (*Client, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
+	}
+	pub, err := newPublisher(js)
+	if err != nil {
+		return nil, fmt.Errorf("saga: %w", err)
+	}
+	c := &Client{opts: o}
+	c.j = &journal{js: js, pub: pub, nc: js.Conn(), opts: &c.opts, api: apiPrefix(js.Options()), trust: newTrust()}
 	return c, nil
 }
 
