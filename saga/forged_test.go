@@ -18,22 +18,34 @@ import (
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
-// appendForged appends an event on subject step.phase of saga id the way
-// a participant holding the credentials for that step could: with the
-// compare-and-set headers right, carrying the state header state.
+// appendForged appends an event on subject step.phase of saga id (flow
+// version 1) the way a participant holding the credentials for that step
+// could: with the compare-and-set headers right, carrying the state header
+// state.
 func appendForged(t *testing.T, js jetstream.JetStream, flow, id, step, phase, state string) uint64 {
+	t.Helper()
+	return appendForgedOn(t, js, flow, id, 1, step, phase, state)
+}
+
+// appendForgedOn is appendForged on a flow version, and for a saga that
+// has no event yet too (then it is a start: compare-and-set on none).
+func appendForgedOn(t *testing.T, js jetstream.JetStream, flow, id string, version int, step, phase, state string) uint64 {
 	t.Helper()
 	ctx := context.Background()
 	stream, err := js.Stream(ctx, saga.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var lastSeq uint64
 	last, err := stream.GetLastMsgForSubject(ctx, wire.LogWildcard(flow, id))
-	if err != nil {
+	switch {
+	case err == nil:
+		lastSeq = last.Sequence
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(wire.LogSubject(flow, id, 1, step, phase))
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last.Sequence, 10))
+	m := nats.NewMsg(wire.LogSubject(flow, id, version, step, phase))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(lastSeq, 10))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, id))
 	m.Header.Set(wire.State, state)
 	m.Data = []byte(`{"PaymentID":"forged","Amount":1}`)
@@ -42,6 +54,20 @@ func appendForged(t *testing.T, js jetstream.JetStream, flow, id, step, phase, s
 		t.Fatalf("the broker refused the forged event: %v", err)
 	}
 	return ack.Sequence
+}
+
+// stateAt is the state header of the saga log event at seq.
+func stateAt(t *testing.T, js jetstream.JetStream, seq uint64) string {
+	t.Helper()
+	stream, err := js.Stream(context.Background(), saga.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetMsg(context.Background(), seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Header.Get(wire.State)
 }
 
 // newestState is the state header of a saga's newest event.
@@ -236,37 +262,16 @@ func TestUnknownVersionIsStillChecked(t *testing.T) {
 	e.await(t, "model", saga.StatusCompleted)
 	_, js := e.srv.Connect()
 	flow := e.s.flow.Name()
-	stream, err := js.Stream(context.Background(), saga.StreamName)
+	tl, err := e.c.Timeline(context.Background(), e.s.flow, "model")
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, err := stream.GetLastMsgForSubject(context.Background(), wire.LogSubject(flow, "model", 1, wire.SagaStep, "start"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Version 7 of the flow exists nowhere in this process.
+	// Version 7 of the flow exists nowhere in this process: the model's
+	// start and its completed state, as version 7's.
 	as7 := func(state string) string { return strings.Replace(state, "c3|1|", "c3|7|", 1) }
-	m := nats.NewMsg(wire.LogSubject(flow, "ghost", 7, wire.SagaStep, "start"))
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
-	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, "ghost"))
-	m.Header.Set(wire.State, as7(start.Header.Get(wire.State)))
-	m.Data = start.Data
-	if _, err := js.PublishMsg(context.Background(), m); err != nil {
-		t.Fatal(err)
-	}
-	completed := as7(newestState(t, js, flow, "model"))
-	last, err := stream.GetLastMsgForSubject(context.Background(), wire.LogWildcard(flow, "ghost"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := nats.NewMsg(wire.LogSubject(flow, "ghost", 7, "charge", "done"))
-	f.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(last.Sequence, 10))
-	f.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, wire.LogWildcard(flow, "ghost"))
-	f.Header.Set(wire.State, completed)
-	f.Data = []byte(`{"PaymentID":"forged","Amount":1}`)
-	if _, err := js.PublishMsg(context.Background(), f); err != nil {
-		t.Fatal(err)
-	}
+	start := stateAt(t, js, tl[0].Sequence)
+	appendForgedOn(t, js, flow, "ghost", 7, wire.SagaStep, "start", as7(start))
+	appendForgedOn(t, js, flow, "ghost", 7, "charge", "done", as7(newestState(t, js, flow, "model")))
 	st, err := e.srv.Client().Get(context.Background(), saga.Named(flow), "ghost")
 	if err != nil {
 		t.Fatal(err)
