@@ -310,58 +310,61 @@ func (c *Client) Versions(ctx context.Context, f FlowRef) ([]VersionReport, erro
 // scanRegistry calls fn with every registry entry of flow: its kind
 // ("def" or "status"), version and value.
 func (c *Client) scanRegistry(ctx context.Context, flow string, fn func(kind string, version int, value []byte)) error {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	lister, err := c.reg.kv.ListKeysFiltered(ctx, "def."+flow+".*", "status."+flow+".*")
+	entries, err := c.registryEntries(ctx, "def."+flow+".*", "status."+flow+".*")
 	if err != nil {
-		return fmt.Errorf("saga: flow registry: %w", err)
+		return err
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
+	for k, value := range entries {
 		parts := strings.Split(k, ".")
 		if len(parts) != 3 {
 			continue
 		}
-		v, ok := wire.ParseVersion(parts[2])
-		if !ok {
-			continue
+		if v, ok := wire.ParseVersion(parts[2]); ok {
+			fn(parts[0], v, value)
 		}
-		e, err := c.reg.kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("saga: flow registry %s: %w", k, err)
-		}
-		fn(parts[0], v, e.Value())
 	}
 	return nil
+}
+
+// registryEntries reads the newest value of every registry key matching
+// the filters, in one pass over the bucket (a watch that ends where the
+// bucket ends), by key.
+func (c *Client) registryEntries(ctx context.Context, filters ...string) (map[string][]byte, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	w, err := c.reg.kv.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("saga: flow registry: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	out := map[string][]byte{}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("saga: flow registry: the watch ended early")
+			}
+			if e == nil {
+				return out, nil // every key read
+			}
+			out[e.Key()] = e.Value()
+		case <-ctx.Done():
+			return nil, fmt.Errorf("saga: flow registry: %w", ctx.Err())
+		}
+	}
 }
 
 // Flows lists the flow versions runners registered (FlowInfo), by name
 // and version: for tools not compiled with the flows.
 func (c *Client) Flows(ctx context.Context) ([]FlowInfo, error) {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	lister, err := c.reg.kv.ListKeysFiltered(ctx, "def.>")
+	entries, err := c.registryEntries(ctx, "def.>")
 	if err != nil {
-		return nil, fmt.Errorf("saga: flow registry: %w", err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
+		return nil, err
 	}
 	var out []FlowInfo
-	for _, k := range keys {
-		e, err := c.reg.kv.Get(ctx, k)
-		if err != nil {
-			continue // deleted since it was listed
-		}
+	for _, value := range entries {
 		var fi FlowInfo
-		if json.Unmarshal(e.Value(), &fi) == nil {
+		if json.Unmarshal(value, &fi) == nil {
 			out = append(out, fi)
 		}
 	}
