@@ -570,15 +570,11 @@ func (c *Client) DeadLetters(ctx context.Context, f FlowRef) ([]DeadLetter, erro
 	var out []DeadLetter
 	err := c.j.scan(ctx, wire.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}, func(m jetstream.Msg) {
 		h := m.Headers()
-		d := DeadLetter{
-			Subject: h.Get(wire.DeadSubject), Reason: h.Get(wire.DeadReason),
-			Consumer: h.Get(wire.DeadConsumer), Header: h, Data: slices.Clone(m.Data()),
-		}
-		d.Time, _ = time.Parse(time.RFC3339Nano, h.Get(wire.DeadTime))
+		var seq uint64
 		if md, _ := m.Metadata(); md != nil {
-			d.Sequence = md.Sequence.Stream
+			seq = md.Sequence.Stream
 		}
-		out = append(out, d)
+		out = append(out, deadLetterOf(seq, h, slices.Clone(m.Data())))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("saga: dead letters: %w", err)

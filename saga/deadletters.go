@@ -33,7 +33,7 @@ var ErrNotReplayable = errors.New("saga: dead letter not replayable")
 // ErrNotReplayable with the reason. The dead letter is kept either way
 // (PurgeDeadLetters removes old ones).
 func (c *Client) ReplayDeadLetter(ctx context.Context, seq uint64) (string, error) {
-	d, err := c.deadLetter(ctx, seq)
+	d, err := c.DeadLetterAt(ctx, seq)
 	if err != nil {
 		return "", err
 	}
@@ -79,8 +79,9 @@ func (c *Client) ReplayDeadLetter(ctx context.Context, seq uint64) (string, erro
 	return "", fmt.Errorf("%w: %q is not a subject choreo reads", ErrNotReplayable, subject)
 }
 
-// deadLetter reads one dead letter.
-func (c *Client) deadLetter(ctx context.Context, seq uint64) (*DeadLetter, error) {
+// DeadLetterAt reads the dead letter at sequence seq of the dead-letter
+// stream; ErrNotFound when there is none.
+func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (*DeadLetter, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	m, err := c.j.dlq.GetMsg(ctx, seq)
@@ -90,10 +91,15 @@ func (c *Client) deadLetter(ctx context.Context, seq uint64) (*DeadLetter, error
 	if err != nil {
 		return nil, fmt.Errorf("saga: dead letter %d: %w", seq, err)
 	}
-	h := m.Header
-	d := &DeadLetter{Sequence: seq, Subject: h.Get(wire.DeadSubject), Reason: h.Get(wire.DeadReason), Consumer: h.Get(wire.DeadConsumer), Header: h, Data: m.Data}
+	d := deadLetterOf(seq, m.Header, m.Data)
+	return &d, nil
+}
+
+// deadLetterOf reads a dead letter's headers.
+func deadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
+	d := DeadLetter{Sequence: seq, Subject: h.Get(wire.DeadSubject), Reason: h.Get(wire.DeadReason), Consumer: h.Get(wire.DeadConsumer), Header: h, Data: data}
 	d.Time, _ = time.Parse(time.RFC3339Nano, h.Get(wire.DeadTime))
-	return d, nil
+	return d
 }
 
 // PurgeDeadLetters removes the dead letters stored before the given time

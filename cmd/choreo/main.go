@@ -610,23 +610,17 @@ func dlqShow(ctx context.Context, k *cli, args []string) error {
 	if err != nil {
 		return usagef("SEQ %q: want the dead letter's sequence (dlq ls)", pos[0])
 	}
-	dead, err := k.c.DeadLetters(ctx, nil)
+	d, err := k.c.DeadLetterAt(ctx, seq)
 	if err != nil {
 		return err
 	}
-	for _, d := range dead {
-		if d.Sequence != seq {
-			continue
+	return k.print(d, func(w io.Writer) {
+		fmt.Fprintf(w, "sequence:\t%d\nsubject:\t%s\nconsumer:\t%s\ntime:\t%s\nreason:\t%s\n", d.Sequence, d.Subject, d.Consumer, d.Time.Format(time.RFC3339Nano), d.Reason)
+		for _, h := range slices.Sorted(maps.Keys(d.Header)) {
+			fmt.Fprintf(w, "header %s:\t%s\n", h, strings.Join(d.Header[h], ", "))
 		}
-		return k.print(d, func(w io.Writer) {
-			fmt.Fprintf(w, "sequence:\t%d\nsubject:\t%s\nconsumer:\t%s\ntime:\t%s\nreason:\t%s\n", d.Sequence, d.Subject, d.Consumer, d.Time.Format(time.RFC3339Nano), d.Reason)
-			for _, h := range slices.Sorted(maps.Keys(d.Header)) {
-				fmt.Fprintf(w, "header %s:\t%s\n", h, strings.Join(d.Header[h], ", "))
-			}
-			fmt.Fprintf(w, "payload (%d bytes):\t%s\n", len(d.Data), oneLine(string(d.Data), 2000))
-		})
-	}
-	return fmt.Errorf("no dead letter %d", seq)
+		fmt.Fprintf(w, "payload (%d bytes):\t%s\n", len(d.Data), oneLine(string(d.Data), 2000))
+	})
 }
 
 func dlqReplay(ctx context.Context, k *cli, args []string) error {
