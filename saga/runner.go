@@ -27,6 +27,7 @@ type runnerOptions struct {
 	drain        time.Duration
 	interceptors []Interceptor
 	validate     func(eventType string, data []byte) error
+	schemaOf     func(eventType string) ([]byte, error)
 	onRecorded   []func(st *State, step string, phase Phase)
 	serve        map[string][]int // flow name -> the versions Handle binds (ServeVersions)
 }
@@ -84,6 +85,22 @@ func WithValidator(v func(eventType string, data []byte) error) RunnerOption {
 			return fmt.Errorf("%w: nil validator", ErrInvalidOption)
 		}
 		o.validate = v
+		return nil
+	}
+}
+
+// WithSchemas names where the JSON Schema of each event type is: the
+// runner registers its flow versions in the broker with the schemas of
+// their input and of each step's result, so that operator tools (choreo
+// flows asyncapi) describe every message with its schema. A type schemaOf
+// returns an error for is registered without one. It pairs with
+// WithValidator, which checks payloads against the same schemas.
+func WithSchemas(schemaOf func(eventType string) ([]byte, error)) RunnerOption {
+	return func(o *runnerOptions) error {
+		if schemaOf == nil {
+			return fmt.Errorf("%w: nil schema lookup", ErrInvalidOption)
+		}
+		o.schemaOf = schemaOf
 		return nil
 	}
 }
@@ -444,7 +461,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		running = append(running, a)
 	}
 	r.reportUnserved(ctx)
-	if err := r.c.register(ctx, r.flows()); err != nil {
+	if err := r.c.register(ctx, r.flows(), r.o.schemaOf); err != nil {
 		r.j.opts.logger.Warn("choreo: cannot register the flow versions this runner serves; operator tools will not list them", "err", err)
 	}
 	close(r.ready)

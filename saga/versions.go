@@ -73,12 +73,42 @@ type FlowInfo struct {
 	StartedBy []string      `json:"started_by,omitempty"`
 	Deadline  time.Duration `json:"deadline,omitempty"`
 	Steps     []StepInfo    `json:"steps"`
+	// Schemas are the JSON Schemas of the flow's event types (its input
+	// and each step's result), by CloudEvents type, as the registering
+	// runner's WithSchemas gave them; a type without one is absent.
+	Schemas map[string]json.RawMessage `json:"schemas,omitempty"`
 }
 
 func (f *flowDef) info() FlowInfo {
 	fi := FlowInfo{Name: f.name, Version: f.version, Input: f.inputType, StartedBy: slices.Clone(f.starters), Deadline: f.deadline}
 	for _, d := range f.steps {
 		fi.Steps = append(fi.Steps, StepInfo{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout})
+	}
+	return fi
+}
+
+// WithSchemas returns fi with Schemas filled in by schemaOf, for each of
+// its event types (the input and each step's result); a type the lookup
+// has no schema for, or whose schema is not JSON, is left out. Runners do
+// this when they register (saga.WithSchemas); call it to describe a Flow
+// value (Flow.Info) the same way, for AsyncAPI.
+func (fi FlowInfo) WithSchemas(schemaOf func(eventType string) ([]byte, error)) FlowInfo {
+	fi.Schemas = nil
+	out := map[string]json.RawMessage{}
+	types := []string{fi.Input}
+	for _, s := range fi.Steps {
+		types = append(types, s.EventType)
+	}
+	for _, t := range types {
+		if _, ok := out[t]; ok || t == "" {
+			continue
+		}
+		if raw, err := schemaOf(t); err == nil && json.Valid(raw) {
+			out[t] = raw
+		}
+	}
+	if len(out) > 0 {
+		fi.Schemas = out
 	}
 	return fi
 }
@@ -141,9 +171,13 @@ func (c *Client) status(ctx context.Context, flow string, version int) versionMa
 
 // register records the definitions a runner serves, when the registry
 // holds none or another.
-func (c *Client) register(ctx context.Context, defs []*flowDef) error {
+func (c *Client) register(ctx context.Context, defs []*flowDef, schemaOf func(eventType string) ([]byte, error)) error {
 	for _, f := range defs {
-		want, err := json.Marshal(f.info())
+		fi := f.info()
+		if schemaOf != nil {
+			fi = fi.WithSchemas(schemaOf)
+		}
+		want, err := json.Marshal(fi)
 		if err != nil {
 			return err
 		}

@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -70,6 +71,9 @@ const usage = `usage: choreo [connection flags] COMMAND
                                              finish, or compensate them
   flows reinstate FLOW VERSION               take a retirement back
   flows diagram FLOW [VERSION]               a Mermaid flowchart of a version (default the newest)
+  flows asyncapi [FLOW [VERSION]] [--title T] [--host HOST:PORT]
+                                             an AsyncAPI 3.0 document (JSON) of the registered
+                                             flows: subjects, messages with their schemas, owners
   sagas ls --flow FLOW [--status S] [--version N]
   sagas show FLOW ID                         state, steps and timeline
   sagas watch --flow FLOW                    each change of a saga, until interrupted
@@ -93,6 +97,7 @@ type cli struct {
 	out, errw io.Writer
 	json      bool
 	c         *saga.Client
+	server    string // the --server URL
 }
 
 func run(ctx context.Context, args []string, out, errw io.Writer) int {
@@ -157,7 +162,7 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "choreo: %s: %v\n", *server, err)
 		return 1
 	}
-	k := &cli{out: out, errw: errw, json: *asJSON, c: c}
+	k := &cli{out: out, errw: errw, json: *asJSON, c: c, server: *server}
 	if err := cmd(ctx, k, rest[2:]); err != nil {
 		if err == errFound {
 			return 3
@@ -176,7 +181,7 @@ type handler func(ctx context.Context, k *cli, args []string) error
 // command finds the handler of a command, or says why there is none.
 func command(group, verb string) (handler, error) {
 	cmds := map[string]map[string]handler{
-		"flows":  {"ls": flowsLs, "versions": flowsVersions, "retire": flowsRetire, "reinstate": flowsReinstate, "diagram": flowsDiagram},
+		"flows":  {"ls": flowsLs, "versions": flowsVersions, "retire": flowsRetire, "reinstate": flowsReinstate, "diagram": flowsDiagram, "asyncapi": flowsAsyncAPI},
 		"sagas":  {"ls": sagasLs, "show": sagasShow, "cancel": sagasCancel, "retry": sagasRetry, "watch": sagasWatch},
 		"dlq":    {"ls": dlqLs, "show": dlqShow, "replay": dlqReplay, "purge": dlqPurge},
 		"doctor": {"": doctor},
@@ -533,6 +538,60 @@ func flowsDiagram(ctx context.Context, k *cli, args []string) error {
 		return k.print(map[string]any{"flow": found.Name, "version": found.Version, "mermaid": found.Mermaid()}, nil)
 	}
 	_, err = io.WriteString(k.out, found.Mermaid())
+	return err
+}
+
+// flowsAsyncAPI writes the AsyncAPI document of every registered flow
+// version, of one flow's versions, or of one version. It is JSON with or
+// without --json.
+func flowsAsyncAPI(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("flows asyncapi", flag.ContinueOnError)
+	title := fs.String("title", "", "")
+	host := fs.String("host", "", "")
+	var pos []string
+	var err error
+	for n := 0; n <= 2; n++ {
+		if pos, err = parse(fs, args, n, "[FLOW [VERSION]]"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	want := 0
+	if len(pos) == 2 {
+		if want, err = version(pos[1]); err != nil {
+			return err
+		}
+	}
+	flows, err := k.c.Flows(ctx)
+	if err != nil {
+		return err
+	}
+	var picked []saga.FlowInfo
+	for _, f := range flows {
+		if (len(pos) == 0 || f.Name == pos[0]) && (want == 0 || f.Version == want) {
+			picked = append(picked, f)
+		}
+	}
+	if len(picked) == 0 {
+		if len(pos) == 0 {
+			return fmt.Errorf("no runner registered a flow yet")
+		}
+		return fmt.Errorf("flow %s: no runner registered that version", strings.Join(pos, " v"))
+	}
+	o := saga.AsyncAPIOptions{Title: *title, Server: *host}
+	if o.Server == "" {
+		first, _, _ := strings.Cut(k.server, ",")
+		if u, err := url.Parse(first); err == nil && u.Host != "" {
+			o.Server, o.TLS = u.Host, u.Scheme == "tls"
+		}
+	}
+	doc, err := saga.AsyncAPI(o, picked...)
+	if err != nil {
+		return err
+	}
+	_, err = k.out.Write(append(doc, '\n'))
 	return err
 }
 

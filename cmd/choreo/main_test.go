@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
@@ -329,4 +331,58 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 		t.Errorf("after the purge: %d %s", code, out)
 	}
 	_ = v1
+}
+
+// flows asyncapi writes the registered flows as an AsyncAPI 3.0 document
+// that the schema in saga/testdata accepts.
+func TestFlowsAsyncAPI(t *testing.T) {
+	url, _, _, _, _ := system(t)
+	code, out, errs := runCLI(t, url, "flows", "asyncapi", "trip", "--host", "nats.example:4222")
+	if code != 0 {
+		t.Fatalf("flows asyncapi: %d %s", code, errs)
+	}
+	golden(t, "flows-asyncapi.golden", out)
+	f, err := os.Open(filepath.Join("..", "..", "saga", "testdata", "asyncapi-3.0.0.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	schema, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft7)
+	c.AssertFormat()
+	if err := c.AddResource("asyncapi.json", schema); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("asyncapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(doc); err != nil {
+		t.Fatalf("not an AsyncAPI 3.0.0 document: %v", err)
+	}
+	if !strings.Contains(out, `"address": "choreo.log.trip.{sagaId}.v2.car.done"`) {
+		t.Error("no channel for v2's car step")
+	}
+
+	// Every version by default; one version; and the errors.
+	if code, out, _ := runCLI(t, url, "flows", "asyncapi"); code != 0 || !strings.Contains(out, "trip_v1_hotel_done") || !strings.Contains(out, "trip_v2_car_done") {
+		t.Errorf("flows asyncapi: %d, both versions not there", code)
+	}
+	if code, out, _ := runCLI(t, url, "flows", "asyncapi", "trip", "1"); code != 0 || strings.Contains(out, "trip_v2") {
+		t.Errorf("flows asyncapi trip 1: %d, or v2 in it", code)
+	}
+	if code, _, errs := runCLI(t, url, "flows", "asyncapi", "nope"); code != 1 || !strings.Contains(errs, "flow nope: no runner registered") {
+		t.Errorf("an unknown flow: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, url, "flows", "asyncapi", "trip", "x"); code != 2 || !strings.Contains(errs, `version "x"`) {
+		t.Errorf("a bad version: %d %q", code, errs)
+	}
 }

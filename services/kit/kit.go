@@ -83,7 +83,7 @@ func (d Deps) Runner() (*saga.Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := append([]saga.RunnerOption{saga.WithValidator(schemas.Validate)}, versions...)
+	opts := append([]saga.RunnerOption{saga.WithValidator(schemas.Validate), saga.WithSchemas(schemas.Schema)}, versions...)
 	r, err := saga.NewRunner(d.Sagas, append(opts, faultOptions()...)...)
 	if err == nil && d.Admin != nil && d.Admin.Metrics != nil {
 		d.Admin.Metrics.Watch(d.JS, r)
