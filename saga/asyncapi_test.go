@@ -301,7 +301,12 @@ func TestAsyncAPISchemaRefusesBrokenDocuments(t *testing.T) {
 		"a 2.x publish action":     func(d map[string]any) { anyOf(d, "operations")["action"] = "publish" },
 		"an operation, no channel": func(d map[string]any) { delete(anyOf(d, "operations"), "channel") },
 		"an unknown field":         func(d map[string]any) { d["subscribe"] = map[string]any{} },
-		"a dot in a channel id":    func(d map[string]any) { d["channels"].(map[string]any)["a.b"] = map[string]any{"address": "a.b"} },
+		"a slash in a message id": func(d map[string]any) {
+			d["components"].(map[string]any)["messages"].(map[string]any)["a/b"] = map[string]any{"name": "x"}
+		},
+		"a dot in a parameter name": func(d map[string]any) {
+			anyOf(d, "channels")["parameters"].(map[string]any)["saga.id"] = map[string]any{}
+		},
 		"a server without protocol": func(d map[string]any) {
 			delete(d["servers"].(map[string]any)["nats"].(map[string]any), "protocol")
 		},
