@@ -57,7 +57,9 @@
 //
 // Open attaches to provisioned streams without changing anything, for
 // tools. Flows lists the registered flow versions and FlowInfo.Mermaid
-// draws one; Versions and Diagnose say where versions stand and what is
+// draws one; AsyncAPI describes them as an AsyncAPI 3.0 document, with
+// each message's JSON Schema when the runners that registered them were
+// given WithSchemas; Versions and Diagnose say where versions stand and what is
 // wrong now (steps whose sagas wait with no runner attached, consumers
 // behind, sagas past their deadline, parked sagas, streams near their
 // limits); DeadLetters, ReplayDeadLetter and PurgeDeadLetters handle what
