@@ -7,12 +7,13 @@
 //	choreo [connection flags] flows versions FLOW
 //	choreo [connection flags] flows retire FLOW VERSION (--drain | --compensate) --reason TEXT
 //	choreo [connection flags] flows reinstate FLOW VERSION
-//	choreo [connection flags] sagas ls --flow FLOW [--status S] [--version N]
+//	choreo [connection flags] sagas ls [--flow FLOW] [--status S] [--version N] [--since TIME|AGE]
 //	choreo [connection flags] sagas show FLOW ID
 //	choreo [connection flags] sagas cancel FLOW ID --reason TEXT
 //	choreo [connection flags] sagas retry FLOW ID
-//	choreo [connection flags] sagas watch --flow FLOW
+//	choreo [connection flags] sagas watch [--flow FLOW]
 //	choreo [connection flags] flows diagram FLOW [VERSION]
+//	choreo [connection flags] flows asyncapi [FLOW [VERSION]] [--title T] [--host HOST:PORT]
 //	choreo [connection flags] dlq ls [--flow FLOW]
 //	choreo [connection flags] dlq show SEQ
 //	choreo [connection flags] dlq replay SEQ
@@ -40,8 +41,10 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -74,9 +77,9 @@ const usage = `usage: choreo [connection flags] COMMAND
   flows asyncapi [FLOW [VERSION]] [--title T] [--host HOST:PORT]
                                              an AsyncAPI 3.0 document (JSON) of the registered
                                              flows: subjects, messages with their schemas, owners
-  sagas ls --flow FLOW [--status S] [--version N]
+  sagas ls [--flow FLOW] [--status S] [--version N] [--since TIME|AGE]
   sagas show FLOW ID                         state, steps and timeline
-  sagas watch --flow FLOW                    each change of a saga, until interrupted
+  sagas watch [--flow FLOW]                  each change of a saga, until interrupted
   sagas cancel FLOW ID --reason TEXT         compensate a running saga
   sagas retry FLOW ID                        retry a parked saga's compensations
   dlq ls [--flow FLOW]                       dead letters, with their reasons
@@ -400,11 +403,9 @@ func sagasLs(ctx context.Context, k *cli, args []string) error {
 	flow := fs.String("flow", "", "")
 	status := fs.String("status", "", "")
 	ver := fs.Int("version", 0, "")
+	sinceFlag := fs.String("since", "", "")
 	if _, err := parse(fs, args, 0, "only flags"); err != nil {
 		return err
-	}
-	if *flow == "" {
-		return usagef("give --flow")
 	}
 	var statuses []saga.Status
 	if *status != "" {
@@ -415,19 +416,69 @@ func sagasLs(ctx context.Context, k *cli, args []string) error {
 		}
 		statuses = append(statuses, st)
 	}
-	list, err := k.c.List(ctx, saga.Named(*flow), statuses...)
+	var since time.Time
+	if *sinceFlag != "" {
+		var err error
+		if since, err = timeOrAge("--since", *sinceFlag); err != nil {
+			return err
+		}
+	}
+	names, err := flowNames(ctx, k, *flow)
 	if err != nil {
 		return err
 	}
-	if *ver > 0 {
-		list = slices.DeleteFunc(list, func(s *saga.State) bool { return s.Version != *ver })
+	var list []*saga.State
+	for _, name := range names {
+		l, err := k.c.List(ctx, saga.Named(name), statuses...)
+		if err != nil {
+			return err
+		}
+		list = append(list, l...)
 	}
+	list = slices.DeleteFunc(list, func(s *saga.State) bool {
+		return (*ver > 0 && s.Version != *ver) || s.StartedAt.Before(since)
+	})
+	sort.SliceStable(list, func(i, j int) bool { return list[i].StartedAt.Before(list[j].StartedAt) })
 	return k.print(list, func(w io.Writer) {
-		fmt.Fprintln(w, "ID\tVERSION\tSTATUS\tSTARTED\tREASON")
+		fmt.Fprintln(w, "FLOW\tID\tVERSION\tSTATUS\tSTARTED\tREASON")
 		for _, s := range list {
-			fmt.Fprintf(w, "%s\tv%d\t%s\t%s\t%s\n", s.ID, s.Version, s.Status, s.StartedAt.Format(time.RFC3339), orDash(s.Reason))
+			fmt.Fprintf(w, "%s\t%s\tv%d\t%s\t%s\t%s\n", s.Flow, s.ID, s.Version, s.Status, s.StartedAt.Format(time.RFC3339), orDash(s.Reason))
 		}
 	})
+}
+
+// flowNames is the flow --flow names, or every registered flow when it
+// is empty.
+func flowNames(ctx context.Context, k *cli, flow string) ([]string, error) {
+	if flow != "" {
+		return []string{flow}, nil
+	}
+	flows, err := k.c.Flows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, f := range flows {
+		if !slices.Contains(names, f.Name) {
+			names = append(names, f.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no runner registered a flow yet: give --flow")
+	}
+	return names, nil
+}
+
+// timeOrAge reads a flag that is a time (RFC 3339) or an age (24h).
+func timeOrAge(name, v string) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return time.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, usagef("%s %q: want a time (2026-11-27T00:00:00Z) or an age (24h)", name, v)
+	}
+	return t, nil
 }
 
 func sagasShow(ctx context.Context, k *cli, args []string) error {
@@ -601,15 +652,32 @@ func sagasWatch(ctx context.Context, k *cli, args []string) error {
 	if _, err := parse(fs, args, 0, "only flags"); err != nil {
 		return err
 	}
-	if *flow == "" {
-		return usagef("give --flow")
-	}
-	ch, err := k.c.Watch(ctx, saga.Named(*flow))
+	names, err := flowNames(ctx, k, *flow)
 	if err != nil {
 		return err
 	}
+	states := make(chan *saga.State)
+	var wg sync.WaitGroup
+	for _, name := range names {
+		ch, err := k.c.Watch(ctx, saga.Named(name))
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for st := range ch {
+				select {
+				case states <- st:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(states) }()
 	enc := json.NewEncoder(k.out)
-	for st := range ch {
+	for st := range states {
 		if k.json {
 			if err := enc.Encode(st); err != nil {
 				return err
@@ -622,7 +690,7 @@ func sagasWatch(ctx context.Context, k *cli, args []string) error {
 				running = append(running, s.Name+":"+string(s.Status))
 			}
 		}
-		fmt.Fprintf(k.out, "%s %s v%d %s %s\n", st.UpdatedAt.Format(time.RFC3339Nano), st.ID, st.Version, st.Status, strings.Join(running, " "))
+		fmt.Fprintf(k.out, "%s %s %s v%d %s %s\n", st.UpdatedAt.Format(time.RFC3339Nano), st.Flow, st.ID, st.Version, st.Status, strings.Join(running, " "))
 	}
 	return nil
 }
@@ -708,11 +776,9 @@ func dlqPurge(ctx context.Context, k *cli, args []string) error {
 	if _, err := parse(fs, args, 0, "only flags"); err != nil {
 		return err
 	}
-	var before time.Time
-	if d, err := time.ParseDuration(*beforeFlag); err == nil && d > 0 {
-		before = time.Now().Add(-d)
-	} else if before, err = time.Parse(time.RFC3339, *beforeFlag); err != nil {
-		return usagef("--before %q: want a time (2026-11-27T00:00:00Z) or an age (24h)", *beforeFlag)
+	before, err := timeOrAge("--before", *beforeFlag)
+	if err != nil {
+		return err
 	}
 	dead, err := k.c.DeadLetters(ctx, nil)
 	if err != nil {

@@ -133,6 +133,14 @@ func TestFlowsAndVersions(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].ID != "new" {
 		t.Errorf("sagas ls --json --version 2: %d %s", code, out)
 	}
+	// Without --flow: every registered flow; --since by age or time.
+	code, out, _ = runCLI(t, url, "sagas", "ls", "--since", "1h")
+	if code != 0 || !strings.Contains(out, "FLOW") || !regexp.MustCompile(`trip\s+old\s+v1`).MatchString(out) || !regexp.MustCompile(`trip\s+new\s+v2`).MatchString(out) {
+		t.Errorf("sagas ls --since 1h: %d\n%s", code, out)
+	}
+	if code, out, _ = runCLI(t, url, "--json", "sagas", "ls", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)); code != 0 || strings.TrimSpace(out) != "null" && strings.TrimSpace(out) != "[]" {
+		t.Errorf("sagas ls --since an hour from now: %d %s", code, out)
+	}
 
 	code, out, errs = runCLI(t, url, "flows", "retire", "trip", "1", "--drain", "--reason", "v2 rents cars")
 	if code != 0 {
@@ -185,7 +193,7 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"flows", "retire", "trip", "1", "--reason", "x"}, 2, "give --drain"},
 		{[]string{"flows", "retire", "trip", "1", "--drain"}, 2, "give --reason"},
 		{[]string{"flows", "retire", "trip", "one", "--drain", "--reason", "x"}, 2, `version "one"`},
-		{[]string{"sagas", "ls"}, 2, "give --flow"},
+		{[]string{"sagas", "ls", "--since", "yesterday"}, 2, `--since "yesterday": want a time`},
 		{[]string{"sagas", "ls", "--flow", "trip", "--status", "lost"}, 2, `--status "lost"`},
 		{[]string{"sagas", "show", "trip"}, 2, "want FLOW ID"},
 		{[]string{"sagas", "show", "trip", "nope"}, 1, "not found"},
@@ -253,7 +261,8 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 	var wout, werr syncBuffer
 	watched := make(chan int, 1)
 	go func() {
-		watched <- run(wctx, []string{"--server", url, "sagas", "watch", "--flow", "trip"}, &wout, &werr)
+		watched <- run(wctx, []string{"--server", url, "sagas", "watch"}, &wout, &werr) // every flow
+
 	}()
 	n := 0
 	sagatest.Poll(t, 20*time.Second, func() bool {
@@ -261,7 +270,7 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 		if err := saga.Start(ctx, c, v2, "w"+strconv.Itoa(n), Trip{Who: "w"}); err != nil {
 			t.Fatal(err)
 		}
-		return strings.Contains(wout.String(), " v2 running")
+		return regexp.MustCompile(` trip w\d+ v2 running`).MatchString(wout.String())
 	}, func() string { return "watch printed: " + wout.String() + werr.String() })
 	stopWatch()
 	if code := <-watched; code != 0 {
