@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/wire"
 )
 
 // Finding is one thing Diagnose found wrong.
@@ -24,6 +26,12 @@ type DiagnoseOptions struct {
 	Behind  uint64        // a consumer with more messages pending than this is behind (default 1000)
 	Overdue time.Duration // a running saga this far past its deadline is stuck (default 1m)
 	Full    float64       // a stream this full (0-1) is near its limits (default 0.8)
+	// Idle is how long a step's consumer may have no pull waiting and
+	// nothing in a runner's hands, while sagas wait there, before it is
+	// reported unserved (default 30s): a runner restarting, or between
+	// two pulls, is not a finding. A consumer that does not exist is
+	// reported at once.
+	Idle time.Duration
 }
 
 // Diagnose says what is wrong now: steps whose sagas wait because no
@@ -40,6 +48,9 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 	}
 	if o.Full == 0 {
 		o.Full = 0.8
+	}
+	if o.Idle == 0 {
+		o.Idle = 30 * time.Second
 	}
 	var out []Finding
 	flows, err := c.Flows(ctx)
@@ -81,8 +92,16 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 			v, _ := strconv.Atoi(key[:slash])
 			step := key[slash+1:]
 			if !c.served(ctx, name, v, step) {
+				idle, ok := c.idle(ctx, name, v, step)
+				if ok && idle < o.Idle {
+					continue
+				}
+				since := "it has no consumer"
+				if ok {
+					since = fmt.Sprintf("its consumer has had no runner for %s", idle.Round(time.Second))
+				}
 				out = append(out, Finding{Kind: "unserved", Flow: name,
-					What:   fmt.Sprintf("%d saga(s) of %s v%d wait at step %s, and no runner of v%d is attached to it", waiting[key], name, v, step, v),
+					What:   fmt.Sprintf("%d saga(s) of %s v%d wait at step %s, and no runner of v%d is attached to it (%s)", waiting[key], name, v, step, v, since),
 					Advice: fmt.Sprintf("start a service that runs %s v%d (a runner whose ServeVersions includes %d)", name, v, v)})
 			}
 		}
@@ -111,6 +130,22 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 			Advice: "raise the limit, or shorten the retention of ended sagas (WithRetention)"})
 	}
 	return out, nil
+}
+
+// idle is how long ago the consumer of a step of flow version v last
+// delivered a message (since it was created, if never); false when it
+// does not exist or cannot be read.
+func (c *Client) idle(ctx context.Context, flow string, v int, step string) (time.Duration, bool) {
+	cons, err := c.j.js.Consumer(ctx, wire.Stream, doConsumer(flow, v, step))
+	if err != nil {
+		return 0, false
+	}
+	ci := cons.CachedInfo()
+	last := ci.Created
+	if ci.Delivered.Last != nil && ci.Delivered.Last.After(last) {
+		last = *ci.Delivered.Last
+	}
+	return time.Since(last), true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -18,7 +18,7 @@
 //	choreo [connection flags] dlq show SEQ
 //	choreo [connection flags] dlq replay SEQ
 //	choreo [connection flags] dlq purge --before TIME|AGE [--yes]
-//	choreo [connection flags] doctor
+//	choreo [connection flags] doctor [--idle 30s] [--behind 1000] [--overdue 1m]
 //
 // The connection flags are those of the nats CLI: --server (env
 // NATS_URL), --creds, --nkey, --user with --password (env NATS_PASSWORD),
@@ -86,7 +86,8 @@ const usage = `usage: choreo [connection flags] COMMAND
   dlq show SEQ                               one dead letter: headers and payload
   dlq replay SEQ                             back where it was read, when it can be processed now
   dlq purge --before TIME|AGE [--yes]        remove older dead letters (asks first)
-  doctor                                     what is wrong now, and what to do about it
+  doctor [--idle 30s] [--behind 1000] [--overdue 1m]
+                                             what is wrong now, and what to do about it
 connection flags: --server URL (env NATS_URL) --creds FILE --nkey FILE --user U
   (--password, env NATS_PASSWORD) --tlsca FILE --tlscert FILE --tlskey FILE
   --timeout D (default 10s) --json
@@ -121,8 +122,8 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 		return 2
 	}
 	rest := fs.Args()
-	if len(rest) == 1 && rest[0] == "doctor" {
-		rest = append(rest, "")
+	if len(rest) >= 1 && rest[0] == "doctor" {
+		rest = append([]string{"doctor", ""}, rest[1:]...) // doctor has no verb
 	}
 	if len(rest) < 2 {
 		fmt.Fprint(errw, usage)
@@ -808,10 +809,18 @@ func dlqPurge(ctx context.Context, k *cli, args []string) error {
 }
 
 func doctor(ctx context.Context, k *cli, args []string) error {
-	if _, err := parse(flag.NewFlagSet("doctor", flag.ContinueOnError), args, 0, "no arguments"); err != nil {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	var o saga.DiagnoseOptions
+	fs.DurationVar(&o.Idle, "idle", 30*time.Second, "")
+	fs.Uint64Var(&o.Behind, "behind", 1000, "")
+	fs.DurationVar(&o.Overdue, "overdue", time.Minute, "")
+	if _, err := parse(fs, args, 0, "only flags"); err != nil {
 		return err
 	}
-	found, err := k.c.Diagnose(ctx, saga.DiagnoseOptions{})
+	if o.Idle <= 0 || o.Behind == 0 || o.Overdue <= 0 {
+		return usagef("--idle, --behind and --overdue must be above zero")
+	}
+	found, err := k.c.Diagnose(ctx, o)
 	if err != nil {
 		return err
 	}

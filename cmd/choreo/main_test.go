@@ -194,6 +194,8 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"flows", "retire", "trip", "1", "--drain"}, 2, "give --reason"},
 		{[]string{"flows", "retire", "trip", "one", "--drain", "--reason", "x"}, 2, `version "one"`},
 		{[]string{"sagas", "ls", "--since", "yesterday"}, 2, `--since "yesterday": want a time`},
+		{[]string{"doctor", "--idle", "0s"}, 2, "must be above zero"},
+		{[]string{"doctor", "extra"}, 2, "want only flags"},
 		{[]string{"sagas", "ls", "--flow", "trip", "--status", "lost"}, 2, `--status "lost"`},
 		{[]string{"sagas", "show", "trip"}, 2, "want FLOW ID"},
 		{[]string{"sagas", "show", "trip", "nope"}, 1, "not found"},
@@ -282,7 +284,7 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 		st, err := c.Get(ctx, v2, "w1")
 		return err == nil && st.Step("hotel").Status == saga.StepRunning
 	}, func() string { return "w1 does not reach hotel" })
-	code, out, _ = runCLI(t, url, "doctor")
+	code, out, _ = runCLI(t, url, "doctor", "--idle", "1s")
 	if code != 3 || !strings.Contains(out, "[unserved]") || !strings.Contains(out, "step hotel") || !strings.Contains(out, "trip v2") {
 		t.Errorf("doctor: %d\n%s", code, out)
 	}
