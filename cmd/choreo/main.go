@@ -505,6 +505,9 @@ func sagasShow(ctx context.Context, k *cli, args []string) error {
 		if st.Reason != "" {
 			fmt.Fprintf(w, "reason: %s\n", st.Reason)
 		}
+		if st.TraceID != "" {
+			fmt.Fprintf(w, "trace: %s\n", st.TraceID)
+		}
 		fmt.Fprintln(w, "STEP\tSTATUS\tATTEMPTS\tNOTE")
 		for _, s := range st.Steps {
 			note := s.Error

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
@@ -395,5 +397,34 @@ func TestFlowsAsyncAPI(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, url, "flows", "asyncapi", "trip", "x"); code != 2 || !strings.Contains(errs, `version "x"`) {
 		t.Errorf("a bad version: %d %q", code, errs)
+	}
+}
+
+// sagas show prints the saga's trace id when it was started with tracing.
+func TestSagasShowPrintsTheTrace(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewInMemoryExporter()))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	c := srv.Client(saga.WithTracerProvider(tp))
+	step := saga.NewStep[Trip, Ticket]("only", saga.Owner("desk"))
+	flow := saga.MustDefine[Trip]("traced", 1, step)
+	r, err := saga.NewRunner(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := saga.Handle(r, step, func(_ context.Context, in Trip) (Ticket, error) { return Ticket(in), nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Run(t, r)
+	if err := saga.Start(context.Background(), c, flow, "t1", Trip{Who: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	st := sagatest.AwaitStatus(t, c, flow, "t1", 20*time.Second, saga.StatusCompleted)
+	if len(st.TraceID) != 32 {
+		t.Fatalf("trace id %q", st.TraceID)
+	}
+	code, out, errs := runCLI(t, srv.ClientURL(), "sagas", "show", "traced", "t1")
+	if code != 0 || !strings.Contains(out, "trace: "+st.TraceID) {
+		t.Errorf("sagas show: %d %s\n%s", code, errs, out)
 	}
 }
