@@ -1,4 +1,4 @@
-package saga_test
+package schemas_test
 
 import (
 	"bytes"
@@ -20,13 +20,13 @@ import (
 	"github.com/choreo-go/choreo/schemas"
 )
 
-// asyncAPISchema compiles testdata/asyncapi-3.0.0.schema.json: the
+// asyncAPISchema compiles saga/testdata/asyncapi-3.0.0.schema.json: the
 // structure of an AsyncAPI 3.0.0 document, written from the
 // specification's text (see its description for why it is not a copy of
 // the AsyncAPI Initiative's file).
 func asyncAPISchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "asyncapi-3.0.0.schema.json"))
+	f, err := os.Open(filepath.Join("..", "saga", "testdata", "asyncapi-3.0.0.schema.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestAsyncAPIDescribesTheShop(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: the payload schema does not compile: %v", name, err)
 		}
-		example, err := os.ReadFile(filepath.Join("..", "schemas", "testdata", m.Name+".json"))
+		example, err := os.ReadFile(filepath.Join("testdata", m.Name+".json"))
 		if err != nil {
 			t.Fatal(err)
 		}
