@@ -332,15 +332,15 @@ func (h *handler) replay(w http.ResponseWriter, r *http.Request) {
 // parkedSaga is a saga parked as compensation_failed, with the steps whose
 // compensation ran out of retries.
 type parkedSaga struct {
-	Flow      string        `json:"flow"`
-	Version   int           `json:"version"`
-	ID        string        `json:"id"`
-	Reason    string        `json:"reason,omitempty"`
-	Epoch     int           `json:"epoch,omitempty"`
-	StartedAt time.Time     `json:"started_at"`
-	UpdatedAt time.Time     `json:"updated_at"`
-	Failed    []parkedStep  `json:"failed"`
-	TraceID   string        `json:"trace_id,omitempty"`
+	Flow      string       `json:"flow"`
+	Version   int          `json:"version"`
+	ID        string       `json:"id"`
+	Reason    string       `json:"reason,omitempty"`
+	Epoch     int          `json:"epoch,omitempty"`
+	StartedAt time.Time    `json:"started_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	Failed    []parkedStep `json:"failed"`
+	TraceID   string       `json:"trace_id,omitempty"`
 }
 
 type parkedStep struct {
