@@ -16,7 +16,7 @@ func TestPreview(t *testing.T) {
 		{"abcdef", 3, "abc…"},
 		{"\x00\x01ok\n\tz", 20, "\uFFFD\uFFFDok\n\tz"},
 		{"\xff\xfe", 10, "\uFFFD"},
-		{"aé", 2, "a…"},   // é cut in two: the half is dropped
+		{"aé", 2, "a…"},    // é cut in two: the half is dropped
 		{"aébc", 3, "aé…"}, // é whole
 	} {
 		got := preview([]byte(tc.in), tc.n)
