@@ -18,6 +18,7 @@
 //	choreo [connection flags] dlq replay SEQ
 //	choreo [connection flags] dlq purge --before TIME|AGE [--yes]
 //	choreo [connection flags] doctor
+//	choreo [connection flags] console [--addr 127.0.0.1:8223]
 //
 // The connection flags are those of the nats CLI: --server (env
 // NATS_URL), --creds, --nkey, --user with --password (env NATS_PASSWORD),
@@ -80,6 +81,8 @@ const usage = `usage: choreo [connection flags] COMMAND
   dlq replay SEQ                             back where it was read, when it can be processed now
   dlq purge --before TIME|AGE [--yes]        remove older dead letters (asks first)
   doctor                                     what is wrong now, and what to do about it
+  console [--addr 127.0.0.1:8223] [--allow-remote] [--allowed-hosts NAMES]
+                                             the operator web console, until interrupted
 connection flags: --server URL (env NATS_URL) --creds FILE --nkey FILE --user U
   (--password, env NATS_PASSWORD) --tlsca FILE --tlscert FILE --tlskey FILE
   --timeout D (default 10s) --json
@@ -112,7 +115,7 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "choreo: %v\n%s", err, usage)
 		return 2
 	}
-	rest := fs.Args()
+	rest := verbless(fs.Args())
 	if len(rest) == 1 && rest[0] == "doctor" {
 		rest = append(rest, "")
 	}
@@ -180,6 +183,8 @@ func command(group, verb string) (handler, error) {
 		"sagas":  {"ls": sagasLs, "show": sagasShow, "cancel": sagasCancel, "retry": sagasRetry, "watch": sagasWatch},
 		"dlq":    {"ls": dlqLs, "show": dlqShow, "replay": dlqReplay, "purge": dlqPurge},
 		"doctor": {"": doctor},
+
+		"console": {"": consoleServe}, // console.go
 	}
 	g, ok := cmds[group]
 	if !ok {
