@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats.go"
 
@@ -161,8 +163,8 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 		if err != nil {
 			dctx, dcancel := context.WithTimeout(bctx, 10*time.Second)
 			defer dcancel()
-			page, derr := chromedp.Run(dctx, chromedp.Evaluate[string](`document.querySelector("main").innerText + "\n" + document.querySelector("#banner").innerText`))
-			t.Fatalf("console: %s: %v\npage:\n%s %v", what, err, page, derr)
+			shown, derr := chromedp.Run(dctx, chromedp.Evaluate[string](`document.querySelector("main").innerText + "\n" + document.querySelector("#banner").innerText`))
+			t.Fatalf("console: %s: %v\npage:\n%s %v", what, err, shown, derr)
 		}
 	}
 	text := func(sel string) string {
@@ -175,6 +177,12 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	// Dead letters: the reason, the subject and the payload, as text.
 	row := fmt.Sprintf(`tr.dead-row[data-seq="%d"]`, seq)
 	step("open the dead letters", chromedp.Do(ctx,
+		// The page records what its Content-Security-Policy blocks.
+		func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+			_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `window.cspViolations = [];
+				document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI));`})
+			return chromedp.Void{}, err
+		},
 		chromedp.Navigate(console+"#dead"),
 		chromedp.WaitVisible(row),
 	))
@@ -255,5 +263,10 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	}, func() string { return "the count did not reach " + want + ": " + text(count) })
 	if v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.noReload === true`)); err != nil || !v {
 		t.Errorf("the page reloaded (%v %v)", v, err)
+	}
+	csp, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.cspViolations)`))
+	step("read the CSP violations", err)
+	if csp != "[]" {
+		t.Errorf("the console broke its Content-Security-Policy: %s", csp)
 	}
 }
