@@ -19,6 +19,7 @@
 //	choreo [connection flags] dlq replay SEQ
 //	choreo [connection flags] dlq purge --before TIME|AGE [--yes]
 //	choreo [connection flags] doctor [--idle 30s] [--behind 1000] [--overdue 1m]
+//	choreo [connection flags] console [--addr 127.0.0.1:8223]
 //
 // The connection flags are those of the nats CLI: --server (env
 // NATS_URL), --creds, --nkey, --user with --password (env NATS_PASSWORD),
@@ -88,6 +89,8 @@ const usage = `usage: choreo [connection flags] COMMAND
   dlq purge --before TIME|AGE [--yes]        remove older dead letters (asks first)
   doctor [--idle 30s] [--behind 1000] [--overdue 1m]
                                              what is wrong now, and what to do about it
+  console [--addr 127.0.0.1:8223] [--allow-remote] [--allowed-hosts NAMES]
+                                             the operator web console, until interrupted
 connection flags: --server URL (env NATS_URL) --creds FILE --nkey FILE --user U
   (--password, env NATS_PASSWORD) --tlsca FILE --tlscert FILE --tlskey FILE
   --timeout D (default 10s) --json
@@ -121,10 +124,7 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "choreo: %v\n%s", err, usage)
 		return 2
 	}
-	rest := fs.Args()
-	if len(rest) >= 1 && rest[0] == "doctor" {
-		rest = append([]string{"doctor", ""}, rest[1:]...) // doctor has no verb
-	}
+	rest := verbless(fs.Args())
 	if len(rest) < 2 {
 		fmt.Fprint(errw, usage)
 		return 2
@@ -180,6 +180,15 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 	return 0
 }
 
+// verbless gives the commands without a verb (doctor, console) the
+// empty one, so that their flags follow.
+func verbless(rest []string) []string {
+	if len(rest) > 0 && (rest[0] == "doctor" || rest[0] == "console") {
+		return append([]string{rest[0], ""}, rest[1:]...)
+	}
+	return rest
+}
+
 type handler func(ctx context.Context, k *cli, args []string) error
 
 // command finds the handler of a command, or says why there is none.
@@ -189,6 +198,8 @@ func command(group, verb string) (handler, error) {
 		"sagas":  {"ls": sagasLs, "show": sagasShow, "cancel": sagasCancel, "retry": sagasRetry, "watch": sagasWatch},
 		"dlq":    {"ls": dlqLs, "show": dlqShow, "replay": dlqReplay, "purge": dlqPurge},
 		"doctor": {"": doctor},
+
+		"console": {"": consoleServe}, // console.go
 	}
 	g, ok := cmds[group]
 	if !ok {

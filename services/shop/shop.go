@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/choreo-go/choreo/internal/embedded"
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/console"
 	"github.com/choreo-go/choreo/services/billing"
 	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/gateway"
@@ -65,12 +67,19 @@ type Config struct {
 	// MetricsAddr, when set, is the admin listener (host:port): the
 	// services' Prometheus /metrics and the gateway's POST /admin/rebuild.
 	MetricsAddr string
+	// ConsoleAddr, when set, is where the operator console (saga/console)
+	// listens, acting with the admin's identity: a loopback host:port only.
+	// When its port is taken, the next free one of the ten after it is
+	// used, or else any free port. No console without the admin's identity (joining a server
+	// without it).
+	ConsoleAddr string
 }
 
 // Shop is a running shop.
 type Shop struct {
 	HTTPAddr    string
 	MetricsAddr string // the admin listener's, with Config.MetricsAddr
+	ConsoleAddr string // the operator console's, with Config.ConsoleAddr and the admin's identity
 	NATSURL     string
 	Gateway     *gateway.Service
 	Deps        kit.Deps // the admin's (zero when joining a server without its identity)
@@ -169,6 +178,16 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		if err := checkAddr("--nats-addr", cfg.NATSAddr); err != nil {
 			return err
 		}
+	}
+	var consoleLn net.Listener
+	if cfg.ConsoleAddr != "" {
+		if err := checkLoopback("--console-addr", cfg.ConsoleAddr); err != nil {
+			return err
+		}
+		if consoleLn, err = listenFree(cfg.ConsoleAddr, 10); err != nil {
+			return fmt.Errorf("--console-addr %s: %w", cfg.ConsoleAddr, err)
+		}
+		defer consoleLn.Close()
 	}
 	admin := kit.NewAdmin(nil) // no metrics, nothing counted, without an address
 	var adminLn net.Listener
@@ -291,6 +310,15 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		g.Go(func() error { return admin.Serve(gctx, adminLn) })
 	}
 	sh := &Shop{NATSURL: url, Gateway: gw, Deps: provisioned, Credentials: credDir, Running: run}
+	if consoleLn != nil && provisioned.Sagas != nil {
+		ln := consoleLn
+		sh.ConsoleAddr = ln.Addr().String()
+		// The console's own mux: the admin listener's has no console, nor
+		// the console the admin listener's /metrics.
+		con := kit.NewAdmin(nil)
+		con.Mux.Handle("/", console.Handler(provisioned.Sagas, console.WithTitle("shop")))
+		g.Go(func() error { return con.Serve(gctx, ln) })
+	}
 	if adminLn != nil {
 		sh.MetricsAddr = adminLn.Addr().String()
 	}
@@ -402,6 +430,36 @@ func checkAddr(flag, addr string) error {
 		return fmt.Errorf("%s %q: bad port", flag, addr)
 	}
 	return nil
+}
+
+// checkLoopback says what is wrong with a host:port that must be on this
+// machine only, if anything.
+func checkLoopback(flag, addr string) error {
+	if err := checkAddr(flag, addr); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%s %q: the console acts as the admin, so it listens on a loopback address only (127.0.0.1:PORT); from elsewhere, run `choreo console` with your own identity", flag, addr)
+	}
+	return nil
+}
+
+// listenFree listens on addr or, when its port is taken, on the first
+// free one of the next n ports, or else on any free port: several shops
+// on one machine (tests, a second terminal) each get a console.
+func listenFree(addr string, n int) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	host, ps, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(ps)
+	for i := 1; err != nil && errors.Is(err, syscall.EADDRINUSE) && port > 0 && i <= n+1; i++ {
+		next := port + i
+		if i > n || next > 65535 {
+			next = 0
+		}
+		ln, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(next)))
+	}
+	return ln, err
 }
 
 // EnvOr returns the environment variable's value, or def.

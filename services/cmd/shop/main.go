@@ -5,7 +5,7 @@
 //
 //	go run ./services/cmd/shop [--http-addr 127.0.0.1:8080] [--nats-addr 127.0.0.1:4222] [--data-dir ./data] [--allowed-hosts shop.example.com]
 //	    [--tls-cert server.pem --tls-key server-key.pem [--tls-ca ca.pem]]
-//	    [--only inventory,payment | --without inventory]
+//	    [--only inventory,payment | --without inventory] [--console-addr 127.0.0.1:8081]
 //	go run ./services/cmd/shop --nats-url nats://127.0.0.1:4222 --credentials ./data/credentials --only inventory
 package main
 
@@ -43,6 +43,7 @@ func main() {
 	verbose := flag.Bool("v", false, "log what the services do (--log-level info)")
 	level := flag.String("log-level", shop.EnvOr("CHOREO_LOG_LEVEL", "warn"), "debug, info, warn or error; JSON lines when stderr is not a terminal (env CHOREO_LOG_LEVEL)")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", shop.EnvOr("CHOREO_METRICS_ADDR", ""), "host:port of the admin listener: Prometheus /metrics and POST /admin/rebuild; none when empty (env CHOREO_METRICS_ADDR)")
+	flag.StringVar(&cfg.ConsoleAddr, "console-addr", shop.EnvOr("CHOREO_CONSOLE_ADDR", "127.0.0.1:8081"), "loopback host:port of the operator console (dead letters, parked sagas, live flows), acting as the admin; the next free port when taken; none when empty (env CHOREO_CONSOLE_ADDR)")
 	flag.Parse()
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "shop:", err)
@@ -91,6 +92,9 @@ func main() {
 			fmt.Printf("  join it         go run ./services/cmd/shop --nats-url nats://%s --credentials %s --only SERVICE\n", strings.TrimPrefix(strings.TrimPrefix(s.NATSURL, "nats://"), "tls://"), s.Credentials)
 		} else {
 			fmt.Printf("  nats-server     %s (joined)\n", s.NATSURL)
+		}
+		if s.ConsoleAddr != "" {
+			fmt.Printf("  console         http://%s/ (operator console: acts as the admin)\n", s.ConsoleAddr)
 		}
 		if s.MetricsAddr != "" {
 			fmt.Printf("  metrics         http://%s/metrics\n", s.MetricsAddr)

@@ -1,0 +1,454 @@
+package console
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/choreo-go/choreo/saga"
+)
+
+//go:embed web
+var webFiles embed.FS
+
+// ActionHeader must be on every action (POST) request, with any value: a
+// page on another site can send it only after a CORS preflight, which the
+// console never grants. The console's own script sends it.
+const ActionHeader = "X-Choreo-Console"
+
+// Option configures Handler.
+type Option func(*options)
+
+type options struct {
+	title string
+	hosts []string
+	cache time.Duration
+}
+
+// WithTitle names what the console looks at ("shop", "production") in its
+// header and the browser's tab.
+func WithTitle(title string) Option { return func(o *options) { o.title = title } }
+
+// AllowHosts adds host names (or name:port) a browser may reach the
+// console by, besides localhost and IP addresses: any other Host is
+// refused (421), so that a site whose name is made to resolve to the
+// console's address (DNS rebinding) cannot read or drive it.
+func AllowHosts(hosts ...string) Option {
+	return func(o *options) {
+		for _, h := range hosts {
+			if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+				o.hosts = append(o.hosts, h)
+			}
+		}
+	}
+}
+
+// previewBytes is how much of a dead letter's payload the list shows.
+const previewBytes = 240
+
+// maxDeadLetters is how many dead letters the list shows, the newest.
+const maxDeadLetters = 500
+
+// Handler returns the operator console over c: an HTML page with its
+// script and style, and JSON endpoints under api/. It binds nothing; mount
+// it where you like, under a path ending in "/" with the prefix stripped:
+//
+//	mux.Handle("/console/", http.StripPrefix("/console", console.Handler(c)))
+//
+// Every act (a replay, a retry) is done with c's identity, so serve it
+// only to operators: on a loopback address, or behind what authenticates
+// them.
+func Handler(c *saga.Client, opts ...Option) http.Handler {
+	o := options{title: "choreo", cache: time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	h := &handler{c: c, o: o, counts: map[string]cached{}}
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(webFiles, "web")
+	files := http.FileServerFS(static)
+	mux.HandleFunc("GET /{$}", h.index)
+	mux.Handle("GET /console.js", files)
+	mux.Handle("GET /console.css", files)
+	mux.HandleFunc("GET /api/flows", h.flows)
+	mux.HandleFunc("GET /api/flows/{flow}/{version}/counts", h.stepCounts)
+	mux.HandleFunc("GET /api/deadletters", h.deadLetters)
+	mux.HandleFunc("POST /api/deadletters/{seq}/replay", h.replay)
+	mux.HandleFunc("GET /api/parked", h.parked)
+	mux.HandleFunc("GET /api/sagas/{flow}/{id}", h.saga)
+	mux.HandleFunc("POST /api/sagas/{flow}/{id}/retry", h.retry)
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusForbidden, "cross-site request refused: operator actions come from the console's own page")
+	}))
+	return h.front(cop.Handler(mux))
+}
+
+type handler struct {
+	c *saga.Client
+	o options
+
+	mu     sync.Mutex
+	counts map[string]cached // by flow/version: polled by every open page
+}
+
+type cached struct {
+	at     time.Time
+	counts *saga.FlowCounts
+}
+
+// securityHeaders go on every answer: the page loads only its own script
+// and style, nothing may frame it, sniff a type or carry a referrer away.
+var securityHeaders = map[string]string{
+	"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
+		"base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+	"X-Content-Type-Options":       "nosniff",
+	"X-Frame-Options":              "DENY",
+	"Referrer-Policy":              "no-referrer",
+	"Cross-Origin-Opener-Policy":   "same-origin",
+	"Cross-Origin-Resource-Policy": "same-origin",
+	"Cache-Control":                "no-store",
+}
+
+// front checks what every request must be before the routes: a Host the
+// console answers to (DNS rebinding), and on an act (any method but GET
+// and HEAD) the ActionHeader, which no other site's page can send without
+// a preflight. The cross-origin protection (Sec-Fetch-Site, Origin) then
+// refuses what a browser says comes from elsewhere.
+func (h *handler) front(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range securityHeaders {
+			w.Header().Set(k, v)
+		}
+		if !h.hostAllowed(r.Host) {
+			fail(w, http.StatusMisdirectedRequest, fmt.Sprintf("host %q: the console answers to localhost and IP addresses (see AllowHosts)", r.Host))
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(ActionHeader) == "" {
+			fail(w, http.StatusForbidden, "missing header "+ActionHeader+": operator actions come from the console's own page")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *handler) hostAllowed(host string) bool {
+	host = strings.ToLower(host)
+	name := host
+	if hn, _, err := net.SplitHostPort(host); err == nil {
+		name = hn
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+	if name == "localhost" || net.ParseIP(name) != nil {
+		return true
+	}
+	return slices.Contains(h.o.hosts, host) || slices.Contains(h.o.hosts, name)
+}
+
+func (h *handler) index(w http.ResponseWriter, r *http.Request) {
+	page, err := webFiles.ReadFile("web/index.html")
+	if err != nil {
+		fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	// The title is the only text put in the page; escaped as HTML.
+	title := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;").Replace(h.o.title)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write([]byte(strings.ReplaceAll(string(page), "{{title}}", title)))
+}
+
+// reply writes v as JSON. encoding/json escapes <, > and & in strings, so
+// nothing from the broker reads as markup even if sniffed.
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, status int, msg string) {
+	reply(w, status, map[string]string{"error": msg})
+}
+
+// failLib answers a library error: what it says, with the status its kind
+// calls for.
+func failLib(w http.ResponseWriter, err error) {
+	status := http.StatusBadGateway // the broker did not answer as it should
+	switch {
+	case errors.Is(err, saga.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, saga.ErrNotReplayable), errors.Is(err, saga.ErrNotParked):
+		status = http.StatusConflict
+	case errors.Is(err, saga.ErrInvalidFlow):
+		status = http.StatusBadRequest
+	case errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusGatewayTimeout
+	}
+	fail(w, status, err.Error())
+}
+
+// flowName reads a flow name from the path: 1 to 64 of [A-Za-z0-9_-], not
+// starting with _ or -.
+func flowName(w http.ResponseWriter, r *http.Request) (string, bool) {
+	f := r.PathValue("flow")
+	if f == "" || len(f) > 64 || f[0] == '_' || f[0] == '-' || !saga.ValidID(f) {
+		fail(w, http.StatusBadRequest, fmt.Sprintf("flow %q: want 1 to 64 letters, digits, _ or - (not first)", f))
+		return "", false
+	}
+	return f, true
+}
+
+// flowVersion is a flow version as the console lists it.
+type flowVersion struct {
+	saga.FlowInfo
+	Deadline string `json:"deadline,omitempty"`
+}
+
+func (h *handler) flows(w http.ResponseWriter, r *http.Request) {
+	flows, err := h.c.Flows(r.Context())
+	if err != nil {
+		failLib(w, err)
+		return
+	}
+	out := make([]flowVersion, 0, len(flows))
+	for _, f := range flows {
+		v := flowVersion{FlowInfo: f}
+		if f.Deadline > 0 {
+			v.Deadline = f.Deadline.String()
+		}
+		out = append(out, v)
+	}
+	reply(w, http.StatusOK, out)
+}
+
+func (h *handler) stepCounts(w http.ResponseWriter, r *http.Request) {
+	flow, ok := flowName(w, r)
+	if !ok {
+		return
+	}
+	vs := r.PathValue("version")
+	v, err := strconv.Atoi(strings.TrimPrefix(vs, "v"))
+	if err != nil || v < 1 || !strings.HasPrefix(vs, "v") {
+		fail(w, http.StatusBadRequest, fmt.Sprintf("version %q: want v1, v2, …", vs))
+		return
+	}
+	key := flow + "/" + strconv.Itoa(v)
+	h.mu.Lock()
+	c, ok := h.counts[key]
+	h.mu.Unlock()
+	if !ok || time.Since(c.at) > h.o.cache {
+		counts, err := h.c.StepCounts(r.Context(), saga.Named(flow), v)
+		if err != nil {
+			failLib(w, err)
+			return
+		}
+		c = cached{at: time.Now(), counts: counts}
+		h.mu.Lock()
+		h.counts[key] = c
+		h.mu.Unlock()
+	}
+	reply(w, http.StatusOK, c.counts)
+}
+
+// deadLetter is a dead letter as the list shows it: its payload cut short
+// and made valid UTF-8.
+type deadLetter struct {
+	Sequence uint64    `json:"sequence"`
+	Subject  string    `json:"subject"`
+	Reason   string    `json:"reason"`
+	Consumer string    `json:"consumer"`
+	Time     time.Time `json:"time,omitzero"`
+	Size     int       `json:"size"`
+	Preview  string    `json:"preview"`
+}
+
+func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
+	dls, err := h.c.DeadLetters(r.Context(), nil)
+	if err != nil {
+		failLib(w, err)
+		return
+	}
+	total := len(dls)
+	if len(dls) > maxDeadLetters {
+		dls = dls[len(dls)-maxDeadLetters:]
+	}
+	out := make([]deadLetter, 0, len(dls))
+	for i := len(dls) - 1; i >= 0; i-- { // newest first
+		d := dls[i]
+		out = append(out, deadLetter{Sequence: d.Sequence, Subject: d.Subject, Reason: d.Reason, Consumer: d.Consumer,
+			Time: d.Time, Size: len(d.Data), Preview: preview(d.Data, previewBytes)})
+	}
+	reply(w, http.StatusOK, map[string]any{"total": total, "dead_letters": out})
+}
+
+// preview returns the start of a payload as text: at most n bytes, cut
+// on a character, invalid UTF-8 and control characters shown as �, "…"
+// when cut.
+func preview(data []byte, n int) string {
+	cut := len(data) > n
+	if cut {
+		data = data[:n]
+		for len(data) > 0 && !utf8.Valid(data) && len(data) > n-utf8.UTFMax {
+			data = data[:len(data)-1]
+		}
+	}
+	s := strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || !unicode.IsControl(r) {
+			return r
+		}
+		return unicode.ReplacementChar
+	}, strings.ToValidUTF8(string(data), "\uFFFD"))
+	if cut {
+		s += "…"
+	}
+	return s
+}
+
+func (h *handler) replay(w http.ResponseWriter, r *http.Request) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		fail(w, http.StatusBadRequest, fmt.Sprintf("dead letter %q: want its sequence, a number from 1", r.PathValue("seq")))
+		return
+	}
+	what, err := h.c.ReplayDeadLetter(r.Context(), seq)
+	if err != nil {
+		failLib(w, err)
+		return
+	}
+	reply(w, http.StatusOK, map[string]any{"sequence": seq, "replayed": what})
+}
+
+// parkedSaga is a saga parked as compensation_failed, with the steps whose
+// compensation ran out of retries.
+type parkedSaga struct {
+	Flow      string       `json:"flow"`
+	Version   int          `json:"version"`
+	ID        string       `json:"id"`
+	Reason    string       `json:"reason,omitempty"`
+	Epoch     int          `json:"epoch,omitempty"`
+	StartedAt time.Time    `json:"started_at"`
+	UpdatedAt time.Time    `json:"updated_at"`
+	Failed    []parkedStep `json:"failed"`
+	TraceID   string       `json:"trace_id,omitempty"`
+}
+
+type parkedStep struct {
+	Step     string `json:"step"`
+	Attempts int    `json:"attempts"`
+	Error    string `json:"error,omitempty"`
+}
+
+// parked lists the parked sagas of every registered flow: a flow no
+// runner registered is not looked at.
+func (h *handler) parked(w http.ResponseWriter, r *http.Request) {
+	flows, err := h.c.Flows(r.Context())
+	if err != nil {
+		failLib(w, err)
+		return
+	}
+	var names []string
+	for _, f := range flows {
+		if !slices.Contains(names, f.Name) {
+			names = append(names, f.Name)
+		}
+	}
+	out := []parkedSaga{}
+	for _, n := range names {
+		list, err := h.c.List(r.Context(), saga.Named(n), saga.StatusCompensationFailed)
+		if err != nil {
+			failLib(w, err)
+			return
+		}
+		for _, st := range list {
+			p := parkedSaga{Flow: st.Flow, Version: st.Version, ID: st.ID, Reason: st.Reason, Epoch: st.Epoch,
+				StartedAt: st.StartedAt, UpdatedAt: st.UpdatedAt, TraceID: st.TraceID, Failed: []parkedStep{}}
+			for _, s := range st.Steps {
+				if s.Status == saga.StepCompensationFailed {
+					p.Failed = append(p.Failed, parkedStep{Step: s.Name, Attempts: s.CompensationAttempts, Error: s.Error})
+				}
+			}
+			out = append(out, p)
+		}
+	}
+	reply(w, http.StatusOK, out)
+}
+
+// event is one entry of a saga's timeline as the detail page shows it.
+type event struct {
+	Sequence uint64    `json:"sequence"`
+	Time     time.Time `json:"time"`
+	Step     string    `json:"step"`
+	Phase    string    `json:"phase"`
+	Type     string    `json:"type,omitempty"`
+	Status   string    `json:"status"`         // the saga's, after the event
+	Note     string    `json:"note,omitempty"` // the step's error, or the saga's reason
+}
+
+func (h *handler) saga(w http.ResponseWriter, r *http.Request) {
+	flow, ok := flowName(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	if !saga.ValidID(id) {
+		fail(w, http.StatusBadRequest, fmt.Sprintf("saga id %q: want 1 to 128 letters, digits, _ or -", id))
+		return
+	}
+	f := saga.Named(flow)
+	st, err := h.c.Get(r.Context(), f, id)
+	if err != nil {
+		failLib(w, fmt.Errorf("saga %s/%s: %w", flow, id, err))
+		return
+	}
+	tl, err := h.c.Timeline(r.Context(), f, id)
+	if err != nil {
+		failLib(w, fmt.Errorf("saga %s/%s: %w", flow, id, err))
+		return
+	}
+	events := make([]event, 0, len(tl))
+	for _, e := range tl {
+		ev := event{Sequence: e.Sequence, Time: e.Time, Step: e.Step, Phase: string(e.Phase), Type: e.Type}
+		if e.State != nil {
+			ev.Status = string(e.State.Status)
+			if s := e.State.Step(e.Step); s != nil {
+				switch e.Phase {
+				case saga.PhaseFailed, saga.PhaseRetry, saga.PhaseCompensationRetry, saga.PhaseParked, saga.PhaseTimedOut, saga.PhaseAbandoned:
+					ev.Note = s.Error
+				}
+			} else if e.Phase == saga.PhaseCancelled || e.Phase == saga.PhaseDeadline {
+				ev.Note = e.State.Reason
+			}
+		}
+		events = append(events, ev)
+	}
+	reply(w, http.StatusOK, map[string]any{"state": st, "timeline": events})
+}
+
+func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
+	flow, ok := flowName(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	if !saga.ValidID(id) {
+		fail(w, http.StatusBadRequest, fmt.Sprintf("saga id %q: want 1 to 128 letters, digits, _ or -", id))
+		return
+	}
+	if err := h.c.RetryCompensation(r.Context(), saga.Named(flow), id); err != nil {
+		failLib(w, fmt.Errorf("saga %s/%s: %w", flow, id, err))
+		return
+	}
+	reply(w, http.StatusOK, map[string]string{"flow": flow, "id": id, "status": string(saga.StatusCompensating),
+		"retried": fmt.Sprintf("saga %s/%s compensates again (its failed compensations retried)", flow, id)})
+}

@@ -1,0 +1,272 @@
+package browser_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/nats-io/nats.go"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop"
+)
+
+// startShopWithConsole runs the whole shop with its operator console.
+func startShopWithConsole(t *testing.T) *shop.Shop {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *shop.Shop, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- shop.Run(ctx, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), ConsoleAddr: "127.0.0.1:0"},
+			func(s *shop.Shop) { ready <- s })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shop: %v", err)
+		}
+	})
+	select {
+	case s := <-ready:
+		if s.ConsoleAddr == "" {
+			t.Fatal("the shop serves no console")
+		}
+		return s
+	case err := <-done:
+		t.Fatalf("shop: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("shop did not start")
+	}
+	return nil
+}
+
+type (
+	Job  struct{ ID string }
+	Held struct{ Hold string }
+)
+
+// parkOne runs, with the shop's admin client, a flow whose second step
+// fails and whose first step's compensation is refused until fix is set:
+// its saga parks.
+func parkOne(t *testing.T, c *saga.Client, id string) (*saga.Flow[Job], *atomic.Bool) {
+	t.Helper()
+	fixed := &atomic.Bool{}
+	fast := saga.RetryPolicy{MaxAttempts: 2, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	hold := saga.NewStep[Job, Held]("hold", saga.Owner("warehouse"), saga.Undo("unhold"), saga.WithCompensationRetry(fast))
+	boom := saga.NewStep[Held, Held]("boom", saga.Owner("courier"))
+	flow := saga.MustDefine[Job]("opscheck", 1, hold, boom)
+	r, err := saga.NewRunner(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = errors.Join(
+		saga.Handle(r, hold, func(_ context.Context, j Job) (Held, error) { return Held{Hold: "h-" + j.ID}, nil },
+			func(context.Context, Job, Held) error {
+				if !fixed.Load() {
+					return errors.New("warehouse api refuses the unhold")
+				}
+				return nil
+			}),
+		saga.Handle(r, boom, func(context.Context, Held) (Held, error) { return Held{}, saga.Abortf("courier gone") }, nil),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Run(t, r)
+	if err := saga.Start(context.Background(), c, flow, id, Job{ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.AwaitStatus(t, c, flow, id, 30*time.Second, saga.StatusCompensationFailed)
+	return flow, fixed
+}
+
+// The issue's case: in the console, a dead letter's reason and subject
+// are shown (its markup payload as text), its replay's outcome is shown;
+// a parked saga is retried and leaves the parked list; the flow drawing
+// counts the orders' steps live.
+func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
+	exe := chromium(t)
+	sh := startShopWithConsole(t)
+	base := "http://" + sh.HTTPAddr
+	console := "http://" + sh.ConsoleAddr + "/"
+	c := sh.Deps.Sagas
+	ctx0 := context.Background()
+
+	// An order, confirmed.
+	ada := post(t, base+"/api/customers", map[string]any{"name": "Ada", "email": "ada@example.com",
+		"address": map[string]string{"line1": "1 Rue de Rivoli", "city": "Paris", "postcode": "75001", "country": "FR"}})["id"].(string)
+	var id string
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		b, _ := json.Marshal(map[string]any{"customer_id": ada, "items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
+		resp, err := http.Post(base+"/api/orders", "application/json", bytes.NewReader(b))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		id, _ = out["id"].(string)
+		return resp.StatusCode == 202
+	}, func() string { return "the order was not taken" })
+	order := sagatest.AwaitStatus(t, c, saga.Named("order"), id, 60*time.Second, saga.StatusCompleted)
+
+	// A dead letter: an event with no headers, its payload markup.
+	subject := "choreo.log.order.evil1.v1._saga.start"
+	payload := `<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>`
+	if err := sh.Deps.NC.PublishMsg(&nats.Msg{Subject: subject, Data: []byte(payload)}); err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		dls, _ := c.DeadLetters(ctx0, nil)
+		for _, d := range dls {
+			if d.Subject == subject {
+				seq = d.Sequence
+			}
+		}
+		return seq > 0
+	}, func() string { return "the event was not dead-lettered" })
+
+	// A parked saga.
+	flow, fixed := parkOne(t, c, "p1")
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(filepath.Join(t.TempDir(), "chromium")), chromedp.WindowSize(1400, 1000))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelCtx := chromedp.NewContext(actx)
+	defer cancelCtx()
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool]("true")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(bctx, 120*time.Second)
+	defer cancel()
+	step := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			dctx, dcancel := context.WithTimeout(bctx, 10*time.Second)
+			defer dcancel()
+			shown, derr := chromedp.Run(dctx, chromedp.Evaluate[string](`document.querySelector("main").innerText + "\n" + document.querySelector("#banner").innerText`))
+			t.Fatalf("console: %s: %v\npage:\n%s %v", what, err, shown, derr)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(sel))
+		step("read "+sel, err)
+		return v
+	}
+
+	// Dead letters: the reason, the subject and the payload, as text.
+	row := fmt.Sprintf(`tr.dead-row[data-seq="%d"]`, seq)
+	step("open the dead letters", chromedp.Do(ctx,
+		// The page records what its Content-Security-Policy blocks.
+		func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+			_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `window.cspViolations = [];
+				document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI));`})
+			return chromedp.Void{}, err
+		},
+		chromedp.Navigate(console+"#dead"),
+		chromedp.WaitVisible(row),
+	))
+	if r := text(row); !strings.Contains(r, subject) || !strings.Contains(r, "missing headers") || !strings.Contains(r, `<img src=x onerror="window.pwned=1">`) {
+		t.Errorf("the dead letter's row reads %q", r)
+	}
+	pwned, err := chromedp.Run(ctx, chromedp.Evaluate[string](`String(window.pwned) + " " + document.querySelectorAll("#dead-table img, #dead-table script").length`))
+	step("look for the payload's markup", err)
+	if pwned != "undefined 0" {
+		t.Errorf("the payload ran or became markup: %s", pwned)
+	}
+	step("replay it", chromedp.Do(ctx,
+		chromedp.Click(row+` button.replay`),
+		chromedp.WaitVisible(row+` .outcome.refused`),
+	))
+	if o := text(row + ` .outcome`); !strings.Contains(o, "refused") || !strings.Contains(o, "saga log event") {
+		t.Errorf("the replay's outcome reads %q", o)
+	}
+
+	// Parked: retried once the cause is fixed, the saga leaves the list.
+	prow := `tr.parked-row[data-flow="opscheck"][data-id="p1"]`
+	step("open the parked sagas", chromedp.Do(ctx,
+		chromedp.Navigate(console+"#parked"),
+		chromedp.WaitVisible(prow),
+	))
+	if r := text(prow); !strings.Contains(r, "hold") || !strings.Contains(r, "warehouse api refuses the unhold") || !strings.Contains(r, "courier gone") {
+		t.Errorf("the parked saga's row reads %q", r)
+	}
+	fixed.Store(true)
+	step("retry it", chromedp.Do(ctx,
+		chromedp.Click(prow+` button.retry`),
+		chromedp.WaitVisible(`#parked-result.ok[data-id="p1"]`),
+		chromedp.WaitNotPresent(prow),
+	))
+	if r := text(`#parked-result`); !strings.Contains(r, "compensates again") {
+		t.Errorf("the retry's result reads %q", r)
+	}
+	sagatest.AwaitStatus(t, c, flow, "p1", 30*time.Second, saga.StatusCompensated)
+
+	// The saga's page: its steps and timeline, with the reasons.
+	step("open the saga", chromedp.Do(ctx,
+		chromedp.Navigate(console+"#saga/opscheck/p1"),
+		chromedp.WaitVisible(`#saga-status`),
+	))
+	if tl := text(`#saga-timeline`); !strings.Contains(tl, "boom:failed") || !strings.Contains(tl, "courier gone") || !strings.Contains(tl, "_saga:resume") {
+		t.Errorf("the saga's timeline reads %q", tl)
+	}
+
+	// Flows: the order's version drawn, its charge step counted live.
+	count := `#flow-drawing .node[data-step="charge"] .count[data-kind="completed"]`
+	step("open the order flow", chromedp.Do(ctx,
+		chromedp.Navigate(console+"#flows/order/v"+strconv.Itoa(order.Version)),
+		chromedp.WaitVisible(count+`:not(.zero)`),
+		chromedp.WaitVisible(`#flow-drawing .node.pivot[data-step="confirm"]`),
+		chromedp.WaitVisible(`#flow-drawing .pos.parallel .node[data-step="reserve"]`),
+	))
+	n, _ := strconv.Atoi(strings.Fields(text(count))[0])
+	if n < 1 {
+		t.Errorf("charge completed count %q", text(count))
+	}
+	if u := text(`#flow-drawing .node[data-step="charge"]`); !strings.Contains(u, "↺ refund") || !strings.Contains(u, "payment") {
+		t.Errorf("the charge node reads %q", u)
+	}
+	// Live: a second order raises the count without a reload.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.noReload = true`)); err != nil {
+		step("mark the page", err)
+	}
+	b, _ := json.Marshal(map[string]any{"customer_id": ada, "items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
+	resp, err := http.Post(base+"/api/orders", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := strconv.Itoa(n + 1)
+	sagatest.Poll(t, 60*time.Second, func() bool {
+		v, err := chromedp.Run(ctx, chromedp.Text(count+` b`))
+		return err == nil && v == want
+	}, func() string { return "the count did not reach " + want + ": " + text(count) })
+	if v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.noReload === true`)); err != nil || !v {
+		t.Errorf("the page reloaded (%v %v)", v, err)
+	}
+	csp, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.cspViolations)`))
+	step("read the CSP violations", err)
+	if csp != "[]" {
+		t.Errorf("the console broke its Content-Security-Policy: %s", csp)
+	}
+}
