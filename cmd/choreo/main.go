@@ -289,6 +289,27 @@ func parse(fs *flag.FlagSet, args []string, n int, names string) ([]string, erro
 	return pos, nil
 }
 
+// flowArgs reads the positional arguments [FLOW [VERSION]], of which at
+// least min are required; the version is 0 when not given.
+func flowArgs(fs *flag.FlagSet, args []string, min int, names string) (flow string, v int, err error) {
+	var pos []string
+	for n := min; n <= 2; n++ {
+		if pos, err = parse(fs, args, n, names); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	if len(pos) > 0 {
+		flow = pos[0]
+	}
+	if len(pos) == 2 {
+		v, err = version(pos[1])
+	}
+	return flow, v, err
+}
+
 func version(s string) (int, error) {
 	v, err := strconv.Atoi(strings.TrimPrefix(s, "v"))
 	if err != nil || v < 1 {
@@ -573,19 +594,9 @@ func sagas(n int) string {
 }
 
 func flowsDiagram(ctx context.Context, k *cli, args []string) error {
-	fs := flag.NewFlagSet("flows diagram", flag.ContinueOnError)
-	var pos []string
-	var err error
-	if pos, err = parse(fs, args, 1, "FLOW [VERSION]"); err != nil {
-		if pos, err = parse(fs, args, 2, "FLOW [VERSION]"); err != nil {
-			return err
-		}
-	}
-	want := 0
-	if len(pos) == 2 {
-		if want, err = version(pos[1]); err != nil {
-			return err
-		}
+	flow, want, err := flowArgs(flag.NewFlagSet("flows diagram", flag.ContinueOnError), args, 1, "FLOW [VERSION]")
+	if err != nil {
+		return err
 	}
 	flows, err := k.c.Flows(ctx)
 	if err != nil {
@@ -593,12 +604,12 @@ func flowsDiagram(ctx context.Context, k *cli, args []string) error {
 	}
 	var found *saga.FlowInfo
 	for i, f := range flows {
-		if f.Name == pos[0] && (f.Version == want || (want == 0 && (found == nil || f.Version > found.Version))) {
+		if f.Name == flow && (f.Version == want || (want == 0 && (found == nil || f.Version > found.Version))) {
 			found = &flows[i]
 		}
 	}
 	if found == nil {
-		return fmt.Errorf("flow %s: no runner registered that version", pos[0])
+		return fmt.Errorf("flow %s: no runner registered that version", flow)
 	}
 	if k.json {
 		return k.print(map[string]any{"flow": found.Name, "version": found.Version, "mermaid": found.Mermaid()}, nil)
@@ -614,21 +625,9 @@ func flowsAsyncAPI(ctx context.Context, k *cli, args []string) error {
 	fs := flag.NewFlagSet("flows asyncapi", flag.ContinueOnError)
 	title := fs.String("title", "", "")
 	host := fs.String("host", "", "")
-	var pos []string
-	var err error
-	for n := 0; n <= 2; n++ {
-		if pos, err = parse(fs, args, n, "[FLOW [VERSION]]"); err == nil {
-			break
-		}
-	}
+	flow, want, err := flowArgs(fs, args, 0, "[FLOW [VERSION]]")
 	if err != nil {
 		return err
-	}
-	want := 0
-	if len(pos) == 2 {
-		if want, err = version(pos[1]); err != nil {
-			return err
-		}
 	}
 	flows, err := k.c.Flows(ctx)
 	if err != nil {
@@ -636,15 +635,18 @@ func flowsAsyncAPI(ctx context.Context, k *cli, args []string) error {
 	}
 	var picked []saga.FlowInfo
 	for _, f := range flows {
-		if (len(pos) == 0 || f.Name == pos[0]) && (want == 0 || f.Version == want) {
+		if (flow == "" || f.Name == flow) && (want == 0 || f.Version == want) {
 			picked = append(picked, f)
 		}
 	}
-	if len(picked) == 0 {
-		if len(pos) == 0 {
-			return fmt.Errorf("no runner registered a flow yet")
-		}
-		return fmt.Errorf("flow %s: no runner registered that version", strings.Join(pos, " v"))
+	switch {
+	case len(picked) > 0:
+	case flow == "":
+		return fmt.Errorf("no runner registered a flow yet")
+	case want > 0:
+		return fmt.Errorf("flow %s v%d: no runner registered that version", flow, want)
+	default:
+		return fmt.Errorf("flow %s: no runner registered that version", flow)
 	}
 	o := saga.AsyncAPIOptions{Title: *title, Server: *host}
 	if o.Server == "" {
