@@ -331,10 +331,11 @@ func valid(f FlowRef, id string) bool {
 	return f != nil && ValidID(id) && token(name(f))
 }
 
-// Get returns a saga's state. Running steps that no runner of the saga's
-// flow version is attached to now are marked Unserved, with a Waiting
-// line that says so: the saga waits for a runner of that version. It
-// returns ErrNotFound when there is no such saga.
+// Get returns a saga's state. Each running step says who has it (see
+// StepState): Taken by a runner, Unserved (no runner of the saga's flow
+// version is attached to it: the saga waits for one), or queued behind
+// earlier work, with a Waiting line when it is not Taken. It returns
+// ErrNotFound when there is no such saga.
 func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) {
 	if !valid(f, id) {
 		return nil, ErrNotFound
@@ -342,18 +343,58 @@ func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) 
 	c.j.defineRef(f)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	st, _, err := c.j.load(ctx, name(f), id, 0)
+	st, seq, err := c.j.load(ctx, name(f), id, 0)
 	if err != nil {
 		return nil, err
 	}
 	v := st.view()
 	for i := range v.Steps {
-		if s := &v.Steps[i]; s.Status == StepRunning && !c.served(ctx, v.Flow, v.Version, s.Name) {
-			s.Unserved = true
-			s.Waiting = fmt.Sprintf("waiting for a runner of %s v%d to serve step %s (none is attached to its consumer)", v.Flow, v.Version, s.Name)
+		if v.Steps[i].Status == StepRunning {
+			c.whoHas(ctx, st, seq, &v.Steps[i])
 		}
 	}
 	return v, nil
+}
+
+// whoHas sets Taken, Unserved and Waiting on s, a running step of st,
+// whose newest event has the stream sequence seq. A broker error leaves
+// them unset: it says nothing.
+func (c *Client) whoHas(ctx context.Context, st *State, seq uint64, s *StepState) {
+	name := doConsumer(st.Flow, st.Version, s.Name)
+	unserved := func() {
+		s.Unserved = true
+		s.Waiting = fmt.Sprintf("waiting for a runner of %s v%d to serve step %s (none is attached to its consumer)", st.Flow, st.Version, s.Name)
+	}
+	cons, err := c.j.js.Consumer(ctx, wire.Stream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		unserved()
+		return
+	}
+	if err != nil {
+		return
+	}
+	ci := cons.CachedInfo()
+	// A runner that consumes keeps pull requests waiting at the broker,
+	// or holds messages it has not acknowledged yet.
+	if ci.NumWaiting == 0 && ci.NumAckPending == 0 {
+		unserved()
+		return
+	}
+	c.attached.Store(name, time.Now())
+	// The stream sequence of the trigger: the newest event's, or an
+	// earlier one's that the state lists (0: not known).
+	var trigger uint64
+	switch {
+	case s.Trigger == st.Events:
+		trigger = seq
+	case !st.overflow && len(st.earlier) == st.Events-1 && s.Trigger >= 1 && s.Trigger <= len(st.earlier):
+		trigger = st.earlier[s.Trigger-1]
+	}
+	if trigger == 0 || ci.Delivered.Stream >= trigger {
+		s.Taken = true
+		return
+	}
+	s.Waiting = fmt.Sprintf("queued: the runners of %s v%d step %s have not reached it yet (%d messages pending)", st.Flow, st.Version, s.Name, ci.NumPending)
 }
 
 // served reports whether a runner is attached to the consumer of a step's

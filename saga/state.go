@@ -96,10 +96,15 @@ type StepState struct {
 	// the step; Done the index of its completion. 0 when not yet.
 	Trigger int `json:"trigger,omitempty"`
 	Done    int `json:"done,omitempty"`
-	// Unserved, set by Client.Get on a running step, says that no runner
-	// of the saga's flow version is attached to the step's consumer now:
-	// the saga waits for a service that runs it (that version) to start,
-	// rather than for one working on it. Waiting says so in words.
+	// Client.Get tells, for a running step, who has it. Taken: a runner
+	// attached to the step's consumer has been handed the event that
+	// triggered it, so its action is under way (or about to be retried).
+	// Unserved: no runner of the saga's flow version is attached to the
+	// step's consumer now, so the saga waits for a service that runs it
+	// (that version) to start. Neither: runners are attached but have not
+	// reached its trigger yet (it is queued behind earlier work). Waiting
+	// says, in words, why a step that is not Taken waits.
+	Taken    bool   `json:"taken,omitempty"`
 	Unserved bool   `json:"unserved,omitempty"`
 	Waiting  string `json:"waiting,omitempty"`
 }

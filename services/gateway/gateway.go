@@ -281,7 +281,7 @@ func (s *Service) orderView(ctx context.Context, id string) (OrderView, bool) {
 	if err == nil {
 		v.Saga = sagaView(st)
 		v.Rev = 2 * st.Events
-		s.activity(ctx, id, st, v.Saga)
+		s.activity(st, v.Saga)
 	}
 	if row.Status != "pending" { // an order settles once, after its saga ends
 		v.Rev++
@@ -290,27 +290,19 @@ func (s *Service) orderView(ctx context.Context, id string) (OrderView, bool) {
 }
 
 // activity tells the running steps of a saga that a service is working on
-// from those that wait for one (StepView.Activity).
-func (s *Service) activity(ctx context.Context, id string, st *saga.State, v *SagaView) {
-	var taken map[string]bool
-	var err error
+// from those that wait for one (StepView.Activity), as Get found them.
+func (s *Service) activity(st *saga.State, v *SagaView) {
 	now := time.Now()
 	for i, ss := range st.Steps {
 		if ss.Status != saga.StepRunning {
 			continue
 		}
-		if taken == nil && err == nil && !ss.Unserved {
-			if taken, err = s.d.Sagas.Taken(ctx, schemas.OrderFlow, id); err != nil {
-				s.d.Logger.Debug("gateway: which steps are taken", "saga", id, "err", err)
-			}
-		}
 		sv := &v.Steps[i]
-		working, known := taken[ss.Name]
 		switch {
-		case ss.Unserved || known && !working:
-			sv.Activity, sv.WaitingMS = "waiting", max(0, now.Sub(ss.StartedAt).Milliseconds())
-		case known:
+		case ss.Taken:
 			sv.Activity = "working"
+		case ss.Unserved || ss.Waiting != "":
+			sv.Activity, sv.WaitingMS = "waiting", max(0, now.Sub(ss.StartedAt).Milliseconds())
 		}
 	}
 }
