@@ -125,6 +125,14 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 		return 2
 	}
 	rest := verbless(fs.Args())
+	// --json may also follow the command (choreo sagas watch --json).
+	rest = slices.DeleteFunc(rest, func(a string) bool {
+		if a == "--json" || a == "-json" {
+			*asJSON = true
+			return true
+		}
+		return false
+	})
 	if len(rest) < 2 {
 		fmt.Fprint(errw, usage)
 		return 2
@@ -151,6 +159,10 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 	defer cancel()
 	opts = append(opts, nats.Name("choreo-cli"), nats.Timeout(5*time.Second))
 	nc, err := nats.Connect(*server, opts...)
+	if errors.Is(err, nats.ErrAuthorization) || err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		fmt.Fprintf(errw, "choreo: %s refused these credentials (%v): give --creds, --nkey or --user; the shop's admin key is DATA-DIR/credentials/admin.nk\n", *server, err)
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintf(errw, "choreo: cannot reach %s: %v\n", *server, err)
 		return 1
@@ -540,13 +552,13 @@ func sagasShow(ctx context.Context, k *cli, args []string) error {
 		if st.TraceID != "" {
 			fmt.Fprintf(w, "trace: %s\n", st.TraceID)
 		}
-		fmt.Fprintln(w, "STEP\tSTATUS\tATTEMPTS\tNOTE")
+		fmt.Fprintln(w, "STEP\tSTATUS\tATTEMPTS\tUNDO ATTEMPTS\tNOTE")
 		for _, s := range st.Steps {
 			note := s.Error
 			if s.Waiting != "" {
 				note = s.Waiting
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", s.Name, s.Status, s.Attempts+s.CompensationAttempts, orDash(note))
+			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", s.Name, s.Status, s.Attempts, s.CompensationAttempts, orDash(note))
 		}
 		fmt.Fprintln(w, "SEQ\tEVENT\tTIME")
 		for _, e := range tl {
@@ -839,6 +851,9 @@ func doctor(ctx context.Context, k *cli, args []string) error {
 	found, err := k.c.Diagnose(ctx, o)
 	if err != nil {
 		return err
+	}
+	if found == nil {
+		found = []saga.Finding{} // [] in JSON, not null
 	}
 	if err := k.print(found, func(w io.Writer) {
 		if len(found) == 0 {

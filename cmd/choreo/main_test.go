@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -402,5 +403,31 @@ func TestSagasShowPrintsTheTrace(t *testing.T) {
 	code, out, errs := runCLI(t, srv.ClientURL(), "sagas", "show", "traced", "t1")
 	if code != 0 || !strings.Contains(out, "trace: "+st.TraceID) {
 		t.Errorf("sagas show: %d %s\n%s", code, errs, out)
+	}
+}
+
+// --json may follow the command; doctor's JSON is a list even when empty;
+// refused credentials say so, not "cannot reach".
+func TestJSONAfterTheCommandAndRefusedCredentials(t *testing.T) {
+	url, _, _, _, _ := system(t)
+	code, out, errs := runCLI(t, url, "flows", "ls", "--json")
+	var flows []saga.FlowInfo
+	if code != 0 || json.Unmarshal([]byte(out), &flows) != nil || len(flows) != 2 {
+		t.Errorf("flows ls --json: %d %s %s", code, errs, out)
+	}
+
+	locked := sagatest.NewServer(t, func(o *server.Options) { o.Username, o.Password = "ops", "secret" })
+	code, _, errs = runCLI(t, locked.ClientURL(), "flows", "ls")
+	if code != 1 || !strings.Contains(errs, "refused these credentials") || strings.Contains(errs, "cannot reach") {
+		t.Errorf("no credentials: %d %q", code, errs)
+	}
+	// With them, it gets as far as the (empty) server.
+	code, _, errs = runCLI(t, locked.ClientURL(), "--user", "ops", "--password", "secret", "flows", "ls")
+	if code != 1 || strings.Contains(errs, "refused these credentials") || !strings.Contains(errs, "provisioned") {
+		t.Errorf("with credentials: %d %q", code, errs)
+	}
+	// Nothing wrong: doctor's JSON is an empty list.
+	if code, out, errs = runCLI(t, url, "doctor", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("doctor --json: %d %q %s", code, out, errs)
 	}
 }
