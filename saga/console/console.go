@@ -58,8 +58,9 @@ func AllowHosts(hosts ...string) Option {
 // previewBytes is how much of a dead letter's payload the list shows.
 const previewBytes = 240
 
-// maxDeadLetters is how many dead letters the list shows, the newest.
-const maxDeadLetters = 500
+// maxDeadLetters is how many dead letters the list shows, the newest: each
+// is read whole from the broker, up to its largest message.
+const maxDeadLetters = 200
 
 // Handler returns the operator console over c: an HTML page with its
 // script and style, and JSON endpoints under api/. It binds nothing; mount
@@ -274,20 +275,18 @@ type deadLetter struct {
 }
 
 func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
-	dls, err := h.c.DeadLetters(r.Context(), nil)
+	// Only the newest, and only the start of each payload: any participant
+	// may dead-letter as many and as big messages as the broker takes.
+	dls, total, err := h.c.LatestDeadLetters(r.Context(), maxDeadLetters, previewBytes+1)
 	if err != nil {
 		failLib(w, err)
 		return
-	}
-	total := len(dls)
-	if len(dls) > maxDeadLetters {
-		dls = dls[len(dls)-maxDeadLetters:]
 	}
 	out := make([]deadLetter, 0, len(dls))
 	for i := len(dls) - 1; i >= 0; i-- { // newest first
 		d := dls[i]
 		out = append(out, deadLetter{Sequence: d.Sequence, Subject: d.Subject, Reason: d.Reason, Consumer: d.Consumer,
-			Time: d.Time, Size: len(d.Data), Preview: preview(d.Data, previewBytes)})
+			Time: d.Time, Size: d.Size, Preview: preview(d.Data, previewBytes)})
 	}
 	reply(w, http.StatusOK, map[string]any{"total": total, "dead_letters": out})
 }
