@@ -105,6 +105,9 @@ type handler struct {
 	counts map[string]cached // by flow/version: polled by every open page
 }
 
+// maxCached bounds the counts cache: its keys come from request paths.
+const maxCached = 256
+
 type cached struct {
 	at     time.Time
 	counts *saga.FlowCounts
@@ -256,6 +259,16 @@ func (h *handler) stepCounts(w http.ResponseWriter, r *http.Request) {
 		}
 		c = cached{at: time.Now(), counts: counts}
 		h.mu.Lock()
+		if len(h.counts) >= maxCached {
+			for k, old := range h.counts {
+				if time.Since(old.at) > h.o.cache {
+					delete(h.counts, k)
+				}
+			}
+			if len(h.counts) >= maxCached {
+				clear(h.counts)
+			}
+		}
 		h.counts[key] = c
 		h.mu.Unlock()
 	}
