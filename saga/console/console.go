@@ -127,8 +127,9 @@ var securityHeaders = map[string]string{
 }
 
 // front checks what every request must be before the routes: a Host the
-// console answers to (DNS rebinding), and on an act (any method but GET
-// and HEAD) the ActionHeader, which no other site's page can send without
+// console answers to (DNS rebinding), an API request not marked as from
+// another site (Sec-Fetch-Site), and on an act (any method but GET and
+// HEAD) the ActionHeader, which no other site's page can send without
 // a preflight. The cross-origin protection (Sec-Fetch-Site, Origin) then
 // refuses what a browser says comes from elsewhere.
 func (h *handler) front(next http.Handler) http.Handler {
@@ -138,6 +139,12 @@ func (h *handler) front(next http.Handler) http.Handler {
 		}
 		if !h.hostAllowed(r.Host) {
 			fail(w, http.StatusMisdirectedRequest, fmt.Sprintf("host %q: the console answers to localhost and IP addresses (see AllowHosts)", r.Host))
+			return
+		}
+		// Another site cannot read the API, but its <img> could still make
+		// the console scan the broker as often as it likes.
+		if site := r.Header.Get("Sec-Fetch-Site"); (site == "cross-site" || site == "same-site") && strings.HasPrefix(r.URL.Path, "/api/") {
+			fail(w, http.StatusForbidden, "cross-site request refused: the API answers the console's own page")
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(ActionHeader) == "" {
