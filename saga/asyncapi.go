@@ -52,8 +52,8 @@ func AsyncAPI(o AsyncAPIOptions, flows ...FlowInfo) ([]byte, error) {
 	})
 	var names []string
 	for _, f := range flows {
-		if !token(f.Name) || f.Version < 1 || len(f.Steps) == 0 {
-			return nil, fmt.Errorf("saga: AsyncAPI: flow %q v%d is not a complete definition", f.Name, f.Version)
+		if err := f.check(); err != nil {
+			return nil, fmt.Errorf("saga: AsyncAPI: flow %q v%d is not a definition Define makes: %w", f.Name, f.Version, err)
 		}
 		names = append(names, f.Name+"-"+wire.Version(f.Version))
 	}
@@ -211,7 +211,7 @@ func (d *apiDoc) eventMessage(f FlowInfo, eventType string) string {
 		return id
 	}
 	m := &apiMessage{Name: eventType, Title: eventType, ContentType: "application/json", Headers: logHeaders}
-	if raw, ok := f.Schemas[eventType]; ok {
+	if raw, ok := f.Schemas[eventType]; ok && isSchema(raw) {
 		m.Payload = &apiPayload{SchemaFormat: "application/schema+json;version=draft-2020-12", Schema: raw}
 		var head struct {
 			Description string `json:"description"`

@@ -598,7 +598,8 @@ type DeadLetter struct {
 	Consumer string      // who read it
 	Time     time.Time   // when it was dead-lettered
 	Header   nats.Header // the original headers, less the broker's
-	Data     []byte
+	Data     []byte      // the payload; only its start from LatestDeadLetters
+	Size     int         // the payload's size in bytes
 }
 
 // DeadLetters returns what was dead-lettered for flow f, oldest first; with
@@ -621,4 +622,52 @@ func (c *Client) DeadLetters(ctx context.Context, f FlowRef) ([]DeadLetter, erro
 		return nil, fmt.Errorf("saga: dead letters: %w", err)
 	}
 	return out, nil
+}
+
+// LatestDeadLetters returns the newest dead letters of every flow, at most
+// n, oldest first, each with the first dataMax bytes of its payload in Data
+// (Size says how big it is), and how many the stream holds: what a page
+// that lists them needs, in memory bounded by n and dataMax however many
+// and however big they are (any participant may dead-letter its flow's
+// messages).
+func (c *Client) LatestDeadLetters(ctx context.Context, n, dataMax int) ([]DeadLetter, uint64, error) {
+	if n < 1 || dataMax < 0 {
+		return nil, 0, fmt.Errorf("%w: want at least 1 dead letter and a data size from 0", ErrInvalidOption)
+	}
+	ictx, cancel := withTimeout(ctx)
+	info, err := c.j.dlq.Info(ictx)
+	cancel()
+	if err != nil {
+		return nil, 0, fmt.Errorf("saga: dead letters: %w", err)
+	}
+	st := info.State
+	if st.Msgs == 0 {
+		return nil, 0, nil
+	}
+	from := st.FirstSeq
+	if st.LastSeq >= uint64(n) && st.LastSeq-uint64(n)+1 > from {
+		from = st.LastSeq - uint64(n) + 1
+	}
+	var out []DeadLetter
+	err = c.j.scan(ctx, wire.DeadLetterStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.Dead + ">"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+	}, func(m jetstream.Msg) {
+		var seq uint64
+		if md, _ := m.Metadata(); md != nil {
+			seq = md.Sequence.Stream
+		}
+		if seq > st.LastSeq || len(out) == n {
+			return // dead-lettered since the count
+		}
+		data := m.Data()
+		d := deadLetterOf(seq, m.Headers(), slices.Clone(data[:min(len(data), dataMax)]))
+		d.Size = len(data)
+		out = append(out, d)
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("saga: dead letters: %w", err)
+	}
+	return out, st.Msgs, nil
 }

@@ -97,7 +97,7 @@ func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (*DeadLetter, err
 
 // deadLetterOf reads a dead letter's headers.
 func deadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
-	d := DeadLetter{Sequence: seq, Subject: h.Get(wire.DeadSubject), Reason: h.Get(wire.DeadReason), Consumer: h.Get(wire.DeadConsumer), Header: h, Data: data}
+	d := DeadLetter{Sequence: seq, Subject: h.Get(wire.DeadSubject), Reason: h.Get(wire.DeadReason), Consumer: h.Get(wire.DeadConsumer), Header: h, Data: data, Size: len(data)}
 	d.Time, _ = time.Parse(time.RFC3339Nano, h.Get(wire.DeadTime))
 	return d
 }

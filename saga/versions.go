@@ -1,6 +1,7 @@
 package saga
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -89,9 +92,10 @@ func (f *flowDef) info() FlowInfo {
 
 // WithSchemas returns fi with Schemas filled in by schemaOf, for each of
 // its event types (the input and each step's result); a type the lookup
-// has no schema for, or whose schema is not JSON, is left out. Runners do
-// this when they register (saga.WithSchemas); call it to describe a Flow
-// value (Flow.Info) the same way, for AsyncAPI.
+// has no schema for, or whose schema is not one (a JSON object, true or
+// false), is left out. Runners do this when they register
+// (saga.WithSchemas); call it to describe a Flow value (Flow.Info) the same
+// way, for AsyncAPI.
 func (fi FlowInfo) WithSchemas(schemaOf func(eventType string) ([]byte, error)) FlowInfo {
 	fi.Schemas = nil
 	out := map[string]json.RawMessage{}
@@ -103,7 +107,7 @@ func (fi FlowInfo) WithSchemas(schemaOf func(eventType string) ([]byte, error)) 
 		if _, ok := out[t]; ok || t == "" {
 			continue
 		}
-		if raw, err := schemaOf(t); err == nil && json.Valid(raw) {
+		if raw, err := schemaOf(t); err == nil && isSchema(raw) {
 			out[t] = raw
 		}
 	}
@@ -111,6 +115,121 @@ func (fi FlowInfo) WithSchemas(schemaOf func(eventType string) ([]byte, error)) 
 		fi.Schemas = out
 	}
 	return fi
+}
+
+// maxInfoSteps and maxInfoText bound a definition read from the registry.
+const (
+	maxInfoSteps = 1000
+	maxInfoText  = 1024
+)
+
+// checkRegistered reports why a definition read from the registry under key
+// is not one a runner registers: any participant of a flow may write its
+// key, so what the tools draw and document from it must be a definition
+// Define could have made, of the flow and version its key names. Schemas
+// that are not JSON Schemas (objects, true or false), or are of no type of
+// the flow, are dropped.
+func (fi *FlowInfo) checkRegistered(key string) error {
+	if key != defKey(fi.Name, fi.Version) {
+		return fmt.Errorf("it describes flow %q v%d", fi.Name, fi.Version)
+	}
+	if err := fi.check(); err != nil {
+		return err
+	}
+	types := map[string]bool{fi.Input: true}
+	for _, s := range fi.Steps {
+		types[s.EventType] = true
+	}
+	for t, raw := range fi.Schemas {
+		if !types[t] || !isSchema(raw) {
+			delete(fi.Schemas, t)
+		}
+	}
+	return nil
+}
+
+// check reports why fi is not a definition Define could have made: names
+// that are not tokens, steps out of order, text that is not one line of
+// printable characters.
+func (fi FlowInfo) check() error {
+	if !token(fi.Name) {
+		return fmt.Errorf("flow name %q: want 1-64 characters of [A-Za-z0-9_-]", fi.Name)
+	}
+	if fi.Version < 1 || fi.Version > 1_000_000 {
+		return fmt.Errorf("flow %s: version %d out of range", fi.Name, fi.Version)
+	}
+	if fi.Deadline < 0 {
+		return fmt.Errorf("flow %s: negative deadline", fi.Name)
+	}
+	if err := infoText("input type", fi.Input); err != nil {
+		return fmt.Errorf("flow %s: %w", fi.Name, err)
+	}
+	for _, svc := range fi.StartedBy {
+		if !token(svc) {
+			return fmt.Errorf("flow %s: starter %q is no service name", fi.Name, svc)
+		}
+	}
+	if len(fi.Steps) == 0 || len(fi.Steps) > maxInfoSteps {
+		return fmt.Errorf("flow %s: %d steps, want 1 to %d", fi.Name, len(fi.Steps), maxInfoSteps)
+	}
+	seen := map[string]bool{}
+	for i, s := range fi.Steps {
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("flow %s: step %q: %s", fi.Name, s.Name, fmt.Sprintf(format, args...))
+		}
+		switch {
+		case !token(s.Name):
+			return bad("want 1-64 characters of [A-Za-z0-9_-]")
+		case seen[s.Name]:
+			return bad("named twice")
+		case s.Owner != "" && !token(s.Owner):
+			return bad("owner %q is no service name", s.Owner)
+		case s.Kind != CompensatableStep && s.Kind != PivotStep && s.Kind != RetriableStep:
+			return bad("kind %q", s.Kind)
+		case s.Undo != "" && s.Kind != CompensatableStep:
+			return bad("a %s step has no compensation to name", s.Kind)
+		case s.Timeout < 0:
+			return bad("negative timeout")
+		case i == 0 && s.Position != 0, i > 0 && s.Position != fi.Steps[i-1].Position && s.Position != fi.Steps[i-1].Position+1:
+			return bad("position %d out of order", s.Position)
+		}
+		seen[s.Name] = true
+		if err := infoText("event type", s.EventType); err != nil {
+			return bad("%v", err)
+		}
+		if s.Undo != "" {
+			if err := infoText("compensation name", s.Undo); err != nil {
+				return bad("%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// infoText checks a name a definition gives in words (an event type, a
+// compensation's name): one line of printable text, not too long, with no
+// control or formatting characters (escapes, bidirectional overrides).
+func infoText(what, s string) error {
+	if s == "" || len(s) > maxInfoText || !utf8.ValidString(s) {
+		return fmt.Errorf("%s: want 1 to %d bytes of UTF-8", what, maxInfoText)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return fmt.Errorf("%s %q: control or formatting character %U", what, s, r)
+		}
+	}
+	return nil
+}
+
+// isSchema reports whether raw is a JSON Schema document: an object, or
+// true or false.
+func isSchema(raw []byte) bool {
+	raw = bytes.TrimSpace(raw)
+	if !json.Valid(raw) {
+		return false
+	}
+	s := string(raw)
+	return s == "true" || s == "false" || strings.HasPrefix(s, "{")
 }
 
 func defKey(flow string, version int) string { return "def." + flow + "." + wire.Version(version) }
@@ -396,11 +515,17 @@ func (c *Client) Flows(ctx context.Context) ([]FlowInfo, error) {
 		return nil, err
 	}
 	var out []FlowInfo
-	for _, value := range entries {
+	for key, value := range entries {
 		var fi FlowInfo
-		if json.Unmarshal(value, &fi) == nil {
-			out = append(out, fi)
+		if err := json.Unmarshal(value, &fi); err != nil {
+			c.opts.logger.Warn("choreo: registry entry is not a definition; left out", "key", key, "err", err)
+			continue
 		}
+		if err := fi.checkRegistered(key); err != nil {
+			c.opts.logger.Warn("choreo: registry entry is not a definition a runner makes; left out", "key", key, "err", err)
+			continue
+		}
+		out = append(out, fi)
 	}
 	sort.Slice(out, func(a, b int) bool {
 		if out[a].Name != out[b].Name {

@@ -58,8 +58,9 @@ func AllowHosts(hosts ...string) Option {
 // previewBytes is how much of a dead letter's payload the list shows.
 const previewBytes = 240
 
-// maxDeadLetters is how many dead letters the list shows, the newest.
-const maxDeadLetters = 500
+// maxDeadLetters is how many dead letters the list shows, the newest: each
+// is read whole from the broker, up to its largest message.
+const maxDeadLetters = 200
 
 // Handler returns the operator console over c: an HTML page with its
 // script and style, and JSON endpoints under api/. It binds nothing; mount
@@ -104,6 +105,9 @@ type handler struct {
 	counts map[string]cached // by flow/version: polled by every open page
 }
 
+// maxCached bounds the counts cache: its keys come from request paths.
+const maxCached = 256
+
 type cached struct {
 	at     time.Time
 	counts *saga.FlowCounts
@@ -123,8 +127,9 @@ var securityHeaders = map[string]string{
 }
 
 // front checks what every request must be before the routes: a Host the
-// console answers to (DNS rebinding), and on an act (any method but GET
-// and HEAD) the ActionHeader, which no other site's page can send without
+// console answers to (DNS rebinding), an API request not marked as from
+// another site (Sec-Fetch-Site), and on an act (any method but GET and
+// HEAD) the ActionHeader, which no other site's page can send without
 // a preflight. The cross-origin protection (Sec-Fetch-Site, Origin) then
 // refuses what a browser says comes from elsewhere.
 func (h *handler) front(next http.Handler) http.Handler {
@@ -134,6 +139,12 @@ func (h *handler) front(next http.Handler) http.Handler {
 		}
 		if !h.hostAllowed(r.Host) {
 			fail(w, http.StatusMisdirectedRequest, fmt.Sprintf("host %q: the console answers to localhost and IP addresses (see AllowHosts)", r.Host))
+			return
+		}
+		// Another site cannot read the API, but its <img> could still make
+		// the console scan the broker as often as it likes.
+		if site := r.Header.Get("Sec-Fetch-Site"); (site == "cross-site" || site == "same-site") && strings.HasPrefix(r.URL.Path, "/api/") {
+			fail(w, http.StatusForbidden, "cross-site request refused: the API answers the console's own page")
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(ActionHeader) == "" {
@@ -255,6 +266,16 @@ func (h *handler) stepCounts(w http.ResponseWriter, r *http.Request) {
 		}
 		c = cached{at: time.Now(), counts: counts}
 		h.mu.Lock()
+		if len(h.counts) >= maxCached {
+			for k, old := range h.counts {
+				if time.Since(old.at) > h.o.cache {
+					delete(h.counts, k)
+				}
+			}
+			if len(h.counts) >= maxCached {
+				clear(h.counts)
+			}
+		}
 		h.counts[key] = c
 		h.mu.Unlock()
 	}
@@ -274,20 +295,18 @@ type deadLetter struct {
 }
 
 func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
-	dls, err := h.c.DeadLetters(r.Context(), nil)
+	// Only the newest, and only the start of each payload: any participant
+	// may dead-letter as many and as big messages as the broker takes.
+	dls, total, err := h.c.LatestDeadLetters(r.Context(), maxDeadLetters, previewBytes+1)
 	if err != nil {
 		failLib(w, err)
 		return
-	}
-	total := len(dls)
-	if len(dls) > maxDeadLetters {
-		dls = dls[len(dls)-maxDeadLetters:]
 	}
 	out := make([]deadLetter, 0, len(dls))
 	for i := len(dls) - 1; i >= 0; i-- { // newest first
 		d := dls[i]
 		out = append(out, deadLetter{Sequence: d.Sequence, Subject: d.Subject, Reason: d.Reason, Consumer: d.Consumer,
-			Time: d.Time, Size: len(d.Data), Preview: preview(d.Data, previewBytes)})
+			Time: d.Time, Size: d.Size, Preview: preview(d.Data, previewBytes)})
 	}
 	reply(w, http.StatusOK, map[string]any{"total": total, "dead_letters": out})
 }

@@ -36,9 +36,10 @@
 // unless told otherwise). Acts are POST requests and must carry the
 // ActionHeader, which another site's page cannot send without a CORS
 // preflight the console never grants; a request a browser marks
-// cross-site (Sec-Fetch-Site, Origin) is refused too, and so is a Host
-// other than localhost, an IP address or one given with AllowHosts (DNS
-// rebinding). Everything read from the broker reaches the page as text,
+// cross-site (Sec-Fetch-Site, Origin) is refused too, and so is a read of
+// the API it marks so (another site's <img> cannot make the console scan
+// the broker), and a Host other than localhost, an IP address or one given
+// with AllowHosts (DNS rebinding). Everything read from the broker reaches the page as text,
 // never as markup, under a Content-Security-Policy that allows only the
 // console's own script and style.
 package console

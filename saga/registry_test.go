@@ -1,0 +1,155 @@
+package saga_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
+)
+
+// A participant may write the registry key of a flow it takes part in,
+// with any value: the tools (Flows, the console, flows asyncapi) must not
+// take what it wrote for another flow's definition, nor render markup,
+// escapes or a drawing of two billion positions from it.
+func TestFlowsRefusesForgedDefinitions(t *testing.T) {
+	s := sagatest.NewServer(t)
+	c := s.Client()
+	ctx := context.Background()
+	_, js := s.Connect()
+	kv, err := js.KeyValue(ctx, saga.FlowsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := func(name string, version int) map[string]any {
+		return map[string]any{"name": name, "version": version, "input": "shop.order.placed",
+			"steps": []map[string]any{
+				{"Name": "charge", "Position": 0, "Kind": "compensatable", "Owner": "payment", "Undo": "refund", "EventType": "Charged"},
+				{"Name": "ship", "Position": 1, "Kind": "pivot", "Owner": "shipping", "EventType": "Shipped"},
+			}}
+	}
+	put := func(key string, v any) {
+		t.Helper()
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step := func(d map[string]any, i int) map[string]any { return d["steps"].([]map[string]any)[i] }
+
+	put("def.order.v1", good("order", 1)) // the genuine one
+	forged := map[string]func(d map[string]any){
+		"names another flow":         func(d map[string]any) { d["name"] = "order" },
+		"names another version":      func(d map[string]any) { d["version"] = 2 },
+		"markup in a step name":      func(d map[string]any) { step(d, 0)["Name"] = `</script><img src=x onerror=alert(1)>` },
+		"markup in an owner":         func(d map[string]any) { step(d, 0)["Owner"] = `"><img src=x onerror=alert(1)>` },
+		"escape in an undo name":     func(d map[string]any) { step(d, 0)["Undo"] = "refund\x1b]52;c;ZWNobyBwd25lZA==\x07" },
+		"newline in an event type":   func(d map[string]any) { step(d, 1)["EventType"] = "Shipped\nclick s_ship href \"javascript:alert(1)\"" },
+		"bidi override in input":     func(d map[string]any) { d["input"] = "shop.order\u202eplaced" },
+		"position two billion":       func(d map[string]any) { step(d, 1)["Position"] = 2_000_000_000 },
+		"negative position":          func(d map[string]any) { step(d, 1)["Position"] = -1 },
+		"positions out of order":     func(d map[string]any) { step(d, 0)["Position"] = 1; step(d, 1)["Position"] = 0 },
+		"unknown kind":               func(d map[string]any) { step(d, 0)["Kind"] = "x onclick" },
+		"two steps of one name":      func(d map[string]any) { step(d, 1)["Name"] = "charge" },
+		"no steps":                   func(d map[string]any) { d["steps"] = []any{} },
+		"starter not a service":      func(d map[string]any) { d["started_by"] = []string{"a b"} },
+		"undo on a pivot":            func(d map[string]any) { step(d, 1)["Undo"] = "unship" },
+		"huge undo name":             func(d map[string]any) { step(d, 0)["Undo"] = strings.Repeat("x", 100_000) },
+		"negative deadline":          func(d map[string]any) { d["deadline"] = -1 },
+		"a step name with a subject": func(d map[string]any) { step(d, 0)["Name"] = "charge.>" },
+	}
+	i := 0
+	names := map[string]string{}
+	for what, forge := range forged {
+		i++
+		flow := "evil" + string(rune('a'+i))
+		names[flow] = what
+		d := good(flow, 1)
+		forge(d)
+		put("def."+flow+".v1", d)
+	}
+	flows, err := c.Flows(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(flows) != 1 || flows[0].Name != "order" || flows[0].Version != 1 || flows[0].Steps[0].Owner != "payment" {
+		for _, f := range flows {
+			t.Errorf("listed: %s v%d (%s)", f.Name, f.Version, names[f.Name])
+		}
+		t.Fatalf("Flows lists %d definitions, want the genuine order v1 alone", len(flows))
+	}
+}
+
+// A registered schema that is not one (a string, an array, a number) is
+// not listed: the AsyncAPI document and the console take only JSON Schemas
+// (objects, or true and false).
+func TestFlowsDropsSchemasThatAreNotSchemas(t *testing.T) {
+	s := sagatest.NewServer(t)
+	c := s.Client()
+	ctx := context.Background()
+	_, js := s.Connect()
+	kv, err := js.KeyValue(ctx, saga.FlowsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := `{"name":"order","version":1,"input":"Order","steps":[{"Name":"charge","Position":0,"Kind":"pivot","EventType":"Charged"}],` +
+		`"schemas":{"Order":{"type":"object"},"Charged":"</script>","Other":{"type":"object"}}}`
+	if _, err := kv.Put(ctx, "def.order.v1", []byte(d)); err != nil {
+		t.Fatal(err)
+	}
+	flows, err := c.Flows(ctx)
+	if err != nil || len(flows) != 1 {
+		t.Fatalf("flows %+v, %v", flows, err)
+	}
+	if len(flows[0].Schemas) != 1 || flows[0].Schemas["Order"] == nil {
+		t.Errorf("schemas %v: want Order's alone (Charged's is a string, Other is no type of the flow)", flows[0].Schemas)
+	}
+	if _, err := saga.AsyncAPI(saga.AsyncAPIOptions{}, flows...); err != nil {
+		t.Errorf("AsyncAPI of what Flows lists: %v", err)
+	}
+}
+
+// AsyncAPI is given FlowInfo values: one that no Define could make is
+// refused with an error, never a panic or a two-billion-entry slice.
+func TestAsyncAPIRefusesMalformedFlows(t *testing.T) {
+	base := func() saga.FlowInfo {
+		return saga.FlowInfo{Name: "order", Version: 1, Input: "Order", Steps: []saga.StepInfo{
+			{Name: "charge", Position: 0, Kind: saga.CompensatableStep, EventType: "Charged"},
+			{Name: "ship", Position: 1, Kind: saga.PivotStep, EventType: "Shipped"},
+		}}
+	}
+	if _, err := saga.AsyncAPI(saga.AsyncAPIOptions{}, base()); err != nil {
+		t.Fatalf("a good flow: %v", err)
+	}
+	for what, change := range map[string]func(*saga.FlowInfo){
+		"negative position":    func(f *saga.FlowInfo) { f.Steps[1].Position = -1 },
+		"position 2e9":         func(f *saga.FlowInfo) { f.Steps[1].Position = 2_000_000_000 },
+		"step name with dots":  func(f *saga.FlowInfo) { f.Steps[1].Name = "a.{sagaId}" },
+		"owner with markup":    func(f *saga.FlowInfo) { f.Steps[1].Owner = "<b>" },
+		"schema not an object": func(f *saga.FlowInfo) { f.Schemas = map[string]json.RawMessage{"Order": json.RawMessage(`[1,2]`)} },
+	} {
+		f := base()
+		change(&f)
+		doc, err := saga.AsyncAPI(saga.AsyncAPIOptions{}, f)
+		if what == "schema not an object" {
+			// Left out of the document, the rest described.
+			var d struct {
+				Components struct {
+					Messages map[string]struct{ Payload any }
+				}
+			}
+			if err != nil || json.Unmarshal(doc, &d) != nil || d.Components.Messages["Order"].Payload != nil {
+				t.Errorf("%s: %v: Order's payload %v", what, err, d.Components.Messages["Order"].Payload)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "order") {
+			t.Errorf("%s: %v, want an error naming the flow", what, err)
+		}
+	}
+}
