@@ -45,7 +45,8 @@ type FlowCounts struct {
 // every saga of the flow: an operator's call (a console polls it), not
 // one per request. Whether a running step is served is asked once per step,
 // not once per saga. It returns ErrInvalidFlow for a bad flow name or
-// version.
+// version, and ErrNotFound for a version no runner registered and no saga
+// ran on.
 func (c *Client) StepCounts(ctx context.Context, f FlowRef, version int) (*FlowCounts, error) {
 	if f == nil || !token(name(f)) || version < 1 {
 		return nil, fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
@@ -110,6 +111,9 @@ func (c *Client) StepCounts(ctx context.Context, f FlowRef, version int) (*FlowC
 				n.Parked++
 			}
 		}
+	}
+	if len(out.Steps) == 0 {
+		return nil, fmt.Errorf("%w: flow %s v%d: no runner registered it and no saga ran on it", ErrNotFound, flow, version)
 	}
 	return out, nil
 }

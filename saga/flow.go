@@ -328,13 +328,13 @@ func (f *Flow[In]) Deadline() time.Duration { return f.def.deadline }
 
 // StepInfo describes one step of a flow, as declared.
 type StepInfo struct {
-	Name      string
-	Position  int // steps of one Parallel group share a position
-	Kind      StepKind
-	Owner     string // the service that runs it (see Owner), "" if undeclared
-	Undo      string // its compensation's name (see Undo), "" if undeclared
-	EventType string // the CloudEvents type of its result
-	Timeout   time.Duration
+	Name      string        `json:"name"`
+	Position  int           `json:"position"` // steps of one Parallel group share a position
+	Kind      StepKind      `json:"kind"`
+	Owner     string        `json:"owner,omitempty"`      // the service that runs it (see Owner), "" if undeclared
+	Undo      string        `json:"undo,omitempty"`       // its compensation's name (see Undo), "" if undeclared
+	EventType string        `json:"event_type"`           // the CloudEvents type of its result
+	Timeout   time.Duration `json:"timeout_ns,omitempty"` // its action's timeout (WithTimeout), in nanoseconds
 }
 
 // Steps describes the flow's steps in order; members of a Parallel group

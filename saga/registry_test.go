@@ -26,8 +26,8 @@ func TestFlowsRefusesForgedDefinitions(t *testing.T) {
 	good := func(name string, version int) map[string]any {
 		return map[string]any{"name": name, "version": version, "input": "shop.order.placed",
 			"steps": []map[string]any{
-				{"Name": "charge", "Position": 0, "Kind": "compensatable", "Owner": "payment", "Undo": "refund", "EventType": "Charged"},
-				{"Name": "ship", "Position": 1, "Kind": "pivot", "Owner": "shipping", "EventType": "Shipped"},
+				{"name": "charge", "position": 0, "kind": "compensatable", "owner": "payment", "undo": "refund", "event_type": "Charged"},
+				{"name": "ship", "position": 1, "kind": "pivot", "owner": "shipping", "event_type": "Shipped"},
 			}}
 	}
 	put := func(key string, v any) {
@@ -44,24 +44,26 @@ func TestFlowsRefusesForgedDefinitions(t *testing.T) {
 
 	put("def.order.v1", good("order", 1)) // the genuine one
 	forged := map[string]func(d map[string]any){
-		"names another flow":         func(d map[string]any) { d["name"] = "order" },
-		"names another version":      func(d map[string]any) { d["version"] = 2 },
-		"markup in a step name":      func(d map[string]any) { step(d, 0)["Name"] = `</script><img src=x onerror=alert(1)>` },
-		"markup in an owner":         func(d map[string]any) { step(d, 0)["Owner"] = `"><img src=x onerror=alert(1)>` },
-		"escape in an undo name":     func(d map[string]any) { step(d, 0)["Undo"] = "refund\x1b]52;c;ZWNobyBwd25lZA==\x07" },
-		"newline in an event type":   func(d map[string]any) { step(d, 1)["EventType"] = "Shipped\nclick s_ship href \"javascript:alert(1)\"" },
+		"names another flow":     func(d map[string]any) { d["name"] = "order" },
+		"names another version":  func(d map[string]any) { d["version"] = 2 },
+		"markup in a step name":  func(d map[string]any) { step(d, 0)["name"] = `</script><img src=x onerror=alert(1)>` },
+		"markup in an owner":     func(d map[string]any) { step(d, 0)["owner"] = `"><img src=x onerror=alert(1)>` },
+		"escape in an undo name": func(d map[string]any) { step(d, 0)["undo"] = "refund\x1b]52;c;ZWNobyBwd25lZA==\x07" },
+		"newline in an event type": func(d map[string]any) {
+			step(d, 1)["event_type"] = "Shipped\nclick s_ship href \"javascript:alert(1)\""
+		},
 		"bidi override in input":     func(d map[string]any) { d["input"] = "shop.order\u202eplaced" },
-		"position two billion":       func(d map[string]any) { step(d, 1)["Position"] = 2_000_000_000 },
-		"negative position":          func(d map[string]any) { step(d, 1)["Position"] = -1 },
-		"positions out of order":     func(d map[string]any) { step(d, 0)["Position"] = 1; step(d, 1)["Position"] = 0 },
-		"unknown kind":               func(d map[string]any) { step(d, 0)["Kind"] = "x onclick" },
-		"two steps of one name":      func(d map[string]any) { step(d, 1)["Name"] = "charge" },
+		"position two billion":       func(d map[string]any) { step(d, 1)["position"] = 2_000_000_000 },
+		"negative position":          func(d map[string]any) { step(d, 1)["position"] = -1 },
+		"positions out of order":     func(d map[string]any) { step(d, 0)["position"] = 1; step(d, 1)["position"] = 0 },
+		"unknown kind":               func(d map[string]any) { step(d, 0)["kind"] = "x onclick" },
+		"two steps of one name":      func(d map[string]any) { step(d, 1)["name"] = "charge" },
 		"no steps":                   func(d map[string]any) { d["steps"] = []any{} },
 		"starter not a service":      func(d map[string]any) { d["started_by"] = []string{"a b"} },
-		"undo on a pivot":            func(d map[string]any) { step(d, 1)["Undo"] = "unship" },
-		"huge undo name":             func(d map[string]any) { step(d, 0)["Undo"] = strings.Repeat("x", 100_000) },
+		"undo on a pivot":            func(d map[string]any) { step(d, 1)["undo"] = "unship" },
+		"huge undo name":             func(d map[string]any) { step(d, 0)["undo"] = strings.Repeat("x", 100_000) },
 		"negative deadline":          func(d map[string]any) { d["deadline"] = -1 },
-		"a step name with a subject": func(d map[string]any) { step(d, 0)["Name"] = "charge.>" },
+		"a step name with a subject": func(d map[string]any) { step(d, 0)["name"] = "charge.>" },
 	}
 	i := 0
 	names := map[string]string{}
@@ -97,7 +99,7 @@ func TestFlowsDropsSchemasThatAreNotSchemas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := `{"name":"order","version":1,"input":"Order","steps":[{"Name":"charge","Position":0,"Kind":"pivot","EventType":"Charged"}],` +
+	d := `{"name":"order","version":1,"input":"Order","steps":[{"name":"charge","position":0,"kind":"pivot","event_type":"Charged"}],` +
 		`"schemas":{"Order":{"type":"object"},"Charged":"</script>","Other":{"type":"object"}}}`
 	if _, err := kv.Put(ctx, "def.order.v1", []byte(d)); err != nil {
 		t.Fatal(err)

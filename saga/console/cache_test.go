@@ -1,12 +1,14 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -16,6 +18,18 @@ import (
 func TestCountsCacheIsBounded(t *testing.T) {
 	s := sagatest.NewServer(t)
 	h := &handler{c: s.Client(), o: options{cache: time.Hour}, counts: map[string]cached{}}
+	// Counts answer for registered versions only: register that many.
+	_, js := s.Connect()
+	kv, err := js.KeyValue(context.Background(), saga.FlowsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxCached + 100 {
+		def := fmt.Sprintf(`{"name":"f","version":%d,"input":"In","steps":[{"name":"a","position":0,"kind":"pivot","event_type":"Out"}]}`, i+1)
+		if _, err := kv.Put(context.Background(), fmt.Sprintf("def.f.v%d", i+1), []byte(def)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := range maxCached + 100 {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.SetPathValue("flow", "f")

@@ -193,6 +193,13 @@ func TestConsole(t *testing.T) {
 		if counts.Sagas[saga.StatusCompleted] != 2 || counts.Sagas[saga.StatusCompensationFailed] != 1 {
 			t.Errorf("sagas %v", counts.Sagas)
 		}
+		// The JSON is for scripts: snake_case, like the rest of the API.
+		if _, body, _ := f.do(t, http.MethodGet, "/api/flows", nil); !strings.Contains(body, `"event_type":`) || strings.Contains(body, `"Name":`) {
+			t.Errorf("flows JSON: %s", body)
+		}
+		if code, body, _ := f.do(t, http.MethodGet, "/api/flows/nope/v1/counts", nil); code != http.StatusNotFound {
+			t.Errorf("counts of a flow nobody registered: %d %s", code, body)
+		}
 	})
 
 	t.Run("dead letters are escaped and cut", func(t *testing.T) {

@@ -135,19 +135,19 @@ function drawFlow() {
   drawing.dataset.flow = f.name;
   drawing.dataset.version = f.version;
   const positions = [];
-  for (const s of f.steps) (positions[s.Position] = positions[s.Position] || []).push(s);
+  for (const s of f.steps) (positions[s.position] = positions[s.position] || []).push(s);
   drawing.append(el("div", { class: "node terminal" }, el("b", null, "start")));
   for (const pos of positions) {
     if (!pos) continue;
     drawing.append(el("div", { class: "arrow" }, "→"));
     const col = el("div", { class: "pos" + (pos.length > 1 ? " parallel" : "") });
     for (const s of pos) {
-      const node = el("div", { class: "node " + (s.Kind || ""), "data-step": s.Name },
-        el("b", null, s.Name),
-        el("small", null, s.Owner || "owner undeclared"));
-      if (s.Kind === "pivot") node.append(el("span", { class: "mark" }, "pivot: no return"));
-      if (s.Kind === "retriable") node.append(el("span", { class: "mark" }, "retried until it succeeds"));
-      if (s.Kind === "compensatable") node.append(el("span", { class: "undo" }, "↺ " + (s.Undo || "compensate")));
+      const node = el("div", { class: "node " + (s.kind || ""), "data-step": s.name },
+        el("b", null, s.name),
+        el("small", null, s.owner || "owner undeclared"));
+      if (s.kind === "pivot") node.append(el("span", { class: "mark" }, "pivot: no return"));
+      if (s.kind === "retriable") node.append(el("span", { class: "mark" }, "retried until it succeeds"));
+      if (s.kind === "compensatable") node.append(el("span", { class: "undo" }, "↺ " + (s.undo || "compensate")));
       const counts = el("div", { class: "counts" });
       for (const k of ["running", "waiting", "failed", "compensating", "compensated", "parked", "completed"]) {
         counts.append(el("span", { class: "count " + k + " zero", "data-kind": k, title: k }, el("b", null, "0"), " " + k));
