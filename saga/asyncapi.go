@@ -204,12 +204,13 @@ func (d *apiDoc) addCommonMessages() {
 		Description: "Fired by a JetStream message schedule: no payload.", Headers: timerHeaders}
 }
 
-// eventMessage adds (once) the message of an event type and returns its id.
+// eventMessage adds the message of an event type as flow version f
+// describes it and returns its id: the type's own name, shared by every
+// flow version that gives the type the same schema. A type another flow
+// version gives another schema (or whose id another type's name already
+// took) gets an id of its own, so that one flow's registration cannot
+// change how another's messages read.
 func (d *apiDoc) eventMessage(f FlowInfo, eventType string) string {
-	id := apiID(eventType)
-	if _, ok := d.Components.Messages[id]; ok {
-		return id
-	}
 	m := &apiMessage{Name: eventType, Title: eventType, ContentType: "application/json", Headers: logHeaders}
 	if raw, ok := f.Schemas[eventType]; ok && isSchema(raw) {
 		m.Payload = &apiPayload{SchemaFormat: "application/schema+json;version=draft-2020-12", Schema: raw}
@@ -222,8 +223,21 @@ func (d *apiDoc) eventMessage(f FlowInfo, eventType string) string {
 	} else {
 		m.Description = "No schema was registered for this type (saga.WithSchemas): any JSON."
 	}
+	id := apiID(eventType)
+	if old, ok := d.Components.Messages[id]; ok {
+		if sameMessage(old, m) {
+			return id
+		}
+		id += "__" + apiID(f.Name) + "_" + wire.Version(f.Version)
+	}
 	d.Components.Messages[id] = m
 	return id
+}
+
+func sameMessage(a, b *apiMessage) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
 }
 
 // apiIDChars are the characters AsyncAPI keeps in component, channel and
@@ -289,6 +303,9 @@ func (d *apiDoc) addFlow(f FlowInfo) {
 	var positions [][]StepInfo
 	var owners []string // every step owner: they all run the flow's timers
 	for _, s := range f.Steps {
+		if s.Position < 0 || s.Position > len(f.Steps) {
+			continue // not from Define (Client.Flows leaves such out)
+		}
 		for len(positions) <= s.Position {
 			positions = append(positions, nil)
 		}

@@ -15,6 +15,9 @@ func (fi FlowInfo) Mermaid() string {
 	b.WriteString("  start([" + mermaidText(fi.Input) + "])\n")
 	var positions [][]StepInfo
 	for _, s := range fi.Steps {
+		if s.Position < 0 || s.Position > len(fi.Steps) {
+			continue // not from Define (Client.Flows leaves such out)
+		}
 		for len(positions) <= s.Position {
 			positions = append(positions, nil)
 		}

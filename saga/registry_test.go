@@ -155,3 +155,60 @@ func TestAsyncAPIRefusesMalformedFlows(t *testing.T) {
 		}
 	}
 }
+
+// One flow's schema for an event type cannot change how another flow's
+// message of that type reads, and types whose ids clash stay apart.
+func TestAsyncAPIKeepsFlowsMessagesApart(t *testing.T) {
+	flow := func(name, out string, schema string) saga.FlowInfo {
+		return saga.FlowInfo{Name: name, Version: 1, Input: "Order", Steps: []saga.StepInfo{
+			{Name: "charge", Position: 0, Kind: saga.PivotStep, EventType: out},
+		}, Schemas: map[string]json.RawMessage{out: json.RawMessage(schema)}}
+	}
+	doc, err := saga.AsyncAPI(saga.AsyncAPIOptions{},
+		flow("a", "Charged", `{"type":"object","description":"a's"}`),
+		flow("b", "Charged", `{"type":"string","description":"b's"}`),
+		flow("c", "Charged", `{"type":"object","description":"a's"}`),
+		flow("d", "Char.ged", `{"type":"object"}`),
+		flow("e", "Char_ged", `{"type":"object"}`),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Channels map[string]struct {
+			Messages map[string]struct {
+				Ref string `json:"$ref"`
+			}
+		}
+		Components struct {
+			Messages map[string]struct{ Name, Summary string }
+		}
+	}
+	if err := json.Unmarshal(doc, &d); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(ch string) (string, string) {
+		for id, m := range d.Channels[ch].Messages {
+			return id, d.Components.Messages[strings.TrimPrefix(m.Ref, "#/components/messages/")].Summary
+		}
+		return "", ""
+	}
+	if id, sum := msg("a_v1_charge_done"); id != "Charged" || sum != "a's" {
+		t.Errorf("a: %s %q", id, sum)
+	}
+	if id, sum := msg("b_v1_charge_done"); id != "Charged__b_v1" || sum != "b's" {
+		t.Errorf("b: %s %q", id, sum)
+	}
+	if id, _ := msg("c_v1_charge_done"); id != "Charged" {
+		t.Errorf("c, with a's schema, does not share a's message: %s", id)
+	}
+	idD, _ := msg("d_v1_charge_done")
+	idE, _ := msg("e_v1_charge_done")
+	if idD == idE || d.Components.Messages[idE].Name != "Char_ged" || d.Components.Messages[idD].Name != "Char.ged" {
+		t.Errorf("Char.ged and Char_ged share %s / %s", idD, idE)
+	}
+	// Mermaid of a value not from Define does not panic.
+	bad := flow("x", "Y", `{}`)
+	bad.Steps[0].Position = -1
+	_ = bad.Mermaid()
+}

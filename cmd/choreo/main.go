@@ -14,7 +14,7 @@
 //	choreo [connection flags] sagas watch [--flow FLOW]
 //	choreo [connection flags] flows diagram FLOW [VERSION]
 //	choreo [connection flags] flows asyncapi [FLOW [VERSION]] [--title T] [--host HOST:PORT]
-//	choreo [connection flags] dlq ls [--flow FLOW]
+//	choreo [connection flags] dlq ls [--flow FLOW] [--last 500]
 //	choreo [connection flags] dlq show SEQ
 //	choreo [connection flags] dlq replay SEQ
 //	choreo [connection flags] dlq purge --before TIME|AGE [--yes]
@@ -85,7 +85,7 @@ const usage = `usage: choreo [connection flags] COMMAND
   sagas watch [--flow FLOW]                  each change of a saga, until interrupted
   sagas cancel FLOW ID --reason TEXT         compensate a running saga
   sagas retry FLOW ID                        retry a parked saga's compensations
-  dlq ls [--flow FLOW]                       dead letters, with their reasons
+  dlq ls [--flow FLOW] [--last 500]          the newest dead letters, with their reasons
   dlq show SEQ                               one dead letter: headers and payload
   dlq replay SEQ                             back where it was read, when it can be processed now
   dlq purge --before TIME|AGE [--yes]        remove older dead letters (asks first)
@@ -748,16 +748,28 @@ func sagasWatch(ctx context.Context, k *cli, args []string) error {
 func dlqLs(ctx context.Context, k *cli, args []string) error {
 	fs := flag.NewFlagSet("dlq ls", flag.ContinueOnError)
 	flow := fs.String("flow", "", "")
+	last := fs.Int("last", 500, "")
 	if _, err := parse(fs, args, 0, "only flags"); err != nil {
 		return err
 	}
-	var f saga.FlowRef
-	if *flow != "" {
-		f = saga.Named(*flow)
+	if *last < 1 {
+		return usagef("--last %d: want at least 1", *last)
 	}
-	dead, err := k.c.DeadLetters(ctx, f)
+	var dead []saga.DeadLetter
+	var total uint64
+	var err error
+	if *flow == "" {
+		// The newest --last, read without their payloads: a flood of dead
+		// letters (any participant may make some) costs this no memory.
+		dead, total, err = k.c.LatestDeadLetters(ctx, *last, 0)
+	} else if dead, err = k.c.DeadLetters(ctx, saga.Named(*flow)); len(dead) > *last {
+		total, dead = uint64(len(dead)), dead[len(dead)-*last:]
+	}
 	if err != nil {
 		return err
+	}
+	if total > uint64(len(dead)) && !k.json {
+		fmt.Fprintf(k.errw, "the newest %d of %d dead letters (--last N for more)\n", len(dead), total)
 	}
 	type row struct {
 		Sequence uint64    `json:"sequence"`

@@ -322,6 +322,13 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "not json") || !strings.Contains(out, "missing headers") {
 		t.Errorf("dlq show: %d\n%s", code, out)
 	}
+	// Only the newest --last are listed, and the rest are counted.
+	sagatest.PublishRaw(t, url, "choreo.log.trip.junk2.v1._saga.start", "NATS/1.0\r\n\r\n", "not json either")
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		code, out, errs := runCLI(t, url, "dlq", "ls", "--last", "1")
+		return code == 0 && strings.Contains(out, "junk2") && !strings.Contains(out, "trip.junk.") &&
+			strings.Contains(errs, "the newest 1 of 2 dead letters")
+	}, func() string { _, out, errs := runCLI(t, url, "dlq", "ls", "--last", "1"); return out + errs })
 	if code, _, errs = runCLI(t, url, "dlq", "show", "999999"); code != 1 || !strings.Contains(errs, "no dead letter") {
 		t.Errorf("dlq show of nothing: %d %s", code, errs)
 	}
@@ -337,7 +344,7 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 		t.Errorf("purge answered no: %d %s", code, errs)
 	}
 	stdin = strings.NewReader("yes\n")
-	if code, out, errs = runCLI(t, url, "dlq", "purge", "--before", future); code != 0 || !strings.Contains(out, "Purged 1 dead letters") {
+	if code, out, errs = runCLI(t, url, "dlq", "purge", "--before", future); code != 0 || !strings.Contains(out, "Purged 2 dead letters") {
 		t.Errorf("purge answered yes: %d %s %s", code, out, errs)
 	}
 	if code, out, _ = runCLI(t, url, "--json", "dlq", "ls"); code != 0 || strings.TrimSpace(out) != "[]" {
