@@ -300,16 +300,9 @@ func (d *apiDoc) addFlow(f FlowInfo) {
 	withPhase := func(phases []string) map[string]*apiParameter {
 		return map[string]*apiParameter{"sagaId": sagaID, "phase": {Description: "The outcome.", Enum: phases}}
 	}
-	var positions [][]StepInfo
+	positions := f.positions()
 	var owners []string // every step owner: they all run the flow's timers
 	for _, s := range f.Steps {
-		if s.Position < 0 || s.Position > len(f.Steps) {
-			continue // not from Define (Client.Flows leaves such out)
-		}
-		for len(positions) <= s.Position {
-			positions = append(positions, nil)
-		}
-		positions[s.Position] = append(positions[s.Position], s)
 		if o := ownerOf(s)[0]; !slices.Contains(owners, o) {
 			owners = append(owners, o)
 		}

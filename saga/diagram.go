@@ -13,16 +13,7 @@ func (fi FlowInfo) Mermaid() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "flowchart LR\n  %%%% %s v%d, generated from its definition\n", fi.Name, fi.Version)
 	b.WriteString("  start([" + mermaidText(fi.Input) + "])\n")
-	var positions [][]StepInfo
-	for _, s := range fi.Steps {
-		if s.Position < 0 || s.Position > len(fi.Steps) {
-			continue // not from Define (Client.Flows leaves such out)
-		}
-		for len(positions) <= s.Position {
-			positions = append(positions, nil)
-		}
-		positions[s.Position] = append(positions[s.Position], s)
-	}
+	positions := fi.positions()
 	id := func(s StepInfo) string { return "s_" + strings.ReplaceAll(s.Name, "-", "_") }
 	for _, pos := range positions {
 		for _, s := range pos {
@@ -65,6 +56,23 @@ func (fi FlowInfo) Mermaid() string {
 		}
 	}
 	return b.String()
+}
+
+// positions groups the steps by position, in order: the members of a
+// Parallel group share one. A position Define cannot make (negative, or
+// past the steps) is left out.
+func (fi FlowInfo) positions() [][]StepInfo {
+	var out [][]StepInfo
+	for _, s := range fi.Steps {
+		if s.Position < 0 || s.Position > len(fi.Steps) {
+			continue
+		}
+		for len(out) <= s.Position {
+			out = append(out, nil)
+		}
+		out[s.Position] = append(out[s.Position], s)
+	}
+	return out
 }
 
 // mermaidText keeps a label from closing Mermaid's quotes.

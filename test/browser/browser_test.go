@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,20 +64,7 @@ func startShop(t *testing.T, without ...string) string {
 func TestBrowserOrdersGoLiveWithoutReload(t *testing.T) {
 	exe := chromium(t)
 	base := startShop(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "chromium")), chromedp.WindowSize(1500, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
-	// The browser lives as long as the context of its first Run: bctx, so
-	// that a step's timeout still leaves it up to be asked what it shows.
-	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool]("true")); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	bctx := browser(t, exe, 1500, 1000)
 	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
 	defer cancel()
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -109,19 +108,7 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	// An order, confirmed.
 	ada := post(t, base+"/api/customers", map[string]any{"name": "Ada", "email": "ada@example.com",
 		"address": map[string]string{"line1": "1 Rue de Rivoli", "city": "Paris", "postcode": "75001", "country": "FR"}})["id"].(string)
-	var id string
-	sagatest.Poll(t, 30*time.Second, func() bool {
-		b, _ := json.Marshal(map[string]any{"customer_id": ada, "items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
-		resp, err := http.Post(base+"/api/orders", "application/json", bytes.NewReader(b))
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		id, _ = out["id"].(string)
-		return resp.StatusCode == 202
-	}, func() string { return "the order was not taken" })
+	id := placeOrder(t, base, ada, "sku-mug", 1, "4242424242424242")
 	order := sagatest.AwaitStatus(t, c, saga.Named("order"), id, 60*time.Second, saga.StatusCompleted)
 
 	// A dead letter: an event with no headers, its payload markup.
@@ -144,18 +131,7 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	// A parked saga.
 	flow, fixed := parkOne(t, c, "p1")
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "chromium")), chromedp.WindowSize(1400, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
-	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool]("true")); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	bctx := browser(t, exe, 1400, 1000)
 	ctx, cancel := context.WithTimeout(bctx, 120*time.Second)
 	defer cancel()
 	step := func(what string, err error) {

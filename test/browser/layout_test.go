@@ -67,19 +67,7 @@ func TestLayoutFitsFrom1024AndStacksBelow(t *testing.T) {
 		"address": map[string]string{"line1": "Hut Point", "city": "Ross Island", "postcode": "0000", "country": "AQ"}})["id"].(string)
 	var ids []string
 	for _, o := range []struct{ cust, card string }{{ada, "4242424242424242"}, {ada, "4000000000000002"}, {scott, "4242424242424242"}} {
-		var id string
-		sagatest.Poll(t, 30*time.Second, func() bool { // the gateway learns the customers from their events
-			b, _ := json.Marshal(map[string]any{"customer_id": o.cust, "items": []any{map[string]any{"sku": "sku-mug", "qty": 2}}, "card": o.card})
-			resp, err := http.Post(base+"/api/orders", "application/json", bytes.NewReader(b))
-			if err != nil {
-				return false
-			}
-			defer resp.Body.Close()
-			var out map[string]any
-			_ = json.NewDecoder(resp.Body).Decode(&out)
-			id, _ = out["id"].(string)
-			return resp.StatusCode == 202
-		}, func() string { return "the order was not taken" })
+		id := placeOrder(t, base, o.cust, "sku-mug", 2, o.card)
 		ids = append(ids, id)
 	}
 	for _, id := range ids {
@@ -90,18 +78,7 @@ func TestLayoutFitsFrom1024AndStacksBelow(t *testing.T) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("hide-scrollbars", false),
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "chromium")), chromedp.WindowSize(1920, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelCtx := chromedp.NewContext(actx)
-	defer cancelCtx()
-	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool]("true")); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	bctx := browser(t, exe, 1920, 1000, chromedp.Flag("hide-scrollbars", false))
 	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
 	defer cancel()
 	aq := ids[2]
