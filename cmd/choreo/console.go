@@ -50,11 +50,12 @@ func consoleServe(ctx context.Context, k *cli, args []string) error {
 	// until interrupted.
 	ctx, stop := signal.NotifyContext(context.WithoutCancel(ctx), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	token := console.NewToken() // anyone else who reaches the address must not act as you
 	srv := &http.Server{
-		Handler:           console.Handler(k.c, console.AllowHosts(strings.Split(*hosts, ",")...)),
+		Handler:           console.Handler(k.c, console.AllowHosts(strings.Split(*hosts, ",")...), console.WithToken(token)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
-	url := "http://" + ln.Addr().String() + "/"
+	url := "http://" + ln.Addr().String() + "/?token=" + token
 	fmt.Fprintf(k.out, "console on %s (interrupt to stop)\n", url)
 	consoleReady(url, stop)
 	errc := make(chan error, 1)

@@ -53,8 +53,17 @@ func TestConsoleServes(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("console did not start")
 	}
+	base, token, ok := strings.Cut(base, "?token=")
+	if !ok || len(token) != 32 {
+		t.Fatalf("console URL %q has no token", base)
+	}
+	if resp, err := http.Get(base + "api/flows"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without its token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	get := func() string {
-		resp, err := http.Get(base + "api/flows/trip/v1/counts")
+		resp, err := http.Get(base + "api/flows/trip/v1/counts?token=" + token)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,11 @@ package console
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +39,22 @@ type options struct {
 	title string
 	hosts []string
 	cache time.Duration
+	token string
+}
+
+// WithToken makes the console answer only a browser that brings token:
+// open it once as .../?token=TOKEN and it keeps the token in a cookie
+// (HttpOnly, SameSite=Strict) for the pages and calls that follow; a
+// script may send "Authorization: Bearer TOKEN" instead. Without it,
+// anyone who can reach the console's address acts with its identity.
+// NewToken makes one.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// NewToken returns a random token for WithToken: 32 hex digits.
+func NewToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
 }
 
 // WithTitle names what the console looks at ("shop", "production") in its
@@ -141,6 +161,10 @@ func (h *handler) front(next http.Handler) http.Handler {
 			fail(w, http.StatusMisdirectedRequest, fmt.Sprintf("host %q: the console answers to localhost and IP addresses (see AllowHosts)", r.Host))
 			return
 		}
+		if !h.authorized(w, r) {
+			fail(w, http.StatusUnauthorized, "this console needs its token: open the address it printed at start (…/?token=…)")
+			return
+		}
 		// Another site cannot read the API, but its <img> could still make
 		// the console scan the broker as often as it likes.
 		if site := r.Header.Get("Sec-Fetch-Site"); (site == "cross-site" || site == "same-site") && strings.HasPrefix(r.URL.Path, "/api/") {
@@ -153,6 +177,31 @@ func (h *handler) front(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// authorized reports whether r brings the console's token (any request,
+// when it has none): in the query, which also sets the cookie; in the
+// cookie; or as a bearer token.
+func (h *handler) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if h.o.token == "" {
+		return true
+	}
+	same := func(got string) bool { return subtle.ConstantTimeCompare([]byte(got), []byte(h.o.token)) == 1 }
+	// The cookie's name is the token's own, so that consoles on one host
+	// (whose cookies a browser shares across ports) keep theirs apart.
+	sum := sha256.Sum256([]byte(h.o.token))
+	name := "choreo_console_" + hex.EncodeToString(sum[:4])
+	if t := r.URL.Query().Get("token"); t != "" && same(t) {
+		http.SetCookie(w, &http.Cookie{Name: name, Value: h.o.token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		return true
+	}
+	if c, err := r.Cookie(name); err == nil && same(c.Value) {
+		return true
+	}
+	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && same(b) {
+		return true
+	}
+	return false
 }
 
 func (h *handler) hostAllowed(host string) bool {

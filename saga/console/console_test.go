@@ -371,3 +371,66 @@ func TestConsoleUnderPrefix(t *testing.T) {
 		}
 	}
 }
+
+// WithToken: a browser brings the token once in the query and then in
+// its cookie; a script as a bearer token; anything else is refused.
+func TestConsoleToken(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	token := console.NewToken()
+	other := console.NewToken()
+	if len(token) != 32 || token == other {
+		t.Fatalf("tokens %q %q", token, other)
+	}
+	ts := httptest.NewServer(console.Handler(srv.Client(), console.WithToken(token)))
+	t.Cleanup(ts.Close)
+	get := func(path string, mod func(*http.Request)) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
+		if mod != nil {
+			mod(req)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for what, mod := range map[string]func(*http.Request){
+		"no token":        nil,
+		"a wrong token":   func(r *http.Request) { r.URL.RawQuery = "token=" + other },
+		"a wrong bearer":  func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+other) },
+		"a forged cookie": func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "choreo_console_00000000", Value: other}) },
+	} {
+		for _, path := range []string{"/", "/api/flows", "/console.js"} {
+			if resp := get(path, mod); resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s, %s: %d, want 401", what, path, resp.StatusCode)
+			}
+		}
+	}
+	resp := get("/?token="+token, nil)
+	if resp.StatusCode != 200 || len(resp.Cookies()) != 1 {
+		t.Fatalf("with the token: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	cookie := resp.Cookies()[0]
+	if !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Value != token {
+		t.Errorf("cookie %+v", cookie)
+	}
+	if resp := get("/api/flows", func(r *http.Request) { r.AddCookie(cookie) }); resp.StatusCode != 200 {
+		t.Errorf("with the cookie: %d", resp.StatusCode)
+	}
+	if resp := get("/api/flows", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }); resp.StatusCode != 200 {
+		t.Errorf("with the bearer token: %d", resp.StatusCode)
+	}
+	// Another console's cookie has another name.
+	ts2 := httptest.NewServer(console.Handler(srv.Client(), console.WithToken(other)))
+	t.Cleanup(ts2.Close)
+	r2, err := http.Get(ts2.URL + "/?token=" + other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if len(r2.Cookies()) != 1 || r2.Cookies()[0].Name == cookie.Name {
+		t.Errorf("two consoles' cookies: %v and %v", cookie, r2.Cookies())
+	}
+}

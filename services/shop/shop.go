@@ -80,6 +80,7 @@ type Shop struct {
 	HTTPAddr    string
 	MetricsAddr string // the admin listener's, with Config.MetricsAddr
 	ConsoleAddr string // the operator console's, with Config.ConsoleAddr and the admin's identity
+	ConsoleURL  string // the console's address with its token (this run's): what to open
 	NATSURL     string
 	Gateway     *gateway.Service
 	Deps        kit.Deps // the admin's (zero when joining a server without its identity)
@@ -313,10 +314,14 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 	if consoleLn != nil && provisioned.Sagas != nil {
 		ln := consoleLn
 		sh.ConsoleAddr = ln.Addr().String()
+		// A token per run: another user of this machine who reaches the
+		// port must not act as the admin.
+		token := console.NewToken()
+		sh.ConsoleURL = "http://" + sh.ConsoleAddr + "/?token=" + token
 		// The console's own mux: the admin listener's has no console, nor
 		// the console the admin listener's /metrics.
 		con := kit.NewAdmin(nil)
-		con.Mux.Handle("/", console.Handler(provisioned.Sagas, console.WithTitle("shop")))
+		con.Mux.Handle("/", console.Handler(provisioned.Sagas, console.WithTitle("shop"), console.WithToken(token)))
 		g.Go(func() error { return con.Serve(gctx, ln) })
 	}
 	if adminLn != nil {

@@ -101,7 +101,7 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	exe := chromium(t)
 	sh := startShopWithConsole(t)
 	base := "http://" + sh.HTTPAddr
-	console := "http://" + sh.ConsoleAddr + "/"
+	console := sh.ConsoleURL // with this run's token
 	c := sh.Deps.Sagas
 	ctx0 := context.Background()
 

@@ -94,7 +94,7 @@ func main() {
 			fmt.Printf("  nats-server     %s (joined)\n", s.NATSURL)
 		}
 		if s.ConsoleAddr != "" {
-			fmt.Printf("  console         http://%s/ (operator console: acts as the admin)\n", s.ConsoleAddr)
+			fmt.Printf("  console         %s (operator console: acts as the admin; this run's token)\n", s.ConsoleURL)
 		}
 		if s.MetricsAddr != "" {
 			fmt.Printf("  metrics         http://%s/metrics\n", s.MetricsAddr)
