@@ -175,7 +175,7 @@ func newClient(js jetstream.JetStream, opts []Option) (*Client, error) {
 		return nil, fmt.Errorf("saga: %w", err)
 	}
 	c := &Client{opts: o}
-	c.j = &journal{js: js, pub: pub, nc: js.Conn(), opts: &c.opts, api: apiPrefix(js.Options()), trust: newTrust()}
+	c.j = &journal{js: js, pub: pub, nc: js.Conn(), opts: &c.opts, api: jsutil.APIPrefix(js), trust: newTrust()}
 	return c, nil
 }
 

@@ -2,7 +2,6 @@ package saga
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -111,42 +110,14 @@ func (j *journal) leaderLast(ctx context.Context, subject string) (*nats.Msg, ui
 
 // leader answers a message get request req for what: the stream leader's.
 func (j *journal) leader(ctx context.Context, req []byte, subject string) (*nats.Msg, uint64, error) {
-	resp, err := j.nc.RequestWithContext(ctx, j.api+"STREAM.MSG.GET."+wire.Stream, req)
-	if err != nil {
-		return nil, 0, fmt.Errorf("saga: read %s from the leader: %w", subject, err)
-	}
-	var r struct {
-		Error *struct {
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-		Message *struct {
-			Subject string `json:"subject"`
-			Seq     uint64 `json:"seq"`
-			Header  []byte `json:"hdrs"`
-			Data    []byte `json:"data"`
-		} `json:"message"`
-	}
-	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return nil, 0, fmt.Errorf("saga: read %s from the leader: %w", subject, err)
-	}
+	m, seq, err := jsutil.LeaderMsg(ctx, j.nc, j.api, wire.Stream, req)
 	switch {
-	case r.Error != nil && r.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+	case errors.Is(err, jsutil.ErrNoMessage):
 		return nil, 0, ErrNotFound
-	case r.Error != nil:
-		return nil, 0, fmt.Errorf("saga: read %s from the leader: %s (%d)", subject, r.Error.Description, r.Error.ErrCode)
-	case r.Message == nil:
-		return nil, 0, fmt.Errorf("saga: read %s from the leader: empty answer", subject)
+	case err != nil:
+		return nil, 0, fmt.Errorf("saga: read %s from the leader: %w", subject, err)
 	}
-	m := &nats.Msg{Subject: r.Message.Subject, Data: r.Message.Data, Header: nats.Header{}}
-	if len(r.Message.Header) > 0 {
-		if m.Header, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
-			m.Header = nats.Header{} // undecodable: the checks dead-letter it
-		}
-	}
-	m.Header.Add(jetstream.SubjectHeader, r.Message.Subject)
-	m.Header.Add(jetstream.SequenceHeader, strconv.FormatUint(r.Message.Seq, 10))
-	return m, r.Message.Seq, nil
+	return m, seq, nil
 }
 
 func lastValue(h nats.Header, key string) string {
@@ -534,14 +505,4 @@ func fullError(err error) error {
 		return fmt.Errorf("%w: %w", ErrStreamFull, err)
 	}
 	return err
-}
-
-func apiPrefix(o jetstream.JetStreamOptions) string {
-	switch {
-	case o.Domain != "":
-		return "$JS." + o.Domain + ".API."
-	case o.APIPrefix != "":
-		return strings.TrimSuffix(o.APIPrefix, ".") + "."
-	}
-	return jetstream.DefaultAPIPrefix
 }

@@ -3,9 +3,11 @@ package jsutil
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,4 +145,67 @@ func Refused(nc *nats.Conn, name string, err error) error {
 		return fmt.Errorf("%s is missing or differs, and this identity may not create or update it: run provisioning with the admin identity (%w)", name, err)
 	}
 	return err
+}
+
+// APIPrefix is the subject prefix of the JetStream API js talks to, with
+// its trailing dot.
+func APIPrefix(js jetstream.JetStream) string {
+	o := js.Options()
+	switch {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
+	}
+	return jetstream.DefaultAPIPrefix
+}
+
+// ErrNoMessage is the leader's answer to a get of a message it does not
+// have.
+var ErrNoMessage = errors.New("no such message")
+
+// LeaderMsg answers a message get request req ({"seq":N} or
+// {"last_by_subj":S}) on stream from the stream's leader, never from a
+// replica. A direct get (what nats.go's KV and streams use when the stream
+// allows it) is answered by the nearest replica, which may lag the leader
+// (a server that restarted and is catching up): its "not found" proves
+// nothing. The message returned carries the subject and sequence headers a
+// direct get adds, after its own.
+func LeaderMsg(ctx context.Context, nc *nats.Conn, api, stream string, req []byte) (*nats.Msg, uint64, error) {
+	resp, err := nc.RequestWithContext(ctx, api+"STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	var r struct {
+		Error *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Subject string `json:"subject"`
+			Seq     uint64 `json:"seq"`
+			Header  []byte `json:"hdrs"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case r.Error != nil && r.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return nil, 0, ErrNoMessage
+	case r.Error != nil:
+		return nil, 0, fmt.Errorf("%s (%d)", r.Error.Description, r.Error.ErrCode)
+	case r.Message == nil:
+		return nil, 0, errors.New("empty answer")
+	}
+	m := &nats.Msg{Subject: r.Message.Subject, Data: r.Message.Data, Header: nats.Header{}}
+	if len(r.Message.Header) > 0 {
+		if m.Header, err = nats.DecodeHeadersMsg(r.Message.Header); err != nil {
+			m.Header = nats.Header{} // undecodable: the caller's checks refuse it
+		}
+	}
+	m.Header.Add(jetstream.SubjectHeader, r.Message.Subject)
+	m.Header.Add(jetstream.SequenceHeader, strconv.FormatUint(r.Message.Seq, 10))
+	return m, r.Message.Seq, nil
 }

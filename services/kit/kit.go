@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -92,7 +93,12 @@ func (d Deps) Runner() (*saga.Runner, error) {
 }
 
 // Store keeps a service's own data as JSON values in its KV bucket.
-type Store struct{ kv jetstream.KeyValue }
+type Store struct {
+	kv     jetstream.KeyValue
+	nc     *nats.Conn
+	api    string
+	bucket string
+}
 
 // ErrNotFound is returned for a key that has no value.
 var ErrNotFound = errors.New("not found")
@@ -113,14 +119,36 @@ func OpenExpiringStore(ctx context.Context, js jetstream.JetStream, bucket strin
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", bucket, jsutil.Refused(js.Conn(), "KV_"+bucket, err))
 	}
-	return &Store{kv: kv}, nil
+	return &Store{kv: kv, nc: js.Conn(), api: jsutil.APIPrefix(js), bucket: bucket}, nil
+}
+
+// leaderGet reads key from the bucket's stream leader. Gets go to the
+// nearest replica, and one that lags (a server back from a restart,
+// catching up) answers "not found" for a value the leader has: before
+// anyone acts on a value's absence, the leader confirms it.
+func (s *Store) leaderGet(ctx context.Context, key string) ([]byte, uint64, error) {
+	m, seq, err := jsutil.LeaderMsg(ctx, s.nc, s.api, "KV_"+s.bucket, []byte(`{"last_by_subj":`+strconv.Quote("$KV."+s.bucket+"."+key)+`}`))
+	if errors.Is(err, jsutil.ErrNoMessage) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("bucket %s: read %s from the leader: %w", s.bucket, key, err)
+	}
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return nil, 0, ErrNotFound
+	}
+	return m.Data, seq, nil
 }
 
 // Get reads key into v.
 func (s *Store) Get(ctx context.Context, key string, v any) error {
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return ErrNotFound
+		data, _, err := s.leaderGet(ctx, key)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(data, v)
 	}
 	if err != nil {
 		return err
@@ -143,6 +171,7 @@ func (s *Store) Put(ctx context.Context, key string, v any) error {
 // leaves the value as it is.
 func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (bool, error)) (T, error) {
 	var lost retries
+	askLeader := false
 	for try := 0; ; try++ {
 		if try > 0 {
 			// A lost race, or a read from a replica that lags the leader
@@ -157,36 +186,71 @@ func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (boo
 		}
 		var v T
 		var rev uint64
-		e, err := attempt(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return s.kv.Get(ctx, key) })
+		var data []byte
+		var err error
+		if askLeader {
+			data, rev, err = s.leaderGet(ctx, key)
+		} else {
+			var e jetstream.KeyValueEntry
+			if e, err = attempt(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return s.kv.Get(ctx, key) }); err == nil {
+				data, rev = e.Value(), e.Revision()
+			}
+		}
 		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, ErrNotFound):
 		case unanswered(ctx, err) && lost.again(ctx):
 			continue
 		case err != nil:
 			return v, err
 		default:
-			rev = e.Revision()
-			if err := json.Unmarshal(e.Value(), &v); err != nil {
+			if err := json.Unmarshal(data, &v); err != nil {
 				return v, err
 			}
 		}
 		change, err := fn(&v)
+		if rev == 0 && !askLeader && (err != nil || !change) {
+			// fn acts on the value's absence, which a replica that lags
+			// may only seem to show (a Create, by contrast, is checked by
+			// the leader): the leader confirms it first.
+			data, lrev, lerr := s.leaderGet(ctx, key)
+			switch {
+			case errors.Is(lerr, ErrNotFound):
+			case unanswered(ctx, lerr) && lost.again(ctx):
+				continue
+			case lerr != nil:
+				return v, lerr
+			default:
+				v, rev = *new(T), lrev
+				if err := json.Unmarshal(data, &v); err != nil {
+					return v, err
+				}
+				change, err = fn(&v)
+			}
+		}
 		if err != nil || !change {
 			return v, err
 		}
-		data, err := json.Marshal(v)
+		out, err := json.Marshal(v)
 		if err != nil {
 			return v, err
 		}
 		_, err = attempt(ctx, func(ctx context.Context) (uint64, error) {
 			if rev == 0 {
-				return s.kv.Create(ctx, key, data)
+				return s.kv.Create(ctx, key, out)
 			}
-			return s.kv.Update(ctx, key, data, rev)
+			return s.kv.Update(ctx, key, out, rev)
 		})
 		// Unanswered, the write may have been made: the next read tells,
 		// and fn sees its own change.
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) || (unanswered(ctx, err) && lost.again(ctx)) {
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) {
+			// A write refused: the value is newer than the one read, a
+			// lost race or a replica that lags. The leader tells what it
+			// is now (asking the replica again may spin until it catches
+			// up).
+			askLeader = true
+			continue
+		}
+		if unanswered(ctx, err) && lost.again(ctx) {
 			continue
 		}
 		return v, err
