@@ -269,6 +269,20 @@ func flowName(w http.ResponseWriter, r *http.Request) (string, bool) {
 	return f, true
 }
 
+// sagaRef reads a saga's flow and id from the path, answering 400 when
+// either is malformed.
+func sagaRef(w http.ResponseWriter, r *http.Request) (flow, id string, ok bool) {
+	if flow, ok = flowName(w, r); !ok {
+		return "", "", false
+	}
+	id = r.PathValue("id")
+	if !saga.ValidID(id) {
+		fail(w, http.StatusBadRequest, fmt.Sprintf("saga id %q: want 1 to 128 letters, digits, _ or -", id))
+		return "", "", false
+	}
+	return flow, id, true
+}
+
 // flowVersion is a flow version as the console lists it.
 type flowVersion struct {
 	saga.FlowInfo
@@ -464,13 +478,8 @@ type event struct {
 }
 
 func (h *handler) saga(w http.ResponseWriter, r *http.Request) {
-	flow, ok := flowName(w, r)
+	flow, id, ok := sagaRef(w, r)
 	if !ok {
-		return
-	}
-	id := r.PathValue("id")
-	if !saga.ValidID(id) {
-		fail(w, http.StatusBadRequest, fmt.Sprintf("saga id %q: want 1 to 128 letters, digits, _ or -", id))
 		return
 	}
 	f := saga.Named(flow)
@@ -504,13 +513,8 @@ func (h *handler) saga(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
-	flow, ok := flowName(w, r)
+	flow, id, ok := sagaRef(w, r)
 	if !ok {
-		return
-	}
-	id := r.PathValue("id")
-	if !saga.ValidID(id) {
-		fail(w, http.StatusBadRequest, fmt.Sprintf("saga id %q: want 1 to 128 letters, digits, _ or -", id))
 		return
 	}
 	if err := h.c.RetryCompensation(r.Context(), saga.Named(flow), id); err != nil {
