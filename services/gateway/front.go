@@ -33,6 +33,10 @@ type Timeouts struct {
 	Read       time.Duration // the whole request, body included; default 15s
 	Write      time.Duration // from the end of the headers to the end of the answer; default 30s
 	Idle       time.Duration // a kept-alive connection between requests; default 60s
+	// Place bounds one request to the order service to place an order;
+	// one unanswered by then is asked again with its idempotency key (its
+	// reply may be lost), within 20 s in all; default 8s.
+	Place time.Duration
 }
 
 // DefaultMaxWebsockets is how many browsers may follow the shop live at
@@ -41,7 +45,7 @@ const DefaultMaxWebsockets = 256
 
 func defaultOptions() options {
 	return options{hosts: map[string]bool{}, maxWebsockets: DefaultMaxWebsockets,
-		timeouts: Timeouts{ReadHeader: 5 * time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 60 * time.Second}}
+		timeouts: Timeouts{ReadHeader: 5 * time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 60 * time.Second, Place: 8 * time.Second}}
 }
 
 // AllowHosts adds the names the gateway answers to besides localhost and
@@ -75,7 +79,7 @@ func AllowHosts(hosts ...string) Option {
 // default.
 func WithTimeouts(t Timeouts) Option {
 	return func(o *options) error {
-		if t.ReadHeader < 0 || t.Read < 0 || t.Write < 0 || t.Idle < 0 {
+		if t.ReadHeader < 0 || t.Read < 0 || t.Write < 0 || t.Idle < 0 || t.Place < 0 {
 			return fmt.Errorf("%w: negative timeout %+v", ErrInvalidOption, t)
 		}
 		def := &o.timeouts
@@ -83,7 +87,7 @@ func WithTimeouts(t Timeouts) Option {
 			dst *time.Duration
 			v   time.Duration
 		}{
-			{&def.ReadHeader, t.ReadHeader}, {&def.Read, t.Read}, {&def.Write, t.Write}, {&def.Idle, t.Idle}} {
+			{&def.ReadHeader, t.ReadHeader}, {&def.Read, t.Read}, {&def.Write, t.Write}, {&def.Idle, t.Idle}, {&def.Place, t.Place}} {
 			if f.v > 0 {
 				*f.dst = f.v
 			}

@@ -408,9 +408,14 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 func callError(w http.ResponseWriter, err error) {
 	var bad kit.BadRequest
 	var unavailable kit.Unavailable
+	var conflict kit.Conflict
 	switch {
 	case errors.As(err, &bad):
 		writeError(w, http.StatusBadRequest, bad.Msg)
+	case errors.As(err, &conflict):
+		// As draft-ietf-httpapi-idempotency-key-header answers a key
+		// reused with another request.
+		writeError(w, http.StatusUnprocessableEntity, conflict.Msg)
 	case errors.As(err, &unavailable):
 		writeError(w, http.StatusServiceUnavailable, unavailable.Msg)
 	case errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), "no responders"):
@@ -462,6 +467,17 @@ type orderRequest struct {
 }
 
 func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
+	// An Idempotency-Key names the order: sent again with the same key
+	// (after a lost response, a timeout), the request answers the order
+	// the first one placed. Without one the gateway makes its own, for its
+	// own retries.
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		key = kit.NewID("gw")
+	} else if err := order.CheckKey(key); err != nil {
+		writeError(w, http.StatusBadRequest, "Idempotency-Key: "+err.Error())
+		return
+	}
 	var req orderRequest
 	if !decode(w, r, &req) {
 		return
@@ -491,16 +507,48 @@ func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The order service checks the rest (items) and says why.
-	ctx, cancel = context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	res, err := kit.Call[order.PlaceRequest, order.PlaceResult](ctx, s.d.NC, order.PlaceSubject, order.PlaceRequest{CustomerID: req.CustomerID, Items: req.Items, Card: card})
+	res, err := s.place(r.Context(), order.PlaceRequest{CustomerID: req.CustomerID, Items: req.Items, Card: card, Key: key})
 	if err != nil {
 		callError(w, err)
 		return
 	}
-	s.rm.Load().Pending(OrderRow{ID: res.ID, CustomerID: req.CustomerID, Status: "pending", Total: res.Total, Currency: schemas.Currency,
+	rm := s.rm.Load()
+	rm.Pending(OrderRow{ID: res.ID, CustomerID: req.CustomerID, Status: "pending", Total: res.Total, Currency: schemas.Currency,
 		PlacedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()})
-	writeJSON(w, http.StatusAccepted, map[string]string{"id": res.ID, "status": "pending"})
+	status := "pending"
+	if row, ok := rm.Order(res.ID); ok {
+		status = row.Status
+	}
+	if res.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": res.ID, "status": status})
+}
+
+// place asks the order service to place an order, and asks again when a
+// request goes unanswered: a reply can be lost (the order service's
+// connection moved to another server of the cluster as it answered)
+// after the order was placed. The request's idempotency key makes a
+// repeat find that order rather than place a second one.
+func (s *Service) place(ctx context.Context, req order.PlaceRequest) (order.PlaceResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, s.opts.timeouts.Place)
+		res, err := kit.Call[order.PlaceRequest, order.PlaceResult](actx, s.d.NC, order.PlaceSubject, req)
+		acancel()
+		// Unanswered is a timeout; "no responders" is a request nobody
+		// received (no order service runs): said at once.
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return res, err
+		}
+		s.d.Logger.Warn("gateway: an order placement went unanswered; asking again with its idempotency key", "customer", req.CustomerID, "err", err)
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // Pages of GET /api/orders: limit's default and most.

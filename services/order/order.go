@@ -6,9 +6,12 @@ package order
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
@@ -27,6 +30,36 @@ type PlaceRequest struct {
 	CustomerID string       `json:"customer_id"`
 	Items      []Line       `json:"items"`
 	Card       schemas.Card `json:"card"`
+	// Key, when set, names the order for its customer: a request repeated
+	// with the same key (its reply was lost, the client tried again) gets
+	// the order the first one placed, not a second order. The key is the
+	// client's Idempotency-Key, or the gateway's own for its retries.
+	Key string `json:"idempotency_key,omitempty"`
+}
+
+// MaxKeyLen is the longest idempotency key taken.
+const MaxKeyLen = 200
+
+// CheckKey says what is wrong with an idempotency key, or nil: 1 to
+// MaxKeyLen visible ASCII characters.
+func CheckKey(key string) error {
+	if key == "" || len(key) > MaxKeyLen {
+		return fmt.Errorf("an idempotency key has 1 to %d characters, this one %d", MaxKeyLen, len(key))
+	}
+	for _, c := range []byte(key) {
+		if c <= ' ' || c > '~' {
+			return errors.New("an idempotency key has visible ASCII characters only")
+		}
+	}
+	return nil
+}
+
+// KeyedID is the id of the order a customer places with an idempotency
+// key: the same for every repeat of the request, and never an id NewID
+// makes (those have 22 characters after "ord-", these 24).
+func KeyedID(customerID, key string) string {
+	sum := sha256.Sum256([]byte(customerID + "\x00" + key))
+	return "ord-" + hex.EncodeToString(sum[:12])
 }
 
 // Line is an item of an order as a customer makes it.
@@ -39,6 +72,8 @@ type Line struct {
 type PlaceResult struct {
 	ID    string        `json:"id"`
 	Total schemas.Money `json:"total"`
+	// Replayed: the request repeated one that placed this order already.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // Order is the service's record of an order. It is also the outbox of
@@ -52,6 +87,8 @@ type Order struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	// Started: the order was announced and its saga started.
 	Started bool `json:"started,omitempty"`
+	// Key is the idempotency key it was placed with, if any.
+	Key string `json:"idempotency_key,omitempty"`
 }
 
 // Price checks an order and prices it from the catalog: domain logic.
@@ -259,21 +296,45 @@ func (s *Service) launch(ctx context.Context, o schemas.OrderPlaced) error {
 // order's saga never runs without it; a Place cut short after it is
 // finished by the reconciler.
 func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, error) {
-	o, err := Price(kit.NewID("ord"), req, time.Now().UTC())
+	id := kit.NewID("ord")
+	if req.Key != "" {
+		if err := CheckKey(req.Key); err != nil {
+			return PlaceResult{}, kit.BadRequest{Msg: err.Error()}
+		}
+		id = KeyedID(req.CustomerID, req.Key)
+	}
+	o, err := Price(id, req, time.Now().UTC())
 	if err != nil {
 		return PlaceResult{}, err
 	}
-	// Create, never overwrite: a repeated id must not merge two orders.
+	// Create, never overwrite: a repeated id must not merge two orders. A
+	// repeat of a keyed request finds its order.
+	var had *Order
 	if _, err := kit.Update(ctx, s.store, o.OrderID, func(cur *Order) (bool, error) {
-		if cur.OrderID != "" {
+		if cur.OrderID == "" {
+			*cur = Order{OrderPlaced: o, Status: "pending", UpdatedAt: o.PlacedAt, Key: req.Key}
+			return true, nil
+		}
+		if req.Key == "" || cur.Key != req.Key || cur.CustomerID != o.CustomerID {
 			return false, fmt.Errorf("order id %s is taken", o.OrderID)
 		}
-		*cur = Order{OrderPlaced: o, Status: "pending", UpdatedAt: o.PlacedAt}
-		return true, nil
+		if !sameLines(cur.Items, o.Items) {
+			return false, kit.Conflict{Msg: fmt.Sprintf("idempotency key %q was used for order %s, with other items: a new order needs a new key", req.Key, cur.OrderID)}
+		}
+		had = cur
+		return false, nil
 	}); err != nil {
 		return PlaceResult{}, err
 	}
-	if err := s.crashPoint("recorded"); err != nil {
+	if had != nil {
+		// A repeat: the first request placed the order. If it was cut
+		// short before the saga started, this one finishes its work (the
+		// same writes, each safe to repeat).
+		o = had.OrderPlaced
+		if had.Status != "pending" || had.Started {
+			return PlaceResult{ID: o.OrderID, Total: o.Total, Replayed: true}, nil
+		}
+	} else if err := s.crashPoint("recorded"); err != nil {
 		return PlaceResult{}, err
 	}
 	if err := s.launch(ctx, o); errors.Is(err, errStopped) {
@@ -284,7 +345,12 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 			return PlaceResult{}, err
 		}
 	}
-	return PlaceResult{ID: o.OrderID, Total: o.Total}, nil
+	return PlaceResult{ID: o.OrderID, Total: o.Total, Replayed: had != nil}, nil
+}
+
+// sameLines reports whether two orders have the same items, in order.
+func sameLines(a, b []schemas.Item) bool {
+	return slices.EqualFunc(a, b, func(x, y schemas.Item) bool { return x.SKU == y.SKU && x.Qty == y.Qty })
 }
 
 // notStarted settles an order whose saga could not be started (a stream

@@ -29,7 +29,9 @@ type shopHarness struct {
 	mail string
 	base string
 	gw   *gateway.Service
-	logs *logBuffer // every service's log lines, debug included
+	// gwOpts are the gateway's options, for a test that starts it itself.
+	gwOpts []gateway.Option
+	logs   *logBuffer // every service's log lines, debug included
 
 	mu    sync.Mutex
 	stops map[string]func()
@@ -76,7 +78,7 @@ func (h *shopHarness) start(name string) {
 	}
 	run := shop.Service(name, d, h.mail)
 	if name == "gateway" {
-		h.gw = gateway.New(d, "127.0.0.1:0")
+		h.gw = gateway.New(d, "127.0.0.1:0", h.gwOpts...)
 		run = h.gw.Run
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -144,6 +146,13 @@ func (h *shopHarness) stop(name string) {
 // do calls the gateway and decodes the JSON answer.
 func (h *shopHarness) do(method, path string, body any) (int, map[string]any) {
 	h.t.Helper()
+	code, out, _ := h.doWith(method, path, body, nil)
+	return code, out
+}
+
+// doWith is do with request headers, answering the response's too.
+func (h *shopHarness) doWith(method, path string, body any, headers map[string]string) (int, map[string]any, http.Header) {
+	h.t.Helper()
 	var r io.Reader
 	if s, ok := body.(string); ok {
 		r = bytes.NewBufferString(s)
@@ -155,6 +164,9 @@ func (h *shopHarness) do(method, path string, body any) (int, map[string]any) {
 	if r != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
@@ -162,7 +174,7 @@ func (h *shopHarness) do(method, path string, body any) (int, map[string]any) {
 	defer resp.Body.Close()
 	var out map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return resp.StatusCode, out, resp.Header
 }
 
 func address(country string) map[string]string {

@@ -10,11 +10,25 @@ const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "
 const ms = (a, b) => (a && b ? Math.max(0, new Date(b) - new Date(a)) : null);
 const customers = new Map();
 
-async function api(method, path, body) {
-  const res = await fetch(path, { method, headers: body ? { "Content-Type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined });
+async function api(method, path, body, headers) {
+  const res = await fetch(path, { method, headers: { ...(body ? { "Content-Type": "application/json" } : {}), ...headers }, body: body ? JSON.stringify(body) : undefined });
   const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(data.error || res.statusText);
+  if (!res.ok) throw Object.assign(new Error(data.error || res.statusText), { status: res.status });
   return data;
+}
+
+// The idempotency key of the order being placed: the same while the same
+// order is tried again after a failure (a response lost, the shop busy),
+// so that trying again never places it twice; a new one for another order.
+let orderKey = null;
+function idempotencyKey(body) {
+  const text = JSON.stringify(body);
+  if (!orderKey || orderKey.body !== text) {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    orderKey = { body: text, key: Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("") };
+  }
+  return orderKey.key;
 }
 
 async function loadCustomers(pick) {
@@ -226,11 +240,14 @@ $("#place-order").addEventListener("click", async () => {
   $("#form-error").textContent = "";
   btn.disabled = true;
   try {
-    const { id, status } = await api("POST", "/api/orders", { customer_id: $("#customer-select").value, items: chosenItems(), card: $("#card").value.trim() });
+    const body = { customer_id: $("#customer-select").value, items: chosenItems(), card: $("#card").value.trim() };
+    const { id, status } = await api("POST", "/api/orders", body, { "Idempotency-Key": idempotencyKey(body) });
+    orderKey = null;
     if (!orders.has(id)) upsert({ id, status, customer_id: $("#customer-select").value, placed_at: new Date().toISOString(), total: 0 }, true);
     select(id);
     loadCatalog();
   } catch (e) {
+    if (e.status && e.status < 500) orderKey = null; // refused: another try is another request
     $("#form-error").textContent = e.message;
   } finally {
     btn.disabled = false;
