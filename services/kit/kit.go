@@ -127,7 +127,12 @@ func OpenExpiringStore(ctx context.Context, js jetstream.JetStream, bucket strin
 // nearest replica, and one that lags (a server back from a restart,
 // catching up) answers "not found" for a value the leader has: before
 // anyone acts on a value's absence, the leader confirms it.
+//
+// Like every request of Update, it is bounded by attemptTimeout: one sent
+// to a server as it stops is never answered.
 func (s *Store) leaderGet(ctx context.Context, key string) ([]byte, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
 	m, seq, err := jsutil.LeaderMsg(ctx, s.nc, s.api, "KV_"+s.bucket, []byte(`{"last_by_subj":`+strconv.Quote("$KV."+s.bucket+"."+key)+`}`))
 	if errors.Is(err, jsutil.ErrNoMessage) {
 		return nil, 0, ErrNotFound
