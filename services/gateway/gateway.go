@@ -515,14 +515,22 @@ func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
 	rm := s.rm.Load()
 	rm.Pending(OrderRow{ID: res.ID, CustomerID: req.CustomerID, Status: "pending", Total: res.Total, Currency: schemas.Currency,
 		PlacedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()})
-	status := "pending"
+	answer := map[string]string{"id": res.ID, "status": "pending"}
 	if row, ok := rm.Order(res.ID); ok {
-		status = row.Status
+		answer["status"] = row.Status
 	}
 	if res.Replayed {
+		// The order service's word on the order, newer than the read
+		// model's.
 		w.Header().Set("Idempotent-Replayed", "true")
+		if res.Status != "" {
+			answer["status"] = res.Status
+		}
+		if res.Reason != "" {
+			answer["reason"] = res.Reason
+		}
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"id": res.ID, "status": status})
+	writeJSON(w, http.StatusAccepted, answer)
 }
 
 // place asks the order service to place an order, and asks again when a

@@ -73,7 +73,11 @@ type PlaceResult struct {
 	ID    string        `json:"id"`
 	Total schemas.Money `json:"total"`
 	// Replayed: the request repeated one that placed this order already.
-	Replayed bool `json:"replayed,omitempty"`
+	// Status and Reason are then the order's now. (A repeat of a request
+	// whose order could not start gets that request's 503 again.)
+	Replayed bool   `json:"replayed,omitempty"`
+	Status   string `json:"status,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // Order is the service's record of an order. It is also the outbox of
@@ -331,8 +335,11 @@ func (s *Service) Place(ctx context.Context, req PlaceRequest) (PlaceResult, err
 		// short before the saga started, this one finishes its work (the
 		// same writes, each safe to repeat).
 		o = had.OrderPlaced
+		if had.Status == "rejected" && !had.Started {
+			return PlaceResult{}, notPlaced(o.OrderID, had.Reason)
+		}
 		if had.Status != "pending" || had.Started {
-			return PlaceResult{ID: o.OrderID, Total: o.Total, Replayed: true}, nil
+			return PlaceResult{ID: o.OrderID, Total: o.Total, Replayed: true, Status: had.Status, Reason: had.Reason}, nil
 		}
 	} else if err := s.crashPoint("recorded"); err != nil {
 		return PlaceResult{}, err
@@ -379,8 +386,20 @@ func (s *Service) notStarted(ctx context.Context, o schemas.OrderPlaced, cause e
 	if err != nil {
 		s.d.Logger.Error("order: its saga did not start and its rejection was not recorded", "saga", o.OrderID, "cause", cause, "err", err)
 	}
-	return kit.Unavailable{Msg: reason}
+	return notPlaced(o.OrderID, reason)
 }
+
+// notPlaced is the answer to a request whose order could not start, and
+// to every repeat of it: the order is rejected, so its idempotency key is
+// spent, and placing the order again takes a new one.
+func notPlaced(id, reason string) error {
+	return kit.Unavailable{Msg: fmt.Sprintf("%s (order %s was not placed; %s)", reason, id, KeySpent)}
+}
+
+// KeySpent ends the message of a 503 whose order was rejected before it
+// started: a client that sent an Idempotency-Key tries again with a new
+// one (with the same one, it gets this answer again).
+const KeySpent = "to try again, send a new Idempotency-Key"
 
 func (s *Service) confirm(ctx context.Context, o schemas.OrderPlaced) (schemas.OrderConfirmed, error) {
 	return schemas.OrderConfirmed{OrderID: o.OrderID, CustomerID: o.CustomerID, Total: o.Total, Currency: o.Currency, ConfirmedAt: time.Now().UTC()}, nil

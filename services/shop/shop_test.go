@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/shop"
 )
 
@@ -55,7 +56,9 @@ func runShop(t *testing.T, cfg shop.Config) *running {
 	return r
 }
 
-func call(t *testing.T, method, url string, body any) (int, map[string]any) {
+// call sends a request (with headers, as name, value pairs) and decodes
+// the JSON answer.
+func call(t *testing.T, method, url string, body any, headers ...string) (int, map[string]any) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -65,6 +68,9 @@ func call(t *testing.T, method, url string, body any) (int, map[string]any) {
 	req, _ := http.NewRequest(method, url, rd)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -106,10 +112,10 @@ func (r *running) register(t *testing.T) string {
 	return id
 }
 
-func (r *running) order(t *testing.T, cust string) (int, map[string]any) {
+func (r *running) order(t *testing.T, cust string, headers ...string) (int, map[string]any) {
 	t.Helper()
 	return call(t, "POST", r.base()+"/api/orders", map[string]any{"customer_id": cust,
-		"items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
+		"items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"}, headers...)
 }
 
 func (r *running) awaitOrder(t *testing.T, id string, status ...string) map[string]any {
@@ -182,9 +188,14 @@ func TestDeletedStreamIsLoudAndARestartRecovers(t *testing.T) {
 	if h["status"] != "unavailable" {
 		t.Errorf("healthz: %v", h)
 	}
-	code, res = sh.order(t, cust)
-	if code != 503 {
-		t.Errorf("order while CHOREO is missing: %d %v, want 503", code, res)
+	code, res = sh.order(t, cust, "Idempotency-Key", "while-missing")
+	if msg, _ := res["error"].(string); code != 503 || !strings.Contains(msg, order.KeySpent) {
+		t.Errorf("order while CHOREO is missing: %d %v, want 503 saying the key is spent", code, res)
+	}
+	// Its key is spent: the same request again gets the same answer, and
+	// places nothing.
+	if again, res2 := sh.order(t, cust, "Idempotency-Key", "while-missing"); again != 503 || res2["error"] != res["error"] {
+		t.Errorf("the same key again: %d %v, want the first answer %v", again, res2, res)
 	}
 	// The refused order was announced and rejected: find it by customer.
 	var refused string
@@ -199,6 +210,9 @@ func TestDeletedStreamIsLoudAndARestartRecovers(t *testing.T) {
 		}
 		return false
 	}, func() string { return "the refused order was not rejected with the reason" })
+	if refused != order.KeyedID(cust, "while-missing") {
+		t.Errorf("the refused order is %s, want the key's %s", refused, order.KeyedID(cust, "while-missing"))
+	}
 	sh.stop()
 
 	sh = runShop(t, cfg)

@@ -39,6 +39,7 @@ import (
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
 	"github.com/choreo-go/choreo/services/shop"
 	"github.com/choreo-go/choreo/test/checker"
@@ -363,6 +364,7 @@ type load struct {
 	order   []string
 	refused int
 	lastErr string
+	keyGen  map[int]int // per order, how many of its keys were spent
 	done    chan struct{}
 	acks    chan struct{} // a tick per acknowledged order
 	// After settle: how the orders ended.
@@ -374,7 +376,7 @@ type load struct {
 func (s *stack) load() *load {
 	s.t.Helper()
 	l := &load{s: s, base: fmt.Sprintf("http://127.0.0.1:%d", s.httpPort), http: &http.Client{Timeout: 20 * time.Second},
-		acked: map[string]kind{}, done: make(chan struct{}), acks: make(chan struct{}, orders*2)}
+		acked: map[string]kind{}, keyGen: map[int]int{}, done: make(chan struct{}), acks: make(chan struct{}, orders*2)}
 	for i := range 4 {
 		l.fr = append(l.fr, l.register(fmt.Sprintf("Ada %d", i), "FR"))
 	}
@@ -468,13 +470,19 @@ func (l *load) place(i int, k kind) bool {
 	case unservedOrder:
 		customer = l.aq[0]
 	}
-	code, res, err := l.post("/api/orders", map[string]any{"customer_id": customer, "items": items, "card": card}, "Idempotency-Key", fmt.Sprintf("smoke-order-%d", i))
+	l.mu.Lock()
+	key := fmt.Sprintf("smoke-order-%d-%d", i, l.keyGen[i])
+	l.mu.Unlock()
+	code, res, err := l.post("/api/orders", map[string]any{"customer_id": customer, "items": items, "card": card}, "Idempotency-Key", key)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	id, _ := res["id"].(string)
 	if err != nil || code != http.StatusAccepted || id == "" {
 		l.refused++
 		l.lastErr = fmt.Sprintf("%d %v %v", code, res, err)
+		if msg, _ := res["error"].(string); strings.Contains(msg, order.KeySpent) {
+			l.keyGen[i]++ // not placed: the next try is a new order
+		}
 		return false
 	}
 	l.acked[id] = k

@@ -247,7 +247,9 @@ $("#place-order").addEventListener("click", async () => {
     select(id);
     loadCatalog();
   } catch (e) {
-    if (e.status && e.status < 500) orderKey = null; // refused: another try is another request
+    // Refused, or not placed (a 503 that says the key is spent): another
+    // try is another order. Otherwise a try again repeats this one.
+    if ((e.status && e.status < 500) || e.message.includes("send a new Idempotency-Key")) orderKey = null;
     $("#form-error").textContent = e.message;
   } finally {
     btn.disabled = false;
