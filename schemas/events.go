@@ -58,11 +58,14 @@ type OrderPlaced struct {
 // PaymentSucceeded: the order's card was charged. The result of the
 // charge step, and published on topic payment.succeeded.
 type PaymentSucceeded struct {
-	PaymentID string    `json:"payment_id"`
-	OrderID   string    `json:"order_id"`
-	Time      time.Time `json:"time"`
-	Amount    Money     `json:"amount"`
-	Currency  string    `json:"currency"`
+	PaymentID string `json:"payment_id"`
+	OrderID   string `json:"order_id"`
+	// CustomerID is whose order it is, so that a consumer (the receipt)
+	// needs no other event first. Events of earlier versions lack it.
+	CustomerID string    `json:"customer_id,omitempty"`
+	Time       time.Time `json:"time"`
+	Amount     Money     `json:"amount"`
+	Currency   string    `json:"currency"`
 }
 
 // PaymentDeclined: the card was refused. Topic payment.declined.

@@ -89,11 +89,14 @@ func (s *Service) placed(ctx context.Context, o schemas.OrderPlaced) error {
 }
 
 // receipt e-mails the customer a receipt for a payment, once per payment
-// id however often the event comes.
+// id however often the event comes. The event names the customer; one of
+// an earlier version does not, and its order's OrderPlaced tells.
 func (s *Service) receipt(ctx context.Context, p schemas.PaymentSucceeded) error {
-	var o OrderOwner
-	if err := s.store.Get(ctx, p.OrderID, &o); err != nil {
-		return fmt.Errorf("order %s not known yet: %w", p.OrderID, err) // retried: its OrderPlaced is on its way
+	o := OrderOwner{OrderID: p.OrderID, CustomerID: p.CustomerID}
+	if o.CustomerID == "" {
+		if err := s.store.Get(ctx, p.OrderID, &o); err != nil {
+			return fmt.Errorf("order %s not known yet: %w", p.OrderID, err) // retried: its OrderPlaced is on its way
+		}
 	}
 	c, err := s.customer(ctx, o.CustomerID)
 	if err != nil {

@@ -218,7 +218,7 @@ func (s *Service) charge(ctx context.Context, o schemas.OrderPlaced) (schemas.Pa
 	if err != nil {
 		return schemas.PaymentSucceeded{}, err
 	}
-	e := schemas.PaymentSucceeded{PaymentID: id, OrderID: o.OrderID, Time: c.ChargedAt, Amount: c.Amount, Currency: c.Currency}
+	e := schemas.PaymentSucceeded{PaymentID: id, OrderID: o.OrderID, CustomerID: o.CustomerID, Time: c.ChargedAt, Amount: c.Amount, Currency: c.Currency}
 	// The card is charged: from here the step must not fail, since a
 	// failed step is never compensated (it is taken to have done nothing).
 	// So the event is published again until the broker takes it or the

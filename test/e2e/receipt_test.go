@@ -75,3 +75,27 @@ func TestReceiptOncePerPaymentEvenWhenRedelivered(t *testing.T) {
 	}
 	t.Logf("1 payment, its event delivered 3 times: %d receipt", len(receipts))
 }
+
+// A PaymentSucceeded names its customer, so its receipt needs no other
+// event first: one that comes before its order's OrderPlaced (or whose
+// OrderPlaced never reaches the notification service) is still receipted.
+// The compose run lost receipts when OrderPlaced lagged past the retries.
+func TestReceiptNeedsNoOtherEvent(t *testing.T) {
+	h := newShop(t)
+	ada := h.register("ada", "FR")
+	sagatest.Poll(t, 15*time.Second, func() bool { // the welcome: notification knows ada
+		_, err := os.Stat(filepath.Join(h.mail, "welcome-"+ada+".eml"))
+		return err == nil
+	}, func() string { return fmt.Sprintf("no welcome; mails: %v", h.mails()) })
+	e := schemas.PaymentSucceeded{PaymentID: "pay-ord-nobodyplacedit", OrderID: "ord-nobodyplacedit", CustomerID: ada,
+		Time: time.Now().UTC(), Amount: 1250, Currency: schemas.Currency}
+	if err := events.Publish(context.Background(), h.deps.Bus, schemas.TopicPaymentSucceeded, e.PaymentID, e); err != nil {
+		t.Fatal(err)
+	}
+	receipt := filepath.Join(h.mail, "receipt-pay-ord-nobodyplacedit.eml")
+	sagatest.Poll(t, 15*time.Second, func() bool { _, err := os.Stat(receipt); return err == nil },
+		func() string { return fmt.Sprintf("no receipt; mails: %v", h.mails()) })
+	if body, _ := os.ReadFile(receipt); !strings.Contains(string(body), "12.50 EUR") || !strings.Contains(string(body), "ada@example.com") {
+		t.Errorf("receipt:\n%s", body)
+	}
+}
