@@ -54,16 +54,23 @@ func stepBound(d *stepDef, st *State) bound {
 
 // judgeTrigger decides what a trigger of step d does, given the saga's
 // state, the index in the log of the event that triggered (trigger), how
-// many times the broker has delivered it, and the time.
-func judgeTrigger(d *stepDef, cur *State, trigger, delivered int, now time.Time) triggerVerdict {
+// many times the broker has delivered it, whether it waited longer than
+// the ack wait before this delivery (stale), and the time.
+func judgeTrigger(d *stepDef, cur *State, trigger, delivered int, stale bool, now time.Time) triggerVerdict {
 	st := cur.Step(d.name)
 	switch {
 	case st == nil || st.Trigger != trigger:
 		return triggerIgnore
 	case st.Status != StepRunning:
 		return triggerSettled
-	case cur.Status != StatusRunning && delivered > 1 && d.kind == CompensatableStep:
-		// An earlier delivery may have made its effect before a crash.
+	case cur.Status != StatusRunning && (delivered > 1 || stale) && d.kind == CompensatableStep:
+		// An earlier delivery may have made its effect before a crash. So
+		// may another copy of a trigger that waited past the ack wait: a
+		// copy read while the saga still ran takes the fast path and runs
+		// the action, and a skip here would leave its effect
+		// uncompensated (found by the fault suite's duplicated deliveries
+		// with a slow participant). Compensating a step that never ran is
+		// what a compensation must already bear.
 		return triggerAbandon
 	case cur.Status != StatusRunning:
 		return triggerSkip

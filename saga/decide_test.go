@@ -33,22 +33,24 @@ func TestJudgeTrigger(t *testing.T) {
 		st        *State
 		trigger   int
 		delivered int
+		stale     bool
 		now       time.Time
 		want      triggerVerdict
 	}{
-		{"fresh trigger", comp, running(StatusRunning, CompensatableStep, time.Time{}), 2, 1, t0, triggerRun},
-		{"a sibling's result", comp, running(StatusRunning, CompensatableStep, time.Time{}), 3, 1, t0, triggerIgnore},
-		{"a step the saga does not have", &stepDef{name: "x"}, running(StatusRunning, CompensatableStep, time.Time{}), 2, 1, t0, triggerIgnore},
-		{"decided already: a redelivery", comp, done, 2, 2, t0, triggerSettled},
-		{"compensating, first delivery: never ran", comp, running(StatusCompensating, CompensatableStep, time.Time{}), 2, 1, t0, triggerSkip},
-		{"compensating, redelivered: may have run", comp, running(StatusCompensating, CompensatableStep, time.Time{}), 2, 2, t0, triggerAbandon},
-		{"compensating, redelivered pivot: not compensatable", pivot, running(StatusCompensating, PivotStep, time.Time{}), 2, 2, t0, triggerSkip},
-		{"timeout passed", comp, running(StatusRunning, CompensatableStep, time.Time{}), 2, 3, t0.Add(time.Minute), triggerExpired},
-		{"saga deadline passed first", comp, running(StatusRunning, CompensatableStep, t0.Add(time.Second)), 2, 1, t0.Add(2 * time.Second), triggerExpired},
-		{"a pivot has no timeout", pivot, running(StatusRunning, PivotStep, t0.Add(time.Second)), 2, 1, t0.Add(time.Hour), triggerRun},
+		{"fresh trigger", comp, running(StatusRunning, CompensatableStep, time.Time{}), 2, 1, false, t0, triggerRun},
+		{"a sibling's result", comp, running(StatusRunning, CompensatableStep, time.Time{}), 3, 1, false, t0, triggerIgnore},
+		{"a step the saga does not have", &stepDef{name: "x"}, running(StatusRunning, CompensatableStep, time.Time{}), 2, 1, false, t0, triggerIgnore},
+		{"decided already: a redelivery", comp, done, 2, 2, false, t0, triggerSettled},
+		{"compensating, first delivery: never ran", comp, running(StatusCompensating, CompensatableStep, time.Time{}), 2, 1, false, t0, triggerSkip},
+		{"compensating, redelivered: may have run", comp, running(StatusCompensating, CompensatableStep, time.Time{}), 2, 2, false, t0, triggerAbandon},
+		{"compensating, first delivery of a trigger that waited past the ack wait: a copy may have run", comp, running(StatusCompensating, CompensatableStep, time.Time{}), 2, 1, true, t0, triggerAbandon},
+		{"compensating, redelivered pivot: not compensatable", pivot, running(StatusCompensating, PivotStep, time.Time{}), 2, 2, false, t0, triggerSkip},
+		{"timeout passed", comp, running(StatusRunning, CompensatableStep, time.Time{}), 2, 3, false, t0.Add(time.Minute), triggerExpired},
+		{"saga deadline passed first", comp, running(StatusRunning, CompensatableStep, t0.Add(time.Second)), 2, 1, false, t0.Add(2 * time.Second), triggerExpired},
+		{"a pivot has no timeout", pivot, running(StatusRunning, PivotStep, t0.Add(time.Second)), 2, 1, false, t0.Add(time.Hour), triggerRun},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := judgeTrigger(tc.d, tc.st, tc.trigger, tc.delivered, tc.now); got != tc.want {
+			if got := judgeTrigger(tc.d, tc.st, tc.trigger, tc.delivered, tc.stale, tc.now); got != tc.want {
 				t.Errorf("judgeTrigger = %v, want %v", got, tc.want)
 			}
 		})

@@ -693,14 +693,15 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 	if !rogueTrigger && !d.vouch(ctx) {
 		return
 	}
-	if d.delivered != 1 || time.Since(d.stored) >= r.o.ackWait || rogueTrigger {
+	stale := time.Since(d.stored) >= r.o.ackWait
+	if d.delivered != 1 || stale || rogueTrigger {
 		var ok bool
 		if cur, curSeq, ok = d.state(ctx, d.src.seq); !ok { // the trigger is in the log
 			return
 		}
 	}
 	attempt := d.delivered
-	verdict := judgeTrigger(def, cur, env.state.Events, d.delivered, time.Now())
+	verdict := judgeTrigger(def, cur, env.state.Events, d.delivered, stale, time.Now())
 	switch verdict {
 	case triggerIgnore:
 		_ = d.m.Ack() // not this step's trigger: a sibling's result, or another version's

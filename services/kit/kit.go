@@ -99,6 +99,9 @@ type Store struct {
 	nc     *nats.Conn
 	api    string
 	bucket string
+	// replicated: the bucket has replicas, and a get may be answered by
+	// one that lags the leader. With one server, every get is the leader's.
+	replicated bool
 }
 
 // ErrNotFound is returned for a key that has no value.
@@ -120,7 +123,7 @@ func OpenExpiringStore(ctx context.Context, js jetstream.JetStream, bucket strin
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", bucket, jsutil.Refused(js.Conn(), "KV_"+bucket, err))
 	}
-	return &Store{kv: kv, nc: js.Conn(), api: jsutil.APIPrefix(js), bucket: bucket}, nil
+	return &Store{kv: kv, nc: js.Conn(), api: jsutil.APIPrefix(js), bucket: bucket, replicated: replicas > 1}, nil
 }
 
 // leaderGet reads key from the bucket's stream leader. Gets go to the
@@ -150,6 +153,9 @@ func (s *Store) leaderGet(ctx context.Context, key string) ([]byte, uint64, erro
 func (s *Store) Get(ctx context.Context, key string, v any) error {
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		if !s.replicated {
+			return ErrNotFound
+		}
 		data, _, err := s.leaderGet(ctx, key)
 		if err != nil {
 			return err
@@ -214,7 +220,7 @@ func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (boo
 			}
 		}
 		change, err := fn(&v)
-		if rev == 0 && !askLeader && (err != nil || !change) {
+		if s.replicated && rev == 0 && !askLeader && (err != nil || !change) {
 			// fn acts on the value's absence, which a replica that lags
 			// may only seem to show (a Create, by contrast, is checked by
 			// the leader): the leader confirms it first.
@@ -248,6 +254,9 @@ func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (boo
 		})
 		// Unanswered, the write may have been made: the next read tells,
 		// and fn sees its own change.
+		if (errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err)) && !s.replicated {
+			continue // a lost race: the next get is the leader's
+		}
 		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) {
 			// A write refused: the value is newer than the one read, a
 			// lost race or a replica that lags. The leader tells what it

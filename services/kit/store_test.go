@@ -29,6 +29,7 @@ func TestStoreAsksTheLeaderBeforeActingOnAbsence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kit.AsReplicated(st) // as on a cluster (one server answers every get as the leader)
 	type rec struct{ N int }
 	if err := st.Put(ctx, "k", rec{N: 1}); err != nil {
 		t.Fatal(err)
