@@ -72,12 +72,8 @@ func (j *journal) lastMsg(ctx context.Context, subject string, min uint64) (*nat
 	return j.leaderLast(ctx, subject)
 }
 
-func lastBySubject(subject string) []byte {
-	return []byte(`{"last_by_subj":` + strconv.Quote(subject) + `}`)
-}
-
 func (j *journal) directLast(ctx context.Context, subject string) (*nats.Msg, uint64, error) {
-	return j.direct(ctx, lastBySubject(subject), subject)
+	return j.direct(ctx, jsutil.LastBySubject(subject), subject)
 }
 
 // direct answers a direct get request req for what: the nearest replica's.
@@ -105,7 +101,7 @@ func (j *journal) direct(ctx context.Context, req []byte, subject string) (*nats
 // returns has the headers a direct get adds, after its own, so that the
 // same checks apply to both.
 func (j *journal) leaderLast(ctx context.Context, subject string) (*nats.Msg, uint64, error) {
-	return j.leader(ctx, lastBySubject(subject), subject)
+	return j.leader(ctx, jsutil.LastBySubject(subject), subject)
 }
 
 // leader answers a message get request req for what: the stream leader's.

@@ -160,6 +160,12 @@ func APIPrefix(js jetstream.JetStream) string {
 	return jetstream.DefaultAPIPrefix
 }
 
+// LastBySubject is a message get request for the newest message on
+// subject (wildcards allowed).
+func LastBySubject(subject string) []byte {
+	return []byte(`{"last_by_subj":` + strconv.Quote(subject) + `}`)
+}
+
 // ErrNoMessage is the leader's answer to a get of a message it does not
 // have.
 var ErrNoMessage = errors.New("no such message")

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -136,7 +135,7 @@ func OpenExpiringStore(ctx context.Context, js jetstream.JetStream, bucket strin
 func (s *Store) leaderGet(ctx context.Context, key string) ([]byte, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
-	m, seq, err := jsutil.LeaderMsg(ctx, s.nc, s.api, "KV_"+s.bucket, []byte(`{"last_by_subj":`+strconv.Quote("$KV."+s.bucket+"."+key)+`}`))
+	m, seq, err := jsutil.LeaderMsg(ctx, s.nc, s.api, "KV_"+s.bucket, jsutil.LastBySubject("$KV."+s.bucket+"."+key))
 	if errors.Is(err, jsutil.ErrNoMessage) {
 		return nil, 0, ErrNotFound
 	}
@@ -254,15 +253,12 @@ func Update[T any](ctx context.Context, s *Store, key string, fn func(v *T) (boo
 		})
 		// Unanswered, the write may have been made: the next read tells,
 		// and fn sees its own change.
-		if (errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err)) && !s.replicated {
-			continue // a lost race: the next get is the leader's
-		}
 		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSeq(err) {
 			// A write refused: the value is newer than the one read, a
-			// lost race or a replica that lags. The leader tells what it
-			// is now (asking the replica again may spin until it catches
-			// up).
-			askLeader = true
+			// lost race or a replica that lags. On a replicated bucket the
+			// leader tells what it is now (asking the replica again may
+			// spin until it catches up).
+			askLeader = s.replicated
 			continue
 		}
 		if unanswered(ctx, err) && lost.again(ctx) {
