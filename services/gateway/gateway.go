@@ -512,16 +512,11 @@ func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
 		callError(w, err)
 		return
 	}
-	rm := s.rm.Load()
-	rm.Pending(OrderRow{ID: res.ID, CustomerID: req.CustomerID, Status: "pending", Total: res.Total, Currency: schemas.Currency,
+	s.rm.Load().Pending(OrderRow{ID: res.ID, CustomerID: req.CustomerID, Status: "pending", Total: res.Total, Currency: schemas.Currency,
 		PlacedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()})
 	answer := map[string]string{"id": res.ID, "status": "pending"}
-	if row, ok := rm.Order(res.ID); ok {
-		answer["status"] = row.Status
-	}
 	if res.Replayed {
-		// The order service's word on the order, newer than the read
-		// model's.
+		// A repeat: the order service's word on the order as it is now.
 		w.Header().Set("Idempotent-Replayed", "true")
 		if res.Status != "" {
 			answer["status"] = res.Status
