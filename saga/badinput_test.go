@@ -14,6 +14,8 @@ import (
 
 	"github.com/choreo-go/choreo/internal/wire"
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -52,7 +54,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 	e.start(t, "model")
 	e.await(t, "model", saga.StatusCompleted)
 	nc, js := e.srv.Connect()
-	stream, err := js.Stream(context.Background(), saga.StreamName)
+	stream, err := js.Stream(context.Background(), access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +127,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		e.await(t, fmt.Sprintf("after%d", i), saga.StatusCompleted)
 	}
 
-	var dls []saga.DeadLetter
+	var dls []ops.DeadLetter
 	found := func(id, reason string) bool {
 		for _, d := range dls {
 			if strings.Contains(d.Subject, "."+id+".") || strings.HasSuffix(d.Subject, "."+id) {
@@ -137,7 +139,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		return false
 	}
 	sagatest.Poll(t, 15*time.Second, func() bool {
-		dls, _ = e.c.DeadLetters(context.Background(), nil)
+		dls, _ = e.op.DeadLetters(context.Background(), "")
 		for _, tc := range cases {
 			if !found(tc.id, tc.reason) {
 				return false

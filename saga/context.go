@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/choreo-go/choreo/internal/wire"
+	"github.com/choreo-go/choreo/saga/internal/engine"
 )
 
 // Info describes the step run a handler is called for.
@@ -16,6 +16,10 @@ type Info struct {
 	Step    string
 	Phase   Phase // PhaseAction or PhaseCompensation
 	Attempt int   // 1 for the first
+}
+
+func infoOf(i engine.Info) Info {
+	return Info{Flow: i.Flow, Version: i.Version, ID: i.ID, Step: i.Step, Phase: Phase(i.Phase), Attempt: i.Attempt}
 }
 
 // IdempotencyKey is the same for every attempt and every redelivery of
@@ -29,20 +33,10 @@ func (i Info) IdempotencyKey() string {
 	return i.Flow + "/" + i.ID + "/" + i.Step
 }
 
-type infoKey struct{}
-
-type runInfo struct {
-	Info
-	j *journal
-}
-
 // InfoFrom returns the Info of the handler call ctx belongs to.
 func InfoFrom(ctx context.Context) (Info, bool) {
-	ri, ok := ctx.Value(infoKey{}).(*runInfo)
-	if !ok {
-		return Info{}, false
-	}
-	return ri.Info, true
+	i, ok := engine.InfoFrom(ctx)
+	return infoOf(i), ok
 }
 
 // IdempotencyKey returns the handler call's idempotency key (see
@@ -59,16 +53,12 @@ func IdempotencyKey(ctx context.Context) string {
 // its handlers.
 func InputOf[T any](ctx context.Context) (T, error) {
 	var v T
-	ri, ok := ctx.Value(infoKey{}).(*runInfo)
-	if !ok {
-		return v, fmt.Errorf("saga: InputOf outside a handler")
-	}
-	data, err := ri.j.eventData(ctx, ri.Flow, ri.Version, ri.ID, wire.SagaStep, PhaseStart)
+	data, info, err := engine.InputData(ctx)
 	if err != nil {
 		return v, err
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
-		return v, fmt.Errorf("saga: input of %s/%s: %w", ri.Flow, ri.ID, err)
+		return v, fmt.Errorf("saga: input of %s/%s: %w", info.Flow, info.ID, err)
 	}
 	return v, nil
 }
@@ -77,16 +67,12 @@ func InputOf[T any](ctx context.Context) (T, error) {
 // one of its handlers. It returns ErrNotFound if s has not completed.
 func ResultOf[In, Out any](ctx context.Context, s *Step[In, Out]) (Out, error) {
 	var v Out
-	ri, ok := ctx.Value(infoKey{}).(*runInfo)
-	if !ok {
-		return v, fmt.Errorf("saga: ResultOf outside a handler")
-	}
-	data, err := ri.j.eventData(ctx, ri.Flow, ri.Version, ri.ID, s.Name(), PhaseDone)
+	data, info, err := engine.ResultData(ctx, s.Name())
 	if err != nil {
 		return v, err
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
-		return v, fmt.Errorf("saga: result of %s in %s/%s: %w", s.Name(), ri.Flow, ri.ID, err)
+		return v, fmt.Errorf("saga: result of %s in %s/%s: %w", s.Name(), info.Flow, info.ID, err)
 	}
 	return v, nil
 }

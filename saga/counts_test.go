@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -31,11 +32,11 @@ func TestStepCounts(t *testing.T) {
 	e.await(t, "sold", saga.StatusCompensated)
 	e.await(t, "stuck", saga.StatusCompensationFailed)
 
-	fc, err := e.c.StepCounts(ctx, e.s.flow, 1)
+	fc, err := e.op.StepCounts(ctx, e.s.flow.Name(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]saga.StepCount{
+	want := map[string]ops.StepCount{
 		// charge: 3 completed, 1 refunded, 1 whose refund is parked.
 		"charge":  {Step: "charge", Completed: 3, Compensated: 1, Parked: 1},
 		"reserve": {Step: "reserve", Completed: 3, Failed: 2},
@@ -58,7 +59,7 @@ func TestStepCounts(t *testing.T) {
 		t.Errorf("steps in the order %v", names)
 	}
 	// A version nobody registered and no saga ran on is not found.
-	if fc, err := e.c.StepCounts(ctx, e.s.flow, 2); !errors.Is(err, saga.ErrNotFound) {
+	if fc, err := e.op.StepCounts(ctx, e.s.flow.Name(), 2); !errors.Is(err, saga.ErrNotFound) {
 		t.Errorf("v2: %+v %v", fc, err)
 	}
 
@@ -67,9 +68,9 @@ func TestStepCounts(t *testing.T) {
 	if err := saga.Start(ctx, e.c, idle.flow, "w1", Order{ID: "w1"}); err != nil {
 		t.Fatal(err)
 	}
-	var got *saga.FlowCounts
+	var got *ops.FlowCounts
 	sagatest.Poll(t, 10*time.Second, func() bool {
-		got, err = e.c.StepCounts(ctx, saga.Named(idle.flow.Name()), 1)
+		got, err = e.op.StepCounts(ctx, idle.flow.Name(), 1)
 		return err == nil && len(got.Steps) > 0 && got.Steps[0].Waiting == 1
 	}, func() string { return fmt.Sprintf("counts %+v %v", got, err) })
 	if got.Steps[0].Running != 0 || got.Sagas[saga.StatusRunning] != 1 {
@@ -77,10 +78,10 @@ func TestStepCounts(t *testing.T) {
 	}
 
 	for _, bad := range []struct {
-		f saga.FlowRef
+		f string
 		v int
-	}{{nil, 1}, {saga.Named("a.b"), 1}, {e.s.flow, 0}} {
-		if _, err := e.c.StepCounts(ctx, bad.f, bad.v); !errors.Is(err, saga.ErrInvalidFlow) {
+	}{{"", 1}, {"a.b", 1}, {e.s.flow.Name(), 0}} {
+		if _, err := e.op.StepCounts(ctx, bad.f, bad.v); !errors.Is(err, saga.ErrInvalidFlow) {
 			t.Errorf("StepCounts(%v, %d): %v, want ErrInvalidFlow", bad.f, bad.v, err)
 		}
 	}

@@ -50,7 +50,7 @@
 // the version's runners must stay until Versions reports none left: a
 // saga's compensations run on its own version's handlers. Cancel stops one
 // running saga the same way. The registry behind this is the key-value
-// bucket FlowsBucket, where each runner also registers the definitions it
+// bucket wire.FlowsBucket, where each runner also registers the definitions it
 // serves (Client.Flows lists them for tools not compiled with the flows).
 //
 // # Operating

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -53,7 +54,7 @@ func TestDiagnoseUnservedAfterIdle(t *testing.T) {
 	}, func() string { return "saga two does not reach second" })
 
 	unserved := func(idle time.Duration) string {
-		found, err := c.Diagnose(ctx, saga.DiagnoseOptions{Idle: idle})
+		found, err := srv.Ops().Diagnose(ctx, ops.DiagnoseOptions{Idle: idle})
 		if err != nil {
 			t.Fatal(err)
 		}

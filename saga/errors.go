@@ -1,78 +1,53 @@
 package saga
 
-import (
-	"errors"
-	"fmt"
-)
+import "github.com/choreo-go/choreo/saga/internal/engine"
 
-// Sentinel errors. Test for them with errors.Is.
+// Errors. Test for them with errors.Is; each method's doc names the ones it
+// returns.
 var (
 	// ErrInvalidFlow is returned by Define for a flow that cannot run:
 	// duplicate or malformed names, payload types that do not chain, a pivot
 	// inside a parallel group, a compensatable step after the pivot.
-	ErrInvalidFlow = errors.New("saga: invalid flow")
+	ErrInvalidFlow = engine.ErrInvalidFlow
 	// ErrInvalidOption is returned when an option's value is out of range.
-	ErrInvalidOption = errors.New("saga: invalid option")
-	// ErrInvalidID is returned for a saga id that is not a single NATS
-	// subject token of [A-Za-z0-9_-] (1 to 128 characters).
-	ErrInvalidID = errors.New("saga: invalid saga id")
-	// ErrInvalidInput is returned by Start when the input's type is not the
-	// flow's input type.
-	ErrInvalidInput = errors.New("saga: invalid input")
+	ErrInvalidOption = engine.ErrInvalidOption
+	// ErrInvalidID is returned for a saga id that is not 1 to 128
+	// characters of [A-Za-z0-9_-].
+	ErrInvalidID = engine.ErrInvalidID
+	// ErrInvalidInput is returned by Start for an input that does not
+	// encode or is over the event size limit.
+	ErrInvalidInput = engine.ErrInvalidInput
 	// ErrNotFound is returned when no saga has the flow and id asked for.
-	ErrNotFound = errors.New("saga: not found")
-	// ErrNotParked is returned by RetryCompensation for a saga that is not
-	// in the compensation_failed state.
-	ErrNotParked = errors.New("saga: saga is not compensation_failed")
-	// ErrNotRunning is returned by Cancel for a saga that is not running,
-	// or that ran its pivot (it can only go forward).
-	ErrNotRunning = errors.New("saga: saga is not running")
-	// ErrRetired is returned by Start for a flow version that is retired
-	// or draining (Client.Retire) when no newer version takes its input.
-	ErrRetired = errors.New("saga: flow version retired")
-	// ErrBound is returned by Handle when the step already has a handler in
-	// this runner, or the runner is already running.
-	ErrBound = errors.New("saga: step already bound")
+	ErrNotFound = engine.ErrNotFound
+	// ErrRetired is returned by Start for a flow version an operator
+	// retired or is draining (package ops).
+	ErrRetired = engine.ErrRetired
+	// ErrBound is returned by Handle and OnEnd when the step or name already
+	// has a handler in this runner, or the runner is already running.
+	ErrBound = engine.ErrBound
 	// ErrUnsafeConfig is returned at start-up when a configuration would
 	// lose sagas or deliveries: an existing stream on memory storage the
 	// client did not ask for, unreplicated streams on a cluster, a consumer
 	// of choreo's that is not a durable pull consumer with explicit acks.
 	// WithUnsafe accepts the first two knowingly.
-	ErrUnsafeConfig = errors.New("saga: unsafe configuration")
+	ErrUnsafeConfig = engine.ErrUnsafeConfig
 	// ErrStreamFull is returned by Start when the saga stream is near its
 	// limits: new sagas are refused while there is still room for the
 	// sagas in flight to finish.
-	ErrStreamFull = errors.New("saga: stream full")
-	// ErrNotProvisioned is returned by New when a stream is missing or
-	// differs and the client's identity may not create or update it: an
-	// admin provisions it (Provision).
-	ErrNotProvisioned = errors.New("saga: not provisioned")
+	ErrStreamFull = engine.ErrStreamFull
+	// ErrNotProvisioned is returned by New and Open when a stream is
+	// missing or differs and the client's identity may not create or
+	// update it: an admin provisions it (access.Provision).
+	ErrNotProvisioned = engine.ErrNotProvisioned
 )
 
-// abortError marks a business "no": the step will not succeed however often
-// it is retried, so the saga compensates.
-type abortError struct{ err error }
-
-func (e *abortError) Error() string { return e.err.Error() }
-func (e *abortError) Unwrap() error { return e.err }
-
-// Abort wraps err as a business refusal (card declined, out of stock). A step
-// action that returns it is not retried: the saga starts compensating. A plain
-// error is retried with backoff instead. Abort(nil) returns nil.
-func Abort(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &abortError{err: err}
-}
+// Abort wraps err as a business refusal (card declined, out of stock). A
+// step action that returns it is not retried: the saga starts compensating.
+// A plain error is retried with backoff instead. Abort(nil) returns nil.
+func Abort(err error) error { return engine.Abort(err) }
 
 // Abortf is Abort(fmt.Errorf(format, args...)).
-func Abortf(format string, args ...any) error {
-	return Abort(fmt.Errorf(format, args...))
-}
+func Abortf(format string, args ...any) error { return engine.Abortf(format, args...) }
 
 // IsAbort reports whether err, or any error it wraps, was made by Abort.
-func IsAbort(err error) bool {
-	var a *abortError
-	return errors.As(err, &a)
-}
+func IsAbort(err error) bool { return engine.IsAbort(err) }

@@ -34,8 +34,9 @@ func ExampleDefine() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(flow.Name(), flow.Version(), flow.Deadline())
-	for _, s := range flow.Steps() {
+	info := flow.Info()
+	fmt.Println(info.Name, info.Version, info.Deadline)
+	for _, s := range info.Steps {
 		fmt.Printf("%d %s %s owner=%s undo=%q\n", s.Position, s.Name, s.Kind, s.Owner, s.Undo)
 	}
 

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -156,6 +158,7 @@ func (s *shop) bind(r *saga.Runner, l *ledger) error {
 type env struct {
 	srv *sagatest.Server
 	c   *saga.Client
+	op  *ops.Client
 	s   *shop
 	l   *ledger
 	rec *sagatest.Recorder
@@ -169,6 +172,7 @@ func newEnv(t *testing.T, deadline time.Duration, tweak func(*shop), ropts ...sa
 	t.Helper()
 	e := &env{srv: sagatest.NewServer(t), l: newLedger(), rec: sagatest.NewRecorder()}
 	e.c = e.srv.Client()
+	e.op = e.srv.Ops()
 	e.s = newShop(t, deadline, tweak)
 	t.Cleanup(func() {
 		if !e.forges && !t.Failed() {
@@ -212,7 +216,7 @@ func (e *env) checkLog(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
 	_, js := e.srv.Connect()
-	stream, err := js.Stream(ctx, saga.StreamName)
+	stream, err := js.Stream(ctx, access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}

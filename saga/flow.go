@@ -1,88 +1,87 @@
 package saga
 
 import (
-	"fmt"
 	"reflect"
-	"slices"
-	"sync"
 	"time"
 
-	"github.com/choreo-go/choreo/internal/wire"
+	"github.com/choreo-go/choreo/saga/describe"
+	"github.com/choreo-go/choreo/saga/internal/engine"
 )
 
-// StepKind classifies a step the way Garcia-Molina and Richardson do.
-type StepKind string
+// Step is one step of a flow: its action turns an In into an Out. Declare
+// steps with NewStep, put them in a flow with Define, and give them an
+// action (and compensation) with Handle in the service that owns them.
+type Step[In, Out any] struct{ def *engine.StepDef }
 
-const (
-	// CompensatableStep comes before the pivot and is undone, in reverse
-	// order of completion, when the saga fails. This is the default.
-	CompensatableStep StepKind = "compensatable"
-	// PivotStep is the go/no-go step: once it completes the saga can only go
-	// forward. It has no compensation.
-	PivotStep StepKind = "pivot"
-	// RetriableStep follows the pivot: they are retried until they succeed
-	// and are never compensated.
-	RetriableStep StepKind = "retriable"
-)
+// NewStep declares a step. The name must be 1 to 64 characters of
+// [A-Za-z0-9_-] not starting with '_' or '-'; Define reports a bad name or
+// option.
+func NewStep[In, Out any](name string, opts ...StepOption) *Step[In, Out] {
+	return &Step[In, Out]{def: engine.NewStep(name, reflect.TypeFor[In](), reflect.TypeFor[Out](), opts...)}
+}
+
+// Name returns the step's name.
+func (s *Step[In, Out]) Name() string {
+	if s == nil {
+		return ""
+	}
+	return s.def.Name()
+}
+
+func (s *Step[In, Out]) item() engine.Item { return s.step() }
+
+func (s *Step[In, Out]) step() *engine.StepDef {
+	if s == nil {
+		return nil
+	}
+	return s.def
+}
+
+// StepOption configures a step (NewStep). Each one checks its own value;
+// Define reports the first error.
+type StepOption = engine.StepOption
+
+// Owner names the service that runs the step (its action and its
+// compensation). Permissions, diagrams and the operator tools derive from
+// it, so declare it on every step of a shared flow.
+func Owner(service string) StepOption { return engine.Owner(service) }
+
+// Undo names the step's compensation in the domain's words ("refund" for a
+// charge), for diagrams and the operator tools. Only compensatable steps
+// have one; Define refuses it on a pivot or retriable step.
+func Undo(name string) StepOption { return engine.Undo(name) }
+
+// Pivot marks the step as the saga's point of no return. A pivot has no
+// compensation: Handle refuses one with ErrInvalidOption.
+func Pivot() StepOption { return engine.Pivot() }
+
+// Retriable marks a step after the pivot: retried until it succeeds, never
+// compensated; Abort from it is treated as a plain error. Handle refuses a
+// compensation for it with ErrInvalidOption.
+func Retriable() StepOption { return engine.Retriable() }
 
 // RetryPolicy bounds the retries of an action or a compensation. Its zero
 // value means the defaults: 5 attempts for an action and 25 for a
-// compensation, backoff from 100ms doubling up to 5s (30s for compensations).
+// compensation, backoff from 100ms doubling up to 5s (30s for
+// compensations).
 type RetryPolicy struct {
 	MaxAttempts    int           // attempts in all, the first one included
 	InitialBackoff time.Duration // wait after the first failure
 	MaxBackoff     time.Duration // the cap the doubling stops at
 }
 
-func (p RetryPolicy) withDefaults(attempts int, max time.Duration) RetryPolicy {
-	if p.MaxAttempts == 0 {
-		p.MaxAttempts = attempts
-	}
-	if p.InitialBackoff == 0 {
-		p.InitialBackoff = 100 * time.Millisecond
-	}
-	if p.MaxBackoff == 0 {
-		p.MaxBackoff = max
-	}
-	if p.MaxBackoff < p.InitialBackoff {
-		p.MaxBackoff = p.InitialBackoff
-	}
-	return p
+func (p RetryPolicy) engine() engine.RetryPolicy {
+	return engine.RetryPolicy{MaxAttempts: p.MaxAttempts, InitialBackoff: p.InitialBackoff, MaxBackoff: p.MaxBackoff}
 }
-
-// backoff is the wait after the given failed attempt (1-based).
-func (p RetryPolicy) backoff(attempt int) time.Duration {
-	d := p.InitialBackoff
-	for i := 1; i < attempt && d < p.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, p.MaxBackoff)
-}
-
-// StepOption configures a step. Each one checks its own value.
-type StepOption func(*stepDef) error
 
 // WithRetry sets the action's retry policy.
-func WithRetry(p RetryPolicy) StepOption {
-	return func(s *stepDef) error {
-		if p.MaxAttempts < 0 || p.InitialBackoff < 0 || p.MaxBackoff < 0 {
-			return fmt.Errorf("%w: retry policy values must not be negative", ErrInvalidOption)
-		}
-		s.retry = p
-		return nil
-	}
-}
+func WithRetry(p RetryPolicy) StepOption { return engine.WithRetry(p.engine()) }
 
-// WithCompensationRetry sets the compensation's retry policy. A compensation
-// that fails MaxAttempts times parks the saga as compensation_failed.
+// WithCompensationRetry sets the compensation's retry policy. A
+// compensation that fails MaxAttempts times parks the saga as
+// compensation_failed.
 func WithCompensationRetry(p RetryPolicy) StepOption {
-	return func(s *stepDef) error {
-		if p.MaxAttempts < 0 || p.InitialBackoff < 0 || p.MaxBackoff < 0 {
-			return fmt.Errorf("%w: retry policy values must not be negative", ErrInvalidOption)
-		}
-		s.compRetry = p
-		return nil
-	}
+	return engine.WithCompensationRetry(p.engine())
 }
 
 // WithTimeout bounds the step, retries included, from the moment it is
@@ -92,484 +91,83 @@ func WithCompensationRetry(p RetryPolicy) StepOption {
 // its compensation runs with the zero output and must accept that there
 // may be nothing to undo. A result the action still returns later is
 // recorded and compensated too. Retriable and pivot steps ignore it.
-func WithTimeout(d time.Duration) StepOption {
-	return func(s *stepDef) error {
-		if d <= 0 {
-			return fmt.Errorf("%w: timeout must be positive, got %v", ErrInvalidOption, d)
-		}
-		s.timeout = d
-		return nil
-	}
-}
-
-// Pivot marks the step as the saga's point of no return. A pivot has no
-// compensation: Handle refuses one with ErrInvalidOption.
-func Pivot() StepOption {
-	return func(s *stepDef) error { s.kind = PivotStep; return nil }
-}
-
-// Owner names the service that runs the step (its action and its
-// compensation). It is what diagrams, permissions and the operator tools
-// derive from the flow, so declare it on every step of a shared flow.
-func Owner(service string) StepOption {
-	return func(s *stepDef) error {
-		if !token(service) {
-			return fmt.Errorf("%w: owner %q must be 1-64 characters of [A-Za-z0-9_-]", ErrInvalidOption, service)
-		}
-		s.owner = service
-		return nil
-	}
-}
-
-// Undo names the step's compensation in the domain's words ("refund" for a
-// charge), for diagrams and the operator tools. Only compensatable steps
-// have one; Define refuses it on a pivot or retriable step.
-func Undo(name string) StepOption {
-	return func(s *stepDef) error {
-		if name == "" {
-			return fmt.Errorf("%w: empty compensation name", ErrInvalidOption)
-		}
-		s.undo = name
-		return nil
-	}
-}
-
-// Retriable marks a step after the pivot: retried until it succeeds, never
-// compensated; saga.Abort from it is treated as a plain error. Handle
-// refuses a compensation for it with ErrInvalidOption.
-func Retriable() StepOption {
-	return func(s *stepDef) error { s.kind = RetriableStep; return nil }
-}
+func WithTimeout(d time.Duration) StepOption { return engine.WithTimeout(d) }
 
 // WithEventType sets the CloudEvents type of the step's result event. The
 // default is the result type's Go name.
-func WithEventType(t string) StepOption {
-	return func(s *stepDef) error {
-		if t == "" {
-			return fmt.Errorf("%w: empty event type", ErrInvalidOption)
-		}
-		s.eventType = t
-		return nil
-	}
-}
+func WithEventType(t string) StepOption { return engine.WithEventType(t) }
 
-// Item is a member of a flow definition: a step, a Parallel group or a
-// Deadline.
-type Item interface{ flowItem() }
-
-// stepDef is the untyped part of a step.
-type stepDef struct {
-	name      string
-	kind      StepKind
-	retry     RetryPolicy
-	compRetry RetryPolicy
-	timeout   time.Duration
-	eventType string
-	owner     string
-	undo      string
-	in, out   reflect.Type
-	err       error // first option error, reported by Define
-
-	// A Step value holds its template; Define makes an instance of it for
-	// each flow version the step is in (flow and pos set), and lists them
-	// in the template's uses.
-	flow *flowDef
-	pos  int
-	uses []*stepDef
-}
-
-// typeName is the CloudEvents type for a payload type: its Go name, or its
-// spelling for unnamed types.
-func typeName(t reflect.Type) string {
-	if t.Name() != "" {
-		return t.Name()
-	}
-	return t.String()
-}
-
-// Step is one step of a flow: its action turns an In into an Out. Declare
-// steps with NewStep, put them in a flow with Define, and give them an action
-// (and compensation) with Handle in the service that owns them.
-type Step[In, Out any] struct{ def *stepDef }
-
-func (*Step[In, Out]) flowItem() {}
-
-// Name returns the step's name.
-func (s *Step[In, Out]) Name() string {
-	if s == nil || s.def == nil {
-		return ""
-	}
-	return s.def.name
-}
-
-// NewStep declares a step. The name must be 1 to 64 characters of
-// [A-Za-z0-9_-] not starting with '_'; Define reports a bad name or option.
-func NewStep[In, Out any](name string, opts ...StepOption) *Step[In, Out] {
-	d := &stepDef{
-		name: name,
-		kind: CompensatableStep,
-		in:   reflect.TypeFor[In](),
-		out:  reflect.TypeFor[Out](),
-	}
-	for _, o := range opts {
-		if err := o(d); err != nil && d.err == nil {
-			d.err = err
-		}
-	}
-	if d.eventType == "" {
-		d.eventType = typeName(d.out)
-	}
-	return &Step[In, Out]{def: d}
-}
+// Item is a member of a flow definition: a step, a Parallel group, a
+// Deadline or StartedBy.
+type Item interface{ item() engine.Item }
 
 // AnyStep is any *Step, whatever its payload types: the members of a
 // Parallel group.
 type AnyStep interface {
 	Item
 	Name() string
-	stepDef() *stepDef
+	step() *engine.StepDef
 }
 
-func (s *Step[In, Out]) stepDef() *stepDef {
-	if s == nil {
-		return nil
+type item struct{ it engine.Item }
+
+func (i item) item() engine.Item { return i.it }
+
+// Parallel groups steps that run at the same time; the next step starts
+// when all of them have completed. Every member takes the same input as a
+// single step in its place would. The step after a group takes the flow's
+// input (the members' results are available through ResultOf).
+func Parallel(steps ...AnyStep) Item {
+	defs := make([]*engine.StepDef, len(steps))
+	for i, s := range steps {
+		if s != nil {
+			defs[i] = s.step()
+		}
 	}
-	return s.def
+	return item{engine.Parallel(defs...)}
 }
-
-var _ AnyStep = (*Step[int, int])(nil)
-
-// Group is a set of steps that run in parallel; the next step starts when
-// all of them have completed. Make one with Parallel.
-type Group struct{ steps []AnyStep }
-
-func (Group) flowItem() {}
-
-// Parallel groups steps that run at the same time. Every member takes the
-// same input as a single step in its place would. The step after a group
-// takes the flow's input (the members' results are available through
-// ResultOf).
-func Parallel(steps ...AnyStep) Group { return Group{steps: steps} }
-
-type deadlineItem time.Duration
-
-func (deadlineItem) flowItem() {}
 
 // Deadline bounds the whole saga: when it passes before the saga completes
 // (and before its pivot completed), the saga compensates. The deadline is a
 // broker-side timer (a JetStream message schedule): it fires even if every
 // process that took part in the saga is gone.
-func Deadline(d time.Duration) Item { return deadlineItem(d) }
+func Deadline(d time.Duration) Item { return item{engine.Deadline(d)} }
 
-// startedBy is the StartedBy item of a flow.
-type startedBy []string
-
-func (startedBy) flowItem() {}
-
-// StartedBy names the services that start the flow's sagas (saga.Start).
-// Like Owner on a step, it is what the permissions derive from (see
-// Permissions): only these services' identities may append a saga's start.
-func StartedBy(services ...string) Item { return startedBy(services) }
-
-// flowDef is the untyped part of a flow.
-type flowDef struct {
-	name      string
-	version   int
-	starters  []string
-	deadline  time.Duration
-	positions [][]*stepDef
-	steps     []*stepDef
-	byName    map[string]*stepDef
-	input     reflect.Type
-	inputType string // CloudEvents type of the start event
-}
+// StartedBy names the services that start the flow's sagas (Start). Like
+// Owner on a step, it is what permissions derive from: only these
+// services' identities may append a saga's start.
+func StartedBy(services ...string) Item { return item{engine.StartedBy(services...)} }
 
 // Flow is a named, versioned list of steps whose sagas start with an In. It
 // is shared code: every participant compiles the same definition and runs
 // only its own steps. Make one with Define.
-type Flow[In any] struct{ def *flowDef }
-
-// FlowRef names a flow in queries: every *Flow is one, and Named makes one
-// from a flow's name alone (for tools that take the name as text).
-type FlowRef interface {
-	Name() string
-	flowRef() (name string, def *flowDef)
-}
-
-// Named refers to a flow by its name, for queries (Get, List, Timeline,
-// Watch, RetryCompensation, DeadLetters) where only the name is at hand, as
-// in a command-line tool. Prefer the *Flow itself: a misspelt name finds
-// nothing.
-func Named(name string) FlowRef { return namedFlow(name) }
-
-type namedFlow string
-
-func (n namedFlow) Name() string                { return string(n) }
-func (n namedFlow) flowRef() (string, *flowDef) { return string(n), nil }
-
-func (f *Flow[In]) flowRef() (string, *flowDef) {
-	if f == nil || f.def == nil {
-		return "", nil
-	}
-	return f.def.name, f.def
-}
-
-// Name returns the flow's name.
-func (f *Flow[In]) Name() string { return f.def.name }
-
-// Version returns the flow's version.
-func (f *Flow[In]) Version() int { return f.def.version }
-
-// StartedBy returns the services declared to start the flow's sagas.
-func (f *Flow[In]) StartedBy() []string { return slices.Clone(f.def.starters) }
-
-// Deadline returns the saga deadline, 0 for none.
-func (f *Flow[In]) Deadline() time.Duration { return f.def.deadline }
-
-// StepInfo describes one step of a flow, as declared.
-type StepInfo struct {
-	Name      string        `json:"name"`
-	Position  int           `json:"position"` // steps of one Parallel group share a position
-	Kind      StepKind      `json:"kind"`
-	Owner     string        `json:"owner,omitempty"`      // the service that runs it (see Owner), "" if undeclared
-	Undo      string        `json:"undo,omitempty"`       // its compensation's name (see Undo), "" if undeclared
-	EventType string        `json:"event_type"`           // the CloudEvents type of its result
-	Timeout   time.Duration `json:"timeout_ns,omitempty"` // its action's timeout (WithTimeout), in nanoseconds
-}
-
-// Steps describes the flow's steps in order; members of a Parallel group
-// share a Position.
-func (f *Flow[In]) Steps() []StepInfo {
-	out := make([]StepInfo, 0, len(f.def.steps))
-	for _, d := range f.def.steps {
-		out = append(out, StepInfo{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout})
-	}
-	return out
-}
-
-// Step describes the named step; ok is false when the flow has none.
-func (f *Flow[In]) Step(name string) (StepInfo, bool) {
-	for _, s := range f.Steps() {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return StepInfo{}, false
-}
-
-// token reports whether s is a name choreo accepts for a flow, a step or
-// an owner: 1 to 64 characters of [A-Za-z0-9_-], starting with a letter or
-// digit, so that it is one NATS subject token. (Checked on every message:
-// no regular expression.)
-func token(s string) bool {
-	return len(s) >= 1 && len(s) <= 64 && s[0] != '_' && s[0] != '-' && idChars(s)
-}
-
-// idChars reports whether s is made only of [A-Za-z0-9_-].
-func idChars(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+type Flow[In any] struct{ def *engine.FlowDef }
 
 // Define checks and builds a flow whose sagas start with an In. Items are
-// steps, Parallel groups, at most one Deadline and StartedBy, in order. The first
-// position's steps take In; after a single step, the next takes that step's
-// result; after a group, the flow's In again. It returns an error wrapping
-// ErrInvalidFlow (or ErrInvalidOption) when the flow cannot run: a bad or
-// duplicate name, a nil step, types that do not chain, a pivot inside a
-// group or not before every retriable step, a compensatable step after the
-// pivot, or a step that already belongs to another flow.
+// steps, Parallel groups, at most one Deadline and StartedBy, in order. The
+// first position's steps take In; after a single step, the next takes that
+// step's result; after a group, the flow's In again. It returns an error
+// wrapping ErrInvalidFlow (or ErrInvalidOption) when the flow cannot run: a
+// bad or duplicate name, a nil step, types that do not chain, a pivot
+// inside a group or not before every retriable step, a compensatable step
+// after the pivot, or a step that already belongs to another flow.
 //
 // A step value may be reused in another version of the same flow (not in
 // another flow): Handle then binds its handlers in every version. Versions
-// of one flow defined in a process must agree on the steps they share:
-// the same input and result types and the same kind. Define checks this
-// against every other version defined before.
+// of one flow defined in a process must agree on the steps they share: the
+// same input and result types and the same kind.
 func Define[In any](name string, version int, items ...Item) (*Flow[In], error) {
-	def, err := define(name, version, reflect.TypeFor[In](), items)
+	its := make([]engine.Item, len(items))
+	for i, it := range items {
+		if it != nil {
+			its[i] = it.item()
+		}
+	}
+	def, err := engine.Define(name, version, reflect.TypeFor[In](), its...)
 	if err != nil {
 		return nil, err
 	}
 	return &Flow[In]{def: def}, nil
-}
-
-func define(name string, version int, input reflect.Type, items []Item) (*flowDef, error) {
-	bad := func(format string, args ...any) (*flowDef, error) {
-		return nil, fmt.Errorf("%w: flow %q: %w", ErrInvalidFlow, name, fmt.Errorf(format, args...))
-	}
-	if !token(name) {
-		return bad("name must be 1-64 characters of [A-Za-z0-9_-], starting with a letter or digit")
-	}
-	if version < 1 {
-		return bad("version must be 1 or more, got %d", version)
-	}
-	f := &flowDef{name: name, version: version, byName: map[string]*stepDef{}}
-	var templates []*stepDef
-	add := func(pos []*stepDef, s AnyStep) ([]*stepDef, error) {
-		if s == nil || s.stepDef() == nil {
-			return nil, fmt.Errorf("nil step (a step variable used before it was set?)")
-		}
-		tmpl := s.stepDef()
-		d := new(stepDef)
-		*d = *tmpl
-		d.uses = nil
-		if d.err != nil {
-			return nil, fmt.Errorf("step %q: %w", d.name, d.err)
-		}
-		if !token(d.name) {
-			return nil, fmt.Errorf("step name %q must be 1-64 characters of [A-Za-z0-9_-], starting with a letter or digit", d.name)
-		}
-		for _, u := range tmpl.uses {
-			if u.flow.name != name {
-				return nil, fmt.Errorf("step %q already belongs to flow %q: a step is reused only by another version of its flow", d.name, u.flow.name)
-			}
-		}
-		if d.undo != "" && d.kind != CompensatableStep {
-			return nil, fmt.Errorf("step %q is %s: it has no compensation to name", d.name, d.kind)
-		}
-		if _, dup := f.byName[d.name]; dup {
-			return nil, fmt.Errorf("two steps named %q", d.name)
-		}
-		f.byName[d.name] = d
-		templates = append(templates, tmpl)
-		return append(pos, d), nil
-	}
-	for _, it := range items {
-		var pos []*stepDef
-		var err error
-		switch v := it.(type) {
-		case startedBy:
-			for _, svc := range v {
-				if !token(svc) {
-					return bad("StartedBy %q must be 1-64 characters of [A-Za-z0-9_-]", svc)
-				}
-			}
-			f.starters = append(f.starters, v...)
-			continue
-		case deadlineItem:
-			if v <= 0 || f.deadline != 0 {
-				return bad("one positive Deadline at most")
-			}
-			f.deadline = time.Duration(v)
-			continue
-		case Group:
-			if len(v.steps) == 0 {
-				return bad("empty Parallel group")
-			}
-			for _, s := range v.steps {
-				if pos, err = add(pos, s); err != nil {
-					return bad("%w", err)
-				}
-			}
-		case AnyStep:
-			if pos, err = add(pos, v); err != nil {
-				return bad("%w", err)
-			}
-		default:
-			return bad("unknown item %T", it)
-		}
-		f.positions = append(f.positions, pos)
-	}
-	if len(f.positions) == 0 {
-		return bad("no steps")
-	}
-	f.input = input
-	f.inputType = typeName(f.input)
-	pivotAt := -1
-	for i, pos := range f.positions {
-		want := f.input
-		if i > 0 && len(f.positions[i-1]) == 1 {
-			want = f.positions[i-1][0].out
-		}
-		for _, d := range pos {
-			if d.in != want {
-				return bad("step %q takes %v but is given %v (after a single step, a step takes that step's result; first and after a Parallel group, the flow's input)", d.name, d.in, want)
-			}
-			switch d.kind {
-			case PivotStep:
-				if len(pos) > 1 {
-					return bad("pivot %q cannot be inside a Parallel group", d.name)
-				}
-				if pivotAt >= 0 {
-					return bad("two pivots")
-				}
-				pivotAt = i
-			case RetriableStep:
-				if pivotAt < 0 || pivotAt == i {
-					return bad("retriable step %q must come after the pivot", d.name)
-				}
-			default:
-				if pivotAt >= 0 {
-					return bad("step %q after the pivot must be Retriable", d.name)
-				}
-			}
-		}
-	}
-	if err := versions.check(f); err != nil {
-		return bad("%w", err)
-	}
-	for i, pos := range f.positions {
-		for _, d := range pos {
-			d.flow, d.pos = f, i
-			f.steps = append(f.steps, d)
-		}
-	}
-	for i, d := range f.steps {
-		templates[i].uses = append(templates[i].uses, d)
-	}
-	versions.add(f)
-	return f, nil
-}
-
-// versions holds every flow version defined in the process, to check that
-// versions of one flow agree on the steps they share.
-var versions = &versionBook{byName: map[string]map[int]*flowDef{}}
-
-type versionBook struct {
-	mu     sync.Mutex
-	byName map[string]map[int]*flowDef
-}
-
-// check says how f disagrees with the other versions of its flow.
-func (b *versionBook) check(f *flowDef) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for v, o := range b.byName[f.name] {
-		if v == f.version {
-			continue // a redefinition of the same version (a test's, say)
-		}
-		for name, d := range f.byName {
-			od := o.byName[name]
-			if od == nil {
-				continue
-			}
-			if od.in != d.in || od.out != d.out || od.kind != d.kind {
-				return fmt.Errorf("step %q is %s %v -> %v in version %d but %s %v -> %v in version %d: versions of a flow must agree on the steps they share (give the changed step a new name)",
-					name, d.kind, d.in, d.out, f.version, od.kind, od.in, od.out, v)
-			}
-		}
-	}
-	return nil
-}
-
-func (b *versionBook) get(flow string, version int) *flowDef {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.byName[flow][version]
-}
-
-func (b *versionBook) add(f *flowDef) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.byName[f.name] == nil {
-		b.byName[f.name] = map[int]*flowDef{}
-	}
-	b.byName[f.name][f.version] = f
 }
 
 // MustDefine is Define that panics on error, for package-level flow
@@ -582,17 +180,45 @@ func MustDefine[In any](name string, version int, items ...Item) *Flow[In] {
 	return f
 }
 
-// typeOf is the event type choreo appends for a log event of step and
-// phase ("" for a step the flow does not have).
-func (f *flowDef) typeOf(step string, phase Phase) string {
-	switch {
-	case step == wire.SagaStep && phase == PhaseStart:
-		return f.inputType
-	case phase == PhaseDone:
-		if d := f.byName[step]; d != nil {
-			return d.eventType
-		}
-		return ""
+// Name returns the flow's name.
+func (f *Flow[In]) Name() string { return f.def.Name() }
+
+// Version returns the flow's version.
+func (f *Flow[In]) Version() int { return f.def.Version() }
+
+// Info describes the flow version as declared (and as runners register
+// it): its steps, owners, kinds and event types. Package describe draws
+// it; package access derives permissions from it.
+func (f *Flow[In]) Info() describe.Flow { return f.def.Info() }
+
+func (f *Flow[In]) ref() engine.FlowRef {
+	if f == nil || f.def == nil {
+		return nil
 	}
-	return "choreo.saga." + string(phase)
+	return f.def
+}
+
+// FlowRef names a flow in queries: every *Flow is one, and Named makes one
+// from a flow's name alone.
+type FlowRef interface {
+	Name() string
+	ref() engine.FlowRef
+}
+
+// Named refers to a flow by its name, for queries (Get, List, Timeline,
+// Watch) where only the name is at hand, as in a command-line tool. Prefer
+// the *Flow itself: a misspelt name finds nothing.
+func Named(name string) FlowRef { return named(name) }
+
+type named string
+
+func (n named) Name() string        { return string(n) }
+func (n named) ref() engine.FlowRef { return engine.Named(string(n)) }
+
+// ref converts f for the engine (nil for a nil flow).
+func ref(f FlowRef) engine.FlowRef {
+	if f == nil {
+		return nil
+	}
+	return f.ref()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/describe"
 )
 
 type (
@@ -114,19 +115,19 @@ func TestFlowDescribesItsSteps(t *testing.T) {
 	mail := saga.NewStep[A, B]("mail", saga.Owner("notification"))
 	done := saga.NewStep[A, A]("done", saga.Owner("order"), saga.Pivot())
 	f := saga.MustDefine[A]("described", 2, saga.Parallel(pay, ship, mail), done)
-	want := []saga.StepInfo{
-		{Name: "pay", Position: 0, Kind: saga.CompensatableStep, Owner: "payment", Undo: "refund", EventType: "B", Timeout: time.Second},
-		{Name: "ship", Position: 0, Kind: saga.CompensatableStep, Owner: "shipping", EventType: "B"},
-		{Name: "mail", Position: 0, Kind: saga.CompensatableStep, Owner: "notification", EventType: "B"},
-		{Name: "done", Position: 1, Kind: saga.PivotStep, Owner: "order", EventType: "A"},
+	want := []describe.Step{
+		{Name: "pay", Position: 0, Kind: describe.Compensatable, Owner: "payment", Undo: "refund", EventType: "B", Timeout: time.Second},
+		{Name: "ship", Position: 0, Kind: describe.Compensatable, Owner: "shipping", EventType: "B"},
+		{Name: "mail", Position: 0, Kind: describe.Compensatable, Owner: "notification", EventType: "B"},
+		{Name: "done", Position: 1, Kind: describe.Pivot, Owner: "order", EventType: "A"},
 	}
-	if got := f.Steps(); !slices.Equal(got, want) {
+	if got := f.Info().Steps; !slices.Equal(got, want) {
 		t.Errorf("Steps:\n got  %+v\n want %+v", got, want)
 	}
-	if s, ok := f.Step("done"); !ok || s.Kind != saga.PivotStep {
+	if s, ok := f.Info().Step("done"); !ok || s.Kind != describe.Pivot {
 		t.Errorf("Step(done) = %+v %v", s, ok)
 	}
-	if _, ok := f.Step("nope"); ok {
+	if _, ok := f.Info().Step("nope"); ok {
 		t.Error("Step(nope) found")
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/choreo-go/choreo/internal/wire"
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -32,7 +34,7 @@ func appendForged(t *testing.T, js jetstream.JetStream, flow, id, step, phase, s
 func appendForgedOn(t *testing.T, js jetstream.JetStream, flow, id string, version int, step, phase, state string) uint64 {
 	t.Helper()
 	ctx := context.Background()
-	stream, err := js.Stream(ctx, saga.StreamName)
+	stream, err := js.Stream(ctx, access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +61,7 @@ func appendForgedOn(t *testing.T, js jetstream.JetStream, flow, id string, versi
 // stateAt is the state header of the saga log event at seq.
 func stateAt(t *testing.T, js jetstream.JetStream, seq uint64) string {
 	t.Helper()
-	stream, err := js.Stream(context.Background(), saga.StreamName)
+	stream, err := js.Stream(context.Background(), access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func stateAt(t *testing.T, js jetstream.JetStream, seq uint64) string {
 // newestState is the state header of a saga's newest event.
 func newestState(t *testing.T, js jetstream.JetStream, flow, id string) string {
 	t.Helper()
-	stream, err := js.Stream(context.Background(), saga.StreamName)
+	stream, err := js.Stream(context.Background(), access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,9 +162,9 @@ func TestForgedStatesAreRefused(t *testing.T) {
 		t.Fatalf("a cold reader got %v, %v", cold, err)
 	}
 
-	var dead []saga.DeadLetter
+	var dead []ops.DeadLetter
 	sagatest.Poll(t, 20*time.Second, func() bool {
-		dead, err = e.c.DeadLetters(context.Background(), e.s.flow)
+		dead, err = e.op.DeadLetters(context.Background(), e.s.flow.Name())
 		seen := map[string]bool{}
 		for _, d := range dead {
 			if strings.HasPrefix(d.Reason, "forged: ") {
@@ -206,7 +208,7 @@ func TestForgedStartIsRefused(t *testing.T) {
 	e.await(t, "model", saga.StatusCompleted)
 	nc, js := e.srv.Connect()
 	flow := e.s.flow.Name()
-	stream, err := js.Stream(context.Background(), saga.StreamName)
+	stream, err := js.Stream(context.Background(), access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +245,7 @@ func TestForgedStartIsRefused(t *testing.T) {
 	}
 }
 
-func reasons(dead []saga.DeadLetter) []string {
+func reasons(dead []ops.DeadLetter) []string {
 	var out []string
 	for _, d := range dead {
 		out = append(out, d.Subject+": "+d.Reason)

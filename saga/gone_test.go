@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -29,7 +30,7 @@ func TestDeletedStreamIsLoggedOnceAndTheRunnerComesBack(t *testing.T) {
 	sagatest.AwaitStatus(t, c, f, "g1", 10*time.Second, saga.StatusCompleted)
 
 	_, js := srv.Connect()
-	if err := js.DeleteStream(context.Background(), saga.StreamName); err != nil {
+	if err := js.DeleteStream(context.Background(), access.StreamName); err != nil {
 		t.Fatal(err)
 	}
 	// Wait until the runner has failed to reattach a few times: each is a
@@ -41,7 +42,7 @@ func TestDeletedStreamIsLoggedOnceAndTheRunnerComesBack(t *testing.T) {
 	if n := strings.Count(out, "level=ERROR"); n != 1 {
 		t.Errorf("%d error lines, want 1:\n%s", n, out)
 	}
-	if !strings.Contains(out, "consumer missing") || !strings.Contains(out, "stream="+saga.StreamName) {
+	if !strings.Contains(out, "consumer missing") || !strings.Contains(out, "stream="+access.StreamName) {
 		t.Errorf("the error line does not name what is missing:\n%s", out)
 	}
 

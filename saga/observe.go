@@ -1,11 +1,10 @@
 package saga
 
 import (
-	"fmt"
-	"log/slog"
+	"context"
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
+	"github.com/choreo-go/choreo/saga/internal/engine"
 )
 
 // Observer is told what clients and runners do, for metrics. Its methods
@@ -40,123 +39,73 @@ type Record struct {
 	Ended bool
 }
 
+// observer adapts an Observer to the engine.
+type observer struct{ o Observer }
+
+func (o observer) Handled(info engine.Info, outcome engine.Phase, took time.Duration) {
+	o.o.Handled(infoOf(info), Phase(outcome), took)
+}
+
+func (o observer) Recorded(r engine.Record) {
+	o.o.Recorded(Record{Flow: r.Flow, Version: r.Version, ID: r.ID, Step: r.Step, Phase: Phase(r.Phase), Status: Status(r.Status), Ended: r.Ended})
+}
+
+func (o observer) DeadLettered(flow, reason string) { o.o.DeadLettered(flow, reason) }
+
 // WithObserver has o told what this client and its runners do (default:
 // nothing is told).
 func WithObserver(o Observer) Option {
-	return func(opts *options) error {
-		if o == nil {
-			return fmt.Errorf("%w: nil Observer", ErrInvalidOption)
-		}
-		opts.observer = o
-		return nil
+	if o == nil {
+		return engine.WithObserver(nil)
 	}
+	return engine.WithObserver(observer{o})
 }
 
-// observed is what a delivery knows for its log lines: the trace it
-// belongs to and the handler call it is making.
-type observed struct {
-	trace    trace.SpanContext
-	info     Info
-	handling bool
+// Interceptor wraps every action and compensation the runner calls: for
+// tracing, metrics, logging or injecting faults in tests. It must call
+// next to run the handler, and may change the error it returns.
+type Interceptor func(ctx context.Context, info Info, next func(context.Context) error) error
+
+// WithInterceptor wraps every handler call in i; several interceptors run
+// in the order given, the first outermost.
+func WithInterceptor(i Interceptor) RunnerOption {
+	if i == nil {
+		return engine.WithInterceptor(nil)
+	}
+	return engine.WithInterceptor(func(ctx context.Context, info engine.Info, next func(context.Context) error) error {
+		return i(ctx, infoOf(info), next)
+	})
 }
 
-// observe reports an event appended by this process to the observer.
-func (j *journal) observe(st *State, step string, phase Phase, was Status) {
-	if o := j.opts.observer; o != nil && st != nil {
-		o.Recorded(Record{Flow: st.Flow, Version: st.Version, ID: st.ID, Step: step, Phase: phase, Status: st.Status,
-			Ended: st.Status.Terminal() && st.Status != was})
+// WithOnRecorded calls fn after the runner appended an outcome to a saga's
+// log, the durably recorded one (a step done, failed, timed out, abandoned
+// or skipped, a compensation done, a saga deadline) and before it
+// acknowledges the message that caused it. Retries and parked sagas are
+// not outcomes here. Use it for metrics and audit; a crash inside fn is
+// the one that loses the acknowledgement, so fault-injection tests hook
+// here too. step is "_saga" for a deadline. fn must be quick and must not
+// block.
+func WithOnRecorded(fn func(st *State, step string, phase Phase)) RunnerOption {
+	if fn == nil {
+		return engine.WithOnRecorded(nil)
 	}
+	return engine.WithOnRecorded(func(st *engine.State, step string, phase engine.Phase) { fn(stateOf(st), step, Phase(phase)) })
 }
 
-// recorded reports an event the delivery appended, st the state it
-// leaves and was the status before: to the observer, and as one log line,
-// at warn or error level for what an operator wants to know of (a failed
-// attempt, an abort, a timeout, a compensation, a parked saga, a
-// deadline, and whatever the verdict warns of), else at debug.
-func (d *delivery) recorded(st *State, was Status, step string, v verdict) {
-	d.r.j.observe(st, step, v.phase, was)
-	switch v.phase {
-	case PhaseRetry, PhaseCompensationRetry, PhaseFailed, PhaseTimedOut, PhaseAbandoned, PhaseCompensated, PhaseParked, PhaseDeadline:
-	default:
-		if v.warn == "" && !d.debug() {
-			return // the hot path: a step done, nothing to log
-		}
-	}
-	attrs := []any{"outcome", v.phase}
-	if s := st.Step(step); s != nil && s.Error != "" {
-		attrs = append(attrs, "err", s.Error)
-	}
-	if v.warn != "" {
-		attrs = append(attrs, "detail", v.warn)
-	}
-	if v.retryIn > 0 {
-		attrs = append(attrs, "in", v.retryIn)
-	}
-	switch v.phase {
-	case PhaseRetry:
-		d.log().Warn("choreo: step attempt failed, will retry", attrs...)
-	case PhaseCompensationRetry:
-		d.log().Warn("choreo: compensation attempt failed, will retry", attrs...)
-	case PhaseFailed:
-		d.log().Warn("choreo: step failed, the saga compensates", attrs...)
-	case PhaseTimedOut, PhaseAbandoned:
-		d.log().Warn("choreo: step outcome unknown, the saga compensates it", attrs...)
-	case PhaseCompensated:
-		d.log().Warn("choreo: step compensated", append(attrs, "status", st.Status)...)
-	case PhaseParked:
-		d.log().Error("choreo: compensation out of attempts, saga parked for an operator (Client.RetryCompensation)", attrs...)
-	case PhaseDeadline:
-		d.log().Warn("choreo: saga deadline passed", append(attrs, "status", st.Status)...)
-	default:
-		if v.warn != "" {
-			d.log().Warn("choreo: "+v.warn, append(attrs, "status", st.Status)...)
-		} else if d.debug() {
-			d.log().Debug("choreo: recorded", append(attrs, "status", st.Status)...)
-		}
-	}
+// WithValidator checks every payload a step is about to take, by its
+// CloudEvents type (a JSON Schema check, say). An event that fails is
+// dead-lettered with the reason and its step fails, so the saga
+// compensates.
+func WithValidator(v func(eventType string, data []byte) error) RunnerOption {
+	return engine.WithValidator(v)
 }
 
-// log returns the runner's logger with what this message is about: its
-// consumer and sequence, the flow, saga, step, phase and attempt (the
-// handler call's once one is made), and the trace id when traced.
-func (d *delivery) log() *slog.Logger {
-	attrs := make([]any, 0, 16)
-	attrs = append(attrs, "consumer", d.src.consumer, "seq", d.src.seq)
-	switch {
-	case d.obs.handling:
-		i := d.obs.info
-		attrs = append(attrs, "flow", i.Flow, "version", i.Version, "saga", i.ID, "step", i.Step, "phase", i.Phase, "attempt", i.Attempt)
-	case d.env != nil:
-		phase := string(d.env.phase)
-		switch {
-		case d.env.timer != "":
-			phase = "timer-" + d.env.timer
-		case phase == "":
-			phase = string(PhaseCompensation)
-		}
-		attrs = append(attrs, "flow", d.env.flow, "saga", d.env.id, "step", d.env.step, "phase", phase, "attempt", d.delivered)
-	default:
-		attrs = append(attrs, "subject", d.src.subject, "attempt", d.delivered)
-	}
-	if d.obs.trace.IsValid() {
-		attrs = append(attrs, "trace_id", d.obs.trace.TraceID().String())
-	}
-	return d.r.j.opts.logger.With(attrs...)
-}
-
-// Consumer names a durable consumer a runner uses.
-type Consumer struct {
-	Stream, Name string
-}
-
-// Consumers lists the durable consumers Run creates for what is bound
-// to r: to watch their pending and acknowledgement-pending counts.
-func (r *Runner) Consumers() []Consumer {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []Consumer
-	for _, s := range r.specs() {
-		out = append(out, Consumer{Stream: s.stream, Name: s.name})
-	}
-	return out
+// WithSchemas names where the JSON Schema of each event type is: the
+// runner registers its flow versions in the broker with the schemas of
+// their input and of each step's result, so that operator tools (choreo
+// flows asyncapi) describe every message with its schema. A type schemaOf
+// returns an error for is registered without one. It pairs with
+// WithValidator, which checks payloads against the same schemas.
+func WithSchemas(schemaOf func(eventType string) ([]byte, error)) RunnerOption {
+	return engine.WithSchemas(schemaOf)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 )
 
 // matches is NATS subject matching: "*" one token, ">" the rest.
@@ -23,7 +24,7 @@ func matches(filter, subject string) bool {
 }
 
 // may is nats-server's decision: allowed by a rule and denied by none.
-func may(r saga.Rules, subject string) bool {
+func may(r access.Rules, subject string) bool {
 	for _, d := range r.Deny {
 		if matches(d, subject) {
 			return false
@@ -42,11 +43,11 @@ func TestPermissionsDeriveFromTheFlow(t *testing.T) {
 	reserve := saga.NewStep[Ticket, Ticket]("reserve", saga.Owner("inventory"))
 	confirm := saga.NewStep[Ticket, Ticket]("confirm", saga.Owner("order"), saga.Pivot())
 	f := saga.MustDefine[Ticket]("shop", 1, charge, reserve, confirm, saga.StartedBy("order"))
-	perms, err := saga.Permissions(f)
+	perms, err := access.Permissions(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reader, err := saga.Reader("gateway", f)
+	reader, err := access.Reader("gateway", f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,18 +94,18 @@ func TestPermissionsDeriveFromTheFlow(t *testing.T) {
 				t.Errorf("%s may publish %s", who, s)
 			}
 		}
-		if !may(a.Subscribe, saga.InboxPrefix(who)+".x") || may(a.Subscribe, "_INBOX.x") || may(a.Subscribe, "_INBOX_nobody.x") {
+		if !may(a.Subscribe, access.InboxPrefix(who)+".x") || may(a.Subscribe, "_INBOX.x") || may(a.Subscribe, "_INBOX_nobody.x") {
 			t.Errorf("%s subscribes %v: want its own inbox only", who, a.Subscribe)
 		}
 	}
 }
 
 func TestPermissionsNeedDefinitionsAndOwners(t *testing.T) {
-	if _, err := saga.Permissions(saga.Named("shop")); !errors.Is(err, saga.ErrInvalidFlow) {
-		t.Errorf("named flow: %v, want ErrInvalidFlow", err)
+	if _, err := access.Permissions(access.Definition(nil)); !errors.Is(err, saga.ErrInvalidFlow) {
+		t.Errorf("nil flow: %v, want ErrInvalidFlow", err)
 	}
 	unowned := saga.MustDefine[Ticket]("unowned", 1, saga.NewStep[Ticket, Ticket]("x"))
-	if _, err := saga.Permissions(unowned); !errors.Is(err, saga.ErrInvalidFlow) {
+	if _, err := access.Permissions(unowned); !errors.Is(err, saga.ErrInvalidFlow) {
 		t.Errorf("step without owner: %v, want ErrInvalidFlow", err)
 	}
 	if _, err := saga.Define[Ticket]("bad", 1, saga.NewStep[Ticket, Ticket]("x"), saga.StartedBy("no way")); !errors.Is(err, saga.ErrInvalidFlow) {

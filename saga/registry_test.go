@@ -6,7 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/describe"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -16,10 +17,10 @@ import (
 // escapes or a drawing of two billion positions from it.
 func TestFlowsRefusesForgedDefinitions(t *testing.T) {
 	s := sagatest.NewServer(t)
-	c := s.Client()
+	s.Client() // provisions choreo
 	ctx := context.Background()
 	_, js := s.Connect()
-	kv, err := js.KeyValue(ctx, saga.FlowsBucket)
+	kv, err := js.KeyValue(ctx, access.FlowsBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestFlowsRefusesForgedDefinitions(t *testing.T) {
 		forge(d)
 		put("def."+flow+".v1", d)
 	}
-	flows, err := c.Flows(ctx)
+	flows, err := s.Ops().Flows(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +93,10 @@ func TestFlowsRefusesForgedDefinitions(t *testing.T) {
 // (objects, or true and false).
 func TestFlowsDropsSchemasThatAreNotSchemas(t *testing.T) {
 	s := sagatest.NewServer(t)
-	c := s.Client()
+	s.Client() // provisions choreo
 	ctx := context.Background()
 	_, js := s.Connect()
-	kv, err := js.KeyValue(ctx, saga.FlowsBucket)
+	kv, err := js.KeyValue(ctx, access.FlowsBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +105,14 @@ func TestFlowsDropsSchemasThatAreNotSchemas(t *testing.T) {
 	if _, err := kv.Put(ctx, "def.order.v1", []byte(d)); err != nil {
 		t.Fatal(err)
 	}
-	flows, err := c.Flows(ctx)
+	flows, err := s.Ops().Flows(ctx)
 	if err != nil || len(flows) != 1 {
 		t.Fatalf("flows %+v, %v", flows, err)
 	}
 	if len(flows[0].Schemas) != 1 || flows[0].Schemas["Order"] == nil {
 		t.Errorf("schemas %v: want Order's alone (Charged's is a string, Other is no type of the flow)", flows[0].Schemas)
 	}
-	if _, err := saga.AsyncAPI(saga.AsyncAPIOptions{}, flows...); err != nil {
+	if _, err := describe.AsyncAPI(describe.AsyncAPIOptions{}, flows...); err != nil {
 		t.Errorf("AsyncAPI of what Flows lists: %v", err)
 	}
 }
@@ -119,25 +120,25 @@ func TestFlowsDropsSchemasThatAreNotSchemas(t *testing.T) {
 // AsyncAPI is given FlowInfo values: one that no Define could make is
 // refused with an error, never a panic or a two-billion-entry slice.
 func TestAsyncAPIRefusesMalformedFlows(t *testing.T) {
-	base := func() saga.FlowInfo {
-		return saga.FlowInfo{Name: "order", Version: 1, Input: "Order", Steps: []saga.StepInfo{
-			{Name: "charge", Position: 0, Kind: saga.CompensatableStep, EventType: "Charged"},
-			{Name: "ship", Position: 1, Kind: saga.PivotStep, EventType: "Shipped"},
+	base := func() describe.Flow {
+		return describe.Flow{Name: "order", Version: 1, Input: "Order", Steps: []describe.Step{
+			{Name: "charge", Position: 0, Kind: describe.Compensatable, EventType: "Charged"},
+			{Name: "ship", Position: 1, Kind: describe.Pivot, EventType: "Shipped"},
 		}}
 	}
-	if _, err := saga.AsyncAPI(saga.AsyncAPIOptions{}, base()); err != nil {
+	if _, err := describe.AsyncAPI(describe.AsyncAPIOptions{}, base()); err != nil {
 		t.Fatalf("a good flow: %v", err)
 	}
-	for what, change := range map[string]func(*saga.FlowInfo){
-		"negative position":    func(f *saga.FlowInfo) { f.Steps[1].Position = -1 },
-		"position 2e9":         func(f *saga.FlowInfo) { f.Steps[1].Position = 2_000_000_000 },
-		"step name with dots":  func(f *saga.FlowInfo) { f.Steps[1].Name = "a.{sagaId}" },
-		"owner with markup":    func(f *saga.FlowInfo) { f.Steps[1].Owner = "<b>" },
-		"schema not an object": func(f *saga.FlowInfo) { f.Schemas = map[string]json.RawMessage{"Order": json.RawMessage(`[1,2]`)} },
+	for what, change := range map[string]func(*describe.Flow){
+		"negative position":    func(f *describe.Flow) { f.Steps[1].Position = -1 },
+		"position 2e9":         func(f *describe.Flow) { f.Steps[1].Position = 2_000_000_000 },
+		"step name with dots":  func(f *describe.Flow) { f.Steps[1].Name = "a.{sagaId}" },
+		"owner with markup":    func(f *describe.Flow) { f.Steps[1].Owner = "<b>" },
+		"schema not an object": func(f *describe.Flow) { f.Schemas = map[string]json.RawMessage{"Order": json.RawMessage(`[1,2]`)} },
 	} {
 		f := base()
 		change(&f)
-		doc, err := saga.AsyncAPI(saga.AsyncAPIOptions{}, f)
+		doc, err := describe.AsyncAPI(describe.AsyncAPIOptions{}, f)
 		if what == "schema not an object" {
 			// Left out of the document, the rest described.
 			var d struct {
@@ -159,12 +160,12 @@ func TestAsyncAPIRefusesMalformedFlows(t *testing.T) {
 // One flow's schema for an event type cannot change how another flow's
 // message of that type reads, and types whose ids clash stay apart.
 func TestAsyncAPIKeepsFlowsMessagesApart(t *testing.T) {
-	flow := func(name, out string, schema string) saga.FlowInfo {
-		return saga.FlowInfo{Name: name, Version: 1, Input: "Order", Steps: []saga.StepInfo{
-			{Name: "charge", Position: 0, Kind: saga.PivotStep, EventType: out},
+	flow := func(name, out string, schema string) describe.Flow {
+		return describe.Flow{Name: name, Version: 1, Input: "Order", Steps: []describe.Step{
+			{Name: "charge", Position: 0, Kind: describe.Pivot, EventType: out},
 		}, Schemas: map[string]json.RawMessage{out: json.RawMessage(schema)}}
 	}
-	doc, err := saga.AsyncAPI(saga.AsyncAPIOptions{},
+	doc, err := describe.AsyncAPI(describe.AsyncAPIOptions{},
 		flow("a", "Charged", `{"type":"object","description":"a's"}`),
 		flow("b", "Charged", `{"type":"string","description":"b's"}`),
 		flow("c", "Charged", `{"type":"object","description":"a's"}`),

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -73,7 +74,7 @@ func TestEndedSagasExpire(t *testing.T) {
 	sagatest.AwaitStatus(t, c, f, "parked", 10*time.Second, saga.StatusCompensationFailed)
 	_, js := srv.Connect()
 	logged := func(id string) uint64 {
-		return left(js, t, saga.StreamName, "choreo.*.expiring."+id+".>") + left(js, t, saga.TimerStream, "choreo.*.expiring."+id)
+		return left(js, t, access.StreamName, "choreo.*.expiring."+id+".>") + left(js, t, access.TimerStream, "choreo.*.expiring."+id)
 	}
 	before := logged("parked") // start, hold done, pay failed, hold's command, parked
 	if before < 5 {

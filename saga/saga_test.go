@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -298,7 +300,7 @@ func TestSagaDeadlineFiresWithEveryProcessGone(t *testing.T) {
 	}()
 	// No participant runs: the broker alone fires the timer.
 	_, js := srv.Connect()
-	timers, err := js.Stream(context.Background(), saga.TimerStream)
+	timers, err := js.Stream(context.Background(), access.TimerStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,10 +387,10 @@ func TestCompensationParkedThenOperatorRetry(t *testing.T) {
 		t.Errorf("charge %+v", ch)
 	}
 	// The command is dead-lettered after the park is recorded: wait for it.
-	var dls []saga.DeadLetter
+	var dls []ops.DeadLetter
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		var err error
-		dls, err = e.c.DeadLetters(context.Background(), e.s.flow)
+		dls, err = e.op.DeadLetters(context.Background(), e.s.flow.Name())
 		return err == nil && len(dls) > 0
 	}, func() string { return "no dead letter" })
 	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "compensation of charge failed after 3 attempts") || !strings.Contains(dls[0].Subject, ".c2.") {
@@ -397,26 +399,26 @@ func TestCompensationParkedThenOperatorRetry(t *testing.T) {
 	if parked, _ := e.c.List(context.Background(), e.s.flow, saga.StatusCompensationFailed); len(parked) != 1 || parked[0].ID != "c2" {
 		t.Errorf("List(compensation_failed) = %v", parked)
 	}
-	if err := e.c.RetryCompensation(context.Background(), e.s.flow, "nope"); !errors.Is(err, saga.ErrNotFound) {
+	if err := e.op.RetryCompensation(context.Background(), e.s.flow.Name(), "nope"); !errors.Is(err, saga.ErrNotFound) {
 		t.Errorf("retry of a missing saga: %v", err)
 	}
 	refundWorks.Store(true)
 	// The operator replays the dead-lettered command: the saga is parked,
 	// so its compensations run again (as RetryCompensation does).
-	if what, err := e.c.ReplayDeadLetter(context.Background(), dls[0].Sequence); err != nil || !strings.Contains(what, "compensates again") {
+	if what, err := e.op.ReplayDeadLetter(context.Background(), dls[0].Sequence); err != nil || !strings.Contains(what, "compensates again") {
 		t.Fatalf("replay of the parked command: %q %v", what, err)
 	}
 	st = e.await(t, "c2", saga.StatusCompensated)
-	if _, err := e.c.ReplayDeadLetter(context.Background(), dls[0].Sequence); !errors.Is(err, saga.ErrNotReplayable) || !strings.Contains(err.Error(), "not parked") {
+	if _, err := e.op.ReplayDeadLetter(context.Background(), dls[0].Sequence); !errors.Is(err, ops.ErrNotReplayable) || !strings.Contains(err.Error(), "not parked") {
 		t.Errorf("a second replay: %v", err)
 	}
-	if n, err := e.c.PurgeDeadLetters(context.Background(), time.Now().Add(-time.Hour)); n != 0 || err != nil {
+	if n, err := e.op.PurgeDeadLetters(context.Background(), time.Now().Add(-time.Hour)); n != 0 || err != nil {
 		t.Errorf("purge of nothing that old: %d %v", n, err)
 	}
-	if n, err := e.c.PurgeDeadLetters(context.Background(), time.Now().Add(time.Second)); n != 1 || err != nil {
+	if n, err := e.op.PurgeDeadLetters(context.Background(), time.Now().Add(time.Second)); n != 1 || err != nil {
 		t.Errorf("purge: %d %v", n, err)
 	}
-	if dls, err := e.c.DeadLetters(context.Background(), e.s.flow); len(dls) != 0 || err != nil {
+	if dls, err := e.op.DeadLetters(context.Background(), e.s.flow.Name()); len(dls) != 0 || err != nil {
 		t.Errorf("after the purge: %v %v", dls, err)
 	}
 	if st.Epoch != 1 || st.Step("charge").Status != saga.StepCompensated {
@@ -425,7 +427,7 @@ func TestCompensationParkedThenOperatorRetry(t *testing.T) {
 	if n := e.l.count("c2", "charge", "compensation"); n != 1 {
 		t.Errorf("refunded %d times", n)
 	}
-	if err := e.c.RetryCompensation(context.Background(), e.s.flow, "c2"); !errors.Is(err, saga.ErrNotParked) {
+	if err := e.op.RetryCompensation(context.Background(), e.s.flow.Name(), "c2"); !errors.Is(err, ops.ErrNotParked) {
 		t.Errorf("second retry: %v, want ErrNotParked", err)
 	}
 }
@@ -435,7 +437,7 @@ func TestDuplicatePublishRunsActionOnce(t *testing.T) {
 	e.start(t, "dup")
 	e.await(t, "dup", saga.StatusCompleted)
 	_, js := e.srv.Connect()
-	stream, err := js.Stream(context.Background(), saga.StreamName)
+	stream, err := js.Stream(context.Background(), access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +466,7 @@ func TestDuplicatePublishRunsActionOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 10*time.Second, func() bool {
-		dls, _ := e.c.DeadLetters(context.Background(), e.s.flow)
+		dls, _ := e.op.DeadLetters(context.Background(), e.s.flow.Name())
 		return len(dls) > 0
 	}, func() string { return "the stripped copy was not dead-lettered" })
 	// The saga's state still stands and nothing ran twice.
@@ -496,7 +498,7 @@ func TestRedeliveryAfterAckTimeoutRunsActionOnce(t *testing.T) {
 	// The first delivery is still hung before its ack: the message can only
 	// be acknowledged by its redelivery.
 	_, js := e.srv.Connect()
-	cons, err := js.Consumer(context.Background(), saga.StreamName, e.s.flow.Name()+"_v1_charge_do")
+	cons, err := js.Consumer(context.Background(), access.StreamName, e.s.flow.Name()+"_v1_charge_do")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +538,7 @@ func TestSlowRecordingIsKeptAlive(t *testing.T) {
 		}
 	}
 	_, js := e.srv.Connect()
-	cons, err := js.Consumer(context.Background(), saga.StreamName, e.s.flow.Name()+"_v1_charge_do")
+	cons, err := js.Consumer(context.Background(), access.StreamName, e.s.flow.Name()+"_v1_charge_do")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -752,7 +754,7 @@ func TestValidatorRejectsInvalidInput(t *testing.T) {
 	if e.l.count("neg", "charge", "action") != 0 {
 		t.Error("the action ran on an invalid event")
 	}
-	dls, _ := e.c.DeadLetters(context.Background(), e.s.flow)
+	dls, _ := e.op.DeadLetters(context.Background(), e.s.flow.Name())
 	if len(dls) != 1 || !strings.Contains(dls[0].Reason, "schema-invalid") {
 		t.Errorf("dead letters %+v", dls)
 	}
@@ -778,7 +780,7 @@ func TestUnsafeStreamIsRefused(t *testing.T) {
 	srv := sagatest.NewServer(t)
 	_, js := srv.Connect()
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: saga.StreamName, Subjects: []string{"choreo.log.>", "choreo.cmd.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: access.StreamName, Subjects: []string{"choreo.log.>", "choreo.cmd.>"}, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := saga.New(ctx, js)
@@ -800,7 +802,7 @@ func TestReadsLeaveNoConsumerBehind(t *testing.T) {
 	_, js := e.srv.Connect()
 	ctx := context.Background()
 	count := func() int {
-		s, err := js.Stream(ctx, saga.StreamName)
+		s, err := js.Stream(ctx, access.StreamName)
 		if err != nil {
 			t.Fatal(err)
 		}

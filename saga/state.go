@@ -1,48 +1,19 @@
 package saga
 
 import (
-	"errors"
-	"fmt"
-	"slices"
+	"encoding/json"
 	"time"
-)
 
-// Phase names what happened in a saga, or which handler is called.
-//
-// The events of a saga's log (Event.Phase, WithOnRecorded) have the phases
-// PhaseStart to PhaseExpired; a handler call (Info.Phase) is PhaseAction or
-// PhaseCompensation.
-type Phase string
-
-// Phases of saga log events.
-const (
-	PhaseStart             Phase = "start"       // the saga started (step "_saga")
-	PhaseDone              Phase = "done"        // a step's action succeeded: its result
-	PhaseFailed            Phase = "failed"      // aborted, out of retries, or an unusable input
-	PhaseTimedOut          Phase = "timed-out"   // no outcome in time: compensated as unknown
-	PhaseAbandoned         Phase = "abandoned"   // redelivered while compensating: compensated as unknown
-	PhaseSkipped           Phase = "skipped"     // triggered while compensating: never run
-	PhaseRetry             Phase = "retry"       // a failed attempt that will be retried
-	PhaseCompensated       Phase = "compensated" // a compensation succeeded
-	PhaseCompensationRetry Phase = "undo-retry"  // a failed compensation attempt that will be retried
-	PhaseParked            Phase = "parked"      // a compensation out of retries: the saga waits for an operator
-	PhaseDeadline          Phase = "deadline"    // the saga's deadline passed (step "_saga")
-	PhaseResume            Phase = "resume"      // an operator's retry of a parked saga (step "_saga")
-	PhaseCancelled         Phase = "cancelled"   // an operator cancelled the saga: it compensates (step "_saga")
-)
-
-// Phases of handler calls (Info.Phase).
-const (
-	PhaseAction       Phase = "action"
-	PhaseCompensation Phase = "compensation"
+	"github.com/choreo-go/choreo/saga/describe"
+	"github.com/choreo-go/choreo/saga/internal/engine"
 )
 
 // Status is where a saga stands.
 type Status string
 
-// Saga statuses. Completed, Compensated and CompensationFailed are terminal;
-// an operator can move a CompensationFailed saga back to Compensating with
-// Client.RetryCompensation.
+// Saga statuses. Completed, Compensated and CompensationFailed are
+// terminal; an operator can move a CompensationFailed saga back to
+// Compensating (ops.Client.RetryCompensation).
 const (
 	StatusRunning            Status = "running"
 	StatusCompleted          Status = "completed"
@@ -80,34 +51,32 @@ const (
 	StepCompensationFailed StepStatus = "compensation_failed" // compensation out of retries: parked
 )
 
-// StepState is one step's part of a saga's state.
-type StepState struct {
-	Name                 string     `json:"name"`
-	Position             int        `json:"position"`
-	Kind                 StepKind   `json:"kind"`
-	Status               StepStatus `json:"status"`
-	Attempts             int        `json:"attempts"`
-	Error                string     `json:"error,omitempty"`
-	StartedAt            time.Time  `json:"started_at,omitzero"` // when the step was triggered
-	EndedAt              time.Time  `json:"ended_at,omitzero"`   // when its action's outcome was recorded
-	CompensationAttempts int        `json:"compensation_attempts,omitempty"`
-	CompensatedAt        time.Time  `json:"compensated_at,omitzero"`
-	// Trigger is the index in the saga's log of the event that triggered
-	// the step; Done the index of its completion. 0 when not yet.
-	Trigger int `json:"trigger,omitempty"`
-	Done    int `json:"done,omitempty"`
-	// Client.Get tells, for a running step, who has it. Taken: a runner
-	// attached to the step's consumer has been handed the event that
-	// triggered it, so its action is under way (or about to be retried).
-	// Unserved: no runner of the saga's flow version is attached to the
-	// step's consumer now, so the saga waits for a service that runs it
-	// (that version) to start. Neither: runners are attached but have not
-	// reached its trigger yet (it is queued behind earlier work). Waiting
-	// says, in words, why a step that is not Taken waits.
-	Taken    bool   `json:"taken,omitempty"`
-	Unserved bool   `json:"unserved,omitempty"`
-	Waiting  string `json:"waiting,omitempty"`
-}
+// Phase names what an event of a saga's log records, or which handler a
+// call is (Info.Phase).
+type Phase string
+
+// Phases of saga log events (Event.Phase).
+const (
+	PhaseStart             Phase = "start"       // the saga started (step "_saga")
+	PhaseDone              Phase = "done"        // a step's action succeeded: its result
+	PhaseFailed            Phase = "failed"      // aborted, out of retries, or an unusable input
+	PhaseTimedOut          Phase = "timed-out"   // no outcome in time: compensated as unknown
+	PhaseAbandoned         Phase = "abandoned"   // redelivered while compensating: compensated as unknown
+	PhaseSkipped           Phase = "skipped"     // triggered while compensating: never run
+	PhaseRetry             Phase = "retry"       // a failed attempt that will be retried
+	PhaseCompensated       Phase = "compensated" // a compensation succeeded
+	PhaseCompensationRetry Phase = "undo-retry"  // a failed compensation attempt that will be retried
+	PhaseParked            Phase = "parked"      // a compensation out of retries: the saga waits for an operator
+	PhaseDeadline          Phase = "deadline"    // the saga's deadline passed (step "_saga")
+	PhaseResume            Phase = "resume"      // an operator's retry of a parked saga (step "_saga")
+	PhaseCancelled         Phase = "cancelled"   // an operator cancelled the saga: it compensates (step "_saga")
+)
+
+// Phases of handler calls (Info.Phase).
+const (
+	PhaseAction       Phase = "action"
+	PhaseCompensation Phase = "compensation"
+)
 
 // State is a saga's queryable state. Every event in the saga's log carries
 // the State that results from it, so the newest event is the current state.
@@ -128,27 +97,6 @@ type State struct {
 	// when it was started with tracing on: every span of its actions and
 	// compensations is in it.
 	TraceID string `json:"trace_id,omitempty"`
-
-	// earlier holds the stream sequences of the saga's earlier events, in
-	// order: what an expiry deletes one by one (a purge makes the broker
-	// recount every consumer's pending messages over the whole stream).
-	// Past maxEarlier events (a step retried for hours) the list stops
-	// and overflow says so: the expiry purges instead.
-	earlier  []uint64
-	overflow bool
-}
-
-// maxEarlier bounds the sequences a state lists, so that a saga with many
-// retries does not carry a growing header on every event.
-const maxEarlier = 64
-
-// follow notes that the event at sequence seq precedes this state's.
-func (s *State) follow(seq uint64) {
-	if s.overflow || len(s.earlier) >= maxEarlier {
-		s.earlier, s.overflow = nil, true
-		return
-	}
-	s.earlier = append(s.earlier, seq)
 }
 
 // Step returns the named step's state, or nil.
@@ -161,292 +109,79 @@ func (s *State) Step(name string) *StepState {
 	return nil
 }
 
-func (s *State) clone() *State {
-	c := *s
-	c.Steps = slices.Clone(s.Steps)
-	c.earlier = slices.Clone(s.earlier)
-	return &c
+// StepState is one step's part of a saga's state.
+type StepState struct {
+	Name                 string            `json:"name"`
+	Position             int               `json:"position"`
+	Kind                 describe.StepKind `json:"kind"`
+	Status               StepStatus        `json:"status"`
+	Attempts             int               `json:"attempts"`
+	Error                string            `json:"error,omitempty"`
+	StartedAt            time.Time         `json:"started_at,omitzero"` // when the step was triggered
+	EndedAt              time.Time         `json:"ended_at,omitzero"`   // when its action's outcome was recorded
+	CompensationAttempts int               `json:"compensation_attempts,omitempty"`
+	CompensatedAt        time.Time         `json:"compensated_at,omitzero"`
+	// Trigger is the index in the saga's log of the event that triggered
+	// the step; Done the index of its completion. 0 when not yet.
+	Trigger int `json:"trigger,omitempty"`
+	Done    int `json:"done,omitempty"`
+	// Client.Get tells, for a running step, who has it. Taken: a runner
+	// attached to the step's consumer has been handed the event that
+	// triggered it, so its action is under way (or about to be retried).
+	// Unserved: no runner of the saga's flow version is attached to the
+	// step's consumer now, so the saga waits for a service that runs it
+	// (that version) to start. Neither: runners are attached but have not
+	// reached its trigger yet (it is queued behind earlier work). Waiting
+	// says, in words, why a step that is not Taken waits.
+	Taken    bool   `json:"taken,omitempty"`
+	Unserved bool   `json:"unserved,omitempty"`
+	Waiting  string `json:"waiting,omitempty"`
 }
 
-// view returns the state as readers see it: completed steps whose
-// compensation is due show as compensating.
-func (s *State) view() *State {
-	v := s.clone()
-	for _, name := range s.dueUndo() {
-		v.Step(name).Status = StepCompensating
-	}
-	return v
+// Event is one event of a saga's log (Client.Timeline).
+type Event struct {
+	Sequence uint64          `json:"sequence"`
+	Step     string          `json:"step"` // "_saga" for saga-wide events
+	Phase    Phase           `json:"phase"`
+	Type     string          `json:"type"` // the CloudEvents type of its payload
+	Time     time.Time       `json:"time"`
+	Data     json.RawMessage `json:"data,omitempty"`
+	State    *State          `json:"state"` // the saga's state after the event
 }
 
-// errNoop says a transition does not apply to the state it was offered: it
-// already happened, or the state moved past it.
-var errNoop = errors.New("transition does not apply")
+// String is "step:phase", the form timelines are asserted in.
+func (e Event) String() string { return e.Step + ":" + string(e.Phase) }
 
-func newState(f *flowDef, id string, now time.Time) *State {
-	s := &State{
-		Flow: f.name, Version: f.version, ID: id, Status: StatusRunning,
-		Events: 1, StartedAt: now, UpdatedAt: now,
-	}
-	if f.deadline > 0 {
-		s.Deadline = now.Add(f.deadline)
-	}
-	for _, d := range f.steps {
-		s.Steps = append(s.Steps, StepState{Name: d.name, Position: d.pos, Kind: d.kind, Status: StepPending})
-	}
-	s.settle(now)
-	return s
-}
-
-func (s *State) running(name string) (*StepState, error) {
-	st := s.Step(name)
-	if st == nil {
-		return nil, fmt.Errorf("saga %s has no step %q", s.ID, name)
-	}
-	if st.Status != StepRunning {
-		return nil, errNoop
-	}
-	return st, nil
-}
-
-// complete records a step's success. While compensating, it records a late
-// result, which settle and dueUndo then compensate.
-func (s *State) complete(name string, attempts int, now time.Time) error {
-	st, err := s.running(name)
-	if err != nil {
-		return err
-	}
-	st.Status, st.Attempts, st.EndedAt, st.Done, st.Error = StepCompleted, attempts, now, s.Events, ""
-	return nil
-}
-
-// fail records a step that will not succeed; a running saga starts
-// compensating.
-func (s *State) fail(name string, attempts int, reason string, now time.Time) error {
-	st, err := s.running(name)
-	if err != nil {
-		return err
-	}
-	st.Status, st.Attempts, st.Error, st.EndedAt = StepFailed, attempts, reason, now
-	s.compensate(fmt.Sprintf("step %s: %s", name, reason))
-	return nil
-}
-
-// timeOut records a step with no outcome in time: it is compensated.
-func (s *State) timeOut(name string, attempts int, reason string, now time.Time) error {
-	st, err := s.running(name)
-	if err != nil {
-		return err
-	}
-	st.Status, st.Attempts, st.Error, st.EndedAt = StepUnknown, attempts, reason, now
-	s.compensate(fmt.Sprintf("step %s: %s", name, reason))
-	return nil
-}
-
-// abandon records a step whose earlier delivery may have run when the saga
-// is compensating: it is not run again, but compensated.
-func (s *State) abandon(name string, now time.Time) error {
-	st, err := s.running(name)
-	if err != nil {
-		return err
-	}
-	if s.Status == StatusRunning {
-		return errNoop
-	}
-	st.Status, st.EndedAt, st.Error = StepUnknown, now, "abandoned after a redelivery: it may have run"
-	return nil
-}
-
-// skip records a triggered step that was not run because the saga is
-// compensating.
-func (s *State) skip(name string, now time.Time) error {
-	st, err := s.running(name)
-	if err != nil {
-		return err
-	}
-	if s.Status == StatusRunning {
-		return errNoop
-	}
-	st.Status, st.EndedAt = StepSkipped, now
-	return nil
-}
-
-// retrying records a failed attempt that will be retried.
-func (s *State) retrying(name string, attempts int, reason string) error {
-	st, err := s.running(name)
-	if err != nil {
-		return err
-	}
-	if st.Attempts >= attempts {
-		return errNoop
-	}
-	st.Attempts, st.Error = attempts, reason
-	return nil
-}
-
-func (s *State) compensate(reason string) {
-	if s.Status == StatusRunning && !s.pivoted() {
-		s.Status, s.Reason = StatusCompensating, reason
-	}
-}
-
-// expire applies the saga deadline.
-func (s *State) expire(now time.Time) error {
-	if s.Status != StatusRunning || s.pivoted() || s.Deadline.IsZero() || now.Before(s.Deadline) {
-		return errNoop
-	}
-	s.compensate("saga deadline exceeded")
-	return nil
-}
-
-// cancel is an operator's stop of a running saga (Client.Cancel, or the
-// retirement of its flow version): it compensates with the reason.
-func (s *State) cancel(reason string) error {
-	switch {
-	case s.Status != StatusRunning:
-		return fmt.Errorf("%w: it is %s", ErrNotRunning, s.Status)
-	case s.pivoted():
-		return fmt.Errorf("%w: its pivot ran, so it can only go forward", ErrNotRunning)
-	}
-	s.compensate(reason)
-	return nil
-}
-
-// pivoted reports whether the saga reached its pivot: once the pivot is
-// triggered the saga can only go forward.
-func (s *State) pivoted() bool {
-	for _, st := range s.Steps {
-		if st.Kind == PivotStep && (st.Status == StepCompleted || st.Status == StepRunning) {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *State) due(name string) (*StepState, error) {
-	if !slices.Contains(s.dueUndo(), name) {
-		return nil, errNoop
-	}
-	return s.Step(name), nil
-}
-
-// compensated records a finished compensation.
-func (s *State) compensated(name string, attempts int, now time.Time) error {
-	st, err := s.due(name)
-	if err != nil {
-		return err
-	}
-	st.Status, st.CompensationAttempts, st.CompensatedAt, st.Error = StepCompensated, attempts, now, ""
-	return nil
-}
-
-// compRetrying records a failed compensation attempt that will be retried.
-func (s *State) compRetrying(name string, attempts int, reason string) error {
-	st, err := s.due(name)
-	if err != nil {
-		return err
-	}
-	if st.CompensationAttempts >= attempts {
-		return errNoop
-	}
-	st.CompensationAttempts, st.Error = attempts, reason
-	return nil
-}
-
-// park records a compensation out of retries: the saga stops as
-// compensation_failed until an operator retries it.
-func (s *State) park(name string, attempts int, reason string, now time.Time) error {
-	st, err := s.due(name)
-	if err != nil {
-		return err
-	}
-	st.Status, st.CompensationAttempts, st.Error = StepCompensationFailed, attempts, reason
-	s.Status, s.EndedAt = StatusCompensationFailed, now
-	return nil
-}
-
-// retryParked is the operator's retry of a compensation_failed saga.
-func (s *State) retryParked() error {
-	if s.Status != StatusCompensationFailed {
-		return ErrNotParked
-	}
-	s.Status, s.EndedAt = StatusCompensating, time.Time{}
-	s.Epoch++
-	for i := range s.Steps {
-		if st := &s.Steps[i]; st.Status == StepCompensationFailed {
-			st.Status, st.CompensationAttempts = StepCompleted, 0
-		}
-	}
-	return nil
-}
-
-// settle triggers the next position when one completes, and moves the saga
-// to its terminal status when nothing is left to do.
-func (s *State) settle(now time.Time) {
-	s.UpdatedAt = now
-	switch s.Status {
-	case StatusRunning:
-		last := -1
-		for i := range s.Steps {
-			last = max(last, s.Steps[i].Position)
-		}
-		for p := 0; p <= last; p++ {
-			all := true
-			for i := range s.Steps {
-				st := &s.Steps[i]
-				if st.Position != p {
-					continue
-				}
-				if st.Status == StepPending {
-					st.Status, st.StartedAt, st.Trigger = StepRunning, now, s.Events
-				}
-				all = all && st.Status == StepCompleted
-			}
-			if !all {
-				return
-			}
-		}
-		s.Status, s.EndedAt = StatusCompleted, now
-	case StatusCompensating:
-		for _, st := range s.Steps {
-			if st.Status == StepRunning || (undoable(st.Status) && st.Kind == CompensatableStep) {
-				return
-			}
-		}
-		s.Status, s.EndedAt = StatusCompensated, now
-	}
-}
-
-// dueUndo lists the steps whose compensation may run now: the completed,
-// compensatable members of the last position that has any, once no member
-// of that or a later position is still running. Members of one position
-// (a parallel group) are compensated together.
-func (s *State) dueUndo() []string {
-	if s.Status != StatusCompensating {
+// stateOf is the face's copy of an engine state.
+func stateOf(s *engine.State) *State {
+	if s == nil {
 		return nil
 	}
-	last := -1
-	for _, st := range s.Steps {
-		last = max(last, st.Position)
+	out := &State{
+		Flow: s.Flow, Version: s.Version, ID: s.ID, Status: Status(s.Status), Reason: s.Reason,
+		Events: s.Events, Epoch: s.Epoch, StartedAt: s.StartedAt, UpdatedAt: s.UpdatedAt,
+		EndedAt: s.EndedAt, Deadline: s.Deadline, TraceID: s.TraceID,
+		Steps: make([]StepState, len(s.Steps)),
 	}
-	for p := last; p >= 0; p-- {
-		var due []string
-		for _, st := range s.Steps {
-			if st.Position != p {
-				continue
-			}
-			if st.Status == StepRunning {
-				return nil
-			}
-			if undoable(st.Status) && st.Kind == CompensatableStep {
-				due = append(due, st.Name)
-			}
-		}
-		if len(due) > 0 {
-			return due
+	for i, st := range s.Steps {
+		out.Steps[i] = StepState{
+			Name: st.Name, Position: st.Position, Kind: st.Kind, Status: StepStatus(st.Status),
+			Attempts: st.Attempts, Error: st.Error, StartedAt: st.StartedAt, EndedAt: st.EndedAt,
+			CompensationAttempts: st.CompensationAttempts, CompensatedAt: st.CompensatedAt,
+			Trigger: st.Trigger, Done: st.Done, Taken: st.Taken, Unserved: st.Unserved, Waiting: st.Waiting,
 		}
 	}
-	return nil
+	return out
 }
 
-// undoable reports whether a step in this status may have had its effect.
-func undoable(s StepStatus) bool { return s == StepCompleted || s == StepUnknown }
+func statesOf(ss []*engine.State) []*State {
+	out := make([]*State, len(ss))
+	for i, s := range ss {
+		out[i] = stateOf(s)
+	}
+	return out
+}
+
+func eventOf(e engine.Event) Event {
+	return Event{Sequence: e.Sequence, Step: e.Step, Phase: Phase(e.Phase), Type: e.Type, Time: e.Time, Data: e.Data, State: stateOf(e.State)}
+}

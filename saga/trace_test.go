@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -190,7 +191,7 @@ func TestNoTraceContextWhenTracingIsOff(t *testing.T) {
 		t.Errorf("trace id %q without tracing", st.TraceID)
 	}
 	_, js := e.srv.Connect()
-	s, err := js.Stream(context.Background(), saga.StreamName)
+	s, err := js.Stream(context.Background(), access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -187,7 +188,7 @@ func TestVersionOneSagaEndsOnVersionOne(t *testing.T) {
 		t.Errorf("restart of an existing id changed it: %+v %v", st, err)
 	}
 	// The registry lists what the runners serve.
-	flows, err := c2.Flows(ctx)
+	flows, err := srv.Ops().Flows(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,12 +300,12 @@ func TestRetireDrainLetsSagasFinish(t *testing.T) {
 	}
 	sagatest.Poll(t, 20*time.Second, func() bool { return len(tr.callsOf("d1")) == 2 }, func() string { return fmt.Sprint(tr.callsOf("d1")) })
 
-	admin := srv.Client()
-	rep, err := admin.Retire(ctx, tr.v1, 1, saga.Drain, "v2 books cars")
+	admin := srv.Ops()
+	rep, err := admin.Retire(ctx, tr.v1.Name(), 1, ops.Drain, "v2 books cars")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Status != saga.VersionDraining || rep.Left() != 1 || rep.InFlight[0] != "d1" || !rep.Registered {
+	if rep.Status != ops.VersionDraining || rep.Left() != 1 || rep.InFlight[0] != "d1" || !rep.Registered {
 		t.Errorf("drain report %+v", rep)
 	}
 	// The starter's client reads the status at most a second late.
@@ -326,14 +327,14 @@ func TestRetireDrainLetsSagasFinish(t *testing.T) {
 
 	release()
 	sagatest.AwaitStatus(t, c, tr.v1, "d1", 20*time.Second, saga.StatusCompleted)
-	vs, err := admin.Versions(ctx, tr.v1)
+	vs, err := admin.Versions(ctx, tr.v1.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(vs) != 2 || vs[0].Version != 1 || vs[0].Left() != 0 || vs[0].Sagas[saga.StatusCompleted] != n || vs[1].Status != saga.VersionActive || vs[1].Sagas[saga.StatusCompleted] != 1 {
+	if len(vs) != 2 || vs[0].Version != 1 || vs[0].Left() != 0 || vs[0].Sagas[saga.StatusCompleted] != n || vs[1].Status != ops.VersionActive || vs[1].Sagas[saga.StatusCompleted] != 1 {
 		t.Errorf("versions after the drain: %+v", vs)
 	}
-	if err := admin.Reinstate(ctx, tr.v1, 1); err != nil {
+	if err := admin.Reinstate(ctx, tr.v1.Name(), 1); err != nil {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 10*time.Second, func() bool {
@@ -364,12 +365,12 @@ func TestRetireCompensatesInFlight(t *testing.T) {
 		return len(tr.callsOf("w1")) == 2 && len(tr.callsOf("w2")) == 2 && len(tr.callsOf("p1")) == 3
 	}, func() string { return fmt.Sprint(tr.calls) })
 
-	admin := srv.Client()
-	rep, err := admin.Retire(ctx, tr.v1, 1, saga.CompensateInFlight, "fare rules changed")
+	admin := srv.Ops()
+	rep, err := admin.Retire(ctx, tr.v1.Name(), 1, ops.CompensateInFlight, "fare rules changed")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Status != saga.VersionRetired || fmt.Sprint(rep.Forward) != "[p1]" {
+	if rep.Status != ops.VersionRetired || fmt.Sprint(rep.Forward) != "[p1]" {
 		t.Errorf("retire report %+v", rep)
 	}
 	releaseW1() // their results arrive late: recorded, then compensated
@@ -406,10 +407,10 @@ func TestCancel(t *testing.T) {
 	})
 	e.start(t, "c1")
 	sagatest.Poll(t, 20*time.Second, func() bool { return e.l.count("c1", "charge", saga.PhaseAction) == 1 }, func() string { return "charge did not run" })
-	if err := e.c.Cancel(ctx, e.s.flow, "c1", ""); !errors.Is(err, saga.ErrInvalidOption) {
+	if err := e.op.Cancel(ctx, e.s.flow.Name(), "c1", ""); !errors.Is(err, saga.ErrInvalidOption) {
 		t.Errorf("a cancel without a reason: %v", err)
 	}
-	if err := e.c.Cancel(ctx, e.s.flow, "c1", "customer called"); err != nil {
+	if err := e.op.Cancel(ctx, e.s.flow.Name(), "c1", "customer called"); err != nil {
 		t.Fatal(err)
 	}
 	close(release) // reserve's result comes after the cancel: compensated too
@@ -417,10 +418,10 @@ func TestCancel(t *testing.T) {
 	if st.Reason != "cancelled: customer called" || e.l.count("c1", "charge", saga.PhaseCompensation) != 1 || e.l.count("c1", "reserve", saga.PhaseCompensation) != 1 {
 		t.Errorf("after cancel: reason %q, charge compensated %d", st.Reason, e.l.count("c1", "charge", saga.PhaseCompensation))
 	}
-	if err := e.c.Cancel(ctx, e.s.flow, "c1", "again"); !errors.Is(err, saga.ErrNotRunning) {
+	if err := e.op.Cancel(ctx, e.s.flow.Name(), "c1", "again"); !errors.Is(err, ops.ErrNotRunning) {
 		t.Errorf("cancel of a compensated saga: %v", err)
 	}
-	if err := e.c.Cancel(ctx, e.s.flow, "nope", "x"); !errors.Is(err, saga.ErrNotFound) {
+	if err := e.op.Cancel(ctx, e.s.flow.Name(), "nope", "x"); !errors.Is(err, saga.ErrNotFound) {
 		t.Errorf("cancel of no saga: %v", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/describe"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 )
@@ -23,11 +24,11 @@ import (
 // versions, with the schemas from schemas/.
 func shopDoc(t *testing.T) []byte {
 	t.Helper()
-	var infos []saga.FlowInfo
+	var infos []describe.Flow
 	for _, f := range []*saga.Flow[schemas.OrderPlaced]{schemas.OrderFlow, schemas.OrderFlowV2} {
 		infos = append(infos, f.Info().WithSchemas(schemas.Schema))
 	}
-	doc, err := saga.AsyncAPI(saga.AsyncAPIOptions{Server: "127.0.0.1:4222"}, infos...)
+	doc, err := describe.AsyncAPI(describe.AsyncAPIOptions{Server: "127.0.0.1:4222"}, infos...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,10 +273,9 @@ func TestAsyncAPIFromTheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	sagatest.Run(t, r)
-	c := srv.Client()
-	var flows []saga.FlowInfo
+	var flows []describe.Flow
 	sagatest.Poll(t, 20*time.Second, func() bool {
-		flows, err = c.Flows(context.Background())
+		flows, err = srv.Ops().Flows(context.Background())
 		return err == nil && len(flows) == 2
 	}, func() string { return "the runner did not register the order flow's two versions" })
 	for _, f := range flows {
@@ -283,7 +283,7 @@ func TestAsyncAPIFromTheRegistry(t *testing.T) {
 			t.Fatalf("%s v%d registered without schemas", f.Name, f.Version)
 		}
 	}
-	got, err := saga.AsyncAPI(saga.AsyncAPIOptions{Server: "127.0.0.1:4222"}, flows...)
+	got, err := describe.AsyncAPI(describe.AsyncAPIOptions{Server: "127.0.0.1:4222"}, flows...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestAsyncAPIFromTheRegistry(t *testing.T) {
 	if err := sagatest.ValidAsyncAPI(got); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := saga.AsyncAPI(saga.AsyncAPIOptions{}); err == nil {
+	if _, err := describe.AsyncAPI(describe.AsyncAPIOptions{}); err == nil {
 		t.Error("AsyncAPI of no flow succeeded")
 	}
 }

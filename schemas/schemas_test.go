@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/describe"
 	"github.com/choreo-go/choreo/schemas"
 )
 
@@ -210,7 +210,7 @@ func TestValidateRejects(t *testing.T) {
 
 func TestFlowIsWellFormed(t *testing.T) {
 	var got [][]string // step names by position
-	for _, s := range schemas.OrderFlow.Steps() {
+	for _, s := range schemas.OrderFlow.Info().Steps {
 		for len(got) <= s.Position {
 			got = append(got, nil)
 		}
@@ -229,7 +229,7 @@ func TestFlowDeclaresOwnersAndCompensations(t *testing.T) {
 		"charge": {"payment", "refund"}, "reserve": {"inventory", "release"}, "invoice": {"billing", "void"},
 		"schedule": {"shipping", "cancel"}, "confirm": {"order", ""},
 	}
-	steps := schemas.OrderFlow.Steps()
+	steps := schemas.OrderFlow.Info().Steps
 	if len(steps) != len(want) {
 		t.Fatalf("flow has %d steps, want %d", len(steps), len(want))
 	}
@@ -238,7 +238,7 @@ func TestFlowDeclaresOwnersAndCompensations(t *testing.T) {
 			t.Errorf("step %s: owner %q, undo %q; want %q, %q", s.Name, s.Owner, s.Undo, w[0], w[1])
 		}
 	}
-	if s, ok := schemas.OrderFlow.Step("confirm"); !ok || s.Kind != saga.PivotStep {
+	if s, ok := schemas.OrderFlow.Info().Step("confirm"); !ok || s.Kind != describe.Pivot {
 		t.Errorf("confirm is %+v, want the pivot", s)
 	}
 }

@@ -124,3 +124,63 @@ func Tokens(subject string, n int) ([]string, bool) {
 	t := strings.SplitN(subject, ".", n+1)
 	return t, len(t) == n
 }
+
+// Phases: the last token of a saga log subject.
+const (
+	PhaseStart             = "start"
+	PhaseDone              = "done"
+	PhaseFailed            = "failed"
+	PhaseTimedOut          = "timed-out"
+	PhaseAbandoned         = "abandoned"
+	PhaseSkipped           = "skipped"
+	PhaseRetry             = "retry"
+	PhaseCompensated       = "compensated"
+	PhaseCompensationRetry = "undo-retry"
+	PhaseParked            = "parked"
+	PhaseDeadline          = "deadline"
+	PhaseResume            = "resume"
+	PhaseCancelled         = "cancelled"
+)
+
+// Token reports whether s is a name choreo accepts for a flow, a step or
+// an owner: 1 to 64 characters of [A-Za-z0-9_-], starting with a letter or
+// digit, so that it is one NATS subject token. (Checked on every message:
+// no regular expression.)
+func Token(s string) bool {
+	return len(s) >= 1 && len(s) <= 64 && s[0] != '_' && s[0] != '-' && IDChars(s)
+}
+
+// IDChars reports whether s is made only of [A-Za-z0-9_-].
+func IDChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// DefKey is the flow registry's key of a flow version's definition.
+func DefKey(flow string, version int) string { return "def." + flow + "." + Version(version) }
+
+// FlowsBucket is the key-value bucket of choreo's flow registry.
+const FlowsBucket = "CHOREO_FLOWS"
+
+// DoConsumer names the durable consumer of a step's triggers.
+func DoConsumer(flow string, version int, step string) string {
+	return flow + "_" + Version(version) + "_" + step + "_do"
+}
+
+// UndoConsumer names the durable consumer of a step's compensation commands.
+func UndoConsumer(flow string, version int, step string) string {
+	return flow + "_" + Version(version) + "_" + step + "_undo"
+}
+
+// TimerConsumer names the durable consumer of a flow version's timers.
+func TimerConsumer(flow string, version int) string {
+	return flow + "_" + Version(version) + "__timers"
+}
+
+// EndConsumer names the durable consumer of an OnEnd handler of a flow.
+func EndConsumer(flow, handler string) string { return flow + "__end_" + handler }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -17,10 +17,10 @@ import (
 // the cache must not grow with them.
 func TestCountsCacheIsBounded(t *testing.T) {
 	s := sagatest.NewServer(t)
-	h := &handler{c: s.Client(), o: options{cache: time.Hour}, counts: map[string]cached{}}
+	h := &handler{c: s.Client(), op: s.Ops(), o: options{cache: time.Hour}, counts: map[string]cached{}}
 	// Counts answer for registered versions only: register that many.
 	_, js := s.Connect()
-	kv, err := js.KeyValue(context.Background(), saga.FlowsBucket)
+	kv, err := js.KeyValue(context.Background(), access.FlowsBucket)
 	if err != nil {
 		t.Fatal(err)
 	}

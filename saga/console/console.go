@@ -22,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/describe"
+	"github.com/choreo-go/choreo/saga/ops"
 )
 
 //go:embed web
@@ -82,21 +84,21 @@ const previewBytes = 240
 // is read whole from the broker, up to its largest message.
 const maxDeadLetters = 200
 
-// Handler returns the operator console over c: an HTML page with its
+// Handler returns the operator console over c (queries) and op (acts): an HTML page with its
 // script and style, and JSON endpoints under api/. It binds nothing; mount
 // it where you like, under a path ending in "/" with the prefix stripped:
 //
-//	mux.Handle("/console/", http.StripPrefix("/console", console.Handler(c)))
+//	mux.Handle("/console/", http.StripPrefix("/console", console.Handler(c, op)))
 //
 // Every act (a replay, a retry) is done with c's identity, so serve it
 // only to operators: on a loopback address, or behind what authenticates
 // them.
-func Handler(c *saga.Client, opts ...Option) http.Handler {
+func Handler(c *saga.Client, op *ops.Client, opts ...Option) http.Handler {
 	o := options{title: "choreo", cache: time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	h := &handler{c: c, o: o, counts: map[string]cached{}}
+	h := &handler{c: c, op: op, o: o, counts: map[string]cached{}}
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(webFiles, "web")
 	files := http.FileServerFS(static)
@@ -118,8 +120,9 @@ func Handler(c *saga.Client, opts ...Option) http.Handler {
 }
 
 type handler struct {
-	c *saga.Client
-	o options
+	c  *saga.Client
+	op *ops.Client
+	o  options
 
 	mu     sync.Mutex
 	counts map[string]cached // by flow/version: polled by every open page
@@ -130,7 +133,7 @@ const maxCached = 256
 
 type cached struct {
 	at     time.Time
-	counts *saga.FlowCounts
+	counts *ops.FlowCounts
 }
 
 // securityHeaders go on every answer: the page loads only its own script
@@ -248,7 +251,7 @@ func failLib(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, saga.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, saga.ErrNotReplayable), errors.Is(err, saga.ErrNotParked):
+	case errors.Is(err, ops.ErrNotReplayable), errors.Is(err, ops.ErrNotParked):
 		status = http.StatusConflict
 	case errors.Is(err, saga.ErrInvalidFlow):
 		status = http.StatusBadRequest
@@ -285,19 +288,19 @@ func sagaRef(w http.ResponseWriter, r *http.Request) (flow, id string, ok bool) 
 
 // flowVersion is a flow version as the console lists it.
 type flowVersion struct {
-	saga.FlowInfo
+	describe.Flow
 	Deadline string `json:"deadline,omitempty"`
 }
 
 func (h *handler) flows(w http.ResponseWriter, r *http.Request) {
-	flows, err := h.c.Flows(r.Context())
+	flows, err := h.op.Flows(r.Context())
 	if err != nil {
 		failLib(w, err)
 		return
 	}
 	out := make([]flowVersion, 0, len(flows))
 	for _, f := range flows {
-		v := flowVersion{FlowInfo: f}
+		v := flowVersion{Flow: f}
 		if f.Deadline > 0 {
 			v.Deadline = f.Deadline.String()
 		}
@@ -322,7 +325,7 @@ func (h *handler) stepCounts(w http.ResponseWriter, r *http.Request) {
 	c, ok := h.counts[key]
 	h.mu.Unlock()
 	if !ok || time.Since(c.at) > h.o.cache {
-		counts, err := h.c.StepCounts(r.Context(), saga.Named(flow), v)
+		counts, err := h.op.StepCounts(r.Context(), flow, v)
 		if err != nil {
 			failLib(w, err)
 			return
@@ -360,7 +363,7 @@ type deadLetter struct {
 func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	// Only the newest, and only the start of each payload: any participant
 	// may dead-letter as many and as big messages as the broker takes.
-	dls, total, err := h.c.LatestDeadLetters(r.Context(), maxDeadLetters, previewBytes+1)
+	dls, total, err := h.op.LatestDeadLetters(r.Context(), maxDeadLetters, previewBytes+1)
 	if err != nil {
 		failLib(w, err)
 		return
@@ -403,7 +406,7 @@ func (h *handler) replay(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, fmt.Sprintf("dead letter %q: want its sequence, a number from 1", r.PathValue("seq")))
 		return
 	}
-	what, err := h.c.ReplayDeadLetter(r.Context(), seq)
+	what, err := h.op.ReplayDeadLetter(r.Context(), seq)
 	if err != nil {
 		failLib(w, err)
 		return
@@ -434,7 +437,7 @@ type parkedStep struct {
 // parked lists the parked sagas of every registered flow: a flow no
 // runner registered is not looked at.
 func (h *handler) parked(w http.ResponseWriter, r *http.Request) {
-	flows, err := h.c.Flows(r.Context())
+	flows, err := h.op.Flows(r.Context())
 	if err != nil {
 		failLib(w, err)
 		return
@@ -517,7 +520,7 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.c.RetryCompensation(r.Context(), saga.Named(flow), id); err != nil {
+	if err := h.op.RetryCompensation(r.Context(), flow, id); err != nil {
 		failLib(w, fmt.Errorf("saga %s/%s: %w", flow, id, err))
 		return
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/console"
+	"github.com/choreo-go/choreo/saga/describe"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -91,7 +93,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 20*time.Second, func() bool {
-		dls, _ := c.DeadLetters(ctx, nil)
+		dls, _ := s.Ops().DeadLetters(ctx, "")
 		for _, d := range dls {
 			if strings.Contains(d.Subject, ".evil.") {
 				f.deadSeq = d.Sequence
@@ -100,7 +102,7 @@ func newFixture(t *testing.T) *fixture {
 		}
 		return false
 	}, func() string { return "the markup event was not dead-lettered" })
-	f.srv = httptest.NewServer(console.Handler(c, console.WithTitle(`<i>test</i>`)))
+	f.srv = httptest.NewServer(console.Handler(c, s.Ops(), console.WithTitle(`<i>test</i>`)))
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -172,15 +174,15 @@ func TestConsole(t *testing.T) {
 		var flows []struct {
 			Name    string
 			Version int
-			Steps   []saga.StepInfo
+			Steps   []describe.Step
 		}
 		f.getJSON(t, "/api/flows", &flows)
 		if len(flows) != 1 || flows[0].Name != "shop" || len(flows[0].Steps) != 4 || flows[0].Steps[0].Undo != "refund" {
 			t.Fatalf("flows %+v", flows)
 		}
-		var counts saga.FlowCounts
+		var counts ops.FlowCounts
 		f.getJSON(t, "/api/flows/shop/v1/counts", &counts)
-		byStep := map[string]saga.StepCount{}
+		byStep := map[string]ops.StepCount{}
 		for _, s := range counts.Steps {
 			byStep[s.Step] = s
 		}
@@ -356,7 +358,7 @@ func longID() string { return strings.Repeat("x", 129) }
 func TestConsoleUnderPrefix(t *testing.T) {
 	s := sagatest.NewServer(t)
 	mux := http.NewServeMux()
-	mux.Handle("/ops/console/", http.StripPrefix("/ops/console", console.Handler(s.Client())))
+	mux.Handle("/ops/console/", http.StripPrefix("/ops/console", console.Handler(s.Client(), s.Ops())))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	for path, want := range map[string]string{"/ops/console/": "console.js", "/ops/console/api/flows": "[]", "/ops/console/api/parked": "[]"} {
@@ -381,7 +383,7 @@ func TestConsoleToken(t *testing.T) {
 	if len(token) != 32 || token == other {
 		t.Fatalf("tokens %q %q", token, other)
 	}
-	ts := httptest.NewServer(console.Handler(srv.Client(), console.WithToken(token)))
+	ts := httptest.NewServer(console.Handler(srv.Client(), srv.Ops(), console.WithToken(token)))
 	t.Cleanup(ts.Close)
 	get := func(path string, mod func(*http.Request)) *http.Response {
 		t.Helper()
@@ -423,7 +425,7 @@ func TestConsoleToken(t *testing.T) {
 		t.Errorf("with the bearer token: %d", resp.StatusCode)
 	}
 	// Another console's cookie has another name.
-	ts2 := httptest.NewServer(console.Handler(srv.Client(), console.WithToken(other)))
+	ts2 := httptest.NewServer(console.Handler(srv.Client(), srv.Ops(), console.WithToken(other)))
 	t.Cleanup(ts2.Close)
 	r2, err := http.Get(ts2.URL + "/?token=" + other)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 // reached from a link.
 func TestCrossSiteReadsAreRefused(t *testing.T) {
 	s := sagatest.NewServer(t)
-	srv := httptest.NewServer(console.Handler(s.Client()))
+	srv := httptest.NewServer(console.Handler(s.Client(), s.Ops()))
 	defer srv.Close()
 	for _, tc := range []struct {
 		path, site string

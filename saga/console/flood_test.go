@@ -39,13 +39,13 @@ func TestDeadLetterFloodIsReadInPart(t *testing.T) {
 	}
 	ctx := context.Background()
 	sagatest.Poll(t, 60*time.Second, func() bool {
-		dls, err := c.DeadLetters(ctx, nil)
+		dls, err := s.Ops().DeadLetters(ctx, "")
 		return err == nil && len(dls) == n
 	}, func() string { return "the flood is not stored" })
-	if _, _, err := c.LatestDeadLetters(ctx, 0, 10); !errors.Is(err, saga.ErrInvalidOption) {
+	if _, _, err := s.Ops().LatestDeadLetters(ctx, 0, 10); !errors.Is(err, saga.ErrInvalidOption) {
 		t.Errorf("LatestDeadLetters of none: %v", err)
 	}
-	srv := httptest.NewServer(console.Handler(c))
+	srv := httptest.NewServer(console.Handler(c, s.Ops()))
 	defer srv.Close()
 
 	var before, after runtime.MemStats

@@ -22,6 +22,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/ops"
 )
 
 // Server is an embedded nats-server with JetStream, listening on 127.0.0.1
@@ -176,6 +178,21 @@ func (s *Server) Client(opts ...saga.Option) *saga.Client {
 	c, err := saga.New(context.Background(), js, opts...)
 	if err != nil {
 		s.fatal("sagatest: saga client: %v", err)
+	}
+	return c
+}
+
+// Ops connects to the server and returns an operator's client over it
+// (package ops: versions, cancels, dead letters, diagnosis), after making
+// sure choreo's streams exist.
+func (s *Server) Ops(opts ...saga.Option) *ops.Client {
+	_, js := s.Connect()
+	if err := access.Provision(context.Background(), js, opts...); err != nil {
+		s.fatal("sagatest: provision: %v", err)
+	}
+	c, err := ops.Open(context.Background(), js, opts...)
+	if err != nil {
+		s.fatal("sagatest: ops client: %v", err)
 	}
 	return c
 }

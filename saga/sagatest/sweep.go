@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/describe"
 )
 
 // Sweep describes a failure sweep: the flow, an input to start it with, and
@@ -60,7 +61,7 @@ func (s Sweep[In]) Run(ctx context.Context) ([]SweepRun, error) {
 		c = srv.Client()
 	}
 	positions := map[string]int{}
-	for _, st := range s.Flow.Steps() {
+	for _, st := range s.Flow.Info().Steps {
 		positions[st.Name] = st.Position
 	}
 	var mu sync.Mutex
@@ -95,8 +96,8 @@ func (s Sweep[In]) Run(ctx context.Context) ([]SweepRun, error) {
 	}
 	run := time.Now().UnixNano()
 	var out []SweepRun
-	for _, info := range s.Flow.Steps() {
-		if info.Kind == saga.RetriableStep {
+	for _, info := range s.Flow.Info().Steps {
+		if info.Kind == describe.Retriable {
 			continue // retried until it succeeds: it cannot abort
 		}
 		id := fmt.Sprintf("sweep-%s-%d", info.Name, run)

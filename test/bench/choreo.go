@@ -12,6 +12,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 )
 
 const flowName = "bench"
@@ -117,7 +118,7 @@ func setupChoreo(ctx context.Context, js jetstream.JetStream, n int, gen payload
 	}
 	// choreo.log.<flow>.<id>.v<N>.<step>.<phase>: the id is token 3.
 	last := fmt.Sprintf("choreo.log.%s.*.v1.%s.done", flowName, stepName(n))
-	stopObs, err := observe(ctx, js, saga.StreamName, last, 3, done)
+	stopObs, err := observe(ctx, js, access.StreamName, last, 3, done)
 	if err != nil {
 		wait()
 		return nil, nil, err

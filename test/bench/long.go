@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 )
 
 // longRun runs the 4-step flow through choreo, 100 sagas in flight, until
@@ -33,7 +33,7 @@ func longRun(max int, limit, window time.Duration) error {
 	}
 	defer stop()
 	tr.sys = sys
-	stream, err := e.js.Stream(ctx, saga.StreamName)
+	stream, err := e.js.Stream(ctx, access.StreamName)
 	if err != nil {
 		return err
 	}

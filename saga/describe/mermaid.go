@@ -1,4 +1,4 @@
-package saga
+package describe
 
 import (
 	"fmt"
@@ -9,12 +9,12 @@ import (
 // its owner, parallel groups side by side, the pivot marked, and each
 // compensation (its Undo name) as a dashed edge back. It is generated from
 // the definition, so it cannot drift from what runs.
-func (fi FlowInfo) Mermaid() string {
+func (fi Flow) Mermaid() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "flowchart LR\n  %%%% %s v%d, generated from its definition\n", fi.Name, fi.Version)
 	b.WriteString("  start([" + mermaidText(fi.Input) + "])\n")
 	positions := fi.positions()
-	id := func(s StepInfo) string { return "s_" + strings.ReplaceAll(s.Name, "-", "_") }
+	id := func(s Step) string { return "s_" + strings.ReplaceAll(s.Name, "-", "_") }
 	for _, pos := range positions {
 		for _, s := range pos {
 			label := s.Name
@@ -22,9 +22,9 @@ func (fi FlowInfo) Mermaid() string {
 				label += "<br/><i>" + s.Owner + "</i>"
 			}
 			switch s.Kind {
-			case PivotStep:
+			case Pivot:
 				fmt.Fprintf(&b, "  %s{{\"%s<br/>pivot\"}}\n", id(s), mermaidText(label))
-			case RetriableStep:
+			case Retriable:
 				fmt.Fprintf(&b, "  %s[\"%s<br/>retried\"]\n", id(s), mermaidText(label))
 			default:
 				fmt.Fprintf(&b, "  %s[\"%s\"]\n", id(s), mermaidText(label))
@@ -47,7 +47,7 @@ func (fi FlowInfo) Mermaid() string {
 		fmt.Fprintf(&b, "  %s --> done\n", p)
 	}
 	for _, s := range fi.Steps {
-		if s.Kind == CompensatableStep {
+		if s.Kind == Compensatable {
 			undo := s.Undo
 			if undo == "" {
 				undo = "compensate"
@@ -61,8 +61,8 @@ func (fi FlowInfo) Mermaid() string {
 // positions groups the steps by position, in order: the members of a
 // Parallel group share one. A position Define cannot make (negative, or
 // past the steps) is left out.
-func (fi FlowInfo) positions() [][]StepInfo {
-	var out [][]StepInfo
+func (fi Flow) positions() [][]Step {
+	var out [][]Step
 	for _, s := range fi.Steps {
 		if s.Position < 0 || s.Position > len(fi.Steps) {
 			continue
@@ -78,5 +78,3 @@ func (fi FlowInfo) positions() [][]StepInfo {
 // mermaidText keeps a label from closing Mermaid's quotes.
 func mermaidText(s string) string { return strings.ReplaceAll(s, `"`, "#quot;") }
 
-// Info describes the flow version as the registry holds it.
-func (f *Flow[In]) Info() FlowInfo { return f.def.info() }

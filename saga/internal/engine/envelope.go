@@ -1,4 +1,4 @@
-package saga
+package engine
 
 import (
 	"fmt"
@@ -25,7 +25,7 @@ const (
 
 // ValidID reports whether id can name a saga: 1 to 128 characters of
 // [A-Za-z0-9_-], so that it is one NATS subject token.
-func ValidID(id string) bool { return len(id) >= 1 && len(id) <= 128 && idChars(id) }
+func ValidID(id string) bool { return len(id) >= 1 && len(id) <= 128 && wire.IDChars(id) }
 
 // logPhases are the phases a saga log event may have.
 var logPhases = map[Phase]bool{
@@ -168,7 +168,7 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 // check validates the names the subject gave, and reads its version.
 func (e *envelope) check(version string) error {
 	v, ok := wire.ParseVersion(version)
-	if !ok || !token(e.flow) || !ValidID(e.id) || (e.step != wire.SagaStep && !token(e.step)) {
+	if !ok || !wire.Token(e.flow) || !ValidID(e.id) || (e.step != wire.SagaStep && !wire.Token(e.step)) {
 		return bad("malformed subject tokens (flow %q, saga %q, version %q, step %q)", e.flow, e.id, version, e.step)
 	}
 	e.version = v

@@ -1,6 +1,10 @@
-package saga
+package engine
 
 import (
+	"github.com/choreo-go/choreo/saga/describe"
+
+	"github.com/choreo-go/choreo/internal/wire"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -48,7 +52,7 @@ type FlowCounts struct {
 // version, and ErrNotFound for a version no runner registered and no saga
 // ran on.
 func (c *Client) StepCounts(ctx context.Context, f FlowRef, version int) (*FlowCounts, error) {
-	if f == nil || !token(name(f)) || version < 1 {
+	if f == nil || !wire.Token(name(f)) || version < 1 {
 		return nil, fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
 	}
 	flow := name(f)
@@ -66,7 +70,7 @@ func (c *Client) StepCounts(ctx context.Context, f FlowRef, version int) (*FlowC
 	// The registered definition orders the steps and lists those no saga
 	// reached; a registry that cannot be read leaves the sagas' order.
 	if entries, err := c.registryEntries(ctx, defKey(flow, version)); err == nil {
-		var fi FlowInfo
+		var fi describe.Flow
 		if json.Unmarshal(entries[defKey(flow, version)], &fi) == nil {
 			for _, s := range fi.Steps {
 				add(s.Name)

@@ -1,7 +1,8 @@
-package saga
+package engine
 
 import (
-	"bytes"
+	"github.com/choreo-go/choreo/saga/describe"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -26,14 +25,14 @@ import (
 // commands and timers carry the version in their subjects, and each
 // version's steps have consumers of their own, so a version 1 trigger
 // reaches a version 1 handler and a version 2 trigger a version 2 handler.
-// The registry (the FlowsBucket key-value bucket) holds what runners serve
+// The registry (the wire.FlowsBucket key-value bucket) holds what runners serve
 // (each registers the definitions it runs when it starts) and what an
 // operator decided about a version (Retire), which Start obeys.
 
 // FlowsBucket is the key-value bucket of choreo's flow registry: under
 // def.<flow>.v<N> the definitions runners serve, under status.<flow>.v<N>
 // the versions an operator retired.
-const FlowsBucket = "CHOREO_FLOWS"
+const FlowsBucket = wire.FlowsBucket
 
 // VersionStatus is whether new sagas may start on a flow version.
 type VersionStatus string
@@ -67,172 +66,18 @@ type versionMark struct {
 	Since  time.Time     `json:"since"`
 }
 
-// FlowInfo is a flow version as a runner registered it: what it is, for
-// tools that are not compiled with the flow (the operator CLI).
-type FlowInfo struct {
-	Name      string        `json:"name"`
-	Version   int           `json:"version"`
-	Input     string        `json:"input"` // the CloudEvents type of the start event
-	StartedBy []string      `json:"started_by,omitempty"`
-	Deadline  time.Duration `json:"deadline,omitempty"`
-	Steps     []StepInfo    `json:"steps"`
-	// Schemas are the JSON Schemas of the flow's event types (its input
-	// and each step's result), by CloudEvents type, as the registering
-	// runner's WithSchemas gave them; a type without one is absent.
-	Schemas map[string]json.RawMessage `json:"schemas,omitempty"`
-}
-
-func (f *flowDef) info() FlowInfo {
-	fi := FlowInfo{Name: f.name, Version: f.version, Input: f.inputType, StartedBy: slices.Clone(f.starters), Deadline: f.deadline}
+func info(f *flowDef) describe.Flow {
+	fi := describe.Flow{Name: f.name, Version: f.version, Input: f.inputType, StartedBy: slices.Clone(f.starters), Deadline: f.deadline}
 	for _, d := range f.steps {
-		fi.Steps = append(fi.Steps, StepInfo{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout})
+		fi.Steps = append(fi.Steps, describe.Step{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout})
 	}
 	return fi
 }
 
-// WithSchemas returns fi with Schemas filled in by schemaOf, for each of
-// its event types (the input and each step's result); a type the lookup
-// has no schema for, or whose schema is not one (a JSON object, true or
-// false), is left out. Runners do this when they register
-// (saga.WithSchemas); call it to describe a Flow value (Flow.Info) the same
-// way, for AsyncAPI.
-func (fi FlowInfo) WithSchemas(schemaOf func(eventType string) ([]byte, error)) FlowInfo {
-	fi.Schemas = nil
-	out := map[string]json.RawMessage{}
-	types := []string{fi.Input}
-	for _, s := range fi.Steps {
-		types = append(types, s.EventType)
-	}
-	for _, t := range types {
-		if _, ok := out[t]; ok || t == "" {
-			continue
-		}
-		if raw, err := schemaOf(t); err == nil && isSchema(raw) {
-			out[t] = raw
-		}
-	}
-	if len(out) > 0 {
-		fi.Schemas = out
-	}
-	return fi
-}
+// Info describes the flow version as the registry holds it.
+func (f *flowDef) Info() describe.Flow { return info(f) }
 
-// maxInfoSteps and maxInfoText bound a definition read from the registry.
-const (
-	maxInfoSteps = 1000
-	maxInfoText  = 1024
-)
-
-// checkRegistered reports why a definition read from the registry under key
-// is not one a runner registers: any participant of a flow may write its
-// key, so what the tools draw and document from it must be a definition
-// Define could have made, of the flow and version its key names. Schemas
-// that are not JSON Schemas (objects, true or false), or are of no type of
-// the flow, are dropped.
-func (fi *FlowInfo) checkRegistered(key string) error {
-	if key != defKey(fi.Name, fi.Version) {
-		return fmt.Errorf("it describes flow %q v%d", fi.Name, fi.Version)
-	}
-	if err := fi.check(); err != nil {
-		return err
-	}
-	types := map[string]bool{fi.Input: true}
-	for _, s := range fi.Steps {
-		types[s.EventType] = true
-	}
-	for t, raw := range fi.Schemas {
-		if !types[t] || !isSchema(raw) {
-			delete(fi.Schemas, t)
-		}
-	}
-	return nil
-}
-
-// check reports why fi is not a definition Define could have made: names
-// that are not tokens, steps out of order, text that is not one line of
-// printable characters.
-func (fi FlowInfo) check() error {
-	if !token(fi.Name) {
-		return fmt.Errorf("flow name %q: want 1-64 characters of [A-Za-z0-9_-]", fi.Name)
-	}
-	if fi.Version < 1 || fi.Version > 1_000_000 {
-		return fmt.Errorf("flow %s: version %d out of range", fi.Name, fi.Version)
-	}
-	if fi.Deadline < 0 {
-		return fmt.Errorf("flow %s: negative deadline", fi.Name)
-	}
-	if err := infoText("input type", fi.Input); err != nil {
-		return fmt.Errorf("flow %s: %w", fi.Name, err)
-	}
-	for _, svc := range fi.StartedBy {
-		if !token(svc) {
-			return fmt.Errorf("flow %s: starter %q is no service name", fi.Name, svc)
-		}
-	}
-	if len(fi.Steps) == 0 || len(fi.Steps) > maxInfoSteps {
-		return fmt.Errorf("flow %s: %d steps, want 1 to %d", fi.Name, len(fi.Steps), maxInfoSteps)
-	}
-	seen := map[string]bool{}
-	for i, s := range fi.Steps {
-		bad := func(format string, args ...any) error {
-			return fmt.Errorf("flow %s: step %q: %s", fi.Name, s.Name, fmt.Sprintf(format, args...))
-		}
-		switch {
-		case !token(s.Name):
-			return bad("want 1-64 characters of [A-Za-z0-9_-]")
-		case seen[s.Name]:
-			return bad("named twice")
-		case s.Owner != "" && !token(s.Owner):
-			return bad("owner %q is no service name", s.Owner)
-		case s.Kind != CompensatableStep && s.Kind != PivotStep && s.Kind != RetriableStep:
-			return bad("kind %q", s.Kind)
-		case s.Undo != "" && s.Kind != CompensatableStep:
-			return bad("a %s step has no compensation to name", s.Kind)
-		case s.Timeout < 0:
-			return bad("negative timeout")
-		case i == 0 && s.Position != 0, i > 0 && s.Position != fi.Steps[i-1].Position && s.Position != fi.Steps[i-1].Position+1:
-			return bad("position %d out of order", s.Position)
-		}
-		seen[s.Name] = true
-		if err := infoText("event type", s.EventType); err != nil {
-			return bad("%v", err)
-		}
-		if s.Undo != "" {
-			if err := infoText("compensation name", s.Undo); err != nil {
-				return bad("%v", err)
-			}
-		}
-	}
-	return nil
-}
-
-// infoText checks a name a definition gives in words (an event type, a
-// compensation's name): one line of printable text, not too long, with no
-// control or formatting characters (escapes, bidirectional overrides).
-func infoText(what, s string) error {
-	if s == "" || len(s) > maxInfoText || !utf8.ValidString(s) {
-		return fmt.Errorf("%s: want 1 to %d bytes of UTF-8", what, maxInfoText)
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
-			return fmt.Errorf("%s %q: control or formatting character %U", what, s, r)
-		}
-	}
-	return nil
-}
-
-// isSchema reports whether raw is a JSON Schema document: an object, or
-// true or false.
-func isSchema(raw []byte) bool {
-	raw = bytes.TrimSpace(raw)
-	if !json.Valid(raw) {
-		return false
-	}
-	s := string(raw)
-	return s == "true" || s == "false" || strings.HasPrefix(s, "{")
-}
-
-func defKey(flow string, version int) string { return "def." + flow + "." + wire.Version(version) }
+func defKey(flow string, version int) string { return wire.DefKey(flow, version) }
 func statusKey(flow string, version int) string {
 	return "status." + flow + "." + wire.Version(version)
 }
@@ -292,7 +137,7 @@ func (c *Client) status(ctx context.Context, flow string, version int) versionMa
 // holds none or another.
 func (c *Client) register(ctx context.Context, defs []*flowDef, schemaOf func(eventType string) ([]byte, error)) error {
 	for _, f := range defs {
-		fi := f.info()
+		fi := info(f)
 		if schemaOf != nil {
 			fi = fi.WithSchemas(schemaOf)
 		}
@@ -404,7 +249,7 @@ func (v VersionReport) Left() int { return len(v.InFlight) }
 // saga log knows: its status, whether runners serve it, and its sagas. It
 // reads every saga of the flow (as List does): an operator's tool.
 func (c *Client) Versions(ctx context.Context, f FlowRef) ([]VersionReport, error) {
-	if f == nil || !token(name(f)) {
+	if f == nil || !wire.Token(name(f)) {
 		return nil, fmt.Errorf("%w: bad flow name", ErrInvalidFlow)
 	}
 	flow := name(f)
@@ -415,12 +260,12 @@ func (c *Client) Versions(ctx context.Context, f FlowRef) ([]VersionReport, erro
 		}
 		return reports[v]
 	}
-	defs := map[int]FlowInfo{}
+	defs := map[int]describe.Flow{}
 	err := c.scanRegistry(ctx, flow, func(kind string, v int, value []byte) {
 		r := get(v)
 		switch kind {
 		case "def":
-			var fi FlowInfo
+			var fi describe.Flow
 			if json.Unmarshal(value, &fi) == nil {
 				r.Registered, defs[v] = true, fi
 			}
@@ -507,21 +352,21 @@ func (c *Client) registryEntries(ctx context.Context, filters ...string) (map[st
 	}
 }
 
-// Flows lists the flow versions runners registered (FlowInfo), by name
+// Flows lists the flow versions runners registered (describe.Flow), by name
 // and version: for tools not compiled with the flows.
-func (c *Client) Flows(ctx context.Context) ([]FlowInfo, error) {
+func (c *Client) Flows(ctx context.Context) ([]describe.Flow, error) {
 	entries, err := c.registryEntries(ctx, "def.>")
 	if err != nil {
 		return nil, err
 	}
-	var out []FlowInfo
+	var out []describe.Flow
 	for key, value := range entries {
-		var fi FlowInfo
+		var fi describe.Flow
 		if err := json.Unmarshal(value, &fi); err != nil {
 			c.opts.logger.Warn("choreo: registry entry is not a definition; left out", "key", key, "err", err)
 			continue
 		}
-		if err := fi.checkRegistered(key); err != nil {
+		if err := fi.CheckRegistered(key); err != nil {
 			c.opts.logger.Warn("choreo: registry entry is not a definition a runner makes; left out", "key", key, "err", err)
 			continue
 		}
@@ -546,7 +391,7 @@ func (c *Client) Flows(ctx context.Context) ([]FlowInfo, error) {
 // version's runners until the report's Left is 0 (Versions tells again
 // later). It returns the version's report.
 func (c *Client) Retire(ctx context.Context, f FlowRef, version int, mode RetireMode, reason string) (*VersionReport, error) {
-	if f == nil || !token(name(f)) || version < 1 {
+	if f == nil || !wire.Token(name(f)) || version < 1 {
 		return nil, fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
 	}
 	if mode != Drain && mode != CompensateInFlight {
@@ -616,7 +461,7 @@ func (c *Client) Retire(ctx context.Context, f FlowRef, version int, mode Retire
 
 // Reinstate takes back a retirement: sagas start on the version again.
 func (c *Client) Reinstate(ctx context.Context, f FlowRef, version int) error {
-	if f == nil || !token(name(f)) || version < 1 {
+	if f == nil || !wire.Token(name(f)) || version < 1 {
 		return fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
 	}
 	ctx, cancel := withTimeout(ctx)
@@ -634,14 +479,14 @@ func openRegistry(ctx context.Context, js jetstream.JetStream, o options) (*regi
 		storage = jetstream.MemoryStorage
 	}
 	kv, err := jsutil.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      FlowsBucket,
+		Bucket:      wire.FlowsBucket,
 		Description: "choreo: the flow versions runners serve, and those retired",
 		History:     8,
 		Storage:     storage,
 		Replicas:    o.replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("saga: bucket %s: %w", FlowsBucket, notProvisioned(js.Conn(), "KV_"+FlowsBucket, err))
+		return nil, fmt.Errorf("saga: bucket %s: %w", wire.FlowsBucket, notProvisioned(js.Conn(), "KV_"+wire.FlowsBucket, err))
 	}
 	return &registry{kv: kv, marks: map[string]registryMark{}}, nil
 }

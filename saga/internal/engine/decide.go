@@ -1,4 +1,4 @@
-package saga
+package engine
 
 import (
 	"errors"
@@ -117,6 +117,10 @@ func unknown(d *stepDef, attempt int, reason string) verdict {
 
 // errUndecodable marks a payload that does not decode into the step's type.
 type errUndecodable struct{ err error }
+
+// Undecodable marks err as a payload that does not decode into the
+// handler's type: the delivery is dead-lettered, not retried.
+func Undecodable(err error) error { return errUndecodable{err} }
 
 func (e errUndecodable) Error() string { return "undecodable payload: " + e.err.Error() }
 

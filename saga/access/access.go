@@ -1,8 +1,24 @@
-package saga
+// Package access derives, from the flows' definitions, what each service's
+// identity may do on the broker, and provisions what only an admin may
+// create. A service is trusted only for the steps it owns: it may append
+// its own steps' outcomes, use its own durable consumers and read sagas;
+// never create, purge or delete a stream, nor touch another service's
+// consumer.
+//
+// Permissions gives each service (Owner on each step, StartedBy on the
+// flow) its Access; Reader is for identities that only query. An admin
+// identity runs Provision (the streams) first; AuthorizationConfig renders
+// the identities as a nats-server authorization block. Each identity
+// connects with nats.CustomInboxPrefix(InboxPrefix(name)). Without
+// authentication on the server nothing changes.
+package access
 
 import (
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/describe"
+	"github.com/choreo-go/choreo/saga/internal/engine"
+
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,7 +26,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/internal/wire"
@@ -83,7 +98,7 @@ const jsAPI = "$JS.API."
 // Timeline, DeadLetters) take Reader. Permissions returns ErrInvalidFlow
 // for a Named flow (it has no steps to derive from) and for a step without
 // an Owner.
-func Permissions(flows ...FlowRef) (map[string]Access, error) {
+func Permissions(flows ...Definition) (map[string]Access, error) {
 	defs, err := definitions(flows)
 	if err != nil {
 		return nil, err
@@ -96,37 +111,37 @@ func Permissions(flows ...FlowRef) (map[string]Access, error) {
 	}
 	for _, f := range defs {
 		participants := map[string]bool{}
-		for _, d := range f.steps {
-			participants[d.owner] = true
-			own := []string{wire.LogFilter(f.name, f.version, d.name, "*")}
-			cons := []string{doConsumer(f.name, f.version, d.name)}
-			if d.kind == CompensatableStep {
-				cons = append(cons, undoConsumer(f.name, f.version, d.name))
+		for _, d := range f.Steps {
+			participants[d.Owner] = true
+			own := []string{wire.LogFilter(f.Name, f.Version, d.Name, "*")}
+			cons := []string{wire.DoConsumer(f.Name, f.Version, d.Name)}
+			if d.Kind == describe.Compensatable {
+				cons = append(cons, wire.UndoConsumer(f.Name, f.Version, d.Name))
 			}
 			a := Access{Publish: Rules{Allow: own}}
 			for _, c := range cons {
 				a.Add(Consume(wire.Stream, c))
 			}
-			grant(d.owner, a)
+			grant(d.Owner, a)
 		}
 		for svc := range participants {
 			a := Access{Publish: Rules{Allow: []string{
-				wire.LogSubject(f.name, "*", f.version, wire.SagaStep, string(PhaseDeadline)),
-				wire.Cmd + f.name + ".*." + wire.Version(f.version) + ".*." + wire.Undo,
-				"$KV." + FlowsBucket + "." + defKey(f.name, f.version),
-				wire.Dead + f.name, wire.Dead + "_",
+				wire.LogSubject(f.Name, "*", f.Version, wire.SagaStep, wire.PhaseDeadline),
+				wire.Cmd + f.Name + ".*." + wire.Version(f.Version) + ".*." + wire.Undo,
+				"$KV." + wire.FlowsBucket + "." + wire.DefKey(f.Name, f.Version),
+				wire.Dead + f.Name, wire.Dead + "_",
 				jsAPI + "STREAM.MSG.DELETE." + wire.Stream,
 				jsAPI + "STREAM.MSG.DELETE." + wire.TimerStream,
 			}}}
-			a.Add(Consume(wire.TimerStream, timerConsumer(f.name, f.version)))
-			a.Add(Consume(wire.Stream, endConsumer(f.name, svc)))
+			a.Add(Consume(wire.TimerStream, wire.TimerConsumer(f.Name, f.Version)))
+			a.Add(Consume(wire.Stream, wire.EndConsumer(f.Name, svc)))
 			grant(svc, a)
 		}
-		for _, svc := range f.starters {
-			grant(svc, Access{Publish: Rules{Allow: []string{wire.LogSubject(f.name, "*", f.version, wire.SagaStep, string(PhaseStart))}}})
+		for _, svc := range f.StartedBy {
+			grant(svc, Access{Publish: Rules{Allow: []string{wire.LogSubject(f.Name, "*", f.Version, wire.SagaStep, wire.PhaseStart)}}})
 		}
-		for _, svc := range append(slices.Collect(maps.Keys(participants)), f.starters...) {
-			grant(svc, Access{Publish: Rules{Allow: []string{wire.Sched + f.name + ".*"}}})
+		for _, svc := range append(slices.Collect(maps.Keys(participants)), f.StartedBy...) {
+			grant(svc, Access{Publish: Rules{Allow: []string{wire.Sched + f.Name + ".*"}}})
 		}
 	}
 	for svc, a := range out {
@@ -142,7 +157,7 @@ func Permissions(flows ...FlowRef) (map[string]Access, error) {
 // let it read every saga of every flow. It may not pull from, change or
 // delete the services' durable consumers of these flows (nor any it is not
 // told of: give it to identities you trust to read).
-func Reader(identity string, flows ...FlowRef) (Access, error) {
+func Reader(identity string, flows ...Definition) (Access, error) {
 	defs, err := definitions(flows)
 	if err != nil {
 		return Access{}, err
@@ -150,21 +165,21 @@ func Reader(identity string, flows ...FlowRef) (Access, error) {
 	var durables []string
 	for _, f := range defs {
 		owners := map[string]bool{}
-		for _, d := range f.steps {
-			owners[d.owner] = true
-			durables = append(durables, doConsumer(f.name, f.version, d.name), undoConsumer(f.name, f.version, d.name))
+		for _, d := range f.Steps {
+			owners[d.Owner] = true
+			durables = append(durables, wire.DoConsumer(f.Name, f.Version, d.Name), wire.UndoConsumer(f.Name, f.Version, d.Name))
 		}
-		for _, svc := range f.starters {
+		for _, svc := range f.StartedBy {
 			owners[svc] = true
 		}
 		for svc := range owners {
-			durables = append(durables, endConsumer(f.name, svc))
+			durables = append(durables, wire.EndConsumer(f.Name, svc))
 		}
 	}
 	a := Base(identity)
 	a.Add(ReadStream(wire.Stream, durables...))
 	a.Add(ReadStream(wire.DeadLetterStream))
-	a.Add(ReadStream("KV_" + FlowsBucket))
+	a.Add(ReadStream("KV_" + wire.FlowsBucket))
 	return a, nil
 }
 
@@ -219,33 +234,32 @@ func Base(identity string) Access {
 			jsAPI + "DIRECT.GET." + wire.Stream + ".>",
 			jsAPI + "STREAM.MSG.GET." + wire.Stream,
 			jsAPI + "CONSUMER.INFO." + wire.Stream + ".*",
-			jsAPI + "STREAM.INFO.KV_" + FlowsBucket,
-			jsAPI + "DIRECT.GET.KV_" + FlowsBucket + ".>",
+			jsAPI + "STREAM.INFO.KV_" + wire.FlowsBucket,
+			jsAPI + "DIRECT.GET.KV_" + wire.FlowsBucket + ".>",
 		}},
 		Subscribe: Rules{Allow: []string{InboxPrefix(identity) + ".>"}},
 	}
 }
 
-func endConsumer(flow, name string) string { return flow + "__end_" + name }
+// Definition is what permissions derive from: a flow's declared
+// definition. Every *saga.Flow is one.
+type Definition interface{ Info() describe.Flow }
 
 // definitions returns the flows' definitions, refusing what Permissions
 // cannot derive from.
-func definitions(flows []FlowRef) ([]*flowDef, error) {
-	var out []*flowDef
+func definitions(flows []Definition) ([]describe.Flow, error) {
+	var out []describe.Flow
 	for _, f := range flows {
 		if f == nil {
-			return nil, fmt.Errorf("%w: nil flow", ErrInvalidFlow)
+			return nil, fmt.Errorf("%w: nil flow", saga.ErrInvalidFlow)
 		}
-		n, def := f.flowRef()
-		if def == nil {
-			return nil, fmt.Errorf("%w: flow %q: permissions derive from a flow's definition, not its name", ErrInvalidFlow, n)
-		}
-		for _, d := range def.steps {
-			if d.owner == "" {
-				return nil, fmt.Errorf("%w: flow %q: step %q has no Owner, so no service may run it", ErrInvalidFlow, n, d.name)
+		fi := f.Info()
+		for _, s := range fi.Steps {
+			if s.Owner == "" {
+				return nil, fmt.Errorf("%w: flow %q: step %q has no Owner, so no service may run it", saga.ErrInvalidFlow, fi.Name, s.Name)
 			}
 		}
-		out = append(out, def)
+		out = append(out, fi)
 	}
 	return out, nil
 }
@@ -305,17 +319,24 @@ func AuthorizationConfig(ids []Identity) string {
 // New does: run it with an admin identity before the services start, when
 // their identities may not create streams (Permissions). Each runner then
 // creates its own durable consumers, which its identity may.
-func Provision(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
-	_, err := New(ctx, js, opts...)
+func Provision(ctx context.Context, js jetstream.JetStream, opts ...saga.Option) error {
+	_, err := engine.New(ctx, js, opts...)
 	return err
 }
 
-// notProvisioned explains the failure to create or update a stream on a
-// connection whose identity was refused it.
-func notProvisioned(nc *nats.Conn, stream string, err error) error {
-	if nc != nil && errors.Is(nc.LastError(), nats.ErrPermissionViolation) && strings.Contains(nc.LastError().Error(), "."+stream) {
-		return fmt.Errorf("%w: stream %s is missing or differs from what this client wants, and its identity may not create or update it: run provisioning (saga.Provision) with the admin identity, with the same options (%v)",
-			ErrNotProvisioned, stream, err)
-	}
-	return err
-}
+// The broker objects choreo uses: what Provision creates and the
+// permissions name.
+const (
+	// StreamName is the stream that holds every saga's log and the
+	// compensation commands.
+	StreamName = wire.Stream
+	// TimerStream holds the saga deadlines and the expiry of ended sagas:
+	// broker-side message schedules and the timer events they fire.
+	TimerStream = wire.TimerStream
+	// DeadLetterStream holds what choreo could not process, with the
+	// reason.
+	DeadLetterStream = wire.DeadLetterStream
+	// FlowsBucket is the key-value bucket of the flow registry: the
+	// definitions runners serve and the versions an operator retired.
+	FlowsBucket = wire.FlowsBucket
+)

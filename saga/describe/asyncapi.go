@@ -1,4 +1,4 @@
-package saga
+package describe
 
 import (
 	"encoding/json"
@@ -39,7 +39,7 @@ type AsyncAPIOptions struct {
 //
 // It is generated from the definitions (Flow.Info, or Client.Flows from a
 // running system), so it cannot drift from what runs.
-func AsyncAPI(o AsyncAPIOptions, flows ...FlowInfo) ([]byte, error) {
+func AsyncAPI(o AsyncAPIOptions, flows ...Flow) ([]byte, error) {
 	if len(flows) == 0 {
 		return nil, fmt.Errorf("saga: AsyncAPI needs at least one flow")
 	}
@@ -52,7 +52,7 @@ func AsyncAPI(o AsyncAPIOptions, flows ...FlowInfo) ([]byte, error) {
 	})
 	var names []string
 	for _, f := range flows {
-		if err := f.check(); err != nil {
+		if err := f.Check(); err != nil {
 			return nil, fmt.Errorf("saga: AsyncAPI: flow %q v%d is not a definition Define makes: %w", f.Name, f.Version, err)
 		}
 		names = append(names, f.Name+"-"+wire.Version(f.Version))
@@ -73,7 +73,7 @@ func AsyncAPI(o AsyncAPIOptions, flows ...FlowInfo) ([]byte, error) {
 	}
 	if d.Info.Description == "" {
 		d.Info.Description = "The NATS subjects and messages of the choreo sagas " + strings.Join(names, ", ") +
-			", generated from their definitions. Each saga's events are appended to the stream " + StreamName +
+			", generated from their definitions. Each saga's events are appended to the stream " + wire.Stream +
 			" with a compare-and-set on the saga's last sequence; its state rides in the Choreo-State header."
 	}
 	if o.Server != "" {
@@ -210,7 +210,7 @@ func (d *apiDoc) addCommonMessages() {
 // version gives another schema (or whose id another type's name already
 // took) gets an id of its own, so that one flow's registration cannot
 // change how another's messages read.
-func (d *apiDoc) eventMessage(f FlowInfo, eventType string) string {
+func (d *apiDoc) eventMessage(f Flow, eventType string) string {
 	m := &apiMessage{Name: eventType, Title: eventType, ContentType: "application/json", Headers: logHeaders}
 	if raw, ok := f.Schemas[eventType]; ok && isSchema(raw) {
 		m.Payload = &apiPayload{SchemaFormat: "application/schema+json;version=draft-2020-12", Schema: raw}
@@ -249,15 +249,11 @@ func apiID(s string) string { return apiIDChars.ReplaceAllString(s, "_") }
 // outcomePhases are the phases a step's outcome events may have besides
 // done, by whether the step is compensated.
 func outcomePhases(kind StepKind) []string {
-	ps := []Phase{PhaseFailed, PhaseRetry, PhaseTimedOut, PhaseAbandoned, PhaseSkipped}
-	if kind == CompensatableStep {
-		ps = append(ps, PhaseCompensated, PhaseCompensationRetry, PhaseParked)
+	ps := []string{wire.PhaseFailed, wire.PhaseRetry, wire.PhaseTimedOut, wire.PhaseAbandoned, wire.PhaseSkipped}
+	if kind == Compensatable {
+		ps = append(ps, wire.PhaseCompensated, wire.PhaseCompensationRetry, wire.PhaseParked)
 	}
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = string(p)
-	}
-	return out
+	return ps
 }
 
 func (d *apiDoc) channel(id, address, title string, msgs []string, params map[string]*apiParameter) {
@@ -282,14 +278,14 @@ func (d *apiDoc) operation(id, action, channel, title string, services []string)
 
 // ownerOf is the service a step's operations name: its Owner, or
 // "unknown" when the flow does not declare one.
-func ownerOf(s StepInfo) []string {
+func ownerOf(s Step) []string {
 	if s.Owner == "" {
 		return []string{"unknown"}
 	}
 	return []string{s.Owner}
 }
 
-func (d *apiDoc) addFlow(f FlowInfo) {
+func (d *apiDoc) addFlow(f Flow) {
 	v := wire.Version(f.Version)
 	p := apiID(f.Name) + "_" + v
 	sagaID := &apiParameter{Description: "The saga's id: 1 to 128 characters of [A-Za-z0-9_-]."}
@@ -314,12 +310,12 @@ func (d *apiDoc) addFlow(f FlowInfo) {
 	}
 
 	start := p + "_start"
-	d.channel(start, log(wire.SagaStep, string(PhaseStart)), fmt.Sprintf("%s %s: a saga starts", f.Name, v),
+	d.channel(start, log(wire.SagaStep, wire.PhaseStart), fmt.Sprintf("%s %s: a saga starts", f.Name, v),
 		[]string{d.eventMessage(f, f.Input)}, idOnly)
 	d.operation(start+"_send", "send", start, fmt.Sprintf("Start a saga of %s %s", f.Name, v), starters)
 	sagaWide := p + "_saga"
 	d.channel(sagaWide, log(wire.SagaStep, "{phase}"), fmt.Sprintf("%s %s: saga-wide events", f.Name, v),
-		[]string{msgSagaEvent}, withPhase([]string{string(PhaseDeadline), string(PhaseResume), string(PhaseCancelled)}))
+		[]string{msgSagaEvent}, withPhase([]string{wire.PhaseDeadline, wire.PhaseResume, wire.PhaseCancelled}))
 	d.operation(sagaWide+"_send", "send", sagaWide, "A runner records the deadline; an operator resumes or cancels a saga",
 		append(slices.Clone(owners), "operator"))
 
@@ -328,7 +324,7 @@ func (d *apiDoc) addFlow(f FlowInfo) {
 			owner := ownerOf(s)
 			sp := p + "_" + apiID(s.Name)
 			done := sp + "_done"
-			d.channel(done, log(s.Name, string(PhaseDone)), fmt.Sprintf("%s %s: step %s done", f.Name, v, s.Name),
+			d.channel(done, log(s.Name, wire.PhaseDone), fmt.Sprintf("%s %s: step %s done", f.Name, v, s.Name),
 				[]string{d.eventMessage(f, s.EventType)}, idOnly)
 			outcome := sp + "_outcome"
 			d.channel(outcome, log(s.Name, "{phase}"), fmt.Sprintf("%s %s: step %s's other outcomes", f.Name, v, s.Name),
@@ -343,7 +339,7 @@ func (d *apiDoc) addFlow(f FlowInfo) {
 			}
 			d.operation(done+"_send", "send", done, fmt.Sprintf("%s records step %s's result", owner[0], s.Name), owner)
 			d.operation(outcome+"_send", "send", outcome, fmt.Sprintf("%s records step %s's other outcomes", owner[0], s.Name), owner)
-			if s.Kind == CompensatableStep {
+			if s.Kind == Compensatable {
 				undo := s.Undo
 				if undo == "" {
 					undo = "its compensation"

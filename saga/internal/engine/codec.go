@@ -1,6 +1,8 @@
-package saga
+package engine
 
 import (
+	"github.com/choreo-go/choreo/internal/wire"
+
 	"net/url"
 	"strconv"
 	"strings"
@@ -263,7 +265,7 @@ func decodeState(flow, id, raw string) (*State, error) {
 		st := StepState{Name: rec.next(',')}
 		st.Position = rec.int(rec.next(','))
 		ks := rec.next(',')
-		if len(ks) != 2 || kindOf[ks[0]] == "" || statusOf[ks[1]] == "" || !token(st.Name) {
+		if len(ks) != 2 || kindOf[ks[0]] == "" || statusOf[ks[1]] == "" || !wire.Token(st.Name) {
 			c.fail("bad step %q", st.Name)
 			break
 		}

@@ -1,4 +1,4 @@
-package saga
+package engine
 
 import (
 	"context"
@@ -411,7 +411,7 @@ type source struct {
 // The copy's id derives from the original's stream, sequence and reader,
 // so a reader copying the same message twice stores one.
 func (j *journal) deadLetter(ctx context.Context, flow string, src source, h nats.Header, data []byte, reason string) error {
-	if !token(flow) {
+	if !wire.Token(flow) {
 		flow = "_"
 	}
 	m := nats.NewMsg(wire.Dead + flow)

@@ -1,4 +1,4 @@
-package saga
+package engine
 
 import (
 	"context"
@@ -51,12 +51,12 @@ type readOut struct{ M int }
 func TestLeaderReadIsADirectRead(t *testing.T) {
 	c, nc := readClient(t)
 	ctx := context.Background()
-	a := NewStep[readIn, readOut]("a")
-	f, err := Define[readIn]("readflow", 1, a)
+	a := NewStep("a", reflect.TypeFor[readIn](), reflect.TypeFor[readOut]())
+	f, err := Define("readflow", 1, reflect.TypeFor[readIn](), a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Start(ctx, c, f, "r1", readIn{N: 7}); err != nil {
+	if err := c.Start(ctx, f, "r1", []byte(`{"N":7}`), true); err != nil {
 		t.Fatal(err)
 	}
 	j := c.j

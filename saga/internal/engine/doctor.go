@@ -1,4 +1,4 @@
-package saga
+package engine
 
 import (
 	"context"
@@ -136,7 +136,7 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 // delivered a message (since it was created, if never); false when it
 // does not exist or cannot be read.
 func (c *Client) idle(ctx context.Context, flow string, v int, step string) (time.Duration, bool) {
-	cons, err := c.j.js.Consumer(ctx, wire.Stream, doConsumer(flow, v, step))
+	cons, err := c.j.js.Consumer(ctx, wire.Stream, wire.DoConsumer(flow, v, step))
 	if err != nil {
 		return 0, false
 	}

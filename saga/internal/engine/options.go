@@ -1,0 +1,195 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Option configures a Client. Each one checks its own value and returns an
+// error wrapping ErrInvalidOption.
+type Option func(*options) error
+
+type options struct {
+	replicas     int
+	memory       bool
+	duplicates   time.Duration
+	maxEventSize int
+	maxAge       time.Duration
+	retention    time.Duration
+	source       string
+	logger       *slog.Logger
+	maxMsgs      int64
+	maxBytes     int64
+	headroom     float64
+	unsafe       bool
+	unchecked    bool
+	tracer       trace.Tracer // trace.go
+	observer     Observer     // observe.go
+}
+
+func defaultOptions() options {
+	return options{
+		replicas:     0, // 3 on a cluster, 1 on a single server
+		duplicates:   2 * time.Minute,
+		maxEventSize: 512 * 1024,
+		source:       "choreo",
+		headroom:     0.2,
+		retention:    DefaultRetention,
+		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		tracer:       defaultTracer(),
+	}
+}
+
+// WithReplicas sets the replica count of choreo's streams (1, 3 or 5). The
+// default is 3 when the server is part of a cluster and 1 otherwise. With 3
+// each write waits for a quorum of two servers, which costs a network round
+// trip per saga step, and survives the loss of any one server; 1 on a
+// cluster is refused unless WithUnsafe is given too.
+func WithReplicas(n int) Option {
+	return func(o *options) error {
+		if n != 1 && n != 3 && n != 5 {
+			return fmt.Errorf("%w: replicas must be 1, 3 or 5, got %d", ErrInvalidOption, n)
+		}
+		o.replicas = n
+		return nil
+	}
+}
+
+// WithMemoryStorage keeps choreo's streams in memory instead of files.
+// Everything is lost when the server stops, sagas in flight included: use it
+// only for throwaway tests and benchmarks. The default is file storage.
+// Durability of file storage also depends on the server's sync setting:
+// with the default (sync every 2 minutes) a machine crash, not a process
+// crash, can lose the last writes; sync_interval: always (SyncAlways when
+// embedded) fsyncs every write and costs throughput.
+func WithMemoryStorage() Option {
+	return func(o *options) error { o.memory = true; return nil }
+}
+
+// WithDuplicateWindow sets how long the broker remembers message ids to drop
+// duplicate publishes (default 2 minutes). Longer windows cost server memory
+// per message in the window.
+func WithDuplicateWindow(d time.Duration) Option {
+	return func(o *options) error {
+		if d < time.Second {
+			return fmt.Errorf("%w: duplicate window must be at least 1s, got %v", ErrInvalidOption, d)
+		}
+		o.duplicates = d
+		return nil
+	}
+}
+
+// WithMaxEventSize sets the largest event, headers included, that choreo
+// accepts (default 512 KiB); a larger one is dead-lettered, and Start
+// refuses a larger input.
+func WithMaxEventSize(n int) Option {
+	return func(o *options) error {
+		if n < 1024 {
+			return fmt.Errorf("%w: max event size must be at least 1024 bytes, got %d", ErrInvalidOption, n)
+		}
+		o.maxEventSize = n
+		return nil
+	}
+}
+
+// DefaultRetention is how long an ended saga is kept by default.
+const DefaultRetention = 24 * time.Hour
+
+// WithRetention sets how long a saga that ended (completed or compensated)
+// stays queryable before its log, commands and timers are removed (default
+// DefaultRetention; 0 keeps them for ever). A saga still running, or
+// parked as compensation_failed for an operator, is never removed: the
+// clock starts when it ends. Each ended saga costs the broker about the
+// memory of its subjects (see the README's Performance section) until
+// then. The removal is a broker-side timer handled by any runner of the
+// flow.
+func WithRetention(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 || (d > 0 && d < time.Second) {
+			return fmt.Errorf("%w: retention must be 0 (for ever) or at least 1s, got %v", ErrInvalidOption, d)
+		}
+		o.retention = d
+		return nil
+	}
+}
+
+// WithMaxAge bounds how long anything in the saga stream is kept (default:
+// for ever), running sagas included: a saga older than this loses its
+// state. Prefer WithRetention, which removes only ended sagas; MaxAge is a
+// backstop, to set well above the longest saga.
+func WithMaxAge(d time.Duration) Option {
+	return func(o *options) error {
+		if d < time.Minute {
+			return fmt.Errorf("%w: max age must be at least 1m, got %v", ErrInvalidOption, d)
+		}
+		o.maxAge = d
+		return nil
+	}
+}
+
+// WithSource sets the CloudEvents source of the events this client
+// publishes, typically the service's name (default "choreo").
+func WithSource(s string) Option {
+	return func(o *options) error {
+		if s == "" {
+			return fmt.Errorf("%w: empty source", ErrInvalidOption)
+		}
+		o.source = s
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// WithStreamLimits bounds the saga stream (0: no bound). The broker then
+// refuses writes beyond the limits instead of dropping old state, and
+// Start refuses new sagas (ErrStreamFull) once less than a fifth of either
+// limit is left, so that the sagas in flight keep room to finish. Keep the
+// limits well above sagas in flight times events per saga.
+func WithStreamLimits(maxMsgs, maxBytes int64) Option {
+	return func(o *options) error {
+		if maxMsgs < 0 || maxBytes < 0 {
+			return fmt.Errorf("%w: negative stream limit", ErrInvalidOption)
+		}
+		if (maxMsgs > 0 && maxMsgs < 100) || (maxBytes > 0 && maxBytes < 1<<20) {
+			return fmt.Errorf("%w: stream limits below 100 messages or 1 MiB leave no room for sagas in flight", ErrInvalidOption)
+		}
+		o.maxMsgs, o.maxBytes = maxMsgs, maxBytes
+		return nil
+	}
+}
+
+// WithUnsafe accepts configurations that lose sagas when a server fails:
+// unreplicated streams on a cluster, taking over streams on memory
+// storage. Without it New refuses them with ErrUnsafeConfig. For tests and
+// throwaway setups only.
+func WithUnsafe() Option {
+	return func(o *options) error { o.unsafe = true; return nil }
+}
+
+// WithUncheckedEvents turns off the check that every saga log event
+// changes only what its step and phase may change (see the README's
+// Security section): readers then take the state an event carries on
+// trust. Use it only where every identity that may publish on the saga
+// subjects is trusted with every saga's outcome; it saves a direct get
+// per event that a process reads without having appended or checked the
+// event before it.
+func WithUncheckedEvents() Option {
+	return func(o *options) error {
+		o.unchecked = true
+		return nil
+	}
+}
