@@ -77,4 +77,3 @@ func (fi Flow) positions() [][]Step {
 
 // mermaidText keeps a label from closing Mermaid's quotes.
 func mermaidText(s string) string { return strings.ReplaceAll(s, `"`, "#quot;") }
-
