@@ -1,20 +1,16 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/choreo-go/choreo/internal/httpjson"
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/customer"
@@ -40,7 +36,7 @@ func (s *Service) Handler() http.Handler {
 	web, _ := fs.Sub(webFiles, "web")
 	mux.Handle("GET /", http.FileServerFS(web))
 	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+		httpjson.Error(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return s.front(mux)
 }
@@ -50,58 +46,14 @@ func (s *Service) Handler() http.Handler {
 // reason otherwise.
 func (s *Service) healthz(w http.ResponseWriter, r *http.Request) {
 	if err := s.health.Check(r.Context()); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+		httpjson.Write(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
 		return
 	}
 	if !s.ready.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "reason": "the read model is catching up"})
+		httpjson.Write(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "reason": "the read model is catching up"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
-}
-
-// decode reads a JSON body strictly: one object, no unknown fields, valid
-// UTF-8 (encoding/json would quietly replace bad bytes), 64 KiB at most.
-// A body still arriving after the server's read timeout gets a 408.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
-	var tooBig *http.MaxBytesError
-	var netErr net.Error
-	switch {
-	case errors.As(err, &tooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, "the body is over 64 KiB")
-		return false
-	case errors.As(err, &netErr) && netErr.Timeout():
-		writeError(w, http.StatusRequestTimeout, "the body came too slowly")
-		return false
-	case err != nil:
-		writeError(w, http.StatusBadRequest, "reading the body: "+err.Error())
-		return false
-	case !utf8.Valid(body):
-		writeError(w, http.StatusBadRequest, "the body is not valid UTF-8")
-		return false
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "bad JSON: "+err.Error())
-		return false
-	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "bad JSON: one object expected")
-		return false
-	}
-	return true
+	httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // callError answers a failed call to a service.
@@ -111,23 +63,23 @@ func callError(w http.ResponseWriter, err error) {
 	var conflict kit.Conflict
 	switch {
 	case errors.As(err, &bad):
-		writeError(w, http.StatusBadRequest, bad.Msg)
+		httpjson.Error(w, http.StatusBadRequest, bad.Msg)
 	case errors.As(err, &conflict):
 		// As draft-ietf-httpapi-idempotency-key-header answers a key
 		// reused with another request.
-		writeError(w, http.StatusUnprocessableEntity, conflict.Msg)
+		httpjson.Error(w, http.StatusUnprocessableEntity, conflict.Msg)
 	case errors.As(err, &unavailable):
-		writeError(w, http.StatusServiceUnavailable, unavailable.Msg)
+		httpjson.Error(w, http.StatusServiceUnavailable, unavailable.Msg)
 	case errors.Is(err, context.DeadlineExceeded), strings.Contains(err.Error(), "no responders"):
-		writeError(w, http.StatusServiceUnavailable, "the service is unavailable, try again: "+err.Error())
+		httpjson.Error(w, http.StatusServiceUnavailable, "the service is unavailable, try again: "+err.Error())
 	default:
-		writeError(w, http.StatusBadGateway, err.Error())
+		httpjson.Error(w, http.StatusBadGateway, err.Error())
 	}
 }
 
 func (s *Service) postCustomer(w http.ResponseWriter, r *http.Request) {
 	var req customer.RegisterRequest
-	if !decode(w, r, &req) {
+	if !httpjson.Decode(w, r, &req) {
 		return
 	}
 	// The customer service checks it too (and everything else about it).
@@ -142,7 +94,7 @@ func (s *Service) postCustomer(w http.ResponseWriter, r *http.Request) {
 		callError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"id": res.ID})
+	httpjson.Write(w, http.StatusCreated, map[string]string{"id": res.ID})
 }
 
 func (s *Service) getCustomers(w http.ResponseWriter, r *http.Request) {
@@ -156,7 +108,7 @@ func (s *Service) getCustomers(w http.ResponseWriter, r *http.Request) {
 	for _, c := range s.rm.Load().Customers() {
 		out = append(out, row{ID: c.CustomerID, Name: c.Name, Email: c.Email, Address: c.Address})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"customers": out})
+	httpjson.Write(w, http.StatusOK, map[string]any{"customers": out})
 }
 
 // CatalogItem is a product with its stock, as the gateway shows it. Stock
@@ -186,11 +138,11 @@ func (s *Service) getCatalog(w http.ResponseWriter, r *http.Request) {
 	if !st.At.IsZero() {
 		res["stock_as_of"] = st.At
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpjson.Write(w, http.StatusOK, res)
 }
 
 func (s *Service) getStats(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.rm.Load().Stats())
+	httpjson.Write(w, http.StatusOK, s.rm.Load().Stats())
 }
 
 func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
@@ -209,7 +161,7 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 			flow = schemas.OrderFlow
 		case "2":
 		default:
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("version %q: the order flow has versions 1 and 2", v))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("version %q: the order flow has versions 1 and 2", v))
 			return
 		}
 	}
@@ -220,5 +172,5 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 		}
 		out[si.Position] = append(out[si.Position], step{Name: si.Name, Service: si.Owner, Compensation: si.Undo, Pivot: si.Kind == saga.PivotStep})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"name": flow.Name(), "version": flow.Version(), "positions": out})
+	httpjson.Write(w, http.StatusOK, map[string]any{"name": flow.Name(), "version": flow.Version(), "positions": out})
 }

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/choreo-go/choreo/internal/httpjson"
 )
 
 // securityHeaders go on every answer. The UI loads its script and style
@@ -45,20 +47,20 @@ func (s *Service) front(next http.Handler) http.Handler {
 		// A probe may name the machine by any name; /healthz says nothing
 		// a page on another site could use.
 		if !(r.Method == http.MethodGet && r.URL.Path == "/healthz") && !s.checkHost(r.Host) {
-			writeError(w, http.StatusMisdirectedRequest, fmt.Sprintf("host %q is not served here: browse to localhost or an IP address, or start the gateway with --allowed-hosts", r.Host))
+			httpjson.Error(w, http.StatusMisdirectedRequest, fmt.Sprintf("host %q is not served here: browse to localhost or an IP address, or start the gateway with --allowed-hosts", r.Host))
 			return
 		}
 		safe := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
 		if !safe || r.URL.Path == "/ws" {
 			if msg := checkOrigin(r); msg != "" {
-				writeError(w, http.StatusForbidden, msg)
+				httpjson.Error(w, http.StatusForbidden, msg)
 				return
 			}
 		}
 		if !safe {
 			mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			if cs, ok := params["charset"]; err != nil || mt != "application/json" || ok && !strings.EqualFold(cs, "utf-8") {
-				writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+				httpjson.Error(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 				return
 			}
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/choreo-go/choreo/internal/httpjson"
 	"github.com/choreo-go/choreo/schemas"
 )
 
@@ -48,7 +49,7 @@ func (s *Service) ws(w http.ResponseWriter, r *http.Request) {
 	if n := s.wsConns.Add(1); n > int64(s.opts.maxWebsockets) {
 		s.wsConns.Add(-1)
 		w.Header().Set("Retry-After", "10")
-		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("too many live connections (%d), try again later", s.opts.maxWebsockets))
+		httpjson.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("too many live connections (%d), try again later", s.opts.maxWebsockets))
 		return
 	}
 	defer s.wsConns.Add(-1)

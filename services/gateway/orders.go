@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/choreo-go/choreo/internal/httpjson"
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
@@ -33,24 +34,24 @@ func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
 	if key == "" {
 		key = kit.NewID("gw")
 	} else if err := order.CheckKey(key); err != nil {
-		writeError(w, http.StatusBadRequest, "Idempotency-Key: "+err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "Idempotency-Key: "+err.Error())
 		return
 	}
 	var req orderRequest
-	if !decode(w, r, &req) {
+	if !httpjson.Decode(w, r, &req) {
 		return
 	}
 	if req.CustomerID == "" {
-		writeError(w, http.StatusBadRequest, "customer_id is required")
+		httpjson.Error(w, http.StatusBadRequest, "customer_id is required")
 		return
 	}
 	if _, ok := s.rm.Load().Customer(req.CustomerID); !ok {
-		writeError(w, http.StatusUnprocessableEntity, "unknown customer "+req.CustomerID)
+		httpjson.Error(w, http.StatusUnprocessableEntity, "unknown customer "+req.CustomerID)
 		return
 	}
 	if len(req.Items) == 0 {
 		// Before the card is tokenized: no token for an order that is none.
-		writeError(w, http.StatusBadRequest, "an order needs at least one item")
+		httpjson.Error(w, http.StatusBadRequest, "an order needs at least one item")
 		return
 	}
 	// The card's number goes no further than the payment service, which
@@ -83,7 +84,7 @@ func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
 			answer["reason"] = res.Reason
 		}
 	}
-	writeJSON(w, http.StatusAccepted, answer)
+	httpjson.Write(w, http.StatusAccepted, answer)
 }
 
 // place asks the order service to place an order, and asks again when a
@@ -131,7 +132,7 @@ func (s *Service) getOrders(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxPageSize {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to %d", v, MaxPageSize))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want 1 to %d", v, MaxPageSize))
 			return
 		}
 		limit = n
@@ -140,7 +141,7 @@ func (s *Service) getOrders(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("cursor"); v != "" {
 		k, err := parseCursor(v)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "malformed cursor: take it from the last page's \"next\"")
+			httpjson.Error(w, http.StatusBadRequest, "malformed cursor: take it from the last page's \"next\"")
 			return
 		}
 		after = &k
@@ -159,7 +160,7 @@ func (s *Service) getOrders(w http.ResponseWriter, r *http.Request) {
 		last := rows[len(rows)-1]
 		res["next"] = formatCursor(OrderKey{PlacedAt: last.PlacedAt, ID: last.ID})
 	}
-	writeJSON(w, http.StatusOK, res)
+	httpjson.Write(w, http.StatusOK, res)
 }
 
 // formatCursor writes a key as an opaque, URL-safe cursor.
@@ -183,13 +184,13 @@ func parseCursor(c string) (OrderKey, error) {
 func (s *Service) getOrder(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !saga.ValidID(id) {
-		writeError(w, http.StatusBadRequest, "malformed order id")
+		httpjson.Error(w, http.StatusBadRequest, "malformed order id")
 		return
 	}
 	v, ok := s.orderView(r.Context(), id)
 	if !ok {
-		writeError(w, http.StatusNotFound, "no order "+id)
+		httpjson.Error(w, http.StatusNotFound, "no order "+id)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	httpjson.Write(w, http.StatusOK, v)
 }
