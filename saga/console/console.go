@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +20,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/choreo-go/choreo/internal/httpjson"
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/describe"
 	"github.com/choreo-go/choreo/saga/ops"
@@ -114,7 +114,7 @@ func Handler(c *saga.Client, op *ops.Client, opts ...Option) http.Handler {
 	mux.HandleFunc("POST /api/sagas/{flow}/{id}/retry", h.retry)
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fail(w, http.StatusForbidden, "cross-site request refused: operator actions come from the console's own page")
+		httpjson.Error(w, http.StatusForbidden, "cross-site request refused: operator actions come from the console's own page")
 	}))
 	return h.front(cop.Handler(mux))
 }
@@ -161,21 +161,21 @@ func (h *handler) front(next http.Handler) http.Handler {
 			w.Header().Set(k, v)
 		}
 		if !h.hostAllowed(r.Host) {
-			fail(w, http.StatusMisdirectedRequest, fmt.Sprintf("host %q: the console answers to localhost and IP addresses (see AllowHosts)", r.Host))
+			httpjson.Error(w, http.StatusMisdirectedRequest, fmt.Sprintf("host %q: the console answers to localhost and IP addresses (see AllowHosts)", r.Host))
 			return
 		}
 		if !h.authorized(w, r) {
-			fail(w, http.StatusUnauthorized, "this console needs its token: open the address it printed at start (…/?token=…)")
+			httpjson.Error(w, http.StatusUnauthorized, "this console needs its token: open the address it printed at start (…/?token=…)")
 			return
 		}
 		// Another site cannot read the API, but its <img> could still make
 		// the console scan the broker as often as it likes.
 		if site := r.Header.Get("Sec-Fetch-Site"); (site == "cross-site" || site == "same-site") && strings.HasPrefix(r.URL.Path, "/api/") {
-			fail(w, http.StatusForbidden, "cross-site request refused: the API answers the console's own page")
+			httpjson.Error(w, http.StatusForbidden, "cross-site request refused: the API answers the console's own page")
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(ActionHeader) == "" {
-			fail(w, http.StatusForbidden, "missing header "+ActionHeader+": operator actions come from the console's own page")
+			httpjson.Error(w, http.StatusForbidden, "missing header "+ActionHeader+": operator actions come from the console's own page")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -223,25 +223,13 @@ func (h *handler) hostAllowed(host string) bool {
 func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 	page, err := webFiles.ReadFile("web/index.html")
 	if err != nil {
-		fail(w, http.StatusInternalServerError, err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	// The title is the only text put in the page; escaped as HTML.
 	title := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;").Replace(h.o.title)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_, _ = w.Write([]byte(strings.ReplaceAll(string(page), "{{title}}", title)))
-}
-
-// reply writes v as JSON. encoding/json escapes <, > and & in strings, so
-// nothing from the broker reads as markup even if sniffed.
-func reply(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func fail(w http.ResponseWriter, status int, msg string) {
-	reply(w, status, map[string]string{"error": msg})
 }
 
 // failLib answers a library error: what it says, with the status its kind
@@ -258,7 +246,7 @@ func failLib(w http.ResponseWriter, err error) {
 	case errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusGatewayTimeout
 	}
-	fail(w, status, err.Error())
+	httpjson.Error(w, status, err.Error())
 }
 
 // flowName reads a flow name from the path: 1 to 64 of [A-Za-z0-9_-], not
@@ -266,7 +254,7 @@ func failLib(w http.ResponseWriter, err error) {
 func flowName(w http.ResponseWriter, r *http.Request) (string, bool) {
 	f := r.PathValue("flow")
 	if f == "" || len(f) > 64 || f[0] == '_' || f[0] == '-' || !saga.ValidID(f) {
-		fail(w, http.StatusBadRequest, fmt.Sprintf("flow %q: want 1 to 64 letters, digits, _ or - (not first)", f))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("flow %q: want 1 to 64 letters, digits, _ or - (not first)", f))
 		return "", false
 	}
 	return f, true
@@ -280,7 +268,7 @@ func sagaRef(w http.ResponseWriter, r *http.Request) (flow, id string, ok bool) 
 	}
 	id = r.PathValue("id")
 	if !saga.ValidID(id) {
-		fail(w, http.StatusBadRequest, fmt.Sprintf("saga id %q: want 1 to 128 letters, digits, _ or -", id))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("saga id %q: want 1 to 128 letters, digits, _ or -", id))
 		return "", "", false
 	}
 	return flow, id, true
@@ -306,7 +294,7 @@ func (h *handler) flows(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, v)
 	}
-	reply(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 func (h *handler) stepCounts(w http.ResponseWriter, r *http.Request) {
@@ -317,7 +305,7 @@ func (h *handler) stepCounts(w http.ResponseWriter, r *http.Request) {
 	vs := r.PathValue("version")
 	v, err := strconv.Atoi(strings.TrimPrefix(vs, "v"))
 	if err != nil || v < 1 || !strings.HasPrefix(vs, "v") {
-		fail(w, http.StatusBadRequest, fmt.Sprintf("version %q: want v1, v2, …", vs))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("version %q: want v1, v2, …", vs))
 		return
 	}
 	key := flow + "/" + strconv.Itoa(v)
@@ -345,7 +333,7 @@ func (h *handler) stepCounts(w http.ResponseWriter, r *http.Request) {
 		h.counts[key] = c
 		h.mu.Unlock()
 	}
-	reply(w, http.StatusOK, c.counts)
+	httpjson.Write(w, http.StatusOK, c.counts)
 }
 
 // deadLetter is a dead letter as the list shows it: its payload cut short
@@ -374,7 +362,7 @@ func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 		out = append(out, deadLetter{Sequence: d.Sequence, Subject: d.Subject, Reason: d.Reason, Consumer: d.Consumer,
 			Time: d.Time, Size: d.Size, Preview: preview(d.Data, previewBytes)})
 	}
-	reply(w, http.StatusOK, map[string]any{"total": total, "dead_letters": out})
+	httpjson.Write(w, http.StatusOK, map[string]any{"total": total, "dead_letters": out})
 }
 
 // preview returns the start of a payload as text: at most n bytes, cut
@@ -403,7 +391,7 @@ func preview(data []byte, n int) string {
 func (h *handler) replay(w http.ResponseWriter, r *http.Request) {
 	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
 	if err != nil || seq == 0 {
-		fail(w, http.StatusBadRequest, fmt.Sprintf("dead letter %q: want its sequence, a number from 1", r.PathValue("seq")))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("dead letter %q: want its sequence, a number from 1", r.PathValue("seq")))
 		return
 	}
 	what, err := h.op.ReplayDeadLetter(r.Context(), seq)
@@ -411,7 +399,7 @@ func (h *handler) replay(w http.ResponseWriter, r *http.Request) {
 		failLib(w, err)
 		return
 	}
-	reply(w, http.StatusOK, map[string]any{"sequence": seq, "replayed": what})
+	httpjson.Write(w, http.StatusOK, map[string]any{"sequence": seq, "replayed": what})
 }
 
 // parkedSaga is a saga parked as compensation_failed, with the steps whose
@@ -466,7 +454,7 @@ func (h *handler) parked(w http.ResponseWriter, r *http.Request) {
 			out = append(out, p)
 		}
 	}
-	reply(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // event is one entry of a saga's timeline as the detail page shows it.
@@ -512,7 +500,7 @@ func (h *handler) saga(w http.ResponseWriter, r *http.Request) {
 		}
 		events = append(events, ev)
 	}
-	reply(w, http.StatusOK, map[string]any{"state": st, "timeline": events})
+	httpjson.Write(w, http.StatusOK, map[string]any{"state": st, "timeline": events})
 }
 
 func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
@@ -524,6 +512,6 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 		failLib(w, fmt.Errorf("saga %s/%s: %w", flow, id, err))
 		return
 	}
-	reply(w, http.StatusOK, map[string]string{"flow": flow, "id": id, "status": string(saga.StatusCompensating),
+	httpjson.Write(w, http.StatusOK, map[string]string{"flow": flow, "id": id, "status": string(saga.StatusCompensating),
 		"retried": fmt.Sprintf("saga %s/%s compensates again (its failed compensations retried)", flow, id)})
 }

@@ -3,6 +3,8 @@ package gateway
 import (
 	"net/http"
 	"time"
+
+	"github.com/choreo-go/choreo/internal/httpjson"
 )
 
 // RebuildHandler serves POST /admin/rebuild on an admin listener (never
@@ -17,13 +19,13 @@ func (s *Service) RebuildHandler() http.Handler {
 		began := time.Now()
 		if err := s.Rebuild(r.Context()); err != nil {
 			s.d.Logger.Error("gateway: read model rebuild failed", "err", err)
-			writeError(w, http.StatusInternalServerError, "rebuild: "+err.Error())
+			httpjson.Error(w, http.StatusInternalServerError, "rebuild: "+err.Error())
 			return
 		}
 		took := time.Since(began)
 		st := s.rm.Load().Stats()
 		s.d.Logger.Info("gateway: read model rebuilt", "orders", st.Orders, "customers", st.Customers, "took", took)
-		writeJSON(w, http.StatusOK, map[string]any{"status": "rebuilt", "orders": st.Orders, "customers": st.Customers,
+		httpjson.Write(w, http.StatusOK, map[string]any{"status": "rebuilt", "orders": st.Orders, "customers": st.Customers,
 			"took_ms": took.Milliseconds()})
 	})
 }

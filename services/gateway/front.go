@@ -1,112 +1,16 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"mime"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
-	"time"
+
+	"github.com/choreo-go/choreo/internal/httpjson"
 )
-
-// ErrInvalidOption is returned by Run when an option's value is out of
-// range.
-var ErrInvalidOption = errors.New("invalid option")
-
-// Option configures the gateway; New takes any number.
-type Option func(*options) error
-
-type options struct {
-	hosts         map[string]bool // allowed Host names (any port) and host:port pairs
-	timeouts      Timeouts
-	maxWebsockets int
-}
-
-// Timeouts bound how long the gateway waits on a client. A zero field
-// takes its default.
-type Timeouts struct {
-	ReadHeader time.Duration // the request line and headers; default 5s
-	Read       time.Duration // the whole request, body included; default 15s
-	Write      time.Duration // from the end of the headers to the end of the answer; default 30s
-	Idle       time.Duration // a kept-alive connection between requests; default 60s
-	// Place bounds one request to the order service to place an order;
-	// one unanswered by then is asked again with its idempotency key (its
-	// reply may be lost), within 20 s in all; default 8s.
-	Place time.Duration
-}
-
-// DefaultMaxWebsockets is how many browsers may follow the shop live at
-// once unless MaxWebsockets says otherwise.
-const DefaultMaxWebsockets = 256
-
-func defaultOptions() options {
-	return options{hosts: map[string]bool{}, maxWebsockets: DefaultMaxWebsockets,
-		timeouts: Timeouts{ReadHeader: 5 * time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 60 * time.Second, Place: 8 * time.Second}}
-}
-
-// AllowHosts adds the names the gateway answers to besides localhost and
-// IP addresses: what browsers type in front of the path, such as
-// "shop.example.com" (any port) or "shop.example.com:8443" (that port
-// only). See checkHost.
-func AllowHosts(hosts ...string) Option {
-	return func(o *options) error {
-		for _, h := range hosts {
-			h = strings.ToLower(strings.TrimSpace(h))
-			if h == "" {
-				continue
-			}
-			name := h
-			if hn, port, err := net.SplitHostPort(h); err == nil {
-				if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-					return fmt.Errorf("%w: allowed host %q: bad port", ErrInvalidOption, h)
-				}
-				name = hn
-			}
-			if name == "" || strings.ContainsAny(name, "/@?#:[] \t") {
-				return fmt.Errorf("%w: allowed host %q: want a name or name:port", ErrInvalidOption, h)
-			}
-			o.hosts[h] = true
-		}
-		return nil
-	}
-}
-
-// WithTimeouts sets the HTTP server's timeouts; a zero field keeps its
-// default.
-func WithTimeouts(t Timeouts) Option {
-	return func(o *options) error {
-		if t.ReadHeader < 0 || t.Read < 0 || t.Write < 0 || t.Idle < 0 || t.Place < 0 {
-			return fmt.Errorf("%w: negative timeout %+v", ErrInvalidOption, t)
-		}
-		def := &o.timeouts
-		for _, f := range []struct {
-			dst *time.Duration
-			v   time.Duration
-		}{
-			{&def.ReadHeader, t.ReadHeader}, {&def.Read, t.Read}, {&def.Write, t.Write}, {&def.Idle, t.Idle}, {&def.Place, t.Place}} {
-			if f.v > 0 {
-				*f.dst = f.v
-			}
-		}
-		return nil
-	}
-}
-
-// MaxWebsockets caps the live websocket connections; one more is refused
-// with 503 before the upgrade. The default is DefaultMaxWebsockets.
-func MaxWebsockets(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return fmt.Errorf("%w: max websockets %d: want at least 1", ErrInvalidOption, n)
-		}
-		o.maxWebsockets = n
-		return nil
-	}
-}
 
 // securityHeaders go on every answer. The UI loads its script and style
 // from files of its own origin and opens its websocket there: CSP Level 3
@@ -143,20 +47,20 @@ func (s *Service) front(next http.Handler) http.Handler {
 		// A probe may name the machine by any name; /healthz says nothing
 		// a page on another site could use.
 		if !(r.Method == http.MethodGet && r.URL.Path == "/healthz") && !s.checkHost(r.Host) {
-			writeError(w, http.StatusMisdirectedRequest, fmt.Sprintf("host %q is not served here: browse to localhost or an IP address, or start the gateway with --allowed-hosts", r.Host))
+			httpjson.Error(w, http.StatusMisdirectedRequest, fmt.Sprintf("host %q is not served here: browse to localhost or an IP address, or start the gateway with --allowed-hosts", r.Host))
 			return
 		}
 		safe := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
 		if !safe || r.URL.Path == "/ws" {
 			if msg := checkOrigin(r); msg != "" {
-				writeError(w, http.StatusForbidden, msg)
+				httpjson.Error(w, http.StatusForbidden, msg)
 				return
 			}
 		}
 		if !safe {
 			mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			if cs, ok := params["charset"]; err != nil || mt != "application/json" || ok && !strings.EqualFold(cs, "utf-8") {
-				writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+				httpjson.Error(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 				return
 			}
 		}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/choreo-go/choreo/saga"
+)
+
+func flowsLs(ctx context.Context, k *cli, args []string) error {
+	if _, err := parse(flag.NewFlagSet("flows ls", flag.ContinueOnError), args, 0, "no arguments"); err != nil {
+		return err
+	}
+	flows, err := k.c.Flows(ctx)
+	if err != nil {
+		return err
+	}
+	return k.print(flows, func(w io.Writer) {
+		fmt.Fprintln(w, "FLOW\tVERSION\tINPUT\tSTEPS")
+		for _, f := range flows {
+			var steps []string
+			for _, s := range f.Steps {
+				steps = append(steps, fmt.Sprintf("%d:%s(%s)", s.Position, s.Name, s.Owner))
+			}
+			fmt.Fprintf(w, "%s\tv%d\t%s\t%s\n", f.Name, f.Version, f.Input, strings.Join(steps, " "))
+		}
+	})
+}
+
+func flowsVersions(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("flows versions", flag.ContinueOnError), args, 1, "FLOW")
+	if err != nil {
+		return err
+	}
+	vs, err := k.c.Versions(ctx, saga.Named(pos[0]))
+	if err != nil {
+		return err
+	}
+	if len(vs) == 0 {
+		return fmt.Errorf("flow %q: no version registered and no saga", pos[0])
+	}
+	return k.print(vs, func(w io.Writer) {
+		fmt.Fprintln(w, "VERSION\tSTATUS\tIN FLIGHT\tENDED\tUNSERVED\tREASON")
+		for _, v := range vs {
+			ended := v.Sagas[saga.StatusCompleted] + v.Sagas[saga.StatusCompensated]
+			fmt.Fprintf(w, "v%d\t%s\t%d\t%d\t%s\t%s\n", v.Version, v.Status, v.Left(), ended, orDash(strings.Join(v.Unserved, ",")), orDash(v.Reason))
+		}
+	})
+}
+
+func flowsRetire(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("flows retire", flag.ContinueOnError)
+	drain := fs.Bool("drain", false, "")
+	compensate := fs.Bool("compensate", false, "")
+	reason := fs.String("reason", "", "")
+	pos, err := parse(fs, args, 2, "FLOW VERSION")
+	if err != nil {
+		return err
+	}
+	v, err := version(pos[1])
+	if err != nil {
+		return err
+	}
+	if *drain == *compensate {
+		return usagef("give --drain (sagas in flight finish) or --compensate (they are compensated)")
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return usagef("give --reason: it is recorded, and a compensated saga carries it")
+	}
+	mode := saga.Drain
+	if *compensate {
+		mode = saga.CompensateInFlight
+	}
+	rep, err := k.c.Retire(ctx, saga.Named(pos[0]), v, mode, *reason)
+	if err != nil {
+		return err
+	}
+	return k.print(rep, func(w io.Writer) {
+		fmt.Fprintf(w, "%s v%d is %s: new sagas are refused.\n", rep.Flow, rep.Version, rep.Status)
+		switch {
+		case rep.Left() == 0:
+			fmt.Fprintf(w, "No saga of v%d is in flight: its runners may go.\n", rep.Version)
+		case mode == saga.Drain:
+			fmt.Fprintf(w, "In flight: %s, finishing on v%d. Keep its runners until `choreo flows versions %s` shows none.\n", sagas(rep.Left()), rep.Version, rep.Flow)
+		default:
+			fmt.Fprintf(w, "In flight: %s, compensating on v%d's runners. Keep them until none is left.\n", sagas(rep.Left()), rep.Version)
+		}
+		if len(rep.Forward) > 0 {
+			fmt.Fprintf(w, "Past their pivot, finishing forward: %s\n", strings.Join(rep.Forward, " "))
+		}
+	})
+}
+
+func flowsReinstate(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("flows reinstate", flag.ContinueOnError), args, 2, "FLOW VERSION")
+	if err != nil {
+		return err
+	}
+	v, err := version(pos[1])
+	if err != nil {
+		return err
+	}
+	if err := k.c.Reinstate(ctx, saga.Named(pos[0]), v); err != nil {
+		return err
+	}
+	return k.print(map[string]any{"flow": pos[0], "version": v, "status": saga.VersionActive}, func(w io.Writer) {
+		fmt.Fprintf(w, "%s v%d is active again.\n", pos[0], v)
+	})
+}
+
+func flowsDiagram(ctx context.Context, k *cli, args []string) error {
+	flow, want, err := flowArgs(flag.NewFlagSet("flows diagram", flag.ContinueOnError), args, 1, "FLOW [VERSION]")
+	if err != nil {
+		return err
+	}
+	flows, err := k.c.Flows(ctx)
+	if err != nil {
+		return err
+	}
+	var found *saga.FlowInfo
+	for i, f := range flows {
+		if f.Name == flow && (f.Version == want || (want == 0 && (found == nil || f.Version > found.Version))) {
+			found = &flows[i]
+		}
+	}
+	if found == nil {
+		return fmt.Errorf("flow %s: no runner registered that version", flow)
+	}
+	if k.json {
+		return k.print(map[string]any{"flow": found.Name, "version": found.Version, "mermaid": found.Mermaid()}, nil)
+	}
+	_, err = io.WriteString(k.out, found.Mermaid())
+	return err
+}
+
+// flowsAsyncAPI writes the AsyncAPI document of every registered flow
+// version, of one flow's versions, or of one version. It is JSON with or
+// without --json.
+func flowsAsyncAPI(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("flows asyncapi", flag.ContinueOnError)
+	title := fs.String("title", "", "")
+	host := fs.String("host", "", "")
+	flow, want, err := flowArgs(fs, args, 0, "[FLOW [VERSION]]")
+	if err != nil {
+		return err
+	}
+	flows, err := k.c.Flows(ctx)
+	if err != nil {
+		return err
+	}
+	var picked []saga.FlowInfo
+	for _, f := range flows {
+		if (flow == "" || f.Name == flow) && (want == 0 || f.Version == want) {
+			picked = append(picked, f)
+		}
+	}
+	switch {
+	case len(picked) > 0:
+	case flow == "":
+		return fmt.Errorf("no runner registered a flow yet")
+	case want > 0:
+		return fmt.Errorf("flow %s v%d: no runner registered that version", flow, want)
+	default:
+		return fmt.Errorf("flow %s: no runner registered that version", flow)
+	}
+	o := saga.AsyncAPIOptions{Title: *title, Server: *host}
+	if o.Server == "" {
+		first, _, _ := strings.Cut(k.server, ",")
+		if u, err := url.Parse(first); err == nil && u.Host != "" {
+			o.Server, o.TLS = u.Host, u.Scheme == "tls"
+		}
+	}
+	doc, err := saga.AsyncAPI(o, picked...)
+	if err != nil {
+		return err
+	}
+	_, err = k.out.Write(append(doc, '\n'))
+	return err
+}

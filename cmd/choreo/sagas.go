@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/choreo-go/choreo/saga"
+)
+
+func sagasLs(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("sagas ls", flag.ContinueOnError)
+	flow := fs.String("flow", "", "")
+	status := fs.String("status", "", "")
+	ver := fs.Int("version", 0, "")
+	sinceFlag := fs.String("since", "", "")
+	if _, err := parse(fs, args, 0, "only flags"); err != nil {
+		return err
+	}
+	var statuses []saga.Status
+	if *status != "" {
+		st := saga.Status(*status)
+		known := []saga.Status{saga.StatusRunning, saga.StatusCompleted, saga.StatusCompensating, saga.StatusCompensated, saga.StatusCompensationFailed}
+		if !slices.Contains(known, st) {
+			return usagef("--status %q: want one of %v", *status, known)
+		}
+		statuses = append(statuses, st)
+	}
+	var since time.Time
+	if *sinceFlag != "" {
+		var err error
+		if since, err = timeOrAge("--since", *sinceFlag); err != nil {
+			return err
+		}
+	}
+	names, err := flowNames(ctx, k, *flow)
+	if err != nil {
+		return err
+	}
+	var list []*saga.State
+	for _, name := range names {
+		l, err := k.c.List(ctx, saga.Named(name), statuses...)
+		if err != nil {
+			return err
+		}
+		list = append(list, l...)
+	}
+	list = slices.DeleteFunc(list, func(s *saga.State) bool {
+		return (*ver > 0 && s.Version != *ver) || s.StartedAt.Before(since)
+	})
+	sort.SliceStable(list, func(i, j int) bool { return list[i].StartedAt.Before(list[j].StartedAt) })
+	return k.print(list, func(w io.Writer) {
+		fmt.Fprintln(w, "FLOW\tID\tVERSION\tSTATUS\tSTARTED\tREASON")
+		for _, s := range list {
+			fmt.Fprintf(w, "%s\t%s\tv%d\t%s\t%s\t%s\n", s.Flow, s.ID, s.Version, s.Status, s.StartedAt.Format(time.RFC3339), orDash(s.Reason))
+		}
+	})
+}
+
+// flowNames is the flow --flow names, or every registered flow when it
+// is empty.
+func flowNames(ctx context.Context, k *cli, flow string) ([]string, error) {
+	if flow != "" {
+		return []string{flow}, nil
+	}
+	flows, err := k.c.Flows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, f := range flows {
+		if !slices.Contains(names, f.Name) {
+			names = append(names, f.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no runner registered a flow yet: give --flow")
+	}
+	return names, nil
+}
+
+func sagasShow(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("sagas show", flag.ContinueOnError), args, 2, "FLOW ID")
+	if err != nil {
+		return err
+	}
+	f := saga.Named(pos[0])
+	st, err := k.c.Get(ctx, f, pos[1])
+	if err != nil {
+		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
+	}
+	tl, err := k.c.Timeline(ctx, f, pos[1])
+	if err != nil {
+		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
+	}
+	type shown struct {
+		*saga.State
+		Timeline []saga.Event `json:"timeline"`
+	}
+	return k.print(shown{st, tl}, func(w io.Writer) {
+		fmt.Fprintf(w, "saga %s/%s on v%d: %s\n", st.Flow, st.ID, st.Version, st.Status)
+		if st.Reason != "" {
+			fmt.Fprintf(w, "reason: %s\n", st.Reason)
+		}
+		if st.TraceID != "" {
+			fmt.Fprintf(w, "trace: %s\n", st.TraceID)
+		}
+		fmt.Fprintln(w, "STEP\tSTATUS\tATTEMPTS\tUNDO ATTEMPTS\tNOTE")
+		for _, s := range st.Steps {
+			note := s.Error
+			if s.Waiting != "" {
+				note = s.Waiting
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", s.Name, s.Status, s.Attempts, s.CompensationAttempts, orDash(note))
+		}
+		fmt.Fprintln(w, "SEQ\tEVENT\tTIME")
+		for _, e := range tl {
+			fmt.Fprintf(w, "%d\t%s\t%s\n", e.Sequence, e, e.Time.Format(time.RFC3339Nano))
+		}
+	})
+}
+
+func sagasCancel(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("sagas cancel", flag.ContinueOnError)
+	reason := fs.String("reason", "", "")
+	pos, err := parse(fs, args, 2, "FLOW ID")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return usagef("give --reason: the saga carries it")
+	}
+	if err := k.c.Cancel(ctx, saga.Named(pos[0]), pos[1], *reason); err != nil {
+		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
+	}
+	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "status": string(saga.StatusCompensating)}, func(w io.Writer) {
+		fmt.Fprintf(w, "saga %s/%s is cancelled: it compensates.\n", pos[0], pos[1])
+	})
+}
+
+func sagasRetry(ctx context.Context, k *cli, args []string) error {
+	pos, err := parse(flag.NewFlagSet("sagas retry", flag.ContinueOnError), args, 2, "FLOW ID")
+	if err != nil {
+		return err
+	}
+	if err := k.c.RetryCompensation(ctx, saga.Named(pos[0]), pos[1]); err != nil {
+		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
+	}
+	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "status": string(saga.StatusCompensating)}, func(w io.Writer) {
+		fmt.Fprintf(w, "saga %s/%s compensates again.\n", pos[0], pos[1])
+	})
+}
+
+func sagasWatch(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("sagas watch", flag.ContinueOnError)
+	flow := fs.String("flow", "", "")
+	if _, err := parse(fs, args, 0, "only flags"); err != nil {
+		return err
+	}
+	names, err := flowNames(ctx, k, *flow)
+	if err != nil {
+		return err
+	}
+	states := make(chan *saga.State)
+	var wg sync.WaitGroup
+	for _, name := range names {
+		ch, err := k.c.Watch(ctx, saga.Named(name))
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for st := range ch {
+				select {
+				case states <- st:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(states) }()
+	enc := json.NewEncoder(k.out)
+	for st := range states {
+		if k.json {
+			if err := enc.Encode(st); err != nil {
+				return err
+			}
+			continue
+		}
+		var running []string
+		for _, s := range st.Steps {
+			if s.Status == saga.StepRunning || s.Status == saga.StepCompensating {
+				running = append(running, s.Name+":"+string(s.Status))
+			}
+		}
+		fmt.Fprintf(k.out, "%s %s %s v%d %s %s\n", st.UpdatedAt.Format(time.RFC3339Nano), st.Flow, st.ID, st.Version, st.Status, strings.Join(running, " "))
+	}
+	return nil
+}
