@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 )
 
 // The order saga, version 1: the card is charged; then stock is reserved,
@@ -57,5 +58,5 @@ var (
 	)
 
 	// OrderFlows are the versions of the order flow the shop runs.
-	OrderFlows = []saga.FlowRef{OrderFlow, OrderFlowV2}
+	OrderFlows = []access.Definition{OrderFlow, OrderFlowV2}
 )

@@ -23,7 +23,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/shop"
 )
@@ -70,7 +70,7 @@ func fail(code int, err error) {
 // provision connects and provisions, again every 2 seconds after a
 // failure, until it succeeds or ctx ends; it returns the last error.
 func provision(ctx context.Context, url string, opts []nats.Option) error {
-	opts = append(opts, nats.Name("choreo-provision"), nats.CustomInboxPrefix(saga.InboxPrefix(shop.Admin)),
+	opts = append(opts, nats.Name("choreo-provision"), nats.CustomInboxPrefix(access.InboxPrefix(shop.Admin)),
 		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	try := func() error {

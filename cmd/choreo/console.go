@@ -52,7 +52,7 @@ func consoleServe(ctx context.Context, k *cli, args []string) error {
 	defer stop()
 	token := console.NewToken() // anyone else who reaches the address must not act as you
 	srv := &http.Server{
-		Handler:           console.Handler(k.c, console.AllowHosts(strings.Split(*hosts, ",")...), console.WithToken(token)),
+		Handler:           console.Handler(k.c, k.op, console.AllowHosts(strings.Split(*hosts, ",")...), console.WithToken(token)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	url := "http://" + ln.Addr().String() + "/?token=" + token

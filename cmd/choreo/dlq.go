@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/ops"
 )
 
 func dlqLs(ctx context.Context, k *cli, args []string) error {
@@ -26,14 +26,14 @@ func dlqLs(ctx context.Context, k *cli, args []string) error {
 	if *last < 1 {
 		return usagef("--last %d: want at least 1", *last)
 	}
-	var dead []saga.DeadLetter
+	var dead []ops.DeadLetter
 	var total uint64
 	var err error
 	if *flow == "" {
 		// The newest --last, read without their payloads: a flood of dead
 		// letters (any participant may make some) costs this no memory.
-		dead, total, err = k.c.LatestDeadLetters(ctx, *last, 0)
-	} else if dead, err = k.c.DeadLetters(ctx, saga.Named(*flow)); len(dead) > *last {
+		dead, total, err = k.op.LatestDeadLetters(ctx, *last, 0)
+	} else if dead, err = k.op.DeadLetters(ctx, *flow); len(dead) > *last {
 		total, dead = uint64(len(dead)), dead[len(dead)-*last:]
 	}
 	if err != nil {
@@ -70,7 +70,7 @@ func dlqShow(ctx context.Context, k *cli, args []string) error {
 	if err != nil {
 		return usagef("SEQ %q: want the dead letter's sequence (dlq ls)", pos[0])
 	}
-	d, err := k.c.DeadLetterAt(ctx, seq)
+	d, err := k.op.DeadLetterAt(ctx, seq)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func dlqReplay(ctx context.Context, k *cli, args []string) error {
 	if err != nil {
 		return usagef("SEQ %q: want the dead letter's sequence (dlq ls)", pos[0])
 	}
-	what, err := k.c.ReplayDeadLetter(ctx, seq)
+	what, err := k.op.ReplayDeadLetter(ctx, seq)
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func dlqPurge(ctx context.Context, k *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	dead, err := k.c.DeadLetters(ctx, nil)
+	dead, err := k.op.DeadLetters(ctx, "")
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func dlqPurge(ctx context.Context, k *cli, args []string) error {
 			return errors.New("not purged")
 		}
 	}
-	purged, err := k.c.PurgeDeadLetters(ctx, before)
+	purged, err := k.op.PurgeDeadLetters(ctx, before)
 	if err != nil {
 		return err
 	}

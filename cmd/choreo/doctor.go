@@ -8,12 +8,12 @@ import (
 	"io"
 	"time"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/ops"
 )
 
 func doctor(ctx context.Context, k *cli, args []string) error {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	var o saga.DiagnoseOptions
+	var o ops.DiagnoseOptions
 	fs.DurationVar(&o.Idle, "idle", 30*time.Second, "")
 	fs.Uint64Var(&o.Behind, "behind", 1000, "")
 	fs.DurationVar(&o.Overdue, "overdue", time.Minute, "")
@@ -23,12 +23,12 @@ func doctor(ctx context.Context, k *cli, args []string) error {
 	if o.Idle <= 0 || o.Behind == 0 || o.Overdue <= 0 {
 		return usagef("--idle, --behind and --overdue must be above zero")
 	}
-	found, err := k.c.Diagnose(ctx, o)
+	found, err := k.op.Diagnose(ctx, o)
 	if err != nil {
 		return err
 	}
 	if found == nil {
-		found = []saga.Finding{} // [] in JSON, not null
+		found = []ops.Finding{} // [] in JSON, not null
 	}
 	if err := k.print(found, func(w io.Writer) {
 		if len(found) == 0 {

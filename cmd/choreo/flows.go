@@ -9,13 +9,15 @@ import (
 	"strings"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/describe"
+	"github.com/choreo-go/choreo/saga/ops"
 )
 
 func flowsLs(ctx context.Context, k *cli, args []string) error {
 	if _, err := parse(flag.NewFlagSet("flows ls", flag.ContinueOnError), args, 0, "no arguments"); err != nil {
 		return err
 	}
-	flows, err := k.c.Flows(ctx)
+	flows, err := k.op.Flows(ctx)
 	if err != nil {
 		return err
 	}
@@ -36,7 +38,7 @@ func flowsVersions(ctx context.Context, k *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	vs, err := k.c.Versions(ctx, saga.Named(pos[0]))
+	vs, err := k.op.Versions(ctx, pos[0])
 	if err != nil {
 		return err
 	}
@@ -71,11 +73,11 @@ func flowsRetire(ctx context.Context, k *cli, args []string) error {
 	if strings.TrimSpace(*reason) == "" {
 		return usagef("give --reason: it is recorded, and a compensated saga carries it")
 	}
-	mode := saga.Drain
+	mode := ops.Drain
 	if *compensate {
-		mode = saga.CompensateInFlight
+		mode = ops.CompensateInFlight
 	}
-	rep, err := k.c.Retire(ctx, saga.Named(pos[0]), v, mode, *reason)
+	rep, err := k.op.Retire(ctx, pos[0], v, mode, *reason)
 	if err != nil {
 		return err
 	}
@@ -84,7 +86,7 @@ func flowsRetire(ctx context.Context, k *cli, args []string) error {
 		switch {
 		case rep.Left() == 0:
 			fmt.Fprintf(w, "No saga of v%d is in flight: its runners may go.\n", rep.Version)
-		case mode == saga.Drain:
+		case mode == ops.Drain:
 			fmt.Fprintf(w, "In flight: %s, finishing on v%d. Keep its runners until `choreo flows versions %s` shows none.\n", sagas(rep.Left()), rep.Version, rep.Flow)
 		default:
 			fmt.Fprintf(w, "In flight: %s, compensating on v%d's runners. Keep them until none is left.\n", sagas(rep.Left()), rep.Version)
@@ -104,10 +106,10 @@ func flowsReinstate(ctx context.Context, k *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := k.c.Reinstate(ctx, saga.Named(pos[0]), v); err != nil {
+	if err := k.op.Reinstate(ctx, pos[0], v); err != nil {
 		return err
 	}
-	return k.print(map[string]any{"flow": pos[0], "version": v, "status": saga.VersionActive}, func(w io.Writer) {
+	return k.print(map[string]any{"flow": pos[0], "version": v, "status": ops.VersionActive}, func(w io.Writer) {
 		fmt.Fprintf(w, "%s v%d is active again.\n", pos[0], v)
 	})
 }
@@ -117,11 +119,11 @@ func flowsDiagram(ctx context.Context, k *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	flows, err := k.c.Flows(ctx)
+	flows, err := k.op.Flows(ctx)
 	if err != nil {
 		return err
 	}
-	var found *saga.FlowInfo
+	var found *describe.Flow
 	for i, f := range flows {
 		if f.Name == flow && (f.Version == want || (want == 0 && (found == nil || f.Version > found.Version))) {
 			found = &flows[i]
@@ -148,11 +150,11 @@ func flowsAsyncAPI(ctx context.Context, k *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	flows, err := k.c.Flows(ctx)
+	flows, err := k.op.Flows(ctx)
 	if err != nil {
 		return err
 	}
-	var picked []saga.FlowInfo
+	var picked []describe.Flow
 	for _, f := range flows {
 		if (flow == "" || f.Name == flow) && (want == 0 || f.Version == want) {
 			picked = append(picked, f)
@@ -167,14 +169,14 @@ func flowsAsyncAPI(ctx context.Context, k *cli, args []string) error {
 	default:
 		return fmt.Errorf("flow %s: no runner registered that version", flow)
 	}
-	o := saga.AsyncAPIOptions{Title: *title, Server: *host}
+	o := describe.AsyncAPIOptions{Title: *title, Server: *host}
 	if o.Server == "" {
 		first, _, _ := strings.Cut(k.server, ",")
 		if u, err := url.Parse(first); err == nil && u.Host != "" {
 			o.Server, o.TLS = u.Host, u.Scheme == "tls"
 		}
 	}
-	doc, err := saga.AsyncAPI(o, picked...)
+	doc, err := describe.AsyncAPI(o, picked...)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/ops"
 )
 
 func main() {
@@ -95,6 +96,7 @@ type cli struct {
 	out, errw io.Writer
 	json      bool
 	c         *saga.Client
+	op        *ops.Client
 	server    string // the --server URL
 }
 
@@ -169,7 +171,12 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "choreo: %s: %v\n", *server, err)
 		return 1
 	}
-	k := &cli{out: out, errw: errw, json: *asJSON, c: c, server: *server}
+	op, err := ops.Open(ctx, js)
+	if err != nil {
+		fmt.Fprintf(errw, "choreo: %s: %v\n", *server, err)
+		return 1
+	}
+	k := &cli{out: out, errw: errw, json: *asJSON, c: c, op: op, server: *server}
 	if err := cmd(ctx, k, rest[2:]); err != nil {
 		if err == errFound {
 			return 3

@@ -70,7 +70,7 @@ func flowNames(ctx context.Context, k *cli, flow string) ([]string, error) {
 	if flow != "" {
 		return []string{flow}, nil
 	}
-	flows, err := k.c.Flows(ctx)
+	flows, err := k.op.Flows(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,7 @@ func sagasCancel(ctx context.Context, k *cli, args []string) error {
 	if strings.TrimSpace(*reason) == "" {
 		return usagef("give --reason: the saga carries it")
 	}
-	if err := k.c.Cancel(ctx, saga.Named(pos[0]), pos[1], *reason); err != nil {
+	if err := k.op.Cancel(ctx, pos[0], pos[1], *reason); err != nil {
 		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
 	}
 	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "status": string(saga.StatusCompensating)}, func(w io.Writer) {
@@ -150,7 +150,7 @@ func sagasRetry(ctx context.Context, k *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := k.c.RetryCompensation(ctx, saga.Named(pos[0]), pos[1]); err != nil {
+	if err := k.op.RetryCompensation(ctx, pos[0], pos[1]); err != nil {
 		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
 	}
 	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "status": string(saga.StatusCompensating)}, func(w io.Writer) {

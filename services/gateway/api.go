@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/internal/httpjson"
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/describe"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/kit"
@@ -166,11 +166,11 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var out [][]step
-	for _, si := range flow.Steps() {
+	for _, si := range flow.Info().Steps {
 		for len(out) <= si.Position {
 			out = append(out, nil)
 		}
-		out[si.Position] = append(out[si.Position], step{Name: si.Name, Service: si.Owner, Compensation: si.Undo, Pivot: si.Kind == saga.PivotStep})
+		out[si.Position] = append(out[si.Position], step{Name: si.Name, Service: si.Owner, Compensation: si.Undo, Pivot: si.Kind == describe.Pivot})
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"name": flow.Name(), "version": flow.Version(), "positions": out})
 }

@@ -61,7 +61,7 @@ func timePtr(t time.Time) *time.Time {
 // version.
 var owners = func() map[string]string {
 	m := map[string]string{}
-	for _, si := range append(schemas.OrderFlow.Steps(), schemas.OrderFlowV2.Steps()...) {
+	for _, si := range append(schemas.OrderFlow.Info().Steps, schemas.OrderFlowV2.Info().Steps...) {
 		m[si.Name] = si.Owner // versions agree on the steps they share
 	}
 	return m

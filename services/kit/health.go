@@ -10,13 +10,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/events"
 )
 
 // Streams are the streams the shop cannot work without: choreo's and the
 // domain events'.
-var Streams = []string{saga.StreamName, saga.TimerStream, saga.DeadLetterStream, events.Stream, events.DeadLetterStream}
+var Streams = []string{access.StreamName, access.TimerStream, access.DeadLetterStream, events.Stream, events.DeadLetterStream}
 
 // Buckets are the services' own buckets (OpenStore). A service that opens
 // another adds it here, so that /healthz checks it.

@@ -12,9 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/nats-io/nats.go"
-
-	"github.com/choreo-go/choreo/saga"
 )
 
 // Main runs one service alone against an external nats-server: the thin
@@ -24,7 +23,7 @@ import (
 // file), --nkey FILE (an nkey seed file, as the shop writes them), or
 // --user NAME with the password from the environment variable
 // CHOREO_NATS_PASSWORD or from --password-file FILE (never on the command
-// line). Its inbox prefix is saga.InboxPrefix(name), which its
+// line). Its inbox prefix is access.InboxPrefix(name), which its
 // permissions allow (see saga.Permissions).
 func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Context, d Deps) error) {
 	fs := flag.NewFlagSet(name, flag.ExitOnError)
@@ -98,7 +97,7 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 		}
 	}
 	opts := append([]nats.Option{nats.Name("choreo-" + name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond),
-		nats.CustomInboxPrefix(saga.InboxPrefix(name)),
+		nats.CustomInboxPrefix(access.InboxPrefix(name)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { logger.Warn("nats", "err", err) })}, authOpts...)
 	if tlsConf != nil {
 		opts = append(opts, nats.Secure(tlsConf))

@@ -27,6 +27,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 )
 
 // Observability of the services: logs (slog), traces (OpenTelemetry, by
@@ -250,7 +251,7 @@ func (c *consumerCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.ackPending, prometheus.GaugeValue, float64(info.NumAckPending), cons.Stream, cons.Name)
 		}
 		if !dlq {
-			if s, err := w.js.Stream(ctx, saga.DeadLetterStream); err == nil {
+			if s, err := w.js.Stream(ctx, access.DeadLetterStream); err == nil {
 				dlq = true
 				ch <- prometheus.MustNewConstMetric(c.deadLetters, prometheus.GaugeValue, float64(s.CachedInfo().State.Msgs))
 			}

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/internal/jsutil"
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 )
 
 // Store keeps a service's own data as JSON values in its KV bucket.
@@ -251,12 +251,12 @@ func All[T any](ctx context.Context, js jetstream.JetStream, bucket string) ([]T
 // BucketAccess is what a service needs to use its own buckets and no
 // other's: writing their keys, reading them by direct get, and the short
 // ordered consumers that list their keys.
-func BucketAccess(buckets ...string) saga.Access {
-	var a saga.Access
+func BucketAccess(buckets ...string) access.Access {
+	var a access.Access
 	for _, b := range buckets {
 		s := "KV_" + b
-		a.Add(saga.ReadStream(s))
-		a.Add(saga.Access{Publish: saga.Rules{Allow: []string{
+		a.Add(access.ReadStream(s))
+		a.Add(access.Access{Publish: access.Rules{Allow: []string{
 			"$KV." + b + ".>",
 			"$JS.API.DIRECT.GET." + s, "$JS.API.DIRECT.GET." + s + ".>",
 			"$JS.API.STREAM.MSG.GET." + s,

@@ -1,7 +1,7 @@
 package shop
 
 import (
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/customer"
@@ -45,8 +45,8 @@ var (
 // its own consumers), its own buckets, the domain events it publishes and
 // consumes, the endpoints it serves; the gateway reads the sagas and the
 // events (saga.Reader) and calls the endpoints. The admin is not in it.
-func Permissions() (map[string]saga.Access, error) {
-	perms, err := saga.Permissions(schemas.OrderFlows...)
+func Permissions() (map[string]access.Access, error) {
+	perms, err := access.Permissions(schemas.OrderFlows...)
 	if err != nil {
 		return nil, err
 	}
@@ -58,26 +58,26 @@ func Permissions() (map[string]saga.Access, error) {
 	}
 	for _, name := range Services {
 		a := perms[name]
-		a.Add(saga.Base(name))
+		a.Add(access.Base(name))
 		a.Add(events.Access(name, published[name], subscribed[name]))
 		a.Add(kit.BucketAccess(Buckets[name]...))
 		for _, subj := range served[name] {
-			a.Add(saga.Access{Subscribe: saga.Rules{Allow: []string{subj}}, Responses: true})
+			a.Add(access.Access{Subscribe: access.Rules{Allow: []string{subj}}, Responses: true})
 		}
 		if name == "gateway" {
-			r, err := saga.Reader(name, schemas.OrderFlows...)
+			r, err := access.Reader(name, schemas.OrderFlows...)
 			if err != nil {
 				return nil, err
 			}
 			a.Add(r)
 			a.Add(events.ReadAccess(durables...))
-			a.Add(saga.Access{Publish: saga.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, payment.TokenizeSubject}}})
+			a.Add(access.Access{Publish: access.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, payment.TokenizeSubject}}})
 			// /healthz looks up every stream and bucket the shop needs.
 			for _, st := range kit.Streams {
-				a.Add(saga.Access{Publish: saga.Rules{Allow: []string{"$JS.API.STREAM.INFO." + st}}})
+				a.Add(access.Access{Publish: access.Rules{Allow: []string{"$JS.API.STREAM.INFO." + st}}})
 			}
 			for _, b := range kit.Buckets {
-				a.Add(saga.Access{Publish: saga.Rules{Allow: []string{"$JS.API.STREAM.INFO.KV_" + b}}})
+				a.Add(access.Access{Publish: access.Rules{Allow: []string{"$JS.API.STREAM.INFO.KV_" + b}}})
 			}
 		}
 		perms[name] = a

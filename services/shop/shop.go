@@ -24,8 +24,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/choreo-go/choreo/internal/embedded"
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/console"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/services/billing"
 	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/gateway"
@@ -248,7 +249,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 	}
 	connect := func(name string) (*nats.Conn, error) {
 		opts := []nats.Option{nats.Name("choreo-" + name), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond),
-			nats.CustomInboxPrefix(saga.InboxPrefix(name)),
+			nats.CustomInboxPrefix(access.InboxPrefix(name)),
 			// A refused publish or subscription is only reported here.
 			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 				cfg.Logger.Warn("nats", "identity", name, "err", err)
@@ -320,8 +321,12 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		sh.ConsoleURL = "http://" + sh.ConsoleAddr + "/?token=" + token
 		// The console's own mux: the admin listener's has no console, nor
 		// the console the admin listener's /metrics.
+		op, err := ops.Open(ctx, provisioned.JS)
+		if err != nil {
+			return fmt.Errorf("shop: console: %w", err)
+		}
 		con := kit.NewAdmin(nil)
-		con.Mux.Handle("/", console.Handler(provisioned.Sagas, console.WithTitle("shop"), console.WithToken(token)))
+		con.Mux.Handle("/", console.Handler(provisioned.Sagas, op, console.WithTitle("shop"), console.WithToken(token)))
 		g.Go(func() error { return con.Serve(gctx, ln) })
 	}
 	if adminLn != nil {
