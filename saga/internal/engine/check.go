@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,46 +43,6 @@ type forgedError struct {
 }
 
 func (e *forgedError) Error() string { return "forged: " + e.why }
-
-// trustSize bounds the events a journal remembers as checked.
-const trustSize = 1 << 14
-
-// trust remembers, by saga and stream sequence, the state of events this
-// journal appended or checked. Oldest entries go first.
-type trust struct {
-	mu   sync.Mutex
-	m    map[string]string
-	ring []string
-	next int
-}
-
-func newTrust() *trust {
-	return &trust{m: make(map[string]string, trustSize), ring: make([]string, trustSize)}
-}
-
-func trustKey(flow, id string, seq uint64) string {
-	return flow + "." + id + "." + strconv.FormatUint(seq, 10)
-}
-
-func (t *trust) get(key string) (string, bool) {
-	t.mu.Lock()
-	raw, ok := t.m[key]
-	t.mu.Unlock()
-	return raw, ok
-}
-
-func (t *trust) add(key, raw string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.m[key]; ok {
-		return
-	}
-	if old := t.ring[t.next]; old != "" {
-		delete(t.m, old)
-	}
-	t.ring[t.next], t.m[key] = key, raw
-	t.next = (t.next + 1) % len(t.ring)
-}
 
 // define lets the journal check the starts of f's sagas.
 func (j *journal) define(f *flowDef) {
@@ -417,15 +376,6 @@ func (j *journal) logBefore(ctx context.Context, env *envelope, seq uint64) (map
 		}
 	}
 	return out, nil
-}
-
-// fetcher receives the answers to many direct gets sent at once: one
-// subscription per journal, each batch on a reply subject of its own.
-type fetcher struct {
-	prefix string
-	mu     sync.Mutex
-	n      uint64
-	wait   map[string]chan *nats.Msg
 }
 
 func (j *journal) fetcher() (*fetcher, error) {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"github.com/choreo-go/choreo/internal/wire"
+	"go.opentelemetry.io/otel/trace"
 
 	"net/url"
 	"strconv"
@@ -293,4 +294,35 @@ func decodeState(flow, id, raw string) (*State, error) {
 		return nil, bad("malformed choreo-state: version and events must be positive")
 	}
 	return s, nil
+}
+
+// appendTraceID ends an encoded state with the saga's trace id, if it
+// has one (codec.go).
+func appendTraceID(b []byte, s *State) []byte {
+	if s.TraceID == "" {
+		return b
+	}
+	b = append(b, '|')
+	return append(b, s.TraceID...)
+}
+
+// cutTraceID splits the trace id off an encoded state: the state has 12
+// fields without one, 13 with.
+func cutTraceID(raw string) (string, string, error) {
+	if strings.Count(raw, "|") != 12 {
+		return raw, "", nil
+	}
+	i := strings.LastIndexByte(raw, '|')
+	id := raw[i+1:]
+	if !validTraceID(id) {
+		return "", "", bad("malformed choreo-state: bad trace id %q", id)
+	}
+	return raw[:i], id, nil
+}
+
+// validTraceID reports whether id is a W3C trace id: 32 lowercase hex
+// digits, not all zero.
+func validTraceID(id string) bool {
+	t, err := trace.TraceIDFromHex(id)
+	return err == nil && t.IsValid() && t.String() == id
 }

@@ -7,27 +7,6 @@ import (
 	"github.com/choreo-go/choreo/internal/wire"
 )
 
-// Info describes the step run a handler is called for.
-type Info struct {
-	Flow    string
-	Version int    // the flow version the saga runs on
-	ID      string // the saga's id
-	Step    string
-	Phase   Phase // PhaseAction or PhaseCompensation
-	Attempt int   // 1 for the first
-}
-
-// IdempotencyKey is the same for every attempt and every redelivery of
-// this step's action (or compensation) in this saga, and differs between
-// the two. Pass it to the systems the handler changes so that a retried
-// effect happens once.
-func (i Info) IdempotencyKey() string {
-	if i.Phase == PhaseCompensation {
-		return i.Flow + "/" + i.ID + "/" + i.Step + "/compensation"
-	}
-	return i.Flow + "/" + i.ID + "/" + i.Step
-}
-
 type infoKey struct{}
 
 type runInfo struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,4 +143,109 @@ func (c *Client) PurgeDeadLetters(ctx context.Context, before time.Time) (uint64
 		return 0, fmt.Errorf("saga: purge dead letters: %w", err)
 	}
 	return n, nil
+}
+
+// RetryCompensation is the operator's retry of a saga parked as
+// compensation_failed: its failed compensations run again with a fresh
+// retry budget. It returns ErrNotFound or ErrNotParked.
+func (c *Client) RetryCompensation(ctx context.Context, f FlowRef, id string) error {
+	if !valid(f, id) {
+		return ErrNotFound
+	}
+	c.j.defineRef(f)
+	flow := name(f)
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cur, seq, err := c.j.load(ctx, flow, id, 0)
+	if err != nil {
+		return err
+	}
+	e := entry{step: wire.SagaStep, phase: PhaseResume, apply: func(s *State, _ time.Time) error { return s.retryParked() }}
+	st, seq, err := c.j.append(ctx, cur, seq, e)
+	if err != nil {
+		return err
+	}
+	return c.j.emitDue(ctx, st, seq)
+}
+
+// DeadLetter is a message choreo could not process.
+type DeadLetter struct {
+	Sequence uint64      // in the dead-letter stream
+	Subject  string      // where the message was read
+	Reason   string      // why it could not be processed
+	Consumer string      // who read it
+	Time     time.Time   // when it was dead-lettered
+	Header   nats.Header // the original headers, less the broker's
+	Data     []byte      // the payload; only its start from LatestDeadLetters
+	Size     int         // the payload's size in bytes
+}
+
+// DeadLetters returns what was dead-lettered for flow f, oldest first; with
+// f nil, every flow's (including messages whose flow was unreadable).
+func (c *Client) DeadLetters(ctx context.Context, f FlowRef) ([]DeadLetter, error) {
+	filter := wire.Dead + ">"
+	if f != nil {
+		filter = wire.Dead + name(f)
+	}
+	var out []DeadLetter
+	err := c.j.scan(ctx, wire.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}, func(m jetstream.Msg) {
+		h := m.Headers()
+		var seq uint64
+		if md, _ := m.Metadata(); md != nil {
+			seq = md.Sequence.Stream
+		}
+		out = append(out, deadLetterOf(seq, h, slices.Clone(m.Data())))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// LatestDeadLetters returns the newest dead letters of every flow, at most
+// n, oldest first, each with the first dataMax bytes of its payload in Data
+// (Size says how big it is), and how many the stream holds: what a page
+// that lists them needs, in memory bounded by n and dataMax however many
+// and however big they are (any participant may dead-letter its flow's
+// messages).
+func (c *Client) LatestDeadLetters(ctx context.Context, n, dataMax int) ([]DeadLetter, uint64, error) {
+	if n < 1 || dataMax < 0 {
+		return nil, 0, fmt.Errorf("%w: want at least 1 dead letter and a data size from 0", ErrInvalidOption)
+	}
+	ictx, cancel := withTimeout(ctx)
+	info, err := c.j.dlq.Info(ictx)
+	cancel()
+	if err != nil {
+		return nil, 0, fmt.Errorf("saga: dead letters: %w", err)
+	}
+	st := info.State
+	if st.Msgs == 0 {
+		return nil, 0, nil
+	}
+	from := st.FirstSeq
+	if st.LastSeq >= uint64(n) && st.LastSeq-uint64(n)+1 > from {
+		from = st.LastSeq - uint64(n) + 1
+	}
+	var out []DeadLetter
+	err = c.j.scan(ctx, wire.DeadLetterStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.Dead + ">"},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+	}, func(m jetstream.Msg) {
+		var seq uint64
+		if md, _ := m.Metadata(); md != nil {
+			seq = md.Sequence.Stream
+		}
+		if seq > st.LastSeq || len(out) == n {
+			return // dead-lettered since the count
+		}
+		data := m.Data()
+		d := deadLetterOf(seq, m.Headers(), slices.Clone(data[:min(len(data), dataMax)]))
+		d.Size = len(data)
+		out = append(out, d)
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("saga: dead letters: %w", err)
+	}
+	return out, st.Msgs, nil
 }

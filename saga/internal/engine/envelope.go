@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"fmt"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -48,13 +47,6 @@ type envelope struct {
 	after          uint64 // commands: the log event that made it due
 	timer          string // timers: wire.TimerDeadline or wire.TimerExpire
 }
-
-// badInput is a reason to dead-letter a message.
-type badInput string
-
-func (b badInput) Error() string { return string(b) }
-
-func bad(format string, args ...any) error { return badInput(fmt.Sprintf(format, args...)) }
 
 // one returns the single value of a header, or says why there is not one.
 func one(h nats.Header, key string) (string, error) {

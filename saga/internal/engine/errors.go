@@ -3,6 +3,9 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Sentinel errors. Test for them with errors.Is.
@@ -75,4 +78,21 @@ func Abortf(format string, args ...any) error {
 func IsAbort(err error) bool {
 	var a *abortError
 	return errors.As(err, &a)
+}
+
+// badInput is a reason to dead-letter a message.
+type badInput string
+
+func (b badInput) Error() string { return string(b) }
+
+func bad(format string, args ...any) error { return badInput(fmt.Sprintf(format, args...)) }
+
+// notProvisioned explains the failure to create or update a stream on a
+// connection whose identity was refused it.
+func notProvisioned(nc *nats.Conn, stream string, err error) error {
+	if nc != nil && errors.Is(nc.LastError(), nats.ErrPermissionViolation) && strings.Contains(nc.LastError().Error(), "."+stream) {
+		return fmt.Errorf("%w: stream %s is missing or differs from what this client wants, and its identity may not create or update it: run provisioning (access.Provision) with the admin identity, with the same options (%v)",
+			ErrNotProvisioned, stream, err)
+	}
+	return err
 }

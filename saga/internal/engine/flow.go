@@ -482,18 +482,3 @@ func (b *versionBook) add(f *flowDef) {
 	}
 	b.byName[f.name][f.version] = f
 }
-
-// typeOf is the event type choreo appends for a log event of step and
-// phase ("" for a step the flow does not have).
-func (f *flowDef) typeOf(step string, phase Phase) string {
-	switch {
-	case step == wire.SagaStep && phase == PhaseStart:
-		return f.inputType
-	case phase == PhaseDone:
-		if d := f.byName[step]; d != nil {
-			return d.eventType
-		}
-		return ""
-	}
-	return "choreo.saga." + string(phase)
-}

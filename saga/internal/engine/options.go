@@ -193,3 +193,28 @@ func WithUncheckedEvents() Option {
 		return nil
 	}
 }
+
+// WithTracerProvider sets where choreo's spans go (default: the global
+// TracerProvider, otel.GetTracerProvider, which is a no-op unless the
+// program sets one).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) error {
+		if tp == nil {
+			return fmt.Errorf("%w: nil TracerProvider", ErrInvalidOption)
+		}
+		o.tracer = tp.Tracer(tracerName)
+		return nil
+	}
+}
+
+// WithObserver has o told what this client and its runners do (default:
+// nothing is told).
+func WithObserver(o Observer) Option {
+	return func(opts *options) error {
+		if o == nil {
+			return fmt.Errorf("%w: nil Observer", ErrInvalidOption)
+		}
+		opts.observer = o
+		return nil
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/choreo-go/choreo/internal/wire"
 )
 
 // Phase names what happened in a saga, or which handler is called.
@@ -450,3 +452,21 @@ func (s *State) dueUndo() []string {
 
 // undoable reports whether a step in this status may have had its effect.
 func undoable(s StepStatus) bool { return s == StepCompleted || s == StepUnknown }
+
+// transition is a change to a saga's state at time now.
+type transition func(s *State, now time.Time) error
+
+// typeOf is the event type choreo appends for a log event of step and
+// phase ("" for a step the flow does not have).
+func (f *flowDef) typeOf(step string, phase Phase) string {
+	switch {
+	case step == wire.SagaStep && phase == PhaseStart:
+		return f.inputType
+	case phase == PhaseDone:
+		if d := f.byName[step]; d != nil {
+			return d.eventType
+		}
+		return ""
+	}
+	return "choreo.saga." + string(phase)
+}

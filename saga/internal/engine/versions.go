@@ -7,41 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/choreo-go/choreo/internal/jsutil"
 	"github.com/choreo-go/choreo/internal/wire"
-)
-
-// Flow versions side by side.
-//
-// A saga runs to its end on the version it started with: its events,
-// commands and timers carry the version in their subjects, and each
-// version's steps have consumers of their own, so a version 1 trigger
-// reaches a version 1 handler and a version 2 trigger a version 2 handler.
-// The registry (the wire.FlowsBucket key-value bucket) holds what runners serve
-// (each registers the definitions it runs when it starts) and what an
-// operator decided about a version (Retire), which Start obeys.
-
-// FlowsBucket is the key-value bucket of choreo's flow registry: under
-// def.<flow>.v<N> the definitions runners serve, under status.<flow>.v<N>
-// the versions an operator retired.
-const FlowsBucket = wire.FlowsBucket
-
-// VersionStatus is whether new sagas may start on a flow version.
-type VersionStatus string
-
-// Version statuses.
-const (
-	VersionActive   VersionStatus = "active"   // sagas start on it
-	VersionDraining VersionStatus = "draining" // no new sagas; those in flight finish
-	VersionRetired  VersionStatus = "retired"  // no new sagas; those in flight were compensated
 )
 
 // RetireMode is what Retire does with a version's sagas in flight.
@@ -58,139 +30,6 @@ const (
 	// pivot can only go forward and are left to finish.
 	CompensateInFlight RetireMode = "compensate"
 )
-
-// versionMark is what the registry holds under status.<flow>.v<N>.
-type versionMark struct {
-	Status VersionStatus `json:"status"`
-	Reason string        `json:"reason,omitempty"`
-	Since  time.Time     `json:"since"`
-}
-
-func info(f *flowDef) describe.Flow {
-	fi := describe.Flow{Name: f.name, Version: f.version, Input: f.inputType, StartedBy: slices.Clone(f.starters), Deadline: f.deadline}
-	for _, d := range f.steps {
-		fi.Steps = append(fi.Steps, describe.Step{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout})
-	}
-	return fi
-}
-
-// Info describes the flow version as the registry holds it.
-func (f *flowDef) Info() describe.Flow { return info(f) }
-
-func defKey(flow string, version int) string { return wire.DefKey(flow, version) }
-func statusKey(flow string, version int) string {
-	return "status." + flow + "." + wire.Version(version)
-}
-
-// registry is a client's view of the flows bucket: the status of the
-// versions it starts, read at most once a second each.
-type registry struct {
-	kv jetstream.KeyValue
-
-	mu     sync.Mutex
-	marks  map[string]registryMark // by status key
-	warned time.Time
-}
-
-type registryMark struct {
-	mark versionMark // zero Status: active
-	at   time.Time
-}
-
-// statusTTL is how long Start trusts what it read of a version's status:
-// a retirement takes effect within it.
-const statusTTL = time.Second
-
-// status returns a version's status, from the bucket at most once a
-// statusTTL. A bucket it cannot read counts as active (new sagas are not
-// refused because the registry is unreachable), logged once a minute.
-func (c *Client) status(ctx context.Context, flow string, version int) versionMark {
-	r := c.reg
-	key := statusKey(flow, version)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if m, ok := r.marks[key]; ok && time.Since(m.at) < statusTTL {
-		return m.mark
-	}
-	var mark versionMark
-	e, err := r.kv.Get(ctx, key)
-	switch {
-	case err == nil:
-		if jerr := json.Unmarshal(e.Value(), &mark); jerr != nil {
-			err = jerr
-		}
-	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
-		err = nil
-	}
-	if err != nil {
-		if time.Since(r.warned) > time.Minute {
-			r.warned = time.Now()
-			c.opts.logger.Warn("choreo: cannot read the flow registry; starting sagas as if the version were active", "flow", flow, "version", version, "err", err)
-		}
-		return versionMark{}
-	}
-	r.marks[key] = registryMark{mark: mark, at: time.Now()}
-	return mark
-}
-
-// register records the definitions a runner serves, when the registry
-// holds none or another.
-func (c *Client) register(ctx context.Context, defs []*flowDef, schemaOf func(eventType string) ([]byte, error)) error {
-	for _, f := range defs {
-		fi := info(f)
-		if schemaOf != nil {
-			fi = fi.WithSchemas(schemaOf)
-		}
-		want, err := json.Marshal(fi)
-		if err != nil {
-			return err
-		}
-		key := defKey(f.name, f.version)
-		if e, err := c.reg.kv.Get(ctx, key); err == nil && string(e.Value()) == string(want) {
-			continue
-		}
-		if _, err := c.reg.kv.Put(ctx, key, want); err != nil {
-			return fmt.Errorf("saga: register %s v%d: %w", f.name, f.version, err)
-		}
-	}
-	return nil
-}
-
-// newest returns the newest version of f's flow this client knows whose
-// input is f's.
-func (j *journal) newest(f *flowDef) *flowDef {
-	j.defsMu.Lock()
-	defer j.defsMu.Unlock()
-	best := f
-	for _, d := range j.defs {
-		if d.name == f.name && d.version > best.version && d.input == f.input {
-			best = d
-		}
-	}
-	return best
-}
-
-// openVersion picks the version a Start of f starts: f's own when exact,
-// else the newest the client knows with f's input; it returns ErrRetired
-// when that version is draining or retired.
-func (c *Client) openVersion(ctx context.Context, f *flowDef, exact bool) (*flowDef, error) {
-	if !exact {
-		f = c.j.newest(f)
-	}
-	if m := c.status(ctx, f.name, f.version); m.Status == VersionDraining || m.Status == VersionRetired {
-		return nil, fmt.Errorf("%w: flow %s v%d is %s since %s (%s): start a newer version", ErrRetired, f.name, f.version, m.Status, m.Since.Format(time.RFC3339), m.Reason)
-	}
-	return f, nil
-}
-
-// StartOption changes what Start does.
-type StartOption func(*startOptions)
-
-type startOptions struct{ exact bool }
-
-// ExactVersion starts the flow version passed to Start, not the newest
-// version of the flow the client knows (the default).
-func ExactVersion() StartOption { return func(o *startOptions) { o.exact = true } }
 
 // Cancel is an operator's stop of a running saga: it compensates, with
 // the reason, on the runners of its version. It returns ErrNotFound, or
@@ -470,23 +309,4 @@ func (c *Client) Reinstate(ctx context.Context, f FlowRef, version int) error {
 		return fmt.Errorf("saga: reinstate %s v%d: %w", name(f), version, err)
 	}
 	return nil
-}
-
-// openRegistry opens (or, with the right, creates) the flows bucket.
-func openRegistry(ctx context.Context, js jetstream.JetStream, o options) (*registry, error) {
-	storage := jetstream.FileStorage
-	if o.memory {
-		storage = jetstream.MemoryStorage
-	}
-	kv, err := jsutil.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      wire.FlowsBucket,
-		Description: "choreo: the flow versions runners serve, and those retired",
-		History:     8,
-		Storage:     storage,
-		Replicas:    o.replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("saga: bucket %s: %w", wire.FlowsBucket, notProvisioned(js.Conn(), "KV_"+wire.FlowsBucket, err))
-	}
-	return &registry{kv: kv, marks: map[string]registryMark{}}, nil
 }

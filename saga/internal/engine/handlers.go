@@ -1,0 +1,348 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/choreo-go/choreo/internal/wire"
+)
+
+// call is one handler call as observed: its span and its clock.
+type call struct {
+	span  trace.Span
+	start time.Time
+	info  Info
+}
+
+// begin opens the span of a handler call described by info, as a child of
+// the span that caused the message d (in ctx), and notes the call in d
+// for the lines it logs.
+func (r *Runner) begin(ctx context.Context, d *delivery, info Info) (context.Context, call) {
+	c := call{info: info, start: time.Now()}
+	d.obs.info, d.obs.handling = info, true
+	if r.j.untraced(ctx) {
+		c.span = trace.SpanFromContext(ctx) // a no-op
+		return ctx, c
+	}
+	ctx, c.span = r.j.opts.tracer.Start(ctx, info.Flow+"/"+info.Step+" "+string(info.Phase), trace.WithSpanKind(trace.SpanKindConsumer))
+	if c.span.IsRecording() {
+		c.span.SetAttributes(AttrFlow.String(info.Flow), AttrVersion.Int(info.Version), AttrSaga.String(info.ID),
+			AttrStep.String(info.Step), AttrPhase.String(string(info.Phase)), AttrAttempt.Int(info.Attempt))
+	}
+	if sc := c.span.SpanContext(); sc.IsValid() {
+		d.obs.trace = sc
+	}
+	return ctx, c
+}
+
+// failure reports whether a recorded phase is a failed attempt or
+// outcome.
+func failure(p Phase) bool {
+	switch p {
+	case PhaseFailed, PhaseTimedOut, PhaseRetry, PhaseCompensationRetry, PhaseParked:
+		return true
+	}
+	return false
+}
+
+// judged notes what was decided of the call, v, and the error the
+// handler returned: on the span (an error status for a failure), and to
+// the observer.
+func (c *call) judged(d *delivery, v verdict, err error) {
+	took := time.Since(c.start)
+	if c.span.IsRecording() {
+		c.span.SetAttributes(AttrOutcome.String(string(v.phase)))
+		if failure(v.phase) {
+			msg := string(v.phase)
+			if err != nil {
+				msg = err.Error()
+				c.span.RecordError(err)
+			}
+			c.span.SetStatus(codes.Error, msg)
+		}
+	}
+	if o := d.r.j.opts.observer; o != nil {
+		o.Handled(c.info, v.phase, took)
+	}
+}
+
+// end closes the span, once the outcome is recorded.
+func (c *call) end() { c.span.End() }
+
+// endSpan opens the span of an OnEnd handler's call for a saga that
+// ended as st: the last of its trace.
+func (r *Runner) endSpan(ctx context.Context, flow, handler string, st *State, attempt int) (context.Context, trace.Span) {
+	if r.j.untraced(ctx) {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	ctx, sp := r.j.opts.tracer.Start(ctx, flow+" end "+handler, trace.WithSpanKind(trace.SpanKindConsumer))
+	if sp.IsRecording() {
+		sp.SetAttributes(AttrFlow.String(flow), AttrVersion.Int(st.Version), AttrSaga.String(st.ID),
+			AttrStep.String(wire.SagaStep), AttrPhase.String("end"), AttrAttempt.Int(attempt), AttrOutcome.String(string(st.Status)))
+	}
+	return ctx, sp
+}
+
+// inputOf returns the encoded input of step d in saga id: the flow's input
+// for the first position and after a group, else the previous step's
+// result. trigger is the trigger's payload when it is that input.
+func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, trigger []byte) ([]byte, error) {
+	f := d.flow
+	afterGroup := d.pos > 0 && len(f.positions[d.pos-1]) > 1
+	switch {
+	case afterGroup:
+		// The trigger is the last member's result: the input is the flow's.
+		return r.j.eventData(ctx, f.name, f.version, id, wire.SagaStep, PhaseStart)
+	case trigger != nil:
+		return trigger, nil
+	case d.pos == 0:
+		return r.j.eventData(ctx, f.name, f.version, id, wire.SagaStep, PhaseStart)
+	}
+	return r.j.eventData(ctx, f.name, f.version, id, f.positions[d.pos-1][0].name, PhaseDone)
+}
+
+// onTrigger handles an event that may trigger step b's action.
+func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
+	def := b.def
+	if err := d.read(); err != nil {
+		r.rejectTrigger(ctx, def, d, err.Error())
+		return
+	}
+	env := d.env
+	// Fast path: the first delivery of a fresh trigger that choreo appended
+	// runs from the state the trigger carries. If anything happened to the
+	// saga since, the compare-and-set of the outcome fails and the state is
+	// read again. Redeliveries, old triggers (a consumer replaying history)
+	// and anything suspicious read the current state first.
+	cur, curSeq := env.state, d.src.seq
+	rogueTrigger := rogue(d.m.Headers(), env, 0) != ""
+	if !rogueTrigger && !d.vouch(ctx) {
+		return
+	}
+	stale := time.Since(d.stored) >= r.o.ackWait
+	if d.delivered != 1 || stale || rogueTrigger {
+		var ok bool
+		if cur, curSeq, ok = d.state(ctx, d.src.seq); !ok { // the trigger is in the log
+			return
+		}
+	}
+	attempt := d.delivered
+	verdict := judgeTrigger(def, cur, env.state.Events, d.delivered, stale, time.Now())
+	switch verdict {
+	case triggerIgnore:
+		_ = d.m.Ack() // not this step's trigger: a sibling's result, or another version's
+		return
+	case triggerSettled:
+		d.settled(ctx, cur, curSeq)
+		return
+	case triggerRun:
+	default:
+		d.record(ctx, cur, curSeq, def.name, triggered(def, verdict, attempt, stepBound(def, cur)), nil)
+		return
+	}
+	var trigger []byte
+	if env.step == wire.SagaStep || env.phase == PhaseDone {
+		trigger = d.m.Data()
+	}
+	input, err := r.inputOf(ctx, def, env.id, trigger)
+	if err != nil {
+		d.retryLater(err)
+		return
+	}
+	bnd := stepBound(def, cur)
+	info := Info{Flow: env.flow, Version: cur.Version, ID: env.id, Step: def.name, Phase: PhaseAction, Attempt: attempt}
+	ctx, c := r.begin(ctx, d, info)
+	defer c.end()
+	if r.o.validate != nil {
+		itype := def.flow.inputType
+		if def.pos > 0 && len(def.flow.positions[def.pos-1]) == 1 {
+			itype = def.flow.positions[def.pos-1][0].eventType
+		}
+		if verr := r.o.validate(itype, input); verr != nil {
+			reason := fmt.Sprintf("schema-invalid %s: %v", itype, verr)
+			v := failed(def, attempt, reason)
+			v.deadLetter = reason
+			c.judged(d, v, errors.New(reason))
+			d.record(ctx, cur, curSeq, def.name, v, input)
+			return
+		}
+	}
+	actx := context.WithValue(ctx, infoKey{}, &runInfo{j: r.j, Info: info})
+	if !bnd.at.IsZero() {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithDeadline(actx, bnd.at)
+		defer cancel()
+	}
+	var o outcome
+	o.err = r.run(actx, d.m, func(ctx context.Context) (err error) {
+		o.out, err = b.action(ctx, input)
+		return err
+	})
+	o.late = bnd.passed(time.Now())
+	if max := r.j.opts.maxEventSize; o.err == nil && len(o.out) > 1024 && len(o.out)+len(encodeState(cur))+4096 > max {
+		o.tooLarge = max
+	}
+	v := judgeAction(def, attempt, o, bnd)
+	c.judged(d, v, o.err)
+	d.record(ctx, cur, curSeq, def.name, v, input)
+}
+
+// rejectTrigger dead-letters a trigger that cannot be read. When it is the
+// event the saga's state stands on (a well-formed start over the size
+// limit, say), the saga would wait for ever for a step that cannot run:
+// the step fails with the reason instead, and the saga compensates and
+// ends.
+func (r *Runner) rejectTrigger(ctx context.Context, def *stepDef, d *delivery, reason string) {
+	tok, ok := wire.Tokens(d.src.subject, 7)
+	if !ok || !ValidID(tok[3]) || len(d.m.Headers()) == 0 {
+		d.reject(ctx, reason)
+		return
+	}
+	id := tok[3]
+	cur, curSeq, err := r.j.load(ctx, def.flow.name, id, d.src.seq)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		d.retryLater(err)
+		return
+	}
+	if err != nil || curSeq != d.src.seq || cur.Status != StatusRunning || cur.Step(def.name) == nil || cur.Step(def.name).Status != StepRunning {
+		d.reject(ctx, reason)
+		return
+	}
+	d.env = &envelope{flow: def.flow.name, id: id, version: def.flow.version, step: tok[5]}
+	v := failed(def, d.delivered, "unusable trigger: "+reason)
+	v.deadLetter = reason
+	v.warn = "dead-lettering a trigger, its step fails"
+	d.record(ctx, cur, curSeq, def.name, v, d.m.Data())
+}
+
+// onUndo handles a command to compensate step b.
+func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
+	def := b.def
+	if !d.parse(ctx) {
+		return
+	}
+	env := d.env
+	if env.step != def.name {
+		d.reject(ctx, fmt.Sprintf("command for step %s on the consumer of %s", env.step, def.name))
+		return
+	}
+	cur, curSeq, ok := d.state(ctx, env.after)
+	if !ok {
+		return
+	}
+	if _, err := cur.due(def.name); err != nil || env.epoch != cur.Epoch {
+		d.settled(ctx, cur, curSeq) // done already, not due, or from an earlier operator retry
+		return
+	}
+	attempt := d.delivered
+	info := Info{Flow: env.flow, Version: cur.Version, ID: env.id, Step: def.name, Phase: PhaseCompensation, Attempt: attempt}
+	ctx, c := r.begin(ctx, d, info)
+	defer c.end()
+	var err error
+	if b.compensate != nil {
+		input, ierr := r.inputOf(ctx, def, env.id, nil)
+		if ierr != nil {
+			d.retryLater(ierr)
+			return
+		}
+		var output []byte // a step whose outcome is unknown has none: the zero value
+		if cur.Step(def.name).Status != StepUnknown {
+			if output, ierr = r.j.eventData(ctx, def.flow.name, def.flow.version, env.id, def.name, PhaseDone); ierr != nil {
+				d.retryLater(ierr)
+				return
+			}
+		}
+		cctx := context.WithValue(ctx, infoKey{}, &runInfo{j: r.j, Info: info})
+		err = r.run(cctx, d.m, func(ctx context.Context) error { return b.compensate(ctx, input, output) })
+	}
+	v := judgeCompensation(def, attempt, err)
+	c.judged(d, v, err)
+	d.record(ctx, cur, curSeq, def.name, v, nil)
+}
+
+// onTimer handles a saga's timer: its deadline, or the end of an ended
+// saga's retention.
+func (r *Runner) onTimer(ctx context.Context, d *delivery) {
+	if !d.parse(ctx) {
+		return
+	}
+	env := d.env
+	if env.timer == wire.TimerExpire {
+		if err := r.j.expire(ctx, env.flow, env.id); err != nil {
+			d.retryLater(err)
+			return
+		}
+		d.done(ctx)
+		return
+	}
+	cur, curSeq, ok := d.state(ctx, 0)
+	if !ok {
+		return
+	}
+	// The broker's scheduler marks what it fires; trust its clock over ours.
+	fired := d.m.Headers().Get("Nats-Scheduler") == wire.SchedSubject(env.flow, env.id)
+	d.record(ctx, cur, curSeq, wire.SagaStep, verdict{done: true, phase: PhaseDeadline, apply: func(s *State, now time.Time) error {
+		if fired && now.Before(s.Deadline) {
+			now = s.Deadline
+		}
+		return s.expire(now)
+	}}, nil)
+}
+
+// onEnd hands a terminal state to an OnEnd function. Every event whose
+// state is terminal is the one that made it so: nothing is appended to a
+// terminal saga but an operator's resume.
+func (r *Runner) onEnd(ctx context.Context, e endBinding, d *delivery) {
+	if !d.parse(ctx) {
+		return
+	}
+	if why := rogue(d.m.Headers(), d.env, 0); why != "" {
+		d.reject(ctx, why)
+		return
+	}
+	st := d.env.state
+	if !st.Status.Terminal() {
+		_ = d.m.Ack()
+		return
+	}
+	if !d.vouch(ctx) {
+		return
+	}
+	ctx, span := r.endSpan(ctx, e.flow, e.name, st, d.delivered)
+	defer span.End()
+	if err := r.run(ctx, d.m, func(ctx context.Context) error { return e.fn(ctx, st.view()) }); err != nil {
+		if IsAbort(err) {
+			d.reject(ctx, "OnEnd "+e.name+": "+err.Error())
+			return
+		}
+		d.log().Warn("choreo: OnEnd failed, will retry", "name", e.name, "err", err)
+		_ = d.m.NakWithDelay(time.Second)
+		return
+	}
+	_ = d.m.Ack()
+}
+
+// run calls fn through the interceptors, keeping m alive for as long as
+// the call takes. A panic in fn is returned as an error.
+func (r *Runner) run(ctx context.Context, m *liveMsg, fn func(context.Context) error) (err error) {
+	m.enter()
+	defer m.leave()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	call := fn
+	if ri, ok := ctx.Value(infoKey{}).(*runInfo); ok {
+		for i := len(r.o.interceptors) - 1; i >= 0; i-- {
+			ic, next := r.o.interceptors[i], call
+			call = func(ctx context.Context) error { return ic(ctx, ri.Info, next) }
+		}
+	}
+	return call(ctx)
+}

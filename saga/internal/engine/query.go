@@ -1,0 +1,262 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/jsutil"
+	"github.com/choreo-go/choreo/internal/wire"
+)
+
+// name returns the name of the flow f refers to.
+func name(f FlowRef) string {
+	n, _ := f.flowRef()
+	return n
+}
+
+// valid reports whether f and id can name a saga.
+func valid(f FlowRef, id string) bool {
+	return f != nil && ValidID(id) && wire.Token(name(f))
+}
+
+// Get returns a saga's state. Each running step says who has it (see
+// StepState): Taken by a runner, Unserved (no runner of the saga's flow
+// version is attached to it: the saga waits for one), or queued behind
+// earlier work, with a Waiting line when it is not Taken. It returns
+// ErrNotFound when there is no such saga.
+func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) {
+	if !valid(f, id) {
+		return nil, ErrNotFound
+	}
+	c.j.defineRef(f)
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	st, seq, err := c.j.load(ctx, name(f), id, 0)
+	if err != nil {
+		return nil, err
+	}
+	v := st.view()
+	for i := range v.Steps {
+		if v.Steps[i].Status == StepRunning {
+			c.whoHas(ctx, st, seq, &v.Steps[i])
+		}
+	}
+	return v, nil
+}
+
+// whoHas sets Taken, Unserved and Waiting on s, a running step of st,
+// whose newest event has the stream sequence seq. A broker error leaves
+// them unset: it says nothing.
+func (c *Client) whoHas(ctx context.Context, st *State, seq uint64, s *StepState) {
+	name := wire.DoConsumer(st.Flow, st.Version, s.Name)
+	unserved := func() {
+		s.Unserved = true
+		s.Waiting = fmt.Sprintf("waiting for a runner of %s v%d to serve step %s (none is attached to its consumer)", st.Flow, st.Version, s.Name)
+	}
+	cons, err := c.j.js.Consumer(ctx, wire.Stream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		unserved()
+		return
+	}
+	if err != nil {
+		return
+	}
+	ci := cons.CachedInfo()
+	// A runner that consumes keeps pull requests waiting at the broker,
+	// or holds messages it has not acknowledged yet.
+	if ci.NumWaiting == 0 && ci.NumAckPending == 0 {
+		unserved()
+		return
+	}
+	c.attached.Store(name, time.Now())
+	// The stream sequence of the trigger: the newest event's, or an
+	// earlier one's that the state lists (0: not known).
+	var trigger uint64
+	switch {
+	case s.Trigger == st.Events:
+		trigger = seq
+	case !st.overflow && len(st.earlier) == st.Events-1 && s.Trigger >= 1 && s.Trigger <= len(st.earlier):
+		trigger = st.earlier[s.Trigger-1]
+	}
+	if trigger == 0 || ci.Delivered.Stream >= trigger {
+		s.Taken = true
+		return
+	}
+	s.Waiting = fmt.Sprintf("queued: the runners of %s v%d step %s have not reached it yet (%d messages pending)", st.Flow, st.Version, s.Name, ci.NumPending)
+}
+
+// served reports whether a runner is attached to the consumer of a step's
+// action of a flow version: the consumer exists and has a pull request
+// waiting or messages in a runner's hands. A runner that stopped leaves
+// its pull requests behind until they expire (30s). What was seen less
+// than 2s ago is not asked again; a broker error counts as served: it says
+// nothing.
+func (c *Client) served(ctx context.Context, flow string, version int, step string) bool {
+	name := wire.DoConsumer(flow, version, step)
+	if at, ok := c.attached.Load(name); ok && time.Since(at.(time.Time)) < 2*time.Second {
+		return true
+	}
+	cons, err := c.j.js.Consumer(ctx, wire.Stream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	if ci := cons.CachedInfo(); ci.NumWaiting == 0 && ci.NumAckPending == 0 {
+		return false
+	}
+	c.attached.Store(name, time.Now())
+	return true
+}
+
+// List returns the sagas of flow f whose status is one of statuses (all
+// sagas when none is given), oldest first. It reads the newest events of
+// every saga of the flow: use it for operators and tests, not per request on
+// a large history.
+func (c *Client) List(ctx context.Context, f FlowRef, statuses ...Status) ([]*State, error) {
+	if f == nil || !wire.Token(name(f)) {
+		return nil, nil
+	}
+	c.j.defineRef(f)
+	flow := name(f)
+	latest := map[string]*State{}
+	seqs := map[string]uint64{}
+	err := c.j.scan(ctx, wire.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.Log + flow + ".*.*.*.*"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	}, func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
+		if err != nil || rogue(m.Headers(), env, 0) != "" || md.Sequence.Stream < seqs[env.id] || !c.j.vouched(ctx, env, m.Headers(), md.Sequence.Stream) {
+			return // what Get would quarantine does not stand for a saga
+		}
+		latest[env.id], seqs[env.id] = env.state, md.Sequence.Stream
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: list %s: %w", flow, err)
+	}
+	var out []*State
+	for _, st := range latest {
+		if len(statuses) == 0 || slices.Contains(statuses, st.Status) {
+			out = append(out, st.view())
+		}
+	}
+	slices.SortFunc(out, func(a, b *State) int { return a.StartedAt.Compare(b.StartedAt) })
+	return out, nil
+}
+
+// Event is one entry of a saga's log.
+type Event struct {
+	Sequence uint64          `json:"sequence"`
+	Step     string          `json:"step"` // "_saga" for saga-wide events
+	Phase    Phase           `json:"phase"`
+	Type     string          `json:"type"` // the CloudEvents type of its payload
+	Time     time.Time       `json:"time"`
+	Data     json.RawMessage `json:"data,omitempty"`
+	State    *State          `json:"state"` // the saga's state after the event
+}
+
+// String is "step:phase", the form timelines are asserted in.
+func (e Event) String() string { return e.Step + ":" + string(e.Phase) }
+
+// Timeline returns a saga's log in order. Event types are those of f's
+// definition; with a Named flow, result types read "choreo.saga.done". It
+// returns ErrNotFound when there is no such saga.
+func (c *Client) Timeline(ctx context.Context, f FlowRef, id string) ([]Event, error) {
+	if !valid(f, id) {
+		return nil, ErrNotFound
+	}
+	c.j.defineRef(f)
+	_, def := f.flowRef()
+	var out []Event
+	err := c.j.scan(ctx, wire.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.LogWildcard(name(f), id)},
+	}, func(m jetstream.Msg) {
+		env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
+		if err != nil || rogue(m.Headers(), env, 0) != "" {
+			return
+		}
+		md, err := m.Metadata()
+		if err != nil || !c.j.vouched(ctx, env, m.Headers(), md.Sequence.Stream) {
+			return // forged: dead-lettered when the saga is read
+		}
+		e := Event{Sequence: md.Sequence.Stream, Step: env.step, Phase: env.phase, Time: env.state.UpdatedAt, State: env.state}
+		if def != nil {
+			e.Type = def.typeOf(env.step, env.phase)
+		} else {
+			e.Type = (&flowDef{}).typeOf("", env.phase)
+		}
+		if len(m.Data()) > 0 {
+			e.Data = slices.Clone(m.Data())
+		}
+		out = append(out, e)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: timeline %s/%s: %w", name(f), id, err)
+	}
+	if len(out) == 0 {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
+// Watch sends the state of every saga of flow f each time it changes, from
+// now on, until ctx ends; then it closes the channel. A slow reader slows
+// the watch, not the sagas.
+func (c *Client) Watch(ctx context.Context, f FlowRef) (<-chan *State, error) {
+	if f == nil || !wire.Token(name(f)) {
+		return nil, fmt.Errorf("%w: bad flow name", ErrInvalidFlow)
+	}
+	c.j.defineRef(f)
+	flow := name(f)
+	js := c.j.js
+	cons, err := js.OrderedConsumer(ctx, wire.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{wire.Log + flow + ".>"},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: watch %s: %w", flow, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("saga: watch %s: %w", flow, err)
+	}
+	out := make(chan *State, 64)
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+		jsutil.DropOrdered(js, wire.Stream, cons)
+	}()
+	go func() {
+		defer close(out)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				return
+			}
+			env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
+			if err != nil || rogue(m.Headers(), env, 0) != "" {
+				continue
+			}
+			if md, err := m.Metadata(); err != nil || !c.j.vouched(ctx, env, m.Headers(), md.Sequence.Stream) {
+				continue // a forged event: Get quarantines it
+			}
+			select {
+			case out <- env.state.view():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}

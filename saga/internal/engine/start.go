@@ -1,0 +1,177 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/internal/wire"
+)
+
+// room refuses a new saga of f when the saga stream is nearly full. The
+// stream's state is read again once the events of the sagas started since
+// (at most 2 per step and 2 more each) could have used half of the room
+// left, or after 250ms; and only when the stream has limits.
+func (c *Client) room(ctx context.Context, f *flowDef) error {
+	c.roomMu.Lock()
+	defer c.roomMu.Unlock()
+	c.roomUsed += int64(2*len(f.steps) + 2)
+	if c.roomUsed < c.roomLeft/2 && time.Since(c.roomAt) < 250*time.Millisecond {
+		return c.roomErr
+	}
+	info, err := c.j.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("saga: stream %s: %w", StreamName, err)
+	}
+	c.roomAt, c.roomErr, c.roomUsed = time.Now(), nil, 0
+	cfg, st := info.Config, info.State
+	free := 1 - c.opts.headroom
+	c.roomLeft = 1 << 62
+	if cfg.MaxMsgs > 0 {
+		c.roomLeft = int64(free*float64(cfg.MaxMsgs)) - int64(st.Msgs)
+		if c.roomLeft <= 0 {
+			c.roomErr = fmt.Errorf("%w: stream %s holds %d of its %d messages; new sagas are refused so that those in flight can finish (raise the limit, or let old sagas age out)",
+				ErrStreamFull, StreamName, st.Msgs, cfg.MaxMsgs)
+		}
+	}
+	if cfg.MaxBytes > 0 && c.roomErr == nil {
+		// In bytes, a saga's events are counted as 1 KiB each.
+		c.roomLeft = min(c.roomLeft, (int64(free*float64(cfg.MaxBytes))-int64(st.Bytes))/1024)
+		if float64(st.Bytes) >= free*float64(cfg.MaxBytes) {
+			c.roomErr = fmt.Errorf("%w: stream %s holds %d of its %d bytes; new sagas are refused so that those in flight can finish (raise the limit, or let old sagas age out)",
+				ErrStreamFull, StreamName, st.Bytes, cfg.MaxBytes)
+		}
+	}
+	if cfg.MaxMsgs <= 0 && cfg.MaxBytes <= 0 {
+		c.roomAt = time.Now().Add(time.Hour) // no limits: look again in an hour
+	}
+	return c.roomErr
+}
+
+// Start starts a saga of flow f with the given id and input, on the newest
+// version of f's flow that the client knows (any *Flow of that name and
+// input type it was given: in Handle, Start, a query) unless ExactVersion
+// says f's own. The saga runs to its end on that version. Starting an id
+// that already exists, on any version, does nothing and returns nil, so
+// Start is safe to retry. It returns ErrInvalidFlow for a nil flow,
+// ErrInvalidID, ErrInvalidInput for an input that does not encode or is
+// over the event size limit, ErrRetired when the version is retired or
+// draining (Retire), ErrStreamFull when the saga stream is near its limits
+// (see WithStreamLimits), or the broker's error.
+func (c *Client) Start(ctx context.Context, f *FlowDef, id string, data []byte, exact bool) error {
+	if f == nil {
+		return fmt.Errorf("%w: nil flow", ErrInvalidFlow)
+	}
+	if !ValidID(id) {
+		return fmt.Errorf("%w: %q", ErrInvalidID, id)
+	}
+	c.j.define(f)
+	def, err := c.openVersion(ctx, f, exact)
+	if err != nil {
+		return err
+	}
+	return c.start(ctx, def, id, data)
+}
+
+func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) error {
+	if len(data) > c.opts.maxEventSize-4096 {
+		return fmt.Errorf("%w: input is %d bytes, limit %d", ErrInvalidInput, len(data), c.opts.maxEventSize-4096)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	ctx, span := c.j.startSpan(ctx, f, id)
+	defer span.End()
+	if err := c.room(ctx, f); err != nil {
+		if _, _, lerr := c.j.load(ctx, f.name, id, 0); lerr == nil {
+			return nil // started before: Start stays safe to retry
+		}
+		return err
+	}
+	st := newState(f, id, now())
+	st.TraceID = traceIDOf(ctx)
+	if !st.Deadline.IsZero() {
+		// The timer goes first: a start without its deadline could run
+		// for ever, a deadline without its start is dead-lettered.
+		if err := c.j.schedule(ctx, st, wire.TimerDeadline, st.Deadline, f.name+"."+id+".timer"); err != nil {
+			return err
+		}
+	}
+	e := entry{step: wire.SagaStep, phase: PhaseStart, data: data}
+	for range 16 {
+		ok, _, err := c.j.publish(ctx, st, 0, e)
+		if ok {
+			c.j.observe(st, wire.SagaStep, PhaseStart, "")
+		}
+		if err != nil || ok {
+			return err
+		}
+		// Lost the race: the saga exists, unless what is there is rogue.
+		if _, _, err := c.j.load(ctx, f.name, id, 0); !errors.Is(err, ErrNotFound) {
+			return nil
+		}
+	}
+	return fmt.Errorf("saga: start %s/%s: too many rogue events", f.name, id)
+}
+
+// status returns a version's status, from the bucket at most once a
+// statusTTL. A bucket it cannot read counts as active (new sagas are not
+// refused because the registry is unreachable), logged once a minute.
+func (c *Client) status(ctx context.Context, flow string, version int) versionMark {
+	r := c.reg
+	key := statusKey(flow, version)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m, ok := r.marks[key]; ok && time.Since(m.at) < statusTTL {
+		return m.mark
+	}
+	var mark versionMark
+	e, err := r.kv.Get(ctx, key)
+	switch {
+	case err == nil:
+		if jerr := json.Unmarshal(e.Value(), &mark); jerr != nil {
+			err = jerr
+		}
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		err = nil
+	}
+	if err != nil {
+		if time.Since(r.warned) > time.Minute {
+			r.warned = time.Now()
+			c.opts.logger.Warn("choreo: cannot read the flow registry; starting sagas as if the version were active", "flow", flow, "version", version, "err", err)
+		}
+		return versionMark{}
+	}
+	r.marks[key] = registryMark{mark: mark, at: time.Now()}
+	return mark
+}
+
+// newest returns the newest version of f's flow this client knows whose
+// input is f's.
+func (j *journal) newest(f *flowDef) *flowDef {
+	j.defsMu.Lock()
+	defer j.defsMu.Unlock()
+	best := f
+	for _, d := range j.defs {
+		if d.name == f.name && d.version > best.version && d.input == f.input {
+			best = d
+		}
+	}
+	return best
+}
+
+// openVersion picks the version a Start of f starts: f's own when exact,
+// else the newest the client knows with f's input; it returns ErrRetired
+// when that version is draining or retired.
+func (c *Client) openVersion(ctx context.Context, f *flowDef, exact bool) (*flowDef, error) {
+	if !exact {
+		f = c.j.newest(f)
+	}
+	if m := c.status(ctx, f.name, f.version); m.Status == VersionDraining || m.Status == VersionRetired {
+		return nil, fmt.Errorf("%w: flow %s v%d is %s since %s (%s): start a newer version", ErrRetired, f.name, f.version, m.Status, m.Since.Format(time.RFC3339), m.Reason)
+	}
+	return f, nil
+}
