@@ -315,7 +315,7 @@ func (r *Runner) consume(ctx, hctx context.Context, a *attached) (jetstream.Cons
 				lm.stop() // a message not settled is redelivered after the ack wait
 				r.inflight.Done()
 			}()
-			d := r.delivery(lm, s.name, s.flow)
+			d := newDelivery(r.j, r.o.onRecorded, lm, s.name, s.flow)
 			ctx, sc := extract(hctx, lm.Headers())
 			d.obs.trace = sc
 			s.handle(ctx, d)

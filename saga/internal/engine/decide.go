@@ -201,3 +201,86 @@ func judgeCompensation(d *stepDef, attempt int, err error) verdict {
 		apply: func(s *State, now time.Time) error { return s.park(d.name, attempt, reason, now) },
 	}
 }
+
+// schemaInvalid is the verdict for a step input the runner's validator
+// refuses: the step fails (the saga compensates) and the input is
+// dead-lettered with the reason.
+func schemaInvalid(d *stepDef, attempt int, eventType string, err error) verdict {
+	reason := fmt.Sprintf("schema-invalid %s: %v", eventType, err)
+	v := failed(d, attempt, reason)
+	v.deadLetter = reason
+	return v
+}
+
+// oversize is the event size limit when a result of outLen bytes, beside a
+// state that encodes in stateLen bytes and the headers' room, would make an
+// event over max; else 0. Results up to 1 KiB always fit.
+func oversize(outLen, stateLen, max int) int {
+	if outLen > 1024 && outLen+stateLen+4096 > max {
+		return max
+	}
+	return 0
+}
+
+// stuckOn reports whether the saga, read as cur at sequence curSeq, stands
+// on the trigger at trigSeq with step waiting for it: a trigger that
+// cannot be read is then the step's end (it fails), or the saga would wait
+// for ever.
+func stuckOn(cur *State, curSeq, trigSeq uint64, step string) bool {
+	if cur == nil || curSeq != trigSeq || cur.Status != StatusRunning {
+		return false
+	}
+	s := cur.Step(step)
+	return s != nil && s.Status == StepRunning
+}
+
+// unusableTrigger is the verdict for a trigger the saga stands on that
+// cannot be read: the step fails with the reason and the trigger is
+// dead-lettered.
+func unusableTrigger(d *stepDef, attempt int, reason string) verdict {
+	v := failed(d, attempt, "unusable trigger: "+reason)
+	v.deadLetter = reason
+	v.warn = "dead-lettering a trigger, its step fails"
+	return v
+}
+
+// undoDue reports whether a compensation command of step, sent in the
+// operator epoch epoch, is to run on cur: the compensation is due and the
+// command is not from before an operator's retry.
+func undoDue(cur *State, step string, epoch int) bool {
+	_, err := cur.due(step)
+	return err == nil && epoch == cur.Epoch
+}
+
+// deadlinePassed is the verdict for a saga's deadline timer. fired says the
+// broker's scheduler fired it: its clock is trusted over ours, so the
+// deadline counts as passed even when this machine's clock is behind.
+func deadlinePassed(fired bool) verdict {
+	return verdict{done: true, phase: PhaseDeadline, apply: func(s *State, now time.Time) error {
+		if fired && now.Before(s.Deadline) {
+			now = s.Deadline
+		}
+		return s.expire(now)
+	}}
+}
+
+// endVerdict is what becomes of the message of a saga's end after an OnEnd
+// handler ran.
+type endVerdict int
+
+const (
+	endAck        endVerdict = iota // handled: acknowledge
+	endRetry                        // a plain error: redeliver later
+	endDeadLetter                   // Abort: the handler can never take it
+)
+
+// judgeEnd decides what an OnEnd handler's error comes to.
+func judgeEnd(err error) endVerdict {
+	switch {
+	case err == nil:
+		return endAck
+	case IsAbort(err):
+		return endDeadLetter
+	}
+	return endRetry
+}

@@ -201,3 +201,142 @@ func TestTriggeredVerdicts(t *testing.T) {
 		})
 	}
 }
+
+func TestSchemaInvalidFailsAndDeadLetters(t *testing.T) {
+	d := &stepDef{name: "s", kind: CompensatableStep}
+	v := schemaInvalid(d, 2, "shop.order", errors.New("total: want a number"))
+	if v.phase != PhaseFailed || v.deadLetter != "schema-invalid shop.order: total: want a number" || v.retryIn != 0 {
+		t.Errorf("verdict %+v", v)
+	}
+	st := running(StatusRunning, CompensatableStep, time.Time{})
+	if err := v.apply(st, t0); err != nil || st.Step("s").Status != StepFailed || st.Step("s").Error != v.deadLetter {
+		t.Errorf("applied: %v, step %+v", err, st.Step("s"))
+	}
+}
+
+func TestOversize(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		out, state, max, want int
+	}{
+		{"small results always fit", 1024, 1 << 20, 2048, 0},
+		{"fits with the state and headers", 10_000, 1000, 20_000, 0},
+		{"exactly at the limit fits", 10_000, 1000, 15_096, 0},
+		{"one byte over", 10_000, 1001, 15_096, 15_096},
+		{"a result over the limit alone", 600_000, 100, 512 * 1024, 512 * 1024},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := oversize(tc.out, tc.state, tc.max); got != tc.want {
+				t.Errorf("oversize(%d, %d, %d) = %d, want %d", tc.out, tc.state, tc.max, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStuckOnAnUnreadableTrigger(t *testing.T) {
+	compensating := running(StatusCompensating, CompensatableStep, time.Time{})
+	done := running(StatusRunning, CompensatableStep, time.Time{})
+	done.Steps[1].Status = StepCompleted
+	for _, tc := range []struct {
+		name    string
+		st      *State
+		seq     uint64
+		trigger uint64
+		step    string
+		want    bool
+	}{
+		{"the saga stands on it, its step waits", running(StatusRunning, CompensatableStep, time.Time{}), 7, 7, "s", true},
+		{"the saga moved on since", running(StatusRunning, CompensatableStep, time.Time{}), 8, 7, "s", false},
+		{"no saga", nil, 7, 7, "s", false},
+		{"the saga compensates", compensating, 7, 7, "s", false},
+		{"its step is not running", done, 7, 7, "s", false},
+		{"a step the saga does not have", running(StatusRunning, CompensatableStep, time.Time{}), 7, 7, "x", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := stuckOn(tc.st, tc.seq, tc.trigger, tc.step); got != tc.want {
+				t.Errorf("stuckOn = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	v := unusableTrigger(&stepDef{name: "s"}, 3, "over the size limit")
+	if v.phase != PhaseFailed || v.deadLetter != "over the size limit" || v.warn == "" {
+		t.Errorf("unusable trigger's verdict %+v", v)
+	}
+}
+
+func TestUndoDue(t *testing.T) {
+	// "a" completed, "s" failed: a's compensation is due.
+	due := running(StatusCompensating, CompensatableStep, time.Time{})
+	due.Steps[1].Status = StepFailed
+	retried := running(StatusCompensating, CompensatableStep, time.Time{})
+	retried.Steps[1].Status, retried.Epoch = StepFailed, 1
+	compensated := running(StatusCompensating, CompensatableStep, time.Time{})
+	compensated.Steps[0].Status, compensated.Steps[1].Status = StepCompensated, StepFailed
+	waiting := running(StatusCompensating, CompensatableStep, time.Time{}) // s still runs
+	for _, tc := range []struct {
+		name  string
+		st    *State
+		step  string
+		epoch int
+		want  bool
+	}{
+		{"due", due, "a", 0, true},
+		{"compensated already", compensated, "a", 0, false},
+		{"a command from before an operator's retry", retried, "a", 0, false},
+		{"the retry's own command", retried, "a", 1, true},
+		{"not before a later step's action finished", waiting, "a", 0, false},
+		{"a failed step has nothing to undo", due, "s", 0, false},
+		{"a step the saga does not have", due, "x", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := undoDue(tc.st, tc.step, tc.epoch); got != tc.want {
+				t.Errorf("undoDue = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDeadlinePassed(t *testing.T) {
+	deadline := t0.Add(time.Minute)
+	for _, tc := range []struct {
+		name  string
+		fired bool
+		now   time.Time
+		want  Status // after the transition; "" when it does not apply
+	}{
+		{"passed", false, deadline, StatusCompensating},
+		{"our clock is behind, the broker fired it", true, deadline.Add(-time.Second), StatusCompensating},
+		{"our clock is behind and nobody fired it: too early", false, deadline.Add(-time.Second), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := running(StatusRunning, CompensatableStep, deadline)
+			v := deadlinePassed(tc.fired)
+			if v.phase != PhaseDeadline || !v.done {
+				t.Fatalf("verdict %+v", v)
+			}
+			err := v.apply(st, tc.now)
+			switch {
+			case tc.want == "" && err == nil:
+				t.Errorf("applied before the deadline: %+v", st)
+			case tc.want != "" && (err != nil || st.Status != tc.want):
+				t.Errorf("status %s, %v; want %s", st.Status, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestJudgeEnd(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want endVerdict
+	}{
+		{nil, endAck},
+		{errors.New("database down"), endRetry},
+		{Abort(errors.New("no such order")), endDeadLetter},
+		{fmt.Errorf("wrapped: %w", Abort(errors.New("no such order"))), endDeadLetter},
+	} {
+		if got := judgeEnd(tc.err); got != tc.want {
+			t.Errorf("judgeEnd(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

@@ -16,18 +16,19 @@ import (
 // came from, what it says, and how it ends: recorded and acknowledged,
 // rejected to the dead letters, or left for redelivery.
 type delivery struct {
-	r         *Runner
-	m         *liveMsg
-	src       source
-	flow      *flowDef
-	delivered int       // 1 on the first delivery
-	stored    time.Time // when the broker stored it
-	env       *envelope // set by parse
-	obs       observed  // its trace and handler call, for the logs (observe.go)
+	j          *journal
+	onRecorded []func(st *State, step string, phase Phase) // the runner's WithOnRecorded hooks
+	m          *liveMsg
+	src        source
+	flow       *flowDef
+	delivered  int       // 1 on the first delivery
+	stored     time.Time // when the broker stored it
+	env        *envelope // set by parse
+	obs        observed  // its trace and handler call, for the logs (observe.go)
 }
 
-func (r *Runner) delivery(m *liveMsg, consumer string, f *flowDef) *delivery {
-	d := &delivery{r: r, m: m, flow: f, delivered: 1, src: source{subject: m.Subject(), consumer: consumer}}
+func newDelivery(j *journal, onRecorded []func(*State, string, Phase), m *liveMsg, consumer string, f *flowDef) *delivery {
+	d := &delivery{j: j, onRecorded: onRecorded, m: m, flow: f, delivered: 1, src: source{subject: m.Subject(), consumer: consumer}}
 	if md, err := m.Metadata(); err == nil {
 		d.src.stream, d.src.seq = md.Stream, md.Sequence.Stream
 		d.delivered, d.stored = int(md.NumDelivered), md.Timestamp
@@ -46,7 +47,7 @@ func (d *delivery) parse(ctx context.Context) bool {
 
 // read reads the envelope, or says why there is none.
 func (d *delivery) read() error {
-	env, err := parseEnvelope(d.m.Subject(), d.m.Headers(), d.m.Data(), d.r.j.opts.maxEventSize)
+	env, err := parseEnvelope(d.m.Subject(), d.m.Headers(), d.m.Data(), d.j.opts.maxEventSize)
 	if err == nil && env.flow != d.flow.name {
 		err = bad("flow %q on a consumer of flow %q", env.flow, d.flow.name)
 	}
@@ -63,14 +64,14 @@ func (d *delivery) read() error {
 // debug reports whether debug lines are logged: the hot path builds none
 // otherwise.
 func (d *delivery) debug() bool {
-	return d.r.j.opts.logger.Enabled(context.Background(), slog.LevelDebug)
+	return d.j.opts.logger.Enabled(context.Background(), slog.LevelDebug)
 }
 
 // state reads the saga's state no older than the log event at sequence
 // min. When it cannot, it has dealt with the message (dead-lettered for an
 // unknown saga, left for redelivery on a broker error) and returns false.
 func (d *delivery) state(ctx context.Context, min uint64) (*State, uint64, bool) {
-	cur, seq, err := d.r.j.load(ctx, d.env.flow, d.env.id, min)
+	cur, seq, err := d.j.load(ctx, d.env.flow, d.env.id, min)
 	if errors.Is(err, ErrNotFound) {
 		d.reject(ctx, "unknown saga "+d.env.id)
 		return nil, 0, false
@@ -87,7 +88,7 @@ func (d *delivery) state(ctx context.Context, min uint64) (*State, uint64, bool)
 // (dead-lettered as forged, or left for redelivery on a broker error) and
 // returns false.
 func (d *delivery) vouch(ctx context.Context) bool {
-	err := d.r.j.vouch(ctx, d.env, d.m.Headers(), d.src.seq)
+	err := d.j.vouch(ctx, d.env, d.m.Headers(), d.src.seq)
 	var forged *forgedError
 	switch {
 	case err == nil:
@@ -105,7 +106,7 @@ func (d *delivery) vouch(ctx context.Context) bool {
 // message. A transition that no longer applies is not an error: someone
 // else recorded the outcome first. input is what v.deadLetter copies.
 func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step string, v verdict, input []byte) {
-	j := d.r.j
+	j := d.j
 	if v.deadLetter != "" {
 		if err := j.deadLetter(ctx, d.flow.name, d.src, d.m.Headers(), input, v.deadLetter); err != nil {
 			d.retryLater(err)
@@ -142,7 +143,7 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 		return
 	}
 	if err == nil {
-		for _, fn := range d.r.o.onRecorded {
+		for _, fn := range d.onRecorded {
 			fn(st, step, v.phase)
 		}
 	}
@@ -158,7 +159,7 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 // acknowledges it. A delete that fails is logged and leaves the message
 // in the timer stream.
 func (d *delivery) done(ctx context.Context) {
-	if err := d.r.j.timers.DeleteMsg(ctx, d.src.seq); !deleted(err) {
+	if err := d.j.timers.DeleteMsg(ctx, d.src.seq); !deleted(err) {
 		d.log().Debug("choreo: delete a fired timer", "err", err)
 	}
 	_ = d.m.Ack()
@@ -167,7 +168,7 @@ func (d *delivery) done(ctx context.Context) {
 // settled handles a message whose outcome was recorded before (a
 // redelivery): it finishes what a crash may have left undone.
 func (d *delivery) settled(ctx context.Context, cur *State, seq uint64) {
-	if err := d.r.j.emitDue(ctx, cur, seq); err != nil {
+	if err := d.j.emitDue(ctx, cur, seq); err != nil {
 		d.retryLater(err)
 		return
 	}
@@ -178,7 +179,7 @@ func (d *delivery) settled(ctx context.Context, cur *State, seq uint64) {
 // that it is never redelivered and blocks nothing.
 func (d *delivery) reject(ctx context.Context, reason string) {
 	d.log().Warn("choreo: dead-lettering", "subject", d.src.subject, "reason", reason)
-	if err := d.r.j.deadLetter(ctx, d.flow.name, d.src, d.m.Headers(), d.m.Data(), reason); err != nil {
+	if err := d.j.deadLetter(ctx, d.flow.name, d.src, d.m.Headers(), d.m.Data(), reason); err != nil {
 		d.retryLater(err)
 		return
 	}
@@ -186,7 +187,7 @@ func (d *delivery) reject(ctx context.Context, reason string) {
 		// Without headers (or with a header block no client can decode) it
 		// is nobody's event: choreo writes headers on every one. Left in the
 		// log it would be a saga's newest event that no read can decode.
-		if err := d.r.j.stream.DeleteMsg(ctx, d.src.seq); !deleted(err) {
+		if err := d.j.stream.DeleteMsg(ctx, d.src.seq); !deleted(err) {
 			d.retryLater(err)
 			return
 		}
@@ -285,7 +286,7 @@ func (l *liveMsg) TermWithReason(why string) error    { l.stop(); return l.Msg.T
 // attempt, an abort, a timeout, a compensation, a parked saga, a
 // deadline, and whatever the verdict warns of), else at debug.
 func (d *delivery) recorded(st *State, was Status, step string, v verdict) {
-	d.r.j.observe(st, step, v.phase, was)
+	d.j.observe(st, step, v.phase, was)
 	switch v.phase {
 	case PhaseRetry, PhaseCompensationRetry, PhaseFailed, PhaseTimedOut, PhaseAbandoned, PhaseCompensated, PhaseParked, PhaseDeadline:
 	default:
@@ -352,5 +353,5 @@ func (d *delivery) log() *slog.Logger {
 	if d.obs.trace.IsValid() {
 		attrs = append(attrs, "trace_id", d.obs.trace.TraceID().String())
 	}
-	return d.r.j.opts.logger.With(attrs...)
+	return d.j.opts.logger.With(attrs...)
 }

@@ -66,7 +66,7 @@ func (c *call) judged(d *delivery, v verdict, err error) {
 			c.span.SetStatus(codes.Error, msg)
 		}
 	}
-	if o := d.r.j.opts.observer; o != nil {
+	if o := d.j.opts.observer; o != nil {
 		o.Handled(c.info, v.phase, took)
 	}
 }
@@ -164,10 +164,8 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 			itype = def.flow.positions[def.pos-1][0].eventType
 		}
 		if verr := r.o.validate(itype, input); verr != nil {
-			reason := fmt.Sprintf("schema-invalid %s: %v", itype, verr)
-			v := failed(def, attempt, reason)
-			v.deadLetter = reason
-			c.judged(d, v, errors.New(reason))
+			v := schemaInvalid(def, attempt, itype, verr)
+			c.judged(d, v, errors.New(v.deadLetter))
 			d.record(ctx, cur, curSeq, def.name, v, input)
 			return
 		}
@@ -184,8 +182,8 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		return err
 	})
 	o.late = bnd.passed(time.Now())
-	if max := r.j.opts.maxEventSize; o.err == nil && len(o.out) > 1024 && len(o.out)+len(encodeState(cur))+4096 > max {
-		o.tooLarge = max
+	if o.err == nil && len(o.out) > 1024 {
+		o.tooLarge = oversize(len(o.out), len(encodeState(cur)), r.j.opts.maxEventSize)
 	}
 	v := judgeAction(def, attempt, o, bnd)
 	c.judged(d, v, o.err)
@@ -209,15 +207,12 @@ func (r *Runner) rejectTrigger(ctx context.Context, def *stepDef, d *delivery, r
 		d.retryLater(err)
 		return
 	}
-	if err != nil || curSeq != d.src.seq || cur.Status != StatusRunning || cur.Step(def.name) == nil || cur.Step(def.name).Status != StepRunning {
+	if err != nil || !stuckOn(cur, curSeq, d.src.seq, def.name) {
 		d.reject(ctx, reason)
 		return
 	}
 	d.env = &envelope{flow: def.flow.name, id: id, version: def.flow.version, step: tok[5]}
-	v := failed(def, d.delivered, "unusable trigger: "+reason)
-	v.deadLetter = reason
-	v.warn = "dead-lettering a trigger, its step fails"
-	d.record(ctx, cur, curSeq, def.name, v, d.m.Data())
+	d.record(ctx, cur, curSeq, def.name, unusableTrigger(def, d.delivered, reason), d.m.Data())
 }
 
 // onUndo handles a command to compensate step b.
@@ -235,7 +230,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
 	if !ok {
 		return
 	}
-	if _, err := cur.due(def.name); err != nil || env.epoch != cur.Epoch {
+	if !undoDue(cur, def.name, env.epoch) {
 		d.settled(ctx, cur, curSeq) // done already, not due, or from an earlier operator retry
 		return
 	}
@@ -286,12 +281,7 @@ func (r *Runner) onTimer(ctx context.Context, d *delivery) {
 	}
 	// The broker's scheduler marks what it fires; trust its clock over ours.
 	fired := d.m.Headers().Get("Nats-Scheduler") == wire.SchedSubject(env.flow, env.id)
-	d.record(ctx, cur, curSeq, wire.SagaStep, verdict{done: true, phase: PhaseDeadline, apply: func(s *State, now time.Time) error {
-		if fired && now.Before(s.Deadline) {
-			now = s.Deadline
-		}
-		return s.expire(now)
-	}}, nil)
+	d.record(ctx, cur, curSeq, wire.SagaStep, deadlinePassed(fired), nil)
 }
 
 // onEnd hands a terminal state to an OnEnd function. Every event whose
@@ -315,16 +305,16 @@ func (r *Runner) onEnd(ctx context.Context, e endBinding, d *delivery) {
 	}
 	ctx, span := r.endSpan(ctx, e.flow, e.name, st, d.delivered)
 	defer span.End()
-	if err := r.run(ctx, d.m, func(ctx context.Context) error { return e.fn(ctx, st.view()) }); err != nil {
-		if IsAbort(err) {
-			d.reject(ctx, "OnEnd "+e.name+": "+err.Error())
-			return
-		}
+	err := r.run(ctx, d.m, func(ctx context.Context) error { return e.fn(ctx, st.view()) })
+	switch judgeEnd(err) {
+	case endDeadLetter:
+		d.reject(ctx, "OnEnd "+e.name+": "+err.Error())
+	case endRetry:
 		d.log().Warn("choreo: OnEnd failed, will retry", "name", e.name, "err", err)
 		_ = d.m.NakWithDelay(time.Second)
-		return
+	default:
+		_ = d.m.Ack()
 	}
-	_ = d.m.Ack()
 }
 
 // run calls fn through the interceptors, keeping m alive for as long as

@@ -39,7 +39,7 @@ func BenchmarkHopObservation(b *testing.B) {
 			v := verdict{phase: PhaseDone}
 			b.ReportAllocs()
 			for b.Loop() {
-				d := &delivery{r: r}
+				d := &delivery{j: r.j}
 				if c.tracer == nil { // the baseline: what the hop does without any of it
 					d.obs.info = info
 					_ = nats.Header{}
