@@ -46,6 +46,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/internal/jsutil"
+	"github.com/choreo-go/choreo/internal/option"
 	"github.com/choreo-go/choreo/saga"
 )
 
@@ -85,13 +86,7 @@ type options struct {
 // WithReplicas sets the replica count of the event streams (1, 3 or 5);
 // the default is 3 when the server is part of a cluster, 1 otherwise.
 func WithReplicas(n int) Option {
-	return func(o *options) error {
-		if n != 1 && n != 3 && n != 5 {
-			return fmt.Errorf("%w: replicas must be 1, 3 or 5, got %d", ErrInvalidOption, n)
-		}
-		o.replicas = n
-		return nil
-	}
+	return set(option.Replicas(n), func(o *options) { o.replicas = n })
 }
 
 // WithAckWait sets how long a handler may take before the broker
@@ -99,13 +94,7 @@ func WithReplicas(n int) Option {
 // acknowledgements while a handler runs, so this bounds how soon the work
 // of a crashed process moves elsewhere.
 func WithAckWait(d time.Duration) Option {
-	return func(o *options) error {
-		if d < 100*time.Millisecond {
-			return fmt.Errorf("%w: ack wait must be at least 100ms, got %v", ErrInvalidOption, d)
-		}
-		o.ackWait = d
-		return nil
-	}
+	return set(option.AtLeast("ack wait", d, 100*time.Millisecond), func(o *options) { o.ackWait = d })
 }
 
 // WithRetries sets how often the router retries a failing handler before
@@ -124,35 +113,22 @@ func WithRetries(n int) Option {
 // Subscriber hands to a handler (default 512 KiB); a larger one is
 // dead-lettered with the reason "oversize".
 func WithMaxEventSize(n int) Option {
-	return func(o *options) error {
-		if n < 1024 {
-			return fmt.Errorf("%w: max event size must be at least 1024 bytes, got %d", ErrInvalidOption, n)
-		}
-		o.maxSize = n
-		return nil
-	}
+	return set(option.MaxEventSize(n), func(o *options) { o.maxSize = n })
 }
 
 // WithSource sets the CloudEvents source of published events.
 func WithSource(s string) Option {
-	return func(o *options) error {
-		if s == "" {
-			return fmt.Errorf("%w: empty source", ErrInvalidOption)
-		}
-		o.source = s
-		return nil
-	}
+	return set(option.Source(s), func(o *options) { o.source = s })
 }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
-		}
-		o.logger = l
-		return nil
-	}
+	return set(option.Logger(l), func(o *options) { o.logger = l })
+}
+
+// set makes an option from a check of its value and its setter.
+func set(check error, fn func(*options)) Option {
+	return Option(option.New(ErrInvalidOption, check, fn))
 }
 
 // Bus publishes and subscribes to domain events through JetStream. The

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/choreo-go/choreo/internal/option"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -50,13 +51,7 @@ func defaultOptions() options {
 // trip per saga step, and survives the loss of any one server; 1 on a
 // cluster is refused unless WithUnsafe is given too.
 func WithReplicas(n int) Option {
-	return func(o *options) error {
-		if n != 1 && n != 3 && n != 5 {
-			return fmt.Errorf("%w: replicas must be 1, 3 or 5, got %d", ErrInvalidOption, n)
-		}
-		o.replicas = n
-		return nil
-	}
+	return set(option.Replicas(n), func(o *options) { o.replicas = n })
 }
 
 // WithMemoryStorage keeps choreo's streams in memory instead of files.
@@ -74,26 +69,14 @@ func WithMemoryStorage() Option {
 // duplicate publishes (default 2 minutes). Longer windows cost server memory
 // per message in the window.
 func WithDuplicateWindow(d time.Duration) Option {
-	return func(o *options) error {
-		if d < time.Second {
-			return fmt.Errorf("%w: duplicate window must be at least 1s, got %v", ErrInvalidOption, d)
-		}
-		o.duplicates = d
-		return nil
-	}
+	return set(option.AtLeast("duplicate window", d, time.Second), func(o *options) { o.duplicates = d })
 }
 
 // WithMaxEventSize sets the largest event, headers included, that choreo
 // accepts (default 512 KiB); a larger one is dead-lettered, and Start
 // refuses a larger input.
 func WithMaxEventSize(n int) Option {
-	return func(o *options) error {
-		if n < 1024 {
-			return fmt.Errorf("%w: max event size must be at least 1024 bytes, got %d", ErrInvalidOption, n)
-		}
-		o.maxEventSize = n
-		return nil
-	}
+	return set(option.MaxEventSize(n), func(o *options) { o.maxEventSize = n })
 }
 
 // DefaultRetention is how long an ended saga is kept by default.
@@ -122,36 +105,23 @@ func WithRetention(d time.Duration) Option {
 // state. Prefer WithRetention, which removes only ended sagas; MaxAge is a
 // backstop, to set well above the longest saga.
 func WithMaxAge(d time.Duration) Option {
-	return func(o *options) error {
-		if d < time.Minute {
-			return fmt.Errorf("%w: max age must be at least 1m, got %v", ErrInvalidOption, d)
-		}
-		o.maxAge = d
-		return nil
-	}
+	return set(option.AtLeast("max age", d, time.Minute), func(o *options) { o.maxAge = d })
 }
 
 // WithSource sets the CloudEvents source of the events this client
 // publishes, typically the service's name (default "choreo").
 func WithSource(s string) Option {
-	return func(o *options) error {
-		if s == "" {
-			return fmt.Errorf("%w: empty source", ErrInvalidOption)
-		}
-		o.source = s
-		return nil
-	}
+	return set(option.Source(s), func(o *options) { o.source = s })
 }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
-		}
-		o.logger = l
-		return nil
-	}
+	return set(option.Logger(l), func(o *options) { o.logger = l })
+}
+
+// set makes an option from a check of its value and its setter.
+func set(check error, fn func(*options)) Option {
+	return Option(option.New(ErrInvalidOption, check, fn))
 }
 
 // WithStreamLimits bounds the saga stream (0: no bound). The broker then
