@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/choreo-go/choreo/services/shop/shoptest"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,15 +48,7 @@ func TestConfigLoadsAndWorks(t *testing.T) {
 		t.Fatalf("nats-server refuses the config: %v", err)
 	}
 	opts.NoLog, opts.NoSigs = true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	srv := shoptest.StartServer(t, opts, nil)
 	url := srv.ClientURL()
 	if nc, err := nats.Connect(url); err == nil {
 		nc.Close()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/choreo-go/choreo/services/shop/shoptest"
+
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
@@ -32,7 +34,7 @@ func TestCountersAfterManyFastOrdersEqualTheServicesRecords(t *testing.T) {
 				if i%4 == 3 {
 					card = declinedCard
 				}
-				ids[i] = h.order(ada, card, item("sku-sticker", 1))
+				ids[i] = h.order(ada, card, shoptest.Item("sku-sticker", 1))
 			}
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/choreo-go/choreo/services/shop/shoptest"
+
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
@@ -58,7 +60,7 @@ func TestOrderCutShortBetweenItsWritesEndsRight(t *testing.T) {
 			var code int
 			var res map[string]any
 			sagatest.Poll(t, 20*time.Second, func() bool { // once the order service answers
-				code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard})
+				code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard})
 				return !strings.Contains(fmt.Sprint(res["error"]), "no responders")
 			}, func() string { return "the order service does not answer" })
 			if code == 202 || !crashed.Load() {
@@ -122,7 +124,7 @@ func TestEndOfAnUnknownOrderIsDeadLettered(t *testing.T) {
 		t.Errorf("dead letters %+v", dls)
 	}
 	// A later order goes through, and the end was not retried.
-	h.await(h.order(ada, okCard, item("sku-mug", 1)), "confirmed", 30*time.Second)
+	h.await(h.order(ada, okCard, shoptest.Item("sku-mug", 1)), "confirmed", 30*time.Second)
 	if n := strings.Count(h.logs.String(), "OnEnd failed, will retry"); n != 0 {
 		t.Errorf("OnEnd retried %d times", n)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/choreo-go/choreo/services/shop/shoptest"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,10 +67,10 @@ func newCluster(t testing.TB, n int) *cluster {
 	}
 	for _, nd := range c.nodes {
 		nd.opts = server.Options{
-			ServerName: nd.name, Host: "127.0.0.1", Port: freePort(t),
+			ServerName: nd.name, Host: "127.0.0.1", Port: shoptest.FreePort(t),
 			JetStream: true, StoreDir: filepath.Join(t.TempDir(), nd.name), SyncAlways: true,
 			NoLog: true, NoSigs: true, MaxPayload: 2 << 20,
-			Cluster: server.ClusterOpts{Name: "choreo", Host: "127.0.0.1", Port: freePort(t),
+			Cluster: server.ClusterOpts{Name: "choreo", Host: "127.0.0.1", Port: shoptest.FreePort(t),
 				Advertise: nd.proxy.Addr().String(), ConnectRetries: -1},
 			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
 		}
@@ -100,14 +102,7 @@ func (nd *node) start() {
 	t := nd.c.t
 	t.Helper()
 	o := nd.opts
-	srv, err := server.NewServer(&o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		t.Fatalf("%s not ready", nd.name)
-	}
+	srv := shoptest.StartServer(t, &o, nil)
 	nd.mu.Lock()
 	nd.srv = srv
 	nd.mu.Unlock()
