@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-go/choreo/services/shop/shoptest"
-
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,6 +19,7 @@ import (
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // The printed block, pasted into a server's configuration, loads in
@@ -55,17 +54,7 @@ func TestConfigLoadsAndWorks(t *testing.T) {
 		t.Fatal("an anonymous client connected")
 	}
 	connect := func(name string, errs chan error) *nats.Conn {
-		opt, err := nats.NkeyOptionFromSeed(filepath.Join(creds, name+".nk"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := nats.Connect(url, opt, nats.CustomInboxPrefix(saga.InboxPrefix(name)),
-			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
-		if err != nil {
-			t.Fatalf("connect as %s: %v", name, err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
+		return shoptest.ConnectAs(t, url, creds, name, errs)
 	}
 	ctx := context.Background()
 	adminErrs, payErrs := make(chan error, 16), make(chan error, 16)

@@ -13,14 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-go/choreo/services/shop/shoptest"
-
 	"github.com/nats-io/nats-server/v2/server"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")

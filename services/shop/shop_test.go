@@ -2,13 +2,9 @@ package shop_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/order"
@@ -22,30 +18,6 @@ func placeMug(t *testing.T, sh *shoptest.Shop, cust string, headers ...string) (
 	t.Helper()
 	return shoptest.Call(t, "POST", sh.Base+"/api/orders", map[string]any{"customer_id": cust,
 		"items": []any{shoptest.Item("sku-mug", 1)}, "card": "4242424242424242"}, headers...)
-}
-
-// adminSeed is the option that connects as the shop's admin.
-func adminSeed(t *testing.T, sh *shop.Shop) nats.Option {
-	t.Helper()
-	opt, err := nats.NkeyOptionFromSeed(filepath.Join(sh.Credentials, shop.Admin+".nk"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return opt
-}
-
-func adminJS(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
 }
 
 // The case: CHOREO is deleted under a running shop. /healthz says
@@ -71,7 +43,7 @@ func TestDeletedStreamIsLoudAndARestartRecovers(t *testing.T) {
 		return o != nil && o["saga"] != nil
 	}, func() string { return "the accepted order has no saga" })
 
-	js := adminJS(t, sh.NATSURL, adminSeed(t, sh.Shop))
+	_, js := shoptest.Connect(t, sh.NATSURL, shoptest.Seed(t, sh.Credentials, shop.Admin))
 	if err := js.DeleteStream(context.Background(), "CHOREO"); err != nil {
 		t.Fatal(err)
 	}

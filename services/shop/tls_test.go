@@ -38,7 +38,7 @@ func TestShopServesTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(sh.NATSURL, nats.Secure(conf), adminSeed(t, sh.Shop))
+	nc, err := nats.Connect(sh.NATSURL, nats.Secure(conf), shoptest.Seed(t, sh.Credentials, shop.Admin))
 	if err != nil {
 		t.Fatalf("a client with the CA and a certificate: %v", err)
 	}

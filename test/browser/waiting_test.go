@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-go/choreo/services/shop/shoptest"
-
 	"github.com/chromedp/chromedp"
+
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // With billing not running, the order's timeline shows its bill step as

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-go/choreo/services/shop/shoptest"
-
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // stockOf reads a product's stock from the gateway's catalog (-1: not

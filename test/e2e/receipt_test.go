@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-go/choreo/services/shop/shoptest"
-
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // A successful payment sends the customer one receipt (payment id, order

@@ -7,12 +7,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/choreo-go/choreo/services/shop/shoptest"
 
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/sagatest"
@@ -20,9 +17,9 @@ import (
 	"github.com/choreo-go/choreo/services/billing"
 	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/kit"
-	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
 	"github.com/choreo-go/choreo/services/shipping"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 	"github.com/choreo-go/choreo/test/checker"
 )
 
@@ -302,49 +299,23 @@ func TestCountersMatchTheEvents(t *testing.T) {
 // countersDiff compares the gateway's counters with the payment ledger and
 // the order service's records, and says where they differ.
 func countersDiff(ctx context.Context, h *shopHarness) []string {
-	ledger, err := payment.Ledger(ctx, h.deps)
+	l, err := ledgerTotals(ctx, h, false)
 	if err != nil {
 		return []string{err.Error()}
 	}
-	var charged, refunded, nCharges, nRefunds int64
-	for _, c := range ledger {
-		nCharges++
-		charged += c.Amount
-		if c.Status == "refunded" {
-			nRefunds++
-			refunded += c.Amount
-		}
-	}
-	orders, err := order.Orders(ctx, h.deps)
+	o, err := orderCounts(ctx, h)
 	if err != nil {
 		return []string{err.Error()}
 	}
-	var confirmed, rejected float64
-	for _, o := range orders {
-		switch o.Status {
-		case "confirmed":
-			confirmed++
-		case "rejected":
-			rejected++
-		}
+	var problems []string
+	if l.refunds != 2 {
+		problems = append(problems, fmt.Sprintf("the ledger holds %d refunds, want 2", l.refunds))
 	}
-	_, s := h.do("GET", "/api/stats", nil)
-	want := map[string]float64{
-		"orders": 5, "orders_confirmed": confirmed, "orders_rejected": rejected, "customers": 2,
-		"payments_succeeded": float64(nCharges), "payments_failed": 1, "refunds": float64(nRefunds),
-		"charged": float64(charged), "refunded": float64(refunded), "revenue": float64(charged - refunded),
-	}
-	var diffs []string
-	if nRefunds != 2 {
-		diffs = append(diffs, fmt.Sprintf("the ledger holds %d refunds, want 2", nRefunds))
-	}
-	for k, v := range want {
-		if s[k] != v {
-			diffs = append(diffs, fmt.Sprintf("%s = %v, the services' records say %v", k, s[k], v))
-		}
-	}
-	sort.Strings(diffs)
-	return diffs
+	return h.statsDiff(map[string]float64{
+		"orders": 5, "orders_confirmed": o.confirmed, "orders_rejected": o.rejected, "customers": 2,
+		"payments_succeeded": float64(l.charges), "payments_failed": 1, "refunds": float64(l.refunds),
+		"charged": float64(l.charged), "refunded": float64(l.refunded), "revenue": float64(l.charged - l.refunded),
+	}, problems...)
 }
 
 func TestSchemaInvalidEventIsDeadLettered(t *testing.T) {

@@ -6,12 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-go/choreo/services/shop/shoptest"
-
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // awaitActivity waits until the order's step is running with the

@@ -6,12 +6,11 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/choreo-go/choreo/services/shop/shoptest"
-
 	"github.com/nats-io/nats.go"
 
 	"github.com/choreo-go/choreo/internal/embedded"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // Each service binary takes its own identity (--nkey) on a server that
@@ -34,15 +33,7 @@ func TestEachServiceRunsAloneOnItsOwnIdentity(t *testing.T) {
 		nc.Close()
 		t.Fatal("an anonymous client connected")
 	}
-	admin, err := nats.NkeyOptionFromSeed(embedded.SeedFile(creds, shop.Admin))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(url, admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := shoptest.Connect(t, url, shoptest.Seed(t, creds, shop.Admin))
 	if _, err := shop.Provision(context.Background(), nc, nil); err != nil {
 		t.Fatal(err)
 	}

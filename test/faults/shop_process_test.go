@@ -13,13 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-go/choreo/services/shop/shoptest"
-
-	"github.com/nats-io/nats.go"
-
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 	"github.com/choreo-go/choreo/test/checker"
 )
 
@@ -83,15 +80,7 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 		t.Fatalf("no nats address in:\n%s", again.output())
 	}
 	// The embedded server takes no anonymous clients: the admin's seed.
-	admin, err := nats.NkeyOptionFromSeed(filepath.Join(data, "credentials", "admin.nk"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(m[1], admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := shoptest.Connect(t, m[1], shoptest.Seed(t, filepath.Join(data, "credentials"), "admin"))
 	d, err := kit.NewDeps(context.Background(), nc, "checker", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -137,21 +137,7 @@ type conn struct {
 func as(t *testing.T, s *running, name string) *conn {
 	t.Helper()
 	c := &conn{errs: make(chan error, 64)}
-	opt, err := nats.NkeyOptionFromSeed(filepath.Join(s.Credentials, name+".nk"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.nc, err = nats.Connect(s.NATSURL, append([]nats.Option{opt, nats.CustomInboxPrefix(saga.InboxPrefix(name)),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			select {
-			case c.errs <- err:
-			default:
-			}
-		})}, tlsOpts...)...)
-	if err != nil {
-		t.Fatalf("connect as %s: %v", name, err)
-	}
-	t.Cleanup(c.nc.Close)
+	c.nc = shoptest.ConnectAs(t, s.NATSURL, s.Credentials, name, c.errs, tlsOpts...)
 	c.js, _ = jetstream.New(c.nc)
 	return c
 }
