@@ -62,11 +62,7 @@ func TestCountersAfterManyFastOrdersEqualTheServicesRecords(t *testing.T) {
 // own records (the order service's orders, payment's ledger) and says
 // where they differ.
 func recordsDiff(ctx context.Context, h *shopHarness, customers int) []string {
-	l, err := ledgerTotals(ctx, h, true)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	o, err := orderCounts(ctx, h)
+	l, o, err := records(ctx, h, true)
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -75,6 +71,17 @@ func recordsDiff(ctx context.Context, h *shopHarness, customers int) []string {
 		"payments_succeeded": float64(l.charges), "payments_failed": o.declined, "refunds": float64(l.refunds),
 		"charged": float64(l.charged), "refunded": float64(l.refunded), "revenue": float64(l.charged - l.refunded),
 	})
+}
+
+// records sums payment's ledger (its void charges left out when
+// skipVoid) and counts the order service's orders.
+func records(ctx context.Context, h *shopHarness, skipVoid bool) (ledger, orders, error) {
+	l, err := ledgerTotals(ctx, h, skipVoid)
+	if err != nil {
+		return l, orders{}, err
+	}
+	o, err := orderCounts(ctx, h)
+	return l, o, err
 }
 
 // ledger is what payment's ledger sums to.

@@ -299,11 +299,7 @@ func TestCountersMatchTheEvents(t *testing.T) {
 // countersDiff compares the gateway's counters with the payment ledger and
 // the order service's records, and says where they differ.
 func countersDiff(ctx context.Context, h *shopHarness) []string {
-	l, err := ledgerTotals(ctx, h, false)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	o, err := orderCounts(ctx, h)
+	l, o, err := records(ctx, h, false)
 	if err != nil {
 		return []string{err.Error()}
 	}

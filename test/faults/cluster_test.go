@@ -220,21 +220,7 @@ func (c *cluster) heal() {
 // JetStream requests.
 func (c *cluster) awaitJetStream() {
 	c.t.Helper()
-	sagatest.Poll(c.t, time.Minute, func() bool {
-		nc, err := nats.Connect(c.urls())
-		if err != nil {
-			return false
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return false
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err = js.AccountInfo(ctx)
-		return err == nil
-	}, func() string { return "the cluster has no JetStream meta leader" })
+	shoptest.AwaitJetStream(c.t, c.urls(), time.Minute)
 }
 
 // awaitEveryNode waits until every node answers JetStream requests from
@@ -376,18 +362,10 @@ func TestClusterLeaderLossAndPartition(t *testing.T) {
 // refused unless the caller says it is unsafe on purpose.
 func TestR1OnAClusterRefused(t *testing.T) {
 	c := newCluster(t, 3)
-	nc, err := nats.Connect(c.urls())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := shoptest.Connect(t, c.urls())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = saga.New(ctx, js, saga.WithReplicas(1))
+	_, err := saga.New(ctx, js, saga.WithReplicas(1))
 	if !errors.Is(err, saga.ErrUnsafeConfig) || !strings.Contains(err.Error(), "1 replica") {
 		t.Fatalf("R1 on a cluster: %v, want a refusal that names the replicas", err)
 	}

@@ -130,9 +130,12 @@ func (p *proc) output() string {
 	return string(p.out)
 }
 
-func (p *proc) exited() bool {
+func (p *proc) exited() bool { return closed(p.done) }
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
 	select {
-	case <-p.done:
+	case <-ch:
 		return true
 	default:
 		return false
@@ -500,14 +503,7 @@ func (l *load) ids() []string {
 }
 
 // running reports whether the load driver is still placing orders.
-func (l *load) running() bool {
-	select {
-	case <-l.done:
-		return false
-	default:
-		return true
-	}
-}
+func (l *load) running() bool { return !closed(l.done) }
 
 // settle waits until every acknowledged saga has ended (or the bound
 // passes), then runs the checker on them and on every other saga in the

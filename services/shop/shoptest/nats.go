@@ -1,13 +1,17 @@
 package shoptest
 
 import (
+	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
 // Seed is the option that connects as the identity name, whose nkey seed
@@ -60,4 +64,27 @@ func ConnectAs(t testing.TB, url, credentials, name string, errs chan<- error, o
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// AwaitJetStream waits (up to timeout) until a client of url, with opts,
+// gets an answer to a JetStream request: a cluster has elected its meta
+// leader.
+func AwaitJetStream(t testing.TB, url string, timeout time.Duration, opts ...nats.Option) {
+	t.Helper()
+	var last error
+	sagatest.Poll(t, timeout, func() bool {
+		nc, err := nats.Connect(url, opts...)
+		if last = err; err != nil {
+			return false
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if last = err; err != nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, last = js.AccountInfo(ctx)
+		return last == nil
+	}, func() string { return fmt.Sprintf("no JetStream meta leader at %s: %v", url, last) })
 }
