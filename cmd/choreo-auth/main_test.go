@@ -78,15 +78,12 @@ func TestConfigLoadsAndWorks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("payment cannot start on what the admin provisioned: %v", err)
 	}
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- shop.Service("payment", d, "")(sctx) }()
+	svc := shoptest.Go(t, "payment", shop.Service("payment", d, ""))
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		_, err := ad.JS.Consumer(ctx, "CHOREO", "order_v1_charge_do")
 		return err == nil
 	}, func() string { return "payment did not create its consumer" })
-	stop()
-	if err := <-done; err != nil {
+	if err := svc.Stop(); err != nil {
 		t.Fatalf("payment: %v", err)
 	}
 	select {

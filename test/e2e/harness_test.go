@@ -79,18 +79,10 @@ func (h *shopHarness) start(name string) {
 		h.gw = gateway.New(d, "127.0.0.1:0", h.gwOpts...)
 		run = h.gw.Run
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	var once sync.Once
+	svc := shoptest.Go(h.t, name, run) // its error fails the test
 	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				h.t.Errorf("%s: %v", name, err)
-			}
-			nc.Close()
-		})
+		_ = svc.Stop()
+		nc.Close()
 	}
 	h.t.Cleanup(stop)
 	h.mu.Lock()
@@ -100,13 +92,10 @@ func (h *shopHarness) start(name string) {
 		select {
 		case addr := <-h.gw.Addr():
 			h.base = "http://" + addr
-		case err := <-done:
-			h.t.Fatalf("gateway: %v", err)
+		case <-svc.Done():
+			h.t.Fatalf("gateway: %v", svc.Err())
 		}
-		sagatest.Poll(h.t, 20*time.Second, func() bool {
-			code, _ := h.do("GET", "/healthz", nil)
-			return code == 200
-		}, func() string { return "gateway not healthy" })
+		shoptest.AwaitHealth(h.t, h.base, 200, "")
 	}
 }
 

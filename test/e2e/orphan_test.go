@@ -27,18 +27,10 @@ func (h *shopHarness) runOrder(opts ...order.Option) (stop func()) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- order.New(d, opts...).Run(ctx) }()
-	var once atomic.Bool
+	svc := shoptest.Go(h.t, "order", order.New(d, opts...).Run) // its error fails the test
 	stop = func() {
-		if once.CompareAndSwap(false, true) {
-			cancel()
-			if err := <-done; err != nil {
-				h.t.Errorf("order: %v", err)
-			}
-			nc.Close()
-		}
+		_ = svc.Stop()
+		nc.Close()
 	}
 	h.t.Cleanup(stop)
 	return stop
