@@ -13,6 +13,7 @@
 //
 // [RunShop] runs [shop.Run] in the test's process until the test ends;
 // [StartShop] does so outside a test (a shop shared by several tests).
+// [Go] runs one service (any Run function) until the test ends or Stop.
 //
 // # Load and settling
 //
@@ -20,10 +21,12 @@
 // not delivered to); [AwaitEnded] waits for their sagas to end; [Check]
 // runs test/checker, retried while the broker recovers.
 //
-// # Servers and logs
+// # Servers, connections and logs
 //
 // [StartServer] starts a nats-server from options (a node of a cluster, a
-// server from a configuration file); [FreePort] and [FreeAddr] find free
+// server from a configuration file) and [AwaitJetStream] waits for its
+// JetStream; [Seed], [Connect] and [ConnectAs] connect, as an identity of
+// the shop's credentials or not; [FreePort] and [FreeAddr] find free
 // ports; [LogBuffer] is a concurrency-safe sink for slog and the server's
 // logger.
 package shoptest
