@@ -415,12 +415,12 @@ func (l *load) register(name, country string) string {
 // acknowledged.
 func (l *load) place(i int, k shoptest.Kind) bool {
 	customer, card := l.fr[i%len(l.fr)], "4242424242424242"
-	items := []any{map[string]any{"sku": "sku-sticker", "qty": 1}}
+	items := []any{shoptest.Item("sku-sticker", 1)}
 	switch k {
 	case shoptest.Declined:
 		card = payment.DeclinedCard
 	case shoptest.SoldOut:
-		items = append(items, map[string]any{"sku": "sku-sold-out", "qty": 1})
+		items = append(items, shoptest.Item("sku-sold-out", 1))
 	case shoptest.Undelivered:
 		customer = l.aq[0]
 	}
