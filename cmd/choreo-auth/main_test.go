@@ -19,6 +19,7 @@ import (
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // The printed block, pasted into a server's configuration, loads in
@@ -46,32 +47,14 @@ func TestConfigLoadsAndWorks(t *testing.T) {
 		t.Fatalf("nats-server refuses the config: %v", err)
 	}
 	opts.NoLog, opts.NoSigs = true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	srv := shoptest.StartServer(t, opts, nil)
 	url := srv.ClientURL()
 	if nc, err := nats.Connect(url); err == nil {
 		nc.Close()
 		t.Fatal("an anonymous client connected")
 	}
 	connect := func(name string, errs chan error) *nats.Conn {
-		opt, err := nats.NkeyOptionFromSeed(filepath.Join(creds, name+".nk"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc, err := nats.Connect(url, opt, nats.CustomInboxPrefix(saga.InboxPrefix(name)),
-			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
-		if err != nil {
-			t.Fatalf("connect as %s: %v", name, err)
-		}
-		t.Cleanup(nc.Close)
-		return nc
+		return shoptest.ConnectAs(t, url, creds, name, errs)
 	}
 	ctx := context.Background()
 	adminErrs, payErrs := make(chan error, 16), make(chan error, 16)
@@ -95,15 +78,12 @@ func TestConfigLoadsAndWorks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("payment cannot start on what the admin provisioned: %v", err)
 	}
-	sctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- shop.Service("payment", d, "")(sctx) }()
+	svc := shoptest.Go(t, "payment", shop.Service("payment", d, ""))
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		_, err := ad.JS.Consumer(ctx, "CHOREO", "order_v1_charge_do")
 		return err == nil
 	}, func() string { return "payment did not create its consumer" })
-	stop()
-	if err := <-done; err != nil {
+	if err := svc.Stop(); err != nil {
 		t.Fatalf("payment: %v", err)
 	}
 	select {

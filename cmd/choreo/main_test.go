@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -229,24 +229,6 @@ func TestUnprovisionedServer(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 	url, c, v1, v2, serveHotel := system(t)
 	ctx := context.Background()
@@ -262,7 +244,7 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 
 	// A watch sees the saga move.
 	wctx, stopWatch := context.WithCancel(ctx)
-	var wout, werr syncBuffer
+	var wout, werr shoptest.LogBuffer
 	watched := make(chan int, 1)
 	go func() {
 		watched <- run(wctx, []string{"--server", url, "sagas", "watch"}, &wout, &werr) // every flow

@@ -3,10 +3,8 @@ package embedded_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/choreo-go/choreo/internal/testcert"
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 type (
@@ -32,39 +31,6 @@ var (
 	flow    = saga.MustDefine[placed]("tlsorder", 1, charge, reserve)
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// logLines keeps what a server logs, to see why it refused a peer.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) add(format string, v ...any) {
-	l.mu.Lock()
-	l.lines = append(l.lines, fmt.Sprintf(format, v...))
-	l.mu.Unlock()
-}
-func (l *logLines) Noticef(f string, v ...any) { l.add(f, v...) }
-func (l *logLines) Warnf(f string, v ...any)   { l.add(f, v...) }
-func (l *logLines) Fatalf(f string, v ...any)  { l.add(f, v...) }
-func (l *logLines) Errorf(f string, v ...any)  { l.add(f, v...) }
-func (l *logLines) Debugf(f string, v ...any)  { l.add(f, v...) }
-func (l *logLines) Tracef(string, ...any)      {}
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
-}
-
 // A 3-node cluster whose routes are mutual TLS, with certificates made for
 // the test: a saga runs across it (its steps on two nodes, started from
 // the third, R3 streams), a client that does not trust the CA or has no
@@ -74,11 +40,11 @@ func TestClusterWithTLSRoutesRunsASagaAndRefusesStrangers(t *testing.T) {
 	certs := testcert.New(t)
 	var routes, clients []string
 	for range 3 {
-		routes = append(routes, freeAddr(t))
-		clients = append(clients, freeAddr(t))
+		routes = append(routes, shoptest.FreeAddr(t))
+		clients = append(clients, shoptest.FreeAddr(t))
 	}
 	var nodes []*server.Server
-	logs := &logLines{}
+	logs := &shoptest.LogBuffer{}
 	for i := range 3 {
 		o, err := embedded.NodeOptions(embedded.Node{
 			Name: fmt.Sprintf("n%d", i), Cluster: "choreo", Addr: clients[i], RouteAddr: routes[i], Routes: routes,
@@ -88,19 +54,11 @@ func TestClusterWithTLSRoutesRunsASagaAndRefusesStrangers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := server.NewServer(o)
-		if err != nil {
-			t.Fatal(err)
-		}
+		var logger server.Logger
 		if i == 0 {
-			s.SetLogger(logs, true, false)
+			logger = logs
 		}
-		go s.Start()
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-		if !s.ReadyForConnections(30 * time.Second) {
-			t.Fatalf("n%d not ready", i)
-		}
-		nodes = append(nodes, s)
+		nodes = append(nodes, shoptest.StartServer(t, o, logger))
 	}
 	connect := func(i int, opts ...nats.Option) (*nats.Conn, error) {
 		return nats.Connect("tls://"+clients[i], append([]nats.Option{nats.Timeout(5 * time.Second)}, opts...)...)
@@ -207,14 +165,8 @@ func TestClusterWithTLSRoutesRunsASagaAndRefusesStrangers(t *testing.T) {
 				o.Cluster.TLSConfig.RootCAs = o.Cluster.TLSConfig.ClientCAs
 				o.Cluster.TLSTimeout = 5
 			}
-			s, err := server.NewServer(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ilogs := &logLines{}
-			s.SetLogger(ilogs, true, false)
-			go s.Start()
-			defer func() { s.Shutdown(); s.WaitForShutdown() }()
+			ilogs := &shoptest.LogBuffer{}
+			s := shoptest.StartServer(t, o, ilogs)
 			// It tried twice and was refused, for the reason wanted, on
 			// one side or the other.
 			sagatest.Poll(t, 30*time.Second, func() bool {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // The shop serves the operator console with the admin's identity; a busy
@@ -19,13 +20,13 @@ func TestShopServesTheConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	sh := runShop(t, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), ConsoleAddr: busy.Addr().String()})
+	sh := shoptest.RunShop(t, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), ConsoleAddr: busy.Addr().String()})
 	if sh.ConsoleAddr == "" || sh.ConsoleAddr == busy.Addr().String() {
 		t.Fatalf("console at %q (the busy port is %s)", sh.ConsoleAddr, busy.Addr())
 	}
 	// Without this run's token, nothing: another user of the machine who
 	// reaches the port must not act as the admin.
-	if code, _ := call(t, "GET", "http://"+sh.ConsoleAddr+"/api/parked", nil); code != http.StatusUnauthorized {
+	if code, _ := shoptest.Call(t, "GET", "http://"+sh.ConsoleAddr+"/api/parked", nil); code != http.StatusUnauthorized {
 		t.Errorf("console without its token: %d, want 401", code)
 	}
 	token := strings.TrimPrefix(sh.ConsoleURL, "http://"+sh.ConsoleAddr+"/?token=")

@@ -12,6 +12,7 @@ import (
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/payment"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // scrape reads the shop's /metrics: each sample by its name and labels
@@ -48,14 +49,14 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 // out of stock) the shop's /metrics counts them, and the admin listener
 // rebuilds the gateway's read model.
 func TestMetricsAfterKnownOrders(t *testing.T) {
-	sh := runShop(t, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), MetricsAddr: "127.0.0.1:0"})
+	sh := shoptest.RunShop(t, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), MetricsAddr: "127.0.0.1:0"})
 	if sh.MetricsAddr == "" {
 		t.Fatal("no metrics address")
 	}
-	cust := sh.register(t)
+	cust := shoptest.Register(t, sh.Base, "ada", "FR")
 	place := func(card string, qty int) string {
 		t.Helper()
-		code, res := call(t, "POST", sh.base()+"/api/orders", map[string]any{"customer_id": cust,
+		code, res := shoptest.Call(t, "POST", sh.Base+"/api/orders", map[string]any{"customer_id": cust,
 			"items": []any{map[string]any{"sku": "sku-mug", "qty": qty}}, "card": card})
 		if code != 202 {
 			t.Fatalf("order: %d %v", code, res)
@@ -69,7 +70,7 @@ func TestMetricsAfterKnownOrders(t *testing.T) {
 		if i >= 2 {
 			want = "rejected"
 		}
-		sh.awaitOrder(t, id, want)
+		shoptest.AwaitStatus(t, sh.Base, id, want)
 	}
 	want := map[string]float64{
 		`choreo_sagas_started_total{flow="order",version="2"}`:                                                4,
@@ -128,11 +129,11 @@ func TestMetricsAfterKnownOrders(t *testing.T) {
 		t.Error("a retry was counted where none happened")
 	}
 
-	code, res := call(t, "POST", "http://"+sh.MetricsAddr+"/admin/rebuild", nil)
+	code, res := shoptest.Call(t, "POST", "http://"+sh.MetricsAddr+"/admin/rebuild", nil)
 	if code != 200 || res["orders"] != float64(4) {
 		t.Errorf("rebuild: %d %v, want 200 with 4 orders", code, res)
 	}
-	if code, _ := call(t, "POST", sh.base()+"/admin/rebuild", nil); code == 200 {
+	if code, _ := shoptest.Call(t, "POST", sh.Base+"/admin/rebuild", nil); code == 200 {
 		t.Error("the public listener serves the admin's rebuild")
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // The two-terminal use: one shop embeds the server and runs every service
@@ -19,24 +20,24 @@ import (
 // them.
 func TestAShopJoinsAnotherAndRunsOneService(t *testing.T) {
 	dir := t.TempDir()
-	main := runShop(t, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Without: []string{"inventory"}})
-	main.awaitHealth(t, 200, "")
+	main := shoptest.RunShop(t, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Without: []string{"inventory"}})
+	shoptest.AwaitHealth(t, main.Base, 200, "")
 	join := shop.Config{NATSURL: main.NATSURL, Credentials: main.Credentials, Only: []string{"inventory"}, DataDir: t.TempDir()}
-	inv := runShop(t, join)
+	inv := shoptest.RunShop(t, join)
 	if inv.HTTPAddr != "" || strings.Join(inv.Running, ",") != "inventory" {
 		t.Fatalf("the joining shop runs %v at %q", inv.Running, inv.HTTPAddr)
 	}
-	cust := main.register(t)
-	code, res := main.order(t, cust)
+	cust := shoptest.Register(t, main.Base, "ada", "FR")
+	code, res := placeMug(t, main, cust)
 	if code != 202 {
 		t.Fatalf("order: %d %v", code, res)
 	}
-	main.awaitOrder(t, res["id"].(string), "confirmed")
+	shoptest.AwaitStatus(t, main.Base, res["id"].(string), "confirmed")
 
-	inv.stop()
+	_ = inv.Stop() // an error fails the test at its cleanup
 	var waiting []string
 	for range 3 {
-		code, res := main.order(t, cust)
+		code, res := placeMug(t, main, cust)
 		if code != 202 {
 			t.Fatalf("order with inventory stopped: %d %v", code, res)
 		}
@@ -44,16 +45,16 @@ func TestAShopJoinsAnotherAndRunsOneService(t *testing.T) {
 	}
 	for _, id := range waiting {
 		sagatest.Poll(t, 30*time.Second, func() bool {
-			_, o := call(t, "GET", main.base()+"/api/orders/"+id, nil)
+			_, o := shoptest.Call(t, "GET", main.Base+"/api/orders/"+id, nil)
 			return o["status"] == "pending" && stepOf(o, "reserve")["status"] == "running" && stepOf(o, "schedule")["status"] == "completed"
 		}, func() string {
-			_, o := call(t, "GET", main.base()+"/api/orders/"+id, nil)
-			return "not waiting at reserve: " + jsonString(o)
+			_, o := shoptest.Call(t, "GET", main.Base+"/api/orders/"+id, nil)
+			return "not waiting at reserve: " + shoptest.JSON(o)
 		})
 	}
-	runShop(t, join)
+	shoptest.RunShop(t, join)
 	for _, id := range waiting {
-		main.awaitOrder(t, id, "confirmed")
+		shoptest.AwaitStatus(t, main.Base, id, "confirmed")
 	}
 	t.Logf("inventory stopped in the joined shop: %d orders waited at reserve, all confirmed once it was back", len(waiting))
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/choreo-go/choreo/internal/testcert"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // The shop's embedded server with TLS and client certificates: the shop
@@ -21,23 +22,23 @@ func TestShopServesTLS(t *testing.T) {
 	certs := testcert.New(t)
 	cfg := shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 		TLS: embedded.TLSFiles{Cert: certs.ServerCert, Key: certs.ServerKey, CA: certs.CA}}
-	sh := runShop(t, cfg)
+	sh := shoptest.RunShop(t, cfg)
 	if !strings.HasPrefix(sh.NATSURL, "tls://") {
 		t.Errorf("NATS URL %s, want tls://", sh.NATSURL)
 	}
-	sh.awaitHealth(t, 200, "")
-	cust := sh.register(t)
-	code, res := sh.order(t, cust)
+	shoptest.AwaitHealth(t, sh.Base, 200, "")
+	cust := shoptest.Register(t, sh.Base, "ada", "FR")
+	code, res := placeMug(t, sh, cust)
 	if code != 202 {
 		t.Fatalf("order: %d %v", code, res)
 	}
-	sh.awaitOrder(t, res["id"].(string), "confirmed")
+	shoptest.AwaitStatus(t, sh.Base, res["id"].(string), "confirmed")
 
 	conf, err := kit.ClientTLS(certs.CA, certs.ClientCert, certs.ClientKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(sh.NATSURL, nats.Secure(conf), adminSeed(t, sh.Shop))
+	nc, err := nats.Connect(sh.NATSURL, nats.Secure(conf), shoptest.Seed(t, sh.Credentials, shop.Admin))
 	if err != nil {
 		t.Fatalf("a client with the CA and a certificate: %v", err)
 	}

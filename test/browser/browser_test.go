@@ -3,19 +3,17 @@ package browser_test
 
 import (
 	"context"
-	"io"
-	"net/http"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // chromium finds Debian's chromium. In CI its absence fails the test:
@@ -34,31 +32,11 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// startShop runs the shop, without the services named, until the test
+// ends, and returns the gateway's URL.
 func startShop(t *testing.T, without ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	dir := t.TempDir()
-	go func() {
-		done <- shop.Run(ctx, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Without: without},
-			func(s *shop.Shop) { ready <- s.HTTPAddr })
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("shop: %v", err)
-		}
-	})
-	select {
-	case addr := <-ready:
-		return "http://" + addr
-	case err := <-done:
-		t.Fatalf("shop: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("shop did not start")
-	}
-	return ""
+	return shoptest.RunShop(t, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), Without: without}).Base
 }
 
 func TestBrowserOrdersGoLiveWithoutReload(t *testing.T) {
@@ -68,12 +46,8 @@ func TestBrowserOrdersGoLiveWithoutReload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
 	defer cancel()
 
-	step := func(what string, err error) {
-		t.Helper()
-		if err != nil {
-			dctx, dcancel := context.WithTimeout(bctx, 10*time.Second)
-			defer dcancel()
-			dump, derr := chromedp.Run(dctx, chromedp.Evaluate[string](`JSON.stringify({
+	tb := &tab{t: t, name: "browser", bctx: bctx, ctx: ctx, dump: func(dctx context.Context) string {
+		dump, derr := chromedp.Run(dctx, chromedp.Evaluate[string](`JSON.stringify({
 				live: document.querySelector("#live").className,
 				formError: document.querySelector("#form-error").textContent,
 				card: document.querySelector("#card").value,
@@ -83,21 +57,10 @@ func TestBrowserOrdersGoLiveWithoutReload(t *testing.T) {
 				catalog: [...document.querySelectorAll("#catalog input")].map((i) => i.dataset.sku + "=" + i.value),
 				timeline: document.querySelector("#timeline").innerText,
 			}, null, 1)`))
-			resp, herr := http.Get(base + "/api/orders")
-			var server []byte
-			if herr == nil {
-				server, _ = io.ReadAll(resp.Body)
-				resp.Body.Close()
-			}
-			t.Fatalf("browser: %s: %v\npage: %s %v\nserver: %s %v", what, err, dump, derr, server, herr)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(sel))
-		step("read "+sel, err)
-		return v
-	}
+		_, server := shoptest.Call(t, "GET", base+"/api/orders", nil)
+		return fmt.Sprintf("page: %s %v\nserver: %s", dump, derr, shoptest.JSON(server))
+	}}
+	step, text := tb.step, tb.text
 	marker := func() string {
 		t.Helper()
 		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.noReload`))
@@ -106,12 +69,7 @@ func TestBrowserOrdersGoLiveWithoutReload(t *testing.T) {
 	}
 
 	step("open the page and register a customer", chromedp.Do(ctx,
-		// The page records what its Content-Security-Policy blocks.
-		func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-			_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `window.cspViolations = [];
-				document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI));`})
-			return chromedp.Void{}, err
-		},
+		recordCSP, // the page records what its Content-Security-Policy blocks
 		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(`#live.on`), // the websocket is up
 		// The form opens by itself when there is no customer; its fields
@@ -168,9 +126,5 @@ func TestBrowserOrdersGoLiveWithoutReload(t *testing.T) {
 		t.Errorf("refunds counter %q, want 1", n)
 	}
 	// The page, its websocket included, works within its CSP.
-	csp, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.cspViolations)`))
-	step("read the CSP violations", err)
-	if csp != "[]" {
-		t.Errorf("the page broke its Content-Security-Policy: %s", csp)
-	}
+	tb.checkCSP("the page")
 }

@@ -1,56 +1,32 @@
 package browser_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats.go"
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // startShopWithConsole runs the whole shop with its operator console.
 func startShopWithConsole(t *testing.T) *shop.Shop {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan *shop.Shop, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- shop.Run(ctx, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), ConsoleAddr: "127.0.0.1:0"},
-			func(s *shop.Shop) { ready <- s })
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("shop: %v", err)
-		}
-	})
-	select {
-	case s := <-ready:
-		if s.ConsoleAddr == "" {
-			t.Fatal("the shop serves no console")
-		}
-		return s
-	case err := <-done:
-		t.Fatalf("shop: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("shop did not start")
+	s := shoptest.RunShop(t, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), ConsoleAddr: "127.0.0.1:0"})
+	if s.ConsoleAddr == "" {
+		t.Fatal("the shop serves no console")
 	}
-	return nil
+	return s.Shop
 }
 
 type (
@@ -106,9 +82,8 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	ctx0 := context.Background()
 
 	// An order, confirmed.
-	ada := post(t, base+"/api/customers", map[string]any{"name": "Ada", "email": "ada@example.com",
-		"address": map[string]string{"line1": "1 Rue de Rivoli", "city": "Paris", "postcode": "75001", "country": "FR"}})["id"].(string)
-	id := placeOrder(t, base, ada, "sku-mug", 1, "4242424242424242")
+	ada := shoptest.Register(t, base, "Ada", "FR")
+	id := shoptest.PlaceOrder(t, base, ada, "4242424242424242", shoptest.Item("sku-mug", 1))
 	order := sagatest.AwaitStatus(t, c, saga.Named("order"), id, 60*time.Second, saga.StatusCompleted)
 
 	// A dead letter: an event with no headers, its payload markup.
@@ -134,31 +109,16 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	bctx := browser(t, exe, 1400, 1000)
 	ctx, cancel := context.WithTimeout(bctx, 120*time.Second)
 	defer cancel()
-	step := func(what string, err error) {
-		t.Helper()
-		if err != nil {
-			dctx, dcancel := context.WithTimeout(bctx, 10*time.Second)
-			defer dcancel()
-			shown, derr := chromedp.Run(dctx, chromedp.Evaluate[string](`document.querySelector("main").innerText + "\n" + document.querySelector("#banner").innerText`))
-			t.Fatalf("console: %s: %v\npage:\n%s %v", what, err, shown, derr)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(sel))
-		step("read "+sel, err)
-		return v
-	}
+	tb := &tab{t: t, name: "console", bctx: bctx, ctx: ctx, dump: func(dctx context.Context) string {
+		shown, derr := chromedp.Run(dctx, chromedp.Evaluate[string](`document.querySelector("main").innerText + "\n" + document.querySelector("#banner").innerText`))
+		return fmt.Sprintf("page:\n%s %v", shown, derr)
+	}}
+	step, text := tb.step, tb.text
 
 	// Dead letters: the reason, the subject and the payload, as text.
 	row := fmt.Sprintf(`tr.dead-row[data-seq="%d"]`, seq)
 	step("open the dead letters", chromedp.Do(ctx,
-		// The page records what its Content-Security-Policy blocks.
-		func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-			_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `window.cspViolations = [];
-				document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI));`})
-			return chromedp.Void{}, err
-		},
+		recordCSP, // the page records what its Content-Security-Policy blocks
 		chromedp.Navigate(console+"#dead"),
 		chromedp.WaitVisible(row),
 	))
@@ -226,12 +186,7 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.noReload = true`)); err != nil {
 		step("mark the page", err)
 	}
-	b, _ := json.Marshal(map[string]any{"customer_id": ada, "items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
-	resp, err := http.Post(base+"/api/orders", "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	shoptest.MustCall(t, "POST", base+"/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": "4242424242424242"})
 	want := strconv.Itoa(n + 1)
 	sagatest.Poll(t, 60*time.Second, func() bool {
 		v, err := chromedp.Run(ctx, chromedp.Text(count+` b`))
@@ -240,9 +195,5 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	if v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.noReload === true`)); err != nil || !v {
 		t.Errorf("the page reloaded (%v %v)", v, err)
 	}
-	csp, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.cspViolations)`))
-	step("read the CSP violations", err)
-	if csp != "[]" {
-		t.Errorf("the console broke its Content-Security-Policy: %s", csp)
-	}
+	tb.checkCSP("the console")
 }

@@ -1,17 +1,14 @@
 package browser_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
-
-	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
 // browser starts headless Chromium (exe) with a w×h window, and extra
@@ -36,23 +33,47 @@ func browser(t *testing.T, exe string, w, h int, extra ...chromedp.ExecAllocator
 	return bctx
 }
 
-// placeOrder posts an order of qty of sku for customer, paid with card,
-// until the gateway takes it (it learns the customers from their events),
-// and returns its id.
-func placeOrder(t *testing.T, base, customer, sku string, qty int, card string) string {
-	t.Helper()
-	var id string
-	sagatest.Poll(t, 30*time.Second, func() bool {
-		b, _ := json.Marshal(map[string]any{"customer_id": customer, "items": []any{map[string]any{"sku": sku, "qty": qty}}, "card": card})
-		resp, err := http.Post(base+"/api/orders", "application/json", bytes.NewReader(b))
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		id, _ = out["id"].(string)
-		return resp.StatusCode == 202
-	}, func() string { return "the order was not taken" })
-	return id
+// tab is what a test drives in the browser: a step that fails ends the
+// test with what dump says of the page then (read within ten seconds).
+type tab struct {
+	t    *testing.T
+	name string // "browser", "console": the failure's first word
+	bctx context.Context
+	ctx  context.Context
+	dump func(ctx context.Context) string
+}
+
+func (p *tab) step(what string, err error) {
+	p.t.Helper()
+	if err != nil {
+		dctx, dcancel := context.WithTimeout(p.bctx, 10*time.Second)
+		defer dcancel()
+		p.t.Fatalf("%s: %s: %v\n%s", p.name, what, err, p.dump(dctx))
+	}
+}
+
+// text is the text of the element sel.
+func (p *tab) text(sel string) string {
+	p.t.Helper()
+	v, err := chromedp.Run(p.ctx, chromedp.Text(sel))
+	p.step("read "+sel, err)
+	return v
+}
+
+// recordCSP has the page record, in window.cspViolations, what its
+// Content-Security-Policy blocks; checkCSP fails the test if it blocked
+// anything.
+func recordCSP(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+	_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `window.cspViolations = [];
+				document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI));`})
+	return chromedp.Void{}, err
+}
+
+func (p *tab) checkCSP(what string) {
+	p.t.Helper()
+	csp, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`JSON.stringify(window.cspViolations)`))
+	p.step("read the CSP violations", err)
+	if csp != "[]" {
+		p.t.Errorf("%s broke its Content-Security-Policy: %s", what, csp)
+	}
 }

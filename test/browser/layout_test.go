@@ -1,11 +1,8 @@
 package browser_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,32 +11,16 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
+// post posts body to url and wants a 2xx answer, which it returns.
 func post(t *testing.T, url string, body any) map[string]any {
 	t.Helper()
-	b, _ := json.Marshal(body)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
+	code, out := shoptest.MustCall(t, "POST", url, body)
+	if code >= 300 {
+		t.Fatalf("POST %s: %d %v", url, code, out)
 	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode >= 300 {
-		t.Fatalf("POST %s: %d %v", url, resp.StatusCode, out)
-	}
-	return out
-}
-
-func get(url string) map[string]any {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
 	return out
 }
 
@@ -67,11 +48,14 @@ func TestLayoutFitsFrom1024AndStacksBelow(t *testing.T) {
 		"address": map[string]string{"line1": "Hut Point", "city": "Ross Island", "postcode": "0000", "country": "AQ"}})["id"].(string)
 	var ids []string
 	for _, o := range []struct{ cust, card string }{{ada, "4242424242424242"}, {ada, "4000000000000002"}, {scott, "4242424242424242"}} {
-		id := placeOrder(t, base, o.cust, "sku-mug", 2, o.card)
+		id := shoptest.PlaceOrder(t, base, o.cust, o.card, shoptest.Item("sku-mug", 2))
 		ids = append(ids, id)
 	}
 	for _, id := range ids {
-		sagatest.Poll(t, 60*time.Second, func() bool { o := get(base + "/api/orders/" + id); return o != nil && o["status"] != "pending" },
+		sagatest.Poll(t, 60*time.Second, func() bool {
+			_, o := shoptest.Call(t, "GET", base+"/api/orders/"+id, nil)
+			return o != nil && o["status"] != "pending"
+		},
 			func() string { return "order " + id + " did not settle" })
 	}
 	dir := os.Getenv("CHOREO_SCREENSHOTS")

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // With billing not running, the order's timeline shows its bill step as
@@ -14,9 +16,8 @@ import (
 func TestTimelineShowsAStepWaitingForItsService(t *testing.T) {
 	exe := chromium(t)
 	base := startShop(t, "billing")
-	ada := post(t, base+"/api/customers", map[string]any{"name": "Ada", "email": "ada@example.com",
-		"address": map[string]string{"line1": "1 Rue de Rivoli", "city": "Paris", "postcode": "75001", "country": "FR"}})["id"].(string)
-	id := placeOrder(t, base, ada, "sku-mug", 1, "4242424242424242")
+	ada := shoptest.Register(t, base, "Ada", "FR")
+	id := shoptest.PlaceOrder(t, base, ada, "4242424242424242", shoptest.Item("sku-mug", 1))
 	bctx := browser(t, exe, 1280, 900)
 	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
 	defer cancel()

@@ -16,12 +16,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,6 +40,7 @@ import (
 	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 	"github.com/choreo-go/choreo/test/checker"
 )
 
@@ -83,9 +82,9 @@ func TestComposeStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.root = root
-	s.httpPort = freePort(t)
+	s.httpPort = shoptest.FreePort(t)
 	for i := range s.natsPort {
-		s.natsPort[i] = freePort(t)
+		s.natsPort[i] = shoptest.FreePort(t)
 	}
 
 	s.run(8*time.Minute, "deploy/build.sh")
@@ -336,23 +335,6 @@ func (s *stack) checkReplicas(d kit.Deps) {
 	}
 }
 
-// kind is what an order is meant to do, as its card and stock decide.
-type kind int
-
-const (
-	okOrder       kind = iota // confirmed
-	declinedOrder             // the card is declined: rejected, nothing charged
-	soldOutOrder              // charged, then out of stock: rejected, refunded
-	unservedOrder             // charged, not delivered to: rejected, refunded
-)
-
-func (k kind) want() (saga.Status, string) {
-	if k == okOrder {
-		return saga.StatusCompleted, "confirmed"
-	}
-	return saga.StatusCompensated, "rejected"
-}
-
 // load places orders through the gateway.
 type load struct {
 	s       *stack
@@ -360,7 +342,7 @@ type load struct {
 	http    *http.Client
 	fr, aq  []string // customers in France, and in Antarctica (not delivered to)
 	mu      sync.Mutex
-	acked   map[string]kind
+	acked   map[string]shoptest.Kind
 	order   []string
 	refused int
 	lastErr string
@@ -376,25 +358,13 @@ type load struct {
 func (s *stack) load() *load {
 	s.t.Helper()
 	l := &load{s: s, base: fmt.Sprintf("http://127.0.0.1:%d", s.httpPort), http: &http.Client{Timeout: 20 * time.Second},
-		acked: map[string]kind{}, keyGen: map[int]int{}, done: make(chan struct{}), acks: make(chan struct{}, orders*2)}
+		acked: map[string]shoptest.Kind{}, keyGen: map[int]int{}, done: make(chan struct{}), acks: make(chan struct{}, orders*2)}
 	for i := range 4 {
 		l.fr = append(l.fr, l.register(fmt.Sprintf("Ada %d", i), "FR"))
 	}
 	l.aq = append(l.aq, l.register("Amundsen", "AQ"))
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
-	kinds := make([]kind, orders)
-	for i := range kinds {
-		switch r := rng.IntN(100); {
-		case r < 60:
-			kinds[i] = okOrder
-		case r < 75:
-			kinds[i] = declinedOrder
-		case r < 90:
-			kinds[i] = soldOutOrder
-		default:
-			kinds[i] = unservedOrder
-		}
-	}
+	kinds := shoptest.Mix(orders, rng.IntN)
 	go func() {
 		defer close(l.done)
 		sem := make(chan struct{}, 16)
@@ -421,31 +391,15 @@ func (s *stack) load() *load {
 }
 
 func (l *load) post(path string, body any, headers ...string) (int, map[string]any, error) {
-	data, _ := json.Marshal(body)
-	req, err := http.NewRequest("POST", l.base+path, bytes.NewReader(data))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := l.http.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out, nil
+	code, out, _, err := shoptest.Do(l.http, "POST", l.base+path, body, headers...)
+	return code, out, err
 }
 
 func (l *load) register(name, country string) string {
 	l.s.t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		code, res, err := l.post("/api/customers", map[string]any{"name": name, "email": strings.ReplaceAll(strings.ToLower(name), " ", ".") + "@example.com",
-			"address": map[string]any{"line1": "1 Saga St", "city": "Lyon", "postcode": "69001", "country": country}})
+		code, res, err := l.post("/api/customers", map[string]any{"name": name, "email": shoptest.Email(name), "address": shoptest.Address(country)})
 		if code == http.StatusCreated {
 			id, _ := res["id"].(string)
 			return id
@@ -459,15 +413,15 @@ func (l *load) register(name, country string) string {
 
 // place places one order of kind k and reports whether it was
 // acknowledged.
-func (l *load) place(i int, k kind) bool {
+func (l *load) place(i int, k shoptest.Kind) bool {
 	customer, card := l.fr[i%len(l.fr)], "4242424242424242"
-	items := []any{map[string]any{"sku": "sku-sticker", "qty": 1}}
+	items := []any{shoptest.Item("sku-sticker", 1)}
 	switch k {
-	case declinedOrder:
+	case shoptest.Declined:
 		card = payment.DeclinedCard
-	case soldOutOrder:
-		items = append(items, map[string]any{"sku": "sku-sold-out", "qty": 1})
-	case unservedOrder:
+	case shoptest.SoldOut:
+		items = append(items, shoptest.Item("sku-sold-out", 1))
+	case shoptest.Undelivered:
 		customer = l.aq[0]
 	}
 	l.mu.Lock()
@@ -529,37 +483,14 @@ func (s *stack) settle(d kit.Deps, l *load, bound time.Duration) checker.Report 
 	ctx := context.Background()
 	ids := l.ids()
 	deadline := time.Now().Add(bound)
-	states := map[string]*saga.State{}
-	pending := slices.Clone(ids)
-	for len(pending) > 0 && time.Now().Before(deadline) {
-		next := pending[:0]
-		for _, id := range pending {
-			st, err := d.Sagas.Get(ctx, schemas.OrderFlow, id)
-			if err != nil || !st.Status.Terminal() {
-				next = append(next, id)
-				continue
-			}
-			states[id] = st
-		}
-		pending = next
-		if len(pending) > 0 {
-			time.Sleep(500 * time.Millisecond) // polling the sagas left, up to the bound
-		}
-	}
+	states := shoptest.AwaitEnded(ctx, d, ids, bound, 500*time.Millisecond)
 	all := slices.Clone(ids)
-	list, err := d.Sagas.List(ctx, schemas.OrderFlow)
-	for try := 0; err != nil && try < 30; try++ {
-		time.Sleep(time.Second) // the broker recovering
-		list, err = d.Sagas.List(ctx, schemas.OrderFlow)
-	}
-	if err != nil {
-		s.t.Fatalf("list sagas: %v", err)
-	}
+	list := shoptest.ListSagas(s.t, ctx, d)
 	var unacked []string
-	for _, st := range list {
-		if !slices.Contains(all, st.ID) {
-			all = append(all, st.ID)
-			unacked = append(unacked, st.ID)
+	for _, id := range list {
+		if !slices.Contains(all, id) {
+			all = append(all, id)
+			unacked = append(unacked, id)
 		}
 	}
 	// A placement refused (a reply lost in a failover) is asked again with
@@ -567,16 +498,7 @@ func (s *stack) settle(d kit.Deps, l *load, bound time.Duration) checker.Report 
 	if len(unacked) > 0 {
 		s.t.Errorf("%d orders the shop holds that no customer was told of (a placement asked again became a second order?): %v", len(unacked), unacked)
 	}
-	var rep checker.Report
-	for try := 0; ; try++ {
-		if rep, err = checker.Check(ctx, d, all); err == nil {
-			break
-		}
-		if try == 30 {
-			s.t.Fatalf("checker: %v", err)
-		}
-		time.Sleep(time.Second) // the broker recovering
-	}
+	rep := shoptest.Check(s.t, ctx, d, all)
 	rep.Sagas = len(ids)
 	if !rep.OK() {
 		s.t.Errorf("invariants broken: %v", rep.Problems)
@@ -585,7 +507,7 @@ func (s *stack) settle(d kit.Deps, l *load, bound time.Duration) checker.Report 
 	// gateway (which learns it from the events).
 	wrong := 0
 	for _, id := range ids {
-		wantSaga, wantOrder := l.acked[id].want()
+		wantSaga, wantOrder := l.acked[id].Want()
 		if st := states[id]; st == nil || st.Status != wantSaga {
 			wrong++
 			if wrong <= 10 {
@@ -630,13 +552,8 @@ func describe(st *saga.State) string {
 func (l *load) awaitStatus(id, want string, bound time.Duration) string {
 	deadline := time.Now().Add(bound)
 	for {
-		var got string
-		if resp, err := l.http.Get(l.base + "/api/orders/" + id); err == nil {
-			var out map[string]any
-			_ = json.NewDecoder(resp.Body).Decode(&out)
-			resp.Body.Close()
-			got, _ = out["status"].(string)
-		}
+		_, out, _, _ := shoptest.Do(l.http, "GET", l.base+"/api/orders/"+id, nil)
+		got, _ := out["status"].(string)
 		if got == want || time.Now().After(deadline) {
 			return got
 		}
@@ -689,7 +606,7 @@ func (s *stack) checkEmails(d kit.Deps, l *load) int {
 			}
 		}
 		for _, id := range ids {
-			_, want := l.acked[id].want()
+			_, want := l.acked[id].Want()
 			other := map[string]string{"confirmed": "rejected", "rejected": "confirmed"}[want]
 			if n := len(mail[want+"-"+id]); n != 1 {
 				problems = append(problems, fmt.Sprintf("order %s: %d %s e-mails", id, n, want))
@@ -802,14 +719,4 @@ func (s *stack) logDeadLetters(d kit.Deps) {
 	for _, dl := range dead[:min(len(dead), 10)] {
 		s.t.Logf("  dead letter: %s by %s: %s", dl.Subject, dl.Consumer, dl.Reason)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // TestNoCardNumberAtRest places orders with test cards (approved and
@@ -32,15 +33,15 @@ func TestNoCardNumberAtRest(t *testing.T) {
 	scott := h.register("scott", "AQ")
 	cards := []string{okCard, declinedCard, "5555555555554444", "378282246310005"}
 	orders := map[string]string{ // id: the status it ends in
-		h.order(ada, okCard, item("sku-mug", 1)):                      "confirmed",
-		h.order(ada, "4242 4242 4242 4242", item("sku-tee", 1)):       "confirmed",
-		h.order(ada, declinedCard, item("sku-mug", 1)):                "rejected",
-		h.order(ada, "4000 0000 0000 0002", item("sku-mug", 1)):       "rejected",
-		h.order(ada, "5555555555554444", item("sku-sold-out", 1)):     "rejected",
-		h.order(scott, "378282246310005", item("sku-sticker", 1)):     "rejected",
-		h.order(ada, "4242424242424242", item("sku-hoodie", 1)):       "confirmed",
-		h.order(scott, "4000000000000002", item("sku-sticker", 2)):    "rejected",
-		h.order(ada, " 5555 5555 5555 4444 ", item("sku-sticker", 1)): "confirmed",
+		h.order(ada, okCard, shoptest.Item("sku-mug", 1)):                      "confirmed",
+		h.order(ada, "4242 4242 4242 4242", shoptest.Item("sku-tee", 1)):       "confirmed",
+		h.order(ada, declinedCard, shoptest.Item("sku-mug", 1)):                "rejected",
+		h.order(ada, "4000 0000 0000 0002", shoptest.Item("sku-mug", 1)):       "rejected",
+		h.order(ada, "5555555555554444", shoptest.Item("sku-sold-out", 1)):     "rejected",
+		h.order(scott, "378282246310005", shoptest.Item("sku-sticker", 1)):     "rejected",
+		h.order(ada, "4242424242424242", shoptest.Item("sku-hoodie", 1)):       "confirmed",
+		h.order(scott, "4000000000000002", shoptest.Item("sku-sticker", 2)):    "rejected",
+		h.order(ada, " 5555 5555 5555 4444 ", shoptest.Item("sku-sticker", 1)): "confirmed",
 	}
 	var views []string
 	for id, status := range orders {
@@ -163,7 +164,7 @@ func luhn(digits string) bool {
 func TestOrderWhilePaymentIsDownIsRefused(t *testing.T) {
 	h := newShop(t, "payment")
 	ada := h.register("ada", "FR")
-	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard})
+	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard})
 	if msg, _ := res["error"].(string); code != 503 || !strings.Contains(msg, "payment") || !strings.Contains(msg, "try again") {
 		t.Errorf("an order while payment is down: %d %v", code, res)
 	}
@@ -177,7 +178,7 @@ func TestOrderWhilePaymentIsDownIsRefused(t *testing.T) {
 	h.start("payment")
 	var id string
 	sagatest.Poll(t, 30*time.Second, func() bool {
-		code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard})
+		code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard})
 		id, _ = res["id"].(string)
 		return code == 202
 	}, func() string { return fmt.Sprintf("an order once payment is back: %d %v", code, res) })

@@ -12,6 +12,7 @@ import (
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // Many orders placed at once: the gateway records each as pending the
@@ -32,7 +33,7 @@ func TestCountersAfterManyFastOrdersEqualTheServicesRecords(t *testing.T) {
 				if i%4 == 3 {
 					card = declinedCard
 				}
-				ids[i] = h.order(ada, card, item("sku-sticker", 1))
+				ids[i] = h.order(ada, card, shoptest.Item("sku-sticker", 1))
 			}
 		})
 	}
@@ -61,45 +62,78 @@ func TestCountersAfterManyFastOrdersEqualTheServicesRecords(t *testing.T) {
 // own records (the order service's orders, payment's ledger) and says
 // where they differ.
 func recordsDiff(ctx context.Context, h *shopHarness, customers int) []string {
-	ledger, err := payment.Ledger(ctx, h.deps)
+	l, o, err := records(ctx, h, true)
 	if err != nil {
 		return []string{err.Error()}
 	}
-	var charged, refunded, nCharges, nRefunds int64
-	for _, c := range ledger {
-		if c.Status == "void" {
+	return h.statsDiff(map[string]float64{
+		"orders": float64(o.orders), "orders_confirmed": o.confirmed, "orders_rejected": o.rejected, "customers": float64(customers),
+		"payments_succeeded": float64(l.charges), "payments_failed": o.declined, "refunds": float64(l.refunds),
+		"charged": float64(l.charged), "refunded": float64(l.refunded), "revenue": float64(l.charged - l.refunded),
+	})
+}
+
+// records sums payment's ledger (its void charges left out when
+// skipVoid) and counts the order service's orders.
+func records(ctx context.Context, h *shopHarness, skipVoid bool) (ledger, orders, error) {
+	l, err := ledgerTotals(ctx, h, skipVoid)
+	if err != nil {
+		return l, orders{}, err
+	}
+	o, err := orderCounts(ctx, h)
+	return l, o, err
+}
+
+// ledger is what payment's ledger sums to.
+type ledger struct{ charged, refunded, charges, refunds int64 }
+
+// ledgerTotals sums payment's ledger, its void charges left out when
+// skipVoid.
+func ledgerTotals(ctx context.Context, h *shopHarness, skipVoid bool) (ledger, error) {
+	entries, err := payment.Ledger(ctx, h.deps)
+	var l ledger
+	for _, c := range entries {
+		if skipVoid && c.Status == "void" {
 			continue
 		}
-		nCharges++
-		charged += c.Amount
+		l.charges++
+		l.charged += c.Amount
 		if c.Status == "refunded" {
-			nRefunds++
-			refunded += c.Amount
+			l.refunds++
+			l.refunded += c.Amount
 		}
 	}
-	orders, err := order.Orders(ctx, h.deps)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	var confirmed, rejected, declined float64
-	for _, o := range orders {
-		switch o.Status {
+	return l, err
+}
+
+// orders counts the order service's orders by how they ended.
+type orders struct {
+	orders                        int
+	confirmed, rejected, declined float64 // declined: rejected for a declined card
+}
+
+func orderCounts(ctx context.Context, h *shopHarness) (orders, error) {
+	list, err := order.Orders(ctx, h.deps)
+	o := orders{orders: len(list)}
+	for _, x := range list {
+		switch x.Status {
 		case "confirmed":
-			confirmed++
+			o.confirmed++
 		case "rejected":
-			rejected++
-			if strings.Contains(o.Reason, "card declined") {
-				declined++
+			o.rejected++
+			if strings.Contains(x.Reason, "card declined") {
+				o.declined++
 			}
 		}
 	}
+	return o, err
+}
+
+// statsDiff says, sorted, where the gateway's /api/stats differs from
+// want, after the problems given.
+func (h *shopHarness) statsDiff(want map[string]float64, problems ...string) []string {
 	_, s := h.do("GET", "/api/stats", nil)
-	want := map[string]float64{
-		"orders": float64(len(orders)), "orders_confirmed": confirmed, "orders_rejected": rejected, "customers": float64(customers),
-		"payments_succeeded": float64(nCharges), "payments_failed": declined, "refunds": float64(nRefunds),
-		"charged": float64(charged), "refunded": float64(refunded), "revenue": float64(charged - refunded),
-	}
-	var diffs []string
+	diffs := problems
 	for k, v := range want {
 		if s[k] != v {
 			diffs = append(diffs, fmt.Sprintf("%s = %v, the services' records say %v", k, s[k], v))

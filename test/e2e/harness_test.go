@@ -1,11 +1,8 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -18,6 +15,7 @@ import (
 	"github.com/choreo-go/choreo/services/gateway"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // shopHarness runs every service in-process on an embedded server, each
@@ -31,7 +29,7 @@ type shopHarness struct {
 	gw   *gateway.Service
 	// gwOpts are the gateway's options, for a test that starts it itself.
 	gwOpts []gateway.Option
-	logs   *logBuffer // every service's log lines, debug included
+	logs   *shoptest.LogBuffer // every service's log lines, debug included
 
 	mu    sync.Mutex
 	stops map[string]func()
@@ -41,7 +39,7 @@ var allServices = []string{"customer", "order", "payment", "inventory", "billing
 
 func newShop(t *testing.T, except ...string) *shopHarness {
 	t.Helper()
-	h := &shopHarness{t: t, srv: sagatest.NewServer(t), mail: filepath.Join(t.TempDir(), "mail"), stops: map[string]func(){}, logs: &logBuffer{}}
+	h := &shopHarness{t: t, srv: sagatest.NewServer(t), mail: filepath.Join(t.TempDir(), "mail"), stops: map[string]func(){}, logs: &shoptest.LogBuffer{}}
 	nc, _ := h.srv.Connect()
 	d, err := kit.NewDeps(context.Background(), nc, "e2e", nil)
 	if err != nil {
@@ -81,18 +79,10 @@ func (h *shopHarness) start(name string) {
 		h.gw = gateway.New(d, "127.0.0.1:0", h.gwOpts...)
 		run = h.gw.Run
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	var once sync.Once
+	svc := shoptest.Go(h.t, name, run) // its error fails the test
 	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				h.t.Errorf("%s: %v", name, err)
-			}
-			nc.Close()
-		})
+		_ = svc.Stop()
+		nc.Close()
 	}
 	h.t.Cleanup(stop)
 	h.mu.Lock()
@@ -102,38 +92,11 @@ func (h *shopHarness) start(name string) {
 		select {
 		case addr := <-h.gw.Addr():
 			h.base = "http://" + addr
-		case err := <-done:
-			h.t.Fatalf("gateway: %v", err)
+		case <-svc.Done():
+			h.t.Fatalf("gateway: %v", svc.Err())
 		}
-		sagatest.Poll(h.t, 20*time.Second, func() bool {
-			code, _ := h.do("GET", "/healthz", nil)
-			return code == 200
-		}, func() string { return "gateway not healthy" })
+		shoptest.AwaitHealth(h.t, h.base, 200, "")
 	}
-}
-
-// logBuffer keeps log lines from many goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
 }
 
 func (h *shopHarness) stop(name string) {
@@ -153,52 +116,21 @@ func (h *shopHarness) do(method, path string, body any) (int, map[string]any) {
 // doWith is do with request headers, answering the response's too.
 func (h *shopHarness) doWith(method, path string, body any, headers map[string]string) (int, map[string]any, http.Header) {
 	h.t.Helper()
-	var r io.Reader
-	if s, ok := body.(string); ok {
-		r = bytes.NewBufferString(s)
-	} else if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, h.base+path, r)
-	if r != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	var hs []string
 	for k, v := range headers {
-		req.Header.Set(k, v)
+		hs = append(hs, k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	code, out, hdr, err := shoptest.Do(nil, method, h.base+path, body, hs...)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out, resp.Header
-}
-
-func address(country string) map[string]string {
-	return map[string]string{"line1": "1 Main Street", "city": "Springfield", "postcode": "12345", "country": country}
+	return code, out, hdr
 }
 
 // register registers a customer and waits until the gateway knows it.
 func (h *shopHarness) register(name, country string) string {
 	h.t.Helper()
-	code, res := h.do("POST", "/api/customers", map[string]any{"name": name, "email": name + "@example.com", "address": address(country)})
-	if code != 201 {
-		h.t.Fatalf("register: %d %v", code, res)
-	}
-	id := res["id"].(string)
-	sagatest.Poll(h.t, 10*time.Second, func() bool {
-		_, res := h.do("GET", "/api/customers", nil)
-		for _, c := range res["customers"].([]any) {
-			if c.(map[string]any)["id"] == id {
-				return true
-			}
-		}
-		return false
-	}, func() string { return "the gateway does not know customer " + id })
-	return id
+	return shoptest.Register(h.t, h.base, name, country)
 }
 
 func (h *shopHarness) order(customerID, card string, items ...map[string]any) string {
@@ -209,8 +141,6 @@ func (h *shopHarness) order(customerID, card string, items ...map[string]any) st
 	}
 	return res["id"].(string)
 }
-
-func item(sku string, qty int) map[string]any { return map[string]any{"sku": sku, "qty": qty} }
 
 // await waits until the order has the status and returns its view.
 func (h *shopHarness) await(id, status string, timeout time.Duration) map[string]any {

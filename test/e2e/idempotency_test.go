@@ -14,6 +14,7 @@ import (
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // awaitOrderService waits until an order service answers (a request it
@@ -55,7 +56,7 @@ func oneCharge(t *testing.T, h *shopHarness, ids ...string) {
 func TestIdempotencyKeyPlacesAnOrderOnce(t *testing.T) {
 	h := newShop(t)
 	ada, bob := h.register("ada", "FR"), h.register("bob", "FR")
-	body := map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 2)}, "card": okCard}
+	body := map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 2)}, "card": okCard}
 	key := map[string]string{"Idempotency-Key": "checkout-7f3a"}
 
 	code, first, hdr := h.doWith("POST", "/api/orders", body, key)
@@ -69,12 +70,12 @@ func TestIdempotencyKeyPlacesAnOrderOnce(t *testing.T) {
 		t.Fatalf("repeat: %d %v %v, want order %s, confirmed, replayed", code, again, hdr, id)
 	}
 
-	other := map[string]any{"customer_id": ada, "items": []any{item("sku-tee", 1)}, "card": okCard}
+	other := map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-tee", 1)}, "card": okCard}
 	if code, res, _ := h.doWith("POST", "/api/orders", other, key); code != 422 || !strings.Contains(res["error"].(string), "other items") {
 		t.Errorf("the key reused for other items: %d %v, want 422", code, res)
 	}
 	// Another customer's key is another order, even when it is the same.
-	theirs := map[string]any{"customer_id": bob, "items": []any{item("sku-mug", 2)}, "card": okCard}
+	theirs := map[string]any{"customer_id": bob, "items": []any{shoptest.Item("sku-mug", 2)}, "card": okCard}
 	code, res, _ := h.doWith("POST", "/api/orders", theirs, key)
 	if code != 202 || res["id"] == id {
 		t.Fatalf("bob with ada's key: %d %v, want an order of his own", code, res)
@@ -112,7 +113,7 @@ func TestALostReplyIsAskedAgainNotPlacedTwice(t *testing.T) {
 		return false
 	}))
 	awaitOrderService(t, h)
-	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard})
+	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard})
 	close(answered)
 	id, _ := res["id"].(string)
 	if code != 202 || id == "" {
@@ -135,7 +136,7 @@ func TestAClientTryingAgainWithItsKeyGetsTheOrderItStarted(t *testing.T) {
 	h.runOrder(order.StopAt(func(point string) bool { return point == "recorded" && stopped.CompareAndSwap(false, true) }),
 		order.Reconcile(time.Hour, time.Hour))
 	awaitOrderService(t, h)
-	body := map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard}
+	body := map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard}
 	key := map[string]string{"Idempotency-Key": "retry-me"}
 	if code, res, _ := h.doWith("POST", "/api/orders", body, key); code < 500 || !stopped.Load() {
 		t.Fatalf("first try: %d %v, want a 5xx from the stop", code, res)

@@ -15,6 +15,7 @@ import (
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // runOrder runs an order service with options until the returned stop.
@@ -26,18 +27,10 @@ func (h *shopHarness) runOrder(opts ...order.Option) (stop func()) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- order.New(d, opts...).Run(ctx) }()
-	var once atomic.Bool
+	svc := shoptest.Go(h.t, "order", order.New(d, opts...).Run) // its error fails the test
 	stop = func() {
-		if once.CompareAndSwap(false, true) {
-			cancel()
-			if err := <-done; err != nil {
-				h.t.Errorf("order: %v", err)
-			}
-			nc.Close()
-		}
+		_ = svc.Stop()
+		nc.Close()
 	}
 	h.t.Cleanup(stop)
 	return stop
@@ -58,7 +51,7 @@ func TestOrderCutShortBetweenItsWritesEndsRight(t *testing.T) {
 			var code int
 			var res map[string]any
 			sagatest.Poll(t, 20*time.Second, func() bool { // once the order service answers
-				code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard})
+				code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard})
 				return !strings.Contains(fmt.Sprint(res["error"]), "no responders")
 			}, func() string { return "the order service does not answer" })
 			if code == 202 || !crashed.Load() {
@@ -122,7 +115,7 @@ func TestEndOfAnUnknownOrderIsDeadLettered(t *testing.T) {
 		t.Errorf("dead letters %+v", dls)
 	}
 	// A later order goes through, and the end was not retried.
-	h.await(h.order(ada, okCard, item("sku-mug", 1)), "confirmed", 30*time.Second)
+	h.await(h.order(ada, okCard, shoptest.Item("sku-mug", 1)), "confirmed", 30*time.Second)
 	if n := strings.Count(h.logs.String(), "OnEnd failed, will retry"); n != 0 {
 		t.Errorf("OnEnd retried %d times", n)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // stockOf reads a product's stock from the gateway's catalog (-1: not
@@ -39,7 +40,7 @@ func (h *shopHarness) stockOf(sku string) int {
 func TestEveryGetAnswersWhileAServiceIsDown(t *testing.T) {
 	h := newShop(t)
 	ada := h.register("ada", "FR")
-	id := h.order(ada, okCard, item("sku-mug", 2))
+	id := h.order(ada, okCard, shoptest.Item("sku-mug", 2))
 	h.await(id, "confirmed", 30*time.Second)
 	// The stock the gateway shows comes from inventory's StockChanged.
 	sagatest.Poll(t, 10*time.Second, func() bool { return h.stockOf("sku-mug") == 498 },
@@ -81,7 +82,7 @@ func TestEveryGetAnswersWhileAServiceIsDown(t *testing.T) {
 	// follows it.
 	var again string
 	sagatest.Poll(t, 20*time.Second, func() bool { // payment answers once it has started again
-		code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": okCard})
+		code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard})
 		again, _ = res["id"].(string)
 		return code == 202
 	}, func() string { return "payment does not take orders again" })

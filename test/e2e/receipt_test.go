@@ -13,6 +13,7 @@ import (
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // A successful payment sends the customer one receipt (payment id, order
@@ -21,8 +22,8 @@ import (
 func TestReceiptOncePerPaymentEvenWhenRedelivered(t *testing.T) {
 	h := newShop(t)
 	ada := h.register("ada", "FR")
-	paid := h.order(ada, okCard, item("sku-tee", 2))
-	declined := h.order(ada, declinedCard, item("sku-tee", 1))
+	paid := h.order(ada, okCard, shoptest.Item("sku-tee", 2))
+	declined := h.order(ada, declinedCard, shoptest.Item("sku-tee", 1))
 	h.await(paid, "confirmed", 30*time.Second)
 	h.await(declined, "rejected", 30*time.Second)
 	receipt := filepath.Join(h.mail, "receipt-pay-"+paid+".eml")

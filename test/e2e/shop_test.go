@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -18,9 +17,9 @@ import (
 	"github.com/choreo-go/choreo/services/billing"
 	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/kit"
-	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
 	"github.com/choreo-go/choreo/services/shipping"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 	"github.com/choreo-go/choreo/test/checker"
 )
 
@@ -33,10 +32,10 @@ func TestOrderOutcomes(t *testing.T) {
 	h := newShop(t)
 	ada := h.register("ada", "FR")
 	scott := h.register("scott", "AQ")
-	ok := h.order(ada, okCard, item("sku-mug", 2), item("sku-tee", 1))
-	declined := h.order(ada, declinedCard, item("sku-mug", 1))
-	soldOut := h.order(ada, okCard, item("sku-sold-out", 1))
-	antarctica := h.order(scott, okCard, item("sku-sticker", 3))
+	ok := h.order(ada, okCard, shoptest.Item("sku-mug", 2), shoptest.Item("sku-tee", 1))
+	declined := h.order(ada, declinedCard, shoptest.Item("sku-mug", 1))
+	soldOut := h.order(ada, okCard, shoptest.Item("sku-sold-out", 1))
+	antarctica := h.order(scott, okCard, shoptest.Item("sku-sticker", 3))
 
 	t.Run("success", func(t *testing.T) {
 		o := h.await(ok, "confirmed", 20*time.Second)
@@ -152,13 +151,13 @@ func TestBadRequestsGet4xx(t *testing.T) {
 	}{
 		{"bad JSON", "POST", "/api/orders", `{"customer_id":`, 400, "bad JSON"},
 		{"unknown field", "POST", "/api/orders", `{"customer":"x"}`, 400, "unknown field"},
-		{"unknown customer", "POST", "/api/orders", map[string]any{"customer_id": "cus-nobody", "items": []any{item("sku-mug", 1)}, "card": okCard}, 422, "unknown customer"},
+		{"unknown customer", "POST", "/api/orders", map[string]any{"customer_id": "cus-nobody", "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard}, 422, "unknown customer"},
 		{"empty items", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{}, "card": okCard}, 400, "at least one item"},
-		{"malformed card", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 1)}, "card": "4242-x"}, 400, "malformed card"},
-		{"unknown sku", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-nope", 1)}, "card": okCard}, 400, "unknown sku"},
-		{"zero quantity", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{item("sku-mug", 0)}, "card": okCard}, 400, "quantity"},
-		{"bad e-mail", "POST", "/api/customers", map[string]any{"name": "x", "email": "nope", "address": address("FR")}, 400, "email"},
-		{"bad country", "POST", "/api/customers", map[string]any{"name": "x", "email": "x@example.com", "address": address("France")}, 400, "country"},
+		{"malformed card", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": "4242-x"}, 400, "malformed card"},
+		{"unknown sku", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-nope", 1)}, "card": okCard}, 400, "unknown sku"},
+		{"zero quantity", "POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 0)}, "card": okCard}, 400, "quantity"},
+		{"bad e-mail", "POST", "/api/customers", map[string]any{"name": "x", "email": "nope", "address": shoptest.Address("FR")}, 400, "email"},
+		{"bad country", "POST", "/api/customers", map[string]any{"name": "x", "email": "x@example.com", "address": shoptest.Address("France")}, 400, "country"},
 		{"no such order", "GET", "/api/orders/ord-nothing", nil, 404, "no order"},
 		{"malformed order id", "GET", "/api/orders/a.b", nil, 400, "malformed"},
 		{"no such endpoint", "GET", "/api/nope", nil, 404, "no such endpoint"},
@@ -172,7 +171,7 @@ func TestBadRequestsGet4xx(t *testing.T) {
 		})
 	}
 	// And a good order still goes through.
-	h.await(h.order(ada, okCard, item("sku-mug", 1)), "confirmed", 20*time.Second)
+	h.await(h.order(ada, okCard, shoptest.Item("sku-mug", 1)), "confirmed", 20*time.Second)
 }
 
 func TestServiceDownWhileOrdersArriveCatchesUp(t *testing.T) {
@@ -180,7 +179,7 @@ func TestServiceDownWhileOrdersArriveCatchesUp(t *testing.T) {
 	ada := h.register("ada", "FR")
 	var ids []string
 	for range 5 {
-		ids = append(ids, h.order(ada, okCard, item("sku-mug", 1)))
+		ids = append(ids, h.order(ada, okCard, shoptest.Item("sku-mug", 1)))
 	}
 	// Without billing the sagas wait at the bill step (order flow v2:
 	// after the pivot).
@@ -208,7 +207,7 @@ func TestShippingUsesItsReplicaWhenCustomerServiceIsDown(t *testing.T) {
 	sagatest.Poll(t, 10*time.Second, func() bool { return shipping.KnowsCustomer(context.Background(), h.deps, ada) },
 		func() string { return "shipping never learned the customer" })
 	h.stop("customer")
-	id := h.order(ada, okCard, item("sku-hoodie", 1))
+	id := h.order(ada, okCard, shoptest.Item("sku-hoodie", 1))
 	o := h.await(id, "confirmed", 20*time.Second)
 	if steps(o)["schedule"]["status"] != "completed" {
 		t.Errorf("schedule %v", steps(o)["schedule"])
@@ -218,7 +217,7 @@ func TestShippingUsesItsReplicaWhenCustomerServiceIsDown(t *testing.T) {
 		t.Errorf("deliveries %+v", dels)
 	}
 	// Registration needs its owner: the gateway says so.
-	code, res := h.do("POST", "/api/customers", map[string]any{"name": "bob", "email": "bob@example.com", "address": address("DE")})
+	code, res := h.do("POST", "/api/customers", map[string]any{"name": "bob", "email": "bob@example.com", "address": shoptest.Address("DE")})
 	if code != 503 {
 		t.Errorf("register with the customer service down: %d %v", code, res)
 	}
@@ -237,7 +236,7 @@ func TestReadModelRebuiltByReplayIsTheSame(t *testing.T) {
 	ada := h.register("ada", "FR")
 	var ids []string
 	for i, card := range []string{okCard, declinedCard, okCard} {
-		ids = append(ids, h.order(ada, card, item("sku-mug", i+1)))
+		ids = append(ids, h.order(ada, card, shoptest.Item("sku-mug", i+1)))
 	}
 	h.await(ids[0], "confirmed", 20*time.Second)
 	h.await(ids[1], "rejected", 20*time.Second)
@@ -281,7 +280,7 @@ func TestCountersMatchTheEvents(t *testing.T) {
 	for _, o := range []struct {
 		cust, card, sku string
 	}{{ada, okCard, "sku-mug"}, {ada, declinedCard, "sku-tee"}, {ada, okCard, "sku-sold-out"}, {scott, okCard, "sku-sticker"}, {ada, okCard, "sku-hoodie"}} {
-		ids = append(ids, h.order(o.cust, o.card, item(o.sku, 1)))
+		ids = append(ids, h.order(o.cust, o.card, shoptest.Item(o.sku, 1)))
 	}
 	for i, want := range []string{"confirmed", "rejected", "rejected", "rejected", "confirmed"} {
 		h.await(ids[i], want, 20*time.Second)
@@ -300,49 +299,19 @@ func TestCountersMatchTheEvents(t *testing.T) {
 // countersDiff compares the gateway's counters with the payment ledger and
 // the order service's records, and says where they differ.
 func countersDiff(ctx context.Context, h *shopHarness) []string {
-	ledger, err := payment.Ledger(ctx, h.deps)
+	l, o, err := records(ctx, h, false)
 	if err != nil {
 		return []string{err.Error()}
 	}
-	var charged, refunded, nCharges, nRefunds int64
-	for _, c := range ledger {
-		nCharges++
-		charged += c.Amount
-		if c.Status == "refunded" {
-			nRefunds++
-			refunded += c.Amount
-		}
+	var problems []string
+	if l.refunds != 2 {
+		problems = append(problems, fmt.Sprintf("the ledger holds %d refunds, want 2", l.refunds))
 	}
-	orders, err := order.Orders(ctx, h.deps)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	var confirmed, rejected float64
-	for _, o := range orders {
-		switch o.Status {
-		case "confirmed":
-			confirmed++
-		case "rejected":
-			rejected++
-		}
-	}
-	_, s := h.do("GET", "/api/stats", nil)
-	want := map[string]float64{
-		"orders": 5, "orders_confirmed": confirmed, "orders_rejected": rejected, "customers": 2,
-		"payments_succeeded": float64(nCharges), "payments_failed": 1, "refunds": float64(nRefunds),
-		"charged": float64(charged), "refunded": float64(refunded), "revenue": float64(charged - refunded),
-	}
-	var diffs []string
-	if nRefunds != 2 {
-		diffs = append(diffs, fmt.Sprintf("the ledger holds %d refunds, want 2", nRefunds))
-	}
-	for k, v := range want {
-		if s[k] != v {
-			diffs = append(diffs, fmt.Sprintf("%s = %v, the services' records say %v", k, s[k], v))
-		}
-	}
-	sort.Strings(diffs)
-	return diffs
+	return h.statsDiff(map[string]float64{
+		"orders": 5, "orders_confirmed": o.confirmed, "orders_rejected": o.rejected, "customers": 2,
+		"payments_succeeded": float64(l.charges), "payments_failed": 1, "refunds": float64(l.refunds),
+		"charged": float64(l.charged), "refunded": float64(l.refunded), "revenue": float64(l.charged - l.refunded),
+	}, problems...)
 }
 
 func TestSchemaInvalidEventIsDeadLettered(t *testing.T) {
@@ -371,14 +340,14 @@ func TestSchemaInvalidEventIsDeadLettered(t *testing.T) {
 	}
 	// The shop goes on.
 	ada := h.register("ada", "FR")
-	h.await(h.order(ada, okCard, item("sku-mug", 1)), "confirmed", 20*time.Second)
+	h.await(h.order(ada, okCard, shoptest.Item("sku-mug", 1)), "confirmed", 20*time.Second)
 }
 
 func TestCheckerFindsWhatIsWrong(t *testing.T) {
 	h := newShop(t)
 	ada := h.register("ada", "FR")
-	good := h.order(ada, okCard, item("sku-mug", 1))
-	soldOut := h.order(ada, okCard, item("sku-sold-out", 1))
+	good := h.order(ada, okCard, shoptest.Item("sku-mug", 1))
+	soldOut := h.order(ada, okCard, shoptest.Item("sku-sold-out", 1))
 	h.await(good, "confirmed", 20*time.Second)
 	h.await(soldOut, "rejected", 20*time.Second)
 	ctx := context.Background()

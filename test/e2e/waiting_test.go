@@ -10,6 +10,7 @@ import (
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // awaitActivity waits until the order's step is running with the
@@ -33,7 +34,7 @@ func TestWaitingIsNotWorking(t *testing.T) {
 
 	// Billing never ran: the bill step (order flow v2, after the pivot)
 	// waits, once the steps before it end.
-	first := h.order(ada, okCard, item("sku-mug", 1))
+	first := h.order(ada, okCard, shoptest.Item("sku-mug", 1))
 	s := h.awaitActivity(first, "bill", "waiting")
 	if s["service"] != "billing" {
 		t.Errorf("invoice step %v", s)
@@ -48,7 +49,7 @@ func TestWaitingIsNotWorking(t *testing.T) {
 
 	// Billing stopped after it ran (its consumer is there): waiting again.
 	h.stop("billing")
-	second := h.order(ada, okCard, item("sku-mug", 1))
+	second := h.order(ada, okCard, shoptest.Item("sku-mug", 1))
 	h.awaitActivity(second, "bill", "waiting")
 
 	// A billing busy with the bill: working, until it ends.

@@ -5,13 +5,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/choreo-go/choreo/internal/embedded"
-	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // Each service binary takes its own identity (--nkey) on a server that
@@ -34,15 +33,7 @@ func TestEachServiceRunsAloneOnItsOwnIdentity(t *testing.T) {
 		nc.Close()
 		t.Fatal("an anonymous client connected")
 	}
-	admin, err := nats.NkeyOptionFromSeed(embedded.SeedFile(creds, shop.Admin))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(url, admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := shoptest.Connect(t, url, shoptest.Seed(t, creds, shop.Admin))
 	if _, err := shop.Provision(context.Background(), nc, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -60,18 +51,15 @@ func TestEachServiceRunsAloneOnItsOwnIdentity(t *testing.T) {
 	gw, addr := start(t, "gateway", gatewayLine, "--nats", url, "--nkey", embedded.SeedFile(creds, "gateway"), "--http-addr", "127.0.0.1:0")
 	procs = append(procs, gw)
 	base := "http://" + addr
-	sagatest.Poll(t, 30*time.Second, func() bool {
-		code, _ := call(t, "GET", base+"/healthz", nil)
-		return code == 200
-	}, func() string { return "gateway not healthy" })
-	cust := register(t, base)
+	shoptest.AwaitHealth(t, base, 200, "")
+	cust := shoptest.Register(t, base, "ada", "FR")
 	for card, want := range map[string]string{"4242424242424242": "confirmed", "4000000000000002": "rejected"} {
-		code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
+		code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
 			"items": []any{map[string]any{"sku": "sku-tee", "qty": 1}}, "card": card})
 		if code != 202 {
 			t.Fatalf("order: %d %v", code, res)
 		}
-		awaitStatus(t, base, res["id"].(string), want)
+		shoptest.AwaitStatus(t, base, res["id"].(string), want)
 	}
 	for _, p := range procs {
 		p.stop(t)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // cluster is a JetStream cluster of in-process nats-servers. Every route
@@ -65,10 +66,10 @@ func newCluster(t testing.TB, n int) *cluster {
 	}
 	for _, nd := range c.nodes {
 		nd.opts = server.Options{
-			ServerName: nd.name, Host: "127.0.0.1", Port: freePort(t),
+			ServerName: nd.name, Host: "127.0.0.1", Port: shoptest.FreePort(t),
 			JetStream: true, StoreDir: filepath.Join(t.TempDir(), nd.name), SyncAlways: true,
 			NoLog: true, NoSigs: true, MaxPayload: 2 << 20,
-			Cluster: server.ClusterOpts{Name: "choreo", Host: "127.0.0.1", Port: freePort(t),
+			Cluster: server.ClusterOpts{Name: "choreo", Host: "127.0.0.1", Port: shoptest.FreePort(t),
 				Advertise: nd.proxy.Addr().String(), ConnectRetries: -1},
 			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
 		}
@@ -100,14 +101,7 @@ func (nd *node) start() {
 	t := nd.c.t
 	t.Helper()
 	o := nd.opts
-	srv, err := server.NewServer(&o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		t.Fatalf("%s not ready", nd.name)
-	}
+	srv := shoptest.StartServer(t, &o, nil)
 	nd.mu.Lock()
 	nd.srv = srv
 	nd.mu.Unlock()
@@ -226,21 +220,7 @@ func (c *cluster) heal() {
 // JetStream requests.
 func (c *cluster) awaitJetStream() {
 	c.t.Helper()
-	sagatest.Poll(c.t, time.Minute, func() bool {
-		nc, err := nats.Connect(c.urls())
-		if err != nil {
-			return false
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return false
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err = js.AccountInfo(ctx)
-		return err == nil
-	}, func() string { return "the cluster has no JetStream meta leader" })
+	shoptest.AwaitJetStream(c.t, c.urls(), time.Minute)
 }
 
 // awaitEveryNode waits until every node answers JetStream requests from
@@ -382,18 +362,10 @@ func TestClusterLeaderLossAndPartition(t *testing.T) {
 // refused unless the caller says it is unsafe on purpose.
 func TestR1OnAClusterRefused(t *testing.T) {
 	c := newCluster(t, 3)
-	nc, err := nats.Connect(c.urls())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := shoptest.Connect(t, c.urls())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = saga.New(ctx, js, saga.WithReplicas(1))
+	_, err := saga.New(ctx, js, saga.WithReplicas(1))
 	if !errors.Is(err, saga.ErrUnsafeConfig) || !strings.Contains(err.Error(), "1 replica") {
 		t.Fatalf("R1 on a cluster: %v, want a refusal that names the replicas", err)
 	}

@@ -17,7 +17,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +39,7 @@ import (
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
 	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 	"github.com/choreo-go/choreo/test/checker"
 )
 
@@ -130,9 +130,12 @@ func (p *proc) output() string {
 	return string(p.out)
 }
 
-func (p *proc) exited() bool {
+func (p *proc) exited() bool { return closed(p.done) }
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
 	select {
-	case <-p.done:
+	case <-ch:
 		return true
 	default:
 		return false
@@ -157,16 +160,6 @@ func (p *proc) term(timeout time.Duration) error {
 	}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // broker is a nats-server process with file storage, fsync on every write,
 // on a fixed port so that clients reconnect to it after a restart.
 type broker struct {
@@ -180,7 +173,7 @@ type broker struct {
 func newBroker(t testing.TB) *broker {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	port := shoptest.FreePort(t)
 	conf := filepath.Join(dir, "nats.conf")
 	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\nserver_name: faults\nmax_payload: 2MB\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n", port, filepath.Join(dir, "js"))
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
@@ -418,16 +411,6 @@ func (in *instance) proc() *proc {
 	return in.p
 }
 
-// kind is what an order is meant to do.
-type kind int
-
-const (
-	okOrder       kind = iota // confirmed
-	declinedOrder             // the charge fails: nothing to undo
-	soldOutOrder              // charged, then out of stock: refunded
-	aqOrder                   // not delivered to: parallel siblings undone
-)
-
 // load places n orders at up to rate per second, with at most 32 in
 // flight, and returns the ids whose placement was acknowledged. An order
 // whose placement failed (a process or the broker down) was not
@@ -444,19 +427,7 @@ type load struct {
 func (h *harness) startLoad(n, rate int) *load {
 	l := &load{done: make(chan struct{})}
 	sem := make(chan struct{}, 32)
-	kinds := make([]kind, n)
-	for i := range kinds {
-		switch r := h.intn(100); {
-		case r < 60:
-			kinds[i] = okOrder
-		case r < 75:
-			kinds[i] = declinedOrder
-		case r < 90:
-			kinds[i] = soldOutOrder
-		default:
-			kinds[i] = aqOrder
-		}
-	}
+	kinds := shoptest.Mix(n, h.intn)
 	go func() {
 		defer close(l.done)
 		tick := time.NewTicker(time.Second / time.Duration(rate))
@@ -489,15 +460,15 @@ func (h *harness) tokenize(customer, number string) (schemas.Card, error) {
 	return kit.Call[payment.TokenizeRequest, schemas.Card](ctx, h.nc, payment.TokenizeSubject, payment.TokenizeRequest{CustomerID: customer, Number: number})
 }
 
-func (h *harness) place(l *load, k kind) bool {
+func (h *harness) place(l *load, k shoptest.Kind) bool {
 	customer, number := h.fr, "4242424242424242"
 	req := order.PlaceRequest{Items: []order.Line{{SKU: "sku-sticker", Qty: 1}}}
 	switch k {
-	case declinedOrder:
+	case shoptest.Declined:
 		number = payment.DeclinedCard
-	case soldOutOrder:
+	case shoptest.SoldOut:
 		req.Items = append(req.Items, order.Line{SKU: "sku-sold-out", Qty: 1})
-	case aqOrder:
+	case shoptest.Undelivered:
 		customer = h.aq
 	}
 	req.CustomerID = customer
@@ -532,14 +503,7 @@ func (l *load) ids() []string {
 }
 
 // running reports whether the load driver is still placing orders.
-func (l *load) running() bool {
-	select {
-	case <-l.done:
-		return false
-	default:
-		return true
-	}
-}
+func (l *load) running() bool { return !closed(l.done) }
 
 // settle waits until every acknowledged saga has ended (or the bound
 // passes), then runs the checker on them and on every other saga in the
@@ -556,25 +520,11 @@ func (h *harness) settleWith(l *load, bound time.Duration, before func(), extra 
 	l.wait()
 	ids := l.ids()
 	ctx := context.Background()
-	deadline := time.Now().Add(bound)
-	pending := slices.Clone(ids)
-	for len(pending) > 0 && time.Now().Before(deadline) {
-		next := pending[:0]
-		for _, id := range pending {
-			st, err := h.d.Sagas.Get(ctx, schemas.OrderFlow, id)
-			if err != nil || !st.Status.Terminal() {
-				next = append(next, id)
-			}
-		}
-		pending = next
-		if len(pending) > 0 {
-			time.Sleep(200 * time.Millisecond) // polling the sagas left, up to the bound
-		}
-	}
+	shoptest.AwaitEnded(ctx, h.d, ids, bound, 200*time.Millisecond)
 	// Sagas whose placement was not acknowledged are checked too: they
 	// must not break I2-I5 either.
 	all := slices.Clone(ids)
-	for _, s := range h.sagas(ctx) {
+	for _, s := range shoptest.ListSagas(h.t, ctx, h.d) {
 		if !slices.Contains(all, s) {
 			all = append(all, s)
 		}
@@ -586,17 +536,7 @@ func (h *harness) settleWith(l *load, bound time.Duration, before func(), extra 
 	// The checker reads through the broker, which may still be electing
 	// leaders after a fault (a cluster answers "no responders" then): a
 	// read that fails is tried again, for a while.
-	var rep checker.Report
-	var err error
-	for try := 0; ; try++ {
-		if rep, err = checker.Check(ctx, h.d, all); err == nil {
-			break
-		}
-		if try == 30 {
-			h.t.Fatalf("checker: %v", err)
-		}
-		time.Sleep(time.Second) // the broker recovering
-	}
+	rep := shoptest.Check(h.t, ctx, h.d, all)
 	rep.Sagas = len(ids)
 	faults := int(h.faults.Load() + h.crashes.Load())
 	if h.injected != nil {
@@ -614,23 +554,6 @@ func (h *harness) settleWith(l *load, bound time.Duration, before func(), extra 
 		h.t.Error("no order was acknowledged: the scenario proves nothing")
 	}
 	return rep
-}
-
-// sagas lists every order saga in the broker.
-func (h *harness) sagas(ctx context.Context) []string {
-	list, err := h.d.Sagas.List(ctx, schemas.OrderFlow)
-	for try := 0; err != nil; try++ {
-		if try == 30 {
-			h.t.Fatalf("list sagas: %v", err)
-		}
-		time.Sleep(time.Second) // the broker recovering (see settle)
-		list, err = h.d.Sagas.List(ctx, schemas.OrderFlow)
-	}
-	var out []string
-	for _, s := range list {
-		out = append(out, s.ID)
-	}
-	return out
 }
 
 // alive fails the test for a process that exited when nobody stopped it.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga/sagatest"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // The shop is killed (SIGKILL) while it places an order, after each of
@@ -32,8 +33,8 @@ func TestKill9BetweenAnOrdersWritesThenRestart(t *testing.T) {
 				return p, "http://" + m[1]
 			}
 			p, base := shopAt("CHOREO_CRASH=" + point + ":place:1")
-			cust := register(t, base)
-			code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
+			cust := shoptest.Register(t, base, "ada", "FR")
+			code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
 				"items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
 			sagatest.Poll(t, 30*time.Second, p.exited, func() string { return "the shop was not killed" })
 			if code == 202 || !strings.Contains(p.output(), "CHOREO_CRASH: kill -9 at "+point+" of place") {
@@ -42,11 +43,11 @@ func TestKill9BetweenAnOrdersWritesThenRestart(t *testing.T) {
 			_, base = shopAt("CHOREO_RECONCILE_AFTER=1s")
 			var orders []any
 			sagatest.Poll(t, 90*time.Second, func() bool {
-				_, list := call(t, "GET", base+"/api/orders?customer_id="+cust, nil)
+				_, list := shoptest.Call(t, "GET", base+"/api/orders?customer_id="+cust, nil)
 				orders, _ = list["orders"].([]any)
 				return len(orders) == 1 && orders[0].(map[string]any)["status"] == "confirmed"
 			}, func() string { return "the order cut short did not end confirmed" })
-			_, st := call(t, "GET", base+"/api/stats", nil)
+			_, st := shoptest.Call(t, "GET", base+"/api/stats", nil)
 			if st["orders"] != 1.0 || st["orders_confirmed"] != 1.0 || st["payments_succeeded"] != 1.0 {
 				t.Errorf("stats %v", st)
 			}
@@ -75,16 +76,16 @@ func TestTwoTerminalsOneServiceStoppedAndStarted(t *testing.T) {
 	joined := regexp.MustCompile(`choreo shop is running: (inventory)\n`)
 	second := []string{"--nats-url", j[1], "--credentials", j[2], "--only", "inventory", "--data-dir", t.TempDir()}
 	inv, _ := start(t, "shop", joined, second...)
-	cust := register(t, base)
+	cust := shoptest.Register(t, base, "ada", "FR")
 	order := func() string {
-		code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
+		code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
 			"items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
 		if code != 202 {
 			t.Fatalf("order: %d %v", code, res)
 		}
 		return res["id"].(string)
 	}
-	awaitStatus(t, base, order(), "confirmed")
+	shoptest.AwaitStatus(t, base, order(), "confirmed")
 	inv.stop(t)
 	var waiting []string
 	for range 3 {
@@ -93,7 +94,7 @@ func TestTwoTerminalsOneServiceStoppedAndStarted(t *testing.T) {
 	for _, id := range waiting {
 		var o map[string]any
 		sagatest.Poll(t, 60*time.Second, func() bool {
-			_, o = call(t, "GET", base+"/api/orders/"+id, nil)
+			_, o = shoptest.Call(t, "GET", base+"/api/orders/"+id, nil)
 			sg, _ := o["saga"].(map[string]any)
 			steps, _ := sg["steps"].([]any)
 			for _, s := range steps {
@@ -106,7 +107,7 @@ func TestTwoTerminalsOneServiceStoppedAndStarted(t *testing.T) {
 	}
 	start(t, "shop", joined, second...)
 	for _, id := range waiting {
-		awaitStatus(t, base, id, "confirmed")
+		shoptest.AwaitStatus(t, base, id, "confirmed")
 	}
 	t.Logf("inventory stopped in terminal 2: %d orders waited at reserve (activity waiting), all confirmed once it was back", len(waiting))
 }

@@ -3,12 +3,7 @@
 package faults_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/payment"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 	"github.com/choreo-go/choreo/test/checker"
 )
 
@@ -50,51 +44,6 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-func call(t *testing.T, method, url string, body any) (int, map[string]any) {
-	t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, url, r)
-	if r != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
-}
-
-func register(t *testing.T, base string) string {
-	t.Helper()
-	code, res := call(t, "POST", base+"/api/customers", map[string]any{"name": "ada", "email": "ada@example.com",
-		"address": map[string]string{"line1": "1 Main St", "city": "Paris", "postcode": "75001", "country": "FR"}})
-	if code != 201 {
-		t.Fatalf("register: %d %v", code, res)
-	}
-	id := res["id"].(string)
-	sagatest.Poll(t, 20*time.Second, func() bool {
-		code, _ := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": id, "items": []any{}, "card": "1"})
-		return code == 400 // known customer, empty order: the gateway knows the customer
-	}, func() string { return "gateway never learned the customer" })
-	return id
-}
-
-func awaitStatus(t *testing.T, base, id, status string) {
-	t.Helper()
-	var res map[string]any
-	sagatest.Poll(t, 60*time.Second, func() bool {
-		_, res = call(t, "GET", base+"/api/orders/"+id, nil)
-		return res != nil && res["status"] == status
-	}, func() string { return fmt.Sprintf("order %s: %v", id, res) })
-}
-
 var shopLine = regexp.MustCompile(`web UI and API\s+http://(\S+)`)
 var natsLine = regexp.MustCompile(`nats-server\s+(nats://\S+)`)
 
@@ -103,10 +52,10 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 	args := []string{"--data-dir", data, "--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:0"}
 	shop, addr := start(t, "shop", shopLine, args...)
 	base := "http://" + addr
-	cust := register(t, base)
+	cust := shoptest.Register(t, base, "ada", "FR")
 	var ids []string
 	for i := range 40 {
-		code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
+		code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
 			"items": []any{map[string]any{"sku": "sku-mug", "qty": 1 + i%3}}, "card": "4242424242424242"})
 		if code != 202 {
 			t.Fatalf("order %d: %d %v", i, code, res)
@@ -122,7 +71,7 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 	again, addr := start(t, "shop", shopLine, args...)
 	base = "http://" + addr
 	for _, id := range ids {
-		awaitStatus(t, base, id, "confirmed")
+		shoptest.AwaitStatus(t, base, id, "confirmed")
 	}
 	// Every accepted order was charged exactly once, kill or not: the
 	// payment service's own ledger says so.
@@ -131,15 +80,7 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 		t.Fatalf("no nats address in:\n%s", again.output())
 	}
 	// The embedded server takes no anonymous clients: the admin's seed.
-	admin, err := nats.NkeyOptionFromSeed(filepath.Join(data, "credentials", "admin.nk"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(m[1], admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := shoptest.Connect(t, m[1], shoptest.Seed(t, filepath.Join(data, "credentials"), "admin"))
 	d, err := kit.NewDeps(context.Background(), nc, "checker", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -168,14 +109,14 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 	if !rep.OK() {
 		t.Errorf("invariants broken: %v", rep.Problems)
 	}
-	_, res := call(t, "GET", base+"/api/stats", nil)
+	_, res := shoptest.Call(t, "GET", base+"/api/stats", nil)
 	if res["orders"] != 40.0 || res["orders_confirmed"] != 40.0 || res["payments_succeeded"] != 40.0 || res["refunds"] != 0.0 {
 		t.Errorf("stats after the restart: %v", res)
 	}
 	// Some sagas were in flight at the kill and finished after the restart.
 	resumed := 0
 	for _, id := range ids {
-		_, o := call(t, "GET", base+"/api/orders/"+id, nil)
+		_, o := shoptest.Call(t, "GET", base+"/api/orders/"+id, nil)
 		saga := o["saga"].(map[string]any)
 		ended, _ := time.Parse(time.RFC3339Nano, saga["ended_at"].(string))
 		if ended.After(killedAt) {
@@ -204,18 +145,15 @@ func TestEachServiceRunsAlone(t *testing.T) {
 	gw, addr := start(t, "gateway", gatewayLine, "--nats", url, "--http-addr", "127.0.0.1:0")
 	procs = append(procs, gw)
 	base := "http://" + addr
-	sagatest.Poll(t, 30*time.Second, func() bool {
-		code, _ := call(t, "GET", base+"/healthz", nil)
-		return code == 200
-	}, func() string { return "gateway not healthy" })
-	cust := register(t, base)
-	code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
+	shoptest.AwaitHealth(t, base, 200, "")
+	cust := shoptest.Register(t, base, "ada", "FR")
+	code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
 		"items": []any{map[string]any{"sku": "sku-tee", "qty": 1}}, "card": "4242424242424242"})
 	if code != 202 {
 		t.Fatalf("order: %d %v", code, res)
 	}
 	id := res["id"].(string)
-	awaitStatus(t, base, id, "confirmed")
+	shoptest.AwaitStatus(t, base, id, "confirmed")
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		_, err := os.Stat(filepath.Join(mail, "confirmed-"+id+".eml"))
 		return err == nil

@@ -6,11 +6,9 @@ package security_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,6 +26,7 @@ import (
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // running is a shop on an embedded server, run by the test.
@@ -66,47 +65,28 @@ func (r *refusals) list() []string {
 	return slices.Clone(r.seen)
 }
 
-// launch starts a shop on dir; stop ends it and returns its error.
-func launch(dir string) (*running, func() error, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan *shop.Shop, 1)
-	done := make(chan error, 1)
-	refused := &refusals{}
-	go func() {
-		done <- shop.Run(ctx, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(refused)},
-			func(s *shop.Shop) { ready <- s })
-	}()
-	var once sync.Once
-	var err error
-	stop := func() error {
-		once.Do(func() { cancel(); err = <-done })
-		return err
-	}
-	select {
-	case s := <-ready:
-		return &running{Shop: s, dir: dir, stop: func() { _ = stop() }, refused: refused}, stop, nil
-	case err := <-done:
-		cancel()
-		return nil, nil, fmt.Errorf("shop did not start: %w", err)
-	case <-time.After(60 * time.Second):
-		cancel()
-		return nil, nil, errors.New("shop did not start in 60s")
-	}
+// config is a shop on dir whose log goes to refused.
+func config(dir string, refused *refusals) shop.Config {
+	return shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(refused)}
 }
 
+// launch starts a shop on dir, outside a test; stop ends it.
+func launch(dir string) (*running, error) {
+	refused := &refusals{}
+	s, err := shoptest.StartShop(config(dir, refused))
+	if err != nil {
+		return nil, err
+	}
+	return &running{Shop: s.Shop, dir: dir, stop: func() { _ = s.Stop() }, refused: refused}, nil
+}
+
+// startShop runs a shop on dir until the test ends; an error of its run
+// fails the test.
 func startShop(t *testing.T, dir string) *running {
 	t.Helper()
-	s, stop, err := launch(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.stop = func() {
-		if err := stop(); err != nil {
-			t.Errorf("shop: %v", err)
-		}
-	}
-	t.Cleanup(s.stop)
-	return s
+	refused := &refusals{}
+	s := shoptest.RunShop(t, config(dir, refused))
+	return &running{Shop: s.Shop, dir: dir, stop: func() { _ = s.Stop() }, refused: refused}
 }
 
 var (
@@ -127,7 +107,7 @@ func theShop(t *testing.T) *running {
 			sharedErr = err
 			return
 		}
-		shared, _, sharedErr = launch(dir)
+		shared, sharedErr = launch(dir)
 	})
 	if sharedErr != nil {
 		t.Fatal(sharedErr)
@@ -157,21 +137,7 @@ type conn struct {
 func as(t *testing.T, s *running, name string) *conn {
 	t.Helper()
 	c := &conn{errs: make(chan error, 64)}
-	opt, err := nats.NkeyOptionFromSeed(filepath.Join(s.Credentials, name+".nk"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.nc, err = nats.Connect(s.NATSURL, append([]nats.Option{opt, nats.CustomInboxPrefix(saga.InboxPrefix(name)),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			select {
-			case c.errs <- err:
-			default:
-			}
-		})}, tlsOpts...)...)
-	if err != nil {
-		t.Fatalf("connect as %s: %v", name, err)
-	}
-	t.Cleanup(c.nc.Close)
+	c.nc = shoptest.ConnectAs(t, s.NATSURL, s.Credentials, name, c.errs, tlsOpts...)
 	c.js, _ = jetstream.New(c.nc)
 	return c
 }
@@ -279,9 +245,9 @@ func TestRogueConsumerIsRefused(t *testing.T) {
 func TestForgedOutcomeIsRefused(t *testing.T) {
 	s := theShop(t)
 	base := "http://" + s.HTTPAddr
-	cust := register(t, base)
-	id := placeOrder(t, base, cust, "sku-mug", "4000000000000002") // declined
-	awaitStatus(t, base, id, "rejected")
+	cust := shoptest.Register(t, base, "Ada", "FR")
+	id := shoptest.PlaceOrder(t, base, cust, "4000000000000002", shoptest.Item("sku-mug", 1)) // declined
+	shoptest.AwaitStatus(t, base, id, "rejected")
 
 	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
 	if err != nil {
@@ -318,11 +284,11 @@ func TestForgedOutcomeIsRefused(t *testing.T) {
 func TestForgingParticipantIsRefused(t *testing.T) {
 	s := theShop(t)
 	base := "http://" + s.HTTPAddr
-	cust := register(t, base)
-	good := placeOrder(t, base, cust, "sku-mug", "4242424242424242")
-	declined := placeOrder(t, base, cust, "sku-mug", "4000000000000002")
-	awaitStatus(t, base, good, "confirmed")
-	awaitStatus(t, base, declined, "rejected")
+	cust := shoptest.Register(t, base, "Ada", "FR")
+	good := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
+	declined := shoptest.PlaceOrder(t, base, cust, "4000000000000002", shoptest.Item("sku-mug", 1))
+	shoptest.AwaitStatus(t, base, good, "confirmed")
+	shoptest.AwaitStatus(t, base, declined, "rejected")
 
 	payment := as(t, s, "payment")
 	ctx, cancel := long()
@@ -486,13 +452,13 @@ func TestShopOnItsOwnIdentitiesAndRestart(t *testing.T) {
 	dir := t.TempDir()
 	s := startShop(t, dir)
 	base := "http://" + s.HTTPAddr
-	cust := register(t, base)
-	ok := placeOrder(t, base, cust, "sku-mug", "4242424242424242")
-	declined := placeOrder(t, base, cust, "sku-mug", "4000000000000002")
-	soldOut := placeOrder(t, base, cust, "sku-sold-out", "4242424242424242")
-	awaitStatus(t, base, ok, "confirmed")
-	awaitStatus(t, base, declined, "rejected")
-	awaitStatus(t, base, soldOut, "rejected")
+	cust := shoptest.Register(t, base, "Ada", "FR")
+	ok := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
+	declined := shoptest.PlaceOrder(t, base, cust, "4000000000000002", shoptest.Item("sku-mug", 1))
+	soldOut := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-sold-out", 1))
+	shoptest.AwaitStatus(t, base, ok, "confirmed")
+	shoptest.AwaitStatus(t, base, declined, "rejected")
+	shoptest.AwaitStatus(t, base, soldOut, "rejected")
 	ctx := context.Background()
 	st, err := s.Deps.Sagas.Get(ctx, saga.Named("order"), soldOut)
 	if err != nil || st.Status != saga.StatusCompensated || st.Step("charge").Status != saga.StepCompensated {
@@ -528,65 +494,19 @@ func TestShopOnItsOwnIdentitiesAndRestart(t *testing.T) {
 		}
 	}
 	base = "http://" + again.HTTPAddr
-	awaitStatus(t, base, ok, "confirmed")
-	awaitStatus(t, base, placeOrder(t, base, cust, "sku-mug", "4242424242424242"), "confirmed")
+	shoptest.AwaitStatus(t, base, ok, "confirmed")
+	shoptest.AwaitStatus(t, base, shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1)), "confirmed")
 	// The services were refused nothing they need.
 	for _, r := range append(s.refused.list(), again.refused.list()...) {
 		t.Errorf("the broker refused a service: %s", r)
 	}
 }
 
-func call(t *testing.T, method, url string, body any) (int, map[string]any) {
-	t.Helper()
-	data, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, url, bytes.NewReader(data))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
-}
-
-func register(t *testing.T, base string) string {
-	t.Helper()
-	code, res := call(t, "POST", base+"/api/customers", map[string]any{"name": "Ada", "email": "ada@example.com",
-		"address": map[string]any{"line1": "1 Saga St", "city": "Lyon", "postcode": "69001", "country": "FR"}})
-	if code != 201 {
-		t.Fatalf("register: %d %v", code, res)
-	}
-	return res["id"].(string)
-}
-
-func placeOrder(t *testing.T, base, cust, sku, card string) string {
-	t.Helper()
-	var id string
-	// The gateway learns of a new customer from its event: retry a moment.
-	sagatest.Poll(t, 30*time.Second, func() bool {
-		code, res := call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust, "items": []any{map[string]any{"sku": sku, "qty": 1}}, "card": card})
-		if code == 202 {
-			id = res["id"].(string)
-			return true
-		}
-		return false
-	}, func() string { return "order not accepted" })
-	return id
-}
-
 func status(t *testing.T, base, id string) string {
 	t.Helper()
-	_, res := call(t, "GET", base+"/api/orders/"+id, nil)
+	_, res := shoptest.MustCall(t, "GET", base+"/api/orders/"+id, nil)
 	s, _ := res["status"].(string)
 	return s
-}
-
-func awaitStatus(t *testing.T, base, id, want string) {
-	t.Helper()
-	sagatest.Poll(t, 60*time.Second, func() bool { return status(t, base, id) == want },
-		func() string { return fmt.Sprintf("order %s is %s, want %s", id, status(t, base, id), want) })
 }
 
 // What only an operator may do stays the operator's: no service identity
@@ -596,9 +516,9 @@ func awaitStatus(t *testing.T, base, id, want string) {
 func TestOperatorActsAreRefused(t *testing.T) {
 	s := theShop(t)
 	base := "http://" + s.HTTPAddr
-	cust := register(t, base)
-	id := placeOrder(t, base, cust, "sku-mug", "4242424242424242")
-	awaitStatus(t, base, id, "confirmed")
+	cust := shoptest.Register(t, base, "Ada", "FR")
+	id := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
+	shoptest.AwaitStatus(t, base, id, "confirmed")
 	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
 	if err != nil {
 		t.Fatal(err)
