@@ -17,7 +17,7 @@ import (
 // screen, hide lines or retitle the window).
 func TestTextOutputCarriesNoTerminalEscapes(t *testing.T) {
 	srv := sagatest.NewServer(t)
-	c := srv.Client()
+	srv.Client() // provisions choreo
 	nc, _ := srv.Connect()
 	m := nats.NewMsg("choreo.dlq.trip")
 	m.Header.Set("Choreo-Dlq-Reason", "ok\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2J\x9b31m")
@@ -27,7 +27,7 @@ func TestTextOutputCarriesNoTerminalEscapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 20*time.Second, func() bool {
-		dls, _ := c.DeadLetters(context.Background(), nil)
+		dls, _ := srv.Ops().DeadLetters(context.Background(), "")
 		return len(dls) == 1
 	}, func() string { return "not dead-lettered" })
 	for _, args := range [][]string{{"dlq", "ls"}, {"dlq", "show", "1"}} {

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/describe"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
@@ -400,7 +401,7 @@ func TestSagasShowPrintsTheTrace(t *testing.T) {
 func TestJSONAfterTheCommandAndRefusedCredentials(t *testing.T) {
 	url, _, _, _, _ := system(t)
 	code, out, errs := runCLI(t, url, "flows", "ls", "--json")
-	var flows []saga.FlowInfo
+	var flows []describe.Flow
 	if code != 0 || json.Unmarshal([]byte(out), &flows) != nil || len(flows) != 2 {
 		t.Errorf("flows ls --json: %d %s %s", code, errs, out)
 	}

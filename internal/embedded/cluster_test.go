@@ -15,6 +15,7 @@ import (
 	"github.com/choreo-go/choreo/internal/embedded"
 	"github.com/choreo-go/choreo/internal/testcert"
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
@@ -119,7 +120,7 @@ func TestClusterWithTLSRoutesRunsASagaAndRefusesStrangers(t *testing.T) {
 	}
 	sagatest.AwaitStatus(t, clientsOf[2], flow, "o1", time.Minute, saga.StatusCompleted)
 	js, _ := jetstream.New(conns[0])
-	info, err := js.Stream(context.Background(), saga.StreamName)
+	info, err := js.Stream(context.Background(), access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,14 +11,18 @@ import (
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/events"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/schemas"
 )
 
 // Deps are what every service takes. The caller owns the connection.
 type Deps struct {
-	NC     *nats.Conn
-	JS     jetstream.JetStream
-	Sagas  *saga.Client
+	NC    *nats.Conn
+	JS    jetstream.JetStream
+	Sagas *saga.Client
+	// Ops is the operator's view of the same sagas (dead letters,
+	// versions, diagnosis); what it may change is what the identity may.
+	Ops    *ops.Client
 	Bus    *events.Bus
 	Logger *slog.Logger
 	// Admin is the process's admin listener's mux and metrics (obs.go);
@@ -55,11 +59,15 @@ func NewDeps(ctx context.Context, nc *nats.Conn, source string, logger *slog.Log
 	if err != nil {
 		return Deps{}, err
 	}
+	op, err := ops.Open(ctx, js, sopts...)
+	if err != nil {
+		return Deps{}, err
+	}
 	bus, err := events.New(ctx, js, events.WithSource(source), events.WithLogger(logger))
 	if err != nil {
 		return Deps{}, err
 	}
-	return Deps{NC: nc, JS: js, Sagas: c, Bus: bus, Logger: logger.With("service", source), Admin: o.Admin}, nil
+	return Deps{NC: nc, JS: js, Sagas: c, Ops: op, Bus: bus, Logger: logger.With("service", source), Admin: o.Admin}, nil
 }
 
 // Runner returns a saga runner that checks every step input against its

@@ -26,7 +26,6 @@ import (
 	"github.com/choreo-go/choreo/internal/embedded"
 	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/console"
-	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/services/billing"
 	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/gateway"
@@ -321,12 +320,8 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		sh.ConsoleURL = "http://" + sh.ConsoleAddr + "/?token=" + token
 		// The console's own mux: the admin listener's has no console, nor
 		// the console the admin listener's /metrics.
-		op, err := ops.Open(ctx, provisioned.JS)
-		if err != nil {
-			return fmt.Errorf("shop: console: %w", err)
-		}
 		con := kit.NewAdmin(nil)
-		con.Mux.Handle("/", console.Handler(provisioned.Sagas, op, console.WithTitle("shop"), console.WithToken(token)))
+		con.Mux.Handle("/", console.Handler(provisioned.Sagas, provisioned.Ops, console.WithTitle("shop"), console.WithToken(token)))
 		g.Go(func() error { return con.Serve(gctx, ln) })
 	}
 	if adminLn != nil {

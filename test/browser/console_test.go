@@ -94,7 +94,7 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	}
 	var seq uint64
 	sagatest.Poll(t, 30*time.Second, func() bool {
-		dls, _ := c.DeadLetters(ctx0, nil)
+		dls, _ := sh.Deps.Ops.DeadLetters(ctx0, "")
 		for _, d := range dls {
 			if d.Subject == subject {
 				seq = d.Sequence

@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
@@ -300,7 +301,7 @@ func (s *stack) admin() kit.Deps {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	nc, err := nats.Connect(s.natsURLs(), seed, nats.Secure(conf), nats.CustomInboxPrefix(saga.InboxPrefix(shop.Admin)),
+	nc, err := nats.Connect(s.natsURLs(), seed, nats.Secure(conf), nats.CustomInboxPrefix(access.InboxPrefix(shop.Admin)),
 		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		s.t.Fatalf("connect as the admin: %v", err)
@@ -710,7 +711,7 @@ func atLeast(v string, want ...int) bool {
 func (s *stack) logDeadLetters(d kit.Deps) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dead, err := d.Sagas.DeadLetters(ctx, schemas.OrderFlow)
+	dead, err := d.Ops.DeadLetters(ctx, schemas.OrderFlow.Name())
 	if err != nil {
 		s.t.Logf("dead letters: %v", err)
 		return

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
@@ -100,10 +101,10 @@ func TestEndOfAnUnknownOrderIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	sagatest.AwaitStatus(t, h.deps.Sagas, schemas.OrderFlow, o.OrderID, 30*time.Second, saga.StatusCompensated)
-	var dls []saga.DeadLetter
+	var dls []ops.DeadLetter
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		dls = dls[:0]
-		all, _ := h.deps.Sagas.DeadLetters(ctx, schemas.OrderFlow)
+		all, _ := h.deps.Ops.DeadLetters(ctx, schemas.OrderFlow.Name())
 		for _, d := range all {
 			if strings.Contains(d.Subject, "."+o.OrderID+".") {
 				dls = append(dls, d)

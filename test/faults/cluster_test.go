@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
@@ -328,7 +329,7 @@ func TestClusterLeaderLossAndPartition(t *testing.T) {
 		return c.urls()
 	}})
 	ctx := context.Background()
-	info, err := h.d.JS.Stream(ctx, saga.StreamName)
+	info, err := h.d.JS.Stream(ctx, access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,8 +339,8 @@ func TestClusterLeaderLossAndPartition(t *testing.T) {
 	l := h.startLoad(scale(200), 20)
 
 	time.Sleep(3 * time.Second) // the load runs before the first fault
-	leader := c.streamLeader(ctx, h.d.JS, saga.StreamName)
-	t.Logf("shutting down %s, the leader of %s", leader.name, saga.StreamName)
+	leader := c.streamLeader(ctx, h.d.JS, access.StreamName)
+	t.Logf("shutting down %s, the leader of %s", leader.name, access.StreamName)
 	leader.stop()
 	h.faults.Add(1)
 	time.Sleep(3 * time.Second) // the outage

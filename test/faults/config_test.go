@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
@@ -83,7 +84,7 @@ func TestUnsafeConfigRefused(t *testing.T) {
 	t.Run("memory stream taken over", func(t *testing.T) {
 		srv := sagatest.NewServer(t)
 		_, js := srv.Connect()
-		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: saga.StreamName, Subjects: []string{"choreo.log.>", "choreo.cmd.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: access.StreamName, Subjects: []string{"choreo.log.>", "choreo.cmd.>"}, Storage: jetstream.MemoryStorage}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := saga.New(ctx, js); !errors.Is(err, saga.ErrUnsafeConfig) || !strings.Contains(err.Error(), "memory storage") {
@@ -108,7 +109,7 @@ func TestUnsafeConfigRefused(t *testing.T) {
 			srv := sagatest.NewServer(t)
 			c := srv.Client()
 			_, js := srv.Connect()
-			if _, err := js.CreateConsumer(ctx, saga.StreamName, tc.cfg); err != nil {
+			if _, err := js.CreateConsumer(ctx, access.StreamName, tc.cfg); err != nil {
 				t.Fatal(err)
 			}
 			a := saga.NewStep[limIn, limMid]("a")

@@ -32,7 +32,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/customer"
@@ -638,7 +638,7 @@ func (h *harness) explain(ctx context.Context, problems []string) {
 	}
 	// Where the steps' consumers stand: a message stuck with one of them
 	// shows here.
-	s, err := h.d.JS.Stream(ctx, saga.StreamName)
+	s, err := h.d.JS.Stream(ctx, access.StreamName)
 	if err != nil {
 		h.t.Logf("consumers: %v", err)
 		return

@@ -16,6 +16,7 @@ import (
 
 	"github.com/choreo-go/choreo/internal/wire"
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
@@ -60,7 +61,7 @@ func TestPoisonOnEverySubject(t *testing.T) {
 		if len(ids) == 0 {
 			return false
 		}
-		s, err := h.d.JS.Stream(ctx, saga.StreamName)
+		s, err := h.d.JS.Stream(ctx, access.StreamName)
 		if err != nil {
 			return false
 		}
@@ -123,7 +124,7 @@ func TestPoisonOnEverySubject(t *testing.T) {
 	var got map[key]string
 	collect := func() {
 		got = map[key]string{}
-		dls, err := h.d.Sagas.DeadLetters(ctx, nil)
+		dls, err := h.d.Ops.DeadLetters(ctx, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,7 +168,7 @@ func TestPoisonOnEverySubject(t *testing.T) {
 		func() string { return strings.Join(missing(), "\n") })
 	// The forged broker headers named the template's start event: the
 	// quarantine of the forgeries deleted them, not it.
-	s, err := h.d.JS.Stream(ctx, saga.StreamName)
+	s, err := h.d.JS.Stream(ctx, access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +349,7 @@ func listReaders(t *testing.T, h *harness) map[string][]string {
 	t.Helper()
 	ctx := context.Background()
 	readers := map[string][]string{}
-	for _, stream := range []string{saga.StreamName, saga.TimerStream, events.Stream} {
+	for _, stream := range []string{access.StreamName, access.TimerStream, events.Stream} {
 		s, err := h.d.JS.Stream(ctx, stream)
 		if err != nil {
 			t.Fatal(err)

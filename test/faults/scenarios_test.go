@@ -245,7 +245,7 @@ func TestCompensationFailures(t *testing.T) {
 			in.start()
 		}
 		for _, st := range parked {
-			if err := h.d.Sagas.RetryCompensation(ctx, flow, st.ID); err != nil {
+			if err := h.d.Ops.RetryCompensation(ctx, flow.Name(), st.ID); err != nil {
 				t.Errorf("retry %s: %v", st.ID, err)
 			}
 		}

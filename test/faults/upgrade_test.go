@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
@@ -89,7 +89,7 @@ func TestRollingUpgradeOfTheFlow(t *testing.T) {
 	t.Logf("%v both versions in flight: sagas by version %v", time.Since(began).Round(time.Second), count())
 
 	// Version 1 drains while some of its sagas wait for shipping.
-	rep, err := h.d.Sagas.Retire(ctx, schemas.OrderFlow, 1, saga.Drain, "order flow v2 invoices confirmed orders only")
+	rep, err := h.d.Ops.Retire(ctx, schemas.OrderFlow.Name(), 1, ops.Drain, "order flow v2 invoices confirmed orders only")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,14 +106,14 @@ func TestRollingUpgradeOfTheFlow(t *testing.T) {
 	}
 	var left []string
 	sagatest.Poll(t, 3*time.Minute, func() bool {
-		vs, err := h.d.Sagas.Versions(ctx, schemas.OrderFlow)
+		vs, err := h.d.Ops.Versions(ctx, schemas.OrderFlow.Name())
 		if err != nil {
 			return false
 		}
 		for _, v := range vs {
 			if v.Version == 1 {
 				left = v.InFlight
-				return v.Left() == 0 && v.Status == saga.VersionDraining
+				return v.Left() == 0 && v.Status == ops.VersionDraining
 			}
 		}
 		return false

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/shop"
 )
@@ -46,7 +46,7 @@ func external() (*running, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(url, append([]nats.Option{seed, nats.CustomInboxPrefix(saga.InboxPrefix(shop.Admin)), nats.MaxReconnects(-1)}, tlsOpts...)...)
+	nc, err := nats.Connect(url, append([]nats.Option{seed, nats.CustomInboxPrefix(access.InboxPrefix(shop.Admin)), nats.MaxReconnects(-1)}, tlsOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s as the admin: %w", url, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/choreo-go/choreo/internal/embedded"
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -29,7 +30,7 @@ func TestFlowRunsOnDerivedPermissions(t *testing.T) {
 	wait := saga.NewStep[ticket, ticket]("wait", saga.Owner("svc"),
 		saga.WithRetry(saga.RetryPolicy{MaxAttempts: 1000, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}))
 	f := saga.MustDefine[ticket]("sec", 1, hold, wait, saga.Deadline(2*time.Second), saga.StartedBy("starter"))
-	perms, err := saga.Permissions(f)
+	perms, err := access.Permissions(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func TestFlowRunsOnDerivedPermissions(t *testing.T) {
 	client := func(name string) *saga.Client {
 		kp := keys[name]
 		pub, _ := kp.PublicKey()
-		nc, err := nats.Connect(srv.ClientURL(), nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(saga.InboxPrefix(name)),
+		nc, err := nats.Connect(srv.ClientURL(), nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(access.InboxPrefix(name)),
 			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { refused <- err }))
 		if err != nil {
 			t.Fatal(err)

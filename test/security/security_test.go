@@ -23,6 +23,8 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/shop"
@@ -293,7 +295,7 @@ func TestForgingParticipantIsRefused(t *testing.T) {
 	payment := as(t, s, "payment")
 	ctx, cancel := long()
 	defer cancel()
-	stream, err := payment.js.Stream(ctx, saga.StreamName)
+	stream, err := payment.js.Stream(ctx, access.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,9 +321,9 @@ func TestForgingParticipantIsRefused(t *testing.T) {
 		t.Fatalf("payment may append on charge's subject, but: %v", err)
 	}
 
-	var dead []saga.DeadLetter
+	var dead []ops.DeadLetter
 	sagatest.Poll(t, 30*time.Second, func() bool {
-		dead, err = s.Deps.Sagas.DeadLetters(context.Background(), schemas.OrderFlow)
+		dead, err = s.Deps.Ops.DeadLetters(context.Background(), schemas.OrderFlow.Name())
 		for _, d := range dead {
 			if d.Subject == subject && strings.HasPrefix(d.Reason, "forged: ") && d.Consumer == "order__end_order" {
 				return true
@@ -527,8 +529,8 @@ func TestOperatorActsAreRefused(t *testing.T) {
 		c := as(t, s, who)
 		for _, subject := range []string{
 			fmt.Sprintf("choreo.log.order.%s.v%d._saga.cancelled", id, st.Version),
-			"$KV." + saga.FlowsBucket + ".status.order.v1",
-			"$KV." + saga.FlowsBucket + ".def.elsewhere.v1",
+			"$KV." + access.FlowsBucket + ".status.order.v1",
+			"$KV." + access.FlowsBucket + ".def.elsewhere.v1",
 		} {
 			if err := c.nc.Publish(subject, []byte(`{"status":"retired"}`)); err != nil {
 				t.Fatal(err)
@@ -538,12 +540,12 @@ func TestOperatorActsAreRefused(t *testing.T) {
 	}
 	// The registry still says both versions are active, and the saga ended
 	// as it did.
-	vs, err := s.Deps.Sagas.Versions(context.Background(), schemas.OrderFlow)
+	vs, err := s.Deps.Ops.Versions(context.Background(), schemas.OrderFlow.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range vs {
-		if v.Status != saga.VersionActive {
+		if v.Status != ops.VersionActive {
 			t.Errorf("v%d is %s", v.Version, v.Status)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -49,7 +49,7 @@ func Connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstre
 // dropped.
 func ConnectAs(t testing.TB, url, credentials, name string, errs chan<- error, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	all := []nats.Option{Seed(t, credentials, name), nats.CustomInboxPrefix(saga.InboxPrefix(name))}
+	all := []nats.Option{Seed(t, credentials, name), nats.CustomInboxPrefix(access.InboxPrefix(name))}
 	if errs != nil {
 		all = append(all, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
