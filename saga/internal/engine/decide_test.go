@@ -216,7 +216,7 @@ func TestSchemaInvalidFailsAndDeadLetters(t *testing.T) {
 
 func TestOversize(t *testing.T) {
 	for _, tc := range []struct {
-		name                 string
+		name                  string
 		out, state, max, want int
 	}{
 		{"small results always fit", 1024, 1 << 20, 2048, 0},
