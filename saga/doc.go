@@ -1,6 +1,13 @@
 // Package saga declares sagas and runs them by event choreography on NATS
 // JetStream: each step runs in the service that owns it, and a failure is
 // undone by the compensations the flow declares, with no orchestrator.
+// This package is what a service author imports: declare, run, query.
+// Its neighbours are for the other people around a running system:
+// saga/access derives each service's broker permissions from the flows and
+// provisions choreo's streams (a deployer's job), saga/ops retires
+// versions, cancels sagas and handles dead letters (an operator's job),
+// saga/describe draws flows and writes their AsyncAPI document, and
+// saga/sagatest is the test kit.
 //
 // # Declaring
 //
@@ -10,17 +17,28 @@
 // a handler is bound, and Define checks that they chain. Parallel groups
 // steps that run at once and join; Deadline bounds the saga. Steps are
 // compensatable (the default), one Pivot, and Retriable steps after it.
-// Owner and Undo name the service that runs a step and its compensation,
-// so that tools can draw and check a flow from its definition (Flow.Steps).
+// Owner and Undo name the service that runs a step and its compensation:
+// permissions, drawings and the operator tools derive from them
+// (Flow.Info).
 //
 // # Running
 //
-// A service makes a Client over its JetStream context (New), a Runner
-// (NewRunner), binds its own steps with Handle, and calls Run. Every
-// instance of a service shares the steps' durable consumers. Start starts
-// a saga (its input's type checked by the compiler); Get, List, Watch and
-// Timeline show where sagas stand, given the flow (or Named, for a flow
-// known only by name). Runner.OnEnd is told of every saga that ends.
+// A service makes a Client over its JetStream context (New, or Open where
+// an admin provisioned the streams), a Runner (NewRunner), binds its own
+// steps with Handle, and calls Run. Every instance of a service shares the
+// steps' durable consumers. Start starts a saga (its input's type checked
+// by the compiler); Get, List, Watch and Timeline show where sagas stand,
+// given the flow (or Named, for a flow known only by name). Runner.OnEnd is
+// told of every saga that ends.
+//
+// # What errors mean
+//
+// An action's nil error completes its step. Abort(err) is a business
+// refusal: the saga compensates. Any other error is retried with the
+// step's RetryPolicy; when attempts or the step's timeout run out, the saga
+// compensates. Compensations are retried until their own policy runs out;
+// then the saga is parked as compensation_failed, the command is
+// dead-lettered, and an operator resumes it (ops.Client.RetryCompensation).
 //
 // # Versions
 //
@@ -42,28 +60,8 @@
 // flow's input (ExactVersion pins one); Get, List and Timeline show each
 // saga's Version, and Get marks a step no runner of the saga's version is
 // attached to (Unserved, Waiting), so a saga whose version nobody serves
-// is visible, not silently stranded.
-//
-// Retiring a version is an explicit act (Client.Retire): Drain refuses new
-// sagas of it and lets those in flight finish; CompensateInFlight cancels
-// them with a reason (those past their pivot finish forward). Either way
-// the version's runners must stay until Versions reports none left: a
-// saga's compensations run on its own version's handlers. Cancel stops one
-// running saga the same way. The registry behind this is the key-value
-// bucket wire.FlowsBucket, where each runner also registers the definitions it
-// serves (Client.Flows lists them for tools not compiled with the flows).
-//
-// # Operating
-//
-// Open attaches to provisioned streams without changing anything, for
-// tools. Flows lists the registered flow versions and FlowInfo.Mermaid
-// draws one; AsyncAPI describes them as an AsyncAPI 3.0 document, with
-// each message's JSON Schema when the runners that registered them were
-// given WithSchemas; Versions and Diagnose say where versions stand and what is
-// wrong now (steps whose sagas wait with no runner attached, consumers
-// behind, sagas past their deadline, parked sagas, streams near their
-// limits); DeadLetters, ReplayDeadLetter and PurgeDeadLetters handle what
-// could not be processed. The command line cmd/choreo is built on these.
+// is visible, not silently stranded. Retiring a version is an operator's
+// explicit act (package ops); Start then refuses it with ErrRetired.
 //
 // # Phases
 //
@@ -71,15 +69,6 @@
 // PhaseFailed, PhaseCompensated, ...): Event.Phase, WithOnRecorded and
 // sagatest's timelines ("charge:compensated") use them. A handler call's
 // Info.Phase is PhaseAction or PhaseCompensation.
-//
-// # What errors mean
-//
-// An action's nil error completes its step. Abort(err) is a business
-// refusal: the saga compensates. Any other error is retried with the step's
-// RetryPolicy; when attempts or the step's timeout run out, the saga
-// compensates. Compensations are retried until their own policy runs out;
-// then the saga is parked as compensation_failed, the command is
-// dead-lettered, and Client.RetryCompensation resumes it.
 //
 // # Guarantees
 //
@@ -94,20 +83,10 @@
 // not complete. Messages choreo cannot process go to the dead-letter stream
 // with the reason. Deadlines are JetStream message schedules, and so is
 // the removal of an ended saga once its retention (WithRetention) has
-// passed; a running or parked saga is never removed.
-//
-// # Permissions
-//
-// A service is trusted only for the steps it owns. Permissions derives,
-// from the flows' definitions (Owner on each step, StartedBy on the flow),
-// the NATS permissions of each service's identity: appending its own
-// steps' outcomes, using its own durable consumers, reading sagas; never
-// creating, purging or deleting a stream, nor touching another service's
-// consumer. Reader is for identities that only query. An admin identity
-// runs Provision (the streams) first; AuthorizationConfig renders the
-// identities as a nats-server authorization block. Each identity connects
-// with nats.CustomInboxPrefix(InboxPrefix(name)). Without authentication
-// on the server nothing changes.
+// passed; a running or parked saga is never removed. Every event a process
+// reads is checked against the saga's log before it is believed: an event
+// that changes what its step and phase may not change is dead-lettered as
+// forged (WithUncheckedEvents turns this off).
 //
 // # Observing
 //
@@ -115,10 +94,9 @@
 // provider, a no-op until the program sets one): a saga is one trace, from
 // Start through a span per action and compensation to the OnEnd handlers,
 // its context carried in a traceparent header only when tracing is on, and
-// its id kept in State.TraceID. WithObserver tells an Observer (metrics)
-// of every handler call, recorded event and dead letter. WithLogger's
-// lines about a message name its flow, saga, step, phase, attempt and
-// trace id.
+// its id kept in State.TraceID. WithObserver tells an Observer (metrics) of
+// every handler call, recorded event and dead letter. WithLogger's lines
+// about a message name its flow, saga, step, phase, attempt and trace id.
 //
 // # Testing
 //
@@ -128,12 +106,9 @@
 //
 // # Layout
 //
-// For contributors: journal.go is the saga log (reading, appending with
-// compare-and-set, emitting what a state makes due, dead-lettering);
-// delivery.go is one delivered message and how it ends; decide.go holds
-// the runner's decisions as pure functions of a state and an outcome;
-// state.go the state and its transitions; codec.go and envelope.go the
-// wire format (internal/wire names it); runner.go and client.go are the
-// public faces; trace.go and observe.go the tracing, observer and log
-// lines.
+// For contributors: this package is a typed face over
+// saga/internal/engine, which holds the saga log, the check of every event,
+// the runner's decisions and the delivery of messages (its doc.go says
+// which file holds what). The face turns typed handlers and payloads into
+// the engine's bytes and the engine's state into State.
 package saga

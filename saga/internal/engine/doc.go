@@ -1,0 +1,25 @@
+// Package engine runs sagas: the untyped machinery under package saga's
+// typed face, and under the tools beside it (saga/ops, saga/access).
+//
+// Files by noun, each using only files below it in this list:
+//
+//   - errors.go, pool.go, trace.go: sentinels, the worker pool, the trace
+//     context carried in headers.
+//   - flow.go: a flow's definition (FlowDef, StepDef) and Define's checks.
+//   - state.go: a saga's State and its transitions; decide.go: the
+//     runner's decisions, pure functions of a state and an outcome.
+//   - codec.go, envelope.go: the wire format of a state and of a message.
+//   - observe.go, options.go: what a client is told (Observer) and how it
+//     is configured.
+//   - registry.go: the flow registry bucket; journal.go: the saga log's
+//     reads and caches; check.go: the check that every event follows from
+//     the log before it; append.go: appending with compare-and-set,
+//     emitting what a state makes due, dead-lettering.
+//   - client.go, query.go, start.go: a client, its queries and starting a
+//     saga; versions.go, deadletters.go, counts.go, doctor.go: the
+//     operator's acts and reports.
+//   - runner.go, runopts.go: a runner and its options; delivery.go: one
+//     delivered message and how it ends; handlers.go: the four kinds of
+//     message a runner handles; consume.go: the consume loop and the
+//     runner's lifecycle.
+package engine
