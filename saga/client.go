@@ -57,7 +57,7 @@ func ExactVersion() StartOption { return func(o *startOptions) { o.exact = true 
 // ErrInvalidOption for a nil client, ErrInvalidID, ErrInvalidInput for an
 // input that does not encode or is over the event size limit, ErrRetired
 // when the version is retired or draining, ErrStreamFull when the saga
-// stream is near its limits (see WithStreamLimits), or the broker's error.
+// stream is near its limits (see access.WithStreamLimits), or the broker's error.
 func Start[In any](ctx context.Context, c *Client, f *Flow[In], id string, input In, opts ...StartOption) error {
 	if f == nil || f.def == nil {
 		return fmt.Errorf("%w: nil flow", ErrInvalidFlow)

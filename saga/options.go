@@ -13,27 +13,6 @@ import (
 // a bad one makes New return an error wrapping ErrInvalidOption.
 type Option = engine.Option
 
-// WithReplicas sets the replica count of choreo's streams (1, 3 or 5). The
-// default is 3 when the server is part of a cluster and 1 otherwise. With 3
-// each write waits for a quorum of two servers, which costs a network round
-// trip per saga step, and survives the loss of any one server; 1 on a
-// cluster is refused unless WithUnsafe is given too.
-func WithReplicas(n int) Option { return engine.WithReplicas(n) }
-
-// WithMemoryStorage keeps choreo's streams in memory instead of files.
-// Everything is lost when the server stops, sagas in flight included: use it
-// only for throwaway tests and benchmarks. The default is file storage.
-// Durability of file storage also depends on the server's sync setting:
-// with the default (sync every 2 minutes) a machine crash, not a process
-// crash, can lose the last writes; sync_interval: always (SyncAlways when
-// embedded) fsyncs every write and costs throughput.
-func WithMemoryStorage() Option { return engine.WithMemoryStorage() }
-
-// WithDuplicateWindow sets how long the broker remembers message ids to drop
-// duplicate publishes (default 2 minutes). Longer windows cost server memory
-// per message in the window.
-func WithDuplicateWindow(d time.Duration) Option { return engine.WithDuplicateWindow(d) }
-
 // WithMaxEventSize sets the largest event, headers included, that choreo
 // accepts (default 512 KiB); a larger one is dead-lettered, and Start
 // refuses a larger input.
@@ -41,7 +20,7 @@ func WithMaxEventSize(n int) Option { return engine.WithMaxEventSize(n) }
 
 // WithRetention sets how long a saga that ended (completed or compensated)
 // stays queryable before its log, commands and timers are removed (default
-// DefaultRetention; 0 keeps them for ever). A saga still running, or
+// 24 hours; 0 keeps them for ever). A saga still running, or
 // parked as compensation_failed for an operator, is never removed: the
 // clock starts when it ends. Each ended saga costs the broker about the
 // memory of its subjects (see the README's Performance section) until
@@ -49,33 +28,12 @@ func WithMaxEventSize(n int) Option { return engine.WithMaxEventSize(n) }
 // flow.
 func WithRetention(d time.Duration) Option { return engine.WithRetention(d) }
 
-// WithMaxAge bounds how long anything in the saga stream is kept (default:
-// for ever), running sagas included: a saga older than this loses its
-// state. Prefer WithRetention, which removes only ended sagas; MaxAge is a
-// backstop, to set well above the longest saga.
-func WithMaxAge(d time.Duration) Option { return engine.WithMaxAge(d) }
-
 // WithSource sets the CloudEvents source of the events this client
 // publishes, typically the service's name (default "choreo").
 func WithSource(s string) Option { return engine.WithSource(s) }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return engine.WithLogger(l) }
-
-// WithStreamLimits bounds the saga stream (0: no bound). The broker then
-// refuses writes beyond the limits instead of dropping old state, and
-// Start refuses new sagas (ErrStreamFull) once less than a fifth of either
-// limit is left, so that the sagas in flight keep room to finish. Keep the
-// limits well above sagas in flight times events per saga.
-func WithStreamLimits(maxMsgs, maxBytes int64) Option {
-	return engine.WithStreamLimits(maxMsgs, maxBytes)
-}
-
-// WithUnsafe accepts configurations that lose sagas when a server fails:
-// unreplicated streams on a cluster, taking over streams on memory
-// storage. Without it New refuses them with ErrUnsafeConfig. For tests and
-// throwaway setups only.
-func WithUnsafe() Option { return engine.WithUnsafe() }
 
 // WithUncheckedEvents turns off the check that every saga log event
 // changes only what its step and phase may change (see the README's
@@ -90,6 +48,3 @@ func WithUncheckedEvents() Option { return engine.WithUncheckedEvents() }
 // TracerProvider, otel.GetTracerProvider, which is a no-op unless the
 // program sets one).
 func WithTracerProvider(tp trace.TracerProvider) Option { return engine.WithTracerProvider(tp) }
-
-// DefaultRetention is how long an ended saga is kept by default.
-const DefaultRetention = engine.DefaultRetention

@@ -787,7 +787,7 @@ func TestUnsafeStreamIsRefused(t *testing.T) {
 	if !errors.Is(err, saga.ErrUnsafeConfig) || !strings.Contains(err.Error(), "memory storage") {
 		t.Fatalf("New over a memory stream = %v, want ErrUnsafeConfig", err)
 	}
-	if _, err := saga.New(ctx, js, saga.WithMemoryStorage()); err != nil {
+	if _, err := saga.New(ctx, js, access.WithMemoryStorage()); err != nil {
 		t.Errorf("asked for memory storage: %v", err)
 	}
 }

@@ -366,12 +366,12 @@ func TestR1OnAClusterRefused(t *testing.T) {
 	_, js := shoptest.Connect(t, c.urls())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := saga.New(ctx, js, saga.WithReplicas(1))
+	_, err := saga.New(ctx, js, access.WithReplicas(1))
 	if !errors.Is(err, saga.ErrUnsafeConfig) || !strings.Contains(err.Error(), "1 replica") {
 		t.Fatalf("R1 on a cluster: %v, want a refusal that names the replicas", err)
 	}
 	t.Logf("refused: %v", err)
-	if _, err := saga.New(ctx, js, saga.WithReplicas(1), saga.WithUnsafe()); err != nil {
+	if _, err := saga.New(ctx, js, access.WithReplicas(1), access.WithUnsafe()); err != nil {
 		t.Errorf("R1 on a cluster with WithUnsafe: %v", err)
 	}
 }

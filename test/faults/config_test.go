@@ -27,7 +27,7 @@ type limOut struct{ N int }
 // which all finish; none is dropped.
 func TestStreamLimitsRefuseNewSagasLoudly(t *testing.T) {
 	srv := sagatest.NewServer(t)
-	c := srv.Client(saga.WithStreamLimits(300, 0))
+	c := srv.Client(access.WithStreamLimits(300, 0))
 	a := saga.NewStep[limIn, limMid]("a")
 	b := saga.NewStep[limMid, limOut]("b")
 	flow := saga.MustDefine[limIn]("limited", 1, a, b)
