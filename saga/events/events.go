@@ -121,12 +121,13 @@ func WithSource(s string) Option {
 	return set(option.Source(s), func(o *options) { o.source = s })
 }
 
-// WithLogger sets the logger (default: discard).
+// WithLogger sets where the bus logs its dead letters and retries
+// (default: nowhere).
 func WithLogger(l *slog.Logger) Option {
 	return set(option.Logger(l), func(o *options) { o.logger = l })
 }
 
-// set makes an option from a check of its value and its setter.
+// set is an option that checks its value, then sets it with fn.
 func set(check error, fn func(*options)) Option {
 	return Option(option.New(ErrInvalidOption, check, fn))
 }
