@@ -161,6 +161,28 @@ func IDChars(s string) bool {
 	return true
 }
 
+// DeadLetterSubject is where writer, an identity's name (Unnamed for an
+// identity without one: an admin, an unauthenticated client), dead-letters
+// a message of flow: the broker lets each identity publish only under its
+// own name, so the subject says who wrote a dead letter.
+func DeadLetterSubject(flow, writer string) string { return Dead + flow + "." + writer }
+
+// Unnamed stands for an identity with no name, in a subject token: no
+// service's name (Token refuses a leading underscore).
+const Unnamed = "_"
+
+// InboxPrefix is the inbox prefix of an identity's connection.
+func InboxPrefix(identity string) string { return "_INBOX_" + identity }
+
+// IdentityOf is the identity a connection's inbox prefix names
+// (InboxPrefix), or Unnamed.
+func IdentityOf(inboxPrefix string) string {
+	if name, ok := strings.CutPrefix(inboxPrefix, "_INBOX_"); ok && Token(name) {
+		return name
+	}
+	return Unnamed
+}
+
 // DefKey is the flow registry's key of a flow version's definition.
 func DefKey(flow string, version int) string { return "def." + flow + "." + Version(version) }
 

@@ -67,7 +67,7 @@ func union(a, b []string) []string {
 // (nats.CustomInboxPrefix): the replies to its requests, and the messages
 // it pulls, arrive there, and Permissions lets only that identity
 // subscribe to it, so no service reads another's replies.
-func InboxPrefix(identity string) string { return "_INBOX_" + identity }
+func InboxPrefix(identity string) string { return wire.InboxPrefix(identity) }
 
 // jsAPI is the default JetStream API prefix: permissions name it.
 const jsAPI = "$JS.API."
@@ -80,8 +80,10 @@ const jsAPI = "$JS.API."
 //     (choreo.log.<flow>.*.v<N>.<step>.*) and, if it starts the flow, a saga's
 //     start; a participant also appends a saga's deadline, which any
 //     runner of the flow handles;
-//   - publish the flow's compensation commands, timer schedules and dead
-//     letters (a command is only obeyed when the saga's log makes it due);
+//   - publish the flow's compensation commands and timer schedules (a
+//     command is only obeyed when the saga's log makes it due), and dead
+//     letters under its own name (choreo.dlq.<flow>.<service>: the tools
+//     show who wrote each);
 //   - read saga logs by direct get, look up streams and consumers, and
 //     delete single saga log and timer messages by sequence (what a runner
 //     does to expire an ended saga and to quarantine a rogue event: it can
@@ -90,6 +92,10 @@ const jsAPI = "$JS.API."
 //     <flow>_v<N>_<step>_do and _undo of its steps, <flow>_v<N>__timers of the flows
 //     it runs steps of, and <flow>__end_<service> (an OnEnd handler named
 //     after the service);
+//   - attest the definitions of the flow versions it runs steps of, under
+//     a registry key of its own (def.<flow>.v<N>.<service>): the tools
+//     show a definition only when every participant that attested one
+//     attested the same;
 //   - subscribe only under its own inbox prefix (InboxPrefix).
 //
 // It may not create, update, purge or delete a stream, nor touch another
@@ -128,11 +134,12 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 			a := Access{Publish: Rules{Allow: []string{
 				wire.LogSubject(f.Name, "*", f.Version, wire.SagaStep, wire.PhaseDeadline),
 				wire.Cmd + f.Name + ".*." + wire.Version(f.Version) + ".*." + wire.Undo,
-				"$KV." + wire.FlowsBucket + "." + wire.DefKey(f.Name, f.Version),
-				wire.Dead + f.Name, wire.Dead + "_",
+				wire.DeadLetterSubject(f.Name, svc), wire.DeadLetterSubject(wire.Unnamed, svc),
 				jsAPI + "STREAM.MSG.DELETE." + wire.Stream,
 				jsAPI + "STREAM.MSG.DELETE." + wire.TimerStream,
 			}}}
+			// Its own attestation of the flow's definition, and no one else's.
+			a.Publish.Allow = append(a.Publish.Allow, "$KV."+wire.FlowsBucket+"."+wire.DefKey(f.Name, f.Version)+"."+svc)
 			a.Add(Consume(wire.TimerStream, wire.TimerConsumer(f.Name, f.Version)))
 			a.Add(Consume(wire.Stream, wire.EndConsumer(f.Name, svc)))
 			grant(svc, a)

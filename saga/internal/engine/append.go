@@ -246,14 +246,15 @@ func (j *journal) deleteAll(ctx context.Context, subject string) error {
 	}
 }
 
-// deadLetter copies a message to the dead-letter stream with the reason.
+// deadLetter copies a message to the dead-letter stream with the reason,
+// under the name of the identity that writes it (its inbox prefix's).
 // The copy's id derives from the original's stream, sequence and reader,
 // so a reader copying the same message twice stores one.
 func (j *journal) deadLetter(ctx context.Context, flow string, src source, h nats.Header, data []byte, reason string) error {
 	if !wire.Token(flow) {
 		flow = "_"
 	}
-	m := nats.NewMsg(wire.Dead + flow)
+	m := nats.NewMsg(wire.DeadLetterSubject(flow, wire.IdentityOf(j.nc.Opts.InboxPrefix)))
 	m.Header = nats.Header{}
 	for k, vs := range h {
 		if strings.HasPrefix(strings.ToLower(k), "nats-") {
