@@ -218,20 +218,20 @@ func (c *Client) RetryCompensation(ctx context.Context, f FlowRef, id string) er
 
 // DeadLetter is a message choreo could not process.
 type DeadLetter struct {
-	Sequence uint64      // in the dead-letter stream
-	Subject  string      // where the message was read
-	Reason   string      // why it could not be processed
-	Consumer string      // the consumer it was read from, as the writer says
+	Sequence uint64 // in the dead-letter stream
+	Subject  string // where the message was read
+	Reason   string // why it could not be processed
+	Consumer string // the consumer it was read from, as the writer says
 	// Writer is the identity that wrote the dead letter, as the broker
 	// enforces it (the last token of its subject, which only that identity
 	// may publish to): "_" for an identity without a name (an admin, an
 	// unauthenticated client), "" for a dead letter of no known writer.
 	// Everything else in a dead letter is what its writer says.
 	Writer string
-	Time     time.Time   // when it was dead-lettered
-	Header   nats.Header // the original headers, less the broker's
-	Data     []byte      // the payload; only its start from LatestDeadLetters
-	Size     int         // the payload's size in bytes
+	Time   time.Time   // when it was dead-lettered
+	Header nats.Header // the original headers, less the broker's
+	Data   []byte      // the payload; only its start from LatestDeadLetters
+	Size   int         // the payload's size in bytes
 }
 
 // DeadLetters returns what was dead-lettered for flow f, oldest first; with
