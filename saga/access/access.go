@@ -159,9 +159,9 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 }
 
 // Reader is what an identity that only queries the sagas of flows needs
-// (Get, List, Watch, Timeline, DeadLetters): direct gets on the saga log,
-// and short-lived ordered consumers on it and on the dead letters, which
-// let it read every saga of every flow. It may not pull from, change or
+// (Get, List, Watch, Timeline): direct gets on the saga log, and
+// short-lived ordered consumers on it, which let it read every saga of
+// every flow. The dead letters are not in it (ReadDeadLetters). It may not pull from, change or
 // delete the services' durable consumers of these flows (nor any it is not
 // told of: give it to identities you trust to read).
 func Reader(identity string, flows ...Definition) (Access, error) {
@@ -185,9 +185,19 @@ func Reader(identity string, flows ...Definition) (Access, error) {
 	}
 	a := Base(identity)
 	a.Add(ReadStream(wire.Stream, durables...))
-	a.Add(ReadStream(wire.DeadLetterStream))
 	a.Add(ReadStream("KV_" + wire.FlowsBucket))
 	return a, nil
+}
+
+// ReadDeadLetters lets an identity read the dead letters (DeadLetters,
+// LatestDeadLetters, DeadLetterAt): what an operator's read-only tool
+// needs on top of Reader. Dead letters hold whole payloads of every flow
+// (and what any participant chose to write there): Reader leaves them out.
+func ReadDeadLetters() Access {
+	a := ReadStream(wire.DeadLetterStream)
+	a.Publish.Allow = append(a.Publish.Allow, jsAPI+"DIRECT.GET."+wire.DeadLetterStream, jsAPI+"STREAM.MSG.GET."+wire.DeadLetterStream)
+	slices.Sort(a.Publish.Allow)
+	return a
 }
 
 // ReadStream lets an identity read a stream through ordered consumers of

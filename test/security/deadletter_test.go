@@ -102,3 +102,22 @@ func TestPlantedDeadLetterIsNotReplayed(t *testing.T) {
 		t.Errorf("the order is %s", got)
 	}
 }
+
+// The gateway's reader identity reads sagas, not the dead letters: every
+// way of reading them is refused.
+func TestReaderReadsNoDeadLetters(t *testing.T) {
+	s := theShop(t)
+	gw := as(t, s, "gateway")
+	for _, subject := range []string{
+		"$JS.API.CONSUMER.CREATE." + access.DeadLetterStream + ".peek",
+		"$JS.API.CONSUMER.CREATE." + access.DeadLetterStream + ".peek.choreo.dlq.>",
+		"$JS.API.CONSUMER.CREATE." + access.DeadLetterStream,
+		"$JS.API.DIRECT.GET." + access.DeadLetterStream,
+		"$JS.API.STREAM.MSG.GET." + access.DeadLetterStream,
+	} {
+		if err := gw.nc.PublishRequest(subject, gw.nc.NewRespInbox(), []byte(`{"seq":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		gw.refused(t, subject)
+	}
+}
