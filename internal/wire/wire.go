@@ -62,6 +62,10 @@ const (
 	DeadSequence = "Choreo-Dlq-Sequence"
 	DeadConsumer = "Choreo-Dlq-Consumer"
 	DeadTime     = "Choreo-Dlq-Time"
+	// DeadSize and DeadHash are the size and SHA-256 of the payload a
+	// dead letter copies; it keeps only the payload's start.
+	DeadSize = "Choreo-Dlq-Size"
+	DeadHash = "Choreo-Dlq-Hash"
 )
 
 // Timer kinds.

@@ -144,6 +144,9 @@ func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (*DeadLetter, err
 // deadLetterOf reads a dead letter's subject (its writer) and headers.
 func deadLetterOf(seq uint64, subject string, h nats.Header, data []byte) DeadLetter {
 	d := DeadLetter{Sequence: seq, Subject: h.Get(wire.DeadSubject), Reason: h.Get(wire.DeadReason), Consumer: h.Get(wire.DeadConsumer), Header: h, Data: data, Size: len(data)}
+	if n, err := strconv.Atoi(h.Get(wire.DeadSize)); err == nil && n >= len(data) {
+		d.Size = n // the original's; Data is its start
+	}
 	if t, ok := wire.Tokens(subject, 4); ok && (t[3] == wire.Unnamed || wire.Token(t[3])) {
 		d.Writer = t[3]
 	}
@@ -295,7 +298,9 @@ func (c *Client) LatestDeadLetters(ctx context.Context, n, dataMax int) ([]DeadL
 		}
 		data := m.Data()
 		d := deadLetterOf(seq, m.Subject(), m.Headers(), slices.Clone(data[:min(len(data), dataMax)]))
-		d.Size = len(data)
+		if d.Size < len(data) {
+			d.Size = len(data)
+		}
 		out = append(out, d)
 	})
 	if err != nil {
