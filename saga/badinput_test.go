@@ -159,6 +159,15 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		}
 		return fmt.Sprintf("not dead-lettered with the reason: %v (dead letters: %q)", missing, got)
 	})
+	// The oversize message is dead-lettered as its headers, its size, a
+	// hash and a bounded start: never amplified.
+	for _, d := range dls {
+		if strings.Contains(d.Subject, ".big.") {
+			if len(d.Data) > 16*1024 || d.Size != len(big) || !strings.HasPrefix(d.Header.Get("Choreo-Dlq-Hash"), "sha256:") {
+				t.Errorf("oversize dead letter keeps %d bytes, size %d (want %d), hash %q", len(d.Data), d.Size, len(big), d.Header.Get("Choreo-Dlq-Hash"))
+			}
+		}
+	}
 	// A rogue event no longer stands for any saga's state.
 	for _, id := range []string{"n1", "ghost", "r1"} {
 		if st, err := e.c.Get(context.Background(), e.s.flow, id); err == nil && st.Status != saga.StatusCompensated {

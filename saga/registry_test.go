@@ -43,7 +43,7 @@ func TestFlowsRefusesForgedDefinitions(t *testing.T) {
 	}
 	step := func(d map[string]any, i int) map[string]any { return d["steps"].([]map[string]any)[i] }
 
-	put("def.order.v1", good("order", 1)) // the genuine one
+	put("def.order.v1.payment", good("order", 1)) // the genuine one
 	forged := map[string]func(d map[string]any){
 		"names another flow":     func(d map[string]any) { d["name"] = "order" },
 		"names another version":  func(d map[string]any) { d["version"] = 2 },
@@ -74,7 +74,7 @@ func TestFlowsRefusesForgedDefinitions(t *testing.T) {
 		names[flow] = what
 		d := good(flow, 1)
 		forge(d)
-		put("def."+flow+".v1", d)
+		put("def."+flow+".v1.payment", d)
 	}
 	flows, err := s.Ops().Flows(ctx)
 	if err != nil {
@@ -100,9 +100,9 @@ func TestFlowsDropsSchemasThatAreNotSchemas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := `{"name":"order","version":1,"input":"Order","steps":[{"name":"charge","position":0,"kind":"pivot","event_type":"Charged"}],` +
+	d := `{"name":"order","version":1,"input":"Order","steps":[{"name":"charge","position":0,"kind":"pivot","owner":"payment","event_type":"Charged"}],` +
 		`"schemas":{"Order":{"type":"object"},"Charged":"</script>","Other":{"type":"object"}}}`
-	if _, err := kv.Put(ctx, "def.order.v1", []byte(d)); err != nil {
+	if _, err := kv.Put(ctx, "def.order.v1.payment", []byte(d)); err != nil {
 		t.Fatal(err)
 	}
 	flows, err := s.Ops().Flows(ctx)

@@ -46,17 +46,18 @@ func dlqLs(ctx context.Context, k *cli, args []string) error {
 		Sequence uint64    `json:"sequence"`
 		Subject  string    `json:"subject"`
 		Consumer string    `json:"consumer"`
+		Writer   string    `json:"writer"`
 		Time     time.Time `json:"time"`
 		Reason   string    `json:"reason"`
 	}
 	rows := make([]row, 0, len(dead))
 	for _, d := range dead {
-		rows = append(rows, row{d.Sequence, d.Subject, d.Consumer, d.Time, d.Reason})
+		rows = append(rows, row{d.Sequence, d.Subject, d.Consumer, d.Writer, d.Time, d.Reason})
 	}
 	return k.print(rows, func(w io.Writer) {
-		fmt.Fprintln(w, "SEQ\tTIME\tSUBJECT\tREASON")
+		fmt.Fprintln(w, "SEQ\tTIME\tWRITTEN BY\tSUBJECT\tREASON")
 		for _, r := range rows {
-			fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", r.Sequence, r.Time.Format(time.RFC3339), r.Subject, oneLine(r.Reason, 120))
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", r.Sequence, r.Time.Format(time.RFC3339), writer(r.Writer), r.Subject, oneLine(r.Reason, 120))
 		}
 	})
 }
@@ -75,7 +76,7 @@ func dlqShow(ctx context.Context, k *cli, args []string) error {
 		return err
 	}
 	return k.print(d, func(w io.Writer) {
-		fmt.Fprintf(w, "sequence:\t%d\nsubject:\t%s\nconsumer:\t%s\ntime:\t%s\nreason:\t%s\n", d.Sequence, d.Subject, d.Consumer, d.Time.Format(time.RFC3339Nano), d.Reason)
+		fmt.Fprintf(w, "sequence:\t%d\nwritten by:\t%s (the broker's word; everything below is the writer's)\nsubject:\t%s\nconsumer:\t%s\ntime:\t%s\nreason:\t%s\n", d.Sequence, writer(d.Writer), d.Subject, d.Consumer, d.Time.Format(time.RFC3339Nano), d.Reason)
 		for _, h := range slices.Sorted(maps.Keys(d.Header)) {
 			fmt.Fprintf(w, "header %s:\t%s\n", h, strings.Join(d.Header[h], ", "))
 		}
@@ -138,4 +139,15 @@ func dlqPurge(ctx context.Context, k *cli, args []string) error {
 		return err
 	}
 	return k.print(map[string]any{"purged": purged}, func(w io.Writer) { fmt.Fprintf(w, "Purged %d dead letters.\n", purged) })
+}
+
+// writer is a dead letter's writer as the lists show it.
+func writer(w string) string {
+	switch w {
+	case "":
+		return "unknown"
+	case "_":
+		return "admin/unnamed"
+	}
+	return w
 }

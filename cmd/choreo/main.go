@@ -23,7 +23,10 @@
 //
 // The connection flags are those of the nats CLI: --server (env
 // NATS_URL), --creds, --nkey, --user with --password (env NATS_PASSWORD),
-// --tlsca, --tlscert, --tlskey; --json prints JSON for scripts. A server
+// --tlsca, --tlscert, --tlskey; --identity NAME (env CHOREO_IDENTITY),
+// the name of the identity the credentials are (a service's: the CLI then
+// takes its inbox prefix, under which alone it may receive; not needed
+// for the admin); --json prints JSON for scripts. A server
 // that cannot be reached is a one-line error and exit status 1; a bad
 // command or flag, status 2.
 package main
@@ -45,6 +48,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/ops"
 )
 
@@ -85,6 +89,7 @@ const usage = `usage: choreo [connection flags] COMMAND
                                              the operator web console, until interrupted
 connection flags: --server URL (env NATS_URL) --creds FILE --nkey FILE --user U
   (--password, env NATS_PASSWORD) --tlsca FILE --tlscert FILE --tlskey FILE
+  --identity NAME (env CHOREO_IDENTITY: a service identity's name, for its inbox)
   --timeout D (default 10s) --json
 `
 
@@ -111,6 +116,7 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 	tlsca := fs.String("tlsca", "", "")
 	tlscert := fs.String("tlscert", "", "")
 	tlskey := fs.String("tlskey", "", "")
+	identity := fs.String("identity", os.Getenv("CHOREO_IDENTITY"), "")
 	timeout := fs.Duration("timeout", 10*time.Second, "")
 	asJSON := fs.Bool("json", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -150,6 +156,10 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 		ctx, cancel = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	}
 	defer cancel()
+	if *identity != "" {
+		// A service's identity may subscribe only under its own inbox.
+		opts = append(opts, nats.CustomInboxPrefix(access.InboxPrefix(*identity)))
+	}
 	opts = append(opts, nats.Name("choreo-cli"), nats.Timeout(5*time.Second))
 	nc, err := nats.Connect(*server, opts...)
 	if errors.Is(err, nats.ErrAuthorization) || err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization violation") {

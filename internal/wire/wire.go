@@ -62,6 +62,10 @@ const (
 	DeadSequence = "Choreo-Dlq-Sequence"
 	DeadConsumer = "Choreo-Dlq-Consumer"
 	DeadTime     = "Choreo-Dlq-Time"
+	// DeadSize and DeadHash are the size and SHA-256 of the payload a
+	// dead letter copies; it keeps only the payload's start.
+	DeadSize = "Choreo-Dlq-Size"
+	DeadHash = "Choreo-Dlq-Hash"
 )
 
 // Timer kinds.
@@ -159,6 +163,28 @@ func IDChars(s string) bool {
 		}
 	}
 	return true
+}
+
+// DeadLetterSubject is where writer, an identity's name (Unnamed for an
+// identity without one: an admin, an unauthenticated client), dead-letters
+// a message of flow: the broker lets each identity publish only under its
+// own name, so the subject says who wrote a dead letter.
+func DeadLetterSubject(flow, writer string) string { return Dead + flow + "." + writer }
+
+// Unnamed stands for an identity with no name, in a subject token: no
+// service's name (Token refuses a leading underscore).
+const Unnamed = "_"
+
+// InboxPrefix is the inbox prefix of an identity's connection.
+func InboxPrefix(identity string) string { return "_INBOX_" + identity }
+
+// IdentityOf is the identity a connection's inbox prefix names
+// (InboxPrefix), or Unnamed.
+func IdentityOf(inboxPrefix string) string {
+	if name, ok := strings.CutPrefix(inboxPrefix, "_INBOX_"); ok && Token(name) {
+		return name
+	}
+	return Unnamed
 }
 
 // DefKey is the flow registry's key of a flow version's definition.

@@ -67,7 +67,7 @@ func union(a, b []string) []string {
 // (nats.CustomInboxPrefix): the replies to its requests, and the messages
 // it pulls, arrive there, and Permissions lets only that identity
 // subscribe to it, so no service reads another's replies.
-func InboxPrefix(identity string) string { return "_INBOX_" + identity }
+func InboxPrefix(identity string) string { return wire.InboxPrefix(identity) }
 
 // jsAPI is the default JetStream API prefix: permissions name it.
 const jsAPI = "$JS.API."
@@ -80,8 +80,10 @@ const jsAPI = "$JS.API."
 //     (choreo.log.<flow>.*.v<N>.<step>.*) and, if it starts the flow, a saga's
 //     start; a participant also appends a saga's deadline, which any
 //     runner of the flow handles;
-//   - publish the flow's compensation commands, timer schedules and dead
-//     letters (a command is only obeyed when the saga's log makes it due);
+//   - publish the flow's compensation commands and timer schedules (a
+//     command is only obeyed when the saga's log makes it due), and dead
+//     letters under its own name (choreo.dlq.<flow>.<service>: the tools
+//     show who wrote each);
 //   - read saga logs by direct get, look up streams and consumers, and
 //     delete single saga log and timer messages by sequence (what a runner
 //     does to expire an ended saga and to quarantine a rogue event: it can
@@ -90,6 +92,10 @@ const jsAPI = "$JS.API."
 //     <flow>_v<N>_<step>_do and _undo of its steps, <flow>_v<N>__timers of the flows
 //     it runs steps of, and <flow>__end_<service> (an OnEnd handler named
 //     after the service);
+//   - attest the definitions of the flow versions it runs steps of, under
+//     a registry key of its own (def.<flow>.v<N>.<service>): the tools
+//     show a definition only when every participant that attested one
+//     attested the same;
 //   - subscribe only under its own inbox prefix (InboxPrefix).
 //
 // It may not create, update, purge or delete a stream, nor touch another
@@ -128,11 +134,12 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 			a := Access{Publish: Rules{Allow: []string{
 				wire.LogSubject(f.Name, "*", f.Version, wire.SagaStep, wire.PhaseDeadline),
 				wire.Cmd + f.Name + ".*." + wire.Version(f.Version) + ".*." + wire.Undo,
-				"$KV." + wire.FlowsBucket + "." + wire.DefKey(f.Name, f.Version),
-				wire.Dead + f.Name, wire.Dead + "_",
+				wire.DeadLetterSubject(f.Name, svc), wire.DeadLetterSubject(wire.Unnamed, svc),
 				jsAPI + "STREAM.MSG.DELETE." + wire.Stream,
 				jsAPI + "STREAM.MSG.DELETE." + wire.TimerStream,
 			}}}
+			// Its own attestation of the flow's definition, and no one else's.
+			a.Publish.Allow = append(a.Publish.Allow, "$KV."+wire.FlowsBucket+"."+wire.DefKey(f.Name, f.Version)+"."+svc)
 			a.Add(Consume(wire.TimerStream, wire.TimerConsumer(f.Name, f.Version)))
 			a.Add(Consume(wire.Stream, wire.EndConsumer(f.Name, svc)))
 			grant(svc, a)
@@ -152,9 +159,9 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 }
 
 // Reader is what an identity that only queries the sagas of flows needs
-// (Get, List, Watch, Timeline, DeadLetters): direct gets on the saga log,
-// and short-lived ordered consumers on it and on the dead letters, which
-// let it read every saga of every flow. It may not pull from, change or
+// (Get, List, Watch, Timeline): direct gets on the saga log, and
+// short-lived ordered consumers on it, which let it read every saga of
+// every flow. The dead letters are not in it (ReadDeadLetters). It may not pull from, change or
 // delete the services' durable consumers of these flows (nor any it is not
 // told of: give it to identities you trust to read).
 func Reader(identity string, flows ...Definition) (Access, error) {
@@ -178,9 +185,19 @@ func Reader(identity string, flows ...Definition) (Access, error) {
 	}
 	a := Base(identity)
 	a.Add(ReadStream(wire.Stream, durables...))
-	a.Add(ReadStream(wire.DeadLetterStream))
 	a.Add(ReadStream("KV_" + wire.FlowsBucket))
 	return a, nil
+}
+
+// ReadDeadLetters lets an identity read the dead letters (DeadLetters,
+// LatestDeadLetters, DeadLetterAt): what an operator's read-only tool
+// needs on top of Reader. Dead letters hold whole payloads of every flow
+// (and what any participant chose to write there): Reader leaves them out.
+func ReadDeadLetters() Access {
+	a := ReadStream(wire.DeadLetterStream)
+	a.Publish.Allow = append(a.Publish.Allow, jsAPI+"DIRECT.GET."+wire.DeadLetterStream, jsAPI+"STREAM.MSG.GET."+wire.DeadLetterStream)
+	slices.Sort(a.Publish.Allow)
+	return a
 }
 
 // ReadStream lets an identity read a stream through ordered consumers of

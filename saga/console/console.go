@@ -343,6 +343,7 @@ type deadLetter struct {
 	Subject  string    `json:"subject"`
 	Reason   string    `json:"reason"`
 	Consumer string    `json:"consumer"`
+	Writer   string    `json:"writer"`
 	Time     time.Time `json:"time,omitzero"`
 	Size     int       `json:"size"`
 	Preview  string    `json:"preview"`
@@ -359,7 +360,7 @@ func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	out := make([]deadLetter, 0, len(dls))
 	for i := len(dls) - 1; i >= 0; i-- { // newest first
 		d := dls[i]
-		out = append(out, deadLetter{Sequence: d.Sequence, Subject: d.Subject, Reason: d.Reason, Consumer: d.Consumer,
+		out = append(out, deadLetter{Sequence: d.Sequence, Subject: d.Subject, Reason: d.Reason, Consumer: d.Consumer, Writer: d.Writer,
 			Time: d.Time, Size: d.Size, Preview: preview(d.Data, previewBytes)})
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"total": total, "dead_letters": out})

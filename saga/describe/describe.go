@@ -48,6 +48,13 @@ type Flow struct {
 	// and each step's result), by CloudEvents type, as the registering
 	// runner's saga.WithSchemas gave them; a type without one is absent.
 	Schemas map[string]json.RawMessage `json:"schemas,omitempty"`
+	// AttestedBy are the step owners whose runners registered this
+	// definition, and NotAttestedBy those that did not (their runners
+	// have not started): the registry lists a definition only when every
+	// owner that registered one registered this one. Set by the tools that
+	// read the registry (ops.Client.Flows), not by a runner.
+	AttestedBy    []string `json:"attested_by,omitempty"`
+	NotAttestedBy []string `json:"not_attested_by,omitempty"`
 }
 
 // Step describes one step of a flow, as declared.

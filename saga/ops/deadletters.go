@@ -11,14 +11,20 @@ import (
 
 // DeadLetter is a message choreo could not process.
 type DeadLetter struct {
-	Sequence uint64      // in the dead-letter stream
-	Subject  string      // where the message was read
-	Reason   string      // why it could not be processed
-	Consumer string      // who read it
-	Time     time.Time   // when it was dead-lettered
-	Header   nats.Header // the original headers, less the broker's
-	Data     []byte      // the payload; only its start from LatestDeadLetters
-	Size     int         // the payload's size in bytes
+	Sequence uint64 // in the dead-letter stream
+	Subject  string // where the message was read
+	Reason   string // why it could not be processed
+	Consumer string // the consumer it was read from, as the writer says
+	// Writer is the identity that wrote the dead letter, as the broker
+	// enforces it (the last token of its subject, which only that identity
+	// may publish to): "_" for an identity without a name (an admin, an
+	// unauthenticated client), "" for a dead letter of no known writer.
+	// Everything else in a dead letter is what its writer says.
+	Writer string
+	Time   time.Time   // when it was dead-lettered
+	Header nats.Header // the original headers, less the broker's
+	Data   []byte      // the payload; only its start from LatestDeadLetters
+	Size   int         // the payload's size in bytes
 }
 
 func letters(ds []engine.DeadLetter) []DeadLetter {
@@ -67,8 +73,11 @@ func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (*DeadLetter, err
 //
 //   - a compensation command of a saga parked as compensation_failed: the
 //     saga's failed compensations run again (RetryCompensation);
-//   - a timer that reads well now (a limit raised since, say): it is
-//     published to its subject again, with a fresh id;
+//   - a timer that reads well now (a limit raised since, say): the timer
+//     the broker stored where the dead letter says it was read (read back
+//     from the timer stream, never the dead letter's copy, which its writer
+//     could have made up) is published to its subject again, with a fresh
+//     id;
 //   - a saga log event: never. The log is the saga's state: an event that
 //     was refused (malformed, forged, rogue) must not stand, and choreo
 //     appends only with compare-and-set.

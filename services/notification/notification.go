@@ -37,7 +37,12 @@ func New(d kit.Deps, dir string) *Service { return &Service{d: d, dir: dir} }
 
 // Run sends e-mails until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+	// The e-mails hold customers' names and addresses: the directory is
+	// the owner's alone (0700), tightened if it exists with a wider mode.
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("mail directory: %w", err)
+	}
+	if err := os.Chmod(s.dir, 0o700); err != nil {
 		return fmt.Errorf("mail directory: %w", err)
 	}
 	var err error

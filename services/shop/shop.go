@@ -212,6 +212,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		if cfg.DataDir == "" {
 			return errors.New("--data-dir is empty")
 		}
+		// DATA-DIR holds the credentials, the broker's store and the
+		// e-mails: the shop creates it, and each directory in it, 0700.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
 		credDir = filepath.Join(cfg.DataDir, "credentials")
 		ids, kps, err := Identities(credDir)
 		if err != nil {

@@ -220,7 +220,7 @@ async function loadDead() {
       el("td", { class: "c-seq" }, r.sequence),
       el("td", { class: "c-when" }, fmtTime(r.time)),
       el("td", { class: "subject" }, r.subject || "—", r.consumer ? el("small", null, "read by " + r.consumer) : null),
-      el("td", { class: "reason" }, r.reason || "—"),
+      el("td", { class: "reason" }, r.reason || "—", el("small", null, "written by " + (r.writer === "_" ? "admin/unnamed" : r.writer || "unknown"))),
       el("td", null, el("code", { class: "preview" }, r.preview), el("small", null, r.size + " bytes")),
       el("td", { class: "c-act" }, button, outcome)));
   }

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -246,14 +248,18 @@ func (j *journal) deleteAll(ctx context.Context, subject string) error {
 	}
 }
 
-// deadLetter copies a message to the dead-letter stream with the reason.
+// deadPrefix is how much of a payload a dead letter keeps.
+const deadPrefix = 16 * 1024
+
+// deadLetter copies a message to the dead-letter stream with the reason,
+// under the name of the identity that writes it (its inbox prefix's).
 // The copy's id derives from the original's stream, sequence and reader,
 // so a reader copying the same message twice stores one.
 func (j *journal) deadLetter(ctx context.Context, flow string, src source, h nats.Header, data []byte, reason string) error {
 	if !wire.Token(flow) {
 		flow = "_"
 	}
-	m := nats.NewMsg(wire.Dead + flow)
+	m := nats.NewMsg(wire.DeadLetterSubject(flow, wire.IdentityOf(j.nc.Opts.InboxPrefix)))
 	m.Header = nats.Header{}
 	for k, vs := range h {
 		if strings.HasPrefix(strings.ToLower(k), "nats-") {
@@ -267,7 +273,12 @@ func (j *journal) deadLetter(ctx context.Context, flow string, src source, h nat
 	m.Header.Set(wire.DeadConsumer, src.consumer)
 	m.Header.Set(wire.DeadTime, time.Now().UTC().Format(time.RFC3339Nano))
 	m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("dlq.%s.%d.%s", src.stream, src.seq, src.consumer))
-	m.Data = data
+	// Never amplify: the copy holds the payload's size, its hash and at
+	// most deadPrefix bytes of it, however big the message was.
+	sum := sha256.Sum256(data)
+	m.Header.Set(wire.DeadSize, strconv.Itoa(len(data)))
+	m.Header.Set(wire.DeadHash, "sha256:"+hex.EncodeToString(sum[:]))
+	m.Data = data[:min(len(data), deadPrefix)]
 	if _, err := j.send(ctx, m); err != nil {
 		return fmt.Errorf("saga: dead-letter: %w", err)
 	}

@@ -91,6 +91,13 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		Replicas:    o.replicas,
 		Duplicates:  o.duplicates,
 		AllowDirect: true,
+		// Bounded: a dead letter keeps a payload's start (deadPrefix), so
+		// one bigger than this was not written by choreo; when full, new
+		// dead letters are refused (the runner retries the message later)
+		// and the old ones stay until an operator purges them.
+		MaxMsgSize: deadLetterMaxMsg,
+		MaxBytes:   deadLetterMaxBytes,
+		Discard:    jetstream.DiscardNew,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("saga: stream %s: %w", DeadLetterStream, notProvisioned(js.Conn(), DeadLetterStream, err))
@@ -100,6 +107,12 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	}
 	return c, nil
 }
+
+// The dead-letter stream's limits.
+const (
+	deadLetterMaxMsg   = 256 * 1024
+	deadLetterMaxBytes = 1 << 30
+)
 
 // Open returns a client over streams that exist already, changing
 // nothing in the broker: for tools (an operator's command line, a

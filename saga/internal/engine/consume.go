@@ -33,10 +33,21 @@ func (r *Runner) Consumers() []Consumer {
 	return out
 }
 
-// register records the definitions a runner serves, when the registry
-// holds none or another.
-func (c *Client) register(ctx context.Context, defs []*flowDef, schemaOf func(eventType string) ([]byte, error)) error {
-	for _, f := range defs {
+// register attests the definitions a runner serves: under
+// def.<flow>.v<N>.<owner> for each owner of the steps it runs (unowned for
+// steps that declare none), when the key holds none or another.
+func (c *Client) register(ctx context.Context, bindings []*binding, schemaOf func(eventType string) ([]byte, error)) error {
+	done := map[string]bool{}
+	for _, b := range bindings {
+		f, owner := b.def.flow, b.def.owner
+		if owner == "" {
+			owner = unowned
+		}
+		key := attestKey(f.name, f.version, owner)
+		if done[key] {
+			continue
+		}
+		done[key] = true
 		fi := info(f)
 		if schemaOf != nil {
 			fi = fi.WithSchemas(schemaOf)
@@ -45,12 +56,11 @@ func (c *Client) register(ctx context.Context, defs []*flowDef, schemaOf func(ev
 		if err != nil {
 			return err
 		}
-		key := defKey(f.name, f.version)
 		if e, err := c.reg.kv.Get(ctx, key); err == nil && string(e.Value()) == string(want) {
 			continue
 		}
 		if _, err := c.reg.kv.Put(ctx, key, want); err != nil {
-			return fmt.Errorf("saga: register %s v%d: %w", f.name, f.version, err)
+			return fmt.Errorf("saga: register %s v%d as %s: %w", f.name, f.version, owner, err)
 		}
 	}
 	return nil
@@ -169,7 +179,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		running = append(running, a)
 	}
 	r.reportUnserved(ctx)
-	if err := r.c.register(ctx, r.flows(), r.o.schemaOf); err != nil {
+	if err := r.c.register(ctx, r.bindings, r.o.schemaOf); err != nil {
 		r.j.opts.logger.Warn("choreo: cannot register the flow versions this runner serves; operator tools will not list them", "err", err)
 	}
 	close(r.ready)

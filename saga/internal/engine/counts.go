@@ -1,12 +1,9 @@
 package engine
 
 import (
-	"github.com/choreo-go/choreo/saga/describe"
-
 	"github.com/choreo-go/choreo/internal/wire"
 
 	"context"
-	"encoding/json"
 	"fmt"
 )
 
@@ -69,11 +66,12 @@ func (c *Client) StepCounts(ctx context.Context, f FlowRef, version int) (*FlowC
 	}
 	// The registered definition orders the steps and lists those no saga
 	// reached; a registry that cannot be read leaves the sagas' order.
-	if entries, err := c.registryEntries(ctx, defKey(flow, version)); err == nil {
-		var fi describe.Flow
-		if json.Unmarshal(entries[defKey(flow, version)], &fi) == nil {
-			for _, s := range fi.Steps {
-				add(s.Name)
+	if regs, err := c.registered(ctx, flow); err == nil {
+		for _, r := range regs {
+			if r.ok && r.version == version {
+				for _, s := range r.def.Steps {
+					add(s.Name)
+				}
 			}
 		}
 	}

@@ -24,8 +24,11 @@ var ErrNotReplayable = errors.New("saga: dead letter not replayable")
 //
 //   - a compensation command of a saga parked as compensation_failed:
 //     the saga's failed compensations run again (RetryCompensation);
-//   - a timer that reads well now (a limit raised since, say): it is
-//     published to its subject again, with a fresh id;
+//   - a timer that reads well now (a limit raised since, say): the timer
+//     the broker stored where the dead letter says it was read (read back
+//     from the timer stream, never the dead letter's copy, which its writer
+//     could have made up) is published to its subject again, with a fresh
+//     id;
 //   - a saga log event: never. The log is the saga's state: an event that
 //     was refused (malformed, forged, rogue) must not stand, and choreo
 //     appends only with compare-and-set.
@@ -60,24 +63,66 @@ func (c *Client) ReplayDeadLetter(ctx context.Context, seq uint64) (string, erro
 		}
 		return fmt.Sprintf("saga %s/%s compensates again (its failed compensations retried)", env.flow, env.id), nil
 	case strings.HasPrefix(subject, wire.Timer):
-		if _, err := parseEnvelope(subject, d.Header, d.Data, c.opts.maxEventSize); err != nil {
+		// What a dead letter says is its writer's word, and any participant
+		// may write one: republish only the timer the broker stored where
+		// the dead letter says it was read, never the copy.
+		stored, err := c.storedTimer(ctx, d)
+		if err != nil {
+			return "", err
+		}
+		if _, err := parseEnvelope(subject, stored.Header, stored.Data, c.opts.maxEventSize); err != nil {
 			return "", fmt.Errorf("%w: %s still cannot be read: %v", ErrNotReplayable, subject, err)
 		}
 		m := nats.NewMsg(subject)
-		for k, vs := range d.Header {
-			if strings.HasPrefix(k, "Choreo-Dlq-") || strings.HasPrefix(strings.ToLower(k), "nats-") {
+		for k, vs := range stored.Header {
+			if strings.HasPrefix(strings.ToLower(k), "nats-") {
 				continue
 			}
 			m.Header[k] = vs
 		}
 		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("replay.%d.%d", seq, time.Now().UnixNano()))
-		m.Data = d.Data
+		m.Data = stored.Data
 		if _, err := c.j.send(ctx, m); err != nil {
 			return "", fmt.Errorf("saga: replay %d: %w", seq, err)
 		}
 		return "timer published again on " + subject, nil
 	}
 	return "", fmt.Errorf("%w: %q is not a subject choreo reads", ErrNotReplayable, subject)
+}
+
+// storedTimer reads back, from the timer stream, the timer a dead letter
+// says it copies: the message at its Choreo-Dlq-Sequence, which must be on
+// its subject. A dead letter that names none, or a message on another
+// subject, is not replayable: it was planted, or the timer is gone.
+func (c *Client) storedTimer(ctx context.Context, d *DeadLetter) (*jetstream.RawStreamMsg, error) {
+	seq, err := strconv.ParseUint(d.Header.Get(wire.DeadSequence), 10, 64)
+	if err != nil || seq == 0 {
+		return nil, fmt.Errorf("%w: dead letter %d (written by %s) names no sequence of %s: nothing stored to replay", ErrNotReplayable, d.Sequence, writerName(d.Writer), TimerStream)
+	}
+	gctx, cancel := withTimeout(ctx)
+	defer cancel()
+	m, err := c.j.timers.GetMsg(gctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("%w: %s holds no message %d any more: nothing stored to replay", ErrNotReplayable, TimerStream, seq)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("saga: read back timer %d: %w", seq, err)
+	}
+	if m.Subject != d.Subject {
+		return nil, fmt.Errorf("%w: dead letter %d (written by %s) says %s, but %s holds %s at %d: not replayed", ErrNotReplayable, d.Sequence, writerName(d.Writer), d.Subject, TimerStream, m.Subject, seq)
+	}
+	return m, nil
+}
+
+// writerName is a dead letter's writer in words.
+func writerName(w string) string {
+	switch w {
+	case "":
+		return "an unknown identity"
+	case wire.Unnamed:
+		return "an identity without a name"
+	}
+	return w
 }
 
 // DeadLetterAt reads the dead letter at sequence seq of the dead-letter
@@ -92,13 +137,19 @@ func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (*DeadLetter, err
 	if err != nil {
 		return nil, fmt.Errorf("saga: dead letter %d: %w", seq, err)
 	}
-	d := deadLetterOf(seq, m.Header, m.Data)
+	d := deadLetterOf(seq, m.Subject, m.Header, m.Data)
 	return &d, nil
 }
 
-// deadLetterOf reads a dead letter's headers.
-func deadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
+// deadLetterOf reads a dead letter's subject (its writer) and headers.
+func deadLetterOf(seq uint64, subject string, h nats.Header, data []byte) DeadLetter {
 	d := DeadLetter{Sequence: seq, Subject: h.Get(wire.DeadSubject), Reason: h.Get(wire.DeadReason), Consumer: h.Get(wire.DeadConsumer), Header: h, Data: data, Size: len(data)}
+	if n, err := strconv.Atoi(h.Get(wire.DeadSize)); err == nil && n >= len(data) {
+		d.Size = n // the original's; Data is its start
+	}
+	if t, ok := wire.Tokens(subject, 4); ok && (t[3] == wire.Unnamed || wire.Token(t[3])) {
+		d.Writer = t[3]
+	}
 	d.Time, _ = time.Parse(time.RFC3339Nano, h.Get(wire.DeadTime))
 	return d
 }
@@ -170,31 +221,37 @@ func (c *Client) RetryCompensation(ctx context.Context, f FlowRef, id string) er
 
 // DeadLetter is a message choreo could not process.
 type DeadLetter struct {
-	Sequence uint64      // in the dead-letter stream
-	Subject  string      // where the message was read
-	Reason   string      // why it could not be processed
-	Consumer string      // who read it
-	Time     time.Time   // when it was dead-lettered
-	Header   nats.Header // the original headers, less the broker's
-	Data     []byte      // the payload; only its start from LatestDeadLetters
-	Size     int         // the payload's size in bytes
+	Sequence uint64 // in the dead-letter stream
+	Subject  string // where the message was read
+	Reason   string // why it could not be processed
+	Consumer string // the consumer it was read from, as the writer says
+	// Writer is the identity that wrote the dead letter, as the broker
+	// enforces it (the last token of its subject, which only that identity
+	// may publish to): "_" for an identity without a name (an admin, an
+	// unauthenticated client), "" for a dead letter of no known writer.
+	// Everything else in a dead letter is what its writer says.
+	Writer string
+	Time   time.Time   // when it was dead-lettered
+	Header nats.Header // the original headers, less the broker's
+	Data   []byte      // the payload; only its start from LatestDeadLetters
+	Size   int         // the payload's size in bytes
 }
 
 // DeadLetters returns what was dead-lettered for flow f, oldest first; with
 // f nil, every flow's (including messages whose flow was unreadable).
 func (c *Client) DeadLetters(ctx context.Context, f FlowRef) ([]DeadLetter, error) {
-	filter := wire.Dead + ">"
+	filters := []string{wire.Dead + ">"}
 	if f != nil {
-		filter = wire.Dead + name(f)
+		filters = []string{wire.Dead + name(f), wire.DeadLetterSubject(name(f), "*")}
 	}
 	var out []DeadLetter
-	err := c.j.scan(ctx, wire.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}, func(m jetstream.Msg) {
+	err := c.j.scan(ctx, wire.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: filters}, func(m jetstream.Msg) {
 		h := m.Headers()
 		var seq uint64
 		if md, _ := m.Metadata(); md != nil {
 			seq = md.Sequence.Stream
 		}
-		out = append(out, deadLetterOf(seq, h, slices.Clone(m.Data())))
+		out = append(out, deadLetterOf(seq, m.Subject(), h, slices.Clone(m.Data())))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("saga: dead letters: %w", err)
@@ -240,8 +297,10 @@ func (c *Client) LatestDeadLetters(ctx context.Context, n, dataMax int) ([]DeadL
 			return // dead-lettered since the count
 		}
 		data := m.Data()
-		d := deadLetterOf(seq, m.Headers(), slices.Clone(data[:min(len(data), dataMax)]))
-		d.Size = len(data)
+		d := deadLetterOf(seq, m.Subject(), m.Headers(), slices.Clone(data[:min(len(data), dataMax)]))
+		if d.Size < len(data) {
+			d.Size = len(data)
+		}
 		out = append(out, d)
 	})
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 
 // Finding is one thing Diagnose found wrong.
 type Finding struct {
-	Kind   string `json:"kind"` // unserved, behind, overdue, parked, limits
+	Kind   string `json:"kind"` // registry, unserved, behind, overdue, parked, limits
 	Flow   string `json:"flow,omitempty"`
 	What   string `json:"what"`   // what is wrong, in a line
 	Advice string `json:"advice"` // what to do about it
@@ -37,7 +37,8 @@ type DiagnoseOptions struct {
 // Diagnose says what is wrong now: steps whose sagas wait because no
 // runner of their version is attached, consumers far behind, sagas past
 // their deadline and still running, parked sagas, a stream near its
-// limits. It reads every saga of every registered flow (as List does):
+// limits, a flow version whose participants registered different
+// definitions. It reads every saga of every registered flow (as List does):
 // an operator's tool.
 func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, error) {
 	if o.Behind == 0 {
@@ -53,13 +54,18 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 		o.Idle = 30 * time.Second
 	}
 	var out []Finding
-	flows, err := c.Flows(ctx)
+	regs, err := c.registered(ctx, "")
 	if err != nil {
 		return nil, err
 	}
 	names := map[string]bool{}
-	for _, f := range flows {
-		names[f.Name] = true
+	for _, r := range regs {
+		names[r.flow] = true
+		if !r.ok {
+			out = append(out, Finding{Kind: "registry", Flow: r.flow,
+				What:   fmt.Sprintf("the registry has no definition of %s v%d that its participants agree on: %s", r.flow, r.version, r.problem),
+				Advice: "a participant runs another build of the flow, or its identity lies about it: compare the services' builds, and look into the one that differs"})
+		}
 	}
 	for _, name := range sortedKeys(names) {
 		sagas, err := c.List(ctx, Named(name))

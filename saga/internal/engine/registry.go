@@ -4,8 +4,10 @@ import (
 	"github.com/choreo-go/choreo/saga/describe"
 
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,3 +103,150 @@ const (
 	VersionDraining VersionStatus = "draining" // no new sagas; those in flight finish
 	VersionRetired  VersionStatus = "retired"  // no new sagas; those in flight were compensated
 )
+
+// Attestations.
+//
+// A runner registers each definition it serves under a key of its own:
+// def.<flow>.v<N>.<owner>, one for each owner of the steps it runs (the
+// identity that owns them: access.Permissions lets only that identity
+// write the key). The registry's word on a flow version is then what its
+// participants agree on (agree): a participant that writes a lie can make
+// the registry show nothing for the version, and Diagnose name the
+// disagreement, but never show its lie as the flow's definition.
+
+// unowned is the attester of the steps that declare no owner (an
+// unauthenticated setup): not a token an owner can have.
+const unowned = "_"
+
+// attestKey is the key under which attester registers a flow version.
+func attestKey(flow string, version int, attester string) string {
+	return defKey(flow, version) + "." + attester
+}
+
+// registered is what the registry says of one flow version: the
+// definition its attesters agree on (ok), or why there is none.
+type registered struct {
+	flow    string
+	version int
+	def     describe.Flow
+	ok      bool
+	problem string
+}
+
+// agree decides what the attestations of one flow version (by attester)
+// say: the definition every attester registered, byte for byte once
+// checked, when each attester owns a step of it. Anything else is a
+// problem: an attestation that is no definition a runner makes, one by an
+// attester that owns no step of what it attests, two attesters that
+// disagree. Owners that have not attested (their runners not started) are
+// listed in the definition's NotAttestedBy.
+func agree(flow string, version int, atts map[string][]byte) registered {
+	r := registered{flow: flow, version: version}
+	key := defKey(flow, version)
+	byValue := map[string][]string{}
+	var values []string
+	defs := map[string]describe.Flow{}
+	for _, who := range sortedKeys(atts) {
+		var fi describe.Flow
+		if err := json.Unmarshal(atts[who], &fi); err != nil {
+			r.problem = fmt.Sprintf("%s registered something that is not a definition (%v)", who, err)
+			return r
+		}
+		fi.AttestedBy, fi.NotAttestedBy = nil, nil
+		if err := fi.CheckRegistered(key); err != nil {
+			r.problem = fmt.Sprintf("%s registered a definition no runner makes (%v)", who, err)
+			return r
+		}
+		if !slices.Contains(owners(fi), who) {
+			r.problem = fmt.Sprintf("%s registered a definition in which it owns no step", who)
+			return r
+		}
+		canon, _ := json.Marshal(fi)
+		if byValue[string(canon)] == nil {
+			values = append(values, string(canon))
+		}
+		byValue[string(canon)] = append(byValue[string(canon)], who)
+		defs[string(canon)] = fi
+	}
+	if len(values) == 0 {
+		r.problem = "no participant registered it"
+		return r
+	}
+	if len(values) > 1 {
+		var groups []string
+		for i, v := range values {
+			groups = append(groups, fmt.Sprintf("definition %c by %s", 'A'+rune(min(i, 25)), strings.Join(byValue[v], ", ")))
+		}
+		r.problem = "its participants registered different definitions: " + strings.Join(groups, "; ")
+		return r
+	}
+	r.def, r.ok = defs[values[0]], true
+	r.def.AttestedBy = byValue[values[0]]
+	for _, o := range owners(r.def) {
+		if !slices.Contains(r.def.AttestedBy, o) {
+			r.def.NotAttestedBy = append(r.def.NotAttestedBy, o)
+		}
+	}
+	return r
+}
+
+// owners are the attesters a definition names: its steps' owners, and
+// unowned for steps that declare none; sorted.
+func owners(fi describe.Flow) []string {
+	var out []string
+	for _, s := range fi.Steps {
+		o := s.Owner
+		if o == "" {
+			o = unowned
+		}
+		if !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// registry reads the attestations of flow ("" for every flow) and says
+// what the registry holds of each version, by flow and version.
+func (c *Client) registered(ctx context.Context, flow string) ([]registered, error) {
+	filter := "def.>"
+	if flow != "" {
+		filter = "def." + flow + ".*.*"
+	}
+	entries, err := c.registryEntries(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	type fv struct {
+		flow    string
+		version int
+	}
+	atts := map[fv]map[string][]byte{}
+	for k, value := range entries {
+		t, ok := wire.Tokens(k, 4)
+		if !ok {
+			continue // a key of the old, unattested form: nobody's word
+		}
+		v, ok := wire.ParseVersion(t[2])
+		if !ok || !wire.Token(t[1]) || (t[3] != unowned && !wire.Token(t[3])) {
+			continue
+		}
+		key := fv{t[1], v}
+		if atts[key] == nil {
+			atts[key] = map[string][]byte{}
+		}
+		atts[key][t[3]] = value
+	}
+	var out []registered
+	for key, a := range atts {
+		out = append(out, agree(key.flow, key.version, a))
+	}
+	slices.SortFunc(out, func(a, b registered) int {
+		if a.flow != b.flow {
+			return strings.Compare(a.flow, b.flow)
+		}
+		return a.version - b.version
+	})
+	return out, nil
+}

@@ -100,19 +100,24 @@ func (c *Client) Versions(ctx context.Context, f FlowRef) ([]VersionReport, erro
 		return reports[v]
 	}
 	defs := map[int]describe.Flow{}
-	err := c.scanRegistry(ctx, flow, func(kind string, v int, value []byte) {
+	regs, err := c.registered(ctx, flow)
+	if err != nil {
+		return nil, err
+	}
+	for _, reg := range regs {
+		r := get(reg.version)
+		if reg.ok {
+			r.Registered, defs[reg.version] = true, reg.def
+		}
+	}
+	err = c.scanRegistry(ctx, flow, func(kind string, v int, value []byte) {
+		if kind != "status" {
+			return
+		}
 		r := get(v)
-		switch kind {
-		case "def":
-			var fi describe.Flow
-			if json.Unmarshal(value, &fi) == nil {
-				r.Registered, defs[v] = true, fi
-			}
-		case "status":
-			var m versionMark
-			if json.Unmarshal(value, &m) == nil && m.Status != "" {
-				r.Status, r.Reason, r.Since = m.Status, m.Reason, m.Since
-			}
+		var m versionMark
+		if json.Unmarshal(value, &m) == nil && m.Status != "" {
+			r.Status, r.Reason, r.Since = m.Status, m.Reason, m.Since
 		}
 	})
 	if err != nil {
@@ -144,10 +149,10 @@ func (c *Client) Versions(ctx context.Context, f FlowRef) ([]VersionReport, erro
 	return out, nil
 }
 
-// scanRegistry calls fn with every registry entry of flow: its kind
-// ("def" or "status"), version and value.
+// scanRegistry calls fn with every status entry of flow: its kind
+// ("status"), version and value.
 func (c *Client) scanRegistry(ctx context.Context, flow string, fn func(kind string, version int, value []byte)) error {
-	entries, err := c.registryEntries(ctx, "def."+flow+".*", "status."+flow+".*")
+	entries, err := c.registryEntries(ctx, "status."+flow+".*")
 	if err != nil {
 		return err
 	}
@@ -191,32 +196,25 @@ func (c *Client) registryEntries(ctx context.Context, filters ...string) (map[st
 	}
 }
 
-// Flows lists the flow versions runners registered (describe.Flow), by name
-// and version: for tools not compiled with the flows.
+// Flows lists the flow versions whose participants agree on their
+// definition (describe.Flow, with who attested it), by name and version:
+// for tools not compiled with the flows. A version whose participants
+// registered different definitions is left out (Diagnose reports it): a
+// participant that lies about a flow cannot make its lie the drawing an
+// operator acts on.
 func (c *Client) Flows(ctx context.Context) ([]describe.Flow, error) {
-	entries, err := c.registryEntries(ctx, "def.>")
+	regs, err := c.registered(ctx, "")
 	if err != nil {
 		return nil, err
 	}
 	var out []describe.Flow
-	for key, value := range entries {
-		var fi describe.Flow
-		if err := json.Unmarshal(value, &fi); err != nil {
-			c.opts.logger.Warn("choreo: registry entry is not a definition; left out", "key", key, "err", err)
+	for _, r := range regs {
+		if !r.ok {
+			c.opts.logger.Warn("choreo: flow version left out of the registry's list", "flow", r.flow, "version", r.version, "why", r.problem)
 			continue
 		}
-		if err := fi.CheckRegistered(key); err != nil {
-			c.opts.logger.Warn("choreo: registry entry is not a definition a runner makes; left out", "key", key, "err", err)
-			continue
-		}
-		out = append(out, fi)
+		out = append(out, r.def)
 	}
-	sort.Slice(out, func(a, b int) bool {
-		if out[a].Name != out[b].Name {
-			return out[a].Name < out[b].Name
-		}
-		return out[a].Version < out[b].Version
-	})
 	return out, nil
 }
 
