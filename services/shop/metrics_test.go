@@ -56,8 +56,8 @@ func TestMetricsAfterKnownOrders(t *testing.T) {
 	cust := shoptest.Register(t, sh.Base, "ada", "FR")
 	place := func(card string, qty int) string {
 		t.Helper()
-		code, res := shoptest.Call(t, "POST", sh.Base+"/api/orders", map[string]any{"customer_id": cust,
-			"items": []any{map[string]any{"sku": "sku-mug", "qty": qty}}, "card": card})
+		code, res := shoptest.Call(t, "POST", sh.Base+"/api/orders", map[string]any{"customer_id": cust.ID,
+			"items": []any{map[string]any{"sku": "sku-mug", "qty": qty}}, "card": card}, cust.Auth()...)
 		if code != 202 {
 			t.Fatalf("order: %d %v", code, res)
 		}
@@ -70,7 +70,7 @@ func TestMetricsAfterKnownOrders(t *testing.T) {
 		if i >= 2 {
 			want = "rejected"
 		}
-		shoptest.AwaitStatus(t, sh.Base, id, want)
+		shoptest.AwaitStatus(t, sh.Base, cust, id, want)
 	}
 	want := map[string]float64{
 		`choreo_sagas_started_total{flow="order",version="2"}`:                                                4,
