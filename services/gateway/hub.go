@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,17 +47,50 @@ func (s *Service) pushStats() {
 	}
 }
 
-// wsAuth is what a browser sends on its websocket to say who it is: a
-// browser cannot set a websocket's headers. A later one replaces it.
+// wsAuth is what a browser sends on its websocket to say who it is (a
+// browser cannot set a websocket's headers): the tokens of the customers
+// it follows (a browser may hold several). A later one replaces it.
 type wsAuth struct {
-	Token string `json:"token"`
+	Tokens []string `json:"tokens"`
+}
+
+// audience is whose orders a websocket gets.
+type audience struct {
+	operator  bool
+	customers map[string]bool
+}
+
+func (a *audience) list() []string {
+	out := make([]string, 0, len(a.customers))
+	for id := range a.customers {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// audienceOf checks every token; one refused refuses them all.
+func (s *Service) audienceOf(tokens []string) (*audience, error) {
+	a := &audience{customers: map[string]bool{}}
+	for _, t := range tokens {
+		v, err := s.identify(t)
+		if err != nil {
+			return nil, err
+		}
+		a.operator = a.operator || v.operator
+		if v.customer != "" {
+			a.customers[v.customer] = true
+		}
+	}
+	return a, nil
 }
 
 // ws upgrades to a websocket and pushes, until the browser goes, the
 // counters to everyone and the changes of the orders its token may read:
-// its customer's (or every order, for the operator's). The token comes in
-// the Authorization header of the upgrade or, from a browser, as a
-// message {"token":"…"}; a bad one closes the socket with 4401 (policy).
+// customers' (or every order, for the operator's). A token comes in the
+// Authorization header of the upgrade or, from a browser, in a message
+// {"tokens":["…"]}, answered {"type":"auth","customers":[ids],"operator":…};
+// a bad one closes the socket with 4401.
 func (s *Service) ws(w http.ResponseWriter, r *http.Request) {
 	if n := s.wsConns.Add(1); n > int64(s.opts.maxWebsockets) {
 		s.wsConns.Add(-1)
@@ -74,12 +108,12 @@ func (s *Service) ws(w http.ResponseWriter, r *http.Request) {
 	cl := s.hub.join()
 	defer s.hub.leave(cl)
 	if t := bearer(r); t != "" {
-		v, err := s.identify(t)
+		a, err := s.audienceOf([]string{t})
 		if err != nil {
 			c.Close(statusBadToken, err.Error())
 			return
 		}
-		cl.viewer.Store(&v)
+		cl.audience.Store(a)
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	readDone := make(chan struct{})
@@ -93,16 +127,19 @@ func (s *Service) ws(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return
 			}
-			var a wsAuth
-			if json.Unmarshal(msg, &a) != nil || a.Token == "" {
-				continue // nothing else is said to the gateway
+			var auth wsAuth
+			if json.Unmarshal(msg, &auth) != nil || len(auth.Tokens) > maxWSTokens {
+				c.Close(statusBadToken, fmt.Sprintf("want {\"tokens\":[…]}, at most %d", maxWSTokens))
+				return
 			}
-			v, err := s.identify(a.Token)
+			a, err := s.audienceOf(auth.Tokens)
 			if err != nil {
 				c.Close(statusBadToken, err.Error())
 				return
 			}
-			cl.viewer.Store(&v)
+			cl.audience.Store(a)
+			// Said back, so the browser knows from when it is followed.
+			s.hub.send(cl, map[string]any{"type": "auth", "customers": a.list(), "operator": a.operator})
 		}
 	}()
 	ch := cl.ch
@@ -132,11 +169,14 @@ const statusBadToken websocket.StatusCode = 4401
 // everyone is the owner of a message any browser may have (the counters).
 const everyone = "\x00everyone"
 
+// maxWSTokens bounds the tokens one websocket may bring.
+const maxWSTokens = 32
+
 // client is one browser: its messages, and who it said it is (nil: nobody,
 // it gets only what names no one).
 type client struct {
-	ch     chan []byte
-	viewer atomic.Pointer[viewer]
+	ch       chan []byte
+	audience atomic.Pointer[audience]
 }
 
 // gets reports whether the client may have a message about owner's data.
@@ -144,8 +184,8 @@ func (c *client) gets(owner string) bool {
 	if owner == everyone {
 		return true
 	}
-	v := c.viewer.Load()
-	return v != nil && (v.operator || owner != "" && v.customer == owner)
+	a := c.audience.Load()
+	return a != nil && (a.operator || owner != "" && a.customers[owner])
 }
 
 // hub fans messages out to the browsers; a browser that falls behind
@@ -176,6 +216,22 @@ func (h *hub) leave(c *client) {
 	if h.clients[c] {
 		delete(h.clients, c)
 		close(c.ch)
+	}
+}
+
+// send sends v to one client, if it is still there.
+func (h *hub) send(c *client, v any) {
+	msg, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.clients[c] {
+		select {
+		case c.ch <- msg:
+		default:
+		}
 	}
 }
 
