@@ -185,14 +185,16 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 	}
 	// The newest version by default; ?version=N draws another (an order
 	// ends on the version it started with).
-	flow := schemas.OrderFlowV2
+	flow := schemas.OrderFlowV3
 	if v := r.URL.Query().Get("version"); v != "" {
 		switch v {
 		case "1":
 			flow = schemas.OrderFlow
 		case "2":
+			flow = schemas.OrderFlowV2
+		case "3":
 		default:
-			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("version %q: the order flow has versions 1 and 2", v))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("version %q: the order flow has versions 1, 2 and 3", v))
 			return
 		}
 	}

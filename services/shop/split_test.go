@@ -46,7 +46,7 @@ func TestAShopJoinsAnotherAndRunsOneService(t *testing.T) {
 	for _, id := range waiting {
 		sagatest.Poll(t, 30*time.Second, func() bool {
 			_, o := shoptest.Call(t, "GET", main.Base+"/api/orders/"+id, nil, cust.Auth()...)
-			return o["status"] == "pending" && stepOf(o, "reserve")["status"] == "running" && stepOf(o, "schedule")["status"] == "completed"
+			return o["status"] == "pending" && stepOf(o, "reserve")["status"] == "running" && stepOf(o, "book")["status"] == "completed"
 		}, func() string {
 			_, o := shoptest.Call(t, "GET", main.Base+"/api/orders/"+id, nil, cust.Auth()...)
 			return "not waiting at reserve: " + shoptest.JSON(o)

@@ -81,7 +81,7 @@ func TestLayoutFitsFrom1024AndStacksBelow(t *testing.T) {
 		chromedp.Navigate(base+"/#token="+ada.Token+"&token="+scott.Token+"&order="+aq),
 		chromedp.WaitVisible(`#live.on`),
 		chromedp.WaitVisible(`tr.order-row[data-status="rejected"]`),
-		chromedp.WaitVisible(`#timeline .tl.failed[data-step="schedule"]`),
+		chromedp.WaitVisible(`#timeline .tl.failed[data-step="book"]`),
 	); err != nil {
 		t.Fatalf("open the page: %v", err)
 	}

@@ -70,10 +70,10 @@ func TestOrderOutcomes(t *testing.T) {
 	t.Run("AQ: parallel siblings and payment compensated", func(t *testing.T) {
 		o := h.await(antarctica, "rejected", 20*time.Second)
 		st := steps(o)
-		if !strings.Contains(o["reason"].(string), "we do not deliver to AQ") || st["schedule"]["status"] != "failed" || st["charge"]["status"] != "compensated" {
+		if !strings.Contains(o["reason"].(string), "we do not deliver to AQ") || st["book"]["status"] != "failed" || st["charge"]["status"] != "compensated" {
 			t.Errorf("order %v", o)
 		}
-		// Order flow v2: reserve and schedule run in parallel; the invoice
+		// Order flow v3 (as v2): reserve and book run in parallel; the invoice
 		// waits for the pivot (bill), so a rejected order has none.
 		if s := st["reserve"]["status"]; s != "compensated" && s != "skipped" {
 			t.Errorf("reserve is %v", s)
@@ -209,8 +209,8 @@ func TestShippingUsesItsReplicaWhenCustomerServiceIsDown(t *testing.T) {
 	h.stop("customer")
 	id := h.order(ada, okCard, shoptest.Item("sku-hoodie", 1))
 	o := h.await(id, "confirmed", 20*time.Second)
-	if steps(o)["schedule"]["status"] != "completed" {
-		t.Errorf("schedule %v", steps(o)["schedule"])
+	if steps(o)["book"]["status"] != "completed" {
+		t.Errorf("book %v", steps(o)["book"])
 	}
 	dels, _ := shipping.Deliveries(context.Background(), h.deps)
 	if len(dels) != 1 || dels[0].Address.Country != "FR" || dels[0].Status != "scheduled" {
