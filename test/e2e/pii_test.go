@@ -163,5 +163,7 @@ func (h *shopHarness) awaitCustomer(c shoptest.Customer) {
 	sagatest.Poll(h.t, 30*time.Second, func() bool {
 		code, _ = h.do("GET", "/api/customers/"+c.ID, nil, c.Auth()...)
 		return code == 200 && shipping.KnowsCustomer(context.Background(), h.deps, c.ID)
-	}, func() string { return fmt.Sprintf("customer %s unknown to the gateway (%d) or to shipping", c.ID, code) })
+	}, func() string {
+		return fmt.Sprintf("customer %s unknown to the gateway (%d) or to shipping", c.ID, code)
+	})
 }
