@@ -78,8 +78,8 @@ func TestOrderOutcomes(t *testing.T) {
 		if s := st["reserve"]["status"]; s != "compensated" && s != "skipped" {
 			t.Errorf("reserve is %v", s)
 		}
-		if _, has := st["invoice"]; has || st["bill"]["status"] != "pending" || o["saga"].(map[string]any)["version"].(float64) != 2 {
-			t.Errorf("a rejected v2 order invoiced: %v", o)
+		if _, has := st["invoice"]; has || st["bill"]["status"] != "pending" || o["saga"].(map[string]any)["version"].(float64) != 3 {
+			t.Errorf("a rejected v3 order invoiced: %v", o)
 		}
 	})
 
