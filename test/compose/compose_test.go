@@ -139,6 +139,7 @@ func TestComposeStack(t *testing.T) {
 		"CHOREO_SECURITY_TLS_CA=" + filepath.Join(s.secrets, "ca.pem"),
 		"CHOREO_SECURITY_TLS_CERT=" + filepath.Join(s.secrets, "client-cert.pem"),
 		"CHOREO_SECURITY_TLS_KEY=" + filepath.Join(s.secrets, "client-key.pem"),
+		"CHOREO_SECURITY_OPERATOR_TOKEN=" + s.operatorToken(),
 	}, "go", "test", "-count=1", "-v", "-run",
 		"^(TestOutsiderIsRefused|TestRogueConsumerIsRefused|TestForgedOutcomeIsRefused|TestForgingParticipantIsRefused|TestOtherBucketIsRefused|TestStreamAdminIsRefused|TestOperatorActsAreRefused|TestCustomerDataNeedsTheCustomersToken|TestWebsocketPushesOnlyTheCustomersOwnOrders)$",
 		"./test/security")
@@ -334,6 +335,15 @@ func (s *stack) checkReplicas(d kit.Deps) {
 			s.t.Errorf("stream %s has %d replicas, want 3", name, r)
 		}
 	}
+}
+
+// operatorToken is the gateway's operator token, from the secrets.
+func (s *stack) operatorToken() string {
+	b, err := os.ReadFile(filepath.Join(s.secrets, "operator-token"))
+	if err != nil {
+		s.t.Errorf("the operator token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // load places orders through the gateway.
