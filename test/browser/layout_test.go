@@ -75,9 +75,22 @@ func TestLayoutFitsFrom1024AndStacksBelow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
 	defer cancel()
 	aq := ids[2]
+	// A browser without their tokens sees none of their orders, once it
+	// has loaded what it may (the counters come with the orders).
+	err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`#live.on`),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#s-orders").textContent === "3"`))
+	rows := -1
+	if err == nil {
+		rows, err = chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("tr.order-row").length`))
+	}
+	if err != nil || rows != 0 {
+		t.Errorf("a browser without tokens shows %d orders (%v), want none", rows, err)
+	}
 	if err := chromedp.Do(ctx,
 		chromedp.EmulateViewport(1920, 1000),
-		// The browser is handed both customers' tokens, as a link does.
+		// The browser is handed both customers' tokens, as a link does
+		// (a new page: a link to the same page would change its hash only).
+		chromedp.Navigate("about:blank"),
 		chromedp.Navigate(base+"/#token="+ada.Token+"&token="+scott.Token+"&order="+aq),
 		chromedp.WaitVisible(`#live.on`),
 		chromedp.WaitVisible(`tr.order-row[data-status="rejected"]`),

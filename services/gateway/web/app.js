@@ -315,12 +315,26 @@ $("#place-order").addEventListener("click", async () => {
 
 // A link #token=…[&token=…][&order=…] hands this browser customers'
 // tokens (and opens an order); the tokens leave the address at once.
-const link = new URLSearchParams(location.hash.slice(1));
-for (const token of link.getAll("token")) {
-  const id = token.split(".")[1];
-  if (id) hold([...held().filter((c) => c.id !== id), { id, token }]);
+function takeLink() {
+  const link = new URLSearchParams(location.hash.slice(1));
+  for (const token of link.getAll("token")) {
+    const id = token.split(".")[1];
+    if (id) hold([...held().filter((c) => c.id !== id), { id, token }]);
+  }
+  if (!link.has("token")) return false;
+  history.replaceState(null, "", link.has("order") ? "#order=" + encodeURIComponent(link.get("order")) : location.pathname);
+  return true;
 }
-if (link.has("token")) history.replaceState(null, "", link.has("order") ? "#order=" + encodeURIComponent(link.get("order")) : location.pathname);
+takeLink();
+// A link followed in this tab changes only the address's hash.
+window.addEventListener("hashchange", () => {
+  if (!takeLink()) return;
+  follow();
+  loadCustomers().then(refresh).then(() => {
+    const m = location.hash.match(/^#order=(.+)$/);
+    if (m) select(decodeURIComponent(m[1]));
+  }).catch((e) => { $("#form-error").textContent = e.message; });
+});
 
 loadFlow();
 loadCustomers().then(loadCatalog).then(refresh).then(() => {
