@@ -60,6 +60,13 @@ fi
 go run ./cmd/choreo-auth --credentials "$out/credentials" >"$out/auth.conf.new"
 mv "$out/auth.conf.new" "$out/auth.conf"
 
+# The gateway's key for customers' tokens and the operator's token (kept
+# when present): tokens outlive a restart of the gateway, and the operator
+# lists every customer and order with the token.
+umask 077
+[ -s "$out/customer-tokens.key" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$out/customer-tokens.key"
+[ -s "$out/operator-token" ] || od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$out/operator-token"
+
 if [ "$(id -u)" = 0 ]; then
   chown -R 10001:10001 "$out"
   chmod -R u=rwX,go= "$out"

@@ -20,12 +20,12 @@ import (
 	"github.com/choreo-go/choreo/schemas"
 )
 
-// shopDoc is the AsyncAPI document of the shop's order flow, both
-// versions, with the schemas from schemas/.
+// shopDoc is the AsyncAPI document of the shop's order flow, every
+// version, with the schemas from schemas/.
 func shopDoc(t *testing.T) []byte {
 	t.Helper()
 	var infos []describe.Flow
-	for _, f := range []*saga.Flow[schemas.OrderPlaced]{schemas.OrderFlow, schemas.OrderFlowV2} {
+	for _, f := range []*saga.Flow[schemas.OrderPlaced]{schemas.OrderFlow, schemas.OrderFlowV2, schemas.OrderFlowV3} {
 		infos = append(infos, f.Info().WithSchemas(schemas.Schema))
 	}
 	doc, err := describe.AsyncAPI(describe.AsyncAPIOptions{Server: "127.0.0.1:4222"}, infos...)
@@ -76,7 +76,7 @@ func TestAsyncAPIDescribesTheShop(t *testing.T) {
 	if err := json.Unmarshal(doc, &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Info.Version != "order-v1+order-v2" {
+	if d.Info.Version != "order-v1+order-v2+order-v3" {
 		t.Errorf("info.version %q", d.Info.Version)
 	}
 	ch := d.Channels["order_v2_charge_done"]
@@ -203,7 +203,7 @@ func TestAsyncAPIDescribesTheShop(t *testing.T) {
 			t.Errorf("%s: the example is not valid against the document's payload: %v", name, err)
 		}
 	}
-	for _, want := range []string{"OrderPlaced", "PaymentSucceeded", "StockReserved", "InvoiceIssued", "DeliveryScheduled", "OrderConfirmed"} {
+	for _, want := range []string{"OrderPlaced", "PaymentSucceeded", "StockReserved", "InvoiceIssued", "DeliveryScheduled", "DeliveryBooked", "OrderConfirmed"} {
 		if m, ok := d.Components.Messages[want]; !ok || m.Payload == nil {
 			t.Errorf("message %s missing or without its payload", want)
 		}
@@ -276,8 +276,8 @@ func TestAsyncAPIFromTheRegistry(t *testing.T) {
 	var flows []describe.Flow
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		flows, err = srv.Ops().Flows(context.Background())
-		return err == nil && len(flows) == 2
-	}, func() string { return "the runner did not register the order flow's two versions" })
+		return err == nil && len(flows) == 3
+	}, func() string { return "the runner did not register the order flow's three versions" })
 	for _, f := range flows {
 		if len(f.Schemas) == 0 {
 			t.Fatalf("%s v%d registered without schemas", f.Name, f.Version)

@@ -102,11 +102,27 @@ type InvoiceIssued struct {
 	IssuedAt  time.Time `json:"issued_at"`
 }
 
-// DeliveryScheduled: a delivery is booked. The result of the schedule step.
+// DeliveryScheduled: a delivery is booked. The result of the schedule step
+// of versions 1 and 2 of the order flow, which carries the address: every
+// participant of the flow can read it. Version 3's schedule answers
+// DeliveryBooked instead, which names the delivery and nothing else. The
+// type stays as it is while sagas of versions 1 and 2 may run: it is
+// their contract.
 type DeliveryScheduled struct {
 	DeliveryID   string    `json:"delivery_id"`
 	OrderID      string    `json:"order_id"`
 	Address      Address   `json:"address"`
+	ScheduledFor time.Time `json:"scheduled_for"`
+}
+
+// DeliveryBooked: a delivery is booked. The result of the schedule step of
+// version 3 of the order flow: ids and a date, no personal data. Where the
+// delivery goes stays in the shipping service (its copy of the customer's
+// address, from CustomerRegistered), which looks it up by the customer's
+// id; no other participant of the saga needs it.
+type DeliveryBooked struct {
+	DeliveryID   string    `json:"delivery_id"`
+	OrderID      string    `json:"order_id"`
 	ScheduledFor time.Time `json:"scheduled_for"`
 }
 
@@ -179,6 +195,7 @@ var Types = map[string]any{
 	"StockReserved":      StockReserved{},
 	"InvoiceIssued":      InvoiceIssued{},
 	"DeliveryScheduled":  DeliveryScheduled{},
+	"DeliveryBooked":     DeliveryBooked{},
 	"OrderConfirmed":     OrderConfirmed{},
 	"OrderRejected":      OrderRejected{},
 	"StockChanged":       StockChanged{},

@@ -17,6 +17,15 @@ import (
 // by side: an order ends on the version it started with (see
 // saga.ServeVersions and services/kit's CHOREO_ORDER_VERSIONS for a
 // rolling upgrade).
+//
+// Version 3 keeps personal data out of the saga: its delivery step, book,
+// answers DeliveryBooked (ids and a date) where the schedule step of
+// versions 1 and 2 answers DeliveryScheduled, with the delivery address,
+// which every participant of a saga can read. The shipping service keeps the address, from its
+// copy of the customer's, looked up by the customer's id. A result type is
+// part of a version's contract, so the change is a new version, not an
+// edit of DeliveryScheduled: sagas of versions 1 and 2 still run to their
+// end on the types they started with.
 var (
 	// Charge is owned by the payment service; compensated by a refund.
 	Charge = saga.NewStep[OrderPlaced, PaymentSucceeded]("charge",
@@ -30,6 +39,11 @@ var (
 		saga.Owner("billing"), saga.Undo("void"))
 	// Schedule is owned by the shipping service; compensated by a cancel.
 	Schedule = saga.NewStep[PaymentSucceeded, DeliveryScheduled]("schedule", saga.WithTimeout(30*time.Second),
+		saga.Owner("shipping"), saga.Undo("cancel"))
+	// ScheduleDelivery (version 3), the step "book", is Schedule without
+	// the address in its result (a step of a new type needs a new name):
+	// owned by the shipping service; compensated by a cancel.
+	ScheduleDelivery = saga.NewStep[PaymentSucceeded, DeliveryBooked]("book", saga.WithTimeout(30*time.Second),
 		saga.Owner("shipping"), saga.Undo("cancel"))
 	// Confirm is owned by the order service: the point of no return.
 	Confirm = saga.NewStep[OrderPlaced, OrderConfirmed]("confirm", saga.Pivot(), saga.Owner("order"))
@@ -57,6 +71,18 @@ var (
 		saga.StartedBy("order"),
 	)
 
-	// OrderFlows are the versions of the order flow the shop runs.
-	OrderFlows = []access.Definition{OrderFlow, OrderFlowV2}
+	// OrderFlowV3 is version 3 of the order flow: version 2 with ids only
+	// in the result of its delivery step (book, not schedule).
+	OrderFlowV3 = saga.MustDefine[OrderPlaced]("order", 3,
+		Charge,
+		saga.Parallel(Reserve, ScheduleDelivery),
+		Confirm,
+		Bill,
+		saga.Deadline(orderDeadline),
+		saga.StartedBy("order"),
+	)
+
+	// OrderFlows are the versions of the order flow the shop runs; new
+	// orders start on the last.
+	OrderFlows = []access.Definition{OrderFlow, OrderFlowV2, OrderFlowV3}
 )

@@ -34,6 +34,7 @@ var fixtures = map[string]any{
 	"StockReserved":     schemas.StockReserved{ReservationID: "res-ord-1", OrderID: "ord-1", Items: []schemas.Item{{SKU: "sku-mug", Qty: 2, UnitPrice: 1250}}, Time: t0},
 	"InvoiceIssued":     schemas.InvoiceIssued{InvoiceID: "inv-ord-1", OrderID: "ord-1", Amount: 2500, Currency: "EUR", IssuedAt: t0},
 	"DeliveryScheduled": schemas.DeliveryScheduled{DeliveryID: "del-ord-1", OrderID: "ord-1", Address: addr, ScheduledFor: t0.Add(48 * time.Hour)},
+	"DeliveryBooked":    schemas.DeliveryBooked{DeliveryID: "del-ord-1", OrderID: "ord-1", ScheduledFor: t0.Add(48 * time.Hour)},
 	"OrderConfirmed":    schemas.OrderConfirmed{OrderID: "ord-1", CustomerID: "cus-1", Total: 2500, Currency: "EUR", ConfirmedAt: t0},
 	"OrderRejected":     schemas.OrderRejected{OrderID: "ord-2", CustomerID: "cus-1", Reason: "step charge: card declined", RejectedAt: t0},
 	"StockChanged":      schemas.StockChanged{Version: 7, Levels: []schemas.StockLevel{{SKU: "sku-mug", Stock: 498}, {SKU: "sku-sold-out", Stock: 0}}, Time: t0},

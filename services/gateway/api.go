@@ -25,6 +25,7 @@ func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/customers", s.postCustomer)
 	mux.HandleFunc("GET /api/customers", s.getCustomers)
+	mux.HandleFunc("GET /api/customers/{id}", s.getCustomer)
 	mux.HandleFunc("POST /api/orders", s.postOrder)
 	mux.HandleFunc("GET /api/orders", s.getOrders)
 	mux.HandleFunc("GET /api/orders/{id}", s.getOrder)
@@ -94,21 +95,51 @@ func (s *Service) postCustomer(w http.ResponseWriter, r *http.Request) {
 		callError(w, err)
 		return
 	}
-	httpjson.Write(w, http.StatusCreated, map[string]string{"id": res.ID})
+	// The customer's token: what every later request for this customer
+	// brings. The gateway keeps no copy (see auth.go).
+	token, exp := s.issueToken(res.ID, time.Now())
+	httpjson.Write(w, http.StatusCreated, map[string]any{"id": res.ID, "token": token, "token_expires_at": exp.UTC()})
 }
 
+// CustomerView is a customer's profile as the API shows it.
+type CustomerView struct {
+	ID      string          `json:"id"`
+	Name    string          `json:"name"`
+	Email   string          `json:"email"`
+	Address schemas.Address `json:"address"`
+}
+
+// getCustomers lists every customer: the operator's only.
 func (s *Service) getCustomers(w http.ResponseWriter, r *http.Request) {
-	type row struct {
-		ID      string          `json:"id"`
-		Name    string          `json:"name"`
-		Email   string          `json:"email"`
-		Address schemas.Address `json:"address"`
+	if !s.operator(w, r, "the list of every customer") {
+		return
 	}
-	out := []row{}
+	out := []CustomerView{}
 	for _, c := range s.rm.Load().Customers() {
-		out = append(out, row{ID: c.CustomerID, Name: c.Name, Email: c.Email, Address: c.Address})
+		out = append(out, CustomerView{ID: c.CustomerID, Name: c.Name, Email: c.Email, Address: c.Address})
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"customers": out})
+}
+
+// getCustomer is one customer's profile, for that customer's token (or
+// the operator's). 404 until the gateway has heard of the customer (it
+// learns customers from their events, a moment after registering them).
+func (s *Service) getCustomer(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.who(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	if !v.may(id) {
+		forbidden(w, v, id)
+		return
+	}
+	c, ok := s.rm.Load().Customer(id)
+	if !ok {
+		httpjson.Error(w, http.StatusNotFound, "no customer "+id+" yet")
+		return
+	}
+	httpjson.Write(w, http.StatusOK, CustomerView{ID: c.CustomerID, Name: c.Name, Email: c.Email, Address: c.Address})
 }
 
 // CatalogItem is a product with its stock, as the gateway shows it. Stock
@@ -154,14 +185,16 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 	}
 	// The newest version by default; ?version=N draws another (an order
 	// ends on the version it started with).
-	flow := schemas.OrderFlowV2
+	flow := schemas.OrderFlowV3
 	if v := r.URL.Query().Get("version"); v != "" {
 		switch v {
 		case "1":
 			flow = schemas.OrderFlow
 		case "2":
+			flow = schemas.OrderFlowV2
+		case "3":
 		default:
-			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("version %q: the order flow has versions 1 and 2", v))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("version %q: the order flow has versions 1, 2 and 3", v))
 			return
 		}
 	}

@@ -23,8 +23,14 @@ import (
 	"github.com/choreo-go/choreo/services/shop"
 )
 
-// startShop runs the whole shop with the gateway's options and returns
-// the gateway's host:port.
+// The operator's token and the customer tokens' key of startShop's shop.
+var (
+	testOperator = "operator-token-of-the-test-0123"
+	testTokenKey = []byte("the-customer-token-key-of-the-test-0123456789")
+)
+
+// startShop runs the shop with the gateway's options opts (after the
+// test's tokens) until the test ends, and returns the gateway's address.
 func startShop(t *testing.T, opts ...gateway.Option) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -32,6 +38,9 @@ func startShop(t *testing.T, opts ...gateway.Option) string {
 	done := make(chan error, 1)
 	dir := t.TempDir() // before the cleanup below, so removed after the shop stops
 	go func() {
+		// The operator's token is the test's, and the customer tokens'
+		// key (tests forge tokens with it).
+		opts := append([]gateway.Option{gateway.WithOperatorToken(testOperator), gateway.WithCustomerTokens(testTokenKey, 0)}, opts...)
 		done <- shop.Run(ctx, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Gateway: opts},
 			func(s *shop.Shop) { ready <- s.HTTPAddr })
 	}()
@@ -315,7 +324,7 @@ func TestControlCharactersInARegistrationAre400(t *testing.T) {
 			}
 		}
 	}
-	code, res, _ := send(t, "GET", base+"/api/customers", nil, nil)
+	code, res, _ := send(t, "GET", base+"/api/customers", map[string]string{"Authorization": "Bearer " + testOperator}, nil)
 	if n := len(res["customers"].([]any)); code != 200 || n != 0 {
 		t.Errorf("%d customers registered, want none", n)
 	}
@@ -323,12 +332,15 @@ func TestControlCharactersInARegistrationAre400(t *testing.T) {
 
 func TestBadOptionsStopRun(t *testing.T) {
 	for name, opt := range map[string]gateway.Option{
-		"no websockets":       gateway.MaxWebsockets(0),
-		"a host with a path":  gateway.AllowHosts("shop.example.com/x"),
-		"a URL for a host":    gateway.AllowHosts("https://shop.example.com"),
-		"a bad port":          gateway.AllowHosts("shop.example.com:99999"),
-		"a negative timeout":  gateway.WithTimeouts(gateway.Timeouts{Read: -time.Second}),
-		"a space in the name": gateway.AllowHosts("shop example.com"),
+		"no websockets":          gateway.MaxWebsockets(0),
+		"a host with a path":     gateway.AllowHosts("shop.example.com/x"),
+		"a URL for a host":       gateway.AllowHosts("https://shop.example.com"),
+		"a bad port":             gateway.AllowHosts("shop.example.com:99999"),
+		"a negative timeout":     gateway.WithTimeouts(gateway.Timeouts{Read: -time.Second}),
+		"a space in the name":    gateway.AllowHosts("shop example.com"),
+		"a short token key":      gateway.WithCustomerTokens([]byte("short"), 0),
+		"a negative token ttl":   gateway.WithCustomerTokens(make([]byte, 32), -time.Second),
+		"a short operator token": gateway.WithOperatorToken("short"),
 	} {
 		err := gateway.New(kit.Deps{}, "127.0.0.1:0", opt).Run(context.Background())
 		if !errors.Is(err, gateway.ErrInvalidOption) {

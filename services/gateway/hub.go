@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -34,17 +36,61 @@ func (s *Service) pushOrder(ctx context.Context, id string) {
 	if !ok {
 		return
 	}
-	s.hub.broadcast(map[string]any{"type": "order", "order": v})
+	// Only to its customer's browsers and the operator's: an order whose
+	// customer is not known yet goes to the operator's alone.
+	s.hub.broadcast(v.CustomerID, map[string]any{"type": "order", "order": v})
 }
 
 func (s *Service) pushStats() {
 	if s.hub.active() {
-		s.hub.broadcast(map[string]any{"type": "stats", "stats": s.rm.Load().Stats()})
+		s.hub.broadcast(everyone, map[string]any{"type": "stats", "stats": s.rm.Load().Stats()})
 	}
 }
 
-// ws upgrades to a websocket and pushes every order change until the
-// browser goes.
+// wsAuth is what a browser sends on its websocket to say who it is (a
+// browser cannot set a websocket's headers): the tokens of the customers
+// it follows (a browser may hold several). A later one replaces it.
+type wsAuth struct {
+	Tokens []string `json:"tokens"`
+}
+
+// audience is whose orders a websocket gets.
+type audience struct {
+	operator  bool
+	customers map[string]bool
+}
+
+func (a *audience) list() []string {
+	out := make([]string, 0, len(a.customers))
+	for id := range a.customers {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// audienceOf checks every token; one refused refuses them all.
+func (s *Service) audienceOf(tokens []string) (*audience, error) {
+	a := &audience{customers: map[string]bool{}}
+	for _, t := range tokens {
+		v, err := s.identify(t)
+		if err != nil {
+			return nil, err
+		}
+		a.operator = a.operator || v.operator
+		if v.customer != "" {
+			a.customers[v.customer] = true
+		}
+	}
+	return a, nil
+}
+
+// ws upgrades to a websocket and pushes, until the browser goes, the
+// counters to everyone and the changes of the orders its token may read:
+// customers' (or every order, for the operator's). A token comes in the
+// Authorization header of the upgrade or, from a browser, in a message
+// {"tokens":["…"]}, answered {"type":"auth","customers":[ids],"operator":…};
+// a bad one closes the socket with 4401.
 func (s *Service) ws(w http.ResponseWriter, r *http.Request) {
 	if n := s.wsConns.Add(1); n > int64(s.opts.maxWebsockets) {
 		s.wsConns.Add(-1)
@@ -59,9 +105,44 @@ func (s *Service) ws(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.CloseNow()
-	ch := s.hub.join()
-	defer s.hub.leave(ch)
-	ctx := c.CloseRead(r.Context())
+	cl := s.hub.join()
+	defer s.hub.leave(cl)
+	if t := bearer(r); t != "" {
+		a, err := s.audienceOf([]string{t})
+		if err != nil {
+			c.Close(statusBadToken, err.Error())
+			return
+		}
+		cl.audience.Store(a)
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	readDone := make(chan struct{})
+	defer func() { cancel(); <-readDone }()
+	go func() {
+		defer close(readDone)
+		defer cancel()
+		c.SetReadLimit(4 << 10)
+		for {
+			_, msg, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			var auth wsAuth
+			if json.Unmarshal(msg, &auth) != nil || len(auth.Tokens) > maxWSTokens {
+				c.Close(statusBadToken, fmt.Sprintf("want {\"tokens\":[…]}, at most %d", maxWSTokens))
+				return
+			}
+			a, err := s.audienceOf(auth.Tokens)
+			if err != nil {
+				c.Close(statusBadToken, err.Error())
+				return
+			}
+			cl.audience.Store(a)
+			// Said back, so the browser knows from when it is followed.
+			s.hub.send(cl, map[string]any{"type": "auth", "customers": a.list(), "operator": a.operator})
+		}
+	}()
+	ch := cl.ch
 	for {
 		select {
 		case <-ctx.Done():
@@ -81,34 +162,76 @@ func (s *Service) ws(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// statusBadToken closes a websocket whose token is refused (4000-4999
+// are the application's; 4401 reads as HTTP's 401).
+const statusBadToken websocket.StatusCode = 4401
+
+// everyone is the owner of a message any browser may have (the counters).
+const everyone = "\x00everyone"
+
+// maxWSTokens bounds the tokens one websocket may bring.
+const maxWSTokens = 32
+
+// client is one browser: its messages, and who it said it is (nil: nobody,
+// it gets only what names no one).
+type client struct {
+	ch       chan []byte
+	audience atomic.Pointer[audience]
+}
+
+// gets reports whether the client may have a message about owner's data.
+func (c *client) gets(owner string) bool {
+	if owner == everyone {
+		return true
+	}
+	a := c.audience.Load()
+	return a != nil && (a.operator || owner != "" && a.customers[owner])
+}
+
 // hub fans messages out to the browsers; a browser that falls behind
 // loses messages rather than slowing the others.
 type hub struct {
 	mu      sync.Mutex
-	clients map[chan []byte]bool
+	clients map[*client]bool
 	closed  bool
 }
 
-func newHub() *hub { return &hub{clients: map[chan []byte]bool{}} }
+func newHub() *hub { return &hub{clients: map[*client]bool{}} }
 
-func (h *hub) join() chan []byte {
+func (h *hub) join() *client {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ch := make(chan []byte, 256)
+	c := &client{ch: make(chan []byte, 256)}
 	if h.closed {
-		close(ch)
-		return ch
+		close(c.ch)
+		return c
 	}
-	h.clients[ch] = true
-	return ch
+	h.clients[c] = true
+	return c
 }
 
-func (h *hub) leave(ch chan []byte) {
+func (h *hub) leave(c *client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.clients[ch] {
-		delete(h.clients, ch)
-		close(ch)
+	if h.clients[c] {
+		delete(h.clients, c)
+		close(c.ch)
+	}
+}
+
+// send sends v to one client, if it is still there.
+func (h *hub) send(c *client, v any) {
+	msg, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.clients[c] {
+		select {
+		case c.ch <- msg:
+		default:
+		}
 	}
 }
 
@@ -118,16 +241,21 @@ func (h *hub) active() bool {
 	return len(h.clients) > 0
 }
 
-func (h *hub) broadcast(v any) {
+// broadcast sends v to the browsers that may have owner's data (the
+// customer's id, or everyone).
+func (h *hub) broadcast(owner string, v any) {
 	msg, err := json.Marshal(v)
 	if err != nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.clients {
+	for c := range h.clients {
+		if !c.gets(owner) {
+			continue
+		}
 		select {
-		case ch <- msg:
+		case c.ch <- msg:
 		default:
 		}
 	}
@@ -137,8 +265,8 @@ func (h *hub) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for ch := range h.clients {
-		delete(h.clients, ch)
-		close(ch)
+	for c := range h.clients {
+		delete(h.clients, c)
+		close(c.ch)
 	}
 }

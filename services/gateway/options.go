@@ -15,6 +15,10 @@ type options struct {
 	hosts         map[string]bool // allowed Host names (any port) and host:port pairs
 	timeouts      Timeouts
 	maxWebsockets int
+	tokenKey      []byte        // signs customer tokens; random per process when not given
+	tokenKeySet   bool          // tokenKey was given (else tokens end with the process)
+	tokenTTL      time.Duration // how long a customer token is good for
+	operatorToken string        // reads every customer's data; "" for none
 }
 
 // Timeouts bound how long the gateway waits on a client. A zero field
@@ -35,7 +39,7 @@ type Timeouts struct {
 const DefaultMaxWebsockets = 256
 
 func defaultOptions() options {
-	return options{hosts: map[string]bool{}, maxWebsockets: DefaultMaxWebsockets,
+	return options{hosts: map[string]bool{}, maxWebsockets: DefaultMaxWebsockets, tokenKey: newTokenKey(), tokenTTL: DefaultTokenTTL,
 		timeouts: Timeouts{ReadHeader: 5 * time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 60 * time.Second, Place: 8 * time.Second}}
 }
 
@@ -95,6 +99,46 @@ func MaxWebsockets(n int) Option {
 			return fmt.Errorf("%w: max websockets %d: want at least 1", ErrInvalidOption, n)
 		}
 		o.maxWebsockets = n
+		return nil
+	}
+}
+
+// MinTokenKey is the shortest key WithCustomerTokens takes, in bytes.
+const MinTokenKey = 32
+
+// WithCustomerTokens sets the key that signs the tokens customers get at
+// registration, and how long a token is good for (0: DefaultTokenTTL).
+// Gateways that share the key accept each other's tokens, and tokens
+// outlive a restart; changing the key ends every token. Without this
+// option the key is random per process: tokens end with it.
+func WithCustomerTokens(key []byte, ttl time.Duration) Option {
+	return func(o *options) error {
+		if len(key) < MinTokenKey {
+			return fmt.Errorf("%w: customer token key of %d bytes: want at least %d", ErrInvalidOption, len(key), MinTokenKey)
+		}
+		if ttl < 0 {
+			return fmt.Errorf("%w: negative token lifetime %s", ErrInvalidOption, ttl)
+		}
+		o.tokenKey, o.tokenKeySet = append([]byte(nil), key...), true
+		if ttl > 0 {
+			o.tokenTTL = ttl
+		}
+		return nil
+	}
+}
+
+// MinOperatorToken is the shortest token WithOperatorToken takes.
+const MinOperatorToken = 16
+
+// WithOperatorToken sets the operator's token (the shop gives the
+// console's): a request that brings it (Authorization: Bearer <token>)
+// may list every customer and every order. Without it nobody may.
+func WithOperatorToken(token string) Option {
+	return func(o *options) error {
+		if len(token) < MinOperatorToken {
+			return fmt.Errorf("%w: operator token of %d characters: want at least %d", ErrInvalidOption, len(token), MinOperatorToken)
+		}
+		o.operatorToken = token
 		return nil
 	}
 }

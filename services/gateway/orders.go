@@ -30,6 +30,10 @@ func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
 	// (after a lost response, a timeout), the request answers the order
 	// the first one placed. Without one the gateway makes its own, for its
 	// own retries.
+	v, ok := s.who(w, r)
+	if !ok {
+		return
+	}
 	key := r.Header.Get("Idempotency-Key")
 	if key == "" {
 		key = kit.NewID("gw")
@@ -42,7 +46,19 @@ func (s *Service) postOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.CustomerID == "" {
+		req.CustomerID = v.customer // the token's customer
+	}
+	if req.CustomerID == "" {
 		httpjson.Error(w, http.StatusBadRequest, "customer_id is required")
+		return
+	}
+	if v.customer != req.CustomerID {
+		// The operator too: an order is placed by its customer.
+		if v.operator {
+			httpjson.Error(w, http.StatusForbidden, "an order is placed with its customer's token, not the operator's")
+			return
+		}
+		forbidden(w, v, req.CustomerID)
 		return
 	}
 	if _, ok := s.rm.Load().Customer(req.CustomerID); !ok {
@@ -126,8 +142,25 @@ const (
 // start and neither shift nor repeat what follows. (An order placed a
 // moment ago moves once, when its event replaces the gateway's
 // provisional placed time.)
+//
+// A customer's token lists that customer's orders (customer_id may be
+// left out); everyone's, or another customer's, are the operator's.
 func (s *Service) getOrders(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.who(w, r)
+	if !ok {
+		return
+	}
 	q := r.URL.Query()
+	customer := q.Get("customer_id")
+	if !v.operator {
+		if customer == "" {
+			customer = v.customer
+		}
+		if customer != v.customer {
+			forbidden(w, v, customer)
+			return
+		}
+	}
 	limit := DefaultPageSize
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -146,14 +179,14 @@ func (s *Service) getOrders(w http.ResponseWriter, r *http.Request) {
 		}
 		after = &k
 	}
-	rows, more := s.rm.Load().OrdersPage(q.Get("customer_id"), after, limit)
+	rows, more := s.rm.Load().OrdersPage(customer, after, limit)
 	out := make([]OrderView, 0, len(rows))
 	for _, row := range rows {
-		v := OrderView{OrderRow: row}
+		ov := OrderView{OrderRow: row}
 		if st, err := s.d.Sagas.Get(r.Context(), schemas.OrderFlow, row.ID); err == nil {
-			v.Saga = sagaView(st)
+			ov.Saga = sagaView(st)
 		}
-		out = append(out, v)
+		out = append(out, ov)
 	}
 	res := map[string]any{"orders": out}
 	if more {
@@ -181,16 +214,28 @@ func parseCursor(c string) (OrderKey, error) {
 	return OrderKey{PlacedAt: at, ID: id}, err
 }
 
+// getOrder answers an order to its customer's token (or the operator's).
+// An order whose customer the gateway does not know yet (its event not
+// read) is the operator's only: 404 to a customer, as if not placed yet.
 func (s *Service) getOrder(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.who(w, r)
+	if !ok {
+		return
+	}
 	id := r.PathValue("id")
 	if !saga.ValidID(id) {
 		httpjson.Error(w, http.StatusBadRequest, "malformed order id")
 		return
 	}
-	v, ok := s.orderView(r.Context(), id)
-	if !ok {
+	ov, ok := s.orderView(r.Context(), id)
+	if !ok || !v.operator && ov.CustomerID == "" {
 		httpjson.Error(w, http.StatusNotFound, "no order "+id)
 		return
 	}
-	httpjson.Write(w, http.StatusOK, v)
+	if !v.may(ov.CustomerID) {
+		// Says nothing of whose it is.
+		httpjson.Error(w, http.StatusForbidden, fmt.Sprintf("order %s is not customer %s's: this token reads only its own customer's orders", id, v.customer))
+		return
+	}
+	httpjson.Write(w, http.StatusOK, ov)
 }

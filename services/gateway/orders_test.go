@@ -82,14 +82,15 @@ func TestOrdersAPIPages(t *testing.T) {
 		t.Fatalf("register: %d %v", code, res)
 	}
 	cust := res["id"].(string)
+	auth := map[string]string{"Authorization": "Bearer " + res["token"].(string)}
 	sagatest.Poll(t, 20*time.Second, func() bool {
-		_, res, _ := send(t, "GET", base+"/api/customers", nil, nil)
-		return len(res["customers"].([]any)) == 1
+		code, _, _ := send(t, "GET", base+"/api/customers/"+cust, auth, nil)
+		return code == 200
 	}, func() string { return "the gateway does not know the customer" })
 	var placedIDs []string
 	for range 5 {
 		b, _ := json.Marshal(map[string]any{"customer_id": cust, "items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
-		code, res, _ := send(t, "POST", base+"/api/orders", map[string]string{"Content-Type": jsonType}, b)
+		code, res, _ := send(t, "POST", base+"/api/orders", map[string]string{"Content-Type": jsonType, "Authorization": auth["Authorization"]}, b)
 		if code != 202 {
 			t.Fatalf("order: %d %v", code, res)
 		}
@@ -109,7 +110,7 @@ func TestOrdersAPIPages(t *testing.T) {
 		if cursor != "" {
 			q.Set("cursor", cursor)
 		}
-		code, res, _ := send(t, "GET", base+"/api/orders?"+q.Encode(), nil, nil)
+		code, res, _ := send(t, "GET", base+"/api/orders?"+q.Encode(), auth, nil)
 		if code != 200 {
 			t.Fatalf("page %d: %d %v", page, code, res)
 		}
@@ -134,11 +135,11 @@ func TestOrdersAPIPages(t *testing.T) {
 		t.Errorf("the pages hold %v, want each of %v once", got, placedIDs)
 	}
 	// The default page holds them all; a customer's filter still applies.
-	if _, res, _ := send(t, "GET", base+"/api/orders?customer_id="+cust, nil, nil); len(res["orders"].([]any)) != 5 || res["next"] != nil {
+	if _, res, _ := send(t, "GET", base+"/api/orders?customer_id="+cust, auth, nil); len(res["orders"].([]any)) != 5 || res["next"] != nil {
 		t.Errorf("default page: %v", res)
 	}
 	for _, q := range []string{"limit=0", "limit=501", "limit=x", "limit=-1", "cursor=!!", "cursor=" + url.QueryEscape("bm9wZQ")} {
-		if code, res, _ := send(t, "GET", base+"/api/orders?"+q, nil, nil); code != 400 {
+		if code, res, _ := send(t, "GET", base+"/api/orders?"+q, auth, nil); code != 400 {
 			t.Errorf("GET /api/orders?%s = %d %v, want 400", q, code, res)
 		}
 	}

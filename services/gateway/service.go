@@ -55,6 +55,9 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("http address %s: %w", s.addr, err)
 	}
 	s.addrCh <- ln.Addr().String()
+	if !s.opts.tokenKeySet {
+		s.d.Logger.Warn("gateway: no customer token key given: customers' tokens end with this process (gateway.WithCustomerTokens)")
+	}
 	// A hijacked connection (the websocket) drops these deadlines: they
 	// bound the upgrade request, not the socket's life.
 	t := s.opts.timeouts

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
@@ -61,7 +62,7 @@ func timePtr(t time.Time) *time.Time {
 // version.
 var owners = func() map[string]string {
 	m := map[string]string{}
-	for _, si := range append(schemas.OrderFlow.Info().Steps, schemas.OrderFlowV2.Info().Steps...) {
+	for _, si := range slices.Concat(schemas.OrderFlow.Info().Steps, schemas.OrderFlowV2.Info().Steps, schemas.OrderFlowV3.Info().Steps) {
 		m[si.Name] = si.Owner // versions agree on the steps they share
 	}
 	return m

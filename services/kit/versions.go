@@ -11,7 +11,7 @@ import (
 )
 
 // OrderVersionsEnv names the order flow versions a process serves, as a
-// comma-separated list ("1", "1,2", "2"); unset, it serves every version
+// comma-separated list ("1", "1,2", "2", "2,3"...); unset, it serves every version
 // the shop defines (schemas.OrderFlows) and starts orders on the newest.
 // It is the knob of a rolling upgrade: old instances run "1", then every
 // instance "1,2", then "2" once version 1's sagas have drained (see
@@ -25,12 +25,15 @@ func orderVersions() ([]saga.RunnerOption, error) {
 	if raw == "" {
 		return nil, nil
 	}
-	known := map[int]bool{schemas.OrderFlow.Version(): true, schemas.OrderFlowV2.Version(): true}
+	known := map[int]bool{}
+	for _, f := range []*saga.Flow[schemas.OrderPlaced]{schemas.OrderFlow, schemas.OrderFlowV2, schemas.OrderFlowV3} {
+		known[f.Version()] = true
+	}
 	var vs []int
 	for _, part := range strings.Split(raw, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(part))
 		if err != nil || !known[v] {
-			return nil, fmt.Errorf("%s=%q: want a comma-separated list of the order flow's versions (1, 2)", OrderVersionsEnv, raw)
+			return nil, fmt.Errorf("%s=%q: want a comma-separated list of the order flow's versions (1, 2, 3)", OrderVersionsEnv, raw)
 		}
 		vs = append(vs, v)
 	}

@@ -1,7 +1,10 @@
 // Package shipping schedules deliveries: the schedule step of the order
-// saga, compensated by cancelling the delivery. It addresses deliveries
-// from its own replica of customers' addresses, built from
-// CustomerRegistered events, so it never asks the customer service.
+// saga (book, in version 3), compensated by cancelling the delivery. It
+// addresses deliveries from its own replica of customers' addresses, built
+// from CustomerRegistered events, so it never asks the customer service.
+// The address stays here: version 3's step answers the delivery's id
+// (DeliveryBooked), not where it goes, so no other participant of the
+// saga reads it.
 package shipping
 
 import (
@@ -50,6 +53,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.Handle(r, schemas.Schedule, s.schedule, s.cancel); err != nil {
 		return err
 	}
+	if err := saga.Handle(r, schemas.ScheduleDelivery, s.scheduleDelivery, s.cancelBooked); err != nil {
+		return err
+	}
 	router, err := s.d.Bus.NewRouter()
 	if err != nil {
 		return err
@@ -64,18 +70,40 @@ func (s *Service) remember(ctx context.Context, c schemas.CustomerRegistered) er
 	return s.store.Put(ctx, "customer."+c.CustomerID, c.Address)
 }
 
+// schedule is the schedule step of versions 1 and 2, whose result carries
+// the address (their contract).
 func (s *Service) schedule(ctx context.Context, p schemas.PaymentSucceeded) (schemas.DeliveryScheduled, error) {
-	o, err := saga.InputOf[schemas.OrderPlaced](ctx)
+	d, err := s.book(ctx)
 	if err != nil {
 		return schemas.DeliveryScheduled{}, err
+	}
+	return schemas.DeliveryScheduled{DeliveryID: d.ID, OrderID: d.OrderID, Address: d.Address, ScheduledFor: d.ScheduledFor}, nil
+}
+
+// scheduleDelivery is the book step of version 3: ids and a date only.
+func (s *Service) scheduleDelivery(ctx context.Context, p schemas.PaymentSucceeded) (schemas.DeliveryBooked, error) {
+	d, err := s.book(ctx)
+	if err != nil {
+		return schemas.DeliveryBooked{}, err
+	}
+	return schemas.DeliveryBooked{DeliveryID: d.ID, OrderID: d.OrderID, ScheduledFor: d.ScheduledFor}, nil
+}
+
+// book schedules the delivery of the saga's order to its customer's
+// address, which the service looks up in its own replica by the
+// customer's id.
+func (s *Service) book(ctx context.Context) (Delivery, error) {
+	o, err := saga.InputOf[schemas.OrderPlaced](ctx)
+	if err != nil {
+		return Delivery{}, err
 	}
 	var addr schemas.Address
 	if err := s.store.Get(ctx, "customer."+o.CustomerID, &addr); err != nil {
 		// The replica may not have the customer yet: retried.
-		return schemas.DeliveryScheduled{}, fmt.Errorf("address of customer %s: %w", o.CustomerID, err)
+		return Delivery{}, fmt.Errorf("address of customer %s: %w", o.CustomerID, err)
 	}
 	if Unserved[addr.Country] {
-		return schemas.DeliveryScheduled{}, saga.Abortf("we do not deliver to %s", addr.Country)
+		return Delivery{}, saga.Abortf("we do not deliver to %s", addr.Country)
 	}
 	id := "del-" + o.OrderID
 	d, err := kit.Update(ctx, s.store, "delivery."+id, func(d *Delivery) (bool, error) {
@@ -89,10 +117,7 @@ func (s *Service) schedule(ctx context.Context, p schemas.PaymentSucceeded) (sch
 			ScheduledFor: time.Now().UTC().Add(48 * time.Hour).Truncate(time.Hour)}
 		return true, nil
 	})
-	if err != nil {
-		return schemas.DeliveryScheduled{}, err
-	}
-	return schemas.DeliveryScheduled{DeliveryID: id, OrderID: o.OrderID, Address: d.Address, ScheduledFor: d.ScheduledFor}, nil
+	return d, err
 }
 
 // cancel undoes a delivery, from the order alone; with none it records a
@@ -111,6 +136,11 @@ func (s *Service) cancel(ctx context.Context, p schemas.PaymentSucceeded, _ sche
 		return true, nil
 	})
 	return err
+}
+
+// cancelBooked is cancel for version 3's book step.
+func (s *Service) cancelBooked(ctx context.Context, p schemas.PaymentSucceeded, _ schemas.DeliveryBooked) error {
+	return s.cancel(ctx, p, schemas.DeliveryScheduled{})
 }
 
 // Deliveries returns every delivery, for checkers and operators.

@@ -56,8 +56,8 @@ func TestMetricsAfterKnownOrders(t *testing.T) {
 	cust := shoptest.Register(t, sh.Base, "ada", "FR")
 	place := func(card string, qty int) string {
 		t.Helper()
-		code, res := shoptest.Call(t, "POST", sh.Base+"/api/orders", map[string]any{"customer_id": cust,
-			"items": []any{map[string]any{"sku": "sku-mug", "qty": qty}}, "card": card})
+		code, res := shoptest.Call(t, "POST", sh.Base+"/api/orders", map[string]any{"customer_id": cust.ID,
+			"items": []any{map[string]any{"sku": "sku-mug", "qty": qty}}, "card": card}, cust.Auth()...)
 		if code != 202 {
 			t.Fatalf("order: %d %v", code, res)
 		}
@@ -70,21 +70,21 @@ func TestMetricsAfterKnownOrders(t *testing.T) {
 		if i >= 2 {
 			want = "rejected"
 		}
-		shoptest.AwaitStatus(t, sh.Base, id, want)
+		shoptest.AwaitStatus(t, sh.Base, cust, id, want)
 	}
 	want := map[string]float64{
-		`choreo_sagas_started_total{flow="order",version="2"}`:                                                4,
-		`choreo_sagas_ended_total{flow="order",status="completed",version="2"}`:                               2,
-		`choreo_sagas_ended_total{flow="order",status="compensated",version="2"}`:                             2,
-		`choreo_steps_handled_total{flow="order",outcome="done",phase="action",step="charge",version="2"}`:    3,
-		`choreo_steps_handled_total{flow="order",outcome="failed",phase="action",step="charge",version="2"}`:  1,
-		`choreo_steps_handled_total{flow="order",outcome="failed",phase="action",step="reserve",version="2"}`: 1,
-		`choreo_steps_handled_total{flow="order",outcome="done",phase="action",step="confirm",version="2"}`:   2,
-		`choreo_steps_failed_total{flow="order",outcome="failed",step="charge",version="2"}`:                  1,
-		`choreo_steps_failed_total{flow="order",outcome="failed",step="reserve",version="2"}`:                 1,
-		`choreo_compensations_total{flow="order",outcome="compensated",step="charge",version="2"}`:            1,
-		`choreo_handler_duration_seconds_count{flow="order",phase="action",step="confirm",version="2"}`:       2,
-		`choreo_handler_duration_seconds_count{flow="order",phase="compensation",step="charge",version="2"}`:  1,
+		`choreo_sagas_started_total{flow="order",version="3"}`:                                                4,
+		`choreo_sagas_ended_total{flow="order",status="completed",version="3"}`:                               2,
+		`choreo_sagas_ended_total{flow="order",status="compensated",version="3"}`:                             2,
+		`choreo_steps_handled_total{flow="order",outcome="done",phase="action",step="charge",version="3"}`:    3,
+		`choreo_steps_handled_total{flow="order",outcome="failed",phase="action",step="charge",version="3"}`:  1,
+		`choreo_steps_handled_total{flow="order",outcome="failed",phase="action",step="reserve",version="3"}`: 1,
+		`choreo_steps_handled_total{flow="order",outcome="done",phase="action",step="confirm",version="3"}`:   2,
+		`choreo_steps_failed_total{flow="order",outcome="failed",step="charge",version="3"}`:                  1,
+		`choreo_steps_failed_total{flow="order",outcome="failed",step="reserve",version="3"}`:                 1,
+		`choreo_compensations_total{flow="order",outcome="compensated",step="charge",version="3"}`:            1,
+		`choreo_handler_duration_seconds_count{flow="order",phase="action",step="confirm",version="3"}`:       2,
+		`choreo_handler_duration_seconds_count{flow="order",phase="compensation",step="charge",version="3"}`:  1,
 		`choreo_dead_letter_stream_messages`:                                                                  0,
 	}
 	var got map[string]float64
@@ -125,7 +125,7 @@ func TestMetricsAfterKnownOrders(t *testing.T) {
 	if consumers < 4 { // charge's action and compensation, pending and ack pending
 		t.Errorf("%d counts of the charge step's consumers, want 4", consumers)
 	}
-	if got[`choreo_steps_retried_total{flow="order",phase="action",step="charge",version="2"}`] != 0 {
+	if got[`choreo_steps_retried_total{flow="order",phase="action",step="charge",version="3"}`] != 0 {
 		t.Error("a retry was counted where none happened")
 	}
 

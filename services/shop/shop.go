@@ -81,14 +81,21 @@ type Shop struct {
 	MetricsAddr string // the admin listener's, with Config.MetricsAddr
 	ConsoleAddr string // the operator console's, with Config.ConsoleAddr and the admin's identity
 	ConsoleURL  string // the console's address with its token (this run's): what to open
-	NATSURL     string
-	Gateway     *gateway.Service
-	Deps        kit.Deps // the admin's (zero when joining a server without its identity)
-	Running     []string // the services this shop runs
+	// OperatorToken is this run's operator token: the console's, and what
+	// lists every customer and order at the gateway (Authorization: Bearer).
+	OperatorToken string
+	NATSURL       string
+	Gateway       *gateway.Service
+	Deps          kit.Deps // the admin's (zero when joining a server without its identity)
+	Running       []string // the services this shop runs
 	// Credentials is the directory of the embedded server's identities'
 	// nkey seed files, <name>.nk ("" on an external server).
 	Credentials string
 }
+
+// TokenKeyFile is the file, in the credentials directory, of the key that
+// signs customers' tokens (gateway.TokenKeyFile).
+const TokenKeyFile = "customer-tokens.key"
 
 // AdminCLI is a nats CLI command that looks in with the admin identity.
 func (s *Shop) AdminCLI() string {
@@ -285,6 +292,18 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return err
 		}
 	}
+	// A token per run for the operator: the console's, and the gateway's
+	// for everyone's data. Another user of this machine who reaches the
+	// ports must not act as the admin nor read the customers.
+	operatorToken := console.NewToken()
+	gwOpts := []gateway.Option{gateway.WithOperatorToken(operatorToken)}
+	if credDir != "" {
+		key, err := gateway.TokenKeyFile(filepath.Join(credDir, TokenKeyFile))
+		if err != nil {
+			return err
+		}
+		gwOpts = append(gwOpts, gateway.WithCustomerTokens(key, 0))
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	var gw *gateway.Service
 	for _, name := range run {
@@ -299,7 +318,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		}
 		var run func(context.Context) error
 		if name == "gateway" {
-			gw = gateway.New(d, cfg.HTTPAddr, cfg.Gateway...)
+			gw = gateway.New(d, cfg.HTTPAddr, append(gwOpts, cfg.Gateway...)...)
 			admin.Mux.Handle("POST /admin/rebuild", gw.RebuildHandler())
 			run = gw.Run
 		} else {
@@ -315,13 +334,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 	if adminLn != nil {
 		g.Go(func() error { return admin.Serve(gctx, adminLn) })
 	}
-	sh := &Shop{NATSURL: url, Gateway: gw, Deps: provisioned, Credentials: credDir, Running: run}
+	sh := &Shop{NATSURL: url, Gateway: gw, Deps: provisioned, Credentials: credDir, Running: run, OperatorToken: operatorToken}
 	if consoleLn != nil && provisioned.Sagas != nil {
 		ln := consoleLn
 		sh.ConsoleAddr = ln.Addr().String()
-		// A token per run: another user of this machine who reaches the
-		// port must not act as the admin.
-		token := console.NewToken()
+		token := operatorToken
 		sh.ConsoleURL = "http://" + sh.ConsoleAddr + "/?token=" + token
 		// The console's own mux: the admin listener's has no console, nor
 		// the console the admin listener's /metrics.

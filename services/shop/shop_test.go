@@ -14,10 +14,10 @@ import (
 
 // placeMug places an order of one mug for cust (with headers, as name,
 // value pairs) and answers the gateway's status and answer.
-func placeMug(t *testing.T, sh *shoptest.Shop, cust string, headers ...string) (int, map[string]any) {
+func placeMug(t *testing.T, sh *shoptest.Shop, cust shoptest.Customer, headers ...string) (int, map[string]any) {
 	t.Helper()
-	return shoptest.Call(t, "POST", sh.Base+"/api/orders", map[string]any{"customer_id": cust,
-		"items": []any{shoptest.Item("sku-mug", 1)}, "card": "4242424242424242"}, headers...)
+	return shoptest.Call(t, "POST", sh.Base+"/api/orders", map[string]any{"customer_id": cust.ID,
+		"items": []any{shoptest.Item("sku-mug", 1)}, "card": "4242424242424242"}, append(cust.Auth(), headers...)...)
 }
 
 // The case: CHOREO is deleted under a running shop. /healthz says
@@ -39,7 +39,7 @@ func TestDeletedStreamIsLoudAndARestartRecovers(t *testing.T) {
 	}
 	accepted := res["id"].(string)
 	sagatest.Poll(t, 30*time.Second, func() bool {
-		_, o := shoptest.Call(t, "GET", sh.Base+"/api/orders/"+accepted, nil)
+		_, o := shoptest.Call(t, "GET", sh.Base+"/api/orders/"+accepted, nil, cust.Auth()...)
 		return o != nil && o["saga"] != nil
 	}, func() string { return "the accepted order has no saga" })
 
@@ -63,7 +63,7 @@ func TestDeletedStreamIsLoudAndARestartRecovers(t *testing.T) {
 	// The refused order was announced and rejected: find it by customer.
 	var refused string
 	sagatest.Poll(t, 30*time.Second, func() bool {
-		_, list := shoptest.Call(t, "GET", sh.Base+"/api/orders?customer_id="+cust, nil)
+		_, list := shoptest.Call(t, "GET", sh.Base+"/api/orders?customer_id="+cust.ID, nil, cust.Auth()...)
 		orders, _ := list["orders"].([]any)
 		for _, o := range orders {
 			if m := o.(map[string]any); m["id"] != accepted && m["status"] == "rejected" {
@@ -73,21 +73,21 @@ func TestDeletedStreamIsLoudAndARestartRecovers(t *testing.T) {
 		}
 		return false
 	}, func() string { return "the refused order was not rejected with the reason" })
-	if refused != order.KeyedID(cust, "while-missing") {
-		t.Errorf("the refused order is %s, want the key's %s", refused, order.KeyedID(cust, "while-missing"))
+	if refused != order.KeyedID(cust.ID, "while-missing") {
+		t.Errorf("the refused order is %s, want the key's %s", refused, order.KeyedID(cust.ID, "while-missing"))
 	}
 	_ = sh.Stop() // an error fails the test at its cleanup
 
 	sh = shoptest.RunShop(t, cfg)
 	shoptest.AwaitHealth(t, sh.Base, 200, "")
-	shoptest.AwaitStatus(t, sh.Base, accepted, "confirmed")
-	shoptest.AwaitStatus(t, sh.Base, refused, "rejected")
+	shoptest.AwaitStatus(t, sh.Base, cust, accepted, "confirmed")
+	shoptest.AwaitStatus(t, sh.Base, cust, refused, "rejected")
 	code, res = placeMug(t, sh, cust)
 	if code != 202 {
 		t.Fatalf("order after the restart: %d %v", code, res)
 	}
-	shoptest.AwaitStatus(t, sh.Base, res["id"].(string), "confirmed")
-	_, list := shoptest.Call(t, "GET", sh.Base+"/api/orders?customer_id="+cust, nil)
+	shoptest.AwaitStatus(t, sh.Base, cust, res["id"].(string), "confirmed")
+	_, list := shoptest.Call(t, "GET", sh.Base+"/api/orders?customer_id="+cust.ID, nil, cust.Auth()...)
 	if n := len(list["orders"].([]any)); n != 3 {
 		t.Errorf("%d orders, want 3", n)
 	}

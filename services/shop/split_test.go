@@ -32,7 +32,7 @@ func TestAShopJoinsAnotherAndRunsOneService(t *testing.T) {
 	if code != 202 {
 		t.Fatalf("order: %d %v", code, res)
 	}
-	shoptest.AwaitStatus(t, main.Base, res["id"].(string), "confirmed")
+	shoptest.AwaitStatus(t, main.Base, cust, res["id"].(string), "confirmed")
 
 	_ = inv.Stop() // an error fails the test at its cleanup
 	var waiting []string
@@ -45,16 +45,16 @@ func TestAShopJoinsAnotherAndRunsOneService(t *testing.T) {
 	}
 	for _, id := range waiting {
 		sagatest.Poll(t, 30*time.Second, func() bool {
-			_, o := shoptest.Call(t, "GET", main.Base+"/api/orders/"+id, nil)
-			return o["status"] == "pending" && stepOf(o, "reserve")["status"] == "running" && stepOf(o, "schedule")["status"] == "completed"
+			_, o := shoptest.Call(t, "GET", main.Base+"/api/orders/"+id, nil, cust.Auth()...)
+			return o["status"] == "pending" && stepOf(o, "reserve")["status"] == "running" && stepOf(o, "book")["status"] == "completed"
 		}, func() string {
-			_, o := shoptest.Call(t, "GET", main.Base+"/api/orders/"+id, nil)
+			_, o := shoptest.Call(t, "GET", main.Base+"/api/orders/"+id, nil, cust.Auth()...)
 			return "not waiting at reserve: " + shoptest.JSON(o)
 		})
 	}
 	shoptest.RunShop(t, join)
 	for _, id := range waiting {
-		shoptest.AwaitStatus(t, main.Base, id, "confirmed")
+		shoptest.AwaitStatus(t, main.Base, cust, id, "confirmed")
 	}
 	t.Logf("inventory stopped in the joined shop: %d orders waited at reserve, all confirmed once it was back", len(waiting))
 }

@@ -32,7 +32,7 @@ func TestShopServesTLS(t *testing.T) {
 	if code != 202 {
 		t.Fatalf("order: %d %v", code, res)
 	}
-	shoptest.AwaitStatus(t, sh.Base, res["id"].(string), "confirmed")
+	shoptest.AwaitStatus(t, sh.Base, cust, res["id"].(string), "confirmed")
 
 	conf, err := kit.ClientTLS(certs.CA, certs.ClientCert, certs.ClientKey)
 	if err != nil {

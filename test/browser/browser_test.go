@@ -57,8 +57,8 @@ func TestBrowserOrdersGoLiveWithoutReload(t *testing.T) {
 				catalog: [...document.querySelectorAll("#catalog input")].map((i) => i.dataset.sku + "=" + i.value),
 				timeline: document.querySelector("#timeline").innerText,
 			}, null, 1)`))
-		_, server := shoptest.Call(t, "GET", base+"/api/orders", nil)
-		return fmt.Sprintf("page: %s %v\nserver: %s", dump, derr, shoptest.JSON(server))
+		_, server := shoptest.Call(t, "GET", base+"/api/stats", nil)
+		return fmt.Sprintf("page: %s %v\nserver's counters: %s", dump, derr, shoptest.JSON(server))
 	}}
 	step, text := tb.step, tb.text
 	marker := func() string {

@@ -186,7 +186,7 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.noReload = true`)); err != nil {
 		step("mark the page", err)
 	}
-	shoptest.MustCall(t, "POST", base+"/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": "4242424242424242"})
+	shoptest.MustCall(t, "POST", base+"/api/orders", map[string]any{"customer_id": ada.ID, "items": []any{shoptest.Item("sku-mug", 1)}, "card": "4242424242424242"}, ada.Auth()...)
 	want := strconv.Itoa(n + 1)
 	sagatest.Poll(t, 60*time.Second, func() bool {
 		v, err := chromedp.Run(ctx, chromedp.Text(count+` b`))

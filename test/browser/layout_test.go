@@ -42,18 +42,27 @@ func TestLayoutFitsFrom1024AndStacksBelow(t *testing.T) {
 	exe := chromium(t)
 	base := startShop(t)
 	// Orders with long ids and a long reason, one of them selected.
-	ada := post(t, base+"/api/customers", map[string]any{"name": "Ada Lovelace-Byron", "email": "ada@example.com",
-		"address": map[string]string{"line1": "1 Rue de Rivoli", "city": "Paris", "postcode": "75001", "country": "FR"}})["id"].(string)
-	scott := post(t, base+"/api/customers", map[string]any{"name": "Robert Falcon Scott", "email": "scott@example.com",
-		"address": map[string]string{"line1": "Hut Point", "city": "Ross Island", "postcode": "0000", "country": "AQ"}})["id"].(string)
+	customer := func(body map[string]any) shoptest.Customer {
+		res := post(t, base+"/api/customers", body)
+		return shoptest.Customer{ID: res["id"].(string), Token: res["token"].(string)}
+	}
+	ada := customer(map[string]any{"name": "Ada Lovelace-Byron", "email": "ada@example.com",
+		"address": map[string]string{"line1": "1 Rue de Rivoli", "city": "Paris", "postcode": "75001", "country": "FR"}})
+	scott := customer(map[string]any{"name": "Robert Falcon Scott", "email": "scott@example.com",
+		"address": map[string]string{"line1": "Hut Point", "city": "Ross Island", "postcode": "0000", "country": "AQ"}})
 	var ids []string
-	for _, o := range []struct{ cust, card string }{{ada, "4242424242424242"}, {ada, "4000000000000002"}, {scott, "4242424242424242"}} {
+	owner := map[string]shoptest.Customer{}
+	for _, o := range []struct {
+		cust shoptest.Customer
+		card string
+	}{{ada, "4242424242424242"}, {ada, "4000000000000002"}, {scott, "4242424242424242"}} {
 		id := shoptest.PlaceOrder(t, base, o.cust, o.card, shoptest.Item("sku-mug", 2))
 		ids = append(ids, id)
+		owner[id] = o.cust
 	}
 	for _, id := range ids {
 		sagatest.Poll(t, 60*time.Second, func() bool {
-			_, o := shoptest.Call(t, "GET", base+"/api/orders/"+id, nil)
+			_, o := shoptest.Call(t, "GET", base+"/api/orders/"+id, nil, owner[id].Auth()...)
 			return o != nil && o["status"] != "pending"
 		},
 			func() string { return "order " + id + " did not settle" })
@@ -66,12 +75,26 @@ func TestLayoutFitsFrom1024AndStacksBelow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
 	defer cancel()
 	aq := ids[2]
+	// A browser without their tokens sees none of their orders, once it
+	// has loaded what it may (the counters come with the orders).
+	err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(`#live.on`),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#s-orders").textContent === "3"`))
+	rows := -1
+	if err == nil {
+		rows, err = chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("tr.order-row").length`))
+	}
+	if err != nil || rows != 0 {
+		t.Errorf("a browser without tokens shows %d orders (%v), want none", rows, err)
+	}
 	if err := chromedp.Do(ctx,
 		chromedp.EmulateViewport(1920, 1000),
-		chromedp.Navigate(base+"/#order="+aq),
+		// The browser is handed both customers' tokens, as a link does
+		// (a new page: a link to the same page would change its hash only).
+		chromedp.Navigate("about:blank"),
+		chromedp.Navigate(base+"/#token="+ada.Token+"&token="+scott.Token+"&order="+aq),
 		chromedp.WaitVisible(`#live.on`),
 		chromedp.WaitVisible(`tr.order-row[data-status="rejected"]`),
-		chromedp.WaitVisible(`#timeline .tl.failed[data-step="schedule"]`),
+		chromedp.WaitVisible(`#timeline .tl.failed[data-step="book"]`),
 	); err != nil {
 		t.Fatalf("open the page: %v", err)
 	}

@@ -23,7 +23,7 @@ func TestTimelineShowsAStepWaitingForItsService(t *testing.T) {
 	defer cancel()
 	sel := `#timeline .tl.waiting[data-step="bill"][data-activity="waiting"]`
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(base+"/#order="+id),
+		chromedp.Navigate(base+"/#token="+ada.Token+"&order="+id), // Ada's token, as a link hands it
 		chromedp.WaitVisible(sel),
 		chromedp.WaitVisible(`#timeline .tl.completed[data-step="reserve"]`),
 	); err != nil {

@@ -139,13 +139,14 @@ func TestComposeStack(t *testing.T) {
 		"CHOREO_SECURITY_TLS_CA=" + filepath.Join(s.secrets, "ca.pem"),
 		"CHOREO_SECURITY_TLS_CERT=" + filepath.Join(s.secrets, "client-cert.pem"),
 		"CHOREO_SECURITY_TLS_KEY=" + filepath.Join(s.secrets, "client-key.pem"),
+		"CHOREO_SECURITY_OPERATOR_TOKEN=" + s.operatorToken(),
 	}, "go", "test", "-count=1", "-v", "-run",
-		"^(TestOutsiderIsRefused|TestRogueConsumerIsRefused|TestForgedOutcomeIsRefused|TestForgingParticipantIsRefused|TestOtherBucketIsRefused|TestStreamAdminIsRefused|TestOperatorActsAreRefused)$",
+		"^(TestOutsiderIsRefused|TestRogueConsumerIsRefused|TestForgedOutcomeIsRefused|TestForgingParticipantIsRefused|TestOtherBucketIsRefused|TestStreamAdminIsRefused|TestOperatorActsAreRefused|TestCustomerDataNeedsTheCustomersToken|TestWebsocketPushesOnlyTheCustomersOwnOrders)$",
 		"./test/security")
 	if err != nil {
 		t.Errorf("test/security against the stack: %v\n%s", err, out)
-	} else if passed := len(regexp.MustCompile(`(?m)^--- PASS: Test`).FindAllString(out, -1)); passed != 7 {
-		t.Errorf("test/security against the stack: %d of 7 tests passed\n%s", passed, out)
+	} else if passed := len(regexp.MustCompile(`(?m)^--- PASS: Test`).FindAllString(out, -1)); passed != 9 {
+		t.Errorf("test/security against the stack: %d of 9 tests passed\n%s", passed, out)
 	} else {
 		t.Logf("test/security against the stack: 7 attacks refused")
 	}
@@ -336,13 +337,24 @@ func (s *stack) checkReplicas(d kit.Deps) {
 	}
 }
 
+// operatorToken is the gateway's operator token, from the secrets.
+func (s *stack) operatorToken() string {
+	b, err := os.ReadFile(filepath.Join(s.secrets, "operator-token"))
+	if err != nil {
+		s.t.Errorf("the operator token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // load places orders through the gateway.
 type load struct {
 	s       *stack
 	base    string
 	http    *http.Client
-	fr, aq  []string // customers in France, and in Antarctica (not delivered to)
+	fr, aq  []string          // customers in France, and in Antarctica (not delivered to)
+	tokens  map[string]string // customer id -> the token its registration answered
 	mu      sync.Mutex
+	owners  map[string]string // order id -> its customer
 	acked   map[string]shoptest.Kind
 	order   []string
 	refused int
@@ -359,7 +371,7 @@ type load struct {
 func (s *stack) load() *load {
 	s.t.Helper()
 	l := &load{s: s, base: fmt.Sprintf("http://127.0.0.1:%d", s.httpPort), http: &http.Client{Timeout: 20 * time.Second},
-		acked: map[string]shoptest.Kind{}, keyGen: map[int]int{}, done: make(chan struct{}), acks: make(chan struct{}, orders*2)}
+		acked: map[string]shoptest.Kind{}, tokens: map[string]string{}, owners: map[string]string{}, keyGen: map[int]int{}, done: make(chan struct{}), acks: make(chan struct{}, orders*2)}
 	for i := range 4 {
 		l.fr = append(l.fr, l.register(fmt.Sprintf("Ada %d", i), "FR"))
 	}
@@ -403,6 +415,7 @@ func (l *load) register(name, country string) string {
 		code, res, err := l.post("/api/customers", map[string]any{"name": name, "email": shoptest.Email(name), "address": shoptest.Address(country)})
 		if code == http.StatusCreated {
 			id, _ := res["id"].(string)
+			l.tokens[id], _ = res["token"].(string)
 			return id
 		}
 		if time.Now().After(deadline) {
@@ -428,7 +441,8 @@ func (l *load) place(i int, k shoptest.Kind) bool {
 	l.mu.Lock()
 	key := fmt.Sprintf("smoke-order-%d-%d", i, l.keyGen[i])
 	l.mu.Unlock()
-	code, res, err := l.post("/api/orders", map[string]any{"customer_id": customer, "items": items, "card": card}, "Idempotency-Key", key)
+	code, res, err := l.post("/api/orders", map[string]any{"customer_id": customer, "items": items, "card": card},
+		append(shoptest.Bearer(l.tokens[customer]), "Idempotency-Key", key)...)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	id, _ := res["id"].(string)
@@ -441,6 +455,7 @@ func (l *load) place(i int, k shoptest.Kind) bool {
 		return false
 	}
 	l.acked[id] = k
+	l.owners[id] = customer
 	l.order = append(l.order, id)
 	l.acks <- struct{}{}
 	return true
@@ -553,7 +568,10 @@ func describe(st *saga.State) string {
 func (l *load) awaitStatus(id, want string, bound time.Duration) string {
 	deadline := time.Now().Add(bound)
 	for {
-		_, out, _, _ := shoptest.Do(l.http, "GET", l.base+"/api/orders/"+id, nil)
+		l.mu.Lock()
+		token := l.tokens[l.owners[id]]
+		l.mu.Unlock()
+		_, out, _, _ := shoptest.Do(l.http, "GET", l.base+"/api/orders/"+id, nil, shoptest.Bearer(token)...)
 		got, _ := out["status"].(string)
 		if got == want || time.Now().After(deadline) {
 			return got

@@ -49,7 +49,7 @@ func TestNoCardNumberAtRest(t *testing.T) {
 		b, _ := json.Marshal(o)
 		views = append(views, "GET /api/orders/"+id+": "+string(b))
 	}
-	_, list := h.do("GET", "/api/orders?customer_id="+ada, nil)
+	_, list := h.do("GET", "/api/orders?customer_id="+ada.ID, nil, ada.Auth()...)
 	b, _ := json.Marshal(list)
 	views = append(views, "GET /api/orders: "+string(b))
 
@@ -164,7 +164,7 @@ func luhn(digits string) bool {
 func TestOrderWhilePaymentIsDownIsRefused(t *testing.T) {
 	h := newShop(t, "payment")
 	ada := h.register("ada", "FR")
-	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard})
+	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada.ID, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard}, ada.Auth()...)
 	if msg, _ := res["error"].(string); code != 503 || !strings.Contains(msg, "payment") || !strings.Contains(msg, "try again") {
 		t.Errorf("an order while payment is down: %d %v", code, res)
 	}
@@ -178,7 +178,7 @@ func TestOrderWhilePaymentIsDownIsRefused(t *testing.T) {
 	h.start("payment")
 	var id string
 	sagatest.Poll(t, 30*time.Second, func() bool {
-		code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard})
+		code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada.ID, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard}, ada.Auth()...)
 		id, _ = res["id"].(string)
 		return code == 202
 	}, func() string { return fmt.Sprintf("an order once payment is back: %d %v", code, res) })
@@ -194,7 +194,7 @@ func TestCardTokenPaysForOneOrderOfItsCustomer(t *testing.T) {
 	bob := h.register("bob", "FR")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	card, err := kit.Call[payment.TokenizeRequest, schemas.Card](ctx, h.deps.NC, payment.TokenizeSubject, payment.TokenizeRequest{CustomerID: ada, Number: "4242 4242 4242 4242"})
+	card, err := kit.Call[payment.TokenizeRequest, schemas.Card](ctx, h.deps.NC, payment.TokenizeSubject, payment.TokenizeRequest{CustomerID: ada.ID, Number: "4242 4242 4242 4242"})
 	if err != nil || card.Brand != "visa" || card.Last4 != "4242" || !strings.HasPrefix(card.Token, "tok_") {
 		t.Fatalf("tokenize: %+v %v", card, err)
 	}
@@ -207,13 +207,13 @@ func TestCardTokenPaysForOneOrderOfItsCustomer(t *testing.T) {
 		}
 		return res.ID
 	}
-	stolen := place(bob)
+	stolen := place(bob.ID)
 	if o := h.await(stolen, "rejected", 30*time.Second); !strings.Contains(o["reason"].(string), "another customer") {
 		t.Errorf("bob paid with ada's token: %v", o["reason"])
 	}
-	first := place(ada)
+	first := place(ada.ID)
 	h.await(first, "confirmed", 30*time.Second)
-	again := place(ada)
+	again := place(ada.ID)
 	if o := h.await(again, "rejected", 30*time.Second); !strings.Contains(o["reason"].(string), "paid for order "+first) {
 		t.Errorf("the token paid twice: %v", o["reason"])
 	}

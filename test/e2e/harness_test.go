@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/choreo-go/choreo/saga/console"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/services/gateway"
 	"github.com/choreo-go/choreo/services/kit"
@@ -30,16 +31,23 @@ type shopHarness struct {
 	// gwOpts are the gateway's options, for a test that starts it itself.
 	gwOpts []gateway.Option
 	logs   *shoptest.LogBuffer // every service's log lines, debug included
+	// operator is the gateway's operator token: it reads every customer's
+	// data. The token key stays the same when a test restarts the gateway,
+	// so customers' tokens outlive it, as in the shop.
+	operator string
+	tokenKey []byte
 
-	mu    sync.Mutex
-	stops map[string]func()
+	mu     sync.Mutex
+	stops  map[string]func()
+	owners map[string]shoptest.Customer // order id -> its customer, for await
 }
 
 var allServices = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "notification", "gateway"}
 
 func newShop(t *testing.T, except ...string) *shopHarness {
 	t.Helper()
-	h := &shopHarness{t: t, srv: sagatest.NewServer(t), mail: filepath.Join(t.TempDir(), "mail"), stops: map[string]func(){}, logs: &shoptest.LogBuffer{}}
+	h := &shopHarness{t: t, srv: sagatest.NewServer(t), mail: filepath.Join(t.TempDir(), "mail"), stops: map[string]func(){}, logs: &shoptest.LogBuffer{},
+		owners: map[string]shoptest.Customer{}, operator: console.NewToken(), tokenKey: []byte(console.NewToken())}
 	nc, _ := h.srv.Connect()
 	d, err := kit.NewDeps(context.Background(), nc, "e2e", nil)
 	if err != nil {
@@ -76,7 +84,8 @@ func (h *shopHarness) start(name string) {
 	}
 	run := shop.Service(name, d, h.mail)
 	if name == "gateway" {
-		h.gw = gateway.New(d, "127.0.0.1:0", h.gwOpts...)
+		opts := append([]gateway.Option{gateway.WithOperatorToken(h.operator), gateway.WithCustomerTokens(h.tokenKey, 0)}, h.gwOpts...)
+		h.gw = gateway.New(d, "127.0.0.1:0", opts...)
 		run = h.gw.Run
 	}
 	svc := shoptest.Go(h.t, name, run) // its error fails the test
@@ -106,12 +115,19 @@ func (h *shopHarness) stop(name string) {
 	stop()
 }
 
-// do calls the gateway and decodes the JSON answer.
-func (h *shopHarness) do(method, path string, body any) (int, map[string]any) {
+// do calls the gateway, with headers as name, value pairs (a customer's
+// Auth, say), and decodes the JSON answer.
+func (h *shopHarness) do(method, path string, body any, headers ...string) (int, map[string]any) {
 	h.t.Helper()
-	code, out, _ := h.doWith(method, path, body, nil)
+	code, out, _, err := shoptest.Do(nil, method, h.base+path, body, headers...)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
 	return code, out
 }
+
+// asOperator is the header of the operator's token, for do.
+func (h *shopHarness) asOperator() []string { return shoptest.Bearer(h.operator) }
 
 // doWith is do with request headers, answering the response's too.
 func (h *shopHarness) doWith(method, path string, body any, headers map[string]string) (int, map[string]any, http.Header) {
@@ -128,18 +144,34 @@ func (h *shopHarness) doWith(method, path string, body any, headers map[string]s
 }
 
 // register registers a customer and waits until the gateway knows it.
-func (h *shopHarness) register(name, country string) string {
+func (h *shopHarness) register(name, country string) shoptest.Customer {
 	h.t.Helper()
 	return shoptest.Register(h.t, h.base, name, country)
 }
 
-func (h *shopHarness) order(customerID, card string, items ...map[string]any) string {
+// order places an order for c, with c's token.
+func (h *shopHarness) order(c shoptest.Customer, card string, items ...map[string]any) string {
 	h.t.Helper()
-	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": customerID, "items": items, "card": card})
+	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": c.ID, "items": items, "card": card}, c.Auth()...)
 	if code != 202 || res["status"] != "pending" {
 		h.t.Fatalf("order: %d %v", code, res)
 	}
-	return res["id"].(string)
+	id := res["id"].(string)
+	h.mu.Lock()
+	h.owners[id] = c
+	h.mu.Unlock()
+	return id
+}
+
+// authFor is the header that reads order id: its customer's token when
+// h.order placed it, else the operator's.
+func (h *shopHarness) authFor(id string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c, ok := h.owners[id]; ok {
+		return c.Auth()
+	}
+	return h.asOperator()
 }
 
 // await waits until the order has the status and returns its view.
@@ -148,7 +180,7 @@ func (h *shopHarness) await(id, status string, timeout time.Duration) map[string
 	var res map[string]any
 	sagatest.Poll(h.t, timeout, func() bool {
 		var code int
-		code, res = h.do("GET", "/api/orders/"+id, nil)
+		code, res = h.do("GET", "/api/orders/"+id, nil, h.authFor(id)...)
 		return code == 200 && res["status"] == status && res["saga"] != nil &&
 			(status == "pending" || res["saga"].(map[string]any)["status"] != "running")
 	}, func() string { return fmt.Sprintf("order %s: %v", id, res) })

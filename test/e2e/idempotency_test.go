@@ -56,8 +56,8 @@ func oneCharge(t *testing.T, h *shopHarness, ids ...string) {
 func TestIdempotencyKeyPlacesAnOrderOnce(t *testing.T) {
 	h := newShop(t)
 	ada, bob := h.register("ada", "FR"), h.register("bob", "FR")
-	body := map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 2)}, "card": okCard}
-	key := map[string]string{"Idempotency-Key": "checkout-7f3a"}
+	body := map[string]any{"customer_id": ada.ID, "items": []any{shoptest.Item("sku-mug", 2)}, "card": okCard}
+	key := map[string]string{"Idempotency-Key": "checkout-7f3a", "Authorization": "Bearer " + ada.Token}
 
 	code, first, hdr := h.doWith("POST", "/api/orders", body, key)
 	id, _ := first["id"].(string)
@@ -70,19 +70,19 @@ func TestIdempotencyKeyPlacesAnOrderOnce(t *testing.T) {
 		t.Fatalf("repeat: %d %v %v, want order %s, confirmed, replayed", code, again, hdr, id)
 	}
 
-	other := map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-tee", 1)}, "card": okCard}
+	other := map[string]any{"customer_id": ada.ID, "items": []any{shoptest.Item("sku-tee", 1)}, "card": okCard}
 	if code, res, _ := h.doWith("POST", "/api/orders", other, key); code != 422 || !strings.Contains(res["error"].(string), "other items") {
 		t.Errorf("the key reused for other items: %d %v, want 422", code, res)
 	}
 	// Another customer's key is another order, even when it is the same.
-	theirs := map[string]any{"customer_id": bob, "items": []any{shoptest.Item("sku-mug", 2)}, "card": okCard}
-	code, res, _ := h.doWith("POST", "/api/orders", theirs, key)
+	theirs := map[string]any{"customer_id": bob.ID, "items": []any{shoptest.Item("sku-mug", 2)}, "card": okCard}
+	code, res, _ := h.doWith("POST", "/api/orders", theirs, map[string]string{"Idempotency-Key": "checkout-7f3a", "Authorization": "Bearer " + bob.Token})
 	if code != 202 || res["id"] == id {
 		t.Fatalf("bob with ada's key: %d %v, want an order of his own", code, res)
 	}
 	h.await(res["id"].(string), "confirmed", 60*time.Second)
 	for _, bad := range []string{strings.Repeat("k", order.MaxKeyLen+1), "two words", "caf\u00e9"} {
-		if code, res, _ := h.doWith("POST", "/api/orders", body, map[string]string{"Idempotency-Key": bad}); code != 400 || !strings.Contains(res["error"].(string), "Idempotency-Key") {
+		if code, res, _ := h.doWith("POST", "/api/orders", body, map[string]string{"Idempotency-Key": bad, "Authorization": "Bearer " + ada.Token}); code != 400 || !strings.Contains(res["error"].(string), "Idempotency-Key") {
 			t.Errorf("key %q: %d %v, want 400", bad, code, res)
 		}
 	}
@@ -113,7 +113,7 @@ func TestALostReplyIsAskedAgainNotPlacedTwice(t *testing.T) {
 		return false
 	}))
 	awaitOrderService(t, h)
-	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard})
+	code, res := h.do("POST", "/api/orders", map[string]any{"customer_id": ada.ID, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard}, ada.Auth()...)
 	close(answered)
 	id, _ := res["id"].(string)
 	if code != 202 || id == "" {
@@ -136,14 +136,14 @@ func TestAClientTryingAgainWithItsKeyGetsTheOrderItStarted(t *testing.T) {
 	h.runOrder(order.StopAt(func(point string) bool { return point == "recorded" && stopped.CompareAndSwap(false, true) }),
 		order.Reconcile(time.Hour, time.Hour))
 	awaitOrderService(t, h)
-	body := map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard}
-	key := map[string]string{"Idempotency-Key": "retry-me"}
+	body := map[string]any{"customer_id": ada.ID, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard}
+	key := map[string]string{"Idempotency-Key": "retry-me", "Authorization": "Bearer " + ada.Token}
 	if code, res, _ := h.doWith("POST", "/api/orders", body, key); code < 500 || !stopped.Load() {
 		t.Fatalf("first try: %d %v, want a 5xx from the stop", code, res)
 	}
 	code, res, hdr := h.doWith("POST", "/api/orders", body, key)
 	id, _ := res["id"].(string)
-	if code != 202 || id != order.KeyedID(ada, "retry-me") || hdr.Get("Idempotent-Replayed") != "true" {
+	if code != 202 || id != order.KeyedID(ada.ID, "retry-me") || hdr.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("second try: %d %v %v", code, res, hdr)
 	}
 	h.await(id, "confirmed", 60*time.Second)

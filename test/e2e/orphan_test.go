@@ -52,7 +52,7 @@ func TestOrderCutShortBetweenItsWritesEndsRight(t *testing.T) {
 			var code int
 			var res map[string]any
 			sagatest.Poll(t, 20*time.Second, func() bool { // once the order service answers
-				code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard})
+				code, res = h.do("POST", "/api/orders", map[string]any{"customer_id": ada.ID, "items": []any{shoptest.Item("sku-mug", 1)}, "card": okCard}, ada.Auth()...)
 				return !strings.Contains(fmt.Sprint(res["error"]), "no responders")
 			}, func() string { return "the order service does not answer" })
 			if code == 202 || !crashed.Load() {
@@ -88,11 +88,11 @@ func TestEndOfAnUnknownOrderIsDeadLettered(t *testing.T) {
 	h := newShop(t)
 	ada := h.register("ada", "FR")
 	ctx := context.Background()
-	card, err := kit.Call[payment.TokenizeRequest, schemas.Card](ctx, h.deps.NC, payment.TokenizeSubject, payment.TokenizeRequest{CustomerID: ada, Number: declinedCard})
+	card, err := kit.Call[payment.TokenizeRequest, schemas.Card](ctx, h.deps.NC, payment.TokenizeSubject, payment.TokenizeRequest{CustomerID: ada.ID, Number: declinedCard})
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := order.Price("ord-unknown", order.PlaceRequest{CustomerID: ada, Items: []order.Line{{SKU: "sku-mug", Qty: 1}}, Card: card}, time.Now().UTC())
+	o, err := order.Price("ord-unknown", order.PlaceRequest{CustomerID: ada.ID, Items: []order.Line{{SKU: "sku-mug", Qty: 1}}, Card: card}, time.Now().UTC())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,10 +85,10 @@ func TestReceiptNeedsNoOtherEvent(t *testing.T) {
 	h := newShop(t)
 	ada := h.register("ada", "FR")
 	sagatest.Poll(t, 15*time.Second, func() bool { // the welcome: notification knows ada
-		_, err := os.Stat(filepath.Join(h.mail, "welcome-"+ada+".eml"))
+		_, err := os.Stat(filepath.Join(h.mail, "welcome-"+ada.ID+".eml"))
 		return err == nil
 	}, func() string { return fmt.Sprintf("no welcome; mails: %v", h.mails()) })
-	e := schemas.PaymentSucceeded{PaymentID: "pay-ord-nobodyplacedit", OrderID: "ord-nobodyplacedit", CustomerID: ada,
+	e := schemas.PaymentSucceeded{PaymentID: "pay-ord-nobodyplacedit", OrderID: "ord-nobodyplacedit", CustomerID: ada.ID,
 		Time: time.Now().UTC(), Amount: 1250, Currency: schemas.Currency}
 	if err := events.Publish(context.Background(), h.deps.Bus, schemas.TopicPaymentSucceeded, e.PaymentID, e); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ func (h *shopHarness) awaitActivity(id, step, activity string) map[string]any {
 	h.t.Helper()
 	var o map[string]any
 	sagatest.Poll(h.t, 30*time.Second, func() bool {
-		_, o = h.do("GET", "/api/orders/"+id, nil)
+		_, o = h.do("GET", "/api/orders/"+id, nil, h.authFor(id)...)
 		return o["saga"] != nil && steps(o)[step]["status"] == "running" && steps(o)[step]["activity"] == activity
 	}, func() string { return fmt.Sprintf("%s of %s is not running and %s: %v", step, id, activity, o) })
 	return steps(o)[step]
@@ -40,7 +40,7 @@ func TestWaitingIsNotWorking(t *testing.T) {
 		t.Errorf("invoice step %v", s)
 	}
 	sagatest.Poll(t, 10*time.Second, func() bool {
-		_, o := h.do("GET", "/api/orders/"+first, nil)
+		_, o := h.do("GET", "/api/orders/"+first, nil, h.authFor(first)...)
 		inv := steps(o)["bill"]
 		return inv["activity"] == "waiting" && inv["waiting_ms"].(float64) >= 500
 	}, func() string { return "waiting_ms does not grow" })

@@ -54,12 +54,12 @@ func TestEachServiceRunsAloneOnItsOwnIdentity(t *testing.T) {
 	shoptest.AwaitHealth(t, base, 200, "")
 	cust := shoptest.Register(t, base, "ada", "FR")
 	for card, want := range map[string]string{"4242424242424242": "confirmed", "4000000000000002": "rejected"} {
-		code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
-			"items": []any{map[string]any{"sku": "sku-tee", "qty": 1}}, "card": card})
+		code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust.ID,
+			"items": []any{map[string]any{"sku": "sku-tee", "qty": 1}}, "card": card}, cust.Auth()...)
 		if code != 202 {
 			t.Fatalf("order: %d %v", code, res)
 		}
-		shoptest.AwaitStatus(t, base, res["id"].(string), want)
+		shoptest.AwaitStatus(t, base, cust, res["id"].(string), want)
 	}
 	for _, p := range procs {
 		p.stop(t)

@@ -34,8 +34,8 @@ func TestKill9BetweenAnOrdersWritesThenRestart(t *testing.T) {
 			}
 			p, base := shopAt("CHOREO_CRASH=" + point + ":place:1")
 			cust := shoptest.Register(t, base, "ada", "FR")
-			code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
-				"items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
+			code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust.ID,
+				"items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"}, cust.Auth()...)
 			sagatest.Poll(t, 30*time.Second, p.exited, func() string { return "the shop was not killed" })
 			if code == 202 || !strings.Contains(p.output(), "CHOREO_CRASH: kill -9 at "+point+" of place") {
 				t.Fatalf("not killed at %s: %d %v\n%s", point, code, res, p.output())
@@ -43,7 +43,7 @@ func TestKill9BetweenAnOrdersWritesThenRestart(t *testing.T) {
 			_, base = shopAt("CHOREO_RECONCILE_AFTER=1s")
 			var orders []any
 			sagatest.Poll(t, 90*time.Second, func() bool {
-				_, list := shoptest.Call(t, "GET", base+"/api/orders?customer_id="+cust, nil)
+				_, list := shoptest.Call(t, "GET", base+"/api/orders?customer_id="+cust.ID, nil, cust.Auth()...)
 				orders, _ = list["orders"].([]any)
 				return len(orders) == 1 && orders[0].(map[string]any)["status"] == "confirmed"
 			}, func() string { return "the order cut short did not end confirmed" })
@@ -78,14 +78,14 @@ func TestTwoTerminalsOneServiceStoppedAndStarted(t *testing.T) {
 	inv, _ := start(t, "shop", joined, second...)
 	cust := shoptest.Register(t, base, "ada", "FR")
 	order := func() string {
-		code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
-			"items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"})
+		code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust.ID,
+			"items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"}, cust.Auth()...)
 		if code != 202 {
 			t.Fatalf("order: %d %v", code, res)
 		}
 		return res["id"].(string)
 	}
-	shoptest.AwaitStatus(t, base, order(), "confirmed")
+	shoptest.AwaitStatus(t, base, cust, order(), "confirmed")
 	inv.stop(t)
 	var waiting []string
 	for range 3 {
@@ -94,7 +94,7 @@ func TestTwoTerminalsOneServiceStoppedAndStarted(t *testing.T) {
 	for _, id := range waiting {
 		var o map[string]any
 		sagatest.Poll(t, 60*time.Second, func() bool {
-			_, o = shoptest.Call(t, "GET", base+"/api/orders/"+id, nil)
+			_, o = shoptest.Call(t, "GET", base+"/api/orders/"+id, nil, cust.Auth()...)
 			sg, _ := o["saga"].(map[string]any)
 			steps, _ := sg["steps"].([]any)
 			for _, s := range steps {
@@ -107,7 +107,7 @@ func TestTwoTerminalsOneServiceStoppedAndStarted(t *testing.T) {
 	}
 	start(t, "shop", joined, second...)
 	for _, id := range waiting {
-		shoptest.AwaitStatus(t, base, id, "confirmed")
+		shoptest.AwaitStatus(t, base, cust, id, "confirmed")
 	}
 	t.Logf("inventory stopped in terminal 2: %d orders waited at reserve (activity waiting), all confirmed once it was back", len(waiting))
 }

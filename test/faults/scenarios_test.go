@@ -33,7 +33,7 @@ func TestCrashAtEachPoint(t *testing.T) {
 		"payment":   {"charge", "charge.undo"},
 		"inventory": {"reserve", "reserve.undo"},
 		"billing":   {"invoice", "invoice.undo"},
-		"shipping":  {"schedule", "schedule.undo"},
+		"shipping":  {"book", "book.undo"}, // version 3's step (schedule in 1 and 2)
 		"order":     {"confirm"},
 	}
 	for _, point := range []string{"start", "effect", "ack"} {
@@ -261,7 +261,7 @@ func TestDeadlineWhileStarterDeadAndLateResults(t *testing.T) {
 	h := newHarness(t, setup{env: func(h *harness, svc string, n int) []string {
 		env := []string{"CHOREO_ORDER_DEADLINE=3s"}
 		if svc == "shipping" {
-			env = append(env, "CHOREO_SLOW=schedule:6s")
+			env = append(env, "CHOREO_SLOW=book:6s")
 		}
 		return env
 	}})

@@ -55,8 +55,8 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 	cust := shoptest.Register(t, base, "ada", "FR")
 	var ids []string
 	for i := range 40 {
-		code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
-			"items": []any{map[string]any{"sku": "sku-mug", "qty": 1 + i%3}}, "card": "4242424242424242"})
+		code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust.ID,
+			"items": []any{map[string]any{"sku": "sku-mug", "qty": 1 + i%3}}, "card": "4242424242424242"}, cust.Auth()...)
 		if code != 202 {
 			t.Fatalf("order %d: %d %v", i, code, res)
 		}
@@ -71,7 +71,7 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 	again, addr := start(t, "shop", shopLine, args...)
 	base = "http://" + addr
 	for _, id := range ids {
-		shoptest.AwaitStatus(t, base, id, "confirmed")
+		shoptest.AwaitStatus(t, base, cust, id, "confirmed")
 	}
 	// Every accepted order was charged exactly once, kill or not: the
 	// payment service's own ledger says so.
@@ -116,7 +116,7 @@ func TestKill9WithSagasInFlightThenRestart(t *testing.T) {
 	// Some sagas were in flight at the kill and finished after the restart.
 	resumed := 0
 	for _, id := range ids {
-		_, o := shoptest.Call(t, "GET", base+"/api/orders/"+id, nil)
+		_, o := shoptest.Call(t, "GET", base+"/api/orders/"+id, nil, cust.Auth()...)
 		saga := o["saga"].(map[string]any)
 		ended, _ := time.Parse(time.RFC3339Nano, saga["ended_at"].(string))
 		if ended.After(killedAt) {
@@ -147,13 +147,13 @@ func TestEachServiceRunsAlone(t *testing.T) {
 	base := "http://" + addr
 	shoptest.AwaitHealth(t, base, 200, "")
 	cust := shoptest.Register(t, base, "ada", "FR")
-	code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust,
-		"items": []any{map[string]any{"sku": "sku-tee", "qty": 1}}, "card": "4242424242424242"})
+	code, res := shoptest.Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": cust.ID,
+		"items": []any{map[string]any{"sku": "sku-tee", "qty": 1}}, "card": "4242424242424242"}, cust.Auth()...)
 	if code != 202 {
 		t.Fatalf("order: %d %v", code, res)
 	}
 	id := res["id"].(string)
-	shoptest.AwaitStatus(t, base, id, "confirmed")
+	shoptest.AwaitStatus(t, base, cust, id, "confirmed")
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		_, err := os.Stat(filepath.Join(mail, "confirmed-"+id+".eml"))
 		return err == nil

@@ -26,7 +26,7 @@ func TestPlantedDeadLetterIsNotReplayed(t *testing.T) {
 	base := "http://" + s.HTTPAddr
 	cust := shoptest.Register(t, base, "Ada", "FR")
 	id := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
-	shoptest.AwaitStatus(t, base, id, "confirmed")
+	shoptest.AwaitStatus(t, base, cust, id, "confirmed")
 	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestPlantedDeadLetterIsNotReplayed(t *testing.T) {
 	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
 		t.Fatal(err)
 	}
-	if got := status(t, base, id); got != "confirmed" {
+	if got := status(t, base, cust, id); got != "confirmed" {
 		t.Errorf("the order is %s", got)
 	}
 }

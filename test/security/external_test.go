@@ -22,6 +22,7 @@ import (
 //	CHOREO_SECURITY_HTTP         the gateway, host:port
 //	CHOREO_SECURITY_CREDENTIALS  the directory of the identities' <name>.nk seeds
 //	CHOREO_SECURITY_TLS_CA, _CERT, _KEY  the TLS files a client needs
+//	CHOREO_SECURITY_OPERATOR_TOKEN  the gateway's operator token, if it has one
 //
 // Only the tests that use theShop take it; the others start shops of
 // their own.
@@ -57,6 +58,7 @@ func external() (*running, error) {
 		nc.Close()
 		return nil, err
 	}
-	s := &shop.Shop{HTTPAddr: os.Getenv("CHOREO_SECURITY_HTTP"), NATSURL: url, Deps: d, Credentials: creds}
+	s := &shop.Shop{HTTPAddr: os.Getenv("CHOREO_SECURITY_HTTP"), NATSURL: url, Deps: d, Credentials: creds,
+		OperatorToken: os.Getenv("CHOREO_SECURITY_OPERATOR_TOKEN")}
 	return &running{Shop: s, stop: nc.Close, refused: &refusals{}}, nil
 }

@@ -249,7 +249,7 @@ func TestForgedOutcomeIsRefused(t *testing.T) {
 	base := "http://" + s.HTTPAddr
 	cust := shoptest.Register(t, base, "Ada", "FR")
 	id := shoptest.PlaceOrder(t, base, cust, "4000000000000002", shoptest.Item("sku-mug", 1)) // declined
-	shoptest.AwaitStatus(t, base, id, "rejected")
+	shoptest.AwaitStatus(t, base, cust, id, "rejected")
 
 	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
 	if err != nil {
@@ -270,7 +270,7 @@ func TestForgedOutcomeIsRefused(t *testing.T) {
 	}
 	// A compensation command is not an outcome: a participant may publish
 	// one, and the reader obeys it only when the log makes it due.
-	if got := status(t, base, id); got != "rejected" {
+	if got := status(t, base, cust, id); got != "rejected" {
 		t.Fatalf("order is %s, want rejected", got)
 	}
 }
@@ -289,8 +289,8 @@ func TestForgingParticipantIsRefused(t *testing.T) {
 	cust := shoptest.Register(t, base, "Ada", "FR")
 	good := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
 	declined := shoptest.PlaceOrder(t, base, cust, "4000000000000002", shoptest.Item("sku-mug", 1))
-	shoptest.AwaitStatus(t, base, good, "confirmed")
-	shoptest.AwaitStatus(t, base, declined, "rejected")
+	shoptest.AwaitStatus(t, base, cust, good, "confirmed")
+	shoptest.AwaitStatus(t, base, cust, declined, "rejected")
 
 	payment := as(t, s, "payment")
 	ctx, cancel := long()
@@ -342,7 +342,7 @@ func TestForgingParticipantIsRefused(t *testing.T) {
 	if st.Status != saga.StatusCompensated || st.Step("charge").Status != saga.StepFailed {
 		t.Fatalf("declined saga reads %+v, want compensated with charge failed", st)
 	}
-	if got := status(t, base, declined); got != "rejected" {
+	if got := status(t, base, cust, declined); got != "rejected" {
 		t.Fatalf("the declined order is %s", got)
 	}
 }
@@ -458,9 +458,9 @@ func TestShopOnItsOwnIdentitiesAndRestart(t *testing.T) {
 	ok := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
 	declined := shoptest.PlaceOrder(t, base, cust, "4000000000000002", shoptest.Item("sku-mug", 1))
 	soldOut := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-sold-out", 1))
-	shoptest.AwaitStatus(t, base, ok, "confirmed")
-	shoptest.AwaitStatus(t, base, declined, "rejected")
-	shoptest.AwaitStatus(t, base, soldOut, "rejected")
+	shoptest.AwaitStatus(t, base, cust, ok, "confirmed")
+	shoptest.AwaitStatus(t, base, cust, declined, "rejected")
+	shoptest.AwaitStatus(t, base, cust, soldOut, "rejected")
 	ctx := context.Background()
 	st, err := s.Deps.Sagas.Get(ctx, saga.Named("order"), soldOut)
 	if err != nil || st.Status != saga.StatusCompensated || st.Step("charge").Status != saga.StepCompensated {
@@ -496,17 +496,17 @@ func TestShopOnItsOwnIdentitiesAndRestart(t *testing.T) {
 		}
 	}
 	base = "http://" + again.HTTPAddr
-	shoptest.AwaitStatus(t, base, ok, "confirmed")
-	shoptest.AwaitStatus(t, base, shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1)), "confirmed")
+	shoptest.AwaitStatus(t, base, cust, ok, "confirmed")
+	shoptest.AwaitStatus(t, base, cust, shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1)), "confirmed")
 	// The services were refused nothing they need.
 	for _, r := range append(s.refused.list(), again.refused.list()...) {
 		t.Errorf("the broker refused a service: %s", r)
 	}
 }
 
-func status(t *testing.T, base, id string) string {
+func status(t *testing.T, base string, c shoptest.Customer, id string) string {
 	t.Helper()
-	_, res := shoptest.MustCall(t, "GET", base+"/api/orders/"+id, nil)
+	_, res := shoptest.MustCall(t, "GET", base+"/api/orders/"+id, nil, c.Auth()...)
 	s, _ := res["status"].(string)
 	return s
 }
@@ -520,7 +520,7 @@ func TestOperatorActsAreRefused(t *testing.T) {
 	base := "http://" + s.HTTPAddr
 	cust := shoptest.Register(t, base, "Ada", "FR")
 	id := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
-	shoptest.AwaitStatus(t, base, id, "confirmed")
+	shoptest.AwaitStatus(t, base, cust, id, "confirmed")
 	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
 	if err != nil {
 		t.Fatal(err)
@@ -549,7 +549,7 @@ func TestOperatorActsAreRefused(t *testing.T) {
 			t.Errorf("v%d is %s", v.Version, v.Status)
 		}
 	}
-	if got := status(t, base, id); got != "confirmed" {
+	if got := status(t, base, cust, id); got != "confirmed" {
 		t.Errorf("the order is %s", got)
 	}
 }

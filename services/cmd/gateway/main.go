@@ -1,28 +1,49 @@
 // Command gateway runs the shop's gateway (API, web UI, websocket) alone
 // against a nats-server.
 //
-//	go run ./services/cmd/gateway --nats nats://127.0.0.1:4222 --http-addr 127.0.0.1:8080 [--allowed-hosts shop.example.com] [--max-websockets 256]
+//	go run ./services/cmd/gateway --nats nats://127.0.0.1:4222 --http-addr 127.0.0.1:8080 [--allowed-hosts shop.example.com] [--max-websockets 256] [--token-key FILE] [--operator-token FILE]
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/choreo-go/choreo/services/gateway"
 	"github.com/choreo-go/choreo/services/kit"
 )
 
 func main() {
-	var addr, hosts string
+	var addr, hosts, keyFile, operatorFile string
 	var maxWS int
+	var tokenTTL time.Duration
 	kit.Main("gateway", func(fs *flag.FlagSet) {
 		fs.StringVar(&addr, "http-addr", "127.0.0.1:8080", "where the web UI and API listen")
 		fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated host names (or name:port) browsers may use besides localhost and IP addresses")
 		fs.IntVar(&maxWS, "max-websockets", gateway.DefaultMaxWebsockets, "how many browsers may follow the shop live at once")
+		fs.StringVar(&keyFile, "token-key", os.Getenv("CHOREO_TOKEN_KEY"), "file of the key that signs customers' tokens (created, mode 0600, if missing); without it tokens end with the process")
+		fs.DurationVar(&tokenTTL, "token-ttl", gateway.DefaultTokenTTL, "how long a customer's token is good for")
+		fs.StringVar(&operatorFile, "operator-token", os.Getenv("CHOREO_OPERATOR_TOKEN_FILE"), "file holding the operator's token, which lists every customer and order; without it nobody may")
 	}, func(ctx context.Context, d kit.Deps) error {
-		g := gateway.New(d, addr, gateway.AllowHosts(strings.Split(hosts, ",")...), gateway.MaxWebsockets(maxWS))
+		opts := []gateway.Option{gateway.AllowHosts(strings.Split(hosts, ",")...), gateway.MaxWebsockets(maxWS)}
+		if keyFile != "" {
+			key, err := gateway.TokenKeyFile(keyFile)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, gateway.WithCustomerTokens(key, tokenTTL))
+		}
+		if operatorFile != "" {
+			raw, err := os.ReadFile(operatorFile)
+			if err != nil {
+				return fmt.Errorf("--operator-token: %w", err)
+			}
+			opts = append(opts, gateway.WithOperatorToken(strings.TrimSpace(string(raw))))
+		}
+		g := gateway.New(d, addr, opts...)
 		d.Admin.Mux.Handle("POST /admin/rebuild", g.RebuildHandler()) // served with --metrics-addr
 		go func() {
 			select {

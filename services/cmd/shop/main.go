@@ -86,6 +86,7 @@ func main() {
 		fmt.Printf("choreo shop is running: %s\n", strings.Join(s.Running, ", "))
 		if s.HTTPAddr != "" {
 			fmt.Printf("  web UI and API  http://%s\n", s.HTTPAddr)
+			fmt.Printf("  operator API    curl -H 'Authorization: Bearer %s' http://%s/api/customers (every customer and order; this run's token)\n", s.OperatorToken, s.HTTPAddr)
 		}
 		if cfg.NATSURL == "" {
 			fmt.Printf("  nats-server     %s (one identity per service, no anonymous access)\n  nats CLI        %s\n", s.NATSURL, s.AdminCLI())

@@ -8,7 +8,24 @@ let selected = null;
 const money = (cents, cur = "EUR") => (cents / 100).toFixed(2) + " " + cur;
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const ms = (a, b) => (a && b ? Math.max(0, new Date(b) - new Date(a)) : null);
-const customers = new Map();
+const customers = new Map(); // id -> profile, of the customers this browser holds a token for
+
+// The customers this browser registered, with the token the shop gave
+// each ({id, token, expires}), kept in localStorage: the token is what
+// reads and acts for the customer, until it expires (30 days by default).
+// A link /#token=… (from another browser) adds one.
+const STORE = "choreo-shop.customers";
+function held() {
+  try {
+    const list = JSON.parse(localStorage.getItem(STORE) || "[]");
+    return Array.isArray(list) ? list.filter((c) => c && c.id && c.token && (!c.expires || new Date(c.expires) > new Date())) : [];
+  } catch {
+    return [];
+  }
+}
+function hold(list) { localStorage.setItem(STORE, JSON.stringify(list)); }
+function tokenOf(id) { return held().find((c) => c.id === id)?.token; }
+const auth = (token) => (token ? { Authorization: "Bearer " + token } : {});
 
 async function api(method, path, body, headers) {
   const res = await fetch(path, { method, headers: { ...(body ? { "Content-Type": "application/json" } : {}), ...headers }, body: body ? JSON.stringify(body) : undefined });
@@ -31,13 +48,24 @@ function idempotencyKey(body) {
   return orderKey.key;
 }
 
+// loadCustomers reads the profile of each customer this browser holds a
+// token for (a token the shop refuses, expired say, is dropped) and fills
+// the customer select.
 async function loadCustomers(pick) {
-  const { customers: list } = await api("GET", "/api/customers");
+  const list = [];
+  for (const c of held()) {
+    try {
+      const p = await api("GET", "/api/customers/" + encodeURIComponent(c.id), null, auth(c.token));
+      customers.set(p.id, p);
+      list.push(p);
+    } catch (e) {
+      if (e.status === 401 || e.status === 403) hold(held().filter((x) => x.id !== c.id));
+    }
+  }
   const sel = $("#customer-select");
   const keep = pick || sel.value;
   sel.innerHTML = '<option value="">— register one below —</option>';
   for (const c of list) {
-    customers.set(c.id, c);
     const o = document.createElement("option");
     o.value = c.id;
     o.textContent = `${c.name} · ${c.address.city}, ${c.address.country}`;
@@ -46,6 +74,14 @@ async function loadCustomers(pick) {
   if (keep) sel.value = keep;
   if (!sel.value && list.length) sel.value = list[list.length - 1].id;
   if (!list.length) $("#new-customer-box").open = true;
+  return list;
+}
+
+// The orders of every customer this browser holds, pushed live: the
+// websocket says which tokens it follows (a browser cannot set its headers).
+let socket = null;
+function follow() {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ tokens: held().map((c) => c.token) }));
 }
 
 async function loadCatalog() {
@@ -128,13 +164,21 @@ async function select(id) {
   history.replaceState(null, "", "#order=" + encodeURIComponent(id)); // a link to this order
   renderOrders();
   $("#timeline-id").textContent = id;
-  try {
-    const o = await api("GET", "/api/orders/" + encodeURIComponent(id));
-    o.fetchedAt = Date.now();
-    upsert(o);
-  } catch (e) {
-    $("#timeline").innerHTML = `<p class="error">${esc(e.message)}</p>`;
+  // The order's customer's token; for an order not listed yet, each held.
+  const known = tokenOf(orders.get(id)?.customer_id);
+  const tokens = known ? [known] : held().map((c) => c.token);
+  let err = new Error("this order is not one of this browser's customers'");
+  for (const token of tokens) {
+    try {
+      const o = await api("GET", "/api/orders/" + encodeURIComponent(id), null, auth(token));
+      o.fetchedAt = Date.now();
+      upsert(o);
+      return;
+    } catch (e) {
+      err = e;
+    }
   }
+  $("#timeline").innerHTML = `<p class="error">${esc(err.message)}</p>`;
 }
 
 // dur writes milliseconds as "850 ms", "12 s" or "3 min 5 s".
@@ -179,7 +223,8 @@ setInterval(() => {
 
 function connect() {
   const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-  ws.onopen = () => { $("#live").className = "live on"; $("#live").textContent = "● live"; refresh(); };
+  socket = ws;
+  ws.onopen = () => { follow(); $("#live").className = "live on"; $("#live").textContent = "● live"; refresh(); };
   ws.onclose = () => { $("#live").className = "live off"; $("#live").textContent = "● offline"; setTimeout(connect, 1000); };
   ws.onmessage = (ev) => {
     const msg = JSON.parse(ev.data);
@@ -188,18 +233,26 @@ function connect() {
   };
 }
 
-// The API answers orders a page at a time, newest first; "next" is where
-// the older ones go on.
-let olderCursor = null;
+// The API answers a customer's orders a page at a time, newest first;
+// "next" is where the older ones go on: one cursor per customer held.
+let olderCursors = new Map(); // customer id -> cursor of its next page
 
-async function loadOrders(cursor) {
-  const { orders: list, next } = await api("GET", "/api/orders" + (cursor ? "?cursor=" + encodeURIComponent(cursor) : ""));
-  for (const o of list) {
-    const prev = orders.get(o.id);
-    if (!prev || (prev.rev ?? -1) <= (o.rev ?? -1)) orders.set(o.id, o);
+async function loadOrders(older) {
+  const next = new Map();
+  for (const c of held()) {
+    if (older && !olderCursors.has(c.id)) continue;
+    const cursor = older ? olderCursors.get(c.id) : null;
+    const page = await api("GET", "/api/orders" + (cursor ? "?cursor=" + encodeURIComponent(cursor) : ""), null, auth(c.token));
+    for (const o of page.orders) {
+      const prev = orders.get(o.id);
+      if (!prev || (prev.rev ?? -1) <= (o.rev ?? -1)) orders.set(o.id, o);
+    }
+    if (page.next) next.set(c.id, page.next);
   }
-  olderCursor = next || null;
-  $("#more-orders").hidden = !olderCursor;
+  if (!older) olderCursors = next;
+  else for (const [id, cur] of next) olderCursors.set(id, cur);
+  if (older) for (const id of [...olderCursors.keys()]) if (!next.has(id)) olderCursors.delete(id);
+  $("#more-orders").hidden = olderCursors.size === 0;
   renderOrders();
 }
 
@@ -209,7 +262,7 @@ async function refresh() {
 }
 
 $("#more-orders").addEventListener("click", () => {
-  loadOrders(olderCursor).catch((e) => { $("#form-error").textContent = e.message; });
+  loadOrders(true).catch((e) => { $("#form-error").textContent = e.message; });
 });
 
 $("#new-customer").addEventListener("submit", async (ev) => {
@@ -217,10 +270,13 @@ $("#new-customer").addEventListener("submit", async (ev) => {
   const f = new FormData(ev.target);
   $("#form-error").textContent = "";
   try {
-    const { id } = await api("POST", "/api/customers", {
+    const { id, token, token_expires_at: expires } = await api("POST", "/api/customers", {
       name: f.get("name"), email: f.get("email"),
       address: { line1: f.get("line1"), city: f.get("city"), postcode: f.get("postcode"), country: String(f.get("country")).toUpperCase() },
     });
+    // The token is what reads and acts for this customer from now on.
+    hold([...held().filter((c) => c.id !== id), { id, token, expires }]);
+    follow();
     // The gateway learns the customer from its event: wait until it has.
     for (let i = 0; i < 50; i++) {
       await loadCustomers(id);
@@ -241,7 +297,8 @@ $("#place-order").addEventListener("click", async () => {
   btn.disabled = true;
   try {
     const body = { customer_id: $("#customer-select").value, items: chosenItems(), card: $("#card").value.trim() };
-    const { id, status } = await api("POST", "/api/orders", body, { "Idempotency-Key": idempotencyKey(body) });
+    if (!body.customer_id) throw new Error("register a customer first");
+    const { id, status } = await api("POST", "/api/orders", body, { "Idempotency-Key": idempotencyKey(body), ...auth(tokenOf(body.customer_id)) });
     orderKey = null;
     if (!orders.has(id)) upsert({ id, status, customer_id: $("#customer-select").value, placed_at: new Date().toISOString(), total: 0 }, true);
     select(id);
@@ -254,6 +311,29 @@ $("#place-order").addEventListener("click", async () => {
   } finally {
     btn.disabled = false;
   }
+});
+
+// A link #token=…[&token=…][&order=…] hands this browser customers'
+// tokens (and opens an order); the tokens leave the address at once.
+function takeLink() {
+  const link = new URLSearchParams(location.hash.slice(1));
+  for (const token of link.getAll("token")) {
+    const id = token.split(".")[1];
+    if (id) hold([...held().filter((c) => c.id !== id), { id, token }]);
+  }
+  if (!link.has("token")) return false;
+  history.replaceState(null, "", link.has("order") ? "#order=" + encodeURIComponent(link.get("order")) : location.pathname);
+  return true;
+}
+takeLink();
+// A link followed in this tab changes only the address's hash.
+window.addEventListener("hashchange", () => {
+  if (!takeLink()) return;
+  follow();
+  loadCustomers().then(refresh).then(() => {
+    const m = location.hash.match(/^#order=(.+)$/);
+    if (m) select(decodeURIComponent(m[1]));
+  }).catch((e) => { $("#form-error").textContent = e.message; });
 });
 
 loadFlow();

@@ -7,7 +7,9 @@
 //
 // [Do] and [Call] send a JSON request and decode the JSON answer;
 // [Register], [PlaceOrder] and [AwaitStatus] register a customer, place an
-// order and wait for its status at the gateway.
+// order and wait for its status at the gateway. Register answers a
+// [Customer], its id and the token the gateway gave it: the other two,
+// and any request for that customer's data ([Customer.Auth]), bring it.
 //
 // # Running the shop
 //

@@ -22,38 +22,51 @@ func Email(name string) string {
 	return strings.ReplaceAll(strings.ToLower(name), " ", ".") + "@example.com"
 }
 
-// Register registers a customer named name in country at the gateway at
-// base ("http://host:port") and waits until the gateway lists it (it
-// learns customers from their events). It returns the customer's id.
-func Register(t testing.TB, base, name, country string) string {
-	t.Helper()
-	code, res := MustCall(t, "POST", base+"/api/customers", map[string]any{"name": name, "email": Email(name), "address": Address(country)})
-	id, _ := res["id"].(string)
-	if code != 201 || id == "" {
-		t.Fatalf("register: %d %v", code, res)
-	}
-	sagatest.Poll(t, 30*time.Second, func() bool {
-		_, res := Call(t, "GET", base+"/api/customers", nil)
-		list, _ := res["customers"].([]any)
-		for _, c := range list {
-			if m, _ := c.(map[string]any); m["id"] == id {
-				return true
-			}
-		}
-		return false
-	}, func() string { return "the gateway does not know customer " + id })
-	return id
+// Customer is a customer registered at the gateway: its id, and the token
+// the gateway gave it, which every request for its data brings.
+type Customer struct {
+	ID    string
+	Token string
 }
 
-// PlaceOrder posts an order of items for the customer, paid with card,
-// until the gateway accepts it (202), and returns its id.
-func PlaceOrder(t testing.TB, base, customer, card string, items ...map[string]any) string {
+// Auth is the header that authenticates as the customer, as name, value
+// pairs for [Do], [Call] and [MustCall].
+func (c Customer) Auth() []string { return Bearer(c.Token) }
+
+// Bearer is the header that brings token (a customer's or the
+// operator's), as name, value pairs for [Do], [Call] and [MustCall].
+func Bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+// Register registers a customer named name in country at the gateway at
+// base ("http://host:port") and waits until the gateway knows it (it
+// learns customers from their events). It returns the customer's id and
+// token.
+func Register(t testing.TB, base, name, country string) Customer {
+	t.Helper()
+	code, res := MustCall(t, "POST", base+"/api/customers", map[string]any{"name": name, "email": Email(name), "address": Address(country)})
+	c := Customer{}
+	c.ID, _ = res["id"].(string)
+	c.Token, _ = res["token"].(string)
+	if code != 201 || c.ID == "" || c.Token == "" {
+		t.Fatalf("register: %d %v", code, res)
+	}
+	var got int
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		got, _ = Call(t, "GET", base+"/api/customers/"+c.ID, nil, c.Auth()...)
+		return got == 200
+	}, func() string { return fmt.Sprintf("the gateway does not know customer %s: %d", c.ID, got) })
+	return c
+}
+
+// PlaceOrder posts an order of items for the customer, with its token,
+// paid with card, until the gateway accepts it (202), and returns its id.
+func PlaceOrder(t testing.TB, base string, c Customer, card string, items ...map[string]any) string {
 	t.Helper()
 	var id string
 	var code int
 	var res map[string]any
 	sagatest.Poll(t, 30*time.Second, func() bool {
-		code, res = Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": customer, "items": items, "card": card})
+		code, res = Call(t, "POST", base+"/api/orders", map[string]any{"customer_id": c.ID, "items": items, "card": card}, c.Auth()...)
 		id, _ = res["id"].(string)
 		return code == 202 && id != ""
 	}, func() string { return fmt.Sprintf("the order was not accepted: %d %v", code, res) })
@@ -61,12 +74,12 @@ func PlaceOrder(t testing.TB, base, customer, card string, items ...map[string]a
 }
 
 // AwaitStatus waits (a minute at most) until the gateway says the order
-// has one of status, and returns the order's view.
-func AwaitStatus(t testing.TB, base, id string, status ...string) map[string]any {
+// of customer c has one of status, and returns the order's view.
+func AwaitStatus(t testing.TB, base string, c Customer, id string, status ...string) map[string]any {
 	t.Helper()
 	var res map[string]any
 	sagatest.Poll(t, 60*time.Second, func() bool {
-		_, res = Call(t, "GET", base+"/api/orders/"+id, nil)
+		_, res = Call(t, "GET", base+"/api/orders/"+id, nil, c.Auth()...)
 		for _, s := range status {
 			if res != nil && res["status"] == s {
 				return true

@@ -15,8 +15,9 @@ import (
 	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
-// gateway is a fake of the shop's gateway: customers are listed once
-// registered, orders end confirmed on their second read.
+// gateway is a fake of the shop's gateway: a customer is known once
+// registered, with its token; orders end confirmed on their second read;
+// every request but a registration needs the token.
 func gateway(t *testing.T) *httptest.Server {
 	t.Helper()
 	var mu sync.Mutex
@@ -27,6 +28,10 @@ func gateway(t *testing.T) *httptest.Server {
 		defer mu.Unlock()
 		var body map[string]any
 		_ = json.NewDecoder(r.Body).Decode(&body)
+		if !(r.Method == "POST" && r.URL.Path == "/api/customers") && r.Header.Get("Authorization") != "Bearer tok-1" {
+			w.WriteHeader(401)
+			return
+		}
 		switch {
 		case r.Method == "POST" && r.URL.Path == "/api/customers":
 			if r.Header.Get("Content-Type") != "application/json" || body["email"] != "ada.lovelace@example.com" {
@@ -35,9 +40,9 @@ func gateway(t *testing.T) *httptest.Server {
 			}
 			customers = append(customers, map[string]any{"id": "cus-1"})
 			w.WriteHeader(201)
-			_ = json.NewEncoder(w).Encode(map[string]any{"id": "cus-1"})
-		case r.URL.Path == "/api/customers":
-			_ = json.NewEncoder(w).Encode(map[string]any{"customers": customers})
+			_ = json.NewEncoder(w).Encode(map[string]any{"id": "cus-1", "token": "tok-1"})
+		case r.URL.Path == "/api/customers/cus-1" && len(customers) == 1:
+			_ = json.NewEncoder(w).Encode(customers[0])
 		case r.Method == "POST" && r.URL.Path == "/api/orders":
 			w.Header().Set("Idempotency-Key", r.Header.Get("Idempotency-Key"))
 			w.WriteHeader(202)
@@ -61,14 +66,17 @@ func gateway(t *testing.T) *httptest.Server {
 func TestRegisterPlaceAndAwait(t *testing.T) {
 	base := gateway(t).URL
 	cust := shoptest.Register(t, base, "Ada Lovelace", "FR")
-	if cust != "cus-1" {
-		t.Fatalf("customer %q", cust)
+	if cust != (shoptest.Customer{ID: "cus-1", Token: "tok-1"}) {
+		t.Fatalf("customer %+v", cust)
 	}
 	id := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
-	if got := shoptest.AwaitStatus(t, base, id, "rejected", "confirmed"); got["status"] != "confirmed" {
+	if got := shoptest.AwaitStatus(t, base, cust, id, "rejected", "confirmed"); got["status"] != "confirmed" {
 		t.Errorf("order %v", got)
 	}
-	code, _, hdr, err := shoptest.Do(nil, "POST", base+"/api/orders", `{}`, "Idempotency-Key", "k1")
+	if code, _ := shoptest.Call(t, "GET", base+"/api/orders/"+id, nil); code != 401 {
+		t.Errorf("the fake answers an order without a token: %d", code)
+	}
+	code, _, hdr, err := shoptest.Do(nil, "POST", base+"/api/orders", `{}`, append(cust.Auth(), "Idempotency-Key", "k1")...)
 	if err != nil || code != 202 || hdr.Get("Idempotency-Key") != "k1" {
 		t.Errorf("Do: %d %v %v", code, hdr, err)
 	}
