@@ -146,7 +146,7 @@ func TestVersionOneSagaEndsOnVersionOne(t *testing.T) {
 	// Deployed first: only v1 is known, and only its first step served.
 	c1 := srv.Client()
 	tr.runner(t, c1, "book")
-	if err := saga.Start(ctx, c1, tr.v1, "old", Trip{Who: "ada"}, saga.ExactVersion()); err != nil {
+	if err := saga.Start(ctx, c1, tr.v1, "old", Trip{Who: "ada"}); err != nil {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 20*time.Second, func() bool {
@@ -295,7 +295,7 @@ func TestRetireDrainLetsSagasFinish(t *testing.T) {
 	release := tr.holdStep("d1", "hotel")
 	defer release()
 	tr.runner(t, c, "book", "car", "hotel", "pay")
-	if err := saga.Start(ctx, c, tr.v1, "d1", Trip{}, saga.ExactVersion()); err != nil {
+	if err := saga.Start(ctx, c, tr.v1, "d1", Trip{}); err != nil {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 20*time.Second, func() bool { return len(tr.callsOf("d1")) == 2 }, func() string { return fmt.Sprint(tr.callsOf("d1")) })
@@ -312,7 +312,7 @@ func TestRetireDrainLetsSagasFinish(t *testing.T) {
 	n := 0
 	sagatest.Poll(t, 10*time.Second, func() bool {
 		n++
-		err := saga.Start(ctx, c, tr.v1, fmt.Sprintf("refused%d", n), Trip{}, saga.ExactVersion())
+		err := saga.Start(ctx, c, tr.v1, fmt.Sprintf("refused%d", n), Trip{})
 		return errors.Is(err, saga.ErrRetired)
 	}, func() string { return "a start of the drained version was not refused" })
 	if _, err := c.Get(ctx, tr.v1, fmt.Sprintf("refused%d", n)); !errors.Is(err, saga.ErrNotFound) {
@@ -338,7 +338,7 @@ func TestRetireDrainLetsSagasFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 10*time.Second, func() bool {
-		return saga.Start(ctx, c, tr.v1, "again", Trip{}, saga.ExactVersion()) == nil
+		return saga.Start(ctx, c, tr.v1, "again", Trip{}) == nil
 	}, func() string { return "a reinstated version still refused" })
 }
 
@@ -357,7 +357,7 @@ func TestRetireCompensatesInFlight(t *testing.T) {
 	defer releaseW2()
 	tr.runner(t, c, "book", "hotel", "pay")
 	for _, id := range []string{"w1", "w2", "p1"} {
-		if err := saga.Start(ctx, c, tr.v1, id, Trip{}, saga.ExactVersion()); err != nil {
+		if err := saga.Start(ctx, c, tr.v1, id, Trip{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -389,7 +389,7 @@ func TestRetireCompensatesInFlight(t *testing.T) {
 	}
 	releasePay()
 	sagatest.AwaitStatus(t, c, tr.v1, "p1", 30*time.Second, saga.StatusCompleted)
-	if err := saga.Start(ctx, c, tr.v1, "late", Trip{}, saga.ExactVersion()); !errors.Is(err, saga.ErrRetired) {
+	if err := saga.Start(ctx, c, tr.v1, "late", Trip{}); !errors.Is(err, saga.ErrRetired) {
 		t.Errorf("a start of the retired version: %v", err)
 	}
 }

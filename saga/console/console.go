@@ -448,7 +448,7 @@ func (h *handler) parked(w http.ResponseWriter, r *http.Request) {
 				StartedAt: st.StartedAt, UpdatedAt: st.UpdatedAt, TraceID: st.TraceID, Failed: []parkedStep{}}
 			for _, s := range st.Steps {
 				if s.Status == saga.StepCompensationFailed {
-					p.Failed = append(p.Failed, parkedStep{Step: s.Name, Attempts: s.CompensationAttempts, Error: s.Error})
+					p.Failed = append(p.Failed, parkedStep{Step: s.Name, Attempts: s.CompensationAttempts, Error: s.CompensationError})
 				}
 			}
 			out = append(out, p)
@@ -491,8 +491,10 @@ func (h *handler) saga(w http.ResponseWriter, r *http.Request) {
 			ev.Status = string(e.State.Status)
 			if s := e.State.Step(e.Step); s != nil {
 				switch e.Phase {
-				case saga.PhaseFailed, saga.PhaseRetry, saga.PhaseCompensationRetry, saga.PhaseParked, saga.PhaseTimedOut, saga.PhaseAbandoned:
+				case saga.PhaseFailed, saga.PhaseRetry, saga.PhaseTimedOut, saga.PhaseAbandoned:
 					ev.Note = s.Error
+				case saga.PhaseCompensationRetry, saga.PhaseParked:
+					ev.Note = s.CompensationError
 				}
 			} else if e.Phase == saga.PhaseCancelled || e.Phase == saga.PhaseDeadline {
 				ev.Note = e.State.Reason

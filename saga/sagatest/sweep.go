@@ -104,7 +104,7 @@ func (s Sweep[In]) Run(ctx context.Context) ([]SweepRun, error) {
 		mu.Lock()
 		abortAt[id] = info.Name
 		mu.Unlock()
-		if err := saga.Start(ctx, c, s.Flow, id, s.Input, saga.ExactVersion()); err != nil {
+		if err := saga.Start(ctx, c, s.Flow, id, s.Input); err != nil {
 			return out, fmt.Errorf("sagatest: sweep start: %w", err)
 		}
 		wctx, wcancel := context.WithTimeout(ctx, s.Timeout)

@@ -482,3 +482,17 @@ func (b *versionBook) add(f *flowDef) {
 	}
 	b.byName[f.name][f.version] = f
 }
+
+// VersionStatus is whether new sagas may start on a flow version.
+type VersionStatus string
+
+// Version statuses.
+const (
+	VersionActive   VersionStatus = "active"   // sagas start on it
+	VersionDraining VersionStatus = "draining" // no new sagas; those in flight finish
+	VersionRetired  VersionStatus = "retired"  // no new sagas; those in flight were compensated
+	// VersionDrained is a draining version with no saga left: its runners
+	// may go. Reports say it (VersionReport.Drained has the time); the
+	// registry keeps "draining".
+	VersionDrained VersionStatus = "drained"
+)
