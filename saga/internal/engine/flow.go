@@ -399,7 +399,7 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 		}
 		for _, d := range pos {
 			if d.in != want {
-				return bad("step %q takes %v but is given %v (after a single step, a step takes that step's result; first and after a Parallel group, the flow's input)", d.name, d.in, want)
+				return bad("step %q takes %v but is given %v (after a single step, a step takes that step's result; first and after a Parallel group, the flow's input). To insert a step before %q, have it take and return %v (passing it on, with what it adds), or give the step after it a new name taking its result and read earlier results with saga.ResultOf: see \"Inserting a step\" in package saga", d.name, d.in, want, d.name, d.in)
 			}
 			switch d.kind {
 			case PivotStep:
