@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"flag"
 	"os"
 	"path/filepath"
@@ -269,8 +270,12 @@ func TestDiagramDoctorDeadLettersWatch(t *testing.T) {
 		st, err := c.Get(ctx, v2, "w1")
 		return err == nil && st.Step("hotel").Status == saga.StepRunning
 	}, func() string { return "w1 does not reach hotel" })
-	code, out, _ = runCLI(t, url, "doctor", "--idle", "1s")
-	if code != 3 || !strings.Contains(out, "[unserved]") || !strings.Contains(out, "step hotel") || !strings.Contains(out, "trip v2") {
+	// (Reported once a saga has waited there for --idle.)
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		code, out, _ = runCLI(t, url, "doctor", "--idle", "1s")
+		return code == 3
+	}, func() string { return fmt.Sprintf("doctor: %d\n%s", code, out) })
+	if !strings.Contains(out, "[unserved]") || !strings.Contains(out, "step hotel, the oldest for") || !strings.Contains(out, "trip v2") {
 		t.Errorf("doctor: %d\n%s", code, out)
 	}
 	serveHotel()
@@ -419,5 +424,26 @@ func TestJSONAfterTheCommandAndRefusedCredentials(t *testing.T) {
 	// Nothing wrong: doctor's JSON is an empty list.
 	if code, out, errs = runCLI(t, url, "doctor", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Errorf("doctor --json: %d %q %s", code, out, errs)
+	}
+}
+
+// sagas watch says why a saga compensates (issue 20).
+func TestWatchLineSaysTheReason(t *testing.T) {
+	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		st      saga.State
+		running []string
+		want    string
+	}{
+		{saga.State{Flow: "trip", ID: "t1", Version: 1, Status: saga.StatusRunning, UpdatedAt: at}, []string{"hotel:running"},
+			"2026-12-06T10:00:00Z trip t1 v1 running hotel:running"},
+		{saga.State{Flow: "trip", ID: "t2", Version: 2, Status: saga.StatusCompensated, Reason: "step hotel: no room", UpdatedAt: at}, nil,
+			"2026-12-06T10:00:00Z trip t2 v2 compensated reason: step hotel: no room"},
+		{saga.State{Flow: "trip", ID: "t3", Version: 2, Status: saga.StatusCompensating, Reason: "cancelled: customer called", UpdatedAt: at}, []string{"book:compensating"},
+			"2026-12-06T10:00:00Z trip t3 v2 compensating book:compensating reason: cancelled: customer called"},
+	} {
+		if got := watchLine(&tc.st, tc.running); got != tc.want {
+			t.Errorf("watch line %q, want %q", got, tc.want)
+		}
 	}
 }
