@@ -57,7 +57,7 @@ function banner(text) {
   b.textContent = text || "";
 }
 
-// ---- routing: #flows[/FLOW/vN], #dead, #parked, #saga/FLOW/ID ----
+// ---- routing: #flows[/FLOW[/vN]], #dead, #parked, #saga/FLOW/ID ----
 
 let timer = null;
 
@@ -111,7 +111,7 @@ async function showFlows(name, version) {
   const want = Number(String(version || "").replace(/^v/, ""));
   // Opens on the version the server marks (the newest with sagas in
   // flight, else the newest), not on the oldest.
-  const opening = flows.find((f) => f.open) || flows[flows.length - 1] || null;
+  const opening = flows.find((f) => f.name === name && f.open) || flows.find((f) => f.open) || flows[flows.length - 1] || null;
   current = flows.find((f) => f.name === name && f.version === want) || current || opening;
   if (current) current = flows.find((f) => f.name === current.name && f.version === current.version) || opening;
   for (const f of flows) {
