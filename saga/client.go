@@ -39,41 +39,31 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client,
 	return &Client{e: e}, nil
 }
 
-// StartOption changes what Start does.
-type StartOption func(*startOptions)
-
-type startOptions struct{ exact bool }
-
-// ExactVersion starts the flow version passed to Start, not the newest
-// version of the flow the client knows (the default).
-func ExactVersion() StartOption { return func(o *startOptions) { o.exact = true } }
-
-// Start starts a saga of flow f with the given id and input, on the newest
-// version of f's flow that the client knows (any *Flow of that name and
-// input type it was given: in Handle, Start, a query) unless ExactVersion
-// says f's own. The saga runs to its end on that version. Starting an id
-// that already exists, on any version, does nothing and returns nil, so
+// Start starts a saga of flow f with the given id and input, on f's
+// version: exactly the version passed, never another one. Defining a
+// version 2 beside version 1 changes nothing for code that starts
+// version 1; code that wants version 2 names it. (A rolling upgrade has
+// old builds name the old version and new builds the new one; see
+// ServeVersions.) The saga runs to its end on that version. Starting an
+// id that already exists, on any version, does nothing and returns nil, so
 // Start is safe to retry. It returns ErrInvalidFlow for a nil flow,
 // ErrInvalidOption for a nil client, ErrInvalidID, ErrInvalidInput for an
 // input that does not encode or is over the event size limit, ErrRetired
-// when the version is retired or draining, ErrStreamFull when the saga
-// stream is near its limits (see access.WithStreamLimits), or the broker's error.
-func Start[In any](ctx context.Context, c *Client, f *Flow[In], id string, input In, opts ...StartOption) error {
+// when the version is retired or draining (it never starts another
+// version in its place), ErrStreamFull when the saga stream is near its
+// limits (see access.WithStreamLimits), or the broker's error.
+func Start[In any](ctx context.Context, c *Client, f *Flow[In], id string, input In) error {
 	if f == nil || f.def == nil {
 		return fmt.Errorf("%w: nil flow", ErrInvalidFlow)
 	}
 	if c == nil {
 		return fmt.Errorf("%w: nil client", ErrInvalidOption)
 	}
-	var o startOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
 	data, err := json.Marshal(input)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
-	return c.e.Start(ctx, f.def, id, data, o.exact)
+	return c.e.Start(ctx, f.def, id, data)
 }
 
 // Get returns a saga's state. Each running step says who has it (see

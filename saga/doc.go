@@ -56,12 +56,34 @@
 // instances of a rolling upgrade). Two versions are compatible when the
 // steps they share (by name) have the same input and result types and
 // kind: Define refuses a version that disagrees (give the changed step a
-// new name). Start starts the newest version the client knows with the
-// flow's input (ExactVersion pins one); Get, List and Timeline show each
-// saga's Version, and Get marks a step no runner of the saga's version is
-// attached to (Unserved, Waiting), so a saga whose version nobody serves
-// is visible, not silently stranded. Retiring a version is an operator's
-// explicit act (package ops); Start then refuses it with ErrRetired.
+// new name). Start starts exactly the version it is given: defining v2
+// changes nothing for code that starts v1, and code that wants v2 names
+// it (in a rolling upgrade, old builds start the old version and new
+// builds the new one). Get, List and Timeline show each saga's Version,
+// and Get marks a step no runner of the saga's version is attached to
+// (Unserved, Waiting), so a saga whose version nobody serves is visible,
+// not silently stranded. Retiring a version is an operator's explicit act
+// (package ops): Start then refuses it with ErrRetired, and never starts
+// another version in its place.
+//
+// # Inserting a step
+//
+// A step takes the result of the single step before it (the first step,
+// and a step after a Parallel group, take the flow's input). So a step
+// inserted between Flight (Trip -> Booking) and Hotel (Booking -> Booking)
+// must leave Hotel its Booking, or Define refuses the version ("step
+// "hotel" takes Booking but is given ..."). Two ways:
+//
+//   - The inserted step passes its input on, with what it adds: Seat :=
+//     saga.NewStep[Booking, Booking]("seat") sets Booking.Seat and returns
+//     the booking; Hotel stays as it is (and shared with version 1).
+//   - The inserted step has a result of its own (NewStep[Booking,
+//     SeatNo]), and the step after it is a new step, under a new name,
+//     taking that result (NewStep[SeatNo, Booking]("hotel-seated")); its
+//     handler reads the flight's result with ResultOf(ctx, Flight).
+//
+// Either way, the new version is defined beside the old one, whose
+// sagas in flight finish on it.
 //
 // # Phases
 //

@@ -44,7 +44,12 @@ func TestDiagnoseUnservedAfterIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	sagatest.AwaitStatus(t, c, flow, "one", 20*time.Second, saga.StatusCompleted)
+	// second's consumer delivers nothing for a while, its runner attached
+	// (issue 20: the doctor blamed this time on the runner being gone).
+	quiet := time.Now()
+	sagatest.Poll(t, 10*time.Second, func() bool { return time.Since(quiet) > 3*time.Second }, func() string { return "" })
 	stopB() // second's consumer stays, with no runner
+	stopped := time.Now()
 	if err := saga.Start(ctx, c, flow, "two", In{2}); err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +58,7 @@ func TestDiagnoseUnservedAfterIdle(t *testing.T) {
 		return err == nil && st.Step("second").Status == saga.StepRunning
 	}, func() string { return "saga two does not reach second" })
 
+	var finding ops.Finding
 	unserved := func(idle time.Duration) string {
 		found, err := srv.Ops().Diagnose(ctx, ops.DiagnoseOptions{Idle: idle})
 		if err != nil {
@@ -60,6 +66,7 @@ func TestDiagnoseUnservedAfterIdle(t *testing.T) {
 		}
 		for _, f := range found {
 			if f.Kind == "unserved" {
+				finding = f
 				return f.What
 			}
 		}
@@ -73,7 +80,12 @@ func TestDiagnoseUnservedAfterIdle(t *testing.T) {
 		what = unserved(time.Millisecond)
 		return what != ""
 	}, func() string { return "second is never reported unserved" })
-	if !strings.Contains(what, "wait at step second") || !strings.Contains(what, "its consumer has had no runner for") {
+	if !strings.Contains(what, "wait at step second, the oldest for") || !strings.Contains(what, "no runner of v1 is attached to it now; its consumer last delivered a message") {
 		t.Errorf("finding: %s", what)
+	}
+	// The time it gives for the wait is the sagas', at most since the
+	// runner stopped, not the consumer's quiet time before.
+	if finding.Waiting <= 0 || finding.Waiting > time.Since(stopped) {
+		t.Errorf("the oldest saga waited %v, but the runner stopped %v ago: %s", finding.Waiting, time.Since(stopped), what)
 	}
 }

@@ -20,7 +20,8 @@ var (
 	// ErrNotFound is returned when no saga has the flow and id asked for.
 	ErrNotFound = engine.ErrNotFound
 	// ErrRetired is returned by Start for a flow version an operator
-	// retired or is draining (package ops).
+	// retired or is draining (package ops): Start never starts another
+	// version in its place.
 	ErrRetired = engine.ErrRetired
 	// ErrBound is returned by Handle and OnEnd when the step or name already
 	// has a handler in this runner, or the runner is already running.

@@ -14,8 +14,8 @@ type RunnerOption = engine.RunnerOption
 // serves: Handle binds a step only in these versions of it (by default, in
 // every version the step is in). It is how one build runs as an old
 // instance, a new one, or both, through a rolling upgrade: an instance
-// with only version 1 never takes version 2's work, and its client starts
-// version 1 sagas (Start starts the newest version the client knows). Name
+// with only version 1 never takes version 2's work. Which version a build
+// starts is the one it passes to Start (exactly that one). Name
 // the versions of a flow in one ServeVersions.
 func ServeVersions(flow string, versions ...int) RunnerOption {
 	return engine.ServeVersions(flow, versions...)

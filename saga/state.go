@@ -111,16 +111,21 @@ func (s *State) Step(name string) *StepState {
 
 // StepState is one step's part of a saga's state.
 type StepState struct {
-	Name                 string            `json:"name"`
-	Position             int               `json:"position"`
-	Kind                 describe.StepKind `json:"kind"`
-	Status               StepStatus        `json:"status"`
-	Attempts             int               `json:"attempts"`
-	Error                string            `json:"error,omitempty"`
-	StartedAt            time.Time         `json:"started_at,omitzero"` // when the step was triggered
-	EndedAt              time.Time         `json:"ended_at,omitzero"`   // when its action's outcome was recorded
-	CompensationAttempts int               `json:"compensation_attempts,omitempty"`
-	CompensatedAt        time.Time         `json:"compensated_at,omitzero"`
+	Name     string            `json:"name"`
+	Position int               `json:"position"`
+	Kind     describe.StepKind `json:"kind"`
+	Status   StepStatus        `json:"status"`
+	Attempts int               `json:"attempts"`
+	// Error is why the step's action failed (or its last attempt did);
+	// CompensationError why its compensation failed (or its last attempt
+	// did). They are kept apart: a step whose action succeeded and whose
+	// compensation failed has an empty Error.
+	Error                string    `json:"error,omitempty"`
+	CompensationError    string    `json:"compensation_error,omitempty"`
+	StartedAt            time.Time `json:"started_at,omitzero"` // when the step was triggered
+	EndedAt              time.Time `json:"ended_at,omitzero"`   // when its action's outcome was recorded
+	CompensationAttempts int       `json:"compensation_attempts,omitempty"`
+	CompensatedAt        time.Time `json:"compensated_at,omitzero"`
 	// Trigger is the index in the saga's log of the event that triggered
 	// the step; Done the index of its completion. 0 when not yet.
 	Trigger int `json:"trigger,omitempty"`
@@ -166,7 +171,7 @@ func stateOf(s *engine.State) *State {
 	for i, st := range s.Steps {
 		out.Steps[i] = StepState{
 			Name: st.Name, Position: st.Position, Kind: st.Kind, Status: StepStatus(st.Status),
-			Attempts: st.Attempts, Error: st.Error, StartedAt: st.StartedAt, EndedAt: st.EndedAt,
+			Attempts: st.Attempts, Error: st.Error, CompensationError: st.CompensationError, StartedAt: st.StartedAt, EndedAt: st.EndedAt,
 			CompensationAttempts: st.CompensationAttempts, CompensatedAt: st.CompensatedAt,
 			Trigger: st.Trigger, Done: st.Done, Taken: st.Taken, Unserved: st.Unserved, Waiting: st.Waiting,
 		}

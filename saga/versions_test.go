@@ -146,7 +146,7 @@ func TestVersionOneSagaEndsOnVersionOne(t *testing.T) {
 	// Deployed first: only v1 is known, and only its first step served.
 	c1 := srv.Client()
 	tr.runner(t, c1, "book")
-	if err := saga.Start(ctx, c1, tr.v1, "old", Trip{Who: "ada"}, saga.ExactVersion()); err != nil {
+	if err := saga.Start(ctx, c1, tr.v1, "old", Trip{Who: "ada"}); err != nil {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 20*time.Second, func() bool {
@@ -169,8 +169,9 @@ func TestVersionOneSagaEndsOnVersionOne(t *testing.T) {
 		t.Errorf("v1 saga calls %v, want %v", got, want)
 	}
 
-	// A start through v1's flow value starts the newest version c2 knows.
-	if err := saga.Start(ctx, c2, tr.v1, "new", Trip{Who: "bob"}); err != nil {
+	// A new saga starts on the version named: v2 (naming v1 would start
+	// v1, whatever else c2 knows; see TestStartStartsTheVersionNamed).
+	if err := saga.Start(ctx, c2, tr.v2, "new", Trip{Who: "bob"}); err != nil {
 		t.Fatal(err)
 	}
 	fresh := sagatest.AwaitStatus(t, c2, tr.v2, "new", 20*time.Second, saga.StatusCompleted)
@@ -285,8 +286,9 @@ func TestDefineChecksVersionsAgree(t *testing.T) {
 	}
 }
 
-// Drain: new starts of the version are refused (or go to the newest), the
-// saga in flight finishes on it, and the report says what is left.
+// Drain: new starts of the version are refused (never moved to another
+// version), the saga in flight finishes on it, the report says what is
+// left, and once nothing is the version reads drained.
 func TestRetireDrainLetsSagasFinish(t *testing.T) {
 	srv := sagatest.NewServer(t)
 	tr := newTrip(t)
@@ -295,7 +297,7 @@ func TestRetireDrainLetsSagasFinish(t *testing.T) {
 	release := tr.holdStep("d1", "hotel")
 	defer release()
 	tr.runner(t, c, "book", "car", "hotel", "pay")
-	if err := saga.Start(ctx, c, tr.v1, "d1", Trip{}, saga.ExactVersion()); err != nil {
+	if err := saga.Start(ctx, c, tr.v1, "d1", Trip{}); err != nil {
 		t.Fatal(err)
 	}
 	sagatest.Poll(t, 20*time.Second, func() bool { return len(tr.callsOf("d1")) == 2 }, func() string { return fmt.Sprint(tr.callsOf("d1")) })
@@ -308,38 +310,43 @@ func TestRetireDrainLetsSagasFinish(t *testing.T) {
 	if rep.Status != ops.VersionDraining || rep.Left() != 1 || rep.InFlight[0] != "d1" || !rep.Registered {
 		t.Errorf("drain report %+v", rep)
 	}
-	// The starter's client reads the status at most a second late.
-	n := 0
-	sagatest.Poll(t, 10*time.Second, func() bool {
-		n++
-		err := saga.Start(ctx, c, tr.v1, fmt.Sprintf("refused%d", n), Trip{}, saga.ExactVersion())
-		return errors.Is(err, saga.ErrRetired)
-	}, func() string { return "a start of the drained version was not refused" })
-	if _, err := c.Get(ctx, tr.v1, fmt.Sprintf("refused%d", n)); !errors.Is(err, saga.ErrNotFound) {
+	// A starter in the retiring process refuses at once, and never starts
+	// another version in the drained one's place.
+	if err := saga.Start(ctx, c, tr.v1, "refused", Trip{}); !errors.Is(err, saga.ErrRetired) {
+		t.Errorf("a start of the draining version right after Retire: %v", err)
+	}
+	if _, err := c.Get(ctx, tr.v1, "refused"); !errors.Is(err, saga.ErrNotFound) {
 		t.Errorf("the refused saga exists: %v", err)
 	}
-	if err := saga.Start(ctx, c, tr.v1, "d2", Trip{}); err != nil {
-		t.Fatalf("a start without ExactVersion goes to the newest: %v", err)
+	if err := saga.Start(ctx, c, tr.v2, "d2", Trip{}); err != nil {
+		t.Fatalf("a start of v2: %v", err)
 	}
 	if st := sagatest.AwaitStatus(t, c, tr.v2, "d2", 20*time.Second, saga.StatusCompleted); st.Version != 2 {
 		t.Errorf("d2 on v%d", st.Version)
 	}
 
 	release()
-	sagatest.AwaitStatus(t, c, tr.v1, "d1", 20*time.Second, saga.StatusCompleted)
+	d1 := sagatest.AwaitStatus(t, c, tr.v1, "d1", 20*time.Second, saga.StatusCompleted)
 	vs, err := admin.Versions(ctx, tr.v1.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(vs) != 2 || vs[0].Version != 1 || vs[0].Left() != 0 || vs[0].Sagas[saga.StatusCompleted] != n || vs[1].Status != ops.VersionActive || vs[1].Sagas[saga.StatusCompleted] != 1 {
+	if len(vs) != 2 || vs[0].Version != 1 || vs[0].Left() != 0 || vs[0].Sagas[saga.StatusCompleted] != 1 || vs[1].Status != ops.VersionActive || vs[1].Sagas[saga.StatusCompleted] != 1 {
 		t.Errorf("versions after the drain: %+v", vs)
+	}
+	// Drained, with the time the last of its sagas ended.
+	if vs[0].Status != ops.VersionDrained || !vs[0].Drained.Equal(d1.EndedAt) || vs[0].Since.IsZero() {
+		t.Errorf("v1 after its last saga ended: status %s, drained %v (d1 ended %v)", vs[0].Status, vs[0].Drained, d1.EndedAt)
+	}
+	if !vs[1].Drained.IsZero() {
+		t.Errorf("an active version reads drained at %v", vs[1].Drained)
 	}
 	if err := admin.Reinstate(ctx, tr.v1.Name(), 1); err != nil {
 		t.Fatal(err)
 	}
-	sagatest.Poll(t, 10*time.Second, func() bool {
-		return saga.Start(ctx, c, tr.v1, "again", Trip{}, saga.ExactVersion()) == nil
-	}, func() string { return "a reinstated version still refused" })
+	if err := saga.Start(ctx, c, tr.v1, "again", Trip{}); err != nil {
+		t.Errorf("a start of the reinstated version, in the process that reinstated it: %v", err)
+	}
 }
 
 // Compensate: every saga of the retired version that has not passed its
@@ -357,7 +364,7 @@ func TestRetireCompensatesInFlight(t *testing.T) {
 	defer releaseW2()
 	tr.runner(t, c, "book", "hotel", "pay")
 	for _, id := range []string{"w1", "w2", "p1"} {
-		if err := saga.Start(ctx, c, tr.v1, id, Trip{}, saga.ExactVersion()); err != nil {
+		if err := saga.Start(ctx, c, tr.v1, id, Trip{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -389,7 +396,7 @@ func TestRetireCompensatesInFlight(t *testing.T) {
 	}
 	releasePay()
 	sagatest.AwaitStatus(t, c, tr.v1, "p1", 30*time.Second, saga.StatusCompleted)
-	if err := saga.Start(ctx, c, tr.v1, "late", Trip{}, saga.ExactVersion()); !errors.Is(err, saga.ErrRetired) {
+	if err := saga.Start(ctx, c, tr.v1, "late", Trip{}); !errors.Is(err, saga.ErrRetired) {
 		t.Errorf("a start of the retired version: %v", err)
 	}
 }
@@ -438,5 +445,104 @@ func TestSweepBothVersions(t *testing.T) {
 				return nil
 			}})
 		})
+	}
+}
+
+// Issue 20: Start starts the version it is given, not the newest the
+// client knows: a client that bound every step of v1 and v2 (so knows
+// both) starts v1 when told v1, and v2 when told v2.
+func TestStartStartsTheVersionNamed(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	tr := newTrip(t)
+	ctx := context.Background()
+	c := srv.Client()
+	tr.runner(t, c, "book", "car", "hotel", "pay")
+	for _, f := range []*saga.Flow[Trip]{tr.v1, tr.v2} {
+		id := fmt.Sprintf("on-v%d", f.Version())
+		if err := saga.Start(ctx, c, f, id, Trip{}); err != nil {
+			t.Fatal(err)
+		}
+		if st := sagatest.AwaitStatus(t, c, f, id, 20*time.Second, saga.StatusCompleted); st.Version != f.Version() {
+			t.Errorf("Start with v%d started v%d", f.Version(), st.Version)
+		}
+	}
+}
+
+// Issue 20: while starters in the retiring process start sagas of the
+// version as fast as they can, Retire refuses them at once (not a second
+// later), none starts after a refusal, and the report counts every saga
+// that started.
+func TestRetireRefusesAtOnceAndCountsEveryStart(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	tr := newTrip(t)
+	ctx := context.Background()
+	c := srv.Client()
+	tr.runner(t, c, "book") // sagas stay in flight at hotel
+	starters := []*saga.Client{c, srv.Client()}
+	var (
+		mu        sync.Mutex
+		started   []string
+		refusedAt = make([]time.Time, len(starters))
+		late      []string // started after its starter was refused
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, s := range starters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("s%d-%d", i, n)
+				err := saga.Start(ctx, s, tr.v1, id, Trip{})
+				mu.Lock()
+				switch {
+				case err == nil && !refusedAt[i].IsZero():
+					late = append(late, id)
+					started = append(started, id)
+				case err == nil:
+					started = append(started, id)
+				case errors.Is(err, saga.ErrRetired):
+					if refusedAt[i].IsZero() {
+						refusedAt[i] = time.Now()
+					}
+				default:
+					t.Errorf("start %s: %v", id, err)
+				}
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	sagatest.Poll(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(started) >= 10 }, func() string { return "the starters started nothing" })
+	rep, err := srv.Ops().Retire(ctx, tr.v1.Name(), 1, ops.Drain, "v2 rents cars")
+	returned := time.Now()
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, at := range refusedAt {
+		// Retire waits for other processes' starts (a second and more)
+		// before it returns; this process refused long before that.
+		if at.IsZero() || returned.Sub(at) < 900*time.Millisecond {
+			t.Errorf("starter %d first refused at %v, Retire returned at %v: not at once", i, at, returned)
+		}
+	}
+	if len(late) > 0 {
+		t.Errorf("started after a refusal: %v", late)
+	}
+	total := 0
+	for _, n := range rep.Sagas {
+		total += n
+	}
+	if total != len(started) || rep.Left() != len(started) {
+		t.Errorf("the report counts %d sagas (%d in flight); %d started", total, rep.Left(), len(started))
 	}
 }

@@ -30,7 +30,7 @@ func TestConsoleRefusesANonLoopbackAddress(t *testing.T) {
 // until stopped.
 func TestConsoleServes(t *testing.T) {
 	url, c, v1, _, _ := system(t)
-	if err := saga.Start(context.Background(), c, v1, "t1", Trip{Who: "ada"}, saga.ExactVersion()); err != nil {
+	if err := saga.Start(context.Background(), c, v1, "t1", Trip{Who: "ada"}); err != nil {
 		t.Fatal(err)
 	}
 	ready := make(chan string, 1)

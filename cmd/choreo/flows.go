@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/describe"
@@ -49,7 +50,11 @@ func flowsVersions(ctx context.Context, k *cli, args []string) error {
 		fmt.Fprintln(w, "VERSION\tSTATUS\tIN FLIGHT\tENDED\tUNSERVED\tREASON")
 		for _, v := range vs {
 			ended := v.Sagas[saga.StatusCompleted] + v.Sagas[saga.StatusCompensated]
-			fmt.Fprintf(w, "v%d\t%s\t%d\t%d\t%s\t%s\n", v.Version, v.Status, v.Left(), ended, orDash(strings.Join(v.Unserved, ",")), orDash(v.Reason))
+			status := string(v.Status)
+			if !v.Drained.IsZero() {
+				status += " " + v.Drained.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "v%d\t%s\t%d\t%d\t%s\t%s\n", v.Version, status, v.Left(), ended, orDash(strings.Join(v.Unserved, ",")), orDash(v.Reason))
 		}
 	})
 }
@@ -68,7 +73,7 @@ func flowsRetire(ctx context.Context, k *cli, args []string) error {
 		return err
 	}
 	if *drain == *compensate {
-		return usagef("give --drain (sagas in flight finish) or --compensate (they are compensated)")
+		return usagef("give --drain (sagas in flight finish on the version, which reads draining, then drained) or --compensate (those not past their pivot compensate; it reads retired)")
 	}
 	if strings.TrimSpace(*reason) == "" {
 		return usagef("give --reason: it is recorded, and a compensated saga carries it")
@@ -84,6 +89,8 @@ func flowsRetire(ctx context.Context, k *cli, args []string) error {
 	return k.print(rep, func(w io.Writer) {
 		fmt.Fprintf(w, "%s v%d is %s: new sagas are refused.\n", rep.Flow, rep.Version, rep.Status)
 		switch {
+		case rep.Left() == 0 && !rep.Drained.IsZero():
+			fmt.Fprintf(w, "No saga of v%d is in flight (drained %s): its runners may go.\n", rep.Version, rep.Drained.Format(time.RFC3339))
 		case rep.Left() == 0:
 			fmt.Fprintf(w, "No saga of v%d is in flight: its runners may go.\n", rep.Version)
 		case mode == ops.Drain:

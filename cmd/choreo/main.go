@@ -67,8 +67,12 @@ const usage = `usage: choreo [connection flags] COMMAND
   flows ls                                   the flow versions runners registered
   flows versions FLOW                        each version's status, sagas left, unserved steps
   flows retire FLOW VERSION (--drain | --compensate) --reason TEXT
-                                             stop new sagas of a version; let those in flight
-                                             finish, or compensate them
+                                             stop new sagas of a version (starts of it are
+                                             refused, never moved to another version);
+                                             --drain: those in flight finish on it (it reads
+                                             draining, then drained with the time);
+                                             --compensate: those not past their pivot are
+                                             cancelled and compensate (it reads retired)
   flows reinstate FLOW VERSION               take a retirement back
   flows diagram FLOW [VERSION]               a Mermaid flowchart of a version (default the newest)
   flows asyncapi [FLOW [VERSION]] [--title T] [--host HOST:PORT]

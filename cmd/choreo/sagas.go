@@ -115,6 +115,9 @@ func sagasShow(ctx context.Context, k *cli, args []string) error {
 		fmt.Fprintln(w, "STEP\tSTATUS\tATTEMPTS\tUNDO ATTEMPTS\tNOTE")
 		for _, s := range st.Steps {
 			note := s.Error
+			if s.CompensationError != "" {
+				note = strings.TrimPrefix(note+"; compensation: "+s.CompensationError, "; ")
+			}
 			if s.Waiting != "" {
 				note = s.Waiting
 			}
@@ -202,7 +205,20 @@ func sagasWatch(ctx context.Context, k *cli, args []string) error {
 				running = append(running, s.Name+":"+string(s.Status))
 			}
 		}
-		fmt.Fprintf(k.out, "%s %s %s v%d %s %s\n", st.UpdatedAt.Format(time.RFC3339Nano), st.Flow, st.ID, st.Version, st.Status, strings.Join(running, " "))
+		fmt.Fprintln(k.out, watchLine(st, running))
 	}
 	return nil
+}
+
+// watchLine is one line of sagas watch: when, which saga, where it
+// stands, the steps under way, and why it compensates when it does.
+func watchLine(st *saga.State, running []string) string {
+	line := fmt.Sprintf("%s %s %s v%d %s", st.UpdatedAt.Format(time.RFC3339Nano), st.Flow, st.ID, st.Version, st.Status)
+	if len(running) > 0 {
+		line += " " + strings.Join(running, " ")
+	}
+	if st.Reason != "" {
+		line += " reason: " + st.Reason
+	}
+	return line
 }

@@ -274,10 +274,32 @@ func sagaRef(w http.ResponseWriter, r *http.Request) (flow, id string, ok bool) 
 	return flow, id, true
 }
 
-// flowVersion is a flow version as the console lists it.
+// flowVersion is a flow version as the console lists it: its definition,
+// its status and its sagas' totals, and whether the console opens on it.
 type flowVersion struct {
 	describe.Flow
 	Deadline string `json:"deadline,omitempty"`
+	// Status is the version's (active, draining, drained, retired); Sagas
+	// its sagas by status, InFlight those not ended.
+	Status   ops.VersionStatus   `json:"status,omitempty"`
+	Sagas    map[saga.Status]int `json:"sagas"`
+	InFlight int                 `json:"in_flight"`
+	// Open marks the version of its flow the console opens on (openOn).
+	Open bool `json:"open,omitempty"`
+}
+
+// openOn picks the version of a flow the console opens on, from its
+// versions oldest first: the newest with sagas in flight, else the newest.
+func openOn(vs []flowVersion) int {
+	if len(vs) == 0 {
+		return -1
+	}
+	for i := len(vs) - 1; i >= 0; i-- {
+		if vs[i].InFlight > 0 {
+			return i
+		}
+	}
+	return len(vs) - 1
 }
 
 func (h *handler) flows(w http.ResponseWriter, r *http.Request) {
@@ -288,11 +310,35 @@ func (h *handler) flows(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]flowVersion, 0, len(flows))
 	for _, f := range flows {
-		v := flowVersion{Flow: f}
+		v := flowVersion{Flow: f, Sagas: map[saga.Status]int{}}
 		if f.Deadline > 0 {
 			v.Deadline = f.Deadline.String()
 		}
 		out = append(out, v)
+	}
+	// Every version's totals, a flow at a time (flows come by name, then
+	// version).
+	for start := 0; start < len(out); {
+		end := start
+		for end < len(out) && out[end].Name == out[start].Name {
+			end++
+		}
+		reports, err := h.op.Versions(r.Context(), out[start].Name)
+		if err != nil {
+			failLib(w, err)
+			return
+		}
+		for i := start; i < end; i++ {
+			for _, rep := range reports {
+				if rep.Version == out[i].Version {
+					out[i].Status, out[i].Sagas, out[i].InFlight = rep.Status, rep.Sagas, rep.Left()
+				}
+			}
+		}
+		if i := openOn(out[start:end]); i >= 0 {
+			out[start+i].Open = true
+		}
+		start = end
 	}
 	httpjson.Write(w, http.StatusOK, out)
 }
@@ -449,7 +495,7 @@ func (h *handler) parked(w http.ResponseWriter, r *http.Request) {
 				StartedAt: st.StartedAt, UpdatedAt: st.UpdatedAt, TraceID: st.TraceID, Failed: []parkedStep{}}
 			for _, s := range st.Steps {
 				if s.Status == saga.StepCompensationFailed {
-					p.Failed = append(p.Failed, parkedStep{Step: s.Name, Attempts: s.CompensationAttempts, Error: s.Error})
+					p.Failed = append(p.Failed, parkedStep{Step: s.Name, Attempts: s.CompensationAttempts, Error: s.CompensationError})
 				}
 			}
 			out = append(out, p)
@@ -492,8 +538,10 @@ func (h *handler) saga(w http.ResponseWriter, r *http.Request) {
 			ev.Status = string(e.State.Status)
 			if s := e.State.Step(e.Step); s != nil {
 				switch e.Phase {
-				case saga.PhaseFailed, saga.PhaseRetry, saga.PhaseCompensationRetry, saga.PhaseParked, saga.PhaseTimedOut, saga.PhaseAbandoned:
+				case saga.PhaseFailed, saga.PhaseRetry, saga.PhaseTimedOut, saga.PhaseAbandoned:
 					ev.Note = s.Error
+				case saga.PhaseCompensationRetry, saga.PhaseParked:
+					ev.Note = s.CompensationError
 				}
 			} else if e.Phase == saga.PhaseCancelled || e.Phase == saga.PhaseDeadline {
 				ev.Note = e.State.Reason

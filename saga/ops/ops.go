@@ -98,6 +98,9 @@ type Finding struct {
 	Flow   string `json:"flow,omitempty"`
 	What   string `json:"what"`   // what is wrong, in a line
 	Advice string `json:"advice"` // what to do about it
+	// Waiting is, for an unserved step, how long the oldest of the sagas
+	// there has waited for it (since the step was triggered).
+	Waiting time.Duration `json:"waiting,omitempty"`
 }
 
 // DiagnoseOptions are Diagnose's thresholds; zero values take defaults.
@@ -105,11 +108,11 @@ type DiagnoseOptions struct {
 	Behind  uint64        // a consumer with more messages pending than this is behind (default 1000)
 	Overdue time.Duration // a running saga this far past its deadline is stuck (default 1m)
 	Full    float64       // a stream this full (0-1) is near its limits (default 0.8)
-	// Idle is how long a step's consumer may have no pull waiting and
-	// nothing in a runner's hands, while sagas wait there, before it is
-	// reported unserved (default 30s): a runner restarting, or between
-	// two pulls, is not a finding. A consumer that does not exist is
-	// reported at once.
+	// Idle is how long a saga may wait at a step whose consumer has no
+	// pull waiting and nothing in a runner's hands (and has delivered
+	// nothing for as long) before the step is reported unserved (default
+	// 30s): a runner restarting, or between two pulls, is not a finding.
+	// A consumer that does not exist is reported at once.
 	Idle time.Duration
 }
 

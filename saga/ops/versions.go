@@ -16,6 +16,9 @@ const (
 	VersionActive   VersionStatus = "active"   // sagas start on it
 	VersionDraining VersionStatus = "draining" // no new sagas; those in flight finish
 	VersionRetired  VersionStatus = "retired"  // no new sagas; those in flight were compensated
+	// VersionDrained is a draining version with no saga left (the report's
+	// Drained says since when): its runners may go.
+	VersionDrained VersionStatus = "drained"
 )
 
 // RetireMode is what Retire does with a version's sagas in flight.
@@ -40,6 +43,10 @@ type VersionReport struct {
 	Status  VersionStatus `json:"status"`
 	Reason  string        `json:"reason,omitempty"`
 	Since   time.Time     `json:"since,omitzero"`
+	// Drained is when a draining version's last saga ended (or, when none
+	// was left, when the drain began): its Status then reads
+	// VersionDrained, and its runners may go.
+	Drained time.Time `json:"drained,omitzero"`
 	// Registered says a runner registered this version's definition.
 	Registered bool `json:"registered"`
 	// Unserved lists the steps no runner is attached to now: sagas that
@@ -59,7 +66,7 @@ type VersionReport struct {
 func (v VersionReport) Left() int { return len(v.InFlight) }
 
 func reportOf(r engine.VersionReport) VersionReport {
-	out := VersionReport{Flow: r.Flow, Version: r.Version, Status: VersionStatus(r.Status), Reason: r.Reason, Since: r.Since,
+	out := VersionReport{Flow: r.Flow, Version: r.Version, Status: VersionStatus(r.Status), Reason: r.Reason, Since: r.Since, Drained: r.Drained,
 		Registered: r.Registered, Unserved: r.Unserved, InFlight: r.InFlight, Forward: r.Forward, Sagas: sagas(r.Sagas)}
 	return out
 }
@@ -78,15 +85,20 @@ func (c *Client) Versions(ctx context.Context, flow string) ([]VersionReport, er
 }
 
 // Retire stops new sagas of one version of the flow, as an operator's
-// explicit act; Start refuses the version from then on (within a second)
-// and starts the newest version instead where the starter knows one. With
-// Drain, the sagas in flight finish on the version's runners; with
-// CompensateInFlight, every one that has not passed its pivot is cancelled
-// with the reason and compensates on them. Either way, nothing a saga did
-// is left uncompensated for want of its definition: keep the version's
-// runners until the report's Left is 0 (Versions tells again later). It
-// returns the version's report, or saga.ErrInvalidFlow for a bad flow name
-// or version, saga.ErrInvalidOption for an unknown mode.
+// explicit act. saga.Start refuses the version with saga.ErrRetired (it
+// never starts another version in its place): at once in this process
+// (every client connected to the same server or cluster), within a second
+// in others. With Drain, the sagas in flight finish on the version's
+// runners; when none is left, Versions reports the version
+// VersionDrained, with the time. With CompensateInFlight, every one that
+// has not passed its pivot is cancelled with the reason and compensates
+// on them. Either way, nothing a saga did is left uncompensated for want
+// of its definition: keep the version's runners until the report's Left
+// is 0. The report is made once the other processes' starts have had
+// time to land (about 1.5s after the retirement), so it counts every saga
+// of the version that started. It returns saga.ErrInvalidFlow for a bad
+// flow name or version, saga.ErrInvalidOption for an unknown mode or an
+// empty reason.
 func (c *Client) Retire(ctx context.Context, flow string, version int, mode RetireMode, reason string) (*VersionReport, error) {
 	r, err := c.e.Retire(ctx, engine.Named(flow), version, engine.RetireMode(mode), reason)
 	if err != nil {
@@ -96,7 +108,8 @@ func (c *Client) Retire(ctx context.Context, flow string, version int, mode Reti
 	return &out, nil
 }
 
-// Reinstate takes back a retirement: sagas start on the version again.
+// Reinstate takes back a retirement: sagas start on the version again (at
+// once in this process, within a second in others).
 func (c *Client) Reinstate(ctx context.Context, flow string, version int) error {
 	return c.e.Reinstate(ctx, engine.Named(flow), version)
 }

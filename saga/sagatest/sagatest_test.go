@@ -80,7 +80,45 @@ func TestSweepNilCompensation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(runs) != 2 || len(runs[0].Problems) != 0 || len(runs[1].Problems) != 1 || !strings.Contains(runs[1].Problems[0], "saga ended compensation_failed, want compensated") {
-		t.Errorf("sweep runs %+v; want the parked saga reported when ship aborts", runs)
+	if len(runs) != 2 || len(runs[0].Problems) != 0 || len(runs[1].Problems) != 1 {
+		t.Fatalf("sweep runs %+v; want the parked saga reported when ship aborts", runs)
+	}
+	for _, want := range []string{"with ship aborting, the saga ended compensation_failed, want compensated", `expected undone ["hold"], undone []`,
+		`step hold is compensation_failed after 2 compensation attempt(s): compensation error "compensation of hold failed after 2 attempts: the hotel line is dead"`} {
+		if !strings.Contains(runs[1].Problems[0], want) {
+			t.Errorf("the sweep says %q; want it to say %q", runs[1].Problems[0], want)
+		}
+	}
+}
+
+// A sweep's saga that does not end in time is reported by the step that
+// aborted, what was to be undone, what was, and each unfinished step with
+// its error: not as a struct dump (issue 20).
+func TestSweepSaysWhereAStuckSagaStands(t *testing.T) {
+	hold := saga.NewStep[Req, Req]("hold", saga.WithCompensationRetry(saga.RetryPolicy{MaxAttempts: 1000, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}))
+	ship := saga.NewStep[Req, Req]("ship", saga.Pivot())
+	f := saga.MustDefine[Req]("stuck-sweep", 1, hold, ship)
+	id := func(_ context.Context, r Req) (Req, error) { return r, nil }
+	runs, err := sagatest.Sweep[Req]{Flow: f, Input: Req{N: 1}, Timeout: 2 * time.Second, Bind: func(r *saga.Runner) error {
+		return errors.Join(
+			saga.Handle(r, hold, id, func(context.Context, Req, Req) error { return errors.New("the hotel line is dead") }),
+			saga.Handle(r, ship, id, nil),
+		)
+	}}.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || len(runs[1].Problems) != 1 {
+		t.Fatalf("sweep runs %+v; want the stuck saga reported when ship aborts", runs)
+	}
+	got := runs[1].Problems[0]
+	for _, want := range []string{"with ship aborting, the saga is still compensating after 2s", `expected undone ["hold"], undone []`,
+		`step hold is compensating after`, `compensation error "the hotel line is dead"`, `step ship is failed: "sweep: ship aborts"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the sweep says %q; want it to say %q", got, want)
+		}
+	}
+	if strings.Contains(got, "{Name:") || strings.Contains(got, "want []") {
+		t.Errorf("the sweep dumps a struct: %s", got)
 	}
 }

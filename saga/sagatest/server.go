@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -272,9 +273,50 @@ func Wait(ctx context.Context, c *saga.Client, f saga.FlowRef, id string, want .
 			if err != nil {
 				return nil, fmt.Errorf("saga %s/%s: %w", f.Name(), id, err)
 			}
-			return nil, fmt.Errorf("saga %s/%s is %s, want %v (steps %+v)", f.Name(), id, st.Status, want, st.Steps)
+			return nil, fmt.Errorf("saga %s/%s is %s, want %s (%s)", f.Name(), id, st.Status, wanted(want), stepsLine(st))
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 50*time.Millisecond)
 	}
+}
+
+// wanted says what Wait waited for.
+func wanted(want []saga.Status) string {
+	if len(want) == 0 {
+		return "it ended (completed, compensated or compensation_failed)"
+	}
+	out := ""
+	for i, w := range want {
+		if i > 0 {
+			out += " or "
+		}
+		out += string(w)
+	}
+	return out
+}
+
+// stepsLine says where each step of a saga stands, with its errors, in a
+// line: "steps: book completed, hotel failed (sweep: hotel aborts)".
+func stepsLine(st *saga.State) string {
+	out := "steps:"
+	for i, ss := range st.Steps {
+		if i > 0 {
+			out += ","
+		}
+		out += " " + ss.Name + " " + string(ss.Status)
+		var notes []string
+		if ss.Error != "" {
+			notes = append(notes, ss.Error)
+		}
+		if ss.CompensationError != "" {
+			notes = append(notes, "compensation: "+ss.CompensationError)
+		}
+		if ss.Waiting != "" {
+			notes = append(notes, ss.Waiting)
+		}
+		if len(notes) > 0 {
+			out += " (" + strings.Join(notes, "; ") + ")"
+		}
+	}
+	return out
 }

@@ -45,84 +45,16 @@ type SweepRun struct {
 // undo) counts as compensated when its compensation is recorded. It
 // returns an error only when the sweep could not run.
 func (s Sweep[In]) Run(ctx context.Context) ([]SweepRun, error) {
-	if s.Flow == nil || s.Bind == nil {
-		return nil, fmt.Errorf("sagatest: sweep needs a Flow and a Bind")
-	}
-	if s.Timeout == 0 {
-		s.Timeout = 30 * time.Second
-	}
-	c := s.Client
-	if c == nil {
-		srv, err := StartServer()
-		if err != nil {
-			return nil, fmt.Errorf("sagatest: sweep server: %w", err)
-		}
-		defer srv.Shutdown()
-		c = srv.Client()
-	}
-	positions := map[string]int{}
-	for _, st := range s.Flow.Info().Steps {
-		positions[st.Name] = st.Position
-	}
-	var mu sync.Mutex
-	abortAt := map[string]string{} // saga id -> step that aborts
-	rec := NewRecorder()
-	r, err := saga.NewRunner(c,
-		saga.WithInterceptor(func(ctx context.Context, info saga.Info, next func(context.Context) error) error {
-			mu.Lock()
-			target := abortAt[info.ID]
-			mu.Unlock()
-			if info.Phase == saga.PhaseAction && info.Step == target {
-				return saga.Abortf("sweep: %s aborts", target)
-			}
-			return next(ctx)
-		}),
-		saga.WithInterceptor(rec.Interceptor()))
+	w, err := s.start(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("sagatest: sweep runner: %w", err)
+		return nil, err
 	}
-	if err := s.Bind(r); err != nil {
-		return nil, fmt.Errorf("sagatest: sweep bind: %w", err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(rctx) }()
-	defer func() { cancel(); <-errc }()
-	select {
-	case <-r.Ready():
-	case err := <-errc:
-		errc <- err
-		return nil, fmt.Errorf("sagatest: sweep runner: %w", err)
-	}
-	run := time.Now().UnixNano()
+	defer w.close()
 	var out []SweepRun
-	for _, info := range s.Flow.Info().Steps {
-		if info.Kind == describe.Retriable {
-			continue // retried until it succeeds: it cannot abort
-		}
-		id := fmt.Sprintf("sweep-%s-%d", info.Name, run)
-		mu.Lock()
-		abortAt[id] = info.Name
-		mu.Unlock()
-		if err := saga.Start(ctx, c, s.Flow, id, s.Input, saga.ExactVersion()); err != nil {
-			return out, fmt.Errorf("sagatest: sweep start: %w", err)
-		}
-		wctx, wcancel := context.WithTimeout(ctx, s.Timeout)
-		st, err := Wait(wctx, c, s.Flow, id)
-		wcancel()
-		res := SweepRun{Aborted: info.Name}
-		switch {
-		case err != nil:
-			res.Problems = append(res.Problems, err.Error())
-		case st.Status != saga.StatusCompensated:
-			res.Status = st.Status
-			res.Problems = append(res.Problems, fmt.Sprintf("saga ended %s, want compensated (reason %q)", st.Status, st.Reason))
-		default:
-			res.Status = st.Status
-			res.Compensated, res.Problems, err = checkSweepRun(ctx, c, s.Flow, rec, st, info.Name, positions)
-			if err != nil {
-				return out, err
-			}
+	for _, step := range w.steps {
+		res, err := w.run(ctx, step)
+		if err != nil {
+			return out, err
 		}
 		out = append(out, res)
 	}
@@ -130,23 +62,186 @@ func (s Sweep[In]) Run(ctx context.Context) ([]SweepRun, error) {
 }
 
 // RunSweep runs the sweep (see Sweep.Run) with one subtest per step that
-// can fail, each failing with the problems its run found.
+// can fail, each running its saga (so its time is the run's) and failing
+// with the problems its run found.
 func RunSweep[In any](t *testing.T, s Sweep[In]) {
 	t.Helper()
 	if s.Client == nil {
 		s.Client = NewServer(t).Client()
 	}
-	runs, err := s.Run(context.Background())
+	w, err := s.start(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, res := range runs {
-		t.Run("abort "+res.Aborted, func(t *testing.T) {
+	defer w.close()
+	for _, step := range w.steps {
+		t.Run("abort "+step, func(t *testing.T) {
+			res, err := w.run(context.Background(), step)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, p := range res.Problems {
 				t.Error(p)
 			}
 		})
 	}
+}
+
+// sweeper is a sweep under way: its client, its runner (aborting the step
+// each saga names) and what it recorded.
+type sweeper[In any] struct {
+	s         Sweep[In]
+	c         *saga.Client
+	rec       *Recorder
+	positions map[string]int
+	steps     []string // those that can fail, in order
+	runID     int64
+	close     func()
+
+	mu      sync.Mutex
+	abortAt map[string]string // saga id -> step that aborts
+}
+
+// start starts the sweep's server (when it has no client) and runner.
+func (s Sweep[In]) start(ctx context.Context) (*sweeper[In], error) {
+	if s.Flow == nil || s.Bind == nil {
+		return nil, fmt.Errorf("sagatest: sweep needs a Flow and a Bind")
+	}
+	if s.Timeout == 0 {
+		s.Timeout = 30 * time.Second
+	}
+	w := &sweeper[In]{s: s, c: s.Client, rec: NewRecorder(), positions: map[string]int{}, abortAt: map[string]string{}, runID: time.Now().UnixNano()}
+	var closers []func()
+	w.close = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if w.c == nil {
+		srv, err := StartServer()
+		if err != nil {
+			return nil, fmt.Errorf("sagatest: sweep server: %w", err)
+		}
+		closers = append(closers, srv.Shutdown)
+		w.c = srv.Client()
+	}
+	for _, st := range s.Flow.Info().Steps {
+		w.positions[st.Name] = st.Position
+		if st.Kind != describe.Retriable { // retried until it succeeds: it cannot abort
+			w.steps = append(w.steps, st.Name)
+		}
+	}
+	r, err := saga.NewRunner(w.c,
+		saga.WithInterceptor(func(ctx context.Context, info saga.Info, next func(context.Context) error) error {
+			w.mu.Lock()
+			target := w.abortAt[info.ID]
+			w.mu.Unlock()
+			if info.Phase == saga.PhaseAction && info.Step == target {
+				return saga.Abortf("sweep: %s aborts", target)
+			}
+			return next(ctx)
+		}),
+		saga.WithInterceptor(w.rec.Interceptor()))
+	if err != nil {
+		w.close()
+		return nil, fmt.Errorf("sagatest: sweep runner: %w", err)
+	}
+	if err := s.Bind(r); err != nil {
+		w.close()
+		return nil, fmt.Errorf("sagatest: sweep bind: %w", err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(rctx) }()
+	closers = append(closers, func() { cancel(); <-errc })
+	select {
+	case <-r.Ready():
+	case err := <-errc:
+		errc <- err
+		w.close()
+		return nil, fmt.Errorf("sagatest: sweep runner: %w", err)
+	}
+	return w, nil
+}
+
+// run starts one saga whose action at step aborts, and checks how it
+// ended.
+func (w *sweeper[In]) run(ctx context.Context, step string) (SweepRun, error) {
+	id := fmt.Sprintf("sweep-%s-%d", step, w.runID)
+	w.mu.Lock()
+	w.abortAt[id] = step
+	w.mu.Unlock()
+	res := SweepRun{Aborted: step}
+	if err := saga.Start(ctx, w.c, w.s.Flow, id, w.s.Input); err != nil {
+		return res, fmt.Errorf("sagatest: sweep start: %w", err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, w.s.Timeout)
+	st, err := Wait(wctx, w.c, w.s.Flow, id)
+	wcancel()
+	switch {
+	case err != nil:
+		// Not ended in time: say where it stands, step by step.
+		res.Problems = append(res.Problems, w.unfinished(ctx, id, step))
+	case st.Status != saga.StatusCompensated:
+		res.Status = st.Status
+		res.Problems = append(res.Problems, fmt.Sprintf("with %s aborting, the saga ended %s, want compensated (reason %q); %s", step, st.Status, st.Reason, w.undone(ctx, st)))
+	default:
+		res.Status = st.Status
+		res.Compensated, res.Problems, err = checkSweepRun(ctx, w.c, w.s.Flow, w.rec, st, step, w.positions)
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// unfinished says where a sweep's saga stands when it did not end in
+// time: which step aborted, what should have been undone, what was, and
+// each step that has not finished, with its error.
+func (w *sweeper[In]) unfinished(ctx context.Context, id, step string) string {
+	st, err := w.c.Get(ctx, w.s.Flow, id)
+	if err != nil {
+		return fmt.Sprintf("with %s aborting, the saga did not end within %v: %v", step, w.s.Timeout, err)
+	}
+	return fmt.Sprintf("with %s aborting, the saga is still %s after %v (reason %q); %s", step, st.Status, w.s.Timeout, st.Reason, w.undone(ctx, st))
+}
+
+// undone says which steps should have been undone (those that completed),
+// which were, and where each other step of the saga stands.
+func (w *sweeper[In]) undone(ctx context.Context, st *saga.State) string {
+	evs, err := w.c.Timeline(ctx, w.s.Flow, st.ID)
+	if err != nil {
+		return fmt.Sprintf("its timeline cannot be read: %v", err)
+	}
+	var completed, compensated []string
+	for _, e := range evs {
+		switch e.Phase {
+		case saga.PhaseDone:
+			completed = append(completed, e.Step)
+		case saga.PhaseCompensated:
+			compensated = append(compensated, e.Step)
+		}
+	}
+	out := fmt.Sprintf("expected undone %q, undone %q", completed, compensated)
+	for _, ss := range st.Steps {
+		switch ss.Status {
+		case saga.StepPending, saga.StepSkipped, saga.StepCompensated:
+			continue
+		}
+		out += fmt.Sprintf("; step %s is %s", ss.Name, ss.Status)
+		if ss.CompensationAttempts > 0 {
+			out += fmt.Sprintf(" after %d compensation attempt(s)", ss.CompensationAttempts)
+		}
+		if ss.CompensationError != "" {
+			out += fmt.Sprintf(": compensation error %q", ss.CompensationError)
+		} else if ss.Error != "" {
+			out += fmt.Sprintf(": %q", ss.Error)
+		}
+		if ss.Waiting != "" {
+			out += " (" + ss.Waiting + ")"
+		}
+	}
+	return out
 }
 
 func checkSweepRun(ctx context.Context, c *saga.Client, f saga.FlowRef, rec *Recorder, st *saga.State, failed string, positions map[string]int) (compensated, problems []string, err error) {

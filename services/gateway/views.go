@@ -41,10 +41,13 @@ type StepView struct {
 	// the steps before it), with WaitingMS, how long since it was
 	// triggered (StartedAt). From the saga's log and the broker, never
 	// guessed: empty when the broker could not say.
-	Activity             string     `json:"activity,omitempty"`
-	WaitingMS            int64      `json:"waiting_ms,omitempty"`
-	Attempts             int        `json:"attempts"`
-	Error                string     `json:"error"`
+	Activity  string `json:"activity,omitempty"`
+	WaitingMS int64  `json:"waiting_ms,omitempty"`
+	Attempts  int    `json:"attempts"`
+	Error     string `json:"error"`
+	// CompensationError is why the step's compensation failed, apart from
+	// its action's Error.
+	CompensationError    string     `json:"compensation_error,omitempty"`
 	StartedAt            *time.Time `json:"started_at"`
 	EndedAt              *time.Time `json:"ended_at"`
 	CompensationAttempts int        `json:"compensation_attempts,omitempty"`
@@ -71,7 +74,7 @@ var owners = func() map[string]string {
 func sagaView(st *saga.State) *SagaView {
 	v := &SagaView{Version: st.Version, Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt), TraceID: st.TraceID}
 	for _, ss := range st.Steps {
-		v.Steps = append(v.Steps, StepView{Name: ss.Name, Service: owners[ss.Name], Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error,
+		v.Steps = append(v.Steps, StepView{Name: ss.Name, Service: owners[ss.Name], Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error, CompensationError: ss.CompensationError,
 			StartedAt: timePtr(ss.StartedAt), EndedAt: timePtr(ss.EndedAt), CompensationAttempts: ss.CompensationAttempts, CompensatedAt: timePtr(ss.CompensatedAt)})
 	}
 	return v

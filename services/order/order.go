@@ -132,6 +132,9 @@ type Service struct {
 	d     kit.Deps
 	store *kit.Store
 	opts  options
+	// flow is the order flow version this build starts orders on
+	// (kit.OrderFlow): saga.Start starts exactly that one.
+	flow *saga.Flow[schemas.OrderPlaced]
 }
 
 type options struct {
@@ -191,6 +194,9 @@ func (s *Service) crashPoint(point string) error {
 // Run takes orders, confirms them and records their ends until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	var err error
+	if s.flow, err = kit.OrderFlow(); err != nil {
+		return err
+	}
 	if s.store, err = kit.OpenStore(ctx, s.d.JS, "orders"); err != nil {
 		return err
 	}
@@ -275,7 +281,7 @@ func (s *Service) launch(ctx context.Context, o schemas.OrderPlaced) error {
 	if err := s.crashPoint("announced"); err != nil {
 		return err
 	}
-	if err := saga.Start(ctx, s.d.Sagas, schemas.OrderFlow, o.OrderID, o); err != nil {
+	if err := saga.Start(ctx, s.d.Sagas, s.flow, o.OrderID, o); err != nil {
 		return err
 	}
 	if err := s.crashPoint("started"); err != nil {

@@ -167,6 +167,17 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 		t.Errorf("the saga's timeline reads %q", tl)
 	}
 
+	// Flows: a flow named without a version opens on the version with
+	// sagas in flight, else the newest (v2, where the shop's orders are),
+	// and the list gives each version's totals.
+	step("open the order flow without a version", chromedp.Do(ctx,
+		chromedp.Navigate(console+"#flows/order"),
+		chromedp.WaitVisible(`#flow-drawing[data-flow="order"][data-version="`+strconv.Itoa(order.Version)+`"]`),
+	))
+	if v := text(`a.flow-pick.selected`); !strings.Contains(v, "order") || !strings.Contains(v, "v"+strconv.Itoa(order.Version)) || !strings.Contains(v, "1 saga") {
+		t.Errorf("the selected flow reads %q", v)
+	}
+
 	// Flows: the order's version drawn, its charge step counted live.
 	count := `#flow-drawing .node[data-step="charge"] .count[data-kind="completed"]`
 	step("open the order flow", chromedp.Do(ctx,

@@ -97,7 +97,7 @@ func TestEndOfAnUnknownOrderIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Started behind the order service's back (as the admin may).
-	if err := saga.Start(ctx, h.deps.Sagas, schemas.OrderFlow, o.OrderID, o); err != nil {
+	if err := saga.Start(ctx, h.deps.Sagas, schemas.OrderFlowV2, o.OrderID, o); err != nil {
 		t.Fatal(err)
 	}
 	sagatest.AwaitStatus(t, h.deps.Sagas, schemas.OrderFlow, o.OrderID, 30*time.Second, saga.StatusCompensated)

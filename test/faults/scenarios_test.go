@@ -230,7 +230,7 @@ func TestCompensationFailures(t *testing.T) {
 			t.Fatal("no saga parked as compensation_failed")
 		}
 		for _, st := range parked {
-			if c := st.Step("charge"); c.Status != saga.StepCompensationFailed || !strings.Contains(c.Error, "injected compensation failure") {
+			if c := st.Step("charge"); c.Status != saga.StepCompensationFailed || !strings.Contains(c.CompensationError, "injected compensation failure") {
 				t.Errorf("%s: charge %+v", st.ID, c)
 			}
 		}

@@ -113,7 +113,7 @@ func TestRollingUpgradeOfTheFlow(t *testing.T) {
 		for _, v := range vs {
 			if v.Version == 1 {
 				left = v.InFlight
-				return v.Left() == 0 && v.Status == ops.VersionDraining
+				return v.Left() == 0 && v.Status == ops.VersionDrained && !v.Drained.IsZero()
 			}
 		}
 		return false

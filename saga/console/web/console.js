@@ -57,7 +57,7 @@ function banner(text) {
   b.textContent = text || "";
 }
 
-// ---- routing: #flows[/FLOW/vN], #dead, #parked, #saga/FLOW/ID ----
+// ---- routing: #flows[/FLOW[/vN]], #dead, #parked, #saga/FLOW/ID ----
 
 let timer = null;
 
@@ -109,11 +109,18 @@ async function showFlows(name, version) {
     list.append(el("p", { class: "hint" }, "No flow registered: no runner has started yet."));
   }
   const want = Number(String(version || "").replace(/^v/, ""));
-  current = flows.find((f) => f.name === name && f.version === want) || current || flows[0] || null;
-  if (current) current = flows.find((f) => f.name === current.name && f.version === current.version) || flows[0];
+  // Opens on the version the server marks (the newest with sagas in
+  // flight, else the newest), not on the oldest.
+  const opening = flows.find((f) => f.name === name && f.open) || flows.find((f) => f.open) || flows[flows.length - 1] || null;
+  current = flows.find((f) => f.name === name && f.version === want) || current || opening;
+  if (current) current = flows.find((f) => f.name === current.name && f.version === current.version) || opening;
   for (const f of flows) {
+    const total = Object.values(f.sagas || {}).reduce((a, b) => a + b, 0);
+    const totals = [f.steps.length + " steps", total + (total === 1 ? " saga" : " sagas")];
+    if (f.in_flight) totals.push(f.in_flight + " in flight");
+    if (f.status && f.status !== "active") totals.push(f.status);
     const b = el("a", { class: "flow-pick", href: "#flows/" + path(f.name, "v" + f.version), "data-flow": f.name, "data-version": f.version },
-      el("b", null, f.name), " v" + f.version, el("small", null, f.steps.length + " steps"));
+      el("b", null, f.name), " v" + f.version, el("small", { class: "totals" }, totals.join(" · ")));
     if (current && f.name === current.name && f.version === current.version) b.classList.add("selected");
     list.append(b);
   }

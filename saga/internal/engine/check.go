@@ -278,9 +278,9 @@ func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, e
 	case PhaseCompensated:
 		err = next.compensated(env.step, st.CompensationAttempts, t)
 	case PhaseCompensationRetry:
-		err = next.compRetrying(env.step, st.CompensationAttempts, st.Error)
+		err = next.compRetrying(env.step, st.CompensationAttempts, st.CompensationError)
 	case PhaseParked:
-		err = next.park(env.step, st.CompensationAttempts, st.Error, t)
+		err = next.park(env.step, st.CompensationAttempts, st.CompensationError, t)
 	case PhaseDeadline:
 		// The broker's scheduler fires it, by its clock: the reader's may
 		// differ by a little, not by more. A deadline recorded early (a

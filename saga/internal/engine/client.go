@@ -154,7 +154,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client,
 	if err != nil {
 		return nil, fmt.Errorf("saga: bucket %s: %w", wire.FlowsBucket, err)
 	}
-	c.reg = &registry{kv: kv, marks: map[string]registryMark{}}
+	c.reg = newRegistry(ctx, js.Conn(), kv)
 	return c, nil
 }
 

@@ -23,14 +23,14 @@ import (
 // before, joined by ',' ("*" when there were too many to list), and
 // with steps joined by ';', each
 //
-//	name,position,kind+status,attempts,trigger,done,compAttempts,started,ended,compensated,error
+//	name,position,kind+status,attempts,trigger,done,compAttempts,started,ended,compensated,error,compError
 //
 // The flow and the saga id are the subject's. A number 0 and a zero time
 // are empty fields, and a step's trailing empty fields are left out, so a
 // pending step costs its name and four bytes. The saga's start is Unix
 // microseconds in base 36; every other time is microseconds since the
 // start, in base 36. The status, kinds and step statuses are one letter
-// each. Reason and error are query-escaped, so they hold no separator; the
+// each. Reason and the errors are query-escaped, so they hold no separator; the
 // other fields are tokens.
 const codecVersion = "c3"
 
@@ -135,10 +135,12 @@ func encodeState(s *State) []byte {
 				mark = len(b)
 			}
 		}
-		b = append(b, ',')
-		b = appendText(b, st.Error)
-		if st.Error != "" {
-			mark = len(b)
+		for _, e := range [...]string{st.Error, st.CompensationError} {
+			b = append(b, ',')
+			b = appendText(b, e)
+			if e != "" {
+				mark = len(b)
+			}
 		}
 		b = b[:mark]
 	}
@@ -279,6 +281,7 @@ func decodeState(flow, id, raw string) (*State, error) {
 		st.EndedAt = rec.time(rec.next(','), base)
 		st.CompensatedAt = rec.time(rec.next(','), base)
 		st.Error = rec.text(rec.next(','))
+		st.CompensationError = rec.text(rec.next(','))
 		if rec.s != "" {
 			rec.fail("step %q has too many fields", st.Name)
 		}

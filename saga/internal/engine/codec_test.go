@@ -14,7 +14,7 @@ func sampleState() *State {
 		Reason:  "step pay: card declined | really; a,b % 100",
 		earlier: []uint64{7, 9, 120000, 120001, 1 << 40},
 		Steps: []StepState{
-			{Name: "pay", Position: 0, Kind: CompensatableStep, Status: StepCompleted, Attempts: 2, Trigger: 1, Done: 2, StartedAt: t0, EndedAt: t0.Add(time.Millisecond)},
+			{Name: "pay", Position: 0, Kind: CompensatableStep, Status: StepCompleted, Attempts: 2, Trigger: 1, Done: 2, StartedAt: t0, EndedAt: t0.Add(time.Millisecond), CompensationAttempts: 2, CompensationError: "refund api: 503, try; later"},
 			{Name: "ship", Position: 1, Kind: PivotStep, Status: StepFailed, Attempts: 1, Trigger: 2, Error: "no, sir; \"never\" |", StartedAt: t0},
 			{Name: "mail", Position: 2, Kind: RetriableStep, Status: StepPending},
 		},
@@ -38,7 +38,7 @@ func TestStateCodecRoundTrip(t *testing.T) {
 
 func TestStateCodecRejects(t *testing.T) {
 	for _, raw := range []string{"", "{}", "c3|a", "c2|1|r|1||0|||||||", "c3|x|r|1||0||||||", "c3|1|r|0||0||||||",
-		"c3|1|s|1||0||||||", "c3|1|r|1||0||||%zz||", "c3|1|r|1||0||||||a,0", "c3|1|r|1||0||||||a,,cp,,,,,,,,,,",
+		"c3|1|s|1||0||||||", "c3|1|r|1||0||||%zz||", "c3|1|r|1||0||||||a,0", "c3|1|r|1||0||||||a,,cp,,,,,,,,,,,",
 		"c3|1|r|1||0||||||a,,wp", "c3|1|r|1||0||||||a.b,,cp", "c3|1|r|1||!!||||||", "c3|1|r|1||0|zz!|||||",
 		"c3|1|r|1|x|0||||||", "c3|1|r|1||0||||||a,,cp,-1", "c3|1|r|1||0||||||a,,cp;", "c3|1|r|1||0|||||||",
 		"c3|1|r|1||0|||||5,0|", "c3|1|r|1||0|||||5,!|", "c3|1|r|1||0|||||,|"} {

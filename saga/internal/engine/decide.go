@@ -284,3 +284,25 @@ func judgeEnd(err error) endVerdict {
 	}
 	return endRetry
 }
+
+// The decisions about a flow version, beside the runner's.
+
+// refused reports whether Start refuses a version of that status: every
+// status but active (a retired or draining version never starts another
+// one in its place).
+func refused(s VersionStatus) bool { return s != "" && s != VersionActive }
+
+// versionStand is what a report says of a version whose registry status is
+// mark: a draining version with no saga left reads drained, since the
+// last of its sagas ended (lastEnd), or since the drain began (since) when
+// none ended after it. Other statuses read as they are, with no drained
+// time.
+func versionStand(mark VersionStatus, left int, since, lastEnd time.Time) (VersionStatus, time.Time) {
+	if mark != VersionDraining || left > 0 {
+		return mark, time.Time{}
+	}
+	if lastEnd.After(since) {
+		return VersionDrained, lastEnd
+	}
+	return VersionDrained, since
+}

@@ -152,6 +152,8 @@ func TestJudgeCompensation(t *testing.T) {
 		st.Steps[1].Status = StepFailed
 		return st
 	}
+	// A compensation's error is kept apart from its action's (which
+	// succeeded here: no Error), and a success clears it.
 	for _, tc := range []struct {
 		name    string
 		attempt int
@@ -175,6 +177,18 @@ func TestJudgeCompensation(t *testing.T) {
 			st := apply(t, v, compensating())
 			if got := st.view().Step("a").Status; got != tc.step || st.Status != tc.saga {
 				t.Errorf("after %s: step %s, saga %s; want %s, %s", v.phase, got, st.Status, tc.step, tc.saga)
+			}
+			a := st.Step("a")
+			if want := ""; tc.err != nil {
+				want = tc.err.Error()
+				if !strings.Contains(a.CompensationError, want) {
+					t.Errorf("after %s: compensation error %q, want %q", v.phase, a.CompensationError, want)
+				}
+			} else if a.CompensationError != "" {
+				t.Errorf("after %s: compensation error %q, want none", v.phase, a.CompensationError)
+			}
+			if a.Error != "" {
+				t.Errorf("after %s: the action's error reads %q: the compensation's went there", v.phase, a.Error)
 			}
 		})
 	}
@@ -337,6 +351,40 @@ func TestJudgeEnd(t *testing.T) {
 	} {
 		if got := judgeEnd(tc.err); got != tc.want {
 			t.Errorf("judgeEnd(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestVersionStand(t *testing.T) {
+	since, ended := t0, t0.Add(time.Hour)
+	for _, tc := range []struct {
+		name    string
+		mark    VersionStatus
+		left    int
+		lastEnd time.Time
+		want    VersionStatus
+		drained time.Time
+	}{
+		{"active stays active", VersionActive, 0, ended, VersionActive, time.Time{}},
+		{"draining with sagas left", VersionDraining, 2, ended, VersionDraining, time.Time{}},
+		{"drained: since its last saga ended", VersionDraining, 0, ended, VersionDrained, ended},
+		{"drained with none left at the drain: since the drain", VersionDraining, 0, since.Add(-time.Hour), VersionDrained, since},
+		{"drained with no saga ever", VersionDraining, 0, time.Time{}, VersionDrained, since},
+		{"retired stays retired", VersionRetired, 0, ended, VersionRetired, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, at := versionStand(tc.mark, tc.left, since, tc.lastEnd)
+			if got != tc.want || !at.Equal(tc.drained) {
+				t.Errorf("versionStand = %s %v; want %s %v", got, at, tc.want, tc.drained)
+			}
+		})
+	}
+}
+
+func TestRefused(t *testing.T) {
+	for s, want := range map[VersionStatus]bool{"": false, VersionActive: false, VersionDraining: true, VersionRetired: true, VersionDrained: true} {
+		if refused(s) != want {
+			t.Errorf("refused(%q) = %v, want %v", s, !want, want)
 		}
 	}
 }

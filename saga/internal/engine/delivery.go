@@ -295,8 +295,13 @@ func (d *delivery) recorded(st *State, was Status, step string, v verdict) {
 		}
 	}
 	attrs := []any{"outcome", v.phase}
-	if s := st.Step(step); s != nil && s.Error != "" {
-		attrs = append(attrs, "err", s.Error)
+	if s := st.Step(step); s != nil {
+		switch {
+		case (v.phase == PhaseCompensationRetry || v.phase == PhaseParked) && s.CompensationError != "":
+			attrs = append(attrs, "err", s.CompensationError)
+		case v.phase != PhaseCompensated && s.Error != "":
+			attrs = append(attrs, "err", s.Error)
+		}
 	}
 	if v.warn != "" {
 		attrs = append(attrs, "detail", v.warn)

@@ -7,7 +7,9 @@
 //     context carried in headers.
 //   - flow.go: a flow's definition (FlowDef, StepDef) and Define's checks.
 //   - state.go: a saga's State and its transitions; decide.go: the
-//     runner's decisions, pure functions of a state and an outcome.
+//     runner's decisions, pure functions of a state and an outcome, and
+//     those about a flow version (whether Start refuses it, when a report
+//     reads it drained).
 //   - codec.go, envelope.go: the wire format of a state and of a message.
 //   - observe.go, options.go: what a client is told (Observer) and how it
 //     is configured.

@@ -19,6 +19,9 @@ type Finding struct {
 	Flow   string `json:"flow,omitempty"`
 	What   string `json:"what"`   // what is wrong, in a line
 	Advice string `json:"advice"` // what to do about it
+	// Waiting is, for an unserved step, how long the oldest of the sagas
+	// there has waited for it (since the step was triggered).
+	Waiting time.Duration `json:"waiting,omitempty"`
 }
 
 // DiagnoseOptions are Diagnose's thresholds; zero values take defaults.
@@ -26,11 +29,11 @@ type DiagnoseOptions struct {
 	Behind  uint64        // a consumer with more messages pending than this is behind (default 1000)
 	Overdue time.Duration // a running saga this far past its deadline is stuck (default 1m)
 	Full    float64       // a stream this full (0-1) is near its limits (default 0.8)
-	// Idle is how long a step's consumer may have no pull waiting and
-	// nothing in a runner's hands, while sagas wait there, before it is
-	// reported unserved (default 30s): a runner restarting, or between
-	// two pulls, is not a finding. A consumer that does not exist is
-	// reported at once.
+	// Idle is how long a saga may wait at a step whose consumer has no
+	// pull waiting and nothing in a runner's hands (and has delivered
+	// nothing for as long) before the step is reported unserved (default
+	// 30s): a runner restarting, or between two pulls, is not a finding.
+	// A consumer that does not exist is reported at once.
 	Idle time.Duration
 }
 
@@ -72,7 +75,8 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 		if err != nil {
 			return nil, err
 		}
-		waiting := map[string]int{} // "v1/step" -> sagas running it
+		waiting := map[string]int{}      // "v1/step" -> sagas running it
+		oldest := map[string]time.Time{} // "v1/step" -> when the first of them was triggered
 		for _, st := range sagas {
 			switch {
 			case st.Status == StatusCompensationFailed:
@@ -89,7 +93,11 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 			}
 			for _, s := range st.Steps {
 				if s.Status == StepRunning {
-					waiting[fmt.Sprintf("%d/%s", st.Version, s.Name)]++
+					key := fmt.Sprintf("%d/%s", st.Version, s.Name)
+					waiting[key]++
+					if o, ok := oldest[key]; !ok || s.StartedAt.Before(o) {
+						oldest[key] = s.StartedAt
+					}
 				}
 			}
 		}
@@ -98,16 +106,20 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 			v, _ := strconv.Atoi(key[:slash])
 			step := key[slash+1:]
 			if !c.served(ctx, name, v, step) {
+				waited := time.Since(oldest[key])
 				idle, ok := c.idle(ctx, name, v, step)
-				if ok && idle < o.Idle {
+				if ok && (idle < o.Idle || waited < o.Idle) {
 					continue
 				}
-				since := "it has no consumer"
+				// What is measured is said: the sagas' wait is known, when
+				// the last runner left is not (the consumer's last delivery
+				// may be much older).
+				where := "it has no consumer"
 				if ok {
-					since = fmt.Sprintf("its consumer has had no runner for %s", idle.Round(time.Second))
+					where = fmt.Sprintf("no runner of v%d is attached to it now; its consumer last delivered a message %s ago", v, idle.Round(time.Second))
 				}
-				out = append(out, Finding{Kind: "unserved", Flow: name,
-					What:   fmt.Sprintf("%d saga(s) of %s v%d wait at step %s, and no runner of v%d is attached to it (%s)", waiting[key], name, v, step, v, since),
+				out = append(out, Finding{Kind: "unserved", Flow: name, Waiting: waited,
+					What:   fmt.Sprintf("%d saga(s) of %s v%d wait at step %s, the oldest for %s (%s)", waiting[key], name, v, step, waited.Round(time.Second), where),
 					Advice: fmt.Sprintf("start a service that runs %s v%d (a runner whose ServeVersions includes %d)", name, v, v)})
 			}
 		}

@@ -399,7 +399,7 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 		}
 		for _, d := range pos {
 			if d.in != want {
-				return bad("step %q takes %v but is given %v (after a single step, a step takes that step's result; first and after a Parallel group, the flow's input)", d.name, d.in, want)
+				return bad("step %q takes %v but is given %v (after a single step, a step takes that step's result; first and after a Parallel group, the flow's input). To insert a step before %q, have it take and return %v (passing it on, with what it adds), or give the step after it a new name taking its result and read earlier results with saga.ResultOf: see \"Inserting a step\" in package saga", d.name, d.in, want, d.name, d.in)
 			}
 			switch d.kind {
 			case PivotStep:
@@ -482,3 +482,17 @@ func (b *versionBook) add(f *flowDef) {
 	}
 	b.byName[f.name][f.version] = f
 }
+
+// VersionStatus is whether new sagas may start on a flow version.
+type VersionStatus string
+
+// Version statuses.
+const (
+	VersionActive   VersionStatus = "active"   // sagas start on it
+	VersionDraining VersionStatus = "draining" // no new sagas; those in flight finish
+	VersionRetired  VersionStatus = "retired"  // no new sagas; those in flight were compensated
+	// VersionDrained is a draining version with no saga left: its runners
+	// may go. Reports say it (VersionReport.Drained has the time); the
+	// registry keeps "draining".
+	VersionDrained VersionStatus = "drained"
+)

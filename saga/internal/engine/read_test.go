@@ -56,7 +56,7 @@ func TestLeaderReadIsADirectRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(ctx, f, "r1", []byte(`{"N":7}`), true); err != nil {
+	if err := c.Start(ctx, f, "r1", []byte(`{"N":7}`)); err != nil {
 		t.Fatal(err)
 	}
 	j := c.j

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/choreo-go/choreo/internal/jsutil"
@@ -57,10 +58,16 @@ func statusKey(flow string, version int) string {
 }
 
 // registry is a client's view of the flows bucket: the status of the
-// versions it starts, read at most once a second each.
+// versions it starts, read at most once a statusTTL each. The statuses read
+// are shared by every client of the process on the same bucket (statuses),
+// so a Retire refuses the version at once to every starter in its process.
 type registry struct {
 	kv jetstream.KeyValue
+	*statuses
+}
 
+// statuses caches what was read of the versions' statuses.
+type statuses struct {
 	mu     sync.Mutex
 	marks  map[string]registryMark // by status key
 	warned time.Time
@@ -69,6 +76,57 @@ type registry struct {
 type registryMark struct {
 	mark versionMark // zero Status: active
 	at   time.Time
+}
+
+// note records a status this process just wrote: its starters obey it at
+// once.
+func (s *statuses) note(key string, m versionMark) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.marks[key] = registryMark{mark: m, at: time.Now()}
+}
+
+// shared holds the statuses of each flows bucket this process reads, by
+// the bucket's identity (bucketID).
+var shared = struct {
+	sync.Mutex
+	by map[string]*statuses
+}{by: map[string]*statuses{}}
+
+// newRegistry returns the registry over kv, with the statuses shared by
+// the clients of this process on the same bucket. A bucket that cannot
+// be told apart from another gets statuses of its own.
+func newRegistry(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue) *registry {
+	id := bucketID(ctx, nc, kv)
+	shared.Lock()
+	defer shared.Unlock()
+	st := shared.by[id]
+	if st == nil || id == "" {
+		st = &statuses{marks: map[string]registryMark{}}
+		if id != "" {
+			shared.by[id] = st
+		}
+	}
+	return &registry{kv: kv, statuses: st}
+}
+
+// bucketID names a flows bucket: the cluster (or the server, alone) it
+// lives in, and when its stream was created; "" when the broker does not
+// say.
+func bucketID(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue) string {
+	where := nc.ConnectedClusterName()
+	if where == "" {
+		where = nc.ConnectedServerId()
+	}
+	st, err := kv.Status(ctx)
+	if err != nil || where == "" {
+		return ""
+	}
+	si, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo })
+	if !ok || si.StreamInfo() == nil {
+		return ""
+	}
+	return where + "/" + si.StreamInfo().Config.Name + "/" + si.StreamInfo().Created.UTC().Format(time.RFC3339Nano)
 }
 
 // statusTTL is how long Start trusts what it read of a version's status:
@@ -91,18 +149,9 @@ func openRegistry(ctx context.Context, js jetstream.JetStream, o options) (*regi
 	if err != nil {
 		return nil, fmt.Errorf("saga: bucket %s: %w", wire.FlowsBucket, notProvisioned(js.Conn(), "KV_"+wire.FlowsBucket, err))
 	}
-	return &registry{kv: kv, marks: map[string]registryMark{}}, nil
+	return newRegistry(ctx, js.Conn(), kv), nil
 }
 
-// VersionStatus is whether new sagas may start on a flow version.
-type VersionStatus string
-
-// Version statuses.
-const (
-	VersionActive   VersionStatus = "active"   // sagas start on it
-	VersionDraining VersionStatus = "draining" // no new sagas; those in flight finish
-	VersionRetired  VersionStatus = "retired"  // no new sagas; those in flight were compensated
-)
 
 // Attestations.
 //

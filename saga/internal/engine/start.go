@@ -52,17 +52,17 @@ func (c *Client) room(ctx context.Context, f *flowDef) error {
 	return c.roomErr
 }
 
-// Start starts a saga of flow f with the given id and input, on the newest
-// version of f's flow that the client knows (any *Flow of that name and
-// input type it was given: in Handle, Start, a query) unless ExactVersion
-// says f's own. The saga runs to its end on that version. Starting an id
-// that already exists, on any version, does nothing and returns nil, so
-// Start is safe to retry. It returns ErrInvalidFlow for a nil flow,
+// Start starts a saga of flow f with the given id and input, on f's
+// version: exactly the version passed, never another one (a rolling
+// upgrade has old builds name the old version and new builds the new
+// one). The saga runs to its end on that version. Starting an id that
+// already exists, on any version, does nothing and returns nil, so Start
+// is safe to retry. It returns ErrInvalidFlow for a nil flow,
 // ErrInvalidID, ErrInvalidInput for an input that does not encode or is
 // over the event size limit, ErrRetired when the version is retired or
 // draining (Retire), ErrStreamFull when the saga stream is near its limits
 // (see WithStreamLimits), or the broker's error.
-func (c *Client) Start(ctx context.Context, f *FlowDef, id string, data []byte, exact bool) error {
+func (c *Client) Start(ctx context.Context, f *FlowDef, id string, data []byte) error {
 	if f == nil {
 		return fmt.Errorf("%w: nil flow", ErrInvalidFlow)
 	}
@@ -70,11 +70,10 @@ func (c *Client) Start(ctx context.Context, f *FlowDef, id string, data []byte, 
 		return fmt.Errorf("%w: %q", ErrInvalidID, id)
 	}
 	c.j.define(f)
-	def, err := c.openVersion(ctx, f, exact)
-	if err != nil {
+	if err := c.open(ctx, f); err != nil {
 		return err
 	}
-	return c.start(ctx, def, id, data)
+	return c.start(ctx, f, id, data)
 }
 
 func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) error {
@@ -99,6 +98,12 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) 
 		if err := c.j.schedule(ctx, st, wire.TimerDeadline, st.Deadline, f.name+"."+id+".timer"); err != nil {
 			return err
 		}
+	}
+	// What was read of the version's status is at most a statusTTL old
+	// when the start is published (read again if it aged meanwhile), so
+	// Retire knows how long to wait for starts that had not heard of it.
+	if err := c.open(ctx, f); err != nil {
+		return err
 	}
 	e := entry{step: wire.SagaStep, phase: PhaseStart, data: data}
 	for range 16 {
@@ -149,29 +154,11 @@ func (c *Client) status(ctx context.Context, flow string, version int) versionMa
 	return mark
 }
 
-// newest returns the newest version of f's flow this client knows whose
-// input is f's.
-func (j *journal) newest(f *flowDef) *flowDef {
-	j.defsMu.Lock()
-	defer j.defsMu.Unlock()
-	best := f
-	for _, d := range j.defs {
-		if d.name == f.name && d.version > best.version && d.input == f.input {
-			best = d
-		}
+// open returns ErrRetired when f's version is draining or retired.
+func (c *Client) open(ctx context.Context, f *flowDef) error {
+	m := c.status(ctx, f.name, f.version)
+	if refused(m.Status) {
+		return fmt.Errorf("%w: flow %s v%d is %s since %s (%s): start a newer version", ErrRetired, f.name, f.version, m.Status, m.Since.Format(time.RFC3339), m.Reason)
 	}
-	return best
-}
-
-// openVersion picks the version a Start of f starts: f's own when exact,
-// else the newest the client knows with f's input; it returns ErrRetired
-// when that version is draining or retired.
-func (c *Client) openVersion(ctx context.Context, f *flowDef, exact bool) (*flowDef, error) {
-	if !exact {
-		f = c.j.newest(f)
-	}
-	if m := c.status(ctx, f.name, f.version); m.Status == VersionDraining || m.Status == VersionRetired {
-		return nil, fmt.Errorf("%w: flow %s v%d is %s since %s (%s): start a newer version", ErrRetired, f.name, f.version, m.Status, m.Since.Format(time.RFC3339), m.Reason)
-	}
-	return f, nil
+	return nil
 }

@@ -84,16 +84,21 @@ const (
 
 // StepState is one step's part of a saga's state.
 type StepState struct {
-	Name                 string     `json:"name"`
-	Position             int        `json:"position"`
-	Kind                 StepKind   `json:"kind"`
-	Status               StepStatus `json:"status"`
-	Attempts             int        `json:"attempts"`
-	Error                string     `json:"error,omitempty"`
-	StartedAt            time.Time  `json:"started_at,omitzero"` // when the step was triggered
-	EndedAt              time.Time  `json:"ended_at,omitzero"`   // when its action's outcome was recorded
-	CompensationAttempts int        `json:"compensation_attempts,omitempty"`
-	CompensatedAt        time.Time  `json:"compensated_at,omitzero"`
+	Name     string     `json:"name"`
+	Position int        `json:"position"`
+	Kind     StepKind   `json:"kind"`
+	Status   StepStatus `json:"status"`
+	Attempts int        `json:"attempts"`
+	// Error is why the step's action failed (or its last attempt did);
+	// CompensationError why its compensation did. They are kept apart: a
+	// step whose action succeeded and whose compensation failed has no
+	// Error.
+	Error                string    `json:"error,omitempty"`
+	CompensationError    string    `json:"compensation_error,omitempty"`
+	StartedAt            time.Time `json:"started_at,omitzero"` // when the step was triggered
+	EndedAt              time.Time `json:"ended_at,omitzero"`   // when its action's outcome was recorded
+	CompensationAttempts int       `json:"compensation_attempts,omitempty"`
+	CompensatedAt        time.Time `json:"compensated_at,omitzero"`
 	// Trigger is the index in the saga's log of the event that triggered
 	// the step; Done the index of its completion. 0 when not yet.
 	Trigger int `json:"trigger,omitempty"`
@@ -337,7 +342,7 @@ func (s *State) compensated(name string, attempts int, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	st.Status, st.CompensationAttempts, st.CompensatedAt, st.Error = StepCompensated, attempts, now, ""
+	st.Status, st.CompensationAttempts, st.CompensatedAt, st.CompensationError = StepCompensated, attempts, now, ""
 	return nil
 }
 
@@ -350,7 +355,7 @@ func (s *State) compRetrying(name string, attempts int, reason string) error {
 	if st.CompensationAttempts >= attempts {
 		return errNoop
 	}
-	st.CompensationAttempts, st.Error = attempts, reason
+	st.CompensationAttempts, st.CompensationError = attempts, reason
 	return nil
 }
 
@@ -361,7 +366,7 @@ func (s *State) park(name string, attempts int, reason string, now time.Time) er
 	if err != nil {
 		return err
 	}
-	st.Status, st.CompensationAttempts, st.Error = StepCompensationFailed, attempts, reason
+	st.Status, st.CompensationAttempts, st.CompensationError = StepCompensationFailed, attempts, reason
 	s.Status, s.EndedAt = StatusCompensationFailed, now
 	return nil
 }

@@ -66,6 +66,10 @@ type VersionReport struct {
 	Status  VersionStatus `json:"status"`
 	Reason  string        `json:"reason,omitempty"`
 	Since   time.Time     `json:"since,omitzero"`
+	// Drained is when a draining version's last saga ended (or, when none
+	// was left, when the drain began): its Status then reads
+	// VersionDrained, and its runners may go.
+	Drained time.Time `json:"drained,omitzero"`
 	// Registered says a runner registered this version's definition.
 	Registered bool `json:"registered"`
 	// Unserved lists the steps no runner is attached to now: sagas that
@@ -127,15 +131,20 @@ func (c *Client) Versions(ctx context.Context, f FlowRef) ([]VersionReport, erro
 	if err != nil {
 		return nil, err
 	}
+	lastEnd := map[int]time.Time{}
 	for _, st := range sagas {
 		r := get(st.Version)
 		r.Sagas[st.Status]++
+		if st.EndedAt.After(lastEnd[st.Version]) {
+			lastEnd[st.Version] = st.EndedAt
+		}
 		if !st.Status.Terminal() || st.Status == StatusCompensationFailed {
 			r.InFlight = append(r.InFlight, st.ID)
 		}
 	}
 	var out []VersionReport
 	for v, r := range reports {
+		r.Status, r.Drained = versionStand(r.Status, r.Left(), r.Since, lastEnd[v])
 		if fi, ok := defs[v]; ok {
 			for _, s := range fi.Steps {
 				if !c.served(ctx, flow, v, s.Name) {
@@ -219,14 +228,18 @@ func (c *Client) Flows(ctx context.Context) ([]describe.Flow, error) {
 }
 
 // Retire stops new sagas of one version of flow f, as an operator's
-// explicit act; Start refuses the version from then on (within a second)
-// and starts the newest version instead where the starter knows one. With
-// Drain, the sagas in flight finish on the version's runners; with
-// CompensateInFlight, every one that has not passed its pivot is
-// cancelled with the reason and compensates on them. Either way, nothing a
-// saga did is left uncompensated for want of its definition: keep the
-// version's runners until the report's Left is 0 (Versions tells again
-// later). It returns the version's report.
+// explicit act. Start refuses the version with ErrRetired (it never
+// starts another version in its place): at once in this process (every
+// client on the same connection's server or cluster), within statusTTL (a
+// second) in others. With Drain, the sagas in flight finish on the
+// version's runners; with CompensateInFlight, every one that has not
+// passed its pivot is cancelled with the reason and compensates on them.
+// Either way, nothing a saga did is left uncompensated for want of its
+// definition: keep the version's runners until the report's Left is 0
+// (Versions tells again later; a drained version then reads
+// VersionDrained). It returns the version's report, made once the starts
+// that had not heard of the retirement had time to land (statusTTL and a
+// margin, startSettle): it counts every saga of the version that started.
 func (c *Client) Retire(ctx context.Context, f FlowRef, version int, mode RetireMode, reason string) (*VersionReport, error) {
 	if f == nil || !wire.Token(name(f)) || version < 1 {
 		return nil, fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
@@ -249,37 +262,24 @@ func (c *Client) Retire(ctx context.Context, f FlowRef, version int, mode Retire
 	if err != nil {
 		return nil, fmt.Errorf("saga: retire %s v%d: %w", flow, version, err)
 	}
+	c.reg.note(statusKey(flow, version), mark)
+	// Starters elsewhere read the status at most a statusTTL late, and
+	// publish a start within a statusTTL of reading it (Start): past this,
+	// every saga of the version that will ever start has.
+	settled := time.Now().Add(statusTTL + startSettle)
 	var forward []string
-	if mode == CompensateInFlight {
-		// Starters read the status at most a statusTTL late: a second pass
-		// after it catches a saga started meanwhile.
-		done := map[string]bool{}
-		for pass := range 2 {
-			if pass == 1 {
-				select {
-				case <-time.After(statusTTL + 100*time.Millisecond):
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				}
+	done := map[string]bool{}
+	for pass := range 2 {
+		if pass == 1 {
+			select {
+			case <-time.After(time.Until(settled)):
+			case <-ctx.Done():
+				return nil, ctx.Err()
 			}
-			sagas, err := c.List(ctx, Named(flow), StatusRunning)
-			if err != nil {
+		}
+		if mode == CompensateInFlight {
+			if err := c.cancelInFlight(ctx, flow, version, reason, done, &forward); err != nil {
 				return nil, err
-			}
-			for _, st := range sagas {
-				if st.Version != version || done[st.ID] {
-					continue
-				}
-				done[st.ID] = true
-				err := c.Cancel(ctx, Named(flow), st.ID, fmt.Sprintf("flow %s v%d retired: %s", flow, version, reason))
-				switch {
-				case errors.Is(err, ErrNotRunning) && st.pivoted():
-					forward = append(forward, st.ID)
-				case errors.Is(err, ErrNotRunning), errors.Is(err, ErrNotFound):
-					// ended, or compensating already, meanwhile
-				case err != nil:
-					return nil, fmt.Errorf("saga: retire %s v%d: cancel %s: %w", flow, version, st.ID, err)
-				}
 			}
 		}
 	}
@@ -296,7 +296,38 @@ func (c *Client) Retire(ctx context.Context, f FlowRef, version int, mode Retire
 	return &VersionReport{Flow: flow, Version: version, Status: mark.Status, Reason: reason, Since: mark.Since, Sagas: map[Status]int{}, Forward: forward}, nil
 }
 
-// Reinstate takes back a retirement: sagas start on the version again.
+// startSettle is how long, past statusTTL, Retire waits for the starts of
+// other processes that had not heard of it to reach the broker.
+const startSettle = 500 * time.Millisecond
+
+// cancelInFlight cancels every running saga of the flow's version not in
+// done, for Retire with CompensateInFlight; those past their pivot go to
+// forward.
+func (c *Client) cancelInFlight(ctx context.Context, flow string, version int, reason string, done map[string]bool, forward *[]string) error {
+	sagas, err := c.List(ctx, Named(flow), StatusRunning)
+	if err != nil {
+		return err
+	}
+	for _, st := range sagas {
+		if st.Version != version || done[st.ID] {
+			continue
+		}
+		done[st.ID] = true
+		err := c.Cancel(ctx, Named(flow), st.ID, fmt.Sprintf("flow %s v%d retired: %s", flow, version, reason))
+		switch {
+		case errors.Is(err, ErrNotRunning) && st.pivoted():
+			*forward = append(*forward, st.ID)
+		case errors.Is(err, ErrNotRunning), errors.Is(err, ErrNotFound):
+			// ended, or compensating already, meanwhile
+		case err != nil:
+			return fmt.Errorf("saga: retire %s v%d: cancel %s: %w", flow, version, st.ID, err)
+		}
+	}
+	return nil
+}
+
+// Reinstate takes back a retirement: sagas start on the version again (at
+// once in this process, within statusTTL in others).
 func (c *Client) Reinstate(ctx context.Context, f FlowRef, version int) error {
 	if f == nil || !wire.Token(name(f)) || version < 1 {
 		return fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
@@ -306,5 +337,6 @@ func (c *Client) Reinstate(ctx context.Context, f FlowRef, version int) error {
 	if err := c.reg.kv.Delete(ctx, statusKey(name(f), version)); err != nil {
 		return fmt.Errorf("saga: reinstate %s v%d: %w", name(f), version, err)
 	}
+	c.reg.note(statusKey(name(f), version), versionMark{})
 	return nil
 }

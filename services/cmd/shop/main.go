@@ -7,6 +7,9 @@
 //	    [--tls-cert server.pem --tls-key server-key.pem [--tls-ca ca.pem]]
 //	    [--only inventory,payment | --without inventory] [--console-addr 127.0.0.1:8081]
 //	go run ./services/cmd/shop --nats-url nats://127.0.0.1:4222 --credentials ./data/credentials --only inventory
+//
+// A shop that joins a server (--nats-url) starts no operator console
+// unless --console-addr asks for one: the shop that runs the server has it.
 package main
 
 import (
@@ -43,7 +46,7 @@ func main() {
 	verbose := flag.Bool("v", false, "log what the services do (--log-level info)")
 	level := flag.String("log-level", shop.EnvOr("CHOREO_LOG_LEVEL", "warn"), "debug, info, warn or error; JSON lines when stderr is not a terminal (env CHOREO_LOG_LEVEL)")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", shop.EnvOr("CHOREO_METRICS_ADDR", ""), "host:port of the admin listener: Prometheus /metrics and POST /admin/rebuild; none when empty (env CHOREO_METRICS_ADDR)")
-	flag.StringVar(&cfg.ConsoleAddr, "console-addr", shop.EnvOr("CHOREO_CONSOLE_ADDR", "127.0.0.1:8081"), "loopback host:port of the operator console (dead letters, parked sagas, live flows), acting as the admin; the next free port when taken; none when empty (env CHOREO_CONSOLE_ADDR)")
+	flag.StringVar(&cfg.ConsoleAddr, "console-addr", shop.EnvOr("CHOREO_CONSOLE_ADDR", ""), "loopback host:port of the operator console (dead letters, parked sagas, live flows), acting as the admin; the next free port when taken; default 127.0.0.1:8081 for a shop with its own server, none for one that joins a server with --nats-url (the first shop's console is there); none when empty (env CHOREO_CONSOLE_ADDR)")
 	flag.Parse()
 	fail := func(err error) {
 		fmt.Fprintln(os.Stderr, "shop:", err)
@@ -56,6 +59,7 @@ func main() {
 	if cfg.Auth, err = auth(); err != nil {
 		fail(err)
 	}
+	cfg.ConsoleAddr = consoleAddr(cfg.ConsoleAddr, given("console-addr", "CHOREO_CONSOLE_ADDR"), cfg.NATSURL != "")
 	cfg.Only, cfg.Without = list(*only), list(*without)
 	if _, err := shop.Selected(cfg.Only, cfg.Without); err != nil {
 		fail(err)
@@ -96,6 +100,9 @@ func main() {
 		}
 		if s.ConsoleAddr != "" {
 			fmt.Printf("  console         %s (operator console: acts as the admin; this run's token)\n", s.ConsoleURL)
+			if s.ConsoleAddr != cfg.ConsoleAddr {
+				fmt.Printf("                  (%s was taken, by another shop's console?: this is a second console)\n", cfg.ConsoleAddr)
+			}
 		}
 		if s.MetricsAddr != "" {
 			fmt.Printf("  metrics         http://%s/metrics\n", s.MetricsAddr)
@@ -106,6 +113,36 @@ func main() {
 		fmt.Fprintln(os.Stderr, "shop:", err)
 		os.Exit(1)
 	}
+}
+
+// defaultConsoleAddr is the console's address when none is given.
+const defaultConsoleAddr = "127.0.0.1:8081"
+
+// consoleAddr is where the console listens: addr when it was given (by
+// flag or environment; empty: no console), else the default for a shop
+// that runs its own server, and none for one that joins a server (the
+// shop that runs it has the console: a second one, on the next free
+// port, would only confuse).
+func consoleAddr(addr string, given, joining bool) string {
+	switch {
+	case given:
+		return addr
+	case joining:
+		return ""
+	default:
+		return defaultConsoleAddr
+	}
+}
+
+// given reports whether the flag was set on the command line or its
+// environment variable is set.
+func given(name, env string) bool {
+	if _, ok := os.LookupEnv(env); ok {
+		return true
+	}
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // list splits a comma-separated flag.
