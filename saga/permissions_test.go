@@ -75,8 +75,12 @@ func TestPermissionsDeriveFromTheFlow(t *testing.T) {
 		{"payment", "$JS.API.CONSUMER.CREATE.CHOREO.anything", false},
 		{"order", "$JS.API.CONSUMER.MSG.NEXT.CHOREO.shop__end_order", true},
 		{"payment", "$JS.API.CONSUMER.MSG.NEXT.CHOREO.shop__end_order", false},
-		{"gateway", "$JS.API.CONSUMER.CREATE.CHOREO.abc.choreo.log.shop.>", true},
-		{"gateway", "$JS.API.CONSUMER.MSG.NEXT.CHOREO.abc", true},
+		// A reader reads by direct gets and creates no consumer (issue 19
+		// point 3): these two were true while it made ordered consumers.
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHOREO.abc.choreo.log.shop.>", false},
+		{"gateway", "$JS.API.CONSUMER.MSG.NEXT.CHOREO.abc", false},
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHOREO", false},
+		{"gateway", "$JS.API.CONSUMER.CREATE.CHOREO.forge_rogue", false},
 		{"gateway", "$JS.API.CONSUMER.MSG.NEXT.CHOREO.shop_v1_charge_do", false},
 		{"gateway", "$JS.API.CONSUMER.CREATE.CHOREO.shop_v1_charge_do", false},
 		{"gateway", "$JS.API.CONSUMER.DELETE.CHOREO.shop__end_order", false},

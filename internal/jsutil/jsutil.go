@@ -54,7 +54,8 @@ func Same(have, want jetstream.StreamConfig) bool {
 		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.MaxAge == want.MaxAge &&
 		have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules &&
 		have.Discard == want.Discard && have.Description == want.Description && limit(have.MaxMsgsPerSubject) == limit(want.MaxMsgsPerSubject) &&
-		(want.MaxMsgs == 0 || limit(have.MaxMsgs) == limit(want.MaxMsgs)) && (want.MaxBytes == 0 || limit(have.MaxBytes) == limit(want.MaxBytes))
+		(want.MaxMsgs == 0 || limit(have.MaxMsgs) == limit(want.MaxMsgs)) && (want.MaxBytes == 0 || limit(have.MaxBytes) == limit(want.MaxBytes)) &&
+		(want.MaxMsgSize == 0 || limit(int64(have.MaxMsgSize)) == limit(int64(want.MaxMsgSize)))
 }
 
 // limit folds the ways of saying "no limit" (0 in a config, -1 from the

@@ -159,32 +159,20 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 }
 
 // Reader is what an identity that only queries the sagas of flows needs
-// (Get, List, Watch, Timeline): direct gets on the saga log, and
-// short-lived ordered consumers on it, which let it read every saga of
-// every flow. The dead letters are not in it (ReadDeadLetters). It may not pull from, change or
-// delete the services' durable consumers of these flows (nor any it is not
-// told of: give it to identities you trust to read).
+// (Get, List, Watch, Timeline): direct gets on the saga log, single and
+// batched, which let it read every saga of every flow, and reading the flow
+// registry. It creates no consumer on the saga stream: the broker's
+// permissions can only tell consumers apart by the name in the API subject,
+// and the one subject without a name ($JS.API.CONSUMER.CREATE.<stream>)
+// takes the name from the request, so that whoever may use it can turn any
+// other service's durable consumer into an ephemeral one (and so delete
+// it). The dead letters are not in it (ReadDeadLetters). The flows are
+// checked as for Permissions; a Reader of no flow reads the same.
 func Reader(identity string, flows ...Definition) (Access, error) {
-	defs, err := definitions(flows)
-	if err != nil {
+	if _, err := definitions(flows); err != nil {
 		return Access{}, err
 	}
-	var durables []string
-	for _, f := range defs {
-		owners := map[string]bool{}
-		for _, d := range f.Steps {
-			owners[d.Owner] = true
-			durables = append(durables, wire.DoConsumer(f.Name, f.Version, d.Name), wire.UndoConsumer(f.Name, f.Version, d.Name))
-		}
-		for _, svc := range f.StartedBy {
-			owners[svc] = true
-		}
-		for svc := range owners {
-			durables = append(durables, wire.EndConsumer(f.Name, svc))
-		}
-	}
 	a := Base(identity)
-	a.Add(ReadStream(wire.Stream, durables...))
 	a.Add(ReadStream("KV_" + wire.FlowsBucket))
 	return a, nil
 }

@@ -40,14 +40,21 @@ func WithDuplicateWindow(d time.Duration) saga.Option { return engine.WithDuplic
 // backstop, to set well above the longest saga.
 func WithMaxAge(d time.Duration) saga.Option { return engine.WithMaxAge(d) }
 
-// WithStreamLimits bounds the saga stream (0: no bound). The broker then
-// refuses writes beyond the limits instead of dropping old state, and
-// saga.Start refuses new sagas (saga.ErrStreamFull) once less than a fifth of either
-// limit is left, so that the sagas in flight keep room to finish. Keep the
-// limits well above sagas in flight times events per saga.
+// WithStreamLimits bounds the saga stream: maxMsgs messages (0 or -1: no
+// bound) and maxBytes bytes (0: the default, DefaultStreamMaxBytes, 10 GiB;
+// -1: no bound). The broker then refuses writes beyond the limits instead
+// of dropping old state, and saga.Start refuses new sagas
+// (saga.ErrStreamFull) once less than a fifth of either limit is left, so
+// that the sagas in flight keep room to finish. Keep the limits well above
+// sagas in flight times events per saga. Every stream choreo creates has
+// limits by default: see docs/operating.md.
 func WithStreamLimits(maxMsgs, maxBytes int64) saga.Option {
 	return engine.WithStreamLimits(maxMsgs, maxBytes)
 }
+
+// DefaultStreamMaxBytes is the saga stream's size limit when
+// WithStreamLimits does not set one.
+const DefaultStreamMaxBytes = engine.DefaultStreamMaxBytes
 
 // WithUnsafe accepts configurations that lose sagas when a server fails:
 // unreplicated streams on a cluster, taking over streams on memory

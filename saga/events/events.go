@@ -29,6 +29,15 @@
 // Events live in the CHOREO_EVENTS stream on subjects events.<topic>;
 // dead letters in CHOREO_EVENTS_DLQ on events_dlq.<topic>, with the reason
 // in the reason_poisoned metadata.
+//
+// Both have limits and refuse what is beyond them (discard new) rather
+// than drop what they hold: CHOREO_EVENTS 10 GiB (WithStreamMaxBytes) and
+// messages up to the event size plus 64 KiB (at least 1 MiB);
+// CHOREO_EVENTS_DLQ 1 GiB and 256 KiB per message. A dead letter never
+// amplifies: it keeps the event's metadata, its size
+// (choreo_dead_size), its SHA-256 (choreo_dead_hash) and at most the
+// first 16 KiB of its payload. When the dead-letter stream is full, the
+// poisoned event is not acknowledged and comes back later.
 package events
 
 import (
@@ -38,6 +47,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -81,7 +91,32 @@ type options struct {
 	source     string
 	logger     *slog.Logger
 	maxSize    int
+	maxBytes   int64
 }
+
+// WithStreamMaxBytes bounds the event stream (default 10 GiB; -1: no
+// bound). A full stream refuses new events (the publish fails), never
+// drops old ones.
+func WithStreamMaxBytes(n int64) Option {
+	return func(o *options) error {
+		if n < -1 || (n > 0 && n < 1<<20) {
+			return fmt.Errorf("%w: stream limit %d: want -1 or at least 1 MiB", ErrInvalidOption, n)
+		}
+		o.maxBytes = n
+		if n == 0 {
+			o.maxBytes = defaultMaxBytes
+		}
+		return nil
+	}
+}
+
+// The streams' limits.
+const (
+	defaultMaxBytes  = 10 << 30
+	deadMaxMsgSize   = 256 << 10
+	deadMaxBytes     = 1 << 30
+	deadPayloadBytes = 16 << 10 // how much of a payload a dead letter keeps
+)
 
 // WithReplicas sets the replica count of the event streams (1, 3 or 5);
 // the default is 3 when the server is part of a cluster, 1 otherwise.
@@ -144,7 +179,7 @@ type Bus struct {
 
 // New creates or updates the event streams and returns a bus.
 func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Bus, error) {
-	o := options{replicas: 0, duplicates: 2 * time.Minute, ackWait: 30 * time.Second, retries: 3, source: "choreo", maxSize: 512 << 10,
+	o := options{replicas: 0, duplicates: 2 * time.Minute, ackWait: 30 * time.Second, retries: 3, source: "choreo", maxSize: 512 << 10, maxBytes: defaultMaxBytes,
 		logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -164,8 +199,10 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Bus, err
 	}
 	for _, cfg := range []jetstream.StreamConfig{
 		{Name: Stream, Subjects: []string{subjectPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: o.replicas, Duplicates: o.duplicates, Discard: jetstream.DiscardNew,
+			MaxBytes: o.maxBytes, MaxMsgSize: int32(min(max(o.maxSize+64<<10, 1<<20), 64<<20)),
 			Description: "choreo: domain events"},
-		{Name: DeadLetterStream, Subjects: []string{deadPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: o.replicas, Duplicates: o.duplicates,
+		{Name: DeadLetterStream, Subjects: []string{deadPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: o.replicas, Duplicates: o.duplicates, Discard: jetstream.DiscardNew,
+			MaxBytes: deadMaxBytes, MaxMsgSize: deadMaxMsgSize,
 			Description: "choreo: domain events no handler could take, with the reason"},
 	} {
 		if _, err := jsutil.EnsureStream(ctx, js, cfg); err != nil {
@@ -174,7 +211,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Bus, err
 	}
 	b := &Bus{js: js, opts: o, wlog: watermill.NewSlogLogger(o.logger)}
 	b.pub = &Publisher{js: js, prefix: subjectPrefix, source: o.source}
-	b.dead = &Publisher{js: js, prefix: deadPrefix, source: o.source, idKey: middleware.PoisonedHandlerKey}
+	b.dead = &Publisher{js: js, prefix: deadPrefix, source: o.source, idKey: middleware.PoisonedHandlerKey, bounded: true}
 	return b, nil
 }
 
@@ -258,12 +295,22 @@ func Publish[T any](ctx context.Context, b *Bus, topic, id string, event T) erro
 	return b.pub.Publish(topic, msg)
 }
 
-// DeadLetter is an event no handler could take.
+// DeadLetter is an event no handler could take. Message holds its
+// metadata and at most the first 16 KiB of its payload; Size and Hash
+// ("sha256:<hex>") are the whole payload's.
 type DeadLetter struct {
 	Topic   string
 	Reason  string
+	Size    int
+	Hash    string
 	Message *message.Message
 }
+
+// Metadata keys of a dead letter: the payload's size and hash.
+const (
+	DeadSizeKey = "choreo_dead_size"
+	DeadHashKey = "choreo_dead_hash"
+)
 
 // DeadLetters returns what was dead-lettered, oldest first.
 func (b *Bus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
@@ -296,7 +343,9 @@ func (b *Bus) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 			}
 			pending = md.NumPending
 			wm := toMessage(m, 0) // every dead letter is read back, however large
-			out = append(out, DeadLetter{Topic: wm.Metadata.Get(middleware.PoisonedTopicKey), Reason: wm.Metadata.Get(middleware.ReasonForPoisonedKey), Message: wm})
+			size, _ := strconv.Atoi(wm.Metadata.Get(DeadSizeKey))
+			out = append(out, DeadLetter{Topic: wm.Metadata.Get(middleware.PoisonedTopicKey), Reason: wm.Metadata.Get(middleware.ReasonForPoisonedKey),
+				Size: size, Hash: wm.Metadata.Get(DeadHashKey), Message: wm})
 		}
 		if n == 0 {
 			if ctx.Err() != nil {

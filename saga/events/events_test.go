@@ -2,6 +2,8 @@ package events_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -376,5 +378,58 @@ func TestEachGroupDeadLettersItsOwnCopy(t *testing.T) {
 	}, func() string { return fmt.Sprintf("dead letters %+v", dls) })
 	if reasons := dls[0].Reason + dls[1].Reason; !strings.Contains(reasons, "shipping refuses") || !strings.Contains(reasons, "notification refuses") {
 		t.Errorf("reasons %q", reasons)
+	}
+}
+
+// A dead letter never amplifies: an oversize event with a flood of
+// metadata is dead-lettered as its size, its hash, the router's reason and
+// a bounded part of its payload and metadata; both streams have limits.
+func TestDeadLettersAreBounded(t *testing.T) {
+	f := newFixture(t)
+	r, _ := f.bus.NewRouter()
+	var rep replica
+	_ = events.Handle(r, f.bus, "shipping", "customer.registered", rep.handle)
+	runRouter(t, r)
+
+	m := nats.NewMsg("events.customer.registered")
+	for i := range 100 {
+		m.Header.Set(fmt.Sprintf("x-flood-%03d", i), strings.Repeat("h", 500))
+	}
+	m.Header.Set(nats.MsgIdHdr, "flood")
+	m.Data = fmt.Appendf(nil, `{"id":"flood","name":%q}`, strings.Repeat("x", 600<<10))
+	if _, err := f.js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	var dls []events.DeadLetter
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		dls, _ = f.bus.DeadLetters(context.Background())
+		return len(dls) == 1
+	}, func() string { return fmt.Sprintf("dead letters: %+v", dls) })
+	d := dls[0]
+	sum := sha256.Sum256(m.Data)
+	if d.Size != len(m.Data) || d.Hash != "sha256:"+hex.EncodeToString(sum[:]) || !strings.Contains(d.Reason, "oversize") {
+		t.Errorf("dead letter: size %d hash %s reason %q; want %d, the payload's hash, oversize", d.Size, d.Hash, d.Reason, len(m.Data))
+	}
+	if len(d.Message.Payload) > 16<<10 || len(d.Message.Metadata) > 64+2+8 { // and the publisher's CloudEvents headers
+		t.Errorf("dead letter keeps %d bytes of payload and %d metadata values", len(d.Message.Payload), len(d.Message.Metadata))
+	}
+	for name, want := range map[string]struct {
+		maxBytes int64
+		maxMsg   int32
+	}{events.Stream: {10 << 30, 1 << 20}, events.DeadLetterStream: {1 << 30, 256 << 10}} {
+		s, err := f.js.Stream(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := info.Config; c.MaxBytes != want.maxBytes || c.MaxMsgSize != want.maxMsg || c.Discard != jetstream.DiscardNew {
+			t.Errorf("%s: max bytes %d, max message %d, discard %v", name, c.MaxBytes, c.MaxMsgSize, c.Discard)
+		}
+		if name == events.DeadLetterStream && info.State.Bytes > 64<<10 {
+			t.Errorf("the dead letter of a %d-byte event takes %d bytes", len(m.Data), info.State.Bytes)
+		}
 	}
 }

@@ -1,10 +1,16 @@
 package events
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +18,7 @@ import (
 
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -28,6 +35,10 @@ type Publisher struct {
 	// idKey names a metadata value that joins the UUID in the message id:
 	// dead letters of one event from two handlers are two letters.
 	idKey string
+	// bounded makes a dead-letter publisher: each message keeps its
+	// metadata, its payload's size and hash and at most deadPayloadBytes
+	// of the payload, so a dead letter is never larger than what it copies.
+	bounded bool
 }
 
 var _ message.Publisher = (*Publisher)(nil)
@@ -53,6 +64,9 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(messages))
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	for _, msg := range messages {
+		if p.bounded {
+			msg = bound(msg)
+		}
 		nm, err := marshaler.Marshal(p.prefix+topic, msg)
 		if err != nil {
 			return fmt.Errorf("events: marshal %s: %w", msg.UUID, err)
@@ -84,6 +98,38 @@ func (p *Publisher) Publish(topic string, messages ...*message.Message) error {
 	}
 	return nil
 }
+
+// bound returns a copy of msg whose payload is at most deadPayloadBytes,
+// with the whole payload's size and hash in its metadata, and at most
+// deadMetadata values of its metadata, each cut to deadValueBytes (the
+// router's own, the reason and the topic, always kept).
+func bound(msg *message.Message) *message.Message {
+	sum := sha256.Sum256(msg.Payload)
+	c := message.NewMessage(msg.UUID, msg.Payload[:min(len(msg.Payload), deadPayloadBytes)])
+	keys := slices.Sorted(maps.Keys(msg.Metadata))
+	router := func(k string) int { // the router's keys first
+		switch k {
+		case middleware.ReasonForPoisonedKey, middleware.PoisonedTopicKey, middleware.PoisonedHandlerKey, middleware.PoisonedSubscriberKey, PoisonKey:
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(keys, func(a, b string) int { return cmp.Compare(router(a), router(b)) })
+	for _, k := range keys[:min(len(keys), deadMetadata)] {
+		v := msg.Metadata[k]
+		c.Metadata.Set(k[:min(len(k), deadValueBytes)], v[:min(len(v), deadValueBytes)])
+	}
+	c.Metadata.Set(DeadSizeKey, strconv.Itoa(len(msg.Payload)))
+	c.Metadata.Set(DeadHashKey, "sha256:"+hex.EncodeToString(sum[:]))
+	c.SetContext(msg.Context())
+	return c
+}
+
+// How much of a message's metadata a dead letter keeps.
+const (
+	deadMetadata   = 64
+	deadValueBytes = 1024
+)
 
 // Close does nothing: the connection is the caller's.
 func (p *Publisher) Close() error { return nil }

@@ -61,6 +61,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		MaxAge:      o.maxAge,
 		MaxMsgs:     o.maxMsgs,
 		MaxBytes:    o.maxBytes,
+		MaxMsgSize:  streamMaxMsg(o.maxEventSize),
 		AllowDirect: true,
 		// A full stream refuses new events rather than dropping old state.
 		Discard: jetstream.DiscardNew,
@@ -79,6 +80,10 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		Duplicates:        o.duplicates,
 		MaxAge:            o.maxAge,
 		AllowMsgSchedules: true,
+		// A timer is headers only. The server refuses DiscardNew with
+		// schedules, and DiscardOld would drop deadlines silently: the
+		// stream has no byte limit (bound the account: docs/operating.md).
+		MaxMsgSize: timerMaxMsg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("saga: stream %s: %w", TimerStream, notProvisioned(js.Conn(), TimerStream, err))
@@ -108,11 +113,19 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	return c, nil
 }
 
-// The dead-letter stream's limits.
+// The dead-letter stream's limits, and the largest timer.
 const (
+	timerMaxMsg        = 16 * 1024
 	deadLetterMaxMsg   = 256 * 1024
 	deadLetterMaxBytes = 1 << 30
 )
+
+// streamMaxMsg is the largest message the saga stream takes: an event is
+// at most maxEventSize with its state, plus headers (a trace, the
+// compare-and-set); never below the server's default payload limit.
+func streamMaxMsg(maxEventSize int) int32 {
+	return int32(min(max(maxEventSize+64*1024, 1<<20), 64<<20))
+}
 
 // Open returns a client over streams that exist already, changing
 // nothing in the broker: for tools (an operator's command line, a

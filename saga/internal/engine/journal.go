@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -219,6 +220,80 @@ func (j *journal) scan(ctx context.Context, stream string, cfg jetstream.Ordered
 		}
 	}
 	return nil
+}
+
+// logMsg is one event read from the saga log by a batched direct get: its
+// subject and stream sequence as the broker said (its own headers, after
+// any the message carried).
+type logMsg struct {
+	subject string
+	seq     uint64
+	header  nats.Header
+	data    []byte
+}
+
+// logBatch is how many events one direct get of readLog asks for.
+const logBatch = 256
+
+// readLog calls fn, in order, with every event of the saga log on filter
+// (wildcards allowed) from stream sequence from on, up to sequence end (0:
+// as far as the log goes), and returns the sequence to read from next. It
+// reads by batched direct gets, not through a consumer, so that an identity
+// that only reads sagas needs no right to create consumers (a right the
+// broker cannot limit to ephemeral ones, see access.Reader). On a cluster
+// the nearest replica answers, which may lag the leader a little.
+func (j *journal) readLog(ctx context.Context, filter string, from, end uint64, fn func(logMsg)) (uint64, error) {
+	inbox := j.nc.NewInbox()
+	sub, err := j.nc.SubscribeSync(inbox)
+	if err != nil {
+		return from, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for {
+		req, _ := json.Marshal(struct {
+			Seq   uint64 `json:"seq"`
+			Next  string `json:"next_by_subj"`
+			Batch int    `json:"batch"`
+		}{max(from, 1), filter, logBatch})
+		if err := j.nc.PublishRequest(j.api+"DIRECT.GET."+wire.Stream, inbox, req); err != nil {
+			return from, err
+		}
+		n, more := 0, false
+	batch:
+		for {
+			m, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				return from, err
+			}
+			switch st := m.Header.Get("Status"); st {
+			case "":
+			case "404":
+				return from, nil // nothing more on filter
+			case "204": // end of the batch
+				pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+				more = pending > 0 && n > 0
+				break batch
+			default:
+				return from, fmt.Errorf("read %s: status %s %s", filter, st, m.Header.Get("Description"))
+			}
+			seq, err := strconv.ParseUint(lastValue(m.Header, jetstream.SequenceHeader), 10, 64)
+			if err != nil {
+				return from, fmt.Errorf("read %s: bad sequence header", filter)
+			}
+			n++
+			if seq < from {
+				continue
+			}
+			if end > 0 && seq > end {
+				return from, nil
+			}
+			from = seq + 1
+			fn(logMsg{subject: lastValue(m.Header, jetstream.SubjectHeader), seq: seq, header: m.Header, data: m.Data})
+		}
+		if !more {
+			return from, nil
+		}
+	}
 }
 
 // fullError marks the broker's refusal of a write to a full stream.

@@ -39,6 +39,7 @@ func defaultOptions() options {
 		maxEventSize: 512 * 1024,
 		source:       "choreo",
 		headroom:     0.2,
+		maxBytes:     DefaultStreamMaxBytes,
 		retention:    DefaultRetention,
 		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		tracer:       defaultTracer(),
@@ -124,23 +125,33 @@ func set(check error, fn func(*options)) Option {
 	return Option(option.New(ErrInvalidOption, check, fn))
 }
 
-// WithStreamLimits bounds the saga stream (0: no bound). The broker then
-// refuses writes beyond the limits instead of dropping old state, and
-// Start refuses new sagas (ErrStreamFull) once less than a fifth of either
-// limit is left, so that the sagas in flight keep room to finish. Keep the
-// limits well above sagas in flight times events per saga.
+// WithStreamLimits bounds the saga stream: at most maxMsgs messages (0 or
+// -1: no bound) and maxBytes bytes (0: the default, DefaultStreamMaxBytes;
+// -1: no bound). The broker then refuses writes beyond the limits instead
+// of dropping old state, and Start refuses new sagas (ErrStreamFull) once
+// less than a fifth of either limit is left, so that the sagas in flight
+// keep room to finish. Keep the limits well above sagas in flight times
+// events per saga.
 func WithStreamLimits(maxMsgs, maxBytes int64) Option {
 	return func(o *options) error {
-		if maxMsgs < 0 || maxBytes < 0 {
+		if maxMsgs < -1 || maxBytes < -1 {
 			return fmt.Errorf("%w: negative stream limit", ErrInvalidOption)
 		}
 		if (maxMsgs > 0 && maxMsgs < 100) || (maxBytes > 0 && maxBytes < 1<<20) {
 			return fmt.Errorf("%w: stream limits below 100 messages or 1 MiB leave no room for sagas in flight", ErrInvalidOption)
 		}
-		o.maxMsgs, o.maxBytes = maxMsgs, maxBytes
+		o.maxMsgs, o.maxBytes = max(maxMsgs, 0), maxBytes
+		if maxBytes == 0 {
+			o.maxBytes = DefaultStreamMaxBytes
+		}
 		return nil
 	}
 }
+
+// DefaultStreamMaxBytes bounds the saga stream when WithStreamLimits does
+// not say otherwise: 10 GiB, millions of sagas' events, and far from a
+// disk filled by one identity's flood.
+const DefaultStreamMaxBytes = 10 << 30
 
 // WithUnsafe accepts configurations that lose sagas when a server fails:
 // unreplicated streams on a cluster, taking over streams on memory

@@ -1,16 +1,17 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/choreo-go/choreo/internal/jsutil"
 	"github.com/choreo-go/choreo/internal/wire"
 )
 
@@ -126,24 +127,26 @@ func (c *Client) List(ctx context.Context, f FlowRef, statuses ...Status) ([]*St
 	}
 	c.j.defineRef(f)
 	flow := name(f)
-	latest := map[string]*State{}
-	seqs := map[string]uint64{}
-	err := c.j.scan(ctx, wire.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{wire.Log + flow + ".*.*.*.*"},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-	}, func(m jetstream.Msg) {
-		md, err := m.Metadata()
-		if err != nil {
-			return
-		}
-		env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
-		if err != nil || rogue(m.Headers(), env, 0) != "" || md.Sequence.Stream < seqs[env.id] || !c.j.vouched(ctx, env, m.Headers(), md.Sequence.Stream) {
-			return // what Get would quarantine does not stand for a saga
-		}
-		latest[env.id], seqs[env.id] = env.state, md.Sequence.Stream
-	})
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	end, err := c.j.logEnd(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("saga: list %s: %w", flow, err)
+	}
+	// The newest event on each subject, then, in log order, the newest
+	// of each saga that stands.
+	last := map[string]logMsg{}
+	if _, err := c.j.readLog(ctx, wire.Log+flow+".*.*.*.*", 1, end, func(m logMsg) { last[m.subject] = m }); err != nil {
+		return nil, fmt.Errorf("saga: list %s: %w", flow, err)
+	}
+	msgs := slices.SortedFunc(maps.Values(last), func(a, b logMsg) int { return cmp.Compare(a.seq, b.seq) })
+	latest := map[string]*State{}
+	for _, m := range msgs {
+		env, err := parseEnvelope(m.subject, m.header, m.data, 1<<30)
+		if err != nil || rogue(m.header, env, 1) != "" || !c.j.vouched(ctx, env, m.header, m.seq) {
+			continue // what Get would quarantine does not stand for a saga
+		}
+		latest[env.id] = env.state
 	}
 	var out []*State
 	for _, st := range latest {
@@ -178,26 +181,26 @@ func (c *Client) Timeline(ctx context.Context, f FlowRef, id string) ([]Event, e
 	}
 	c.j.defineRef(f)
 	_, def := f.flowRef()
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	end, err := c.j.logEnd(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("saga: timeline %s/%s: %w", name(f), id, err)
+	}
 	var out []Event
-	err := c.j.scan(ctx, wire.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{wire.LogWildcard(name(f), id)},
-	}, func(m jetstream.Msg) {
-		env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
-		if err != nil || rogue(m.Headers(), env, 0) != "" {
-			return
-		}
-		md, err := m.Metadata()
-		if err != nil || !c.j.vouched(ctx, env, m.Headers(), md.Sequence.Stream) {
+	_, err = c.j.readLog(ctx, wire.LogWildcard(name(f), id), 1, end, func(m logMsg) {
+		env, err := parseEnvelope(m.subject, m.header, m.data, 1<<30)
+		if err != nil || rogue(m.header, env, 1) != "" || !c.j.vouched(ctx, env, m.header, m.seq) {
 			return // forged: dead-lettered when the saga is read
 		}
-		e := Event{Sequence: md.Sequence.Stream, Step: env.step, Phase: env.phase, Time: env.state.UpdatedAt, State: env.state}
+		e := Event{Sequence: m.seq, Step: env.step, Phase: env.phase, Time: env.state.UpdatedAt, State: env.state}
 		if def != nil {
 			e.Type = def.typeOf(env.step, env.phase)
 		} else {
 			e.Type = (&flowDef{}).typeOf("", env.phase)
 		}
-		if len(m.Data()) > 0 {
-			e.Data = slices.Clone(m.Data())
+		if len(m.data) > 0 {
+			e.Data = slices.Clone(m.data)
 		}
 		out = append(out, e)
 	})
@@ -219,44 +222,55 @@ func (c *Client) Watch(ctx context.Context, f FlowRef) (<-chan *State, error) {
 	}
 	c.j.defineRef(f)
 	flow := name(f)
-	js := c.j.js
-	cons, err := js.OrderedConsumer(ctx, wire.Stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{wire.Log + flow + ".>"},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("saga: watch %s: %w", flow, err)
-	}
-	it, err := cons.Messages()
+	end, err := c.j.logEnd(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("saga: watch %s: %w", flow, err)
 	}
 	out := make(chan *State, 64)
 	go func() {
-		<-ctx.Done()
-		it.Stop()
-		jsutil.DropOrdered(js, wire.Stream, cons)
-	}()
-	go func() {
 		defer close(out)
+		from := end + 1
 		for {
-			m, err := it.Next()
+			n := 0
+			next, err := c.j.readLog(ctx, wire.Log+flow+".>", from, 0, func(m logMsg) {
+				n++
+				env, err := parseEnvelope(m.subject, m.header, m.data, 1<<30)
+				if err != nil || rogue(m.header, env, 1) != "" || !c.j.vouched(ctx, env, m.header, m.seq) {
+					return // a forged event: Get quarantines it
+				}
+				select {
+				case out <- env.state.view():
+				case <-ctx.Done():
+				}
+			})
+			from = next
+			if ctx.Err() != nil {
+				return
+			}
 			if err != nil {
-				return
+				c.opts.logger.Warn("choreo: watch: cannot read the saga log; trying again", "flow", flow, "err", err)
 			}
-			env, err := parseEnvelope(m.Subject(), m.Headers(), m.Data(), 1<<30)
-			if err != nil || rogue(m.Headers(), env, 0) != "" {
-				continue
-			}
-			if md, err := m.Metadata(); err != nil || !c.j.vouched(ctx, env, m.Headers(), md.Sequence.Stream) {
-				continue // a forged event: Get quarantines it
-			}
-			select {
-			case out <- env.state.view():
-			case <-ctx.Done():
-				return
+			if n == 0 || err != nil {
+				select {
+				case <-time.After(watchPoll):
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()
 	return out, nil
+}
+
+// watchPoll is how long Watch waits before it reads the log again when it
+// found nothing new: the most a change waits to be seen.
+const watchPoll = 100 * time.Millisecond
+
+// logEnd returns the saga log's last stream sequence.
+func (j *journal) logEnd(ctx context.Context) (uint64, error) {
+	info, err := j.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
 }

@@ -1,0 +1,109 @@
+package security_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/shop"
+	"github.com/choreo-go/choreo/services/shop/shoptest"
+)
+
+// The gateway's reader identity creates no consumer on the saga stream: not
+// a durable of a name of its own (forge_rogue), nor, through the API
+// subject that takes the name from the request, one that would turn a
+// service's durable consumer into an ephemeral one. It still reads sagas
+// (by direct gets), and the gateway still pushes an order's end.
+func TestReaderCreatesNoConsumer(t *testing.T) {
+	s := theShop(t)
+	gw := as(t, s, "gateway")
+	admin := as(t, s, shop.Admin)
+
+	ctx, cancel := short()
+	defer cancel()
+	if _, err := gw.js.CreateOrUpdateConsumer(ctx, access.StreamName, jetstream.ConsumerConfig{
+		Durable: "forge_rogue", AckPolicy: jetstream.AckExplicitPolicy}); err == nil {
+		t.Fatal("the reader created a durable consumer")
+	}
+	gw.refused(t, "$JS.API.CONSUMER.CREATE.CHOREO.forge_rogue")
+
+	ctx, cancel = long()
+	defer cancel()
+	victim, err := admin.js.Consumer(ctx, access.StreamName, "order_v1_charge_do")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := victim.CachedInfo().Config
+	cfg.Durable, cfg.Name, cfg.InactiveThreshold = "", "order_v1_charge_do", time.Second
+	cfg.FilterSubjects, cfg.FilterSubject = nil, "choreo.log.nothing.>"
+	req, _ := json.Marshal(map[string]any{"stream_name": access.StreamName, "config": cfg})
+	legacy := "$JS.API.CONSUMER.CREATE.CHOREO"
+	if err := gw.nc.PublishRequest(legacy, gw.nc.NewRespInbox(), req); err != nil {
+		t.Fatal(err)
+	}
+	gw.refused(t, legacy)
+	ctx, cancel = short()
+	defer cancel()
+	if _, err := gw.js.OrderedConsumer(ctx, access.StreamName, jetstream.OrderedConsumerConfig{}); err == nil {
+		t.Fatal("the reader created an ordered consumer")
+	}
+
+	// Nothing was created or changed.
+	ctx, cancel = long()
+	defer cancel()
+	if _, err := admin.js.Consumer(ctx, access.StreamName, "forge_rogue"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("forge_rogue: %v, want not found", err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the inactivity the rogue update asked for
+	if c, err := admin.js.Consumer(ctx, access.StreamName, "order_v1_charge_do"); err != nil {
+		t.Fatalf("the service's consumer is gone: %v", err)
+	} else if got := c.CachedInfo().Config; got.Durable == "" || got.FilterSubject == "choreo.log.nothing.>" {
+		t.Fatalf("the service's consumer was changed: %+v", got)
+	}
+
+	// The reader still reads: an order ends, the gateway pushes it, and the
+	// reader's own client lists it and reads its timeline.
+	base := "http://" + s.HTTPAddr
+	cust := shoptest.Register(t, base, "Ada", "FR")
+	id := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
+	shoptest.AwaitStatus(t, base, id, "confirmed")
+	ctx, cancel = long()
+	defer cancel()
+	c, err := saga.Open(ctx, gw.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch, err := c.Watch(ctx, schemas.OrderFlow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := c.Timeline(ctx, schemas.OrderFlow, id)
+	if err != nil || len(tl) < 3 {
+		t.Fatalf("timeline: %d events, %v", len(tl), err)
+	}
+	list, err := c.List(ctx, schemas.OrderFlow, saga.StatusCompleted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, st := range list {
+		found = found || st.ID == id
+	}
+	if !found {
+		t.Fatalf("the reader's list of completed orders has no %s", id)
+	}
+	id2 := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
+	for st := range watch {
+		if st.ID == id2 && st.Status.Terminal() {
+			return
+		}
+	}
+	t.Fatalf("the reader's watch did not see %s end: %v", id2, context.Cause(ctx))
+}
