@@ -27,7 +27,7 @@ func TestFloodIsBounded(t *testing.T) {
 	base := "http://" + s.HTTPAddr
 	cust := shoptest.Register(t, base, "Ada", "FR")
 	first := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
-	shoptest.AwaitStatus(t, base, first, "confirmed")
+	shoptest.AwaitStatus(t, base, cust, first, "confirmed")
 	ctx, cancel := long()
 	defer cancel()
 	st, err := s.Deps.Sagas.Get(ctx, schemas.OrderFlow, first)
@@ -67,7 +67,7 @@ func TestFloodIsBounded(t *testing.T) {
 	}
 	wg.Wait()
 	for _, id := range ids {
-		shoptest.AwaitStatus(t, base, id, "confirmed")
+		shoptest.AwaitStatus(t, base, cust, id, "confirmed")
 	}
 	t.Logf("flood: %d bytes sent, %d messages stored, %d refused", sent, stored, refused)
 	if refused < each {

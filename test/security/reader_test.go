@@ -73,7 +73,7 @@ func TestReaderCreatesNoConsumer(t *testing.T) {
 	base := "http://" + s.HTTPAddr
 	cust := shoptest.Register(t, base, "Ada", "FR")
 	id := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
-	shoptest.AwaitStatus(t, base, id, "confirmed")
+	shoptest.AwaitStatus(t, base, cust, id, "confirmed")
 	ctx, cancel = long()
 	defer cancel()
 	c, err := saga.Open(ctx, gw.js)

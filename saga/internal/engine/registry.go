@@ -152,7 +152,6 @@ func openRegistry(ctx context.Context, js jetstream.JetStream, o options) (*regi
 	return newRegistry(ctx, js.Conn(), kv), nil
 }
 
-
 // Attestations.
 //
 // A runner registers each definition it serves under a key of its own:
