@@ -62,17 +62,3 @@ func InputOf[T any](ctx context.Context) (T, error) {
 	}
 	return v, nil
 }
-
-// ResultOf returns the result step s recorded in this saga, from within
-// one of its handlers. It returns ErrNotFound if s has not completed.
-func ResultOf[In, Out any](ctx context.Context, s *Step[In, Out]) (Out, error) {
-	var v Out
-	data, info, err := engine.ResultData(ctx, s.Name())
-	if err != nil {
-		return v, err
-	}
-	if err := json.Unmarshal(data, &v); err != nil {
-		return v, fmt.Errorf("saga: result of %s in %s/%s: %w", s.Name(), info.Flow, info.ID, err)
-	}
-	return v, nil
-}

@@ -19,7 +19,7 @@
 // compensatable (the default), one Pivot, and Retriable steps after it.
 // Owner and Undo name the service that runs a step and its compensation:
 // permissions, drawings and the operator tools derive from them
-// (Flow.Info).
+// (Flow.Describe).
 //
 // # Running
 //

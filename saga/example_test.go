@@ -34,7 +34,7 @@ func ExampleDefine() {
 		fmt.Println(err)
 		return
 	}
-	info := flow.Info()
+	info := flow.Describe()
 	fmt.Println(info.Name, info.Version, info.Deadline)
 	for _, s := range info.Steps {
 		fmt.Printf("%d %s %s owner=%s undo=%q\n", s.Position, s.Name, s.Kind, s.Owner, s.Undo)

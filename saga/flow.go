@@ -1,6 +1,9 @@
 package saga
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"reflect"
 	"time"
 
@@ -189,7 +192,7 @@ func (f *Flow[In]) Version() int { return f.def.Version() }
 // Info describes the flow version as declared (and as runners register
 // it): its steps, owners, kinds and event types. Package describe draws
 // it; package access derives permissions from it.
-func (f *Flow[In]) Info() describe.Flow { return f.def.Info() }
+func (f *Flow[In]) Describe() describe.Flow { return f.def.Describe() }
 
 func (f *Flow[In]) ref() engine.FlowRef {
 	if f == nil || f.def == nil {
@@ -221,4 +224,18 @@ func ref(f FlowRef) engine.FlowRef {
 		return nil
 	}
 	return f.ref()
+}
+
+// ResultOf returns the result step s recorded in this saga, from within
+// one of its handlers. It returns ErrNotFound if s has not completed.
+func ResultOf[In, Out any](ctx context.Context, s *Step[In, Out]) (Out, error) {
+	var v Out
+	data, info, err := engine.ResultData(ctx, s.Name())
+	if err != nil {
+		return v, err
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("saga: result of %s in %s/%s: %w", s.Name(), info.Flow, info.ID, err)
+	}
+	return v, nil
 }

@@ -121,13 +121,13 @@ func TestFlowDescribesItsSteps(t *testing.T) {
 		{Name: "mail", Position: 0, Kind: describe.Compensatable, Owner: "notification", EventType: "B"},
 		{Name: "done", Position: 1, Kind: describe.Pivot, Owner: "order", EventType: "A"},
 	}
-	if got := f.Info().Steps; !slices.Equal(got, want) {
+	if got := f.Describe().Steps; !slices.Equal(got, want) {
 		t.Errorf("Steps:\n got  %+v\n want %+v", got, want)
 	}
-	if s, ok := f.Info().Step("done"); !ok || s.Kind != describe.Pivot {
+	if s, ok := f.Describe().Step("done"); !ok || s.Kind != describe.Pivot {
 		t.Errorf("Step(done) = %+v %v", s, ok)
 	}
-	if _, ok := f.Info().Step("nope"); ok {
+	if _, ok := f.Describe().Step("nope"); ok {
 		t.Error("Step(nope) found")
 	}
 }

@@ -26,7 +26,7 @@ func shopDoc(t *testing.T) []byte {
 	t.Helper()
 	var infos []describe.Flow
 	for _, f := range []*saga.Flow[schemas.OrderPlaced]{schemas.OrderFlow, schemas.OrderFlowV2, schemas.OrderFlowV3} {
-		infos = append(infos, f.Info().WithSchemas(schemas.Schema))
+		infos = append(infos, f.Describe().WithSchemas(schemas.Schema))
 	}
 	doc, err := describe.AsyncAPI(describe.AsyncAPIOptions{Server: "127.0.0.1:4222"}, infos...)
 	if err != nil {

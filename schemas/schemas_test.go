@@ -211,7 +211,7 @@ func TestValidateRejects(t *testing.T) {
 
 func TestFlowIsWellFormed(t *testing.T) {
 	var got [][]string // step names by position
-	for _, s := range schemas.OrderFlow.Info().Steps {
+	for _, s := range schemas.OrderFlow.Describe().Steps {
 		for len(got) <= s.Position {
 			got = append(got, nil)
 		}
@@ -230,7 +230,7 @@ func TestFlowDeclaresOwnersAndCompensations(t *testing.T) {
 		"charge": {"payment", "refund"}, "reserve": {"inventory", "release"}, "invoice": {"billing", "void"},
 		"schedule": {"shipping", "cancel"}, "confirm": {"order", ""},
 	}
-	steps := schemas.OrderFlow.Info().Steps
+	steps := schemas.OrderFlow.Describe().Steps
 	if len(steps) != len(want) {
 		t.Fatalf("flow has %d steps, want %d", len(steps), len(want))
 	}
@@ -239,7 +239,7 @@ func TestFlowDeclaresOwnersAndCompensations(t *testing.T) {
 			t.Errorf("step %s: owner %q, undo %q; want %q, %q", s.Name, s.Owner, s.Undo, w[0], w[1])
 		}
 	}
-	if s, ok := schemas.OrderFlow.Info().Step("confirm"); !ok || s.Kind != describe.Pivot {
+	if s, ok := schemas.OrderFlow.Describe().Step("confirm"); !ok || s.Kind != describe.Pivot {
 		t.Errorf("confirm is %+v, want the pivot", s)
 	}
 }

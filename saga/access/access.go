@@ -248,7 +248,7 @@ func Base(identity string) Access {
 
 // Definition is what permissions derive from: a flow's declared
 // definition. Every *saga.Flow is one.
-type Definition interface{ Info() describe.Flow }
+type Definition interface{ Describe() describe.Flow }
 
 // definitions returns the flows' definitions, refusing what Permissions
 // cannot derive from.
@@ -258,7 +258,7 @@ func definitions(flows []Definition) ([]describe.Flow, error) {
 		if f == nil {
 			return nil, fmt.Errorf("%w: nil flow", saga.ErrInvalidFlow)
 		}
-		fi := f.Info()
+		fi := f.Describe()
 		for _, s := range fi.Steps {
 			if s.Owner == "" {
 				return nil, fmt.Errorf("%w: flow %q: step %q has no Owner, so no service may run it", saga.ErrInvalidFlow, fi.Name, s.Name)

@@ -37,7 +37,7 @@ type AsyncAPIOptions struct {
 //     step the compensation command it receives;
 //   - the saga-wide events (deadline, resume, cancelled) and the timers.
 //
-// It is generated from the definitions (Flow.Info, or Client.Flows from a
+// It is generated from the definitions (Flow.Describe, or Client.Flows from a
 // running system), so it cannot drift from what runs.
 func AsyncAPI(o AsyncAPIOptions, flows ...Flow) ([]byte, error) {
 	if len(flows) == 0 {

@@ -4,7 +4,7 @@
 // subjects its sagas use. Everything here is generated from the
 // definitions, so it cannot drift from what runs.
 //
-// Describe a compiled flow with its Info method (saga.Flow.Info); list the
+// Describe a compiled flow with its Info method (saga.Flow.Describe); list the
 // flows a running system registered with ops.Client.Flows.
 package describe
 

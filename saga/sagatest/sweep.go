@@ -125,7 +125,7 @@ func (s Sweep[In]) start(ctx context.Context) (*sweeper[In], error) {
 		closers = append(closers, srv.Shutdown)
 		w.c = srv.Client()
 	}
-	for _, st := range s.Flow.Info().Steps {
+	for _, st := range s.Flow.Describe().Steps {
 		w.positions[st.Name] = st.Position
 		if st.Kind != describe.Retriable { // retried until it succeeds: it cannot abort
 			w.steps = append(w.steps, st.Name)

@@ -199,7 +199,7 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var out [][]step
-	for _, si := range flow.Info().Steps {
+	for _, si := range flow.Describe().Steps {
 		for len(out) <= si.Position {
 			out = append(out, nil)
 		}

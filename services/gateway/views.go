@@ -65,7 +65,7 @@ func timePtr(t time.Time) *time.Time {
 // version.
 var owners = func() map[string]string {
 	m := map[string]string{}
-	for _, si := range slices.Concat(schemas.OrderFlow.Info().Steps, schemas.OrderFlowV2.Info().Steps, schemas.OrderFlowV3.Info().Steps) {
+	for _, si := range slices.Concat(schemas.OrderFlow.Describe().Steps, schemas.OrderFlowV2.Describe().Steps, schemas.OrderFlowV3.Describe().Steps) {
 		m[si.Name] = si.Owner // versions agree on the steps they share
 	}
 	return m

@@ -49,7 +49,7 @@ func (j *journal) load(ctx context.Context, flow, id string, min uint64) (*State
 				// Refused, not deleted: this reader's definition of the flow
 				// may be the wrong one.
 				j.opts.logger.Error("choreo: a saga's start does not match the flow as defined here", "flow", flow, "saga", id, "seq", seq, "reason", err)
-				if derr := j.deadLetter(ctx, flow, source{wire.Stream, subject, seq, "load"}, m.Header, m.Data, err.Error()); derr != nil {
+				if derr := j.deadLetter(ctx, flow, origin{wire.Stream, subject, seq, "load"}, m.Header, m.Data, err.Error()); derr != nil {
 					return nil, 0, derr
 				}
 				return nil, 0, fmt.Errorf("%w: %w", ErrNotFound, err)
@@ -58,7 +58,7 @@ func (j *journal) load(ctx context.Context, flow, id string, min uint64) (*State
 			}
 		}
 		j.opts.logger.Warn("choreo: quarantining a saga log event", "flow", flow, "saga", id, "subject", subject, "seq", seq, "reason", err)
-		if derr := j.deadLetter(ctx, flow, source{wire.Stream, subject, seq, "load"}, m.Header, m.Data, err.Error()); derr != nil {
+		if derr := j.deadLetter(ctx, flow, origin{wire.Stream, subject, seq, "load"}, m.Header, m.Data, err.Error()); derr != nil {
 			return nil, 0, derr
 		}
 		if derr := j.stream.DeleteMsg(ctx, seq); !deleted(derr) {
@@ -86,7 +86,7 @@ func (j *journal) append(ctx context.Context, cur *State, seq uint64, e entry) (
 		next := cur.clone()
 		next.Events++
 		next.follow(seq)
-		t := now()
+		t := clock()
 		if err := e.apply(next, t); err != nil {
 			return cur, seq, err
 		}
@@ -126,7 +126,7 @@ func (j *journal) publish(ctx context.Context, st *State, last uint64, e entry) 
 		}
 		return false, 0, fmt.Errorf("saga: append %s: %w", m.Subject, fullError(err))
 	}
-	j.trust.add(trustKey(st.Flow, st.ID, ack.Sequence), raw)
+	j.trust.remember(trustKey(st.Flow, st.ID, ack.Sequence), raw)
 	return true, ack.Sequence, nil
 }
 
@@ -255,7 +255,7 @@ const deadPrefix = 16 * 1024
 // under the name of the identity that writes it (its inbox prefix's).
 // The copy's id derives from the original's stream, sequence and reader,
 // so a reader copying the same message twice stores one.
-func (j *journal) deadLetter(ctx context.Context, flow string, src source, h nats.Header, data []byte, reason string) error {
+func (j *journal) deadLetter(ctx context.Context, flow string, src origin, h nats.Header, data []byte, reason string) error {
 	if !wire.Token(flow) {
 		flow = "_"
 	}

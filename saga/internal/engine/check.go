@@ -13,37 +13,6 @@ import (
 	"github.com/choreo-go/choreo/internal/wire"
 )
 
-// Every event carries the whole state that follows from it, so that a
-// reader acts on one message. A participant that may append on its own
-// steps' subjects could write any state there: say a charge "done" whose
-// state reads the saga completed. Readers therefore check that each event
-// changes only what its step and phase may change: the event is replayed
-// on the state it follows (the compare-and-set sequence names it, and the
-// broker enforced it), with the step's own fields (attempts, error, time)
-// taken from the event, and the result must be the state the event
-// carries, byte for byte. A start must be the initial state of the flow's
-// definition. What does not check is dead-lettered as "forged: …" and the
-// saga carries on with the honest state.
-//
-// The check walks back from an event to one this journal already trusts
-// (it appended it, or checked it before) or to the start, and trusts
-// what it checked. A process that appended an event checks its successor
-// without a read; one that sees a saga for the first time reads the
-// events back to one it knows, a direct get each.
-
-// forgedError says why an event does not follow from the saga's log.
-type forgedError struct {
-	seq     uint64 // the event that does not check
-	why     string
-	missing bool // it follows an event that is not in the log
-	// start: the saga's start does not match the flow as defined here.
-	// The reader's definition may be the wrong one (two builds with one
-	// version), so the start is refused but never deleted.
-	start bool
-}
-
-func (e *forgedError) Error() string { return "forged: " + e.why }
-
 // define lets the journal check the starts of f's sagas.
 func (j *journal) define(f *flowDef) {
 	if f == nil {
@@ -99,7 +68,7 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 	if j.opts.unchecked {
 		return nil
 	}
-	if raw, ok := j.trust.get(trustKey(env.flow, env.id, seq)); ok && raw == h.Get(wire.State) {
+	if raw, ok := j.trust.lookup(trustKey(env.flow, env.id, seq)); ok && raw == h.Get(wire.State) {
 		return nil // the hot path: this journal appended or checked it
 	}
 	first, err := linkOf(env, h, seq)
@@ -125,7 +94,7 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 			// still is, but nothing is trusted for later reads.
 			known := j.def(l.env.flow, l.env.state.Version) != nil
 			if known {
-				j.trust.add(trustKey(env.flow, env.id, l.seq), l.raw)
+				j.trust.remember(trustKey(env.flow, env.id, l.seq), l.raw)
 			}
 			base, baseSeq, chain = l.env.state, l.seq, chain[:len(chain)-1]
 			if !known {
@@ -133,7 +102,7 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 			}
 			break
 		}
-		if raw, ok := j.trust.get(trustKey(env.flow, env.id, l.prev)); ok {
+		if raw, ok := j.trust.lookup(trustKey(env.flow, env.id, l.prev)); ok {
 			if base, err = decodeState(env.flow, env.id, raw); err != nil {
 				return err
 			}
@@ -196,7 +165,7 @@ func (j *journal) replayChain(env *envelope, chain []link, base *State, baseSeq 
 			return j.forged(chain, i, fmt.Sprintf("%s:%s (event %d): %v", l.env.step, l.env.phase, l.seq, err))
 		}
 		if trust {
-			j.trust.add(trustKey(env.flow, env.id, l.seq), l.raw)
+			j.trust.remember(trustKey(env.flow, env.id, l.seq), l.raw)
 		}
 		base, baseSeq = next, l.seq
 	}
@@ -316,7 +285,7 @@ func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, e
 // ErrNotFound; on a cluster, a replica that lacks it defers to the leader.
 func (j *journal) msgAt(ctx context.Context, seq uint64) (*nats.Msg, error) {
 	req := []byte(`{"seq":` + strconv.FormatUint(seq, 10) + `}`)
-	m, _, err := j.direct(ctx, req, "event "+strconv.FormatUint(seq, 10))
+	m, _, err := j.directGet(ctx, req, "event "+strconv.FormatUint(seq, 10))
 	if errors.Is(err, ErrNotFound) && j.opts.replicas > 1 {
 		m, _, err = j.leader(ctx, req, "event "+strconv.FormatUint(seq, 10))
 	}
@@ -335,7 +304,7 @@ func (j *journal) logBefore(ctx context.Context, env *envelope, seq uint64) (map
 	}
 	from := 0
 	for i := len(st.earlier) - 1; i >= 0; i-- {
-		if _, ok := j.trust.get(trustKey(env.flow, env.id, st.earlier[i])); ok {
+		if _, ok := j.trust.lookup(trustKey(env.flow, env.id, st.earlier[i])); ok {
 			from = i + 1
 			break
 		}

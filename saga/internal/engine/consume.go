@@ -21,7 +21,7 @@ type Consumer struct {
 	Stream, Name string
 }
 
-// Consumers lists the durable consumers Run creates for what is bound
+// Consumers lists the durable consumers Run creates for what is stepLimit
 // to r: to watch their pending and acknowledgement-pending counts.
 func (r *Runner) Consumers() []Consumer {
 	r.mu.Lock()
@@ -48,7 +48,7 @@ func (c *Client) register(ctx context.Context, bindings []*binding, schemaOf fun
 			continue
 		}
 		done[key] = true
-		fi := info(f)
+		fi := describeFlow(f)
 		if schemaOf != nil {
 			fi = fi.WithSchemas(schemaOf)
 		}
@@ -67,7 +67,7 @@ func (c *Client) register(ctx context.Context, bindings []*binding, schemaOf fun
 }
 
 // attached is one of Run's consumers and what it knows of its health.
-type attached struct {
+type liveConsumer struct {
 	spec consumerSpec
 	cc   jetstream.ConsumeContext
 	pool *pool       // its workers, kept across reattaches
@@ -139,7 +139,7 @@ func (r *Runner) specs() []consumerSpec {
 	return out
 }
 
-// Run creates the durable consumers of the bound steps and handles their
+// Run creates the durable consumers of the stepLimit steps and handles their
 // messages until ctx ends. Then it stops receiving, waits for the handlers
 // in flight (up to the drain timeout) and returns nil. Nothing is
 // acknowledged that was not processed: what is left unfinished is
@@ -159,14 +159,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	defer close(r.quit)
-	var running []*attached
+	var running []*liveConsumer
 	stopAll := func() {
 		for _, a := range running {
 			a.cc.Stop()
 		}
 	}
 	for _, s := range r.specs() {
-		a := &attached{spec: s, pool: newPool(r.o.concurrency, r.quit)}
+		a := &liveConsumer{spec: s, pool: newPool(r.o.concurrency, r.quit)}
 		cc, err := r.consume(ctx, hctx, a)
 		if err != nil {
 			stopAll()
@@ -219,7 +219,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // there again (restored, or recreated by whoever provisions it): it
 // consumes anew, as Run did at start. While one is missing it says so once,
 // at error level; when all are back, it says that once too.
-func (r *Runner) reattach(ctx, hctx context.Context, running []*attached) {
+func (r *Runner) reattach(ctx, hctx context.Context, running []*liveConsumer) {
 	back := 0
 	for _, a := range running {
 		if !a.gone.Load() {
@@ -252,7 +252,7 @@ func (r *Runner) reattach(ctx, hctx context.Context, running []*attached) {
 
 // missing reports whether a consume error means the consumer or its
 // stream does not exist (deleted), rather than a passing failure.
-func missing(err error) bool {
+func consumerGone(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
 		errors.Is(err, jetstream.ErrStreamNotFound)
 }
@@ -260,8 +260,8 @@ func missing(err error) bool {
 // consumeError handles an error of a's consume loop: one that says the
 // consumer is missing marks it for reattach and is logged at error level
 // once per outage; the rest (and the repeats) are debug lines.
-func (r *Runner) consumeError(a *attached, err error) {
-	if !missing(err) {
+func (r *Runner) consumeError(a *liveConsumer, err error) {
+	if !consumerGone(err) {
 		r.j.opts.logger.Debug("choreo: consume", "consumer", a.spec.name, "err", err)
 		return
 	}
@@ -280,7 +280,7 @@ func (r *Runner) consumeError(a *attached, err error) {
 
 // consume creates a's durable consumer and hands its messages to its
 // handler, each in a goroutine of its own, at most the concurrency at once.
-func (r *Runner) consume(ctx, hctx context.Context, a *attached) (jetstream.ConsumeContext, error) {
+func (r *Runner) consume(ctx, hctx context.Context, a *liveConsumer) (jetstream.ConsumeContext, error) {
 	s := a.spec
 	sctx, cancel := withTimeout(ctx)
 	defer cancel()

@@ -23,16 +23,6 @@ func InfoFrom(ctx context.Context) (Info, bool) {
 	return ri.Info, true
 }
 
-// IdempotencyKey returns the handler call's idempotency key (see
-// Info.IdempotencyKey), "" outside a handler.
-func IdempotencyKey(ctx context.Context) string {
-	i, ok := InfoFrom(ctx)
-	if !ok {
-		return ""
-	}
-	return i.IdempotencyKey()
-}
-
 // InputData returns the input the saga was started with, from within one
 // of its handlers.
 func InputData(ctx context.Context) ([]byte, Info, error) {

@@ -49,10 +49,10 @@ type FlowCounts struct {
 // version, and ErrNotFound for a version no runner registered and no saga
 // ran on.
 func (c *Client) StepCounts(ctx context.Context, f FlowRef, version int) (*FlowCounts, error) {
-	if f == nil || !wire.Token(name(f)) || version < 1 {
+	if f == nil || !wire.Token(flowName(f)) || version < 1 {
 		return nil, fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
 	}
-	flow := name(f)
+	flow := flowName(f)
 	out := &FlowCounts{Flow: flow, Version: version, Sagas: map[Status]int{}}
 	index := map[string]int{}
 	add := func(step string) *StepCount {

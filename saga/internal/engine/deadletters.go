@@ -200,11 +200,11 @@ func (c *Client) PurgeDeadLetters(ctx context.Context, before time.Time) (uint64
 // compensation_failed: its failed compensations run again with a fresh
 // retry budget. It returns ErrNotFound or ErrNotParked.
 func (c *Client) RetryCompensation(ctx context.Context, f FlowRef, id string) error {
-	if !valid(f, id) {
+	if !validRef(f, id) {
 		return ErrNotFound
 	}
 	c.j.defineRef(f)
-	flow := name(f)
+	flow := flowName(f)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	cur, seq, err := c.j.load(ctx, flow, id, 0)
@@ -242,7 +242,7 @@ type DeadLetter struct {
 func (c *Client) DeadLetters(ctx context.Context, f FlowRef) ([]DeadLetter, error) {
 	filters := []string{wire.Dead + ">"}
 	if f != nil {
-		filters = []string{wire.Dead + name(f), wire.DeadLetterSubject(name(f), "*")}
+		filters = []string{wire.Dead + flowName(f), wire.DeadLetterSubject(flowName(f), "*")}
 	}
 	var out []DeadLetter
 	err := c.j.scan(ctx, wire.DeadLetterStream, jetstream.OrderedConsumerConfig{FilterSubjects: filters}, func(m jetstream.Msg) {

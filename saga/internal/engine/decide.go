@@ -27,27 +27,27 @@ func (v triggerVerdict) String() string {
 	return [...]string{"ignore", "settled", "abandon", "skip", "expired", "run"}[v]
 }
 
-// bound is when a step's action must have its outcome by, and why.
-type bound struct {
+// stepLimit is when a step's action must have its outcome by, and why.
+type stepLimit struct {
 	at     time.Time // zero: unbounded
 	reason string
 }
 
-func (b bound) passed(now time.Time) bool { return !b.at.IsZero() && !now.Before(b.at) }
+func (b stepLimit) reached(now time.Time) bool { return !b.at.IsZero() && !now.Before(b.at) }
 
 // stepBound is the earlier of the step's timeout and the saga's deadline.
 // Only compensatable steps are bounded: a retriable step runs until it
 // succeeds, and a pivot, once triggered, decides the saga's direction.
-func stepBound(d *stepDef, st *State) bound {
-	var b bound
+func stepBound(d *stepDef, st *State) stepLimit {
+	var b stepLimit
 	if d.kind != CompensatableStep {
 		return b
 	}
 	if s := st.Step(d.name); d.timeout > 0 && s != nil {
-		b = bound{s.StartedAt.Add(d.timeout), fmt.Sprintf("timed out after %v", d.timeout)}
+		b = stepLimit{s.StartedAt.Add(d.timeout), fmt.Sprintf("timed out after %v", d.timeout)}
 	}
 	if !st.Deadline.IsZero() && (b.at.IsZero() || st.Deadline.Before(b.at)) {
-		b = bound{st.Deadline, "saga deadline exceeded"}
+		b = stepLimit{st.Deadline, "saga deadline exceeded"}
 	}
 	return b
 }
@@ -74,7 +74,7 @@ func judgeTrigger(d *stepDef, cur *State, trigger, delivered int, stale bool, no
 		return triggerAbandon
 	case cur.Status != StatusRunning:
 		return triggerSkip
-	case stepBound(d, cur).passed(now):
+	case stepBound(d, cur).reached(now):
 		return triggerExpired
 	}
 	return triggerRun
@@ -95,47 +95,38 @@ type verdict struct {
 }
 
 // triggered is the verdict for a trigger that is not run.
-func triggered(d *stepDef, v triggerVerdict, attempt int, b bound) verdict {
+func notRunVerdict(d *stepDef, v triggerVerdict, attempt int, b stepLimit) verdict {
 	switch v {
 	case triggerAbandon:
 		return verdict{phase: PhaseAbandoned, apply: func(s *State, now time.Time) error { return s.abandon(d.name, now) }}
 	case triggerSkip:
 		return verdict{phase: PhaseSkipped, apply: func(s *State, now time.Time) error { return s.skip(d.name, now) }}
 	case triggerExpired:
-		return unknown(d, attempt, b.reason)
+		return unknownVerdict(d, attempt, b.reason)
 	}
 	return verdict{}
 }
 
-func failed(d *stepDef, attempt int, reason string) verdict {
+func failVerdict(d *stepDef, attempt int, reason string) verdict {
 	return verdict{phase: PhaseFailed, apply: func(s *State, now time.Time) error { return s.fail(d.name, attempt, reason, now) }}
 }
 
-func unknown(d *stepDef, attempt int, reason string) verdict {
+func unknownVerdict(d *stepDef, attempt int, reason string) verdict {
 	return verdict{phase: PhaseTimedOut, apply: func(s *State, now time.Time) error { return s.timeOut(d.name, attempt, reason, now) }}
 }
 
-// errUndecodable marks a payload that does not decode into the step's type.
-type errUndecodable struct{ err error }
-
-// Undecodable marks err as a payload that does not decode into the
-// handler's type: the delivery is dead-lettered, not retried.
-func Undecodable(err error) error { return errUndecodable{err} }
-
-func (e errUndecodable) Error() string { return "undecodable payload: " + e.err.Error() }
-
 // outcome is what an action's call came to.
-type outcome struct {
+type actionResult struct {
 	out  []byte
 	err  error
-	late bool // its bound passed by the time it returned
+	late bool // its stepLimit passed by the time it returned
 	// tooLarge is the event size limit when out would make an event over
 	// it, else 0.
 	tooLarge int
 }
 
 // judgeAction decides what an action's outcome records.
-func judgeAction(d *stepDef, attempt int, o outcome, b bound) verdict {
+func judgeAction(d *stepDef, attempt int, o actionResult, b stepLimit) verdict {
 	var undecodable errUndecodable
 	policy := d.retry.withDefaults(5, 5*time.Second)
 	switch {
@@ -144,9 +135,9 @@ func judgeAction(d *stepDef, attempt int, o outcome, b bound) verdict {
 		// a compensatable step's outcome is unknown and compensated, any
 		// other step fails.
 		reason := fmt.Sprintf("its result is %d bytes, over the %d-byte event limit", len(o.out), o.tooLarge)
-		v := unknown(d, attempt, reason)
+		v := unknownVerdict(d, attempt, reason)
 		if d.kind != CompensatableStep {
-			v = failed(d, attempt, reason)
+			v = failVerdict(d, attempt, reason)
 		}
 		v.warn = "step result too large: " + reason
 		return v
@@ -163,15 +154,15 @@ func judgeAction(d *stepDef, attempt int, o outcome, b bound) verdict {
 	case o.err == nil:
 		return verdict{phase: PhaseDone, data: o.out, apply: func(s *State, now time.Time) error { return s.complete(d.name, attempt, now) }}
 	case o.late && !IsAbort(o.err):
-		return unknown(d, attempt, fmt.Sprintf("%s: %v", b.reason, o.err))
+		return unknownVerdict(d, attempt, fmt.Sprintf("%s: %v", b.reason, o.err))
 	case errors.As(o.err, &undecodable):
-		v := failed(d, attempt, o.err.Error())
+		v := failVerdict(d, attempt, o.err.Error())
 		v.deadLetter = o.err.Error()
 		return v
 	case IsAbort(o.err) && d.kind != RetriableStep:
-		return failed(d, attempt, o.err.Error())
+		return failVerdict(d, attempt, o.err.Error())
 	case d.kind != RetriableStep && attempt >= policy.MaxAttempts:
-		v := failed(d, attempt, fmt.Sprintf("retries exhausted after %d attempts: %v", attempt, o.err))
+		v := failVerdict(d, attempt, fmt.Sprintf("retries exhausted after %d attempts: %v", attempt, o.err))
 		v.warn = "retries exhausted"
 		return v
 	}
@@ -207,7 +198,7 @@ func judgeCompensation(d *stepDef, attempt int, err error) verdict {
 // dead-lettered with the reason.
 func schemaInvalid(d *stepDef, attempt int, eventType string, err error) verdict {
 	reason := fmt.Sprintf("schema-invalid %s: %v", eventType, err)
-	v := failed(d, attempt, reason)
+	v := failVerdict(d, attempt, reason)
 	v.deadLetter = reason
 	return v
 }
@@ -238,7 +229,7 @@ func stuckOn(cur *State, curSeq, trigSeq uint64, step string) bool {
 // cannot be read: the step fails with the reason and the trigger is
 // dead-lettered.
 func unusableTrigger(d *stepDef, attempt int, reason string) verdict {
-	v := failed(d, attempt, "unusable trigger: "+reason)
+	v := failVerdict(d, attempt, "unusable trigger: "+reason)
 	v.deadLetter = reason
 	v.warn = "dead-lettering a trigger, its step fails"
 	return v

@@ -97,13 +97,13 @@ func TestJudgeAction(t *testing.T) {
 	comp := &stepDef{name: "s", kind: CompensatableStep}
 	retriable := &stepDef{name: "s", kind: RetriableStep}
 	pivot := &stepDef{name: "s", kind: PivotStep}
-	b := bound{at: t0.Add(time.Minute), reason: "timed out after 1m0s"}
+	b := stepLimit{at: t0.Add(time.Minute), reason: "timed out after 1m0s"}
 	plain := errors.New("busy")
 	for _, tc := range []struct {
 		name       string
 		d          *stepDef
 		attempt    int
-		o          outcome
+		o          actionResult
 		phase      Phase
 		retryIn    time.Duration
 		deadLetter bool
@@ -111,19 +111,19 @@ func TestJudgeAction(t *testing.T) {
 		saga       Status
 		reason     string // in the step's error or the saga's reason
 	}{
-		{"success: the last step completes the saga", comp, 1, outcome{out: []byte(`{}`)}, PhaseDone, 0, false, StepCompleted, StatusCompleted, ""},
-		{"late success is recorded and compensated", comp, 1, outcome{out: []byte(`{}`), late: true}, PhaseDone, 0, false, StepCompleted, StatusCompensating, "its late result is compensated"},
-		{"result too large: compensatable is unknown", comp, 1, outcome{out: []byte(`{}`), tooLarge: 1024}, PhaseTimedOut, 0, false, StepUnknown, StatusCompensating, "over the 1024-byte event limit"},
-		{"result too large: pivot fails, and the saga compensates", pivot, 1, outcome{out: []byte(`{}`), tooLarge: 1024}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "over the 1024-byte event limit"},
-		{"abort compensates", comp, 1, outcome{err: Abort(errors.New("declined"))}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "declined"},
-		{"plain error is retried", comp, 1, outcome{err: plain}, PhaseRetry, 100 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
-		{"backoff doubles", comp, 3, outcome{err: plain}, PhaseRetry, 400 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
-		{"retries exhausted", comp, 5, outcome{err: plain}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "retries exhausted after 5 attempts: busy"},
-		{"retriable never exhausts", retriable, 50, outcome{err: plain}, PhaseRetry, 5 * time.Second, false, StepRunning, StatusRunning, "busy"},
-		{"retriable ignores abort", retriable, 1, outcome{err: Abort(plain)}, PhaseRetry, 100 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
-		{"error after the bound: unknown", comp, 1, outcome{err: plain, late: true}, PhaseTimedOut, 0, false, StepUnknown, StatusCompensating, "timed out after 1m0s: busy"},
-		{"abort after the bound is still an abort", comp, 1, outcome{err: Abort(plain), late: true}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "busy"},
-		{"undecodable input is dead-lettered and fails", comp, 1, outcome{err: errUndecodable{errors.New("bad json")}}, PhaseFailed, 0, true, StepFailed, StatusCompensating, "undecodable payload: bad json"},
+		{"success: the last step completes the saga", comp, 1, actionResult{out: []byte(`{}`)}, PhaseDone, 0, false, StepCompleted, StatusCompleted, ""},
+		{"late success is recorded and compensated", comp, 1, actionResult{out: []byte(`{}`), late: true}, PhaseDone, 0, false, StepCompleted, StatusCompensating, "its late result is compensated"},
+		{"result too large: compensatable is unknown", comp, 1, actionResult{out: []byte(`{}`), tooLarge: 1024}, PhaseTimedOut, 0, false, StepUnknown, StatusCompensating, "over the 1024-byte event limit"},
+		{"result too large: pivot fails, and the saga compensates", pivot, 1, actionResult{out: []byte(`{}`), tooLarge: 1024}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "over the 1024-byte event limit"},
+		{"abort compensates", comp, 1, actionResult{err: Abort(errors.New("declined"))}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "declined"},
+		{"plain error is retried", comp, 1, actionResult{err: plain}, PhaseRetry, 100 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
+		{"backoff doubles", comp, 3, actionResult{err: plain}, PhaseRetry, 400 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
+		{"retries exhausted", comp, 5, actionResult{err: plain}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "retries exhausted after 5 attempts: busy"},
+		{"retriable never exhausts", retriable, 50, actionResult{err: plain}, PhaseRetry, 5 * time.Second, false, StepRunning, StatusRunning, "busy"},
+		{"retriable ignores abort", retriable, 1, actionResult{err: Abort(plain)}, PhaseRetry, 100 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
+		{"error after the bound: unknown", comp, 1, actionResult{err: plain, late: true}, PhaseTimedOut, 0, false, StepUnknown, StatusCompensating, "timed out after 1m0s: busy"},
+		{"abort after the stepLimit is still an abort", comp, 1, actionResult{err: Abort(plain), late: true}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "busy"},
+		{"undecodable input is dead-lettered and fails", comp, 1, actionResult{err: errUndecodable{errors.New("bad json")}}, PhaseFailed, 0, true, StepFailed, StatusCompensating, "undecodable payload: bad json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := judgeAction(tc.d, tc.attempt, tc.o, b)
@@ -207,7 +207,7 @@ func TestTriggeredVerdicts(t *testing.T) {
 		{triggerExpired, StatusRunning, PhaseTimedOut, StepUnknown},
 	} {
 		t.Run(fmt.Sprint(tc.v), func(t *testing.T) {
-			v := triggered(d, tc.v, 2, bound{reason: "timed out after 1m0s"})
+			v := notRunVerdict(d, tc.v, 2, stepLimit{reason: "timed out after 1m0s"})
 			st := apply(t, v, running(tc.from, CompensatableStep, time.Time{}))
 			if v.phase != tc.phase || st.Step("s").Status != tc.step {
 				t.Errorf("%v: %s, step %s; want %s, %s", tc.v, v.phase, st.Step("s").Status, tc.phase, tc.step)

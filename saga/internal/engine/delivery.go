@@ -19,7 +19,7 @@ type delivery struct {
 	j          *journal
 	onRecorded []func(st *State, step string, phase Phase) // the runner's WithOnRecorded hooks
 	m          *liveMsg
-	src        source
+	src        origin
 	flow       *flowDef
 	delivered  int       // 1 on the first delivery
 	stored     time.Time // when the broker stored it
@@ -28,7 +28,7 @@ type delivery struct {
 }
 
 func newDelivery(j *journal, onRecorded []func(*State, string, Phase), m *liveMsg, consumer string, f *flowDef) *delivery {
-	d := &delivery{j: j, onRecorded: onRecorded, m: m, flow: f, delivered: 1, src: source{subject: m.Subject(), consumer: consumer}}
+	d := &delivery{j: j, onRecorded: onRecorded, m: m, flow: f, delivered: 1, src: origin{subject: m.Subject(), consumer: consumer}}
 	if md, err := m.Metadata(); err == nil {
 		d.src.stream, d.src.seq = md.Stream, md.Sequence.Stream
 		d.delivered, d.stored = int(md.NumDelivered), md.Timestamp
@@ -321,7 +321,7 @@ func (d *delivery) recorded(st *State, was Status, step string, v verdict) {
 	case PhaseCompensated:
 		d.log().Warn("choreo: step compensated", append(attrs, "status", st.Status)...)
 	case PhaseParked:
-		d.log().Error("choreo: compensation out of attempts, saga parked for an operator (Client.RetryCompensation)", attrs...)
+		d.log().Error("choreo: compensation out of attempts, saga parked for an operator to retry", attrs...)
 	case PhaseDeadline:
 		d.log().Warn("choreo: saga deadline passed", append(attrs, "status", st.Status)...)
 	default:

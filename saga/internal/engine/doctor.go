@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -164,13 +163,4 @@ func (c *Client) idle(ctx context.Context, flow string, v int, step string) (tim
 		last = *ci.Delivered.Last
 	}
 	return time.Since(last), true
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -49,7 +49,7 @@ type envelope struct {
 }
 
 // one returns the single value of a header, or says why there is not one.
-func one(h nats.Header, key string) (string, error) {
+func oneHeader(h nats.Header, key string) (string, error) {
 	v := h[key]
 	switch {
 	case len(v) == 0 || (len(v) == 1 && v[0] == ""):
@@ -103,7 +103,7 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 		if got, want := h.Get(jetstream.ExpectedLastSubjSeqSubjHeader), wire.LogWildcard(e.flow, e.id); got != want {
 			return nil, bad("not appended by choreo: no compare-and-set on %s", want)
 		}
-		raw, err := one(h, wire.State)
+		raw, err := oneHeader(h, wire.State)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +127,7 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 			return nil, err
 		}
 		e.epoch = int(epoch)
-		after, err := one(h, wire.After)
+		after, err := oneHeader(h, wire.After)
 		if err != nil {
 			return nil, err
 		}
@@ -143,7 +143,7 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 		if err := e.check(tok[4]); err != nil {
 			return nil, err
 		}
-		kind, err := one(h, wire.TimerKind)
+		kind, err := oneHeader(h, wire.TimerKind)
 		if err != nil {
 			return nil, err
 		}

@@ -41,7 +41,7 @@ var (
 	// lose sagas or deliveries: an existing stream on memory storage the
 	// client did not ask for, unreplicated streams on a cluster, a consumer
 	// of choreo's that is not a durable pull consumer with explicit acks.
-	// WithUnsafe accepts the first two knowingly.
+	// An explicit unsafe option accepts the first two knowingly.
 	ErrUnsafeConfig = errors.New("saga: unsafe configuration")
 	// ErrStreamFull is returned by Start when the saga stream is near its
 	// limits: new sagas are refused while there is still room for the
@@ -92,8 +92,48 @@ func bad(format string, args ...any) error { return badInput(fmt.Sprintf(format,
 // connection whose identity was refused it.
 func notProvisioned(nc *nats.Conn, stream string, err error) error {
 	if nc != nil && errors.Is(nc.LastError(), nats.ErrPermissionViolation) && strings.Contains(nc.LastError().Error(), "."+stream) {
-		return fmt.Errorf("%w: stream %s is missing or differs from what this client wants, and its identity may not create or update it: run provisioning (access.Provision) with the admin identity, with the same options (%v)",
+		return fmt.Errorf("%w: stream %s is missing or differs from what this client wants, and its identity may not create or update it: run provisioning (access.Provision) with the admin identity, with the same settings (%v)",
 			ErrNotProvisioned, stream, err)
 	}
 	return err
 }
+
+// Every event carries the whole state that follows from it, so that a
+// reader acts on one message. A participant that may append on its own
+// steps' subjects could write any state there: say a charge "done" whose
+// state reads the saga completed. Readers therefore check that each event
+// changes only what its step and phase may change: the event is replayed
+// on the state it follows (the compare-and-set sequence names it, and the
+// broker enforced it), with the step's own fields (attempts, error, time)
+// taken from the event, and the result must be the state the event
+// carries, byte for byte. A start must be the initial state of the flow's
+// definition. What does not check is dead-lettered as "forged: …" and the
+// saga carries on with the honest state.
+//
+// The check walks back from an event to one this journal already trusts
+// (it appended it, or checked it before) or to the start, and trusts
+// what it checked. A process that appended an event checks its successor
+// without a read; one that sees a saga for the first time reads the
+// events back to one it knows, a direct get each.
+
+// forgedError says why an event does not follow from the saga's log.
+type forgedError struct {
+	seq     uint64 // the event that does not check
+	why     string
+	missing bool // it follows an event that is not in the log
+	// start: the saga's start does not match the flow as defined here.
+	// The reader's definition may be the wrong one (two builds with one
+	// version), so the start is refused but never deleted.
+	start bool
+}
+
+func (e *forgedError) Error() string { return "forged: " + e.why }
+
+// errUndecodable marks a payload that does not decode into the step's type.
+type errUndecodable struct{ err error }
+
+// Undecodable marks err as a payload that does not decode into the
+// handler's type: the delivery is dead-lettered, not retried.
+func Undecodable(err error) error { return errUndecodable{err} }
+
+func (e errUndecodable) Error() string { return "undecodable payload: " + e.err.Error() }

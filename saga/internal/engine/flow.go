@@ -493,6 +493,6 @@ const (
 	VersionRetired  VersionStatus = "retired"  // no new sagas; those in flight were compensated
 	// VersionDrained is a draining version with no saga left: its runners
 	// may go. Reports say it (VersionReport.Drained has the time); the
-	// registry keeps "draining".
+	// bucket keeps "draining".
 	VersionDrained VersionStatus = "drained"
 )

@@ -142,7 +142,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		return
 	case triggerRun:
 	default:
-		d.record(ctx, cur, curSeq, def.name, triggered(def, verdict, attempt, stepBound(def, cur)), nil)
+		d.record(ctx, cur, curSeq, def.name, notRunVerdict(def, verdict, attempt, stepBound(def, cur)), nil)
 		return
 	}
 	var trigger []byte
@@ -176,12 +176,12 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		actx, cancel = context.WithDeadline(actx, bnd.at)
 		defer cancel()
 	}
-	var o outcome
+	var o actionResult
 	o.err = r.run(actx, d.m, func(ctx context.Context) (err error) {
 		o.out, err = b.action(ctx, input)
 		return err
 	})
-	o.late = bnd.passed(time.Now())
+	o.late = bnd.reached(time.Now())
 	if o.err == nil && len(o.out) > 1024 {
 		o.tooLarge = oversize(len(o.out), len(encodeState(cur)), r.j.opts.maxEventSize)
 	}

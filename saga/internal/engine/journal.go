@@ -32,8 +32,8 @@ type journal struct {
 	timers jetstream.Stream
 	dlq    jetstream.Stream
 	opts   *options
-	api    string // JetStream API prefix, ending in "."
-	trust  *trust // events appended or checked (check.go)
+	api    string      // JetStream API prefix, ending in "."
+	trust  *trustCache // events appended or checked (check.go)
 
 	defsMu sync.Mutex
 	defs   map[string]*flowDef // "flow.version": what starts are checked by
@@ -55,7 +55,7 @@ type entry struct {
 	apply transition // the change it records (append only)
 }
 
-func now() time.Time { return time.Now().UTC().Truncate(timeUnit) }
+func clock() time.Time { return time.Now().UTC().Truncate(timeUnit) }
 
 // lastMsg returns the newest message on subject (wildcards allowed) with
 // its stream sequence, or ErrNotFound. It asks the nearest replica (a
@@ -72,11 +72,11 @@ func (j *journal) lastMsg(ctx context.Context, subject string, min uint64) (*nat
 }
 
 func (j *journal) directLast(ctx context.Context, subject string) (*nats.Msg, uint64, error) {
-	return j.direct(ctx, jsutil.LastBySubject(subject), subject)
+	return j.directGet(ctx, jsutil.LastBySubject(subject), subject)
 }
 
 // direct answers a direct get request req for what: the nearest replica's.
-func (j *journal) direct(ctx context.Context, req []byte, subject string) (*nats.Msg, uint64, error) {
+func (j *journal) directGet(ctx context.Context, req []byte, subject string) (*nats.Msg, uint64, error) {
 	resp, err := j.nc.RequestWithContext(ctx, j.api+"DIRECT.GET."+wire.Stream, req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("saga: read %s: %w", subject, err)
@@ -170,7 +170,7 @@ func deleted(err error) bool {
 }
 
 // source is where a message was read: what a dead letter records.
-type source struct {
+type origin struct {
 	stream, subject string
 	seq             uint64
 	consumer        string
@@ -330,29 +330,29 @@ const trustSize = 1 << 14
 
 // trust remembers, by saga and stream sequence, the state of events this
 // journal appended or checked. Oldest entries go first.
-type trust struct {
+type trustCache struct {
 	mu   sync.Mutex
 	m    map[string]string
 	ring []string
 	next int
 }
 
-func newTrust() *trust {
-	return &trust{m: make(map[string]string, trustSize), ring: make([]string, trustSize)}
+func newTrust() *trustCache {
+	return &trustCache{m: make(map[string]string, trustSize), ring: make([]string, trustSize)}
 }
 
 func trustKey(flow, id string, seq uint64) string {
 	return flow + "." + id + "." + strconv.FormatUint(seq, 10)
 }
 
-func (t *trust) get(key string) (string, bool) {
+func (t *trustCache) lookup(key string) (string, bool) {
 	t.mu.Lock()
 	raw, ok := t.m[key]
 	t.mu.Unlock()
 	return raw, ok
 }
 
-func (t *trust) add(key, raw string) {
+func (t *trustCache) remember(key, raw string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.m[key]; ok {

@@ -52,7 +52,7 @@ func defaultOptions() options {
 // trip per saga step, and survives the loss of any one server; 1 on a
 // cluster is refused unless WithUnsafe is given too.
 func WithReplicas(n int) Option {
-	return set(option.Replicas(n), func(o *options) { o.replicas = n })
+	return checked(option.Replicas(n), func(o *options) { o.replicas = n })
 }
 
 // WithMemoryStorage keeps choreo's streams in memory instead of files.
@@ -70,14 +70,14 @@ func WithMemoryStorage() Option {
 // duplicate publishes (default 2 minutes). Longer windows cost server memory
 // per message in the window.
 func WithDuplicateWindow(d time.Duration) Option {
-	return set(option.AtLeast("duplicate window", d, time.Second), func(o *options) { o.duplicates = d })
+	return checked(option.AtLeast("duplicate window", d, time.Second), func(o *options) { o.duplicates = d })
 }
 
 // WithMaxEventSize sets the largest event, headers included, that choreo
 // accepts (default 512 KiB); a larger one is dead-lettered, and Start
 // refuses a larger input.
 func WithMaxEventSize(n int) Option {
-	return set(option.MaxEventSize(n), func(o *options) { o.maxEventSize = n })
+	return checked(option.MaxEventSize(n), func(o *options) { o.maxEventSize = n })
 }
 
 // DefaultRetention is how long an ended saga is kept by default.
@@ -106,28 +106,28 @@ func WithRetention(d time.Duration) Option {
 // state. Prefer WithRetention, which removes only ended sagas; MaxAge is a
 // backstop, to set well above the longest saga.
 func WithMaxAge(d time.Duration) Option {
-	return set(option.AtLeast("max age", d, time.Minute), func(o *options) { o.maxAge = d })
+	return checked(option.AtLeast("max age", d, time.Minute), func(o *options) { o.maxAge = d })
 }
 
 // WithSource sets the CloudEvents source of the events this client
 // publishes, typically the service's name (default "choreo").
 func WithSource(s string) Option {
-	return set(option.Source(s), func(o *options) { o.source = s })
+	return checked(option.Source(s), func(o *options) { o.source = s })
 }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
-	return set(option.Logger(l), func(o *options) { o.logger = l })
+	return checked(option.Logger(l), func(o *options) { o.logger = l })
 }
 
 // set makes an option from a check of its value and its setter.
-func set(check error, fn func(*options)) Option {
+func checked(check error, fn func(*options)) Option {
 	return Option(option.New(ErrInvalidOption, check, fn))
 }
 
 // WithStreamLimits bounds the saga stream: at most maxMsgs messages (0 or
-// -1: no bound) and maxBytes bytes (0: the default, DefaultStreamMaxBytes;
-// -1: no bound). The broker then refuses writes beyond the limits instead
+// -1: no stepLimit) and maxBytes bytes (0: the default, DefaultStreamMaxBytes;
+// -1: no stepLimit). The broker then refuses writes beyond the limits instead
 // of dropping old state, and Start refuses new sagas (ErrStreamFull) once
 // less than a fifth of either limit is left, so that the sagas in flight
 // keep room to finish. Keep the limits well above sagas in flight times

@@ -3,7 +3,6 @@ package engine
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,14 +15,14 @@ import (
 )
 
 // name returns the name of the flow f refers to.
-func name(f FlowRef) string {
+func flowName(f FlowRef) string {
 	n, _ := f.flowRef()
 	return n
 }
 
 // valid reports whether f and id can name a saga.
-func valid(f FlowRef, id string) bool {
-	return f != nil && ValidID(id) && wire.Token(name(f))
+func validRef(f FlowRef, id string) bool {
+	return f != nil && ValidID(id) && wire.Token(flowName(f))
 }
 
 // Get returns a saga's state. Each running step says who has it (see
@@ -32,13 +31,13 @@ func valid(f FlowRef, id string) bool {
 // earlier work, with a Waiting line when it is not Taken. It returns
 // ErrNotFound when there is no such saga.
 func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) {
-	if !valid(f, id) {
+	if !validRef(f, id) {
 		return nil, ErrNotFound
 	}
 	c.j.defineRef(f)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	st, seq, err := c.j.load(ctx, name(f), id, 0)
+	st, seq, err := c.j.load(ctx, flowName(f), id, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -122,11 +121,11 @@ func (c *Client) served(ctx context.Context, flow string, version int, step stri
 // every saga of the flow: use it for operators and tests, not per request on
 // a large history.
 func (c *Client) List(ctx context.Context, f FlowRef, statuses ...Status) ([]*State, error) {
-	if f == nil || !wire.Token(name(f)) {
+	if f == nil || !wire.Token(flowName(f)) {
 		return nil, nil
 	}
 	c.j.defineRef(f)
-	flow := name(f)
+	flow := flowName(f)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	end, err := c.j.logEnd(ctx)
@@ -158,25 +157,11 @@ func (c *Client) List(ctx context.Context, f FlowRef, statuses ...Status) ([]*St
 	return out, nil
 }
 
-// Event is one entry of a saga's log.
-type Event struct {
-	Sequence uint64          `json:"sequence"`
-	Step     string          `json:"step"` // "_saga" for saga-wide events
-	Phase    Phase           `json:"phase"`
-	Type     string          `json:"type"` // the CloudEvents type of its payload
-	Time     time.Time       `json:"time"`
-	Data     json.RawMessage `json:"data,omitempty"`
-	State    *State          `json:"state"` // the saga's state after the event
-}
-
-// String is "step:phase", the form timelines are asserted in.
-func (e Event) String() string { return e.Step + ":" + string(e.Phase) }
-
 // Timeline returns a saga's log in order. Event types are those of f's
 // definition; with a Named flow, result types read "choreo.saga.done". It
 // returns ErrNotFound when there is no such saga.
 func (c *Client) Timeline(ctx context.Context, f FlowRef, id string) ([]Event, error) {
-	if !valid(f, id) {
+	if !validRef(f, id) {
 		return nil, ErrNotFound
 	}
 	c.j.defineRef(f)
@@ -185,10 +170,10 @@ func (c *Client) Timeline(ctx context.Context, f FlowRef, id string) ([]Event, e
 	defer cancel()
 	end, err := c.j.logEnd(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("saga: timeline %s/%s: %w", name(f), id, err)
+		return nil, fmt.Errorf("saga: timeline %s/%s: %w", flowName(f), id, err)
 	}
 	var out []Event
-	_, err = c.j.readLog(ctx, wire.LogWildcard(name(f), id), 1, end, func(m logMsg) {
+	_, err = c.j.readLog(ctx, wire.LogWildcard(flowName(f), id), 1, end, func(m logMsg) {
 		env, err := parseEnvelope(m.subject, m.header, m.data, 1<<30)
 		if err != nil || rogue(m.header, env, 1) != "" || !c.j.vouched(ctx, env, m.header, m.seq) {
 			return // forged: dead-lettered when the saga is read
@@ -205,7 +190,7 @@ func (c *Client) Timeline(ctx context.Context, f FlowRef, id string) ([]Event, e
 		out = append(out, e)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("saga: timeline %s/%s: %w", name(f), id, err)
+		return nil, fmt.Errorf("saga: timeline %s/%s: %w", flowName(f), id, err)
 	}
 	if len(out) == 0 {
 		return nil, ErrNotFound
@@ -217,11 +202,11 @@ func (c *Client) Timeline(ctx context.Context, f FlowRef, id string) ([]Event, e
 // now on, until ctx ends; then it closes the channel. A slow reader slows
 // the watch, not the sagas.
 func (c *Client) Watch(ctx context.Context, f FlowRef) (<-chan *State, error) {
-	if f == nil || !wire.Token(name(f)) {
+	if f == nil || !wire.Token(flowName(f)) {
 		return nil, fmt.Errorf("%w: bad flow name", ErrInvalidFlow)
 	}
 	c.j.defineRef(f)
-	flow := name(f)
+	flow := flowName(f)
 	end, err := c.j.logEnd(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("saga: watch %s: %w", flow, err)

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"sort"
+
 	"github.com/choreo-go/choreo/saga/describe"
 
 	"context"
@@ -26,7 +28,7 @@ import (
 // reaches a version 1 handler and a version 2 trigger a version 2 handler.
 // The registry (the wire.FlowsBucket key-value bucket) holds what runners serve
 // (each registers the definitions it runs when it starts) and what an
-// operator decided about a version (Retire), which Start obeys.
+// operator decided about a version (retiring it), which Start obeys.
 
 // FlowsBucket is the key-value bucket of choreo's flow registry: under
 // def.<flow>.v<N> the definitions runners serve, under status.<flow>.v<N>
@@ -40,7 +42,7 @@ type versionMark struct {
 	Since  time.Time     `json:"since"`
 }
 
-func info(f *flowDef) describe.Flow {
+func describeFlow(f *flowDef) describe.Flow {
 	fi := describe.Flow{Name: f.name, Version: f.version, Input: f.inputType, StartedBy: slices.Clone(f.starters), Deadline: f.deadline}
 	for _, d := range f.steps {
 		fi.Steps = append(fi.Steps, describe.Step{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout})
@@ -49,7 +51,7 @@ func info(f *flowDef) describe.Flow {
 }
 
 // Info describes the flow version as the registry holds it.
-func (f *flowDef) Info() describe.Flow { return info(f) }
+func (f *flowDef) Describe() describe.Flow { return describeFlow(f) }
 
 func defKey(flow string, version int) string { return wire.DefKey(flow, version) }
 
@@ -59,15 +61,15 @@ func statusKey(flow string, version int) string {
 
 // registry is a client's view of the flows bucket: the status of the
 // versions it starts, read at most once a statusTTL each. The statuses read
-// are shared by every client of the process on the same bucket (statuses),
-// so a Retire refuses the version at once to every starter in its process.
+// are shared by every client of the process on the same bucket,
+// so retiring refuses the version at once to every starter in its process.
 type registry struct {
 	kv jetstream.KeyValue
-	*statuses
+	*statusCache
 }
 
-// statuses caches what was read of the versions' statuses.
-type statuses struct {
+// statusCache caches what was read of the versions' statuses.
+type statusCache struct {
 	mu     sync.Mutex
 	marks  map[string]registryMark // by status key
 	warned time.Time
@@ -80,34 +82,34 @@ type registryMark struct {
 
 // note records a status this process just wrote: its starters obey it at
 // once.
-func (s *statuses) note(key string, m versionMark) {
+func (s *statusCache) note(key string, m versionMark) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.marks[key] = registryMark{mark: m, at: time.Now()}
 }
 
-// shared holds the statuses of each flows bucket this process reads, by
+// sharedStatuses holds the statuses of each flows bucket this process reads, by
 // the bucket's identity (bucketID).
-var shared = struct {
+var sharedStatuses = struct {
 	sync.Mutex
-	by map[string]*statuses
-}{by: map[string]*statuses{}}
+	by map[string]*statusCache
+}{by: map[string]*statusCache{}}
 
 // newRegistry returns the registry over kv, with the statuses shared by
 // the clients of this process on the same bucket. A bucket that cannot
 // be told apart from another gets statuses of its own.
 func newRegistry(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue) *registry {
 	id := bucketID(ctx, nc, kv)
-	shared.Lock()
-	defer shared.Unlock()
-	st := shared.by[id]
+	sharedStatuses.Lock()
+	defer sharedStatuses.Unlock()
+	st := sharedStatuses.by[id]
 	if st == nil || id == "" {
-		st = &statuses{marks: map[string]registryMark{}}
+		st = &statusCache{marks: map[string]registryMark{}}
 		if id != "" {
-			shared.by[id] = st
+			sharedStatuses.by[id] = st
 		}
 	}
-	return &registry{kv: kv, statuses: st}
+	return &registry{kv: kv, statusCache: st}
 }
 
 // bucketID names a flows bucket: the cluster (or the server, alone) it
@@ -159,7 +161,7 @@ func openRegistry(ctx context.Context, js jetstream.JetStream, o options) (*regi
 // identity that owns them: access.Permissions lets only that identity
 // write the key). The registry's word on a flow version is then what its
 // participants agree on (agree): a participant that writes a lie can make
-// the registry show nothing for the version, and Diagnose name the
+// the registry show nothing for the version, and the doctor name the
 // disagreement, but never show its lie as the flow's definition.
 
 // unowned is the attester of the steps that declare no owner (an
@@ -188,7 +190,7 @@ type registered struct {
 // attester that owns no step of what it attests, two attesters that
 // disagree. Owners that have not attested (their runners not started) are
 // listed in the definition's NotAttestedBy.
-func agree(flow string, version int, atts map[string][]byte) registered {
+func agreedDefinition(flow string, version int, atts map[string][]byte) registered {
 	r := registered{flow: flow, version: version}
 	key := defKey(flow, version)
 	byValue := map[string][]string{}
@@ -255,46 +257,11 @@ func owners(fi describe.Flow) []string {
 	return out
 }
 
-// registry reads the attestations of flow ("" for every flow) and says
-// what the registry holds of each version, by flow and version.
-func (c *Client) registered(ctx context.Context, flow string) ([]registered, error) {
-	filter := "def.>"
-	if flow != "" {
-		filter = "def." + flow + ".*.*"
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
-	entries, err := c.registryEntries(ctx, filter)
-	if err != nil {
-		return nil, err
-	}
-	type fv struct {
-		flow    string
-		version int
-	}
-	atts := map[fv]map[string][]byte{}
-	for k, value := range entries {
-		t, ok := wire.Tokens(k, 4)
-		if !ok {
-			continue // a key of the old, unattested form: nobody's word
-		}
-		v, ok := wire.ParseVersion(t[2])
-		if !ok || !wire.Token(t[1]) || (t[3] != unowned && !wire.Token(t[3])) {
-			continue
-		}
-		key := fv{t[1], v}
-		if atts[key] == nil {
-			atts[key] = map[string][]byte{}
-		}
-		atts[key][t[3]] = value
-	}
-	var out []registered
-	for key, a := range atts {
-		out = append(out, agree(key.flow, key.version, a))
-	}
-	slices.SortFunc(out, func(a, b registered) int {
-		if a.flow != b.flow {
-			return strings.Compare(a.flow, b.flow)
-		}
-		return a.version - b.version
-	})
-	return out, nil
+	sort.Strings(out)
+	return out
 }

@@ -65,12 +65,12 @@ func NewRunner(c *Client, opts ...RunnerOption) (*Runner, error) {
 // is parked as compensation_failed and the message is dead-lettered.
 //
 // A step in several versions of its flow (the same step value in each
-// Define) is bound in each: the runner serves every one of those versions.
+// Define) is stepLimit in each: the runner serves every one of those versions.
 //
 // Handle returns ErrInvalidFlow for a step that is in no flow,
 // ErrInvalidOption for a nil action or for a compensation of a pivot or
 // retriable step (they are never compensated), and ErrBound for a step
-// already bound here or a runner already running.
+// already stepLimit here or a runner already running.
 func (r *Runner) Bind(tmpl *StepDef, act func(ctx context.Context, data []byte) ([]byte, error), comp func(ctx context.Context, inData, outData []byte) error) error {
 	if !tmpl.Bound() {
 		return fmt.Errorf("%w: step is not part of a defined flow", ErrInvalidFlow)
@@ -127,12 +127,12 @@ type endBinding struct {
 // saga.Abort(err), an end fn can never handle (a saga of an order it does
 // not know), dead-letters the end with the error as the reason. It returns
 // ErrInvalidOption for a nil flow or function or a bad name, and ErrBound
-// for a name already bound or a runner already running.
+// for a name already stepLimit or a runner already running.
 func (r *Runner) OnEnd(f FlowRef, handler string, fn func(ctx context.Context, st *State) error) error {
 	if f == nil || fn == nil {
 		return fmt.Errorf("%w: nil flow or function", ErrInvalidOption)
 	}
-	if !wire.Token(handler) || !wire.Token(name(f)) {
+	if !wire.Token(handler) || !wire.Token(flowName(f)) {
 		return fmt.Errorf("%w: name %q must be 1-64 characters of [A-Za-z0-9_-]", ErrInvalidOption, handler)
 	}
 	r.j.defineRef(f)
@@ -142,11 +142,11 @@ func (r *Runner) OnEnd(f FlowRef, handler string, fn func(ctx context.Context, s
 		return fmt.Errorf("%w: runner already running", ErrBound)
 	}
 	for _, e := range r.ends {
-		if e.flow == name(f) && e.name == handler {
+		if e.flow == flowName(f) && e.name == handler {
 			return fmt.Errorf("%w: OnEnd %s/%s", ErrBound, e.flow, handler)
 		}
 	}
-	r.ends = append(r.ends, endBinding{flow: name(f), name: handler, fn: fn})
+	r.ends = append(r.ends, endBinding{flow: flowName(f), name: handler, fn: fn})
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -103,7 +104,7 @@ type StepState struct {
 	// the step; Done the index of its completion. 0 when not yet.
 	Trigger int `json:"trigger,omitempty"`
 	Done    int `json:"done,omitempty"`
-	// Client.Get tells, for a running step, who has it. Taken: a runner
+	// A query tells, for a running step, who has it. Taken: a runner
 	// attached to the step's consumer has been handed the event that
 	// triggered it, so its action is under way (or about to be retried).
 	// Unserved: no runner of the saga's flow version is attached to the
@@ -474,4 +475,15 @@ func (f *flowDef) typeOf(step string, phase Phase) string {
 		return ""
 	}
 	return "choreo.saga." + string(phase)
+}
+
+// Event is one entry of a saga's log.
+type Event struct {
+	Sequence uint64          `json:"sequence"`
+	Step     string          `json:"step"` // "_saga" for saga-wide events
+	Phase    Phase           `json:"phase"`
+	Type     string          `json:"type"` // the CloudEvents type of its payload
+	Time     time.Time       `json:"time"`
+	Data     json.RawMessage `json:"data,omitempty"`
+	State    *State          `json:"state"` // the saga's state after the event
 }

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"slices"
+
 	"github.com/choreo-go/choreo/saga/describe"
 
 	"context"
@@ -38,7 +40,7 @@ const (
 // events of its own (an admin) may cancel: Permissions gives services no
 // such right.
 func (c *Client) Cancel(ctx context.Context, f FlowRef, id, reason string) error {
-	if !valid(f, id) {
+	if !validRef(f, id) {
 		return ErrNotFound
 	}
 	if strings.TrimSpace(reason) == "" {
@@ -47,7 +49,7 @@ func (c *Client) Cancel(ctx context.Context, f FlowRef, id, reason string) error
 	c.j.defineRef(f)
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	cur, seq, err := c.j.load(ctx, name(f), id, 0)
+	cur, seq, err := c.j.load(ctx, flowName(f), id, 0)
 	if err != nil {
 		return err
 	}
@@ -92,10 +94,10 @@ func (v VersionReport) Left() int { return len(v.InFlight) }
 // saga log knows: its status, whether runners serve it, and its sagas. It
 // reads every saga of the flow (as List does): an operator's tool.
 func (c *Client) Versions(ctx context.Context, f FlowRef) ([]VersionReport, error) {
-	if f == nil || !wire.Token(name(f)) {
+	if f == nil || !wire.Token(flowName(f)) {
 		return nil, fmt.Errorf("%w: bad flow name", ErrInvalidFlow)
 	}
-	flow := name(f)
+	flow := flowName(f)
 	reports := map[int]*VersionReport{}
 	get := func(v int) *VersionReport {
 		if reports[v] == nil {
@@ -241,7 +243,7 @@ func (c *Client) Flows(ctx context.Context) ([]describe.Flow, error) {
 // that had not heard of the retirement had time to land (statusTTL and a
 // margin, startSettle): it counts every saga of the version that started.
 func (c *Client) Retire(ctx context.Context, f FlowRef, version int, mode RetireMode, reason string) (*VersionReport, error) {
-	if f == nil || !wire.Token(name(f)) || version < 1 {
+	if f == nil || !wire.Token(flowName(f)) || version < 1 {
 		return nil, fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
 	}
 	if mode != Drain && mode != CompensateInFlight {
@@ -250,7 +252,7 @@ func (c *Client) Retire(ctx context.Context, f FlowRef, version int, mode Retire
 	if strings.TrimSpace(reason) == "" {
 		return nil, fmt.Errorf("%w: a retirement needs a reason", ErrInvalidOption)
 	}
-	flow := name(f)
+	flow := flowName(f)
 	mark := versionMark{Status: VersionDraining, Reason: reason, Since: time.Now().UTC()}
 	if mode == CompensateInFlight {
 		mark.Status = VersionRetired
@@ -329,14 +331,58 @@ func (c *Client) cancelInFlight(ctx context.Context, flow string, version int, r
 // Reinstate takes back a retirement: sagas start on the version again (at
 // once in this process, within statusTTL in others).
 func (c *Client) Reinstate(ctx context.Context, f FlowRef, version int) error {
-	if f == nil || !wire.Token(name(f)) || version < 1 {
+	if f == nil || !wire.Token(flowName(f)) || version < 1 {
 		return fmt.Errorf("%w: bad flow name or version", ErrInvalidFlow)
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	if err := c.reg.kv.Delete(ctx, statusKey(name(f), version)); err != nil {
-		return fmt.Errorf("saga: reinstate %s v%d: %w", name(f), version, err)
+	if err := c.reg.kv.Delete(ctx, statusKey(flowName(f), version)); err != nil {
+		return fmt.Errorf("saga: reinstate %s v%d: %w", flowName(f), version, err)
 	}
-	c.reg.note(statusKey(name(f), version), versionMark{})
+	c.reg.note(statusKey(flowName(f), version), versionMark{})
 	return nil
+}
+
+// registry reads the attestations of flow ("" for every flow) and says
+// what the registry holds of each version, by flow and version.
+func (c *Client) registered(ctx context.Context, flow string) ([]registered, error) {
+	filter := "def.>"
+	if flow != "" {
+		filter = "def." + flow + ".*.*"
+	}
+	entries, err := c.registryEntries(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	type fv struct {
+		flow    string
+		version int
+	}
+	atts := map[fv]map[string][]byte{}
+	for k, value := range entries {
+		t, ok := wire.Tokens(k, 4)
+		if !ok {
+			continue // a key of the old, unattested form: nobody's word
+		}
+		v, ok := wire.ParseVersion(t[2])
+		if !ok || !wire.Token(t[1]) || (t[3] != unowned && !wire.Token(t[3])) {
+			continue
+		}
+		key := fv{t[1], v}
+		if atts[key] == nil {
+			atts[key] = map[string][]byte{}
+		}
+		atts[key][t[3]] = value
+	}
+	var out []registered
+	for key, a := range atts {
+		out = append(out, agreedDefinition(key.flow, key.version, a))
+	}
+	slices.SortFunc(out, func(a, b registered) int {
+		if a.flow != b.flow {
+			return strings.Compare(a.flow, b.flow)
+		}
+		return a.version - b.version
+	})
+	return out, nil
 }
