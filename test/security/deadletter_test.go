@@ -1,7 +1,6 @@
 package security_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/ops"
-	"github.com/choreo-go/choreo/schemas"
-	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
 // A participant plants a dead letter that says it copies a deadline timer
@@ -23,14 +20,7 @@ import (
 // letter says, read back from the timer stream.
 func TestPlantedDeadLetterIsNotReplayed(t *testing.T) {
 	s := theShop(t)
-	base := "http://" + s.HTTPAddr
-	cust := shoptest.Register(t, base, "Ada", "FR")
-	id := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
-	shoptest.AwaitStatus(t, base, cust, id, "confirmed")
-	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, cust, id, st := confirmedOrder(t, s)
 	timer := fmt.Sprintf("choreo.timer.order.%s.v%d", id, st.Version)
 	pay := as(t, s, "payment")
 	plant := func(subject string, seq string) *nats.Msg {

@@ -517,14 +517,7 @@ func status(t *testing.T, base string, c shoptest.Customer, id string) string {
 // registry), or register a flow it takes no part in.
 func TestOperatorActsAreRefused(t *testing.T) {
 	s := theShop(t)
-	base := "http://" + s.HTTPAddr
-	cust := shoptest.Register(t, base, "Ada", "FR")
-	id := shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
-	shoptest.AwaitStatus(t, base, cust, id, "confirmed")
-	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, cust, id, st := confirmedOrder(t, s)
 	for _, who := range []string{"payment", "order", "gateway", "customer"} {
 		c := as(t, s, who)
 		for _, subject := range []string{
@@ -552,4 +545,20 @@ func TestOperatorActsAreRefused(t *testing.T) {
 	if got := status(t, base, cust, id); got != "confirmed" {
 		t.Errorf("the order is %s", got)
 	}
+}
+
+// confirmedOrder registers a customer, places an order and waits until it
+// is confirmed: the shop's address, the customer, the order's id and its
+// saga's state.
+func confirmedOrder(t *testing.T, s *running) (base string, cust shoptest.Customer, id string, st *saga.State) {
+	t.Helper()
+	base = "http://" + s.HTTPAddr
+	cust = shoptest.Register(t, base, "Ada", "FR")
+	id = shoptest.PlaceOrder(t, base, cust, "4242424242424242", shoptest.Item("sku-mug", 1))
+	shoptest.AwaitStatus(t, base, cust, id, "confirmed")
+	st, err := s.Deps.Sagas.Get(context.Background(), schemas.OrderFlow, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, cust, id, st
 }
