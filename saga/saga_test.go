@@ -172,8 +172,10 @@ func TestRetriesExhaustedCompensates(t *testing.T) {
 	e.l.on("x1", "invoice:action", func(context.Context, int) error { return errors.New("billing down") })
 	e.start(t, "x1")
 	st := e.await(t, "x1", saga.StatusCompensated)
+	// An earlier attempt may have billed before its outcome was lost:
+	// the step is unknown, and compensated.
 	inv := st.Step("invoice")
-	if inv.Status != saga.StepFailed || inv.Attempts != 3 || !strings.Contains(inv.Error, "retries exhausted") || !strings.Contains(inv.Error, "billing down") {
+	if inv.Status != saga.StepCompensated || inv.Attempts != 3 || !strings.Contains(inv.Error, "retries exhausted") || !strings.Contains(inv.Error, "billing down") {
 		t.Errorf("invoice %+v", inv)
 	}
 	if n := e.rec.Tries("x1", "invoice:action"); n != 3 {

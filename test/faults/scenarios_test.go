@@ -13,6 +13,7 @@ import (
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/sagatest"
 	"github.com/choreo-go/choreo/schemas"
+	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/shipping"
 )
 
@@ -141,12 +142,17 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 // Scenario 7: every instance of a service down for longer than the
 // broker's inactivity threshold for consumers (5s for ephemeral ones):
 // choreo's consumers are durable, so they, and the work they hold, wait.
-// (Orders start on the order flow's newest version, v2.)
+// (Orders start on the order flow's newest version: kit.OrderFlow.)
 func TestServiceDownLongerThanInactivityThreshold(t *testing.T) {
+	newest, err := kit.OrderFlow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reserveDo := fmt.Sprintf("order_v%d_reserve_do", newest.Version())
 	h := newHarness(t, setup{instances: map[string]int{"inventory": 2}})
 	// inventory has made its durable consumer before it goes down.
 	sagatest.Poll(t, time.Minute, func() bool {
-		_, err := h.d.JS.Consumer(context.Background(), "CHOREO", "order_v2_reserve_do")
+		_, err := h.d.JS.Consumer(context.Background(), "CHOREO", reserveDo)
 		return err == nil
 	}, func() string { return "inventory did not create its consumer" })
 	for _, in := range h.insts["inventory"] {
@@ -160,7 +166,7 @@ func TestServiceDownLongerThanInactivityThreshold(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // the outage lasts 8s
 	}
 	ctx := context.Background()
-	info, err := h.d.JS.Consumer(ctx, "CHOREO", "order_v2_reserve_do")
+	info, err := h.d.JS.Consumer(ctx, "CHOREO", reserveDo)
 	if err != nil {
 		t.Fatalf("the reserve consumer is gone after 8s without a client: %v", err)
 	}

@@ -82,7 +82,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 		AllowMsgSchedules: true,
 		// A timer is headers only. The server refuses DiscardNew with
 		// schedules, and DiscardOld would drop deadlines silently: the
-		// stream has no byte limit (stepLimit the account: docs/operating.md).
+		// stream has no byte limit (bound the account: docs/operating.md).
 		MaxMsgSize: timerMaxMsg,
 	})
 	if err != nil {

@@ -21,7 +21,7 @@ type Consumer struct {
 	Stream, Name string
 }
 
-// Consumers lists the durable consumers Run creates for what is stepLimit
+// Consumers lists the durable consumers Run creates for what is bound
 // to r: to watch their pending and acknowledgement-pending counts.
 func (r *Runner) Consumers() []Consumer {
 	r.mu.Lock()
@@ -139,7 +139,7 @@ func (r *Runner) specs() []consumerSpec {
 	return out
 }
 
-// Run creates the durable consumers of the stepLimit steps and handles their
+// Run creates the durable consumers of the bound steps and handles their
 // messages until ctx ends. Then it stops receiving, waits for the handlers
 // in flight (up to the drain timeout) and returns nil. Nothing is
 // acknowledged that was not processed: what is left unfinished is

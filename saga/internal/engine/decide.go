@@ -119,7 +119,7 @@ func unknownVerdict(d *stepDef, attempt int, reason string) verdict {
 type actionResult struct {
 	out  []byte
 	err  error
-	late bool // its stepLimit passed by the time it returned
+	late bool // its limit passed by the time it returned
 	// tooLarge is the event size limit when out would make an event over
 	// it, else 0.
 	tooLarge int
@@ -162,7 +162,14 @@ func judgeAction(d *stepDef, attempt int, o actionResult, b stepLimit) verdict {
 	case IsAbort(o.err) && d.kind != RetriableStep:
 		return failVerdict(d, attempt, o.err.Error())
 	case d.kind != RetriableStep && attempt >= policy.MaxAttempts:
-		v := failVerdict(d, attempt, fmt.Sprintf("retries exhausted after %d attempts: %v", attempt, o.err))
+		// An earlier attempt may have made the effect and lost its
+		// outcome (its append failed): a compensatable step's outcome is
+		// unknown and compensated, as after a timeout; a pivot fails.
+		reason := fmt.Sprintf("retries exhausted after %d attempts: %v", attempt, o.err)
+		v := unknownVerdict(d, attempt, reason)
+		if d.kind != CompensatableStep {
+			v = failVerdict(d, attempt, reason)
+		}
 		v.warn = "retries exhausted"
 		return v
 	}

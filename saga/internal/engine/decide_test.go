@@ -118,11 +118,12 @@ func TestJudgeAction(t *testing.T) {
 		{"abort compensates", comp, 1, actionResult{err: Abort(errors.New("declined"))}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "declined"},
 		{"plain error is retried", comp, 1, actionResult{err: plain}, PhaseRetry, 100 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
 		{"backoff doubles", comp, 3, actionResult{err: plain}, PhaseRetry, 400 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
-		{"retries exhausted", comp, 5, actionResult{err: plain}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "retries exhausted after 5 attempts: busy"},
+		{"retries exhausted: an earlier attempt may have made the effect, so it is compensated", comp, 5, actionResult{err: plain}, PhaseTimedOut, 0, false, StepUnknown, StatusCompensating, "retries exhausted after 5 attempts: busy"},
+		{"retries exhausted: a pivot fails", pivot, 5, actionResult{err: plain}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "retries exhausted after 5 attempts: busy"},
 		{"retriable never exhausts", retriable, 50, actionResult{err: plain}, PhaseRetry, 5 * time.Second, false, StepRunning, StatusRunning, "busy"},
 		{"retriable ignores abort", retriable, 1, actionResult{err: Abort(plain)}, PhaseRetry, 100 * time.Millisecond, false, StepRunning, StatusRunning, "busy"},
 		{"error after the bound: unknown", comp, 1, actionResult{err: plain, late: true}, PhaseTimedOut, 0, false, StepUnknown, StatusCompensating, "timed out after 1m0s: busy"},
-		{"abort after the stepLimit is still an abort", comp, 1, actionResult{err: Abort(plain), late: true}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "busy"},
+		{"abort after the limit is still an abort", comp, 1, actionResult{err: Abort(plain), late: true}, PhaseFailed, 0, false, StepFailed, StatusCompensating, "busy"},
 		{"undecodable input is dead-lettered and fails", comp, 1, actionResult{err: errUndecodable{errors.New("bad json")}}, PhaseFailed, 0, true, StepFailed, StatusCompensating, "undecodable payload: bad json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -65,12 +65,12 @@ func NewRunner(c *Client, opts ...RunnerOption) (*Runner, error) {
 // is parked as compensation_failed and the message is dead-lettered.
 //
 // A step in several versions of its flow (the same step value in each
-// Define) is stepLimit in each: the runner serves every one of those versions.
+// Define) is bound in each: the runner serves every one of those versions.
 //
 // Handle returns ErrInvalidFlow for a step that is in no flow,
 // ErrInvalidOption for a nil action or for a compensation of a pivot or
 // retriable step (they are never compensated), and ErrBound for a step
-// already stepLimit here or a runner already running.
+// already bound here or a runner already running.
 func (r *Runner) Bind(tmpl *StepDef, act func(ctx context.Context, data []byte) ([]byte, error), comp func(ctx context.Context, inData, outData []byte) error) error {
 	if !tmpl.Bound() {
 		return fmt.Errorf("%w: step is not part of a defined flow", ErrInvalidFlow)
@@ -127,7 +127,7 @@ type endBinding struct {
 // saga.Abort(err), an end fn can never handle (a saga of an order it does
 // not know), dead-letters the end with the error as the reason. It returns
 // ErrInvalidOption for a nil flow or function or a bad name, and ErrBound
-// for a name already stepLimit or a runner already running.
+// for a name already bound or a runner already running.
 func (r *Runner) OnEnd(f FlowRef, handler string, fn func(ctx context.Context, st *State) error) error {
 	if f == nil || fn == nil {
 		return fmt.Errorf("%w: nil flow or function", ErrInvalidOption)

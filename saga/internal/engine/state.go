@@ -70,7 +70,8 @@ const (
 	StepCompleted StepStatus = "completed" // action succeeded
 	StepFailed    StepStatus = "failed"    // aborted or out of retries: it had no effect
 	// StepUnknown is a compensatable step whose outcome is unknown: no
-	// outcome within its timeout or the saga's deadline, or redelivered
+	// outcome within its timeout or the saga's deadline, out of retries
+	// (an earlier attempt may have made the effect), or redelivered
 	// (after a crash, say) once the saga was compensating. A crash may have
 	// left its effect made but unrecorded, so it is compensated like a
 	// completed step. Its compensation gets the zero output and must accept
