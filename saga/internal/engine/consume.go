@@ -162,12 +162,22 @@ func (r *Runner) Run(ctx context.Context) error {
 	var running []*liveConsumer
 	stopAll := func() {
 		for _, a := range running {
-			a.cc.Stop()
+			if a.cc != nil {
+				a.cc.Stop()
+			}
 		}
 	}
 	for _, s := range r.specs() {
 		a := &liveConsumer{spec: s, pool: newPool(r.o.concurrency, r.quit)}
 		cc, err := r.consume(ctx, hctx, a)
+		if err != nil && consumerGone(err) && ctx.Err() == nil {
+			// Its stream went missing while the runner started (deleted
+			// after the client made it): an outage like one after the
+			// start, said once, and reattached when the stream is back.
+			r.consumeError(a, err)
+			running = append(running, a)
+			continue
+		}
 		if err != nil {
 			stopAll()
 			if ctx.Err() != nil {
@@ -232,7 +242,9 @@ func (r *Runner) reattach(ctx, hctx context.Context, running []*liveConsumer) {
 			r.j.opts.logger.Debug("choreo: consumer still missing", "consumer", a.spec.name, "stream", a.spec.stream, "err", err)
 			continue
 		}
-		a.cc.Stop()
+		if a.cc != nil {
+			a.cc.Stop()
+		}
 		a.cc = cc
 		back++
 	}
@@ -250,7 +262,7 @@ func (r *Runner) reattach(ctx, hctx context.Context, running []*liveConsumer) {
 	}
 }
 
-// missing reports whether a consume error means the consumer or its
+// consumerGone reports whether a consume error means the consumer or its
 // stream does not exist (deleted), rather than a passing failure.
 func consumerGone(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
