@@ -190,9 +190,13 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 	if n < 1 {
 		t.Errorf("charge completed count %q", text(count))
 	}
-	if u := text(`#flow-drawing .node[data-step="charge"]`); !strings.Contains(u, "↺ refund") || !strings.Contains(u, "payment") {
-		t.Errorf("the charge node reads %q", u)
-	}
+	// The drawing is redrawn as its counts refresh: read the node until it
+	// says what it must, within a deadline.
+	var node string
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		node = text(`#flow-drawing .node[data-step="charge"]`)
+		return strings.Contains(node, "↺ refund") && strings.Contains(node, "payment")
+	}, func() string { return fmt.Sprintf("the charge node reads %q", node) })
 	// Live: a second order raises the count without a reload.
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.noReload = true`)); err != nil {
 		step("mark the page", err)

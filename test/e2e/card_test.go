@@ -123,7 +123,10 @@ func TestNoCardNumberAtRest(t *testing.T) {
 	t.Logf("scanned %d messages in %d streams, %d bytes of logs", scanned, streams, h.logs.Len())
 }
 
-var digitRun = regexp.MustCompile(`[0-9][0-9 -]*[0-9]`)
+// digitRun is a run of digits (spaces and dashes between them allowed)
+// that stands on its own: not inside a longer token of letters and digits,
+// such as a hexadecimal id, where a Luhn-valid run is chance, not a card.
+var digitRun = regexp.MustCompile(`(?:^|[^0-9A-Za-z])([0-9][0-9 -]*[0-9])(?:$|[^0-9A-Za-z])`)
 
 // cardIn returns the first card number in text: one of cards, or any run
 // of 13 to 19 digits (spaces and dashes between them allowed) that passes
@@ -134,7 +137,8 @@ func cardIn(text string, cards []string) string {
 			return c
 		}
 	}
-	for _, run := range digitRun.FindAllString(text, -1) {
+	for _, m := range digitRun.FindAllStringSubmatch(text, -1) {
+		run := m[1]
 		digits := strings.NewReplacer(" ", "", "-", "").Replace(run)
 		if len(digits) >= 13 && len(digits) <= 19 && luhn(digits) {
 			return run
@@ -224,6 +228,21 @@ func TestCardTokenPaysForOneOrderOfItsCustomer(t *testing.T) {
 	for _, c := range ledger {
 		if c.Status == "charged" && c.OrderID != first {
 			t.Errorf("charged for %s: %+v", c.OrderID, c)
+		}
+	}
+}
+
+// The scanner finds a card number standing alone, and not a Luhn-valid run
+// of digits inside an id (ord-2646d5279554417902d00104 holds one).
+func TestCardScannerSeesCardsNotIds(t *testing.T) {
+	for text, want := range map[string]bool{
+		`"card":"4242424242424242"`:             true,
+		"paid with 4242 4242 4242 4242 today":   true,
+		"ord-2646d5279554417902d00104":          false,
+		`{"id":"ord-2646d5279554417902d00104"}`: false,
+	} {
+		if got := cardIn(text, nil) != ""; got != want {
+			t.Errorf("cardIn(%q) found a card: %v, want %v", text, got, want)
 		}
 	}
 }
