@@ -23,7 +23,7 @@ func WithMaxEventSize(n int) Option { return engine.WithMaxEventSize(n) }
 // 24 hours; 0 keeps them for ever). A saga still running, or
 // parked as compensation_failed for an operator, is never removed: the
 // clock starts when it ends. Each ended saga costs the broker about the
-// memory of its subjects (see the README's Performance section) until
+// memory of its subjects (see docs/performance.md) until
 // then. The removal is a broker-side timer handled by any runner of the
 // flow.
 func WithRetention(d time.Duration) Option { return engine.WithRetention(d) }

@@ -117,7 +117,7 @@ func TestFlowsDropsSchemasThatAreNotSchemas(t *testing.T) {
 	}
 }
 
-// AsyncAPI is given FlowInfo values: one that no Define could make is
+// AsyncAPI is given describe.Flow values: one that no Define could make is
 // refused with an error, never a panic or a two-billion-entry slice.
 func TestAsyncAPIRefusesMalformedFlows(t *testing.T) {
 	base := func() describe.Flow {

@@ -1,7 +1,7 @@
 // Command choreo-auth prints a nats-server authorization block for the
 // example shop: an admin identity, which provisions streams, consumers and
 // buckets, and one identity per service with the permissions derived from
-// the order flow (saga.Permissions) and the service's own buckets, events
+// the order flow (access.Permissions) and the service's own buckets, events
 // and endpoints. Each identity is an nkey whose seed is kept in the
 // credentials directory (created 0600 on the first run, reused after), in
 // a form the nats CLI takes: nats --nkey DIR/admin.nk.

@@ -23,7 +23,7 @@ type Config struct {
 	// was acknowledged; it costs throughput.
 	SyncAlways bool
 	// Users, when set, are the only clients the server accepts, each with
-	// its permissions (see saga.Permissions); no anonymous access.
+	// its permissions (see access.Permissions); no anonymous access.
 	Users []*server.NkeyUser
 	// TLS for clients: with TLSCert and TLSKey the server requires TLS;
 	// with TLSCA too, clients must present a certificate that CA signed.

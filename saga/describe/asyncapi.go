@@ -26,7 +26,7 @@ type AsyncAPIOptions struct {
 
 // AsyncAPI writes an AsyncAPI 3.0 document (JSON) of the flow versions: a
 // channel for each subject a saga of theirs uses, with the message it
-// carries (its payload's JSON Schema from FlowInfo.Schemas), and the
+// carries (its payload's JSON Schema from Flow.Schemas), and the
 // operations on them, each named with the service that owns it
 // (x-choreo-service, and a "service:NAME" tag):
 //

@@ -24,7 +24,7 @@ import (
 // --user NAME with the password from the environment variable
 // CHOREO_NATS_PASSWORD or from --password-file FILE (never on the command
 // line). Its inbox prefix is access.InboxPrefix(name), which its
-// permissions allow (see saga.Permissions).
+// permissions allow (see access.Permissions).
 func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Context, d Deps) error) {
 	fs := flag.NewFlagSet(name, flag.ExitOnError)
 	url := fs.String("nats", envOr("CHOREO_NATS", "nats://127.0.0.1:4222"), "the nats-server to use (env CHOREO_NATS)")

@@ -41,7 +41,7 @@ var (
 )
 
 // Permissions is what each of the shop's services may do on the broker:
-// the saga permissions of the order flow (saga.Permissions: its own steps,
+// the saga permissions of the order flow (access.Permissions: its own steps,
 // its own consumers), its own buckets, the domain events it publishes and
 // consumes, the endpoints it serves; the gateway reads the sagas and the
 // events (saga.Reader) and calls the endpoints. The admin is not in it.

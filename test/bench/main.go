@@ -165,7 +165,7 @@ func main() {
 	}
 	fmt.Printf("total %v\n", time.Since(t0).Round(100*time.Millisecond))
 
-	// The last line: what CI and the README quote.
+	// The last line: what CI and docs/performance.md quote.
 	ch, okc := b.results[base.with("choreo")]
 	raw, okr := b.results[base.with("raw")]
 	if okc || okr {

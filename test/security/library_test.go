@@ -19,7 +19,7 @@ import (
 
 type ticket struct{ N int }
 
-// A library user's flow runs on the permissions saga.Permissions derives,
+// A library user's flow runs on the permissions access.Permissions derives,
 // through every path a runner takes on the broker: a start, a step, the
 // saga deadline (a broker-side timer handled by a participant), a
 // compensation, and the expiry of the ended saga, which deletes its log

@@ -31,7 +31,7 @@ var (
 	// or that ran its pivot (it can only go forward).
 	ErrNotRunning = errors.New("saga: saga is not running")
 	// ErrRetired is returned by Start for a flow version that is retired
-	// or draining (Client.Retire): Start never starts another version in
+	// or draining (ops.Client.Retire): Start never starts another version in
 	// its place.
 	ErrRetired = errors.New("saga: flow version retired")
 	// ErrBound is returned by Handle when the step already has a handler in
