@@ -40,6 +40,27 @@ var (
 	// missing or differs and the client's identity may not create or
 	// update it: an admin provisions it (access.Provision).
 	ErrNotProvisioned = engine.ErrNotProvisioned
+	// ErrLater, returned by the action of a step completed later
+	// (WaitsFor), says the step started and its outcome comes later: see
+	// Later.
+	ErrLater = engine.ErrLater
+	// ErrInvalidToken is returned by Step.Complete and Step.Fail for a
+	// completion token that is malformed or names another step.
+	ErrInvalidToken = engine.ErrInvalidToken
+	// ErrNotWaiting is returned by Step.Complete and Step.Fail when the
+	// step does not wait for the token's attempt: it was completed or
+	// failed already (a second completion), or the token is an earlier
+	// attempt's. Nothing changed.
+	ErrNotWaiting = engine.ErrNotWaiting
+	// ErrWaitOver is returned by Step.Complete and Step.Fail after the
+	// step's wait timed out. Nothing changed: the timeout decides the step.
+	ErrWaitOver = engine.ErrWaitOver
+	// ErrCompensated is returned by Step.Complete for a step the saga
+	// compensated (or is compensating) before the completion came: a
+	// deadline passed, an operator cancelled, another step failed, or the
+	// wait timed out. Nothing changed, and the effect the completion
+	// reports was not compensated: the caller must undo it.
+	ErrCompensated = engine.ErrCompensated
 )
 
 // Abort wraps err as a business refusal (card declined, out of stock). A

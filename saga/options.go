@@ -48,3 +48,10 @@ func WithUncheckedEvents() Option { return engine.WithUncheckedEvents() }
 // TracerProvider, otel.GetTracerProvider, which is a no-op unless the
 // program sets one).
 func WithTracerProvider(tp trace.TracerProvider) Option { return engine.WithTracerProvider(tp) }
+
+// WithClock replaces the clock choreo reads the saga's times from: when a
+// step's wait or a saga's deadline has passed, and the times a state
+// records. It is for tests that move time (sagatest.Clock, which also
+// fires the broker's schedules that its time makes due); give every
+// client of the test the same clock.
+func WithClock(now func() time.Time) Option { return engine.WithClock(now) }

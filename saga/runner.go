@@ -41,6 +41,9 @@ func NewRunner(c *Client, opts ...RunnerOption) (*Runner, error) {
 // A step in several versions of its flow (the same step value in each
 // Define) is bound in each: the runner serves every one of those versions.
 //
+// A step completed later (WaitsFor) may have a nil action: it then waits
+// as soon as it is triggered (for a completion or its event).
+//
 // Handle returns ErrInvalidFlow for a step that is in no flow,
 // ErrInvalidOption for a nil runner or action or for a compensation of a
 // pivot or retriable step (they are never compensated), and ErrBound for a
@@ -50,6 +53,10 @@ func Handle[In, Out any](r *Runner, s *Step[In, Out], action func(context.Contex
 		return fmt.Errorf("%w: nil runner", ErrInvalidOption)
 	}
 	var act func(ctx context.Context, data []byte) ([]byte, error)
+	if action == nil && s.step().Waits() {
+		// A step completed later with nothing to ask for: it waits.
+		act = func(context.Context, []byte) ([]byte, error) { return nil, engine.ErrLater }
+	}
 	if action != nil {
 		act = func(ctx context.Context, data []byte) ([]byte, error) {
 			var in In

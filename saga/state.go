@@ -35,6 +35,10 @@ type StepStatus string
 const (
 	StepPending   StepStatus = "pending"   // not triggered yet
 	StepRunning   StepStatus = "running"   // triggered, no outcome yet
+	// StepWaiting is a step completed later (WaitsFor): its action started
+	// it and its outcome comes from outside (Step.Complete or Step.Fail, a
+	// domain event, a child saga's end) until WaitUntil.
+	StepWaiting StepStatus = "waiting"
 	StepCompleted StepStatus = "completed" // action succeeded
 	StepFailed    StepStatus = "failed"    // aborted or out of retries: it had no effect
 	// StepUnknown is a compensatable step whose outcome is unknown: no
@@ -142,6 +146,13 @@ type StepState struct {
 	Taken    bool   `json:"taken,omitempty"`
 	Unserved bool   `json:"unserved,omitempty"`
 	Waiting  string `json:"waiting,omitempty"`
+	// A step completed later (WaitsFor): WaitingOn is who it waits on;
+	// WaitUntil when its wait times out (or, while it is running after a
+	// failed attempt, when it is tried again); Token, while it waits, the
+	// completion token of the attempt that waits (Step.Complete).
+	WaitingOn string    `json:"waiting_on,omitempty"`
+	WaitUntil time.Time `json:"wait_until,omitzero"`
+	Token     string    `json:"token,omitempty"`
 }
 
 // Event is one event of a saga's log (Client.Timeline).
@@ -175,6 +186,7 @@ func stateOf(s *engine.State) *State {
 			Attempts: st.Attempts, Error: st.Error, CompensationError: st.CompensationError, StartedAt: st.StartedAt, EndedAt: st.EndedAt,
 			CompensationAttempts: st.CompensationAttempts, CompensatedAt: st.CompensatedAt,
 			Trigger: st.Trigger, Done: st.Done, Taken: st.Taken, Unserved: st.Unserved, Waiting: st.Waiting,
+			WaitingOn: st.WaitingOn, WaitUntil: st.WaitUntil, Token: engine.TokenOf(s, st.Name),
 		}
 	}
 	return out

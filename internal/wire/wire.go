@@ -66,12 +66,18 @@ const (
 	// dead letter copies; it keeps only the payload's start.
 	DeadSize = "Choreo-Dlq-Size"
 	DeadHash = "Choreo-Dlq-Hash"
+	// Attempt, on a step's timer, is the attempt of the step it belongs
+	// to: a timer of an earlier attempt fires for nothing.
+	Attempt = "Choreo-Attempt"
 )
 
 // Timer kinds.
 const (
 	TimerDeadline = "deadline" // the saga's deadline passed
 	TimerExpire   = "expire"   // an ended saga's retention passed
+	// TimerStep fires on a step's own timer subject (StepTimerSubject):
+	// the wait of a step completed later is over, or its retry is due.
+	TimerStep = "step"
 )
 
 // Phase tokens of commands.
@@ -122,6 +128,16 @@ func TimerSubject(flow, id string, version int) string {
 	return Timer + flow + "." + id + "." + Version(version)
 }
 
+// StepSchedSubject holds the one timer schedule of a step of a saga: the
+// end of its wait, or its next attempt (a step completed later).
+func StepSchedSubject(flow, id, step string) string { return Sched + flow + "." + id + "." + step }
+
+// StepTimerSubject is where a step's schedule fires: only its owner's
+// consumer (WaitConsumer) reads it.
+func StepTimerSubject(flow, id string, version int, step string) string {
+	return TimerSubject(flow, id, version) + "." + step
+}
+
 // Tokens splits a subject into at most n tokens without allocating more
 // than the result; ok is false when it does not have exactly n.
 func Tokens(subject string, n int) ([]string, bool) {
@@ -144,6 +160,7 @@ const (
 	PhaseDeadline          = "deadline"
 	PhaseResume            = "resume"
 	PhaseCancelled         = "cancelled"
+	PhaseWaiting           = "waiting"
 )
 
 // Token reports whether s is a name choreo accepts for a flow, a step or
@@ -206,6 +223,18 @@ func UndoConsumer(flow string, version int, step string) string {
 // TimerConsumer names the durable consumer of a flow version's timers.
 func TimerConsumer(flow string, version int) string {
 	return flow + "_" + Version(version) + "__timers"
+}
+
+// WaitConsumer names the durable consumer of a step's own timers (a step
+// completed later).
+func WaitConsumer(flow string, version int, step string) string {
+	return flow + "_" + Version(version) + "_" + step + "_wait"
+}
+
+// EventConsumer names the durable consumer, on the domain events stream,
+// of the events that complete a step (an event wait).
+func EventConsumer(flow string, version int, step string) string {
+	return flow + "_" + Version(version) + "_" + step + "_on"
 }
 
 // EndConsumer names the durable consumer of an OnEnd handler of a flow.

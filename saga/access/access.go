@@ -89,7 +89,9 @@ const jsAPI = "$JS.API."
 //     does to expire an ended saga and to quarantine a rogue event: it can
 //     remove a saga's history, never append an outcome it does not own);
 //   - create, pull from and acknowledge only its own durable consumers:
-//     <flow>_v<N>_<step>_do and _undo of its steps, <flow>_v<N>__timers of the flows
+//     <flow>_v<N>_<step>_do and _undo of its steps (and _wait of a step
+//     completed later, with its timer schedule choreo.sched.<flow>.*.<step>),
+//     <flow>_v<N>__timers of the flows
 //     it runs steps of, and <flow>__end_<service> (an OnEnd handler named
 //     after the service);
 //   - attest the definitions of the flow versions it runs steps of, under
@@ -127,6 +129,12 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 			a := Access{Publish: Rules{Allow: own}}
 			for _, c := range cons {
 				a.Add(Consume(wire.Stream, c))
+			}
+			if d.Wait > 0 {
+				// A step completed later: its own timer, set and read by
+				// its owner alone.
+				a.Publish.Allow = append(a.Publish.Allow, wire.StepSchedSubject(f.Name, "*", d.Name))
+				a.Add(Consume(wire.TimerStream, wire.WaitConsumer(f.Name, f.Version, d.Name)))
 			}
 			grant(d.Owner, a)
 		}

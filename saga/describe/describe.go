@@ -66,6 +66,13 @@ type Step struct {
 	Undo      string        `json:"undo,omitempty"`       // its compensation's name (saga.Undo), "" if undeclared
 	EventType string        `json:"event_type"`           // the CloudEvents type of its result
 	Timeout   time.Duration `json:"timeout_ns,omitempty"` // its action's timeout (saga.WithTimeout), in nanoseconds
+	// A step completed later (saga.WaitsFor) waits on WaitsOn ("customer")
+	// for at most Wait; one completed by a domain event (saga.CompletesOn)
+	// names the event's topic and the field that holds the saga id.
+	WaitsOn string        `json:"waits_on,omitempty"`
+	Wait    time.Duration `json:"wait_ns,omitempty"`
+	OnTopic string        `json:"on_topic,omitempty"`
+	OnField string        `json:"on_field,omitempty"`
 }
 
 // Step describes the named step; ok is false when the flow has none.

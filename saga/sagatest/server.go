@@ -38,6 +38,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	cleanup []func() // without tb: what Shutdown closes
+	clock   *Clock   // set by Clock: Client and Ops use it
 }
 
 // ClientURL is the URL clients connect to ("nats://127.0.0.1:PORT").
@@ -176,6 +177,7 @@ func (s *Server) Connect() (*nats.Conn, jetstream.JetStream) {
 // Client connects to the server and returns a saga client over it.
 func (s *Server) Client(opts ...saga.Option) *saga.Client {
 	_, js := s.Connect()
+	opts = s.withClock(opts)
 	c, err := saga.New(context.Background(), js, opts...)
 	if err != nil {
 		s.fatal("sagatest: saga client: %v", err)
@@ -188,6 +190,7 @@ func (s *Server) Client(opts ...saga.Option) *saga.Client {
 // sure choreo's streams exist.
 func (s *Server) Ops(opts ...saga.Option) *ops.Client {
 	_, js := s.Connect()
+	opts = s.withClock(opts)
 	if err := access.Provision(context.Background(), js, opts...); err != nil {
 		s.fatal("sagatest: provision: %v", err)
 	}

@@ -86,7 +86,7 @@ func (j *journal) append(ctx context.Context, cur *State, seq uint64, e entry) (
 		next := cur.clone()
 		next.Events++
 		next.follow(seq)
-		t := clock()
+		t := j.now()
 		if err := e.apply(next, t); err != nil {
 			return cur, seq, err
 		}
@@ -179,6 +179,39 @@ func (j *journal) schedule(ctx context.Context, st *State, kind string, at time.
 	return nil
 }
 
+// timed reports whether a step's own timer decides what happens next: it
+// waits for its outcome, or its next attempt is due at WaitUntil.
+func timed(st *StepState) bool {
+	return st != nil && (st.Status == StepWaiting || (st.Status == StepRunning && !st.WaitUntil.IsZero()))
+}
+
+// armStep sets the named step's own broker-side timer for what st says of
+// it: the end of its wait, or its next attempt. The timer names the
+// attempt, so that one of an earlier attempt fires for nothing; its id is
+// deterministic, so arming again is harmless. Only the step's owner may.
+func (j *journal) armStep(ctx context.Context, st *State, step string) error {
+	s := st.Step(step)
+	if !timed(s) {
+		return nil
+	}
+	attempt := strconv.Itoa(s.Attempts)
+	m := &nats.Msg{
+		Subject: wire.StepSchedSubject(st.Flow, st.ID, step),
+		Header: nats.Header{
+			nats.MsgIdHdr:          {st.Flow + "." + st.ID + "." + step + "." + string(s.Status) + "." + attempt + "." + strconv.Itoa(st.Epoch)},
+			"Nats-Schedule":        {"@at " + s.WaitUntil.UTC().Format(time.RFC3339Nano)},
+			"Nats-Schedule-Target": {wire.StepTimerSubject(st.Flow, st.ID, st.Version, step)},
+			wire.TimerKind:         {wire.TimerStep},
+			wire.Attempt:           {attempt},
+		},
+	}
+	inject(ctx, m.Header)
+	if _, err := j.send(ctx, m); err != nil {
+		return fmt.Errorf("saga: timer of step %s of %s/%s: %w", step, st.Flow, st.ID, fullError(err))
+	}
+	return nil
+}
+
 // expire removes an ended saga's log and commands once its retention has
 // passed. A saga that is not over (an operator resumed it) is left alone.
 // Messages are deleted one by one, never purged: a purge would make the
@@ -196,7 +229,7 @@ func (j *journal) expire(ctx context.Context, flow, id string) error {
 	if err != nil {
 		return err
 	}
-	if (st.Status != StatusCompleted && st.Status != StatusCompensated) || time.Now().Before(st.EndedAt.Add(j.opts.retention)) {
+	if (st.Status != StatusCompleted && st.Status != StatusCompensated) || j.now().Before(st.EndedAt.Add(j.opts.retention)) {
 		return nil
 	}
 	if st.overflow {

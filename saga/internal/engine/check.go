@@ -157,7 +157,7 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 func (j *journal) replayChain(env *envelope, chain []link, base *State, baseSeq uint64, trust bool) error {
 	for i := len(chain) - 1; i >= 0; i-- {
 		l := chain[i]
-		next, err := replay(base, baseSeq, l.env, time.Now())
+		next, err := replay(base, baseSeq, l.env, j.now())
 		if err == nil && string(encodeState(next)) != l.raw {
 			err = errors.New("its state changes more than its step and phase may")
 		}
@@ -243,7 +243,17 @@ func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, e
 	case PhaseSkipped:
 		err = next.skip(env.step, t)
 	case PhaseRetry:
-		err = next.retrying(env.step, st.Attempts, st.Error)
+		if st.WaitUntil.IsZero() {
+			err = next.retrying(env.step, st.Attempts, st.Error)
+		} else {
+			err = next.retryWait(env.step, st.Attempts, st.Error, st.WaitUntil)
+		}
+	case PhaseWaiting:
+		// The owner sets the wait's end; it cannot end before it began.
+		if !st.WaitUntil.After(t) || st.WaitingOn == "" {
+			return nil, errors.New("a wait must end after it begins and name whom it waits on")
+		}
+		err = next.wait(env.step, st.Attempts, st.WaitUntil, st.WaitingOn)
 	case PhaseCompensated:
 		err = next.compensated(env.step, st.CompensationAttempts, t)
 	case PhaseCompensationRetry:

@@ -23,7 +23,7 @@ import (
 // before, joined by ',' ("*" when there were too many to list), and
 // with steps joined by ';', each
 //
-//	name,position,kind+status,attempts,trigger,done,compAttempts,started,ended,compensated,error,compError
+//	name,position,kind+status,attempts,trigger,done,compAttempts,started,ended,compensated,error,compError,waitUntil,waitingOn
 //
 // The flow and the saga id are the subject's. A number 0 and a zero time
 // are empty fields, and a step's trailing empty fields are left out, so a
@@ -40,7 +40,7 @@ const timeUnit = time.Microsecond
 var (
 	kindCode   = map[StepKind]byte{CompensatableStep: 'c', PivotStep: 'p', RetriableStep: 'r'}
 	statusCode = map[StepStatus]byte{StepPending: 'p', StepRunning: 'r', StepCompleted: 'c', StepFailed: 'f',
-		StepSkipped: 's', StepCompensated: 'x', StepCompensationFailed: 'X', StepUnknown: 't'}
+		StepSkipped: 's', StepCompensated: 'x', StepCompensationFailed: 'X', StepUnknown: 't', StepWaiting: 'w'}
 	sagaCode = map[Status]byte{StatusRunning: 'r', StatusCompleted: 'c', StatusCompensating: 'g',
 		StatusCompensated: 'x', StatusCompensationFailed: 'X'}
 	kindOf     [256]StepKind
@@ -141,6 +141,16 @@ func encodeState(s *State) []byte {
 			if e != "" {
 				mark = len(b)
 			}
+		}
+		b = append(b, ',')
+		b = appendTime(b, st.WaitUntil, s.StartedAt)
+		if !st.WaitUntil.IsZero() {
+			mark = len(b)
+		}
+		b = append(b, ',')
+		b = appendText(b, st.WaitingOn)
+		if st.WaitingOn != "" {
+			mark = len(b)
 		}
 		b = b[:mark]
 	}
@@ -282,6 +292,8 @@ func decodeState(flow, id, raw string) (*State, error) {
 		st.CompensatedAt = rec.time(rec.next(','), base)
 		st.Error = rec.text(rec.next(','))
 		st.CompensationError = rec.text(rec.next(','))
+		st.WaitUntil = rec.time(rec.next(','), base)
+		st.WaitingOn = rec.text(rec.next(','))
 		if rec.s != "" {
 			rec.fail("step %q has too many fields", st.Name)
 		}

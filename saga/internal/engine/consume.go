@@ -110,6 +110,14 @@ func (r *Runner) specs() []consumerSpec {
 			desc:   fmt.Sprintf("choreo: flow %s v%d, step %s, action", f.name, f.version, b.def.name),
 			handle: func(ctx context.Context, d *delivery) { r.onTrigger(ctx, b, d) },
 		})
+		if b.def.Waits() {
+			out = append(out, consumerSpec{
+				stream: wire.TimerStream, name: wire.WaitConsumer(f.name, f.version, b.def.name), flow: f,
+				filters: []string{wire.StepTimerSubject(f.name, "*", f.version, b.def.name)},
+				desc:    fmt.Sprintf("choreo: flow %s v%d, step %s, waits and their retries", f.name, f.version, b.def.name),
+				handle:  func(ctx context.Context, d *delivery) { r.onStepTimer(ctx, b, d) },
+			})
+		}
 		if b.def.kind == CompensatableStep {
 			out = append(out, consumerSpec{
 				stream: wire.Stream, name: wire.UndoConsumer(f.name, f.version, b.def.name), flow: f,

@@ -11,7 +11,20 @@ type infoKey struct{}
 
 type runInfo struct {
 	Info
-	j *journal
+	j     *journal
+	waits bool // the step is completed later: its action may return ErrLater
+}
+
+// CompletionToken returns the token that completes the step whose action
+// ctx belongs to, when the step is completed later (WaitsFor): hand it to
+// whoever will report the outcome, then return ErrLater. It is "" outside
+// such an action.
+func CompletionToken(ctx context.Context) string {
+	ri, ok := ctx.Value(infoKey{}).(*runInfo)
+	if !ok || !ri.waits || ri.Phase != PhaseAction {
+		return ""
+	}
+	return tokenOf(ri.Flow, ri.Version, ri.ID, ri.Step, ri.Attempt)
 }
 
 // InfoFrom returns the Info of the handler call ctx belongs to.

@@ -61,7 +61,9 @@ func judgeTrigger(d *stepDef, cur *State, trigger, delivered int, stale bool, no
 	switch {
 	case st == nil || st.Trigger != trigger:
 		return triggerIgnore
-	case st.Status != StepRunning:
+	case st.Status != StepRunning, !st.WaitUntil.IsZero():
+		// Decided, or a step completed later whose next attempt its own
+		// timer runs.
 		return triggerSettled
 	case cur.Status != StatusRunning && (delivered > 1 || stale) && d.kind == CompensatableStep:
 		// An earlier delivery may have made its effect before a crash. So
@@ -91,6 +93,7 @@ type verdict struct {
 	retryIn    time.Duration // > 0: record what can be recorded, then redeliver after this
 	reject     string        // dead-letter and terminate the message after recording
 	done       bool          // delete the message once it is recorded: a fired timer
+	arm        bool          // set the step's own timer for the state recorded (a step completed later)
 	warn       string        // a line worth an operator's attention
 }
 
@@ -155,6 +158,12 @@ func judgeAction(d *stepDef, attempt int, o actionResult, b stepLimit) verdict {
 		return verdict{phase: PhaseDone, data: o.out, apply: func(s *State, now time.Time) error { return s.complete(d.name, attempt, now) }}
 	case o.late && !IsAbort(o.err):
 		return unknownVerdict(d, attempt, fmt.Sprintf("%s: %v", b.reason, o.err))
+	case errors.Is(o.err, ErrLater) && !d.Waits():
+		v := failVerdict(d, attempt, "its action returned Later, but the flow does not declare the step WaitsFor")
+		v.warn = "a step that does not wait returned Later"
+		return v
+	case errors.Is(o.err, ErrLater):
+		return waitVerdict(d, attempt)
 	case errors.As(o.err, &undecodable):
 		v := failVerdict(d, attempt, o.err.Error())
 		v.deadLetter = o.err.Error()
@@ -178,6 +187,59 @@ func judgeAction(d *stepDef, attempt int, o actionResult, b stepLimit) verdict {
 		phase: PhaseRetry, retryIn: policy.backoff(attempt),
 		apply: func(s *State, _ time.Time) error { return s.retrying(d.name, attempt, reason) },
 	}
+}
+
+// waitVerdict records that attempt of step d started and waits for its
+// outcome, until the step's wait times out.
+func waitVerdict(d *stepDef, attempt int) verdict {
+	return verdict{phase: PhaseWaiting, arm: true, apply: func(s *State, now time.Time) error {
+		return s.wait(d.name, attempt, now.Add(d.waitFor), d.waitOn)
+	}}
+}
+
+// waitRetry turns a retry verdict of a step completed later into one its
+// own timer runs: the broker cannot redeliver what started the attempt (it
+// was acknowledged when the step began waiting).
+func waitRetry(d *stepDef, attempt int, reason string, in time.Duration) verdict {
+	return verdict{phase: PhaseRetry, arm: true, apply: func(s *State, now time.Time) error {
+		return s.retryWait(d.name, attempt, reason, now.Add(in))
+	}}
+}
+
+// timerRun adapts the verdict of an attempt its step's timer ran: a retry
+// is the timer's again, and the timer is deleted once the outcome is
+// recorded.
+func timerRun(d *stepDef, attempt int, v verdict, err error) verdict {
+	if v.retryIn > 0 {
+		reason := "retry"
+		if err != nil {
+			reason = err.Error()
+		}
+		v = waitRetry(d, attempt, reason, v.retryIn)
+	}
+	v.done = true
+	return v
+}
+
+// waitOver decides what a step's wait that timed out comes to: another
+// attempt while its retries last (a retriable step's never run out: past
+// them it is reported), else a compensatable step's outcome is unknown
+// (compensated) and a pivot's is a failure.
+func waitOver(d *stepDef, attempt int) (again bool, v verdict) {
+	policy := d.retry.withDefaults(5, 5*time.Second)
+	if d.kind == RetriableStep || attempt < policy.MaxAttempts {
+		if d.kind == RetriableStep && attempt >= policy.MaxAttempts {
+			v.warn = fmt.Sprintf("step %s waited on %s %d times with no answer", d.name, d.waitOn, attempt)
+		}
+		return true, v
+	}
+	reason := fmt.Sprintf("no answer from %s within %v, %d attempts", d.waitOn, d.waitFor, attempt)
+	v = unknownVerdict(d, attempt, reason)
+	if d.kind != CompensatableStep {
+		v = failVerdict(d, attempt, reason)
+	}
+	v.done = true
+	return false, v
 }
 
 // judgeCompensation decides what a compensation's outcome records.

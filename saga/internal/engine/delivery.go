@@ -142,6 +142,12 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 		d.retryLater(err)
 		return
 	}
+	if v.arm {
+		if err := j.armStep(ctx, st, step); err != nil {
+			d.retryLater(err) // recorded: its redelivery arms the timer
+			return
+		}
+	}
 	if err == nil {
 		for _, fn := range d.onRecorded {
 			fn(st, step, v.phase)

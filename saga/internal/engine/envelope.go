@@ -30,7 +30,7 @@ func ValidID(id string) bool { return len(id) >= 1 && len(id) <= 128 && wire.IDC
 var logPhases = map[Phase]bool{
 	PhaseStart: true, PhaseDone: true, PhaseFailed: true, PhaseTimedOut: true, PhaseAbandoned: true,
 	PhaseSkipped: true, PhaseRetry: true, PhaseCompensated: true, PhaseCompensationRetry: true,
-	PhaseParked: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true,
+	PhaseParked: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true, PhaseWaiting: true,
 }
 
 // sagaPhases are the phases of saga-wide events (step "_saga").
@@ -45,7 +45,8 @@ type envelope struct {
 	state          *State // log events
 	epoch          int    // commands
 	after          uint64 // commands: the log event that made it due
-	timer          string // timers: wire.TimerDeadline or wire.TimerExpire
+	timer          string // timers: wire.TimerDeadline, TimerExpire or TimerStep
+	attempt        int    // a step's timer: the attempt it belongs to
 }
 
 // one returns the single value of a header, or says why there is not one.
@@ -135,11 +136,16 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 			return nil, bad("malformed %s %q", wire.After, after)
 		}
 	case len(subject) > len(wire.Timer) && subject[:len(wire.Timer)] == wire.Timer:
-		tok, ok := wire.Tokens(subject, 5)
+		tok, ok := wire.Tokens(subject, 6)
 		if !ok {
-			return nil, bad("subject %s is not a timer subject", subject)
+			if tok, ok = wire.Tokens(subject, 5); !ok {
+				return nil, bad("subject %s is not a timer subject", subject)
+			}
 		}
 		e.flow, e.id, e.step = tok[2], tok[3], wire.SagaStep
+		if len(tok) == 6 {
+			e.step = tok[5] // a step's own timer
+		}
 		if err := e.check(tok[4]); err != nil {
 			return nil, err
 		}
@@ -147,8 +153,16 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 		if err != nil {
 			return nil, err
 		}
-		if kind != wire.TimerDeadline && kind != wire.TimerExpire {
-			return nil, bad("unknown timer %q", kind)
+		switch {
+		case e.step != wire.SagaStep && kind == wire.TimerStep:
+			n, err := optional(h, wire.Attempt)
+			if err != nil || n == 0 || n > 1<<20 {
+				return nil, bad("step timer without a valid %s", wire.Attempt)
+			}
+			e.attempt = int(n)
+		case e.step == wire.SagaStep && (kind == wire.TimerDeadline || kind == wire.TimerExpire):
+		default:
+			return nil, bad("unknown timer %q on %s", kind, subject)
 		}
 		e.timer = kind
 	default:

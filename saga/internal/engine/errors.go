@@ -51,6 +51,23 @@ var (
 	// differs and the client's identity may not create or update it: an
 	// admin provisions it (Provision).
 	ErrNotProvisioned = errors.New("saga: not provisioned")
+	// ErrLater, returned by the action of a step completed later
+	// (WaitsFor), says the step started and its outcome comes later.
+	ErrLater = errors.New("saga: the step's outcome comes later")
+	// ErrInvalidToken is returned by Complete and Fail for a completion
+	// token that is malformed or names another step.
+	ErrInvalidToken = errors.New("saga: invalid completion token")
+	// ErrNotWaiting is returned by Complete and Fail when the step the
+	// token names does not wait for that attempt's outcome: it was
+	// completed or failed already, or the token is an earlier attempt's.
+	ErrNotWaiting = errors.New("saga: step is not waiting")
+	// ErrWaitOver is returned by Complete and Fail after the step's wait
+	// timed out: its timeout decides the step, not the completion.
+	ErrWaitOver = errors.New("saga: the step's wait is over")
+	// ErrCompensated is returned by Complete for a step whose saga
+	// compensated it (or is compensating it) before the completion came:
+	// the effect the completion reports must be undone by its caller.
+	ErrCompensated = errors.New("saga: the step was compensated; undo the late effect")
 )
 
 // abortError marks a business "no": the step will not succeed however often

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,6 +150,54 @@ func WithEventType(t string) StepOption {
 	}
 }
 
+// WaitsFor declares a step completed later: its action may start it and
+// return ErrLater, and its outcome then comes from outside (Complete or
+// Fail with the step's completion token, a domain event, a child saga)
+// within timeout, a broker-side timer. party says who it waits on
+// ("customer", "carrier"), for the tools.
+func WaitsFor(party string, timeout time.Duration) StepOption {
+	return func(s *stepDef) error {
+		if !wire.Token(party) {
+			return fmt.Errorf("%w: the party a step waits for must be 1-64 characters of [A-Za-z0-9_-], got %q", ErrInvalidOption, party)
+		}
+		if timeout <= 0 {
+			return fmt.Errorf("%w: a wait's timeout must be positive, got %v", ErrInvalidOption, timeout)
+		}
+		s.waitOn, s.waitFor = party, timeout
+		return nil
+	}
+}
+
+// CompletesOn declares that a step completed later (WaitsFor) completes
+// when a domain event on topic (package events) names its saga: the event's
+// JSON field field holds the saga id, and the event's payload is the step's
+// result.
+func CompletesOn(topic, field string) StepOption {
+	return func(s *stepDef) error {
+		if !wire.Token(topic) && !eventTopic(topic) {
+			return fmt.Errorf("%w: event topic %q must be dot-separated tokens of [A-Za-z0-9_-]", ErrInvalidOption, topic)
+		}
+		if field == "" {
+			return fmt.Errorf("%w: empty event field", ErrInvalidOption)
+		}
+		s.onTopic, s.onField = topic, field
+		return nil
+	}
+}
+
+// eventTopic reports whether topic is one or more dot-separated tokens.
+func eventTopic(topic string) bool {
+	for _, t := range strings.Split(topic, ".") {
+		if !wire.Token(t) {
+			return false
+		}
+	}
+	return topic != ""
+}
+
+// Waits reports whether the step is completed later (WaitsFor).
+func (d *stepDef) Waits() bool { return d != nil && d.waitFor > 0 }
+
 // Item is a member of a flow definition: a step, a Parallel group or a
 // Deadline.
 type Item interface{ flowItem() }
@@ -163,6 +212,10 @@ type stepDef struct {
 	eventType string
 	owner     string
 	undo      string
+	waitOn    string        // WaitsFor: who it waits on
+	waitFor   time.Duration // WaitsFor: how long
+	onTopic   string        // CompletesOn: the event topic
+	onField   string        // CompletesOn: the event's field with the saga id
 	in, out   reflect.Type
 	err       error // first option error, reported by Define
 
@@ -342,6 +395,9 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 		}
 		if d.undo != "" && d.kind != CompensatableStep {
 			return nil, fmt.Errorf("step %q is %s: it has no compensation to name", d.name, d.kind)
+		}
+		if d.onTopic != "" && d.waitFor == 0 {
+			return nil, fmt.Errorf("step %q completes on event %s but does not wait: declare saga.WaitsFor too", d.name, d.onTopic)
 		}
 		if _, dup := f.byName[d.name]; dup {
 			return nil, fmt.Errorf("two steps named %q", d.name)

@@ -132,12 +132,16 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		}
 	}
 	attempt := d.delivered
-	verdict := judgeTrigger(def, cur, env.state.Events, d.delivered, stale, time.Now())
+	verdict := judgeTrigger(def, cur, env.state.Events, d.delivered, stale, r.j.now())
 	switch verdict {
 	case triggerIgnore:
 		_ = d.m.Ack() // not this step's trigger: a sibling's result, or another version's
 		return
 	case triggerSettled:
+		if err := r.j.armStep(ctx, cur, def.name); err != nil { // a crash may have left a wait without its timer
+			d.retryLater(err)
+			return
+		}
 		d.settled(ctx, cur, curSeq)
 		return
 	case triggerRun:
@@ -149,13 +153,22 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 	if env.step == wire.SagaStep || env.phase == PhaseDone {
 		trigger = d.m.Data()
 	}
-	input, err := r.inputOf(ctx, def, env.id, trigger)
+	r.act(ctx, b, d, cur, curSeq, attempt, trigger, false)
+}
+
+// act runs attempt of step b's action on the saga cur (at sequence
+// curSeq) and records its outcome. trigger is the triggering event's
+// payload when it is the step's input; byTimer says the step's own timer
+// runs the attempt (a step completed later, tried again).
+func (r *Runner) act(ctx context.Context, b *binding, d *delivery, cur *State, curSeq uint64, attempt int, trigger []byte, byTimer bool) {
+	def := b.def
+	input, err := r.inputOf(ctx, def, cur.ID, trigger)
 	if err != nil {
 		d.retryLater(err)
 		return
 	}
 	bnd := stepBound(def, cur)
-	info := Info{Flow: env.flow, Version: cur.Version, ID: env.id, Step: def.name, Phase: PhaseAction, Attempt: attempt}
+	info := Info{Flow: cur.Flow, Version: cur.Version, ID: cur.ID, Step: def.name, Phase: PhaseAction, Attempt: attempt}
 	ctx, c := r.begin(ctx, d, info)
 	defer c.end()
 	if r.o.validate != nil {
@@ -165,12 +178,15 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		}
 		if verr := r.o.validate(itype, input); verr != nil {
 			v := schemaInvalid(def, attempt, itype, verr)
+			if byTimer {
+				v.done = true
+			}
 			c.judged(d, v, errors.New(v.deadLetter))
 			d.record(ctx, cur, curSeq, def.name, v, input)
 			return
 		}
 	}
-	actx := context.WithValue(ctx, infoKey{}, &runInfo{j: r.j, Info: info})
+	actx := context.WithValue(ctx, infoKey{}, &runInfo{j: r.j, Info: info, waits: def.Waits()})
 	if !bnd.at.IsZero() {
 		var cancel context.CancelFunc
 		actx, cancel = context.WithDeadline(actx, bnd.at)
@@ -181,13 +197,66 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		o.out, err = b.action(ctx, input)
 		return err
 	})
-	o.late = bnd.reached(time.Now())
+	o.late = bnd.reached(r.j.now())
 	if o.err == nil && len(o.out) > 1024 {
 		o.tooLarge = oversize(len(o.out), len(encodeState(cur)), r.j.opts.maxEventSize)
 	}
 	v := judgeAction(def, attempt, o, bnd)
+	if byTimer {
+		v = timerRun(def, attempt, v, o.err)
+	}
 	c.judged(d, v, o.err)
 	d.record(ctx, cur, curSeq, def.name, v, input)
+}
+
+// onStepTimer handles a step's own timer (a step completed later): its
+// wait timed out, or its next attempt is due.
+func (r *Runner) onStepTimer(ctx context.Context, b *binding, d *delivery) {
+	def := b.def
+	if !d.parse(ctx) {
+		return
+	}
+	env := d.env
+	if env.step != def.name || env.timer != wire.TimerStep {
+		d.reject(ctx, fmt.Sprintf("timer of step %s on the consumer of %s", env.step, def.name))
+		return
+	}
+	cur, curSeq, err := r.j.load(ctx, env.flow, env.id, 0)
+	if errors.Is(err, ErrNotFound) {
+		d.done(ctx) // the saga ended and expired before its step's timer fired
+		return
+	}
+	if err != nil {
+		d.retryLater(err)
+		return
+	}
+	st := cur.Step(def.name)
+	if st == nil || !timed(st) || st.Attempts != env.attempt {
+		// An earlier attempt's timer, or the step was decided. A crash
+		// between recording and arming a timer is made good here.
+		if err := r.j.armStep(ctx, cur, def.name); err != nil {
+			d.retryLater(err)
+			return
+		}
+		d.done(ctx)
+		return
+	}
+	fired := d.m.Headers().Get("Nats-Scheduler") == wire.StepSchedSubject(env.flow, env.id, def.name)
+	if now := r.j.now(); !fired && now.Before(st.WaitUntil) {
+		_ = d.m.NakWithDelay(st.WaitUntil.Sub(now)) // not due yet by the saga's clock
+		return
+	}
+	if st.Status == StepWaiting {
+		again, v := waitOver(def, st.Attempts)
+		if v.warn != "" {
+			d.log().Warn("choreo: "+v.warn, "flow", cur.Flow, "saga", cur.ID, "step", def.name)
+		}
+		if !again {
+			d.record(ctx, cur, curSeq, def.name, v, nil)
+			return
+		}
+	}
+	r.act(ctx, b, d, cur, curSeq, st.Attempts+1, nil, true)
 }
 
 // rejectTrigger dead-letters a trigger that cannot be read. When it is the

@@ -55,7 +55,14 @@ type entry struct {
 	apply transition // the change it records (append only)
 }
 
-func clock() time.Time { return time.Now().UTC().Truncate(timeUnit) }
+// now is the saga's clock: the time a state records, and against which
+// waits and deadlines are judged (WithClock).
+func (j *journal) now() time.Time {
+	if j.opts.clock != nil {
+		return j.opts.clock().UTC().Truncate(timeUnit)
+	}
+	return time.Now().UTC().Truncate(timeUnit)
+}
 
 // lastMsg returns the newest message on subject (wildcards allowed) with
 // its stream sequence, or ErrNotFound. It asks the nearest replica (a

@@ -30,6 +30,7 @@ type options struct {
 	unchecked    bool
 	tracer       trace.Tracer // trace.go
 	observer     Observer     // observe.go
+	clock        func() time.Time
 }
 
 func defaultOptions() options {
@@ -82,6 +83,20 @@ func WithMaxEventSize(n int) Option {
 
 // DefaultRetention is how long an ended saga is kept by default.
 const DefaultRetention = 24 * time.Hour
+
+// WithClock replaces the clock the saga's times are read from (when a
+// step's wait or a deadline has passed, the times a state records): for
+// tests that move time (sagatest.Clock). The broker's schedules keep the
+// broker's clock; a test clock fires them itself.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) error {
+		if now == nil {
+			return fmt.Errorf("%w: nil clock", ErrInvalidOption)
+		}
+		o.clock = now
+		return nil
+	}
+}
 
 // WithRetention sets how long a saga that ended (completed or compensated)
 // stays queryable before its log, commands and timers are removed (default

@@ -45,7 +45,8 @@ type versionMark struct {
 func describeFlow(f *flowDef) describe.Flow {
 	fi := describe.Flow{Name: f.name, Version: f.version, Input: f.inputType, StartedBy: slices.Clone(f.starters), Deadline: f.deadline}
 	for _, d := range f.steps {
-		fi.Steps = append(fi.Steps, describe.Step{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout})
+		fi.Steps = append(fi.Steps, describe.Step{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout,
+			WaitsOn: d.waitOn, Wait: d.waitFor, OnTopic: d.onTopic, OnField: d.onField})
 	}
 	return fi
 }

@@ -90,7 +90,7 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) 
 		}
 		return err
 	}
-	st := newState(f, id, clock())
+	st := newState(f, id, c.j.now())
 	st.TraceID = traceIDOf(ctx)
 	if !st.Deadline.IsZero() {
 		// The timer goes first: a start without its deadline could run

@@ -32,6 +32,7 @@ const (
 	PhaseDeadline          Phase = "deadline"    // the saga's deadline passed (step "_saga")
 	PhaseResume            Phase = "resume"      // an operator's retry of a parked saga (step "_saga")
 	PhaseCancelled         Phase = "cancelled"   // an operator cancelled the saga: it compensates (step "_saga")
+	PhaseWaiting           Phase = "waiting"     // a step's action started it; its outcome comes later
 )
 
 // Phases of handler calls (Info.Phase).
@@ -67,6 +68,10 @@ type StepStatus string
 const (
 	StepPending   StepStatus = "pending"   // not triggered yet
 	StepRunning   StepStatus = "running"   // triggered, no outcome yet
+	// StepWaiting is a step completed later (WaitsFor): its action started
+	// it, and its outcome comes from outside (a completion, an event, a
+	// child saga's end) until WaitUntil, when its wait times out.
+	StepWaiting StepStatus = "waiting"
 	StepCompleted StepStatus = "completed" // action succeeded
 	StepFailed    StepStatus = "failed"    // aborted or out of retries: it had no effect
 	// StepUnknown is a compensatable step whose outcome is unknown: no
@@ -105,6 +110,12 @@ type StepState struct {
 	// the step; Done the index of its completion. 0 when not yet.
 	Trigger int `json:"trigger,omitempty"`
 	Done    int `json:"done,omitempty"`
+	// WaitUntil is, for a waiting step, when its wait times out; for a
+	// step completed later that failed an attempt, when it is tried
+	// again. WaitingOn is who it waits on, as the flow declares it
+	// (WaitsFor).
+	WaitUntil time.Time `json:"wait_until,omitzero"`
+	WaitingOn string    `json:"waiting_on,omitempty"`
 	// A query tells, for a running step, who has it. Taken: a runner
 	// attached to the step's consumer has been handed the event that
 	// triggered it, so its action is under way (or about to be retried).
@@ -217,36 +228,77 @@ func (s *State) running(name string) (*StepState, error) {
 	return st, nil
 }
 
+// unsettled returns the named step if it is running or waiting: an
+// outcome may be recorded for it.
+func (s *State) unsettled(name string) (*StepState, error) {
+	st := s.Step(name)
+	if st == nil {
+		return nil, fmt.Errorf("saga %s has no step %q", s.ID, name)
+	}
+	if st.Status != StepRunning && st.Status != StepWaiting {
+		return nil, errNoop
+	}
+	return st, nil
+}
+
 // complete records a step's success. While compensating, it records a late
 // result, which settle and dueUndo then compensate.
 func (s *State) complete(name string, attempts int, now time.Time) error {
-	st, err := s.running(name)
+	st, err := s.unsettled(name)
 	if err != nil {
 		return err
 	}
-	st.Status, st.Attempts, st.EndedAt, st.Done, st.Error = StepCompleted, attempts, now, s.Events, ""
+	st.Status, st.Attempts, st.EndedAt, st.Done, st.Error, st.WaitUntil = StepCompleted, attempts, now, s.Events, "", time.Time{}
+	return nil
+}
+
+// wait records that a step's action started it and its outcome comes
+// later, until the given time.
+func (s *State) wait(name string, attempts int, until time.Time, on string) error {
+	st, err := s.unsettled(name)
+	if err != nil {
+		return err
+	}
+	if st.Attempts > attempts || (st.Status == StepWaiting && st.Attempts == attempts) {
+		return errNoop
+	}
+	st.Status, st.Attempts, st.WaitUntil, st.WaitingOn, st.Error = StepWaiting, attempts, until, on, ""
+	return nil
+}
+
+// retryWait records a failed attempt of a step completed later: it runs
+// again at the given time, when its timer fires.
+func (s *State) retryWait(name string, attempts int, reason string, at time.Time) error {
+	st, err := s.unsettled(name)
+	if err != nil {
+		return err
+	}
+	if st.Attempts > attempts || (st.Status == StepRunning && st.Attempts == attempts) {
+		return errNoop
+	}
+	st.Status, st.Attempts, st.Error, st.WaitUntil = StepRunning, attempts, reason, at
 	return nil
 }
 
 // fail records a step that will not succeed; a running saga starts
 // compensating.
 func (s *State) fail(name string, attempts int, reason string, now time.Time) error {
-	st, err := s.running(name)
+	st, err := s.unsettled(name)
 	if err != nil {
 		return err
 	}
-	st.Status, st.Attempts, st.Error, st.EndedAt = StepFailed, attempts, reason, now
+	st.Status, st.Attempts, st.Error, st.EndedAt, st.WaitUntil = StepFailed, attempts, reason, now, time.Time{}
 	s.compensate(fmt.Sprintf("step %s: %s", name, reason))
 	return nil
 }
 
 // timeOut records a step with no outcome in time: it is compensated.
 func (s *State) timeOut(name string, attempts int, reason string, now time.Time) error {
-	st, err := s.running(name)
+	st, err := s.unsettled(name)
 	if err != nil {
 		return err
 	}
-	st.Status, st.Attempts, st.Error, st.EndedAt = StepUnknown, attempts, reason, now
+	st.Status, st.Attempts, st.Error, st.EndedAt, st.WaitUntil = StepUnknown, attempts, reason, now, time.Time{}
 	s.compensate(fmt.Sprintf("step %s: %s", name, reason))
 	return nil
 }
@@ -281,7 +333,7 @@ func (s *State) skip(name string, now time.Time) error {
 
 // retrying records a failed attempt that will be retried.
 func (s *State) retrying(name string, attempts int, reason string) error {
-	st, err := s.running(name)
+	st, err := s.unsettled(name)
 	if err != nil {
 		return err
 	}
@@ -324,7 +376,7 @@ func (s *State) cancel(reason string) error {
 // triggered the saga can only go forward.
 func (s *State) pivoted() bool {
 	for _, st := range s.Steps {
-		if st.Kind == PivotStep && (st.Status == StepCompleted || st.Status == StepRunning) {
+		if st.Kind == PivotStep && (st.Status == StepCompleted || st.Status == StepRunning || st.Status == StepWaiting) {
 			return true
 		}
 	}
@@ -416,6 +468,15 @@ func (s *State) settle(now time.Time) {
 		}
 		s.Status, s.EndedAt = StatusCompleted, now
 	case StatusCompensating:
+		for i := range s.Steps {
+			// A wait ends when the saga compensates: whatever the step
+			// started may have had its effect, so it is compensated, and a
+			// completion that comes later is refused as late.
+			if st := &s.Steps[i]; st.Status == StepWaiting || (st.Status == StepRunning && !st.WaitUntil.IsZero()) {
+				st.Status, st.EndedAt, st.WaitUntil = StepUnknown, now, time.Time{}
+				st.Error = "its wait ended: the saga compensates"
+			}
+		}
 		for _, st := range s.Steps {
 			if st.Status == StepRunning || (undoable(st.Status) && st.Kind == CompensatableStep) {
 				return

@@ -1,0 +1,159 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/choreo-go/choreo/internal/wire"
+)
+
+// A step completed later (WaitsFor) is settled from outside its action:
+// by Complete or Fail with its completion token, in any process with the
+// step owner's identity.
+
+// tokenOf is the completion token of an attempt of a step of a saga:
+// <flow>.v<N>.<id>.<step>.<attempt>. It is a name, not a secret: the
+// broker lets only the step owner's identity record the step's outcome.
+func tokenOf(flow string, version int, id, step string, attempt int) string {
+	return flow + "." + wire.Version(version) + "." + id + "." + step + "." + strconv.Itoa(attempt)
+}
+
+// completion is what a completion token names.
+type completion struct {
+	flow, id, step   string
+	version, attempt int
+}
+
+func parseToken(tok string) (completion, error) {
+	t, ok := wire.Tokens(tok, 5)
+	if !ok {
+		return completion{}, fmt.Errorf("%w: %q", ErrInvalidToken, tok)
+	}
+	v, vok := wire.ParseVersion(t[1])
+	n, err := strconv.Atoi(t[4])
+	if !vok || err != nil || n < 1 || !wire.Token(t[0]) || !ValidID(t[2]) || !wire.Token(t[3]) {
+		return completion{}, fmt.Errorf("%w: %q", ErrInvalidToken, tok)
+	}
+	return completion{flow: t[0], version: v, id: t[2], step: t[3], attempt: n}, nil
+}
+
+// TokenOf returns the completion token of a step that waits in st, or ""
+// when it does not wait.
+func TokenOf(st *State, step string) string {
+	s := st.Step(step)
+	if s == nil || s.Status != StepWaiting {
+		return ""
+	}
+	return tokenOf(st.Flow, st.Version, st.ID, step, s.Attempts)
+}
+
+// Settle records the outcome of the waiting attempt of step tmpl that
+// token names: its result out when fail is nil; else a failure, which
+// compensates the saga for Abort and runs the step again after its
+// backoff for any other error (its retries counted as for an action).
+// It returns ErrInvalidToken for a token of another step, ErrNotWaiting
+// when the step does not wait for that attempt (decided already),
+// ErrWaitOver after the wait timed out, ErrCompensated when the saga
+// compensated the step first (the caller must undo the late effect), or
+// the broker's error (a permission error for an identity other than the
+// step owner's).
+func (c *Client) Settle(ctx context.Context, tmpl *StepDef, token string, out []byte, fail error) error {
+	k, err := parseToken(token)
+	if err != nil {
+		return err
+	}
+	var d *stepDef
+	for _, u := range tmpl.uses {
+		if u.flow.name == k.flow && u.flow.version == k.version && u.name == k.step {
+			d = u
+		}
+	}
+	if d == nil {
+		return fmt.Errorf("%w: %q is not a token of step %s", ErrInvalidToken, token, tmpl.Name())
+	}
+	if fail == nil && len(out) > c.opts.maxEventSize-4096 {
+		return fmt.Errorf("%w: result is %d bytes, limit %d", ErrInvalidInput, len(out), c.opts.maxEventSize-4096)
+	}
+	c.j.define(d.flow)
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	cur, seq, err := c.j.load(ctx, k.flow, k.id, 0)
+	if err != nil {
+		return err
+	}
+	e := settleEntry(d, k.attempt, out, fail)
+	st, nseq, err := c.j.append(ctx, cur, seq, e)
+	if errors.Is(err, errNoop) {
+		return whyNotWaiting(st, d.name, k.attempt, c.j.now())
+	}
+	if err != nil {
+		return err
+	}
+	c.j.observe(st, d.name, e.phase, cur.Status)
+	if err := c.j.emitDue(ctx, st, nseq); err != nil {
+		return err
+	}
+	return c.j.armStep(ctx, st, d.name)
+}
+
+// settleEntry is the log entry a completion appends: its transition
+// applies only while the attempt waits and its wait has not timed out.
+func settleEntry(d *stepDef, attempt int, out []byte, fail error) entry {
+	waiting := func(s *State, now time.Time) error {
+		st := s.Step(d.name)
+		if st == nil || st.Status != StepWaiting || st.Attempts != attempt || !now.Before(st.WaitUntil) {
+			return errNoop
+		}
+		return nil
+	}
+	var v verdict
+	var e entry
+	switch {
+	case fail == nil:
+		e = entry{step: d.name, phase: PhaseDone, data: out}
+		v.apply = func(s *State, now time.Time) error { return s.complete(d.name, attempt, now) }
+	case IsAbort(fail) && d.kind != RetriableStep:
+		v = failVerdict(d, attempt, fail.Error())
+		e = entry{step: d.name, phase: v.phase}
+	default:
+		policy := d.retry.withDefaults(5, 5*time.Second)
+		if d.kind != RetriableStep && attempt >= policy.MaxAttempts {
+			v = failVerdict(d, attempt, fmt.Sprintf("retries exhausted after %d attempts: %v", attempt, fail))
+			if d.kind == CompensatableStep {
+				v = unknownVerdict(d, attempt, fmt.Sprintf("retries exhausted after %d attempts: %v", attempt, fail))
+			}
+		} else {
+			v = waitRetry(d, attempt, fail.Error(), policy.backoff(attempt))
+		}
+		e = entry{step: d.name, phase: v.phase}
+	}
+	apply := v.apply
+	e.apply = func(s *State, now time.Time) error {
+		if err := waiting(s, now); err != nil {
+			return err
+		}
+		return apply(s, now)
+	}
+	return e
+}
+
+// whyNotWaiting says why a completion of attempt of step did not apply to
+// the saga's state st.
+func whyNotWaiting(st *State, step string, attempt int, now time.Time) error {
+	s := st.Step(step)
+	switch {
+	case s == nil:
+		return fmt.Errorf("%w: saga %s has no step %s", ErrInvalidToken, st.ID, step)
+	case s.Status == StepUnknown || s.Status == StepCompensated || s.Status == StepCompensating ||
+		s.Status == StepCompensationFailed || s.Status == StepSkipped:
+		return fmt.Errorf("%w: step %s of saga %s is %s (%s)", ErrCompensated, step, st.ID, s.Status, s.Error)
+	case s.Status == StepWaiting && s.Attempts == attempt && !now.Before(s.WaitUntil):
+		return fmt.Errorf("%w: step %s of saga %s waited until %s", ErrWaitOver, step, st.ID, s.WaitUntil.Format(time.RFC3339))
+	case s.Status == StepCompleted && st.Status == StatusCompensating:
+		return fmt.Errorf("%w: step %s of saga %s completed before and is being compensated", ErrCompensated, step, st.ID)
+	}
+	return fmt.Errorf("%w: step %s of saga %s is %s at attempt %d, the token is attempt %d's", ErrNotWaiting, step, st.ID, s.Status, s.Attempts, attempt)
+}

@@ -1,0 +1,242 @@
+package saga_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/sagatest"
+)
+
+// A journey whose hotel confirms later: book the flight, ask the hotel, wait
+// for its confirmation (days), then pay (the pivot).
+type (
+	Journey        struct{ ID string }
+	FlightTicket      struct{ Ticket string }
+	HotelBooked struct{ Confirmation string }
+	Paid        struct{ Receipt string }
+)
+
+type journey struct {
+	flow   *saga.Flow[Journey]
+	flight *saga.Step[Journey, FlightTicket]
+	hotel  *saga.Step[FlightTicket, HotelBooked]
+	pay    *saga.Step[HotelBooked, Paid]
+
+	mu        sync.Mutex
+	tokens    map[string]string // journey id -> the hotel's completion token
+	asked     atomic.Int32      // hotel requests made
+	cancelled atomic.Int32      // flights and hotels undone
+}
+
+func newJourney(t *testing.T, hotelOpts ...saga.StepOption) *journey {
+	t.Helper()
+	tr := &journey{tokens: map[string]string{}}
+	tr.flight = saga.NewStep[Journey, FlightTicket]("flight")
+	tr.hotel = saga.NewStep[FlightTicket, HotelBooked]("hotel", append([]saga.StepOption{saga.WaitsFor("hotel", 72 * time.Hour)}, hotelOpts...)...)
+	tr.pay = saga.NewStep[HotelBooked, Paid]("pay", saga.Pivot())
+	flowSeq.Lock()
+	flowSeq.n++
+	name := fmt.Sprintf("journey%d", flowSeq.n)
+	flowSeq.Unlock()
+	tr.flow = saga.MustDefine[Journey](name, 1, tr.flight, tr.hotel, tr.pay)
+	return tr
+}
+
+func (tr *journey) run(t *testing.T, c *saga.Client) (stop func()) {
+	t.Helper()
+	r, err := saga.NewRunner(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, saga.Handle(r, tr.flight, func(ctx context.Context, in Journey) (FlightTicket, error) {
+		return FlightTicket{Ticket: "T-" + in.ID}, nil
+	}, func(context.Context, Journey, FlightTicket) error { tr.cancelled.Add(1); return nil }))
+	must(t, saga.Handle(r, tr.hotel, func(ctx context.Context, in FlightTicket) (HotelBooked, error) {
+		tr.asked.Add(1)
+		info, _ := saga.InfoFrom(ctx)
+		tr.mu.Lock()
+		tr.tokens[info.ID] = saga.CompletionToken(ctx)
+		tr.mu.Unlock()
+		return saga.Later[HotelBooked]()
+	}, func(context.Context, FlightTicket, HotelBooked) error { tr.cancelled.Add(1); return nil }))
+	must(t, saga.Handle(r, tr.pay, func(ctx context.Context, in HotelBooked) (Paid, error) {
+		return Paid{Receipt: "R-" + in.Confirmation}, nil
+	}, nil))
+	return sagatest.Run(t, r)
+}
+
+func (tr *journey) token(id string) string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.tokens[id]
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitStep polls until the saga's step has the status.
+func awaitStep(t *testing.T, c *saga.Client, f saga.FlowRef, id, step string, want saga.StepStatus) *saga.State {
+	t.Helper()
+	var st *saga.State
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		var err error
+		st, err = c.Get(context.Background(), f, id)
+		return err == nil && st.Step(step).Status == want
+	}, func() string { return "step " + step + " never became " + string(want) + ": " + stepsOf(st) })
+	return st
+}
+
+func stepsOf(st *saga.State) string {
+	if st == nil {
+		return "no state"
+	}
+	out := string(st.Status)
+	for _, s := range st.Steps {
+		out += " " + s.Name + ":" + string(s.Status)
+	}
+	return out
+}
+
+// TestCompletedLater: a step waits, another process (client) completes it
+// after the runner restarted, and the saga goes on; a second completion,
+// a stale token and a malformed one are refused and change nothing.
+func TestCompletedLater(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	tr := newJourney(t)
+	c := srv.Client()
+	stop := tr.run(t, c)
+	ctx := context.Background()
+	must(t, saga.Start(ctx, c, tr.flow, "t1", Journey{ID: "t1"}))
+	st := awaitStep(t, c, tr.flow, "t1", "hotel", saga.StepWaiting)
+	h := st.Step("hotel")
+	if h.WaitingOn != "hotel" || h.Token != tr.token("t1") || h.Token == "" {
+		t.Fatalf("waiting step shows on=%q token=%q, handler got %q", h.WaitingOn, h.Token, tr.token("t1"))
+	}
+	if d := time.Until(h.WaitUntil); d < 71*time.Hour || d > 73*time.Hour {
+		t.Fatalf("wait until %v, want about 72h from now", h.WaitUntil)
+	}
+	stop() // every runner gone: the completion comes from elsewhere
+
+	other := srv.Client()
+	must(t, tr.hotel.Complete(ctx, other, h.Token, HotelBooked{Confirmation: "H1"}))
+	if err := tr.hotel.Complete(ctx, other, h.Token, HotelBooked{Confirmation: "H2"}); !errors.Is(err, saga.ErrNotWaiting) {
+		t.Fatalf("second completion: %v, want ErrNotWaiting", err)
+	}
+	if err := tr.hotel.Complete(ctx, other, "nonsense", HotelBooked{}); !errors.Is(err, saga.ErrInvalidToken) {
+		t.Fatalf("malformed token: %v, want ErrInvalidToken", err)
+	}
+	if err := tr.pay.Complete(ctx, other, h.Token, Paid{}); !errors.Is(err, saga.ErrInvalidToken) {
+		t.Fatalf("another step's completion with the hotel's token: %v, want ErrInvalidToken", err)
+	}
+	tr.run(t, srv.Client()) // a new runner carries the saga on
+	st = sagatest.AwaitStatus(t, c, tr.flow, "t1", 30*time.Second, saga.StatusCompleted)
+	if got := st.Step("hotel"); got.Token != "" || got.Status != saga.StepCompleted {
+		t.Fatalf("hotel after completion: %+v", got)
+	}
+	sagatest.AssertTimeline(t, c, tr.flow, "t1",
+		"_saga:start", "flight:done", "hotel:waiting", "hotel:done", "pay:done")
+}
+
+// TestWaitTimesOut: a three-day wait times out in milliseconds of test
+// time; the step is asked again while its retries last, then compensated;
+// a completion after that is reported as late.
+func TestWaitTimesOut(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	clk := srv.Clock()
+	tr := newJourney(t, saga.WithRetry(saga.RetryPolicy{MaxAttempts: 2}))
+	c := srv.Client()
+	tr.run(t, c)
+	ctx := context.Background()
+	must(t, saga.Start(ctx, c, tr.flow, "t2", Journey{ID: "t2"}))
+	first := awaitStep(t, c, tr.flow, "t2", "hotel", saga.StepWaiting).Step("hotel").Token
+	clk.Advance(t, 71*time.Hour)
+	if st, _ := c.Get(ctx, tr.flow, "t2"); st.Step("hotel").Status != saga.StepWaiting {
+		t.Fatalf("before its timeout: %s", stepsOf(st))
+	}
+	if clk.Advance(t, 2*time.Hour) == 0 {
+		t.Fatal("no schedule fired after 73 hours")
+	}
+	var second string
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		st, err := c.Get(ctx, tr.flow, "t2")
+		if err != nil {
+			return false
+		}
+		h := st.Step("hotel")
+		second = h.Token
+		return h.Status == saga.StepWaiting && h.Attempts == 2
+	}, func() string { return "the hotel was not asked again" })
+	if tr.asked.Load() != 2 || second == first {
+		t.Fatalf("asked %d times, tokens %q then %q", tr.asked.Load(), first, second)
+	}
+	if err := tr.hotel.Complete(ctx, c, first, HotelBooked{}); !errors.Is(err, saga.ErrNotWaiting) {
+		t.Fatalf("the first attempt's token: %v, want ErrNotWaiting", err)
+	}
+	clk.Advance(t, 73*time.Hour)
+	st := sagatest.AwaitStatus(t, c, tr.flow, "t2", 30*time.Second, saga.StatusCompensated)
+	if h := st.Step("hotel"); h.Status != saga.StepCompensated || tr.cancelled.Load() != 2 {
+		t.Fatalf("after the last timeout: %s, %d undone", stepsOf(st), tr.cancelled.Load())
+	}
+	if err := tr.hotel.Complete(ctx, c, second, HotelBooked{Confirmation: "late"}); !errors.Is(err, saga.ErrCompensated) {
+		t.Fatalf("late completion: %v, want ErrCompensated", err)
+	}
+}
+
+// TestWaitFail: Abort from outside compensates; a plain error runs the
+// step's action again.
+func TestWaitFail(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	clk := srv.Clock()
+	tr := newJourney(t)
+	c := srv.Client()
+	tr.run(t, c)
+	ctx := context.Background()
+	must(t, saga.Start(ctx, c, tr.flow, "t3", Journey{ID: "t3"}))
+	must(t, saga.Start(ctx, c, tr.flow, "t4", Journey{ID: "t4"}))
+	tok3 := awaitStep(t, c, tr.flow, "t3", "hotel", saga.StepWaiting).Step("hotel").Token
+	tok4 := awaitStep(t, c, tr.flow, "t4", "hotel", saga.StepWaiting).Step("hotel").Token
+	must(t, tr.hotel.Fail(ctx, c, tok3, saga.Abortf("no rooms")))
+	st := sagatest.AwaitStatus(t, c, tr.flow, "t3", 30*time.Second, saga.StatusCompensated)
+	if h := st.Step("hotel"); h.Status != saga.StepFailed || h.Error != "no rooms" {
+		t.Fatalf("aborted wait: %+v", h)
+	}
+	must(t, tr.hotel.Fail(ctx, c, tok4, errors.New("hotel system down")))
+	clk.Advance(t, time.Minute) // past the backoff
+	st = awaitStep(t, c, tr.flow, "t4", "hotel", saga.StepWaiting)
+	if h := st.Step("hotel"); h.Attempts != 2 {
+		t.Fatalf("after a failed attempt: %+v", h)
+	}
+	must(t, tr.hotel.Complete(ctx, c, st.Step("hotel").Token, HotelBooked{Confirmation: "H4"}))
+	sagatest.AwaitStatus(t, c, tr.flow, "t4", 30*time.Second, saga.StatusCompleted)
+}
+
+// TestWaitEndsWhenSagaCompensates: a cancel while the step waits
+// compensates it, and a completion after that is late.
+func TestWaitEndsWhenSagaCompensates(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	tr := newJourney(t)
+	c := srv.Client()
+	tr.run(t, c)
+	ctx := context.Background()
+	must(t, saga.Start(ctx, c, tr.flow, "t5", Journey{ID: "t5"}))
+	tok := awaitStep(t, c, tr.flow, "t5", "hotel", saga.StepWaiting).Step("hotel").Token
+	op := srv.Ops()
+	must(t, op.Cancel(ctx, tr.flow.Name(), "t5", "customer changed plans"))
+	st := sagatest.AwaitStatus(t, c, tr.flow, "t5", 30*time.Second, saga.StatusCompensated)
+	if h := st.Step("hotel"); h.Status != saga.StepCompensated {
+		t.Fatalf("hotel after cancel: %+v", h)
+	}
+	if err := tr.hotel.Complete(ctx, c, tok, HotelBooked{Confirmation: "late"}); !errors.Is(err, saga.ErrCompensated) {
+		t.Fatalf("completion after the cancel: %v, want ErrCompensated", err)
+	}
+}
