@@ -33,12 +33,12 @@ type StepStatus string
 
 // Step statuses.
 const (
-	StepPending   StepStatus = "pending"   // not triggered yet
-	StepRunning   StepStatus = "running"   // triggered, no outcome yet
+	StepPending StepStatus = "pending" // not triggered yet
+	StepRunning StepStatus = "running" // triggered, no outcome yet
 	// StepWaiting is a step completed later (WaitsFor): its action started
 	// it and its outcome comes from outside (Step.Complete or Step.Fail, a
 	// domain event, a child saga's end) until WaitUntil.
-	StepWaiting StepStatus = "waiting"
+	StepWaiting   StepStatus = "waiting"
 	StepCompleted StepStatus = "completed" // action succeeded
 	StepFailed    StepStatus = "failed"    // aborted or out of retries: it had no effect
 	// StepUnknown is a compensatable step whose outcome is unknown: no

@@ -16,10 +16,10 @@ import (
 // A journey whose hotel confirms later: book the flight, ask the hotel, wait
 // for its confirmation (days), then pay (the pivot).
 type (
-	Journey        struct{ ID string }
-	FlightTicket      struct{ Ticket string }
-	HotelBooked struct{ Confirmation string }
-	Paid        struct{ Receipt string }
+	Journey      struct{ ID string }
+	FlightTicket struct{ Ticket string }
+	HotelBooked  struct{ Confirmation string }
+	Paid         struct{ Receipt string }
 )
 
 type journey struct {
@@ -38,7 +38,7 @@ func newJourney(t *testing.T, hotelOpts ...saga.StepOption) *journey {
 	t.Helper()
 	tr := &journey{tokens: map[string]string{}}
 	tr.flight = saga.NewStep[Journey, FlightTicket]("flight")
-	tr.hotel = saga.NewStep[FlightTicket, HotelBooked]("hotel", append([]saga.StepOption{saga.WaitsFor("hotel", 72 * time.Hour)}, hotelOpts...)...)
+	tr.hotel = saga.NewStep[FlightTicket, HotelBooked]("hotel", append([]saga.StepOption{saga.WaitsFor("hotel", 72*time.Hour)}, hotelOpts...)...)
 	tr.pay = saga.NewStep[HotelBooked, Paid]("pay", saga.Pivot())
 	flowSeq.Lock()
 	flowSeq.n++

@@ -66,12 +66,12 @@ type StepStatus string
 
 // Step statuses.
 const (
-	StepPending   StepStatus = "pending"   // not triggered yet
-	StepRunning   StepStatus = "running"   // triggered, no outcome yet
+	StepPending StepStatus = "pending" // not triggered yet
+	StepRunning StepStatus = "running" // triggered, no outcome yet
 	// StepWaiting is a step completed later (WaitsFor): its action started
 	// it, and its outcome comes from outside (a completion, an event, a
 	// child saga's end) until WaitUntil, when its wait times out.
-	StepWaiting StepStatus = "waiting"
+	StepWaiting   StepStatus = "waiting"
 	StepCompleted StepStatus = "completed" // action succeeded
 	StepFailed    StepStatus = "failed"    // aborted or out of retries: it had no effect
 	// StepUnknown is a compensatable step whose outcome is unknown: no
