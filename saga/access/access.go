@@ -136,6 +136,10 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 				a.Publish.Allow = append(a.Publish.Allow, wire.StepSchedSubject(f.Name, "*", d.Name))
 				a.Add(Consume(wire.TimerStream, wire.WaitConsumer(f.Name, f.Version, d.Name)))
 			}
+			if d.OnTopic != "" {
+				// Completed by a domain event: its own consumer of the topic.
+				a.Add(Consume(wire.EventStream, wire.EventConsumer(f.Name, f.Version, d.Name)))
+			}
 			grant(d.Owner, a)
 		}
 		for svc := range participants {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -257,6 +258,75 @@ func (r *Runner) onStepTimer(ctx context.Context, b *binding, d *delivery) {
 		}
 	}
 	r.act(ctx, b, d, cur, curSeq, st.Attempts+1, nil, true)
+}
+
+// onEvent handles a domain event that may complete step b (CompletesOn):
+// the event's field names the saga, and its payload is the step's result.
+// The topic is shared with everyone's events: one that names no saga of
+// this flow version, or a saga past the step, is acknowledged and left
+// alone; one that comes before its step waits is held until it does.
+func (r *Runner) onEvent(ctx context.Context, b *binding, d *delivery) {
+	def := b.def
+	id, ok := eventSaga(d.m.Data(), def.onField)
+	if !ok || len(d.m.Data()) > r.j.opts.maxEventSize-4096 {
+		_ = d.m.Ack()
+		return
+	}
+	cur, seq, err := r.j.load(ctx, def.flow.name, id, 0)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		_ = d.m.Ack()
+		return
+	case err != nil:
+		d.retryLater(err)
+		return
+	case cur.Version != def.flow.version:
+		_ = d.m.Ack() // the consumer of its own version completes it
+		return
+	}
+	st := cur.Step(def.name)
+	switch {
+	case st.Status == StepWaiting:
+	case cur.Status.Terminal() || cur.Status == StatusCompensating || (st.Status != StepPending && st.Status != StepRunning):
+		_ = d.m.Ack() // past the step
+		return
+	default:
+		_ = d.m.NakWithDelay(time.Second) // early: held until the step waits
+		return
+	}
+	e := settleEntry(def, st.Attempts, d.m.Data(), nil)
+	next, nseq, err := r.j.append(ctx, cur, seq, e)
+	if errors.Is(err, errNoop) {
+		_ = d.m.NakWithDelay(time.Second) // the state moved: judge it again
+		return
+	}
+	if err != nil {
+		d.retryLater(err)
+		return
+	}
+	d.env = &envelope{flow: cur.Flow, id: cur.ID, version: cur.Version, step: def.name}
+	d.recorded(next, cur.Status, def.name, verdict{phase: PhaseDone})
+	if err := r.j.emitDue(ctx, next, nseq); err != nil {
+		d.retryLater(err)
+		return
+	}
+	for _, fn := range d.onRecorded {
+		fn(next, def.name, PhaseDone)
+	}
+	_ = d.m.Ack()
+}
+
+// eventSaga reads the saga id from a domain event's JSON field.
+func eventSaga(data []byte, field string) (string, bool) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) != nil {
+		return "", false
+	}
+	var id string
+	if json.Unmarshal(fields[field], &id) != nil || !ValidID(id) {
+		return "", false
+	}
+	return id, true
 }
 
 // rejectTrigger dead-letters a trigger that cannot be read. When it is the
