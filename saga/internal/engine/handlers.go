@@ -88,22 +88,20 @@ func (r *Runner) endSpan(ctx context.Context, flow, handler string, st *State, a
 	return ctx, sp
 }
 
-// inputOf returns the encoded input of step d in saga id: the flow's input
-// for the first position and after a group, else the previous step's
-// result. trigger is the trigger's payload when it is that input.
-func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, trigger []byte) ([]byte, error) {
+// inputOf returns the encoded input of step d in saga id: the result of
+// its source step, or the flow's input (d.source, set by Define). trigger
+// is the payload of the event that triggered the step, from step
+// triggerStep in phase triggerPhase, used when it is that input.
+func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, trigger []byte, triggerStep string, triggerPhase Phase) ([]byte, error) {
 	f := d.flow
-	afterGroup := d.pos > 0 && len(f.positions[d.pos-1]) > 1
-	switch {
-	case afterGroup:
-		// The trigger is the last member's result: the input is the flow's.
-		return r.j.eventData(ctx, f.name, f.version, id, wire.SagaStep, PhaseStart)
-	case trigger != nil:
-		return trigger, nil
-	case d.pos == 0:
-		return r.j.eventData(ctx, f.name, f.version, id, wire.SagaStep, PhaseStart)
+	step, phase := wire.SagaStep, PhaseStart
+	if d.source != nil {
+		step, phase = d.source.name, PhaseDone
 	}
-	return r.j.eventData(ctx, f.name, f.version, id, f.positions[d.pos-1][0].name, PhaseDone)
+	if trigger != nil && triggerStep == step && triggerPhase == phase {
+		return trigger, nil
+	}
+	return r.j.eventData(ctx, f.name, f.version, id, step, phase)
 }
 
 // onTrigger handles an event that may trigger step b's action.
@@ -145,11 +143,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		d.record(ctx, cur, curSeq, def.name, notRunVerdict(def, verdict, attempt, stepBound(def, cur)), nil)
 		return
 	}
-	var trigger []byte
-	if env.step == wire.SagaStep || env.phase == PhaseDone {
-		trigger = d.m.Data()
-	}
-	input, err := r.inputOf(ctx, def, env.id, trigger)
+	input, err := r.inputOf(ctx, def, env.id, d.m.Data(), env.step, env.phase)
 	if err != nil {
 		d.retryLater(err)
 		return
@@ -159,10 +153,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 	ctx, c := r.begin(ctx, d, info)
 	defer c.end()
 	if r.o.validate != nil {
-		itype := def.flow.inputType
-		if def.pos > 0 && len(def.flow.positions[def.pos-1]) == 1 {
-			itype = def.flow.positions[def.pos-1][0].eventType
-		}
+		itype := def.inputType()
 		if verr := r.o.validate(itype, input); verr != nil {
 			v := schemaInvalid(def, attempt, itype, verr)
 			c.judged(d, v, errors.New(v.deadLetter))
@@ -240,7 +231,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
 	defer c.end()
 	var err error
 	if b.compensate != nil {
-		input, ierr := r.inputOf(ctx, def, env.id, nil)
+		input, ierr := r.inputOf(ctx, def, env.id, nil, "", "")
 		if ierr != nil {
 			d.retryLater(ierr)
 			return
