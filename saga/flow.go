@@ -137,8 +137,10 @@ func (i item) item() engine.Item { return i.it }
 
 // Parallel groups steps that run at the same time; the next step starts
 // when all of them have completed. Every member takes the same input as a
-// single step in its place would. The step after a group takes the flow's
-// input (the members' results are available through ResultOf).
+// single step in its place would (unless it names its own: InputFrom,
+// FlowInput). The step after a group takes the flow's input, or a
+// member's result with InputFrom (all of them are available through
+// ResultOf).
 func Parallel(steps ...AnyStep) Item {
 	defs := make([]*engine.StepDef, len(steps))
 	for i, s := range steps {
