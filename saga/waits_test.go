@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/sagatest"
@@ -310,5 +313,38 @@ func TestEventWait(t *testing.T) {
 	st = sagatest.AwaitStatus(t, c, f, "never", 30*time.Second, saga.StatusCompensated)
 	if d := st.Step("deliver"); d.Status != saga.StepCompensated || !strings.Contains(d.Error, "no answer from carrier") {
 		t.Fatalf("never: %+v", d)
+	}
+}
+
+// TestCompletionStaysInTheSagasTrace: a completion from another process
+// (with a span of its own) is a child of the waiting attempt's span, and
+// the next step's span follows it in the saga's trace; the caller's span
+// is linked.
+func TestCompletionStaysInTheSagasTrace(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	srv := sagatest.NewServer(t)
+	tr := newJourney(t)
+	c := srv.Client(saga.WithTracerProvider(tp))
+	tr.run(t, c)
+	ctx := context.Background()
+	must(t, saga.Start(ctx, c, tr.flow, "t6", Journey{ID: "t6"}))
+	st := awaitStep(t, c, tr.flow, "t6", "hotel", saga.StepWaiting)
+	webhook, span := tp.Tracer("webhook").Start(ctx, "hotel webhook")
+	must(t, tr.hotel.Complete(webhook, srv.Client(saga.WithTracerProvider(tp)), st.Step("hotel").Token, HotelBooked{Confirmation: "H6"}))
+	span.End()
+	sagatest.AwaitStatus(t, c, tr.flow, "t6", 30*time.Second, saga.StatusCompleted)
+	name := tr.flow.Name()
+	tree := awaitSpans(t, exp, st.TraceID, name+"/hotel action", name+"/hotel complete", name+"/pay action")
+	if p := tree.parentName(tree.byName[name+"/hotel complete"]); p != name+"/hotel action" {
+		t.Fatalf("the completion's parent is %q", p)
+	}
+	if p := tree.parentName(tree.byName[name+"/pay action"]); p != name+"/hotel complete" {
+		t.Fatalf("the next step's parent is %q", p)
+	}
+	links := tree.byName[name+"/hotel complete"].Links
+	if len(links) != 1 || links[0].SpanContext.SpanID() != span.SpanContext().SpanID() {
+		t.Fatalf("the completion links %v, want the webhook's span", links)
 	}
 }

@@ -294,6 +294,8 @@ func (r *Runner) onEvent(ctx context.Context, b *binding, d *delivery) {
 		return
 	}
 	e := settleEntry(def, st.Attempts, d.m.Data(), nil)
+	ctx, span := r.j.completionSpan(ctx, cur, def.name, PhaseDone)
+	defer span.End()
 	next, nseq, err := r.j.append(ctx, cur, seq, e)
 	if errors.Is(err, errNoop) {
 		_ = d.m.NakWithDelay(time.Second) // the state moved: judge it again

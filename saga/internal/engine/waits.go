@@ -7,8 +7,11 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/choreo-go/choreo/internal/wire"
 )
+
 
 // A step completed later (WaitsFor) is settled from outside its action:
 // by Complete or Fail with its completion token, in any process with the
@@ -85,6 +88,8 @@ func (c *Client) Settle(ctx context.Context, tmpl *StepDef, token string, out []
 		return err
 	}
 	e := settleEntry(d, k.attempt, out, fail)
+	ctx, span := c.j.completionSpan(ctx, cur, d.name, e.phase)
+	defer span.End()
 	st, nseq, err := c.j.append(ctx, cur, seq, e)
 	if errors.Is(err, errNoop) {
 		return whyNotWaiting(st, d.name, k.attempt, c.j.now())
@@ -97,6 +102,33 @@ func (c *Client) Settle(ctx context.Context, tmpl *StepDef, token string, out []
 		return err
 	}
 	return c.j.armStep(ctx, st, d.name)
+}
+
+// completionSpan opens the span of a completion of step in the saga cur
+// (a Settle, an event): a child of the span of the attempt that began
+// waiting, whose context the waiting event carries, so that the saga stays
+// one trace; the caller's own span, if any, is linked.
+func (j *journal) completionSpan(ctx context.Context, cur *State, step string, phase Phase) (context.Context, trace.Span) {
+	if j.untraced(ctx) {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	parent := ctx
+	var opts []trace.SpanStartOption
+	if m, _, err := j.directLast(ctx, wire.LogSubject(cur.Flow, cur.ID, cur.Version, step, string(PhaseWaiting))); err == nil {
+		if pctx, sc := extract(ctx, m.Header); sc.IsValid() {
+			parent = pctx
+			if caller := trace.SpanContextFromContext(ctx); caller.IsValid() {
+				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: caller}))
+			}
+		}
+	}
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindProducer))
+	sctx, sp := j.opts.tracer.Start(parent, cur.Flow+"/"+step+" complete", opts...)
+	if sp.IsRecording() {
+		sp.SetAttributes(AttrFlow.String(cur.Flow), AttrVersion.Int(cur.Version), AttrSaga.String(cur.ID),
+			AttrStep.String(step), AttrPhase.String(string(phase)))
+	}
+	return sctx, sp
 }
 
 // settleEntry is the log entry a completion appends: its transition
