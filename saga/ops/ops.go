@@ -138,11 +138,15 @@ func (c *Client) StepCounts(ctx context.Context, flow string, version int) (*Flo
 type StepCount struct {
 	Step string `json:"step"`
 	// Running counts the sagas whose step is triggered, with no outcome
-	// yet, and a runner of the version attached to it; Waiting those whose
+	// yet, and a runner of the version attached to it; Unserved those whose
 	// step no runner of the version serves now (saga.StepState's
 	// Unserved): they wait for a service to start rather than for one to
 	// finish.
-	Running int `json:"running"`
+	Running  int `json:"running"`
+	Unserved int `json:"unserved"`
+	// Waiting counts the steps completed later that wait on the outside
+	// world (a customer, a carrier, a child saga), or for their next
+	// attempt.
 	Waiting int `json:"waiting"`
 	// Completed, Failed and Unknown count the step's action outcomes not
 	// yet undone.

@@ -180,7 +180,8 @@ var sagaMoves = map[saga.Status][]saga.Status{
 // compensating leads where those led.
 var stepMoves = map[saga.StepStatus][]saga.StepStatus{
 	saga.StepPending:            {saga.StepRunning},
-	saga.StepRunning:            {saga.StepCompleted, saga.StepFailed, saga.StepSkipped, saga.StepUnknown, saga.StepCompensating},
+	saga.StepRunning:            {saga.StepCompleted, saga.StepFailed, saga.StepSkipped, saga.StepUnknown, saga.StepCompensating, saga.StepWaiting},
+	saga.StepWaiting:            {saga.StepCompleted, saga.StepFailed, saga.StepUnknown, saga.StepCompensating, saga.StepRunning, saga.StepWaiting},
 	saga.StepCompleted:          {saga.StepCompensating, saga.StepCompensated, saga.StepCompensationFailed},
 	saga.StepUnknown:            {saga.StepCompensating, saga.StepCompensated, saga.StepCompensationFailed},
 	saga.StepCompensating:       {saga.StepCompensated, saga.StepCompensationFailed},

@@ -156,7 +156,7 @@ function drawFlow() {
       if (s.kind === "retriable") node.append(el("span", { class: "mark" }, "retried until it succeeds"));
       if (s.kind === "compensatable") node.append(el("span", { class: "undo" }, "↺ " + (s.undo || "compensate")));
       const counts = el("div", { class: "counts" });
-      for (const k of ["running", "waiting", "failed", "compensating", "compensated", "parked", "completed"]) {
+      for (const k of ["running", "unserved", "waiting", "failed", "compensating", "compensated", "parked", "completed"]) {
         counts.append(el("span", { class: "count " + k + " zero", "data-kind": k, title: k }, el("b", null, "0"), " " + k));
       }
       node.append(counts);

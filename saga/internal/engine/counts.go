@@ -12,10 +12,14 @@ import (
 type StepCount struct {
 	Step string `json:"step"`
 	// Running counts the sagas whose step is triggered, with no outcome
-	// yet, and a runner of the version attached to it; Waiting those whose
+	// yet, and a runner of the version attached to it; Unserved those whose
 	// step no runner of the version serves now (State's Unserved): they
 	// wait for a service to start rather than for one to finish.
-	Running int `json:"running"`
+	Running  int `json:"running"`
+	Unserved int `json:"unserved"`
+	// Waiting counts the steps completed later that wait on the outside
+	// world (a customer, a carrier, a child saga), or for their next
+	// attempt.
 	Waiting int `json:"waiting"`
 	// Completed, Failed and Unknown count the step's action outcomes
 	// (StepCompleted, StepFailed, StepUnknown) not yet undone.
@@ -88,7 +92,13 @@ func (c *Client) StepCounts(ctx context.Context, f FlowRef, version int) (*FlowC
 		for _, s := range st.Steps {
 			n := add(s.Name)
 			switch s.Status {
+			case StepWaiting:
+				n.Waiting++
 			case StepRunning:
+				if !s.WaitUntil.IsZero() {
+					n.Waiting++ // its next attempt is its timer's
+					break
+				}
 				ok, seen := served[s.Name]
 				if !seen {
 					ok = c.served(ctx, flow, version, s.Name)
@@ -97,7 +107,7 @@ func (c *Client) StepCounts(ctx context.Context, f FlowRef, version int) (*FlowC
 				if ok {
 					n.Running++
 				} else {
-					n.Waiting++
+					n.Unserved++
 				}
 			case StepCompleted:
 				n.Completed++

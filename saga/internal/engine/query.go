@@ -43,8 +43,13 @@ func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) 
 	}
 	v := st.view()
 	for i := range v.Steps {
-		if v.Steps[i].Status == StepRunning {
-			c.whoHas(ctx, st, seq, &v.Steps[i])
+		switch s := &v.Steps[i]; {
+		case s.Status == StepWaiting:
+			s.Waiting = fmt.Sprintf("waiting on %s until %s", s.WaitingOn, s.WaitUntil.Format(time.RFC3339))
+		case s.Status == StepRunning && !s.WaitUntil.IsZero():
+			s.Waiting = fmt.Sprintf("waiting on %s: tried again at %s", s.WaitingOn, s.WaitUntil.Format(time.RFC3339))
+		case s.Status == StepRunning:
+			c.whoHas(ctx, st, seq, s)
 		}
 	}
 	return v, nil

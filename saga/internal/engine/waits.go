@@ -12,7 +12,6 @@ import (
 	"github.com/choreo-go/choreo/internal/wire"
 )
 
-
 // A step completed later (WaitsFor) is settled from outside its action:
 // by Complete or Fail with its completion token, in any process with the
 // step owner's identity.
