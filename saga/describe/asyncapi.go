@@ -247,9 +247,12 @@ var apiIDChars = regexp.MustCompile(`[^A-Za-z0-9_-]`)
 func apiID(s string) string { return apiIDChars.ReplaceAllString(s, "_") }
 
 // outcomePhases are the phases a step's outcome events may have besides
-// done, by whether the step is compensated.
-func outcomePhases(kind StepKind) []string {
+// done, by whether the step is compensated and completed later.
+func outcomePhases(kind StepKind, waits bool) []string {
 	ps := []string{wire.PhaseFailed, wire.PhaseRetry, wire.PhaseTimedOut, wire.PhaseAbandoned, wire.PhaseSkipped}
+	if waits {
+		ps = append(ps, wire.PhaseWaiting)
+	}
 	if kind == Compensatable {
 		ps = append(ps, wire.PhaseCompensated, wire.PhaseCompensationRetry, wire.PhaseParked)
 	}
@@ -328,7 +331,7 @@ func (d *apiDoc) addFlow(f Flow) {
 				[]string{d.eventMessage(f, s.EventType)}, idOnly)
 			outcome := sp + "_outcome"
 			d.channel(outcome, log(s.Name, "{phase}"), fmt.Sprintf("%s %s: step %s's other outcomes", f.Name, v, s.Name),
-				[]string{msgOutcome}, withPhase(outcomePhases(s.Kind)))
+				[]string{msgOutcome}, withPhase(outcomePhases(s.Kind, s.Wait > 0)))
 			if i == 0 {
 				d.operation(sp+"_take", "receive", start, fmt.Sprintf("%s takes step %s when a saga starts", owner[0], s.Name), owner)
 			} else {
