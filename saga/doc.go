@@ -32,6 +32,35 @@
 // given the flow (or Named, for a flow known only by name). Runner.OnEnd is
 // told of every saga that ends.
 //
+// # Waiting on the outside world
+//
+// A step declared WaitsFor(party, timeout) may end later than its action:
+// the action hands CompletionToken(ctx) to whoever will answer (a bank, a
+// customer's browser, a warehouse) and returns Later; the step waits
+// (StepWaiting, with whom it waits on and until when) and any process with
+// the owner's identity completes it:
+//
+//	// in the action
+//	bank.Ask3DS(ctx, o.OrderID, saga.CompletionToken(ctx))
+//	return saga.Later[PaymentCharged]()
+//
+//	// in the bank's callback, any instance, any time
+//	err := Charge.Complete(ctx, client, token, PaymentCharged{PaymentID: id})
+//
+// Step.Fail reports a failure instead (Abort compensates; another error
+// runs the action again after its backoff). A step declared CompletesOn
+// completes when a domain event of package events names its saga:
+//
+//	Deliver = saga.NewStep[Booked, ParcelDelivered]("deliver", saga.Retriable(),
+//		saga.WaitsFor("carrier", 72*time.Hour), saga.CompletesOn("parcel.delivered", "order_id"))
+//
+// The timeout is a broker-side timer (it fires with every process gone):
+// the step is tried again while its retries last, then a compensatable
+// step is compensated, a pivot fails and a retriable step keeps trying.
+// When the saga compensates while a step waits, the wait ends and the step
+// is compensated; a completion after that gets ErrCompensated and must undo
+// its effect itself. sagatest.Clock moves a test's time.
+//
 // # What errors mean
 //
 // An action's nil error completes its step. Abort(err) is a business

@@ -13,6 +13,12 @@ import (
 	"github.com/choreo-go/choreo/saga"
 )
 
+// Bank is the payment service's card-authentication provider (3-D Secure):
+// it calls back later with the token it was given.
+type Bank interface {
+	Ask3DS(ctx context.Context, orderID, callbackToken string) error
+}
+
 // Payments is the payment service's own domain code.
 type Payments interface {
 	Charge(ctx context.Context, key, cardToken string, total int) (PaymentCharged, error)
@@ -82,3 +88,54 @@ func PlaceOrder(ctx context.Context, client *saga.Client, o OrderPlaced) (saga.S
 }
 
 // README end
+
+// README waits begin
+// A step completed later: the charge of the 3-D Secure flow waits up to 15
+// minutes for the customer, in the bank's page. A broker-side timer ends
+// the wait, with every process gone; the charge is then compensated.
+var ChargeAfter3DS = saga.NewStep[OrderPlaced, PaymentCharged]("charge",
+	saga.Owner("payment"), saga.Undo("refund"), saga.WaitsFor("customer", 15*time.Minute))
+
+func ask3DS(ctx context.Context, bank Bank, o OrderPlaced) (PaymentCharged, error) {
+	if err := bank.Ask3DS(ctx, o.OrderID, saga.CompletionToken(ctx)); err != nil {
+		return PaymentCharged{}, err // retried
+	}
+	return saga.Later[PaymentCharged]() // the outcome comes later
+}
+
+// OnBankCallback runs in any instance of the payment service, after any
+// restart: the token names the saga, the step and the attempt.
+func OnBankCallback(ctx context.Context, client *saga.Client, token, paymentID, orderID string) error {
+	return ChargeAfter3DS.Complete(ctx, client, token, PaymentCharged{PaymentID: paymentID, OrderID: orderID})
+}
+
+// An event wait: deliver completes when the carrier's ParcelDelivered
+// event names the saga (its order_id field), or is tried again after 3 days.
+type ParcelDelivered struct {
+	OrderID string `json:"order_id"`
+	At      time.Time
+}
+
+var Deliver = saga.NewStep[DeliveryBooked, ParcelDelivered]("deliver", saga.Owner("shipping"), saga.Retriable(),
+	saga.WaitsFor("carrier", 72*time.Hour), saga.CompletesOn("parcel.delivered", "order_id"))
+
+// README waits end
+
+// Order3DS is the flow the waiting steps belong to.
+var (
+	Reserve3DS = saga.NewStep[PaymentCharged, StockReserved]("reserve3ds", saga.Owner("inventory"))
+	Ship3DS    = saga.NewStep[StockReserved, DeliveryBooked]("ship3ds", saga.Owner("shipping"), saga.Pivot())
+	Order3DS   = saga.MustDefine[OrderPlaced]("order3ds", 1, ChargeAfter3DS, Reserve3DS, Ship3DS, Deliver)
+)
+
+// HandlePayment3DS binds the 3-D Secure charge in runner.
+func HandlePayment3DS(runner *saga.Runner, bank Bank, payments Payments) error {
+	return saga.Handle(runner, ChargeAfter3DS, func(ctx context.Context, o OrderPlaced) (PaymentCharged, error) {
+		return ask3DS(ctx, bank, o)
+	}, func(ctx context.Context, _ OrderPlaced, p PaymentCharged) error {
+		if p.PaymentID == "" {
+			return nil // never confirmed: nothing was charged
+		}
+		return payments.Refund(ctx, p.PaymentID)
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/internal/readme"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
@@ -43,6 +44,11 @@ func TestREADMEShowsThisCode(t *testing.T) {
 	first, _, _ = strings.Cut(first, "// first test end\n")
 	if blocks[1] != strings.TrimSpace(first) {
 		t.Errorf("README's second Go block is not the first test:\n--- README\n%s\n--- readme_test.go\n%s", blocks[1], first)
+	}
+	_, waits, _ := strings.Cut(string(src), "// README waits begin\n")
+	waits, _, _ = strings.Cut(waits, "// README waits end\n")
+	if len(blocks) < 3 || blocks[2] != strings.TrimSpace(waits) {
+		t.Errorf("README's third Go block is not readme.go between the waits markers:\n%s", waits)
 	}
 }
 
@@ -160,3 +166,69 @@ func TestSoldOutOrderIsRefunded(t *testing.T) {
 }
 
 // first test end
+
+type fakeBank struct {
+	mu     sync.Mutex
+	tokens map[string]string // order -> callback token
+}
+
+func (b *fakeBank) Ask3DS(_ context.Context, orderID, token string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.tokens[orderID] = token
+	return nil
+}
+
+func (b *fakeBank) token(orderID string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.tokens[orderID]
+}
+
+// The README's waits run: the bank's callback completes the charge, and
+// the carrier's event completes the delivery.
+func TestREADMEWaitsRun(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	client := srv.Client()
+	runner, err := saga.NewRunner(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bank := &fakeBank{tokens: map[string]string{}}
+	pay := &fakePayments{charged: map[string]int{}}
+	err = errors.Join(readme.HandlePayment3DS(runner, bank, pay),
+		saga.Handle(runner, readme.Reserve3DS, func(_ context.Context, p readme.PaymentCharged) (readme.StockReserved, error) {
+			return readme.StockReserved{OrderID: p.OrderID}, nil
+		}, nil),
+		saga.Handle(runner, readme.Ship3DS, func(context.Context, readme.StockReserved) (readme.DeliveryBooked, error) {
+			return readme.DeliveryBooked{TrackingID: "T1"}, nil
+		}, nil),
+		saga.Handle(runner, readme.Deliver, nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Run(t, runner)
+	ctx := context.Background()
+	if err := saga.Start(ctx, client, readme.Order3DS, "o3", readme.OrderPlaced{OrderID: "o3", CardToken: "tok", Total: 5}); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Poll(t, 20*time.Second, func() bool { return bank.token("o3") != "" }, func() string { return "the bank was never asked" })
+	if err := readme.OnBankCallback(ctx, client, bank.token("o3"), "pay-o3", "o3"); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		st, err := client.Get(ctx, readme.Order3DS, "o3")
+		return err == nil && st.Step("deliver").Status == saga.StepWaiting
+	}, func() string { return "deliver never waited" })
+	_, js := srv.Connect()
+	bus, err := events.New(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Publish(ctx, bus, "parcel.delivered", "p-o3", readme.ParcelDelivered{OrderID: "o3", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.AwaitStatus(t, client, readme.Order3DS, "o3", 20*time.Second, saga.StatusCompleted)
+	sagatest.AssertTimeline(t, client, readme.Order3DS, "o3", "_saga:start", "charge:waiting", "charge:done",
+		"reserve3ds:done", "ship3ds:done", "deliver:waiting", "deliver:done")
+}
