@@ -14,7 +14,7 @@ import (
 
 // StepCounts counts each step's sagas by where they stand: completed,
 // failed, compensated, parked, and running steps no runner serves as
-// waiting, not running.
+// unserved, not running.
 func TestStepCounts(t *testing.T) {
 	e := newEnv(t, 0, func(s *shop) { s.chargeOpts = []saga.StepOption{saga.WithCompensationRetry(fastRetries(2))} })
 	ctx := context.Background()
@@ -71,7 +71,7 @@ func TestStepCounts(t *testing.T) {
 	var got *ops.FlowCounts
 	sagatest.Poll(t, 10*time.Second, func() bool {
 		got, err = e.op.StepCounts(ctx, idle.flow.Name(), 1)
-		return err == nil && len(got.Steps) > 0 && got.Steps[0].Waiting == 1
+		return err == nil && len(got.Steps) > 0 && got.Steps[0].Unserved == 1
 	}, func() string { return fmt.Sprintf("counts %+v %v", got, err) })
 	if got.Steps[0].Running != 0 || got.Sagas[saga.StatusRunning] != 1 {
 		t.Errorf("idle flow: %+v", got)

@@ -72,7 +72,7 @@ func TestConsoleServes(t *testing.T) {
 		return fmt.Sprint(resp.StatusCode, " ", string(b))
 	}
 	var got string
-	sagatest.Poll(t, 20*time.Second, func() bool { got = get(); return strings.Contains(got, `"waiting":1`) },
+	sagatest.Poll(t, 20*time.Second, func() bool { got = get(); return strings.Contains(got, `"unserved":1`) },
 		func() string { return "counts: " + got })
 	// It keeps answering, past the command's 1s --timeout: asked again
 	// and again until a request made after it has its answer.
