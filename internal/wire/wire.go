@@ -51,7 +51,8 @@ const (
 	// After, on a compensation command, is the sequence of the saga log
 	// event that made it due: its reader reads a state at least as new.
 	After = "Choreo-After"
-	// TimerKind, on a timer, says what fires: TimerDeadline or TimerExpire.
+	// TimerKind, on a timer, says what fires: TimerDeadline, TimerExpire
+	// or TimerBegin.
 	TimerKind = "Choreo-Timer"
 	// TraceParent, on log events and commands, is the W3C trace context
 	// of the span that wrote them: only when tracing is on.
@@ -72,6 +73,7 @@ const (
 const (
 	TimerDeadline = "deadline" // the saga's deadline passed
 	TimerExpire   = "expire"   // an ended saga's retention passed
+	TimerBegin    = "begin"    // a scheduled saga's time to begin came
 )
 
 // Phase tokens of commands.
@@ -144,6 +146,7 @@ const (
 	PhaseDeadline          = "deadline"
 	PhaseResume            = "resume"
 	PhaseCancelled         = "cancelled"
+	PhaseBegin             = "begin"
 )
 
 // Token reports whether s is a name choreo accepts for a flow, a step or

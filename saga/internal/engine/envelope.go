@@ -30,11 +30,11 @@ func ValidID(id string) bool { return len(id) >= 1 && len(id) <= 128 && wire.IDC
 var logPhases = map[Phase]bool{
 	PhaseStart: true, PhaseDone: true, PhaseFailed: true, PhaseTimedOut: true, PhaseAbandoned: true,
 	PhaseSkipped: true, PhaseRetry: true, PhaseCompensated: true, PhaseCompensationRetry: true,
-	PhaseParked: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true,
+	PhaseParked: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true, PhaseBegin: true,
 }
 
 // sagaPhases are the phases of saga-wide events (step "_saga").
-var sagaPhases = map[Phase]bool{PhaseStart: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true}
+var sagaPhases = map[Phase]bool{PhaseStart: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true, PhaseBegin: true}
 
 // envelope is a validated incoming choreo message: whose it is, from the
 // subject, and what it carries, from the few headers choreo writes.
@@ -45,7 +45,7 @@ type envelope struct {
 	state          *State // log events
 	epoch          int    // commands
 	after          uint64 // commands: the log event that made it due
-	timer          string // timers: wire.TimerDeadline or wire.TimerExpire
+	timer          string // timers: wire.TimerDeadline, wire.TimerExpire or wire.TimerBegin
 }
 
 // one returns the single value of a header, or says why there is not one.
@@ -147,7 +147,7 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 		if err != nil {
 			return nil, err
 		}
-		if kind != wire.TimerDeadline && kind != wire.TimerExpire {
+		if kind != wire.TimerDeadline && kind != wire.TimerExpire && kind != wire.TimerBegin {
 			return nil, bad("unknown timer %q", kind)
 		}
 		e.timer = kind

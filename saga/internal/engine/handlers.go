@@ -146,8 +146,8 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		return
 	}
 	var trigger []byte
-	if env.step == wire.SagaStep || env.phase == PhaseDone {
-		trigger = d.m.Data()
+	if env.phase == PhaseStart || env.phase == PhaseDone {
+		trigger = d.m.Data() // a begin carries no input: inputOf reads the start's
 	}
 	input, err := r.inputOf(ctx, def, env.id, trigger)
 	if err != nil {
@@ -260,8 +260,8 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
 	d.record(ctx, cur, curSeq, def.name, v, nil)
 }
 
-// onTimer handles a saga's timer: its deadline, or the end of an ended
-// saga's retention.
+// onTimer handles a saga's timer: its deadline, the begin of a saga
+// started for later, or the end of an ended saga's retention.
 func (r *Runner) onTimer(ctx context.Context, d *delivery) {
 	if !d.parse(ctx) {
 		return
@@ -281,7 +281,30 @@ func (r *Runner) onTimer(ctx context.Context, d *delivery) {
 	}
 	// The broker's scheduler marks what it fires; trust its clock over ours.
 	fired := d.m.Headers().Get("Nats-Scheduler") == wire.SchedSubject(env.flow, env.id)
+	if env.timer == wire.TimerBegin {
+		r.onBegin(ctx, d, cur, curSeq, fired)
+		return
+	}
 	d.record(ctx, cur, curSeq, wire.SagaStep, deadlinePassed(fired), nil)
+}
+
+// onBegin appends the begin of a scheduled saga, cur, whose time came.
+// Its deadline timer is set first, as a start sets it before the start:
+// a running saga without it could run for ever, a deadline of a saga that
+// did not begin does nothing. (It replaces the saga's one schedule; were
+// the saga cancelled and ended meanwhile, the deadline's firing sets its
+// expiry again.) A begin that does not apply (the saga began or was
+// cancelled, or the timer came early) deletes the timer.
+func (r *Runner) onBegin(ctx context.Context, d *delivery, cur *State, curSeq uint64, fired bool) {
+	var deadline time.Time
+	if at := beginAt(cur, fired, clock()); !at.IsZero() && d.flow.deadline > 0 {
+		deadline = at.Add(d.flow.deadline).Truncate(timeUnit)
+		if err := r.j.schedule(ctx, cur, wire.TimerDeadline, deadline, cur.Flow+"."+cur.ID+".timer"); err != nil {
+			d.retryLater(err)
+			return
+		}
+	}
+	d.record(ctx, cur, curSeq, wire.SagaStep, began(fired, deadline), nil)
 }
 
 // onEnd hands a terminal state to an OnEnd function. Every event whose
