@@ -237,20 +237,6 @@ func (s *State) begin(now, deadline time.Time) error {
 	return nil
 }
 
-// begun reports whether the saga's newest event is the begin of a
-// scheduled saga: the event that triggered its first position.
-func (s *State) begun() bool {
-	if s.Status != StatusRunning || s.Scheduled.IsZero() {
-		return false
-	}
-	for _, st := range s.Steps {
-		if st.Position == 0 && st.Trigger == s.Events {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *State) running(name string) (*StepState, error) {
 	st := s.Step(name)
 	if st == nil {
