@@ -95,8 +95,13 @@ func TestSchedAfterBeginsWithNoProcessAlive(t *testing.T) {
 	if err := saga.Start(ctx, starter, f.flow, "s-1", schedOrder{Seats: 2}, saga.After(1500*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	// Starting it again is harmless: the schedule and the saga stand.
+	// Starting it again is harmless, later or at once: the saga stands,
+	// and so does its begin (a start at once sets a deadline timer first,
+	// which replaces the saga's one schedule: the begin is set again).
 	if err := saga.Start(ctx, starter, f.flow, "s-1", schedOrder{Seats: 2}, saga.After(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := saga.Start(ctx, starter, f.flow, "s-1", schedOrder{Seats: 3}); err != nil {
 		t.Fatal(err)
 	}
 	reader := srv.Client()

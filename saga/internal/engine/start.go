@@ -177,9 +177,20 @@ func (c *Client) publishStart(ctx context.Context, st *State, data []byte) error
 			return err
 		}
 		// Lost the race: the saga exists, unless what is there is rogue.
-		if _, _, err := c.j.load(ctx, st.Flow, st.ID, 0); !errors.Is(err, ErrNotFound) {
-			return nil
+		cur, _, err := c.j.load(ctx, st.Flow, st.ID, 0)
+		if errors.Is(err, ErrNotFound) {
+			continue
 		}
+		if err == nil && cur.Status == StatusScheduled && st.Status != StatusScheduled && !st.Deadline.IsZero() {
+			// This start's deadline timer replaced the begin of the
+			// scheduled saga there (the saga's one schedule): set it again.
+			at := cur.Scheduled
+			if soon := clock().Add(time.Second); at.Before(soon) {
+				at = soon
+			}
+			return c.j.schedule(ctx, cur, wire.TimerBegin, at, fmt.Sprintf("%s.%s.begin.%d", cur.Flow, cur.ID, time.Now().UnixNano()))
+		}
+		return nil
 	}
 	return fmt.Errorf("saga: start %s/%s: too many rogue events", st.Flow, st.ID)
 }
