@@ -281,3 +281,34 @@ func TestSchedForgedEarlyBeginIsRefused(t *testing.T) {
 		t.Errorf("hold ran %d times on a forged start", n)
 	}
 }
+
+// A scheduled saga that no runner began well past its time is a finding:
+// its flow's timers are not handled.
+func TestSchedOverdueIsDiagnosed(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	f := newSchedFlow("schedlate")
+	r, err := saga.NewRunner(srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := saga.Handle(r, f.hold, func(_ context.Context, in schedOrder) (schedOrder, error) { return in, nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Run(t, r)() // registers the flow, then stops
+	c := srv.Client()
+	ctx := context.Background()
+	if err := saga.Start(ctx, c, f.flow, "l-1", schedOrder{}, saga.After(200*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	op := srv.Ops()
+	var found []ops.Finding
+	sagatest.Poll(t, 10*time.Second, func() bool {
+		found, err = op.Diagnose(ctx, ops.DiagnoseOptions{Overdue: 300 * time.Millisecond})
+		for _, x := range found {
+			if x.Kind == "overdue" && strings.Contains(x.What, "l-1") && strings.Contains(x.What, "was to begin") {
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("no overdue finding: %+v %v", found, err) })
+}

@@ -106,7 +106,7 @@ type Finding struct {
 // DiagnoseOptions are Diagnose's thresholds; zero values take defaults.
 type DiagnoseOptions struct {
 	Behind  uint64        // a consumer with more messages pending than this is behind (default 1000)
-	Overdue time.Duration // a running saga this far past its deadline is stuck (default 1m)
+	Overdue time.Duration // a running saga this far past its deadline, or a scheduled one past its begin, is stuck (default 1m)
 	Full    float64       // a stream this full (0-1) is near its limits (default 0.8)
 	// Idle is how long a saga may wait at a step whose consumer has no
 	// pull waiting and nothing in a runner's hands (and has delivered
