@@ -312,3 +312,27 @@ func TestSchedOverdueIsDiagnosed(t *testing.T) {
 		return false
 	}, func() string { return fmt.Sprintf("no overdue finding: %+v %v", found, err) })
 }
+
+// Retiring a version with CompensateInFlight stops its scheduled sagas
+// too: they end compensated with the reason, nothing run.
+func TestSchedCancelledByRetire(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	f := newSchedFlow("schedretire")
+	f.run(t, srv)
+	c := srv.Client()
+	ctx := context.Background()
+	if err := saga.Start(ctx, c, f.flow, "r-1", schedOrder{}, saga.After(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := srv.Ops().Retire(ctx, f.flow.Name(), 1, ops.CompensateInFlight, "seats sold elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := sagatest.AwaitStatus(t, c, f.flow, "r-1", 20*time.Second, saga.StatusCompensated)
+	if !strings.Contains(st.Reason, "seats sold elsewhere") || len(rep.Forward) != 0 {
+		t.Errorf("retired: %+v, reason %q", rep, st.Reason)
+	}
+	if n := f.count("r-1", "hold:action"); n != 0 {
+		t.Errorf("hold ran %d times", n)
+	}
+}
