@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -291,9 +292,9 @@ func (r *Runner) onTimer(ctx context.Context, d *delivery) {
 // onBegin appends the begin of a scheduled saga, cur, whose time came.
 // Its deadline timer is set first, as a start sets it before the start:
 // a running saga without it could run for ever, a deadline of a saga that
-// did not begin does nothing. (It replaces the saga's one schedule; were
-// the saga cancelled and ended meanwhile, the deadline's firing sets its
-// expiry again.) A begin that does not apply (the saga began or was
+// did not begin does nothing. That timer replaces the saga's one
+// schedule: were the saga cancelled and ended meanwhile, its expiry is
+// set again. A begin that does not apply (the saga began or was
 // cancelled, or the timer came early) deletes the timer.
 func (r *Runner) onBegin(ctx context.Context, d *delivery, cur *State, curSeq uint64, fired bool) {
 	var deadline time.Time
@@ -304,7 +305,25 @@ func (r *Runner) onBegin(ctx context.Context, d *delivery, cur *State, curSeq ui
 			return
 		}
 	}
-	d.record(ctx, cur, curSeq, wire.SagaStep, began(fired, deadline), nil)
+	v := began(fired, deadline)
+	var found *State // the saga as a begin that did not apply found it
+	apply := v.apply
+	v.apply = func(s *State, now time.Time) error {
+		err := apply(s, now)
+		found = nil
+		if errors.Is(err, errNoop) {
+			found = s
+		}
+		return err
+	}
+	d.record(ctx, cur, curSeq, wire.SagaStep, v, nil)
+	if !deadline.IsZero() && found != nil && (found.Status == StatusCompleted || found.Status == StatusCompensated) && r.j.opts.retention > 0 {
+		at := found.EndedAt.Add(r.j.opts.retention)
+		id := found.Flow + "." + found.ID + ".expire." + strconv.Itoa(found.Epoch) + ".after-begin"
+		if err := r.j.schedule(ctx, found, wire.TimerExpire, at, id); err != nil {
+			d.log().Warn("choreo: set an ended saga's expiry again", "err", err)
+		}
+	}
 }
 
 // onEnd hands a terminal state to an OnEnd function. Every event whose
