@@ -63,7 +63,9 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...saga.Option) (*Cl
 func (c *Client) Flows(ctx context.Context) ([]describe.Flow, error) { return c.e.Flows(ctx) }
 
 // Cancel is an operator's stop of a running saga: it compensates, with the
-// reason, on the runners of its version. It returns saga.ErrNotFound,
+// reason, on the runners of its version. A scheduled saga (saga.At,
+// saga.After) that has not begun ends compensated at once, nothing run,
+// and its begin does nothing. It returns saga.ErrNotFound,
 // saga.ErrInvalidOption for an empty reason, or ErrNotRunning for a saga
 // that ended, compensates already, or ran its pivot (it can only go
 // forward).
