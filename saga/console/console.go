@@ -110,7 +110,7 @@ func Handler(c *saga.Client, op *ops.Client, opts ...Option) http.Handler {
 	mux.HandleFunc("GET /api/deadletters", h.deadLetters)
 	mux.HandleFunc("POST /api/deadletters/{seq}/replay", h.replay)
 	mux.HandleFunc("GET /api/parked", h.parked)
-	mux.HandleFunc("GET /api/scheduled", h.scheduled)
+	mux.HandleFunc("GET /api/scheduled", h.scheduledList)
 	mux.HandleFunc("GET /api/sagas/{flow}/{id}", h.saga)
 	mux.HandleFunc("POST /api/sagas/{flow}/{id}/retry", h.retry)
 	cop := http.NewCrossOriginProtection()
@@ -495,9 +495,9 @@ type scheduledSaga struct {
 	TraceID   string    `json:"trace_id,omitempty"`
 }
 
-// scheduled lists the scheduled sagas of every registered flow, the next
+// scheduledList lists the scheduled sagas of every registered flow, the next
 // to begin first: a flow no runner registered is not looked at.
-func (h *handler) scheduled(w http.ResponseWriter, r *http.Request) {
+func (h *handler) scheduledList(w http.ResponseWriter, r *http.Request) {
 	names, err := h.flowNames(r.Context())
 	if err != nil {
 		failLib(w, err)

@@ -287,7 +287,7 @@ func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, e
 		if at.Before(next.Scheduled) {
 			at = next.Scheduled
 		}
-		err = next.begin(at, claim.Deadline)
+		err = next.commence(at, claim.Deadline)
 	case PhaseResume:
 		err = next.retryParked()
 	case PhaseCancelled:

@@ -279,14 +279,14 @@ func beginAt(cur *State, fired bool, now time.Time) time.Time {
 	return now
 }
 
-// began is the verdict for a scheduled saga's begin timer: the saga runs,
+// beginVerdict is the verdict for a scheduled saga's begin timer: the saga runs,
 // with the deadline given (zero: none), which counts from its begin.
-func began(fired bool, deadline time.Time) verdict {
+func beginVerdict(fired bool, deadline time.Time) verdict {
 	return verdict{done: true, phase: PhaseBegin, apply: func(s *State, now time.Time) error {
 		if fired && now.Before(s.Scheduled) {
 			now = s.Scheduled
 		}
-		return s.begin(now, deadline)
+		return s.commence(now, deadline)
 	}}
 }
 

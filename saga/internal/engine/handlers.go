@@ -305,7 +305,7 @@ func (r *Runner) onBegin(ctx context.Context, d *delivery, cur *State, curSeq ui
 			return
 		}
 	}
-	v := began(fired, deadline)
+	v := beginVerdict(fired, deadline)
 	var found *State // the saga as a begin that did not apply found it
 	apply := v.apply
 	v.apply = func(s *State, now time.Time) error {

@@ -46,13 +46,13 @@ func TestSchedCodec(t *testing.T) {
 			t.Fatalf("round trip of %q: %+v, %v\nwant %+v", raw, got, err, want)
 		}
 	}
-	began := scheduledSaga()
-	if err := began.begin(began.Scheduled, began.Scheduled.Add(time.Minute)); err != nil {
+	begun := scheduledSaga()
+	if err := begun.commence(begun.Scheduled, begun.Scheduled.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	began.Events++
-	began.settle(began.Scheduled)
-	if got, err := decodeState("f", "x", string(encodeState(began))); err != nil || !reflect.DeepEqual(got, began) {
+	begun.Events++
+	begun.settle(begun.Scheduled)
+	if got, err := decodeState("f", "x", string(encodeState(begun))); err != nil || !reflect.DeepEqual(got, begun) {
 		t.Fatalf("round trip of a begun saga: %+v, %v", got, err)
 	}
 	for _, raw := range []string{"c3|1|s|1||0||||||", "c3|1|s|1||0|||||||", "c3|1|s|1||0||||||||1"} {
@@ -74,20 +74,20 @@ func TestSchedBeginAndCancel(t *testing.T) {
 	if err := s.expire(t0.Add(48 * time.Hour)); err == nil {
 		t.Errorf("a scheduled saga expired")
 	}
-	if err := s.begin(s.Scheduled.Add(-time.Second), time.Time{}); err == nil {
+	if err := s.commence(s.Scheduled.Add(-time.Second), time.Time{}); err == nil {
 		t.Errorf("began early")
 	}
 	at := s.Scheduled.Add(time.Second)
 	b := s.clone()
 	b.Events++
-	if err := b.begin(at, at.Add(time.Minute)); err != nil {
+	if err := b.commence(at, at.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	b.settle(at)
 	if b.Status != StatusRunning || b.Deadline != at.Add(time.Minute) || b.Steps[0].Status != StepRunning || b.Steps[0].Trigger != 2 {
 		t.Fatalf("begun: %+v", b)
 	}
-	if err := b.begin(at, time.Time{}); err == nil {
+	if err := b.commence(at, time.Time{}); err == nil {
 		t.Errorf("began twice")
 	}
 	c := s.clone()
@@ -99,7 +99,7 @@ func TestSchedBeginAndCancel(t *testing.T) {
 	if c.Status != StatusCompensated || c.Reason != "cancelled: not wanted" || c.EndedAt.IsZero() || c.Steps[0].Status != StepPending {
 		t.Fatalf("cancelled: %+v", c)
 	}
-	if err := c.begin(at, time.Time{}); err == nil {
+	if err := c.commence(at, time.Time{}); err == nil {
 		t.Errorf("a cancelled saga began")
 	}
 }
@@ -119,7 +119,7 @@ func TestSchedBeginVerdict(t *testing.T) {
 	if at := beginAt(running(StatusRunning, CompensatableStep, time.Time{}), true, early); !at.IsZero() {
 		t.Errorf("a running saga begins at %v", at)
 	}
-	v := began(false, time.Time{})
+	v := beginVerdict(false, time.Time{})
 	if v.phase != PhaseBegin || !v.done {
 		t.Fatalf("verdict %+v", v)
 	}
@@ -127,7 +127,7 @@ func TestSchedBeginVerdict(t *testing.T) {
 		t.Errorf("applied early")
 	}
 	b := s.clone()
-	if err := began(true, s.Scheduled.Add(time.Hour)).apply(b, early); err != nil || b.Status != StatusRunning {
+	if err := beginVerdict(true, s.Scheduled.Add(time.Hour)).apply(b, early); err != nil || b.Status != StatusRunning {
 		t.Errorf("fired: %v %+v", err, b)
 	}
 }
@@ -140,7 +140,7 @@ func TestSchedReplayBegin(t *testing.T) {
 		next := prev.clone()
 		next.Events++
 		next.follow(7)
-		if err := next.begin(next.Scheduled, deadline); err != nil {
+		if err := next.commence(next.Scheduled, deadline); err != nil {
 			t.Fatal(err)
 		}
 		next.settle(at)

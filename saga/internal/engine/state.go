@@ -226,10 +226,10 @@ func newScheduled(f *flowDef, id string, now, at time.Time) *State {
 	return s
 }
 
-// begin runs a scheduled saga at now, with the deadline its flow gives it
+// commence runs a scheduled saga at now, with the deadline its flow gives it
 // from there (zero: none). A saga that is not scheduled (it began, or was
 // cancelled) and a begin before its time do not apply.
-func (s *State) begin(now, deadline time.Time) error {
+func (s *State) commence(now, deadline time.Time) error {
 	if s.Status != StatusScheduled || now.Before(s.Scheduled) {
 		return errNoop
 	}
