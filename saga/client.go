@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -52,7 +53,14 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client,
 // when the version is retired or draining (it never starts another
 // version in its place), ErrStreamFull when the saga stream is near its
 // limits (see access.WithStreamLimits), or the broker's error.
-func Start[In any](ctx context.Context, c *Client, f *Flow[In], id string, input In) error {
+//
+// With At or After, the saga starts later: it is recorded now with status
+// StatusScheduled (Get and List show it, and when it begins), nothing runs,
+// and a broker-side schedule, which no process restart loses, has a runner
+// of the flow begin it then (its deadline counts from there). Cancel stops
+// it before it begins: it ends compensated, with nothing run. A time not
+// after now starts it at once.
+func Start[In any](ctx context.Context, c *Client, f *Flow[In], id string, input In, opts ...StartOption) error {
 	if f == nil || f.def == nil {
 		return fmt.Errorf("%w: nil flow", ErrInvalidFlow)
 	}
@@ -63,8 +71,18 @@ func Start[In any](ctx context.Context, c *Client, f *Flow[In], id string, input
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
-	return c.e.Start(ctx, f.def, id, data)
+	return c.e.Start(ctx, f.def, id, data, opts...)
 }
+
+// StartOption changes how Start starts a saga: At, After.
+type StartOption = engine.StartOption
+
+// At has Start record the saga now, as scheduled, and begin it at t.
+func At(t time.Time) StartOption { return engine.At(t) }
+
+// After has Start record the saga now, as scheduled, and begin it once d
+// has passed.
+func After(d time.Duration) StartOption { return engine.After(d) }
 
 // Get returns a saga's state. Each running step says who has it (see
 // StepState): Taken by a runner, Unserved (no runner of the saga's flow

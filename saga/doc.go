@@ -60,6 +60,12 @@
 // When the saga compensates while a step waits, the wait ends and the step
 // is compensated; a completion after that gets ErrCompensated and must undo
 // its effect itself. sagatest.Clock moves a test's time.
+// Start with At(t) or After(d) starts a saga later: it is recorded at once
+// with status scheduled (List and the tools show it, and State.Scheduled
+// when it begins), nothing runs, and a broker-side schedule, which no
+// process restart loses, has a runner of the flow append its begin then;
+// its deadline counts from the begin. Cancelled before (ops.Client.Cancel),
+// it ends compensated with nothing run.
 //
 // # What errors mean
 //
@@ -136,7 +142,8 @@
 // Compensations run in reverse order of completion, parallel members
 // together, never before their action finished, never for a step that did
 // not complete. Messages choreo cannot process go to the dead-letter stream
-// with the reason. Deadlines are JetStream message schedules, and so is
+// with the reason. Deadlines and scheduled begins are JetStream message
+// schedules, and so is
 // the removal of an ended saga once its retention (WithRetention) has
 // passed; a running or parked saga is never removed. Every event a process
 // reads is checked against the saga's log before it is believed: an event

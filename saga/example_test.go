@@ -242,3 +242,28 @@ func ExampleInputFrom() {
 	// mail to ada
 	// completed
 }
+
+// A saga started for later is recorded at once, as scheduled; a broker-side
+// schedule begins it then on a runner of its flow, and an operator may
+// cancel it before (ops.Client.Cancel).
+func ExampleAfter() {
+	srv, err := sagatest.StartServer()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Shutdown()
+	ctx := context.Background()
+	remind := saga.NewStep[PlaceOrder, Emailed]("remind", saga.Owner("mail"))
+	flow := saga.MustDefine[PlaceOrder]("reminder", 1, remind)
+	c := srv.Client()
+
+	if err := saga.Start(ctx, c, flow, "r1", PlaceOrder{OrderID: "o-7"}, saga.After(24*time.Hour)); err != nil {
+		fmt.Println(err)
+		return
+	}
+	st, _ := c.Get(ctx, flow, "r1")
+	fmt.Println(st.Status, st.Step("remind").Status, st.Scheduled.Sub(st.StartedAt))
+	// Output:
+	// scheduled pending 24h0m0s
+}

@@ -61,6 +61,13 @@ func TestPermissionsDeriveFromTheFlow(t *testing.T) {
 		{"payment", "choreo.log.shop.s1.v1.reserve.done", false},
 		{"payment", "choreo.log.shop.s1.v1._saga.start", false},
 		{"order", "choreo.log.shop.s1.v1._saga.start", true},
+		// A scheduled saga: its starter sets the begin timer, a participant
+		// (whose runner the timer reaches) appends the begin.
+		{"order", "choreo.sched.shop.s1", true},
+		{"payment", "choreo.log.shop.s1.v1._saga.begin", true},
+		{"inventory", "choreo.log.shop.s1.v1._saga.begin", true},
+		{"gateway", "choreo.log.shop.s1.v1._saga.begin", false},
+		{"gateway", "choreo.sched.shop.s1", false},
 		{"order", "choreo.log.shop.s1.v1.charge.done", false},
 		{"inventory", "choreo.log.shop.s1.v1.charge.failed", false},
 		{"gateway", "choreo.log.shop.s1.v1.charge.done", false},

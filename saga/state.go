@@ -15,6 +15,9 @@ type Status string
 // terminal; an operator can move a CompensationFailed saga back to
 // Compensating (ops.Client.RetryCompensation).
 const (
+	// StatusScheduled is a saga started for later (At, After): recorded,
+	// with nothing run until it begins (State.Scheduled).
+	StatusScheduled          Status = "scheduled"
 	StatusRunning            Status = "running"
 	StatusCompleted          Status = "completed"
 	StatusCompensating       Status = "compensating"
@@ -75,6 +78,7 @@ const (
 	PhaseDeadline          Phase = "deadline"    // the saga's deadline passed (step "_saga")
 	PhaseResume            Phase = "resume"      // an operator's retry of a parked saga (step "_saga")
 	PhaseCancelled         Phase = "cancelled"   // an operator cancelled the saga: it compensates (step "_saga")
+	PhaseBegin             Phase = "begin"       // a saga started for later began: it runs (step "_saga")
 )
 
 // Phases of handler calls (Info.Phase).
@@ -102,6 +106,9 @@ type State struct {
 	// when it was started with tracing on: every span of its actions and
 	// compensations is in it.
 	TraceID string `json:"trace_id,omitempty"`
+	// Scheduled is when a saga started for later (At, After) begins, or
+	// began; zero for a saga that ran at once.
+	Scheduled time.Time `json:"scheduled,omitzero"`
 }
 
 // Step returns the named step's state, or nil.
@@ -177,7 +184,7 @@ func stateOf(s *engine.State) *State {
 	out := &State{
 		Flow: s.Flow, Version: s.Version, ID: s.ID, Status: Status(s.Status), Reason: s.Reason,
 		Events: s.Events, Epoch: s.Epoch, StartedAt: s.StartedAt, UpdatedAt: s.UpdatedAt,
-		EndedAt: s.EndedAt, Deadline: s.Deadline, TraceID: s.TraceID,
+		EndedAt: s.EndedAt, Deadline: s.Deadline, TraceID: s.TraceID, Scheduled: s.Scheduled,
 		Steps: make([]StepState, len(s.Steps)),
 	}
 	for i, st := range s.Steps {

@@ -81,7 +81,7 @@ const usage = `usage: choreo [connection flags] COMMAND
   sagas ls [--flow FLOW] [--status S] [--version N] [--since TIME|AGE]
   sagas show FLOW ID                         state, steps and timeline
   sagas watch [--flow FLOW]                  each change of a saga, until interrupted
-  sagas cancel FLOW ID --reason TEXT         compensate a running saga
+  sagas cancel FLOW ID --reason TEXT         compensate a running saga, or stop a scheduled one
   sagas retry FLOW ID                        retry a parked saga's compensations
   dlq ls [--flow FLOW] [--last 500]          the newest dead letters, with their reasons
   dlq show SEQ                               one dead letter: headers and payload

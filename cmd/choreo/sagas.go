@@ -27,7 +27,7 @@ func sagasLs(ctx context.Context, k *cli, args []string) error {
 	var statuses []saga.Status
 	if *status != "" {
 		st := saga.Status(*status)
-		known := []saga.Status{saga.StatusRunning, saga.StatusCompleted, saga.StatusCompensating, saga.StatusCompensated, saga.StatusCompensationFailed}
+		known := []saga.Status{saga.StatusScheduled, saga.StatusRunning, saga.StatusCompleted, saga.StatusCompensating, saga.StatusCompensated, saga.StatusCompensationFailed}
 		if !slices.Contains(known, st) {
 			return usagef("--status %q: want one of %v", *status, known)
 		}
@@ -59,7 +59,11 @@ func sagasLs(ctx context.Context, k *cli, args []string) error {
 	return k.print(list, func(w io.Writer) {
 		fmt.Fprintln(w, "FLOW\tID\tVERSION\tSTATUS\tSTARTED\tREASON")
 		for _, s := range list {
-			fmt.Fprintf(w, "%s\t%s\tv%d\t%s\t%s\t%s\n", s.Flow, s.ID, s.Version, s.Status, s.StartedAt.Format(time.RFC3339), orDash(s.Reason))
+			note := s.Reason
+			if s.Status == saga.StatusScheduled {
+				note = "begins " + s.Scheduled.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "%s\t%s\tv%d\t%s\t%s\t%s\n", s.Flow, s.ID, s.Version, s.Status, s.StartedAt.Format(time.RFC3339), orDash(note))
 		}
 	})
 }
@@ -109,6 +113,12 @@ func sagasShow(ctx context.Context, k *cli, args []string) error {
 		if st.Reason != "" {
 			fmt.Fprintf(w, "reason: %s\n", st.Reason)
 		}
+		switch {
+		case st.Status == saga.StatusScheduled:
+			fmt.Fprintf(w, "begins: %s\n", st.Scheduled.Format(time.RFC3339))
+		case !st.Scheduled.IsZero():
+			fmt.Fprintf(w, "scheduled for: %s\n", st.Scheduled.Format(time.RFC3339))
+		}
 		if st.TraceID != "" {
 			fmt.Fprintf(w, "trace: %s\n", st.TraceID)
 		}
@@ -140,10 +150,23 @@ func sagasCancel(ctx context.Context, k *cli, args []string) error {
 	if strings.TrimSpace(*reason) == "" {
 		return usagef("give --reason: the saga carries it")
 	}
+	// A saga that has not begun ends compensated at once: nothing ran.
+	scheduled := false
+	if st, err := k.c.Get(ctx, saga.Named(pos[0]), pos[1]); err == nil {
+		scheduled = st.Status == saga.StatusScheduled
+	}
 	if err := k.op.Cancel(ctx, pos[0], pos[1], *reason); err != nil {
 		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
 	}
-	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "status": string(saga.StatusCompensating)}, func(w io.Writer) {
+	status := saga.StatusCompensating
+	if scheduled {
+		status = saga.StatusCompensated
+	}
+	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "status": string(status)}, func(w io.Writer) {
+		if status == saga.StatusCompensated {
+			fmt.Fprintf(w, "saga %s/%s is cancelled: it had not begun, and ends compensated.\n", pos[0], pos[1])
+			return
+		}
 		fmt.Fprintf(w, "saga %s/%s is cancelled: it compensates.\n", pos[0], pos[1])
 	})
 }

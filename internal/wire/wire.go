@@ -58,7 +58,8 @@ const (
 	// After, on a compensation command, is the sequence of the saga log
 	// event that made it due: its reader reads a state at least as new.
 	After = "Choreo-After"
-	// TimerKind, on a timer, says what fires: TimerDeadline or TimerExpire.
+	// TimerKind, on a timer, says what fires: TimerDeadline, TimerExpire
+	// or TimerBegin.
 	TimerKind = "Choreo-Timer"
 	// TraceParent, on log events and commands, is the W3C trace context
 	// of the span that wrote them: only when tracing is on.
@@ -85,6 +86,7 @@ const (
 	// TimerStep fires on a step's own timer subject (StepTimerSubject):
 	// the wait of a step completed later is over, or its retry is due.
 	TimerStep = "step"
+	TimerBegin    = "begin"    // a scheduled saga's time to begin came
 )
 
 // Phase tokens of commands.
@@ -168,6 +170,7 @@ const (
 	PhaseResume            = "resume"
 	PhaseCancelled         = "cancelled"
 	PhaseWaiting           = "waiting"
+	PhaseBegin             = "begin"
 )
 
 // Token reports whether s is a name choreo accepts for a flow, a step or

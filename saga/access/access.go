@@ -78,8 +78,8 @@ const jsAPI = "$JS.API."
 //
 //   - append its own steps' outcomes to the saga log
 //     (choreo.log.<flow>.*.v<N>.<step>.*) and, if it starts the flow, a saga's
-//     start; a participant also appends a saga's deadline, which any
-//     runner of the flow handles;
+//     start; a participant also appends a saga's deadline and the begin
+//     of a scheduled saga, which any runner of the flow handles;
 //   - publish the flow's compensation commands and timer schedules (a
 //     command is only obeyed when the saga's log makes it due), and dead
 //     letters under its own name (choreo.dlq.<flow>.<service>: the tools
@@ -145,6 +145,7 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 		for svc := range participants {
 			a := Access{Publish: Rules{Allow: []string{
 				wire.LogSubject(f.Name, "*", f.Version, wire.SagaStep, wire.PhaseDeadline),
+				wire.LogSubject(f.Name, "*", f.Version, wire.SagaStep, wire.PhaseBegin),
 				wire.Cmd + f.Name + ".*." + wire.Version(f.Version) + ".*." + wire.Undo,
 				wire.DeadLetterSubject(f.Name, svc), wire.DeadLetterSubject(wire.Unnamed, svc),
 				jsAPI + "STREAM.MSG.DELETE." + wire.Stream,

@@ -110,6 +110,7 @@ func Handler(c *saga.Client, op *ops.Client, opts ...Option) http.Handler {
 	mux.HandleFunc("GET /api/deadletters", h.deadLetters)
 	mux.HandleFunc("POST /api/deadletters/{seq}/replay", h.replay)
 	mux.HandleFunc("GET /api/parked", h.parked)
+	mux.HandleFunc("GET /api/scheduled", h.scheduledList)
 	mux.HandleFunc("GET /api/sagas/{flow}/{id}", h.saga)
 	mux.HandleFunc("POST /api/sagas/{flow}/{id}/retry", h.retry)
 	cop := http.NewCrossOriginProtection()
@@ -469,19 +470,61 @@ type parkedStep struct {
 	Error    string `json:"error,omitempty"`
 }
 
-// parked lists the parked sagas of every registered flow: a flow no
-// runner registered is not looked at.
-func (h *handler) parked(w http.ResponseWriter, r *http.Request) {
-	flows, err := h.op.Flows(r.Context())
+// flowNames lists the names of the registered flows.
+func (h *handler) flowNames(ctx context.Context) ([]string, error) {
+	flows, err := h.op.Flows(ctx)
 	if err != nil {
-		failLib(w, err)
-		return
+		return nil, err
 	}
 	var names []string
 	for _, f := range flows {
 		if !slices.Contains(names, f.Name) {
 			names = append(names, f.Name)
 		}
+	}
+	return names, nil
+}
+
+// scheduledSaga is a saga started for later that has not begun.
+type scheduledSaga struct {
+	Flow      string    `json:"flow"`
+	Version   int       `json:"version"`
+	ID        string    `json:"id"`
+	Scheduled time.Time `json:"scheduled"`  // when it begins
+	StartedAt time.Time `json:"started_at"` // when it was recorded
+	TraceID   string    `json:"trace_id,omitempty"`
+}
+
+// scheduledList lists the scheduled sagas of every registered flow, the next
+// to begin first: a flow no runner registered is not looked at.
+func (h *handler) scheduledList(w http.ResponseWriter, r *http.Request) {
+	names, err := h.flowNames(r.Context())
+	if err != nil {
+		failLib(w, err)
+		return
+	}
+	out := []scheduledSaga{}
+	for _, n := range names {
+		list, err := h.c.List(r.Context(), saga.Named(n), saga.StatusScheduled)
+		if err != nil {
+			failLib(w, err)
+			return
+		}
+		for _, st := range list {
+			out = append(out, scheduledSaga{Flow: st.Flow, Version: st.Version, ID: st.ID, Scheduled: st.Scheduled, StartedAt: st.StartedAt, TraceID: st.TraceID})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b scheduledSaga) int { return a.Scheduled.Compare(b.Scheduled) })
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+// parked lists the parked sagas of every registered flow: a flow no
+// runner registered is not looked at.
+func (h *handler) parked(w http.ResponseWriter, r *http.Request) {
+	names, err := h.flowNames(r.Context())
+	if err != nil {
+		failLib(w, err)
+		return
 	}
 	out := []parkedSaga{}
 	for _, n := range names {
@@ -545,6 +588,8 @@ func (h *handler) saga(w http.ResponseWriter, r *http.Request) {
 				}
 			} else if e.Phase == saga.PhaseCancelled || e.Phase == saga.PhaseDeadline {
 				ev.Note = e.State.Reason
+			} else if e.Phase == saga.PhaseStart && e.State.Status == saga.StatusScheduled {
+				ev.Note = "scheduled to begin at " + e.State.Scheduled.Format(time.RFC3339)
 			}
 		}
 		events = append(events, ev)

@@ -17,13 +17,15 @@
 //   - Parked sagas: sagas whose compensation ran out of retries
 //     (compensation_failed), with the failed steps' errors; Retry
 //     (Client.RetryCompensation) runs their compensations again.
-//   - A saga: its state, steps and timeline, with times, reasons and its
-//     trace id.
+//   - Scheduled sagas: sagas started for later (saga.At, saga.After) that
+//     have not begun, the next to begin first, with when each begins.
+//   - A saga: its state, steps and timeline, with times, reasons, its
+//     trace id, and when a scheduled saga begins.
 //
 // The page is plain HTML, JavaScript and CSS embedded in the binary: it
 // fetches nothing from elsewhere. Its JSON endpoints, under api/, are for
 // scripts too: GET api/flows, api/flows/{flow}/v{N}/counts,
-// api/deadletters, api/parked, api/sagas/{flow}/{id}; POST
+// api/deadletters, api/parked, api/scheduled, api/sagas/{flow}/{id}; POST
 // api/deadletters/{seq}/replay and api/sagas/{flow}/{id}/retry. A bad
 // request is a 4xx with {"error": "..."}; a library error says what the
 // library said, 404 for a saga or dead letter that is not there and 409

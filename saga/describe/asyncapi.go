@@ -180,7 +180,7 @@ var (
 		`"Choreo-After":{"type":"string","description":"The log sequence of the event that made the compensation due."},` +
 		`"traceparent":{"type":"string","description":"W3C trace context: one trace per saga."}}}`)
 	timerHeaders = json.RawMessage(`{"type":"object","properties":{` +
-		`"Choreo-Timer":{"type":"string","enum":["` + wire.TimerDeadline + `","` + wire.TimerExpire + `"],"description":"Which timer fired: the saga's deadline, or the end of an ended saga's retention."}},` +
+		`"Choreo-Timer":{"type":"string","enum":["` + wire.TimerDeadline + `","` + wire.TimerExpire + `","` + wire.TimerBegin + `"],"description":"Which timer fired: the saga's deadline, the end of an ended saga's retention, or the begin of a saga started for later."}},` +
 		`"required":["Choreo-Timer"]}`)
 )
 
@@ -196,7 +196,7 @@ func (d *apiDoc) addCommonMessages() {
 		Description: "No payload: the phase is the subject's last token, and the attempt, error and time are in the state (Choreo-State).",
 		Headers:     logHeaders}
 	d.Components.Messages[msgSagaEvent] = &apiMessage{Name: msgSagaEvent, Title: "A saga-wide event",
-		Description: "No payload: the deadline passed, an operator resumed a parked compensation, or an operator cancelled the saga (it compensates).",
+		Description: "No payload: the deadline passed, a saga started for later began, an operator resumed a parked compensation, or an operator cancelled the saga (it compensates).",
 		Headers:     logHeaders}
 	d.Components.Messages[msgCompensate] = &apiMessage{Name: msgCompensate, Title: "A compensation command",
 		Description: "No payload: run the step's compensation for this saga.", Headers: cmdHeaders}
@@ -318,8 +318,8 @@ func (d *apiDoc) addFlow(f Flow) {
 	d.operation(start+"_send", "send", start, fmt.Sprintf("Start a saga of %s %s", f.Name, v), starters)
 	sagaWide := p + "_saga"
 	d.channel(sagaWide, log(wire.SagaStep, "{phase}"), fmt.Sprintf("%s %s: saga-wide events", f.Name, v),
-		[]string{msgSagaEvent}, withPhase([]string{wire.PhaseDeadline, wire.PhaseResume, wire.PhaseCancelled}))
-	d.operation(sagaWide+"_send", "send", sagaWide, "A runner records the deadline; an operator resumes or cancels a saga",
+		[]string{msgSagaEvent}, withPhase([]string{wire.PhaseDeadline, wire.PhaseBegin, wire.PhaseResume, wire.PhaseCancelled}))
+	d.operation(sagaWide+"_send", "send", sagaWide, "A runner records the deadline or the begin of a saga started for later; an operator resumes or cancels a saga",
 		append(slices.Clone(owners), "operator"))
 
 	for i, pos := range positions {

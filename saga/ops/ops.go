@@ -63,7 +63,9 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...saga.Option) (*Cl
 func (c *Client) Flows(ctx context.Context) ([]describe.Flow, error) { return c.e.Flows(ctx) }
 
 // Cancel is an operator's stop of a running saga: it compensates, with the
-// reason, on the runners of its version. It returns saga.ErrNotFound,
+// reason, on the runners of its version. A scheduled saga (saga.At,
+// saga.After) that has not begun ends compensated at once, nothing run,
+// and its begin does nothing. It returns saga.ErrNotFound,
 // saga.ErrInvalidOption for an empty reason, or ErrNotRunning for a saga
 // that ended, compensates already, or ran its pivot (it can only go
 // forward).
@@ -106,7 +108,7 @@ type Finding struct {
 // DiagnoseOptions are Diagnose's thresholds; zero values take defaults.
 type DiagnoseOptions struct {
 	Behind  uint64        // a consumer with more messages pending than this is behind (default 1000)
-	Overdue time.Duration // a running saga this far past its deadline is stuck (default 1m)
+	Overdue time.Duration // a running saga this far past its deadline, or a scheduled one past its begin, is stuck (default 1m)
 	Full    float64       // a stream this full (0-1) is near its limits (default 0.8)
 	// Idle is how long a saga may wait at a step whose consumer has no
 	// pull waiting and nothing in a runner's hands (and has delivered

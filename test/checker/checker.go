@@ -168,6 +168,7 @@ func patiently(ctx context.Context, read func() error) error {
 }
 
 var sagaMoves = map[saga.Status][]saga.Status{
+	saga.StatusScheduled:          {saga.StatusRunning, saga.StatusCompensated}, // begun, or cancelled before
 	saga.StatusRunning:            {saga.StatusRunning, saga.StatusCompleted, saga.StatusCompensating, saga.StatusCompensated},
 	saga.StatusCompensating:       {saga.StatusCompensating, saga.StatusCompensated, saga.StatusCompensationFailed},
 	saga.StatusCompensationFailed: {saga.StatusCompensating},
@@ -215,7 +216,7 @@ func checkTimeline(r *Report, id string, evs []saga.Event) {
 					r.add(&r.BadTransitions, "order %s: step %s %s -> %s at %s", id, st.Steps[j].Name, a, b, e)
 				}
 			}
-		} else if e.Phase != saga.PhaseStart || st.Status != saga.StatusRunning {
+		} else if e.Phase != saga.PhaseStart || (st.Status != saga.StatusRunning && st.Status != saga.StatusScheduled) {
 			r.add(&r.BadTransitions, "order %s: log starts with %s (%s)", id, e, st.Status)
 		}
 		if st.Events != i+1 {

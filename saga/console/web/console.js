@@ -57,7 +57,7 @@ function banner(text) {
   b.textContent = text || "";
 }
 
-// ---- routing: #flows[/FLOW[/vN]], #dead, #parked, #saga/FLOW/ID ----
+// ---- routing: #flows[/FLOW[/vN]], #dead, #parked, #scheduled, #saga/FLOW/ID ----
 
 let timer = null;
 
@@ -66,7 +66,7 @@ function route() {
   timer = null;
   banner("");
   const parts = location.hash.replace(/^#/, "").split("/").map(decodeURIComponent);
-  const page = ["flows", "dead", "parked", "saga"].includes(parts[0]) ? parts[0] : "flows";
+  const page = ["flows", "dead", "parked", "scheduled", "saga"].includes(parts[0]) ? parts[0] : "flows";
   for (const p of document.querySelectorAll(".page")) p.hidden = p.id !== "page-" + page;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.id === "nav-" + page);
   const every = (ms, fn) => {
@@ -82,6 +82,9 @@ function route() {
       break;
     case "parked":
       every(2000, loadParked);
+      break;
+    case "scheduled":
+      every(2000, loadScheduled);
       break;
     case "saga":
       every(2000, () => loadSaga(parts[1], parts[2]));
@@ -304,6 +307,30 @@ async function retry(p, button, outcome) {
   if (res.ok) loadParked();
 }
 
+// ---- scheduled sagas ----
+
+async function loadScheduled() {
+  let list;
+  try {
+    list = await getJSON("api/scheduled");
+    setLive(true, "live · " + new Date().toLocaleTimeString());
+  } catch (e) {
+    setLive(false, "error");
+    banner("scheduled sagas: " + e.message);
+    return;
+  }
+  $("#scheduled-count").textContent = list.length || "";
+  $("#scheduled-empty").hidden = list.length > 0;
+  const body = $("#scheduled-table tbody");
+  body.replaceChildren();
+  for (const s of list) {
+    body.append(el("tr", { class: "scheduled-row", "data-flow": s.flow, "data-id": s.id },
+      el("td", null, el("a", { href: "#saga/" + path(s.flow, s.id) }, s.id), el("small", null, s.flow + " v" + s.version)),
+      el("td", { class: "c-when" }, fmtTime(s.scheduled)),
+      el("td", { class: "c-when" }, fmtTime(s.started_at))));
+  }
+}
+
 // ---- one saga ----
 
 async function loadSaga(flow, id) {
@@ -323,6 +350,7 @@ async function loadSaga(flow, id) {
   const field = (k, v) => v && fields.append(el("dt", null, k), el("dd", null, v));
   field("version", "v" + st.version);
   field("reason", st.reason);
+  field(st.status === "scheduled" ? "begins" : "scheduled for", st.scheduled && fmtTime(st.scheduled));
   field("started", fmtTime(st.started_at));
   field("updated", fmtTime(st.updated_at));
   field("ended", st.ended_at && fmtTime(st.ended_at));
@@ -348,12 +376,13 @@ async function loadSaga(flow, id) {
 
 $("#dead-refresh").addEventListener("click", loadDead);
 window.addEventListener("hashchange", route);
-// The badges in the menu: how many dead letters and parked sagas there are.
+// The badges in the menu: how many dead letters, parked and scheduled sagas there are.
 async function badges() {
   try {
-    const [d, p] = await Promise.all([getJSON("api/deadletters"), getJSON("api/parked")]);
+    const [d, p, s] = await Promise.all([getJSON("api/deadletters"), getJSON("api/parked"), getJSON("api/scheduled")]);
     $("#dead-count").textContent = d.total || "";
     $("#parked-count").textContent = p.length || "";
+    $("#scheduled-count").textContent = s.length || "";
   } catch (e) {
     /* the page in view says what is wrong */
   }

@@ -193,11 +193,21 @@ func (j *journal) checkStart(l link) string {
 	}
 	// The deadline is the starter's to set (a deployment may shorten it);
 	// the steps, their kinds and order, and everything else are the flow's.
+	// A saga started for later triggers nothing and has no deadline until
+	// it begins, after it was recorded.
 	want := newState(def, l.env.id, st.StartedAt)
+	if st.Status == StatusScheduled {
+		if !st.Scheduled.After(st.StartedAt) {
+			return fmt.Sprintf("start (event %d) is scheduled to begin before it was recorded", l.seq)
+		}
+		want = newScheduled(def, l.env.id, st.StartedAt, st.Scheduled)
+	}
 	if !st.Deadline.IsZero() && !st.Deadline.After(st.StartedAt) {
 		return fmt.Sprintf("start (event %d) has a deadline before it started", l.seq)
 	}
-	want.Deadline = st.Deadline
+	if want.Status != StatusScheduled {
+		want.Deadline = st.Deadline
+	}
 	want.TraceID = st.TraceID // the starter's too; the codec checked its form
 	if string(encodeState(want)) != l.raw {
 		return fmt.Sprintf("start (event %d) is not the initial state of flow %s v%d as defined here (a forged start, or two definitions of one version)", l.seq, def.name, def.version)
@@ -272,6 +282,22 @@ func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, e
 			at = next.Deadline
 		}
 		err = next.expire(at)
+	case PhaseBegin:
+		// Fired by the broker's scheduler at the saga's time, as a
+		// deadline is: a begin recorded early (by a participant that
+		// appends it at once, say) does not stand. Its deadline counts
+		// from then.
+		if readAt.Before(next.Scheduled.Add(-clockSkew)) || t.Before(next.Scheduled.Add(-clockSkew)) {
+			return nil, fmt.Errorf("the saga begins at %s, not yet", next.Scheduled.Format(time.RFC3339))
+		}
+		if !claim.Deadline.IsZero() && !claim.Deadline.After(next.Scheduled) {
+			return nil, fmt.Errorf("its deadline %s is before the saga begins", claim.Deadline.Format(time.RFC3339))
+		}
+		at := t
+		if at.Before(next.Scheduled) {
+			at = next.Scheduled
+		}
+		err = next.commence(at, claim.Deadline)
 	case PhaseResume:
 		err = next.retryParked()
 	case PhaseCancelled:

@@ -14,10 +14,12 @@ import (
 // is read on every hop, so it has a compact text form (JSON cost a quarter
 // of the runner's CPU, and its size the broker's):
 //
-//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|earlier|steps[|trace]
+//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|earlier|steps[|trace[|scheduled]]
 //
 // where trace, the saga's trace id (32 hex digits), is there only for a
-// saga started with tracing on (trace.go),
+// saga started with tracing on (trace.go), or empty before a later field;
+// scheduled, when a saga started for later begins, only for such a saga
+// (the trailing fields are optional, so that older states decode);
 // earlier lists the stream sequences of the saga's earlier events,
 // the first in base 36 and each next one as its distance from the one
 // before, joined by ',' ("*" when there were too many to list), and
@@ -42,7 +44,7 @@ var (
 	statusCode = map[StepStatus]byte{StepPending: 'p', StepRunning: 'r', StepCompleted: 'c', StepFailed: 'f',
 		StepSkipped: 's', StepCompensated: 'x', StepCompensationFailed: 'X', StepUnknown: 't', StepWaiting: 'w'}
 	sagaCode = map[Status]byte{StatusRunning: 'r', StatusCompleted: 'c', StatusCompensating: 'g',
-		StatusCompensated: 'x', StatusCompensationFailed: 'X'}
+		StatusCompensated: 'x', StatusCompensationFailed: 'X', StatusScheduled: 's'}
 	kindOf     [256]StepKind
 	statusOf   [256]StepStatus
 	sagaStatus [256]Status
@@ -154,7 +156,7 @@ func encodeState(s *State) []byte {
 		}
 		b = b[:mark]
 	}
-	return appendTraceID(b, s)
+	return appendTrailing(b, s)
 }
 
 // scanner reads separated fields of a state without copying, and keeps
@@ -224,7 +226,7 @@ func (c *scanner) text(f string) string {
 // decodeState parses a state for saga id of flow. It never panics; every
 // error is a badInput.
 func decodeState(flow, id, raw string) (*State, error) {
-	raw, traceID, err := cutTraceID(raw)
+	raw, traceID, scheduled, err := cutTrailing(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -247,6 +249,9 @@ func decodeState(flow, id, raw string) (*State, error) {
 	}
 	base := time.UnixMicro(start).UTC()
 	s.StartedAt = base
+	if s.Scheduled = c.time(scheduled, base); scheduled != "" && !s.Scheduled.After(base) {
+		c.fail("scheduled time %q not after the start", scheduled)
+	}
 	s.UpdatedAt = c.time(c.next('|'), base)
 	s.EndedAt = c.time(c.next('|'), base)
 	s.Deadline = c.time(c.next('|'), base)
@@ -311,28 +316,50 @@ func decodeState(flow, id, raw string) (*State, error) {
 	return s, nil
 }
 
-// appendTraceID ends an encoded state with the saga's trace id, if it
-// has one (codec.go).
-func appendTraceID(b []byte, s *State) []byte {
-	if s.TraceID == "" {
+// appendTrailing ends an encoded state with its optional saga-level
+// fields: the trace id, if the saga has one, and when a scheduled saga
+// begins (the trace field left empty before it when there is none).
+func appendTrailing(b []byte, s *State) []byte {
+	if s.TraceID == "" && s.Scheduled.IsZero() {
 		return b
 	}
 	b = append(b, '|')
-	return append(b, s.TraceID...)
+	b = append(b, s.TraceID...)
+	if !s.Scheduled.IsZero() {
+		b = append(b, '|')
+		b = appendTime(b, s.Scheduled, s.StartedAt)
+	}
+	return b
 }
 
-// cutTraceID splits the trace id off an encoded state: the state has 12
-// fields without one, 13 with.
-func cutTraceID(raw string) (string, string, error) {
-	if strings.Count(raw, "|") != 12 {
-		return raw, "", nil
+// cutTrailing splits the optional saga-level fields off an encoded state:
+// the state has 12 fields without them, 13 with a trace id, 14 with when
+// a scheduled saga begins (its trace id field may then be empty). The
+// scheduled time is returned as its raw field, read against the start.
+func cutTrailing(raw string) (rest, traceID, scheduled string, err error) {
+	n := strings.Count(raw, "|") - 11 // trailing fields
+	if n <= 0 {
+		return raw, "", "", nil
 	}
-	i := strings.LastIndexByte(raw, '|')
-	id := raw[i+1:]
-	if !validTraceID(id) {
-		return "", "", bad("malformed choreo-state: bad trace id %q", id)
+	if n > 2 {
+		return "", "", "", bad("malformed choreo-state: %d fields", n+12)
 	}
-	return raw[:i], id, nil
+	var fields [2]string
+	for k := n; k > 0; k-- {
+		i := strings.LastIndexByte(raw, '|')
+		fields[k-1] = raw[i+1:]
+		raw = raw[:i]
+	}
+	traceID, scheduled = fields[0], fields[1]
+	switch {
+	case n == 1 && traceID == "":
+		return "", "", "", bad("malformed choreo-state: empty trace id")
+	case n == 2 && scheduled == "":
+		return "", "", "", bad("malformed choreo-state: empty scheduled time")
+	case traceID != "" && !validTraceID(traceID):
+		return "", "", "", bad("malformed choreo-state: bad trace id %q", traceID)
+	}
+	return raw, traceID, scheduled, nil
 }
 
 // validTraceID reports whether id is a W3C trace id: 32 lowercase hex

@@ -38,7 +38,7 @@ func TestStateCodecRoundTrip(t *testing.T) {
 
 func TestStateCodecRejects(t *testing.T) {
 	for _, raw := range []string{"", "{}", "c3|a", "c2|1|r|1||0|||||||", "c3|x|r|1||0||||||", "c3|1|r|0||0||||||",
-		"c3|1|s|1||0||||||", "c3|1|r|1||0||||%zz||", "c3|1|r|1||0||||||a,0", "c3|1|r|1||0||||||a,,cp,,,,,,,,,,,,,",
+		"c3|1|q|1||0||||||", "c3|1|r|1||0||||%zz||", "c3|1|r|1||0||||||a,0", "c3|1|r|1||0||||||a,,cp,,,,,,,,,,,,,",
 		"c3|1|r|1||0||||||a,,wp", "c3|1|r|1||0||||||a.b,,cp", "c3|1|r|1||!!||||||", "c3|1|r|1||0|zz!|||||",
 		"c3|1|r|1|x|0||||||", "c3|1|r|1||0||||||a,,cp,-1", "c3|1|r|1||0||||||a,,cp;", "c3|1|r|1||0|||||||",
 		"c3|1|r|1||0|||||5,0|", "c3|1|r|1||0|||||5,!|", "c3|1|r|1||0|||||,|"} {
@@ -52,6 +52,7 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add(string(encodeState(sampleState())))
 	f.Add("c3|1|r|1||0||||||")
 	f.Add("c3|1|r|3||0|||||a,5|s,,cc,1,1,2;t,1,cr,,3")
+	f.Add("c3|1|s|1||hojub6mtc0|0|||||a,,cp;b,1,cp||1njchs0")
 	f.Fuzz(func(t *testing.T, raw string) {
 		s, err := decodeState("f", "i", raw)
 		if err != nil {

@@ -87,11 +87,13 @@ type consumerSpec struct {
 }
 
 // triggers are the subjects of the events that may trigger step d: a
-// start, or the results of the position before it, of d's flow version.
+// start or the begin of a scheduled saga, or the results of the position
+// before it, of d's flow version.
 func triggers(d *stepDef) []string {
 	f := d.flow
 	if d.pos == 0 {
-		return []string{wire.LogFilter(f.name, f.version, wire.SagaStep, string(PhaseStart))}
+		return []string{wire.LogFilter(f.name, f.version, wire.SagaStep, string(PhaseStart)),
+			wire.LogFilter(f.name, f.version, wire.SagaStep, string(PhaseBegin))}
 	}
 	var filters []string
 	for _, prev := range f.positions[d.pos-1] {

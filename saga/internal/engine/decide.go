@@ -324,6 +324,34 @@ func deadlinePassed(fired bool) verdict {
 	}}
 }
 
+// beginAt is when a scheduled saga's begin timer, read at now, begins it:
+// now, or its scheduled time when the broker's scheduler fired the timer
+// (its clock is trusted over ours); zero when it may not begin yet (a
+// timer that someone published early) or is not scheduled.
+func beginAt(cur *State, fired bool, now time.Time) time.Time {
+	if cur.Status != StatusScheduled {
+		return time.Time{}
+	}
+	if fired && now.Before(cur.Scheduled) {
+		return cur.Scheduled
+	}
+	if now.Before(cur.Scheduled) {
+		return time.Time{}
+	}
+	return now
+}
+
+// beginVerdict is the verdict for a scheduled saga's begin timer: the saga runs,
+// with the deadline given (zero: none), which counts from its begin.
+func beginVerdict(fired bool, deadline time.Time) verdict {
+	return verdict{done: true, phase: PhaseBegin, apply: func(s *State, now time.Time) error {
+		if fired && now.Before(s.Scheduled) {
+			now = s.Scheduled
+		}
+		return s.commence(now, deadline)
+	}}
+}
+
 // endVerdict is what becomes of the message of a saga's end after an OnEnd
 // handler ran.
 type endVerdict int

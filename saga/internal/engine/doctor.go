@@ -26,7 +26,7 @@ type Finding struct {
 // DiagnoseOptions are Diagnose's thresholds; zero values take defaults.
 type DiagnoseOptions struct {
 	Behind  uint64        // a consumer with more messages pending than this is behind (default 1000)
-	Overdue time.Duration // a running saga this far past its deadline is stuck (default 1m)
+	Overdue time.Duration // a running saga this far past its deadline, or a scheduled one past its begin, is stuck (default 1m)
 	Full    float64       // a stream this full (0-1) is near its limits (default 0.8)
 	// Idle is how long a saga may wait at a step whose consumer has no
 	// pull waiting and nothing in a runner's hands (and has delivered
@@ -85,6 +85,10 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 			case st.Status == StatusRunning && !st.Deadline.IsZero() && time.Since(st.Deadline) > o.Overdue:
 				out = append(out, Finding{Kind: "overdue", Flow: name,
 					What:   fmt.Sprintf("saga %s (v%d) is running %s past its deadline", st.ID, st.Version, time.Since(st.Deadline).Round(time.Second)),
+					Advice: "no runner of its flow handles its timer (CHOREO_TIMERS): start one, or cancel it"})
+			case st.Status == StatusScheduled && time.Since(st.Scheduled) > o.Overdue:
+				out = append(out, Finding{Kind: "overdue", Flow: name,
+					What:   fmt.Sprintf("saga %s (v%d) was to begin %s ago and has not", st.ID, st.Version, time.Since(st.Scheduled).Round(time.Second)),
 					Advice: "no runner of its flow handles its timer (CHOREO_TIMERS): start one, or cancel it"})
 			}
 			if st.Status.Terminal() {

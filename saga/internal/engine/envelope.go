@@ -30,11 +30,11 @@ func ValidID(id string) bool { return len(id) >= 1 && len(id) <= 128 && wire.IDC
 var logPhases = map[Phase]bool{
 	PhaseStart: true, PhaseDone: true, PhaseFailed: true, PhaseTimedOut: true, PhaseAbandoned: true,
 	PhaseSkipped: true, PhaseRetry: true, PhaseCompensated: true, PhaseCompensationRetry: true,
-	PhaseParked: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true, PhaseWaiting: true,
+	PhaseParked: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true, PhaseWaiting: true, PhaseBegin: true,
 }
 
 // sagaPhases are the phases of saga-wide events (step "_saga").
-var sagaPhases = map[Phase]bool{PhaseStart: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true}
+var sagaPhases = map[Phase]bool{PhaseStart: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true, PhaseBegin: true}
 
 // envelope is a validated incoming choreo message: whose it is, from the
 // subject, and what it carries, from the few headers choreo writes.
@@ -45,7 +45,7 @@ type envelope struct {
 	state          *State // log events
 	epoch          int    // commands
 	after          uint64 // commands: the log event that made it due
-	timer          string // timers: wire.TimerDeadline, TimerExpire or TimerStep
+	timer          string // timers: wire.TimerDeadline, TimerExpire, TimerBegin or TimerStep
 	attempt        int    // a step's timer: the attempt it belongs to
 }
 
@@ -160,7 +160,7 @@ func parseEnvelope(subject string, h nats.Header, data []byte, maxSize int) (*en
 				return nil, bad("step timer without a valid %s", wire.Attempt)
 			}
 			e.attempt = int(n)
-		case e.step == wire.SagaStep && (kind == wire.TimerDeadline || kind == wire.TimerExpire):
+		case e.step == wire.SagaStep && (kind == wire.TimerDeadline || kind == wire.TimerExpire || kind == wire.TimerBegin):
 		default:
 			return nil, bad("unknown timer %q on %s", kind, subject)
 		}

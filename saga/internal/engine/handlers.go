@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -400,8 +401,8 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
 	d.record(ctx, cur, curSeq, def.name, v, nil)
 }
 
-// onTimer handles a saga's timer: its deadline, or the end of an ended
-// saga's retention.
+// onTimer handles a saga's timer: its deadline, the begin of a saga
+// started for later, or the end of an ended saga's retention.
 func (r *Runner) onTimer(ctx context.Context, d *delivery) {
 	if !d.parse(ctx) {
 		return
@@ -421,7 +422,48 @@ func (r *Runner) onTimer(ctx context.Context, d *delivery) {
 	}
 	// The broker's scheduler marks what it fires; trust its clock over ours.
 	fired := d.m.Headers().Get("Nats-Scheduler") == wire.SchedSubject(env.flow, env.id)
+	if env.timer == wire.TimerBegin {
+		r.onBegin(ctx, d, cur, curSeq, fired)
+		return
+	}
 	d.record(ctx, cur, curSeq, wire.SagaStep, deadlinePassed(fired), nil)
+}
+
+// onBegin appends the begin of a scheduled saga, cur, whose time came.
+// Its deadline timer is set first, as a start sets it before the start:
+// a running saga without it could run for ever, a deadline of a saga that
+// did not begin does nothing. That timer replaces the saga's one
+// schedule: were the saga cancelled and ended meanwhile, its expiry is
+// set again. A begin that does not apply (the saga began or was
+// cancelled, or the timer came early) deletes the timer.
+func (r *Runner) onBegin(ctx context.Context, d *delivery, cur *State, curSeq uint64, fired bool) {
+	var deadline time.Time
+	if at := beginAt(cur, fired, r.j.now()); !at.IsZero() && d.flow.deadline > 0 {
+		deadline = at.Add(d.flow.deadline).Truncate(timeUnit)
+		if err := r.j.schedule(ctx, cur, wire.TimerDeadline, deadline, cur.Flow+"."+cur.ID+".timer"); err != nil {
+			d.retryLater(err)
+			return
+		}
+	}
+	v := beginVerdict(fired, deadline)
+	var found *State // the saga as a begin that did not apply found it
+	apply := v.apply
+	v.apply = func(s *State, now time.Time) error {
+		err := apply(s, now)
+		found = nil
+		if errors.Is(err, errNoop) {
+			found = s
+		}
+		return err
+	}
+	d.record(ctx, cur, curSeq, wire.SagaStep, v, nil)
+	if !deadline.IsZero() && found != nil && (found.Status == StatusCompleted || found.Status == StatusCompensated) && r.j.opts.retention > 0 {
+		at := found.EndedAt.Add(r.j.opts.retention)
+		id := found.Flow + "." + found.ID + ".expire." + strconv.Itoa(found.Epoch) + ".after-begin"
+		if err := r.j.schedule(ctx, found, wire.TimerExpire, at, id); err != nil {
+			d.log().Warn("choreo: set an ended saga's expiry again", "err", err)
+		}
+	}
 }
 
 // onEnd hands a terminal state to an OnEnd function. Every event whose

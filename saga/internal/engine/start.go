@@ -61,8 +61,9 @@ func (c *Client) room(ctx context.Context, f *flowDef) error {
 // ErrInvalidID, ErrInvalidInput for an input that does not encode or is
 // over the event size limit, ErrRetired when the version is retired or
 // draining (Retire), ErrStreamFull when the saga stream is near its limits
-// (see WithStreamLimits), or the broker's error.
-func (c *Client) Start(ctx context.Context, f *FlowDef, id string, data []byte) error {
+// (see WithStreamLimits), or the broker's error. With At or After, the
+// saga is recorded now as scheduled and begins then (startAt).
+func (c *Client) Start(ctx context.Context, f *FlowDef, id string, data []byte, opts ...StartOption) error {
 	if f == nil {
 		return fmt.Errorf("%w: nil flow", ErrInvalidFlow)
 	}
@@ -73,10 +74,33 @@ func (c *Client) Start(ctx context.Context, f *FlowDef, id string, data []byte) 
 	if err := c.open(ctx, f); err != nil {
 		return err
 	}
-	return c.start(ctx, f, id, data)
+	var o startOpts
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	return c.start(ctx, f, id, data, o)
 }
 
-func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) error {
+// StartOption changes how Start starts a saga.
+type StartOption func(*startOpts)
+
+type startOpts struct {
+	at    time.Time
+	after time.Duration
+}
+
+// At starts the saga at t: it is recorded now, as scheduled, and begins
+// at t. A time not after now begins it at once.
+func At(t time.Time) StartOption { return func(o *startOpts) { o.at, o.after = t, 0 } }
+
+// After starts the saga once d has passed: At(now + d).
+func After(d time.Duration) StartOption {
+	return func(o *startOpts) { o.at, o.after = time.Time{}, d }
+}
+
+func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte, o startOpts) error {
 	if len(data) > c.opts.maxEventSize-4096 {
 		return fmt.Errorf("%w: input is %d bytes, limit %d", ErrInvalidInput, len(data), c.opts.maxEventSize-4096)
 	}
@@ -90,7 +114,15 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) 
 		}
 		return err
 	}
-	st := newState(f, id, c.j.now())
+	now := c.j.now()
+	at := o.at
+	if o.after > 0 {
+		at = now.Add(o.after)
+	}
+	if at.After(now) {
+		return c.startAt(ctx, f, id, data, now, at.UTC().Truncate(timeUnit))
+	}
+	st := newState(f, id, now)
 	st.TraceID = traceIDOf(ctx)
 	if !st.Deadline.IsZero() {
 		// The timer goes first: a start without its deadline could run
@@ -105,6 +137,36 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) 
 	if err := c.open(ctx, f); err != nil {
 		return err
 	}
+	return c.publishStart(ctx, st, data)
+}
+
+// startAt records a saga of f that begins at at: scheduled, with nothing
+// triggered, and the saga's one broker schedule set to fire then into the
+// version's timer consumer, whose runner appends the begin (handlers.go).
+// The schedule goes first: a scheduled saga without it would never begin,
+// a schedule without its saga is dead-lettered when it fires. A saga that
+// exists already is left as it is: setting its schedule again would
+// replace its deadline or its expiry.
+func (c *Client) startAt(ctx context.Context, f *flowDef, id string, data []byte, now, at time.Time) error {
+	switch _, _, err := c.j.load(ctx, f.name, id, 0); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
+	st := newScheduled(f, id, now, at)
+	st.TraceID = traceIDOf(ctx)
+	if err := c.j.schedule(ctx, st, wire.TimerBegin, at, f.name+"."+id+".begin"); err != nil {
+		return err
+	}
+	if err := c.open(ctx, f); err != nil {
+		return err
+	}
+	return c.publishStart(ctx, st, data)
+}
+
+// publishStart appends st, a saga's first state, with its input.
+func (c *Client) publishStart(ctx context.Context, st *State, data []byte) error {
 	e := entry{step: wire.SagaStep, phase: PhaseStart, data: data}
 	for range 16 {
 		ok, _, err := c.j.publish(ctx, st, 0, e)
@@ -115,11 +177,22 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) 
 			return err
 		}
 		// Lost the race: the saga exists, unless what is there is rogue.
-		if _, _, err := c.j.load(ctx, f.name, id, 0); !errors.Is(err, ErrNotFound) {
-			return nil
+		cur, _, err := c.j.load(ctx, st.Flow, st.ID, 0)
+		if errors.Is(err, ErrNotFound) {
+			continue
 		}
+		if err == nil && cur.Status == StatusScheduled && st.Status != StatusScheduled && !st.Deadline.IsZero() {
+			// This start's deadline timer replaced the begin of the
+			// scheduled saga there (the saga's one schedule): set it again.
+			at := cur.Scheduled
+			if soon := c.j.now().Add(time.Second); at.Before(soon) {
+				at = soon
+			}
+			return c.j.schedule(ctx, cur, wire.TimerBegin, at, fmt.Sprintf("%s.%s.begin.%d", cur.Flow, cur.ID, time.Now().UnixNano()))
+		}
+		return nil
 	}
-	return fmt.Errorf("saga: start %s/%s: too many rogue events", f.name, id)
+	return fmt.Errorf("saga: start %s/%s: too many rogue events", st.Flow, st.ID)
 }
 
 // status returns a version's status, from the bucket at most once a

@@ -33,6 +33,7 @@ const (
 	PhaseResume            Phase = "resume"      // an operator's retry of a parked saga (step "_saga")
 	PhaseCancelled         Phase = "cancelled"   // an operator cancelled the saga: it compensates (step "_saga")
 	PhaseWaiting           Phase = "waiting"     // a step's action started it; its outcome comes later
+	PhaseBegin             Phase = "begin"       // a scheduled saga's time came: it runs (step "_saga")
 )
 
 // Phases of handler calls (Info.Phase).
@@ -48,6 +49,9 @@ type Status string
 // an operator can move a CompensationFailed saga back to Compensating with
 // Client.RetryCompensation.
 const (
+	// StatusScheduled is a saga started for later (At, After): recorded,
+	// with nothing triggered until its begin (State.Scheduled).
+	StatusScheduled          Status = "scheduled"
 	StatusRunning            Status = "running"
 	StatusCompleted          Status = "completed"
 	StatusCompensating       Status = "compensating"
@@ -148,6 +152,9 @@ type State struct {
 	// when it was started with tracing on: every span of its actions and
 	// compensations is in it.
 	TraceID string `json:"trace_id,omitempty"`
+	// Scheduled is when a saga started for later begins (or began): set
+	// on a saga started with At or After, zero on one that ran at once.
+	Scheduled time.Time `json:"scheduled,omitzero"`
 
 	// earlier holds the stream sequences of the saga's earlier events, in
 	// order: what an expiry deletes one by one (a purge makes the broker
@@ -215,6 +222,30 @@ func newState(f *flowDef, id string, now time.Time) *State {
 	}
 	s.settle(now)
 	return s
+}
+
+// newScheduled is the state of a saga of f recorded at now to begin at
+// at: nothing is triggered, and its deadline is set when it begins.
+func newScheduled(f *flowDef, id string, now, at time.Time) *State {
+	s := &State{
+		Flow: f.name, Version: f.version, ID: id, Status: StatusScheduled,
+		Events: 1, StartedAt: now, UpdatedAt: now, Scheduled: at,
+	}
+	for _, d := range f.steps {
+		s.Steps = append(s.Steps, StepState{Name: d.name, Position: d.pos, Kind: d.kind, Status: StepPending})
+	}
+	return s
+}
+
+// commence runs a scheduled saga at now, with the deadline its flow gives it
+// from there (zero: none). A saga that is not scheduled (it began, or was
+// cancelled) and a begin before its time do not apply.
+func (s *State) commence(now, deadline time.Time) error {
+	if s.Status != StatusScheduled || now.Before(s.Scheduled) {
+		return errNoop
+	}
+	s.Status, s.Deadline = StatusRunning, deadline
+	return nil
 }
 
 func (s *State) running(name string) (*StepState, error) {
@@ -345,7 +376,7 @@ func (s *State) retrying(name string, attempts int, reason string) error {
 }
 
 func (s *State) compensate(reason string) {
-	if s.Status == StatusRunning && !s.pivoted() {
+	if (s.Status == StatusRunning || s.Status == StatusScheduled) && !s.pivoted() {
 		s.Status, s.Reason = StatusCompensating, reason
 	}
 }
@@ -360,10 +391,11 @@ func (s *State) expire(now time.Time) error {
 }
 
 // cancel is an operator's stop of a running saga (Client.Cancel, or the
-// retirement of its flow version): it compensates with the reason.
+// retirement of its flow version): it compensates with the reason. A
+// scheduled saga that has not begun ends compensated: nothing ran.
 func (s *State) cancel(reason string) error {
 	switch {
-	case s.Status != StatusRunning:
+	case s.Status != StatusRunning && s.Status != StatusScheduled:
 		return fmt.Errorf("%w: it is %s", ErrNotRunning, s.Status)
 	case s.pivoted():
 		return fmt.Errorf("%w: its pivot ran, so it can only go forward", ErrNotRunning)

@@ -26,7 +26,7 @@ func TestStateCodecTraceID(t *testing.T) {
 		t.Errorf("a state without a trace id has a trace field: %s", encodeState(plain))
 	}
 	base := string(encodeState(plain))
-	for _, bad := range []string{"", "xyz", "00000000000000000000000000000000", "4BF92F3577B34DA6A3CE929D0E0E4736", want.TraceID + "0", want.TraceID + "|x"} {
+	for _, bad := range []string{"", "xyz", "00000000000000000000000000000000", "4BF92F3577B34DA6A3CE929D0E0E4736", want.TraceID + "0", want.TraceID + "|!", want.TraceID + "|0", want.TraceID + "|"} {
 		_, err := decodeState(want.Flow, want.ID, base+"|"+bad)
 		var b badInput
 		if !errors.As(err, &b) {

@@ -25,14 +25,15 @@ const (
 	// finish on it: keep its runners until Versions reports none left.
 	Drain RetireMode = "drain"
 	// CompensateInFlight refuses new sagas of the version and cancels every
-	// running saga of it that has not passed its pivot: they compensate,
+	// running or scheduled saga of it that has not passed its pivot: they compensate,
 	// on the version's runners, with the reason given. Sagas past their
 	// pivot can only go forward and are left to finish.
 	CompensateInFlight RetireMode = "compensate"
 )
 
 // Cancel is an operator's stop of a running saga: it compensates, with
-// the reason, on the runners of its version. It returns ErrNotFound, or
+// the reason, on the runners of its version. A scheduled saga that has not
+// begun ends compensated at once: nothing of it ran. It returns ErrNotFound, or
 // ErrNotRunning for a saga that ended, compensates already, or ran its
 // pivot (it can only go forward). Only an identity that may append saga
 // events of its own (an admin) may cancel: Permissions gives services no
@@ -313,7 +314,7 @@ const startSettle = 500 * time.Millisecond
 // done, for Retire with CompensateInFlight; those past their pivot go to
 // forward.
 func (c *Client) cancelInFlight(ctx context.Context, flow string, version int, reason string, done map[string]bool, forward *[]string) error {
-	sagas, err := c.List(ctx, Named(flow), StatusRunning)
+	sagas, err := c.List(ctx, Named(flow), StatusRunning, StatusScheduled)
 	if err != nil {
 		return err
 	}
