@@ -104,7 +104,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 	}
 	// An event of a phase choreo does not write: no consumer reads its
 	// subject, but a read of its saga quarantines it.
-	if _, err := js.PublishMsg(context.Background(), f.msg("u1", "_saga", "begin", nil)); err != nil {
+	if _, err := js.PublishMsg(context.Background(), f.msg("u1", "_saga", "bogus", nil)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.c.Get(context.Background(), e.s.flow, "u1"); !errors.Is(err, saga.ErrNotFound) {
@@ -114,7 +114,7 @@ func TestBadInputIsDeadLettered(t *testing.T) {
 		name, id string
 		msg      *nats.Msg
 		reason   string
-	}{"unknown phase", "u1", nil, "unknown event _saga:begin"})
+	}{"unknown phase", "u1", nil, "unknown event _saga:bogus"})
 	// A header block that is not a header block, sent by a raw client.
 	rawSubject := "choreo.log." + flow + ".raw.v1._saga.start"
 	sagatest.PublishRaw(t, e.srv.ClientURL(), rawSubject, "NATS/1.0\r\nthis is not a header\r\n\r\n", "{}")

@@ -85,8 +85,8 @@ const (
 	TimerExpire   = "expire"   // an ended saga's retention passed
 	// TimerStep fires on a step's own timer subject (StepTimerSubject):
 	// the wait of a step completed later is over, or its retry is due.
-	TimerStep = "step"
-	TimerBegin    = "begin"    // a scheduled saga's time to begin came
+	TimerStep  = "step"
+	TimerBegin = "begin" // a scheduled saga's time to begin came
 )
 
 // Phase tokens of commands.

@@ -173,7 +173,10 @@ func newPublisher(js jetstream.JetStream) (jetstream.JetStream, error) {
 func deleted(err error) bool {
 	var apiErr *jetstream.APIError
 	return err == nil || errors.Is(err, jetstream.ErrMsgNotFound) ||
-		(errors.As(err, &apiErr) && apiErr.ErrorCode == 10043)
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == 10043) ||
+		// nats.go flattens the broker's answer to a failed delete into
+		// text: another reader deleted the message first.
+		(errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "err_code=10043"))
 }
 
 // source is where a message was read: what a dead letter records.
