@@ -75,6 +75,7 @@ const (
 	PhaseDeadline          Phase = "deadline"    // the saga's deadline passed (step "_saga")
 	PhaseResume            Phase = "resume"      // an operator's retry of a parked saga (step "_saga")
 	PhaseCancelled         Phase = "cancelled"   // an operator cancelled the saga: it compensates (step "_saga")
+	PhaseReverted          Phase = "revert"      // a completed child saga compensates, as its parent does (step "_saga")
 )
 
 // Phases of handler calls (Info.Phase).
@@ -102,6 +103,9 @@ type State struct {
 	// when it was started with tracing on: every span of its actions and
 	// compensations is in it.
 	TraceID string `json:"trace_id,omitempty"`
+	// Parent is, for a child saga (NewChild), the saga and step that
+	// started it; nil for any other saga.
+	Parent *ParentRef `json:"parent,omitempty"`
 }
 
 // Step returns the named step's state, or nil.
@@ -179,6 +183,9 @@ func stateOf(s *engine.State) *State {
 		Events: s.Events, Epoch: s.Epoch, StartedAt: s.StartedAt, UpdatedAt: s.UpdatedAt,
 		EndedAt: s.EndedAt, Deadline: s.Deadline, TraceID: s.TraceID,
 		Steps: make([]StepState, len(s.Steps)),
+	}
+	if p := s.Parent; p != nil {
+		out.Parent = &ParentRef{Flow: p.Flow, ID: p.ID, Step: p.Step}
 	}
 	for i, st := range s.Steps {
 		out.Steps[i] = StepState{

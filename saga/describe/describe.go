@@ -73,6 +73,10 @@ type Step struct {
 	Wait    time.Duration `json:"wait_ns,omitempty"`
 	OnTopic string        `json:"on_topic,omitempty"`
 	OnField string        `json:"on_field,omitempty"`
+	// A step that runs another flow as a child saga (saga.NewChild)
+	// names that flow and its version.
+	Child        string `json:"child,omitempty"`
+	ChildVersion int    `json:"child_version,omitempty"`
 }
 
 // Step describes the named step; ok is false when the flow has none.

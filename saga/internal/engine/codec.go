@@ -14,10 +14,13 @@ import (
 // is read on every hop, so it has a compact text form (JSON cost a quarter
 // of the runner's CPU, and its size the broker's):
 //
-//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|earlier|steps[|trace]
+//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|earlier|steps[|trace[|scheduled[|parent]]]
 //
-// where trace, the saga's trace id (32 hex digits), is there only for a
-// saga started with tracing on (trace.go),
+// where the trailing fields are optional (so that older states decode),
+// each left empty when a later one is there: trace, the saga's trace id
+// (32 hex digits), for a saga started with tracing on (trace.go);
+// scheduled, when a saga started for later begins; parent, for a child
+// saga, <flow>.<id>.<step> of the saga and step that started it;
 // earlier lists the stream sequences of the saga's earlier events,
 // the first in base 36 and each next one as its distance from the one
 // before, joined by ',' ("*" when there were too many to list), and
@@ -154,7 +157,7 @@ func encodeState(s *State) []byte {
 		}
 		b = b[:mark]
 	}
-	return appendTraceID(b, s)
+	return appendTrailing(b, s)
 }
 
 // scanner reads separated fields of a state without copying, and keeps
@@ -224,7 +227,7 @@ func (c *scanner) text(f string) string {
 // decodeState parses a state for saga id of flow. It never panics; every
 // error is a badInput.
 func decodeState(flow, id, raw string) (*State, error) {
-	raw, traceID, err := cutTraceID(raw)
+	raw, traceID, parent, err := cutTrailing(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +235,7 @@ func decodeState(flow, id, raw string) (*State, error) {
 	if c.next('|') != codecVersion || strings.Count(raw, "|") != 11 {
 		return nil, bad("malformed choreo-state: want %s with 12 fields", codecVersion)
 	}
-	s := &State{Flow: flow, ID: id, TraceID: traceID}
+	s := &State{Flow: flow, ID: id, TraceID: traceID, Parent: parent}
 	s.Version = c.int(c.next('|'))
 	if st := c.next('|'); len(st) == 1 && sagaStatus[st[0]] != "" {
 		s.Status = sagaStatus[st[0]]
@@ -311,28 +314,72 @@ func decodeState(flow, id, raw string) (*State, error) {
 	return s, nil
 }
 
-// appendTraceID ends an encoded state with the saga's trace id, if it
-// has one (codec.go).
-func appendTraceID(b []byte, s *State) []byte {
-	if s.TraceID == "" {
+// appendTrailing ends an encoded state with its optional saga-level
+// fields: the trace id, if the saga has one, and the parent of a child
+// saga (the fields before it left empty when there are none).
+func appendTrailing(b []byte, s *State) []byte {
+	if s.TraceID == "" && s.Parent == nil {
 		return b
 	}
 	b = append(b, '|')
-	return append(b, s.TraceID...)
+	b = append(b, s.TraceID...)
+	if s.Parent != nil {
+		b = append(b, '|', '|') // no scheduled time
+		b = appendText(b, s.Parent.Flow+"."+s.Parent.ID+"."+s.Parent.Step)
+	}
+	return b
 }
 
-// cutTraceID splits the trace id off an encoded state: the state has 12
-// fields without one, 13 with.
-func cutTraceID(raw string) (string, string, error) {
-	if strings.Count(raw, "|") != 12 {
-		return raw, "", nil
+// cutTrailing splits the optional saga-level fields off an encoded state:
+// it has 12 fields without them, 13 with a trace id, 14 with a scheduled
+// time, 15 with a parent; a field before the last one there may be empty.
+func cutTrailing(raw string) (rest, traceID string, parent *ParentRef, err error) {
+	n := strings.Count(raw, "|") - 11 // trailing fields
+	if n <= 0 {
+		return raw, "", nil, nil
 	}
-	i := strings.LastIndexByte(raw, '|')
-	id := raw[i+1:]
-	if !validTraceID(id) {
-		return "", "", bad("malformed choreo-state: bad trace id %q", id)
+	if n > 3 {
+		return "", "", nil, bad("malformed choreo-state: %d fields", n+12)
 	}
-	return raw[:i], id, nil
+	var fields [3]string
+	for k := n; k > 0; k-- {
+		i := strings.LastIndexByte(raw, '|')
+		fields[k-1] = raw[i+1:]
+		raw = raw[:i]
+	}
+	traceID = fields[0]
+	switch {
+	case fields[n-1] == "":
+		return "", "", nil, bad("malformed choreo-state: empty last field")
+	case traceID != "" && !validTraceID(traceID):
+		return "", "", nil, bad("malformed choreo-state: bad trace id %q", traceID)
+	case fields[1] != "":
+		return "", "", nil, bad("malformed choreo-state: a scheduled time this build does not read")
+	}
+	if n == 3 {
+		if parent = parseParent(fields[2]); parent == nil {
+			return "", "", nil, bad("malformed choreo-state: bad parent %q", fields[2])
+		}
+	}
+	return raw, traceID, parent, nil
+}
+
+// parseParent reads the parent field of a state: <flow>.<id>.<step>, each
+// part a token (the id one of ValidID), possibly query-escaped; nil when
+// it is not one.
+func parseParent(f string) *ParentRef {
+	if strings.ContainsAny(f, "%+") {
+		v, err := url.QueryUnescape(f)
+		if err != nil {
+			return nil
+		}
+		f = v
+	}
+	t, ok := wire.Tokens(f, 3)
+	if !ok || !wire.Token(t[0]) || !ValidID(t[1]) || !wire.Token(t[2]) {
+		return nil
+	}
+	return &ParentRef{Flow: t[0], ID: t[1], Step: t[2]}
 }
 
 // validTraceID reports whether id is a W3C trace id: 32 lowercase hex

@@ -73,10 +73,12 @@ func (c *Client) Start(ctx context.Context, f *FlowDef, id string, data []byte) 
 	if err := c.open(ctx, f); err != nil {
 		return err
 	}
-	return c.start(ctx, f, id, data)
+	return c.start(ctx, f, id, data, nil)
 }
 
-func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) error {
+// start starts a saga of f; parent is the saga and step whose child it
+// is, nil for any other saga (children.go).
+func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte, parent *ParentRef) error {
 	if len(data) > c.opts.maxEventSize-4096 {
 		return fmt.Errorf("%w: input is %d bytes, limit %d", ErrInvalidInput, len(data), c.opts.maxEventSize-4096)
 	}
@@ -92,6 +94,7 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte) 
 	}
 	st := newState(f, id, c.j.now())
 	st.TraceID = traceIDOf(ctx)
+	st.Parent = parent
 	if !st.Deadline.IsZero() {
 		// The timer goes first: a start without its deadline could run
 		// for ever, a deadline without its start is dead-lettered.
