@@ -25,7 +25,7 @@ type (
 	Parcel  struct{ ID string }
 	Picked  struct{ ID, Bin string }
 	Labeled struct{ ID, Label string }
-	Billed struct{ ID string }
+	Billed  struct{ ID string }
 )
 
 type packing struct {
