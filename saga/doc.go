@@ -31,6 +31,19 @@
 // given the flow (or Named, for a flow known only by name). Runner.OnEnd is
 // told of every saga that ends.
 //
+// A step may run another flow as a child saga: declare it in the parent
+// flow with NewChild and bind it in its owner's runner with HandleChild:
+//
+//	pack := saga.NewChild("pack", packing, saga.Owner("orders"))
+//	order := saga.MustDefine[Order]("order", 1, reserve, pack, charge)
+//	saga.HandleChild(r, pack) // no handler: it starts the child and waits
+//
+// The child (id ChildID(order's id, "pack"), State.Parent naming the step)
+// runs in its own services; its end completes the step with a ChildResult,
+// or, compensated, fails it so the parent compensates. When the parent
+// compensates after the child completed, the child is reverted: its own
+// compensations run, and the step is compensated once the child is.
+//
 // # What errors mean
 //
 // An action's nil error completes its step. Abort(err) is a business
