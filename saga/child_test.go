@@ -37,8 +37,9 @@ type packing struct {
 	pack    *saga.Step[Parcel, saga.ChildResult]
 	charge  *saga.Step[saga.ChildResult, Billed]
 
-	mu     sync.Mutex
-	undone map[string][]string // saga id -> steps compensated, in order
+	mu      sync.Mutex
+	undone  map[string][]string // saga id -> steps compensated, in order
+	release chan struct{}       // closed: the labels of sagas "slow…" are done
 }
 
 func newPacking(t *testing.T) *packing {
@@ -47,7 +48,7 @@ func newPacking(t *testing.T) *packing {
 	flowSeq.n++
 	n := flowSeq.n
 	flowSeq.Unlock()
-	p := &packing{undone: map[string][]string{}}
+	p := &packing{undone: map[string][]string{}, release: make(chan struct{})}
 	p.pick = saga.NewStep[Parcel, Picked]("pick", saga.Owner("warehouse"))
 	p.label = saga.NewStep[Picked, Labeled]("label", saga.Owner("warehouse"))
 	p.child = saga.MustDefine[Parcel](fmt.Sprintf("packing%d", n), 1, p.pick, p.label, saga.StartedBy("orders"))
@@ -88,6 +89,13 @@ func (p *packing) run(t *testing.T, c *saga.Client) {
 	must(t, saga.Handle(wh, p.label, func(ctx context.Context, in Picked) (Labeled, error) {
 		if strings.HasPrefix(in.ID, "nolabel") {
 			return Labeled{}, saga.Abortf("no labels left")
+		}
+		if strings.HasPrefix(in.ID, "slow") {
+			select {
+			case <-p.release:
+			case <-ctx.Done():
+				return Labeled{}, ctx.Err()
+			}
 		}
 		return Labeled{ID: in.ID, Label: "L-" + in.ID}, nil
 	}, func(ctx context.Context, _ Picked, _ Labeled) error {
@@ -213,6 +221,40 @@ func TestChildCompletedThenParentCompensates(t *testing.T) {
 		t.Fatalf("parent compensated %q, want reserve", u)
 	}
 	sagatest.AssertTimeline(t, c, p.child, cid, "_saga:start", "pick:done", "label:done", "_saga:revert", "label:compensated", "pick:compensated")
+}
+
+// TestParentCancelledWhileChildRuns: the parent is cancelled while its
+// child runs; the pack step's compensation cancels the child, which
+// compensates (its late label too), and then the pack step is
+// compensated.
+func TestParentCancelledWhileChildRuns(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	p := newPacking(t)
+	c := srv.Client()
+	p.run(t, c)
+	ctx := context.Background()
+	must(t, saga.Start(ctx, c, p.parent, "slow1", Parcel{ID: "slow1"}))
+	cid := saga.ChildID("slow1", "pack")
+	awaitStep(t, c, p.parent, "slow1", "pack", saga.StepWaiting)
+	awaitStep(t, c, p.child, cid, "label", saga.StepRunning)
+	must(t, srv.Ops().Cancel(ctx, p.parent.Name(), "slow1", "customer left"))
+	sagatest.Poll(t, 30*time.Second, func() bool {
+		st, err := c.Get(ctx, p.child, cid)
+		return err == nil && st.Status != saga.StatusRunning
+	}, func() string { return "the child was not cancelled" })
+	close(p.release)
+	st := sagatest.AwaitStatus(t, c, p.parent, "slow1", 30*time.Second, saga.StatusCompensated)
+	if pk := st.Step("pack"); pk.Status != saga.StepCompensated {
+		t.Fatalf("pack: %s", pk.Status)
+	}
+	child, err := c.Get(ctx, p.child, cid)
+	must(t, err)
+	if child.Status != saga.StatusCompensated || !strings.Contains(child.Reason, "parent saga") {
+		t.Fatalf("child: %s (%s)", child.Status, child.Reason)
+	}
+	if u := p.undoneOf(cid); u != "label,pick" {
+		t.Fatalf("child compensated %q, want label,pick", u)
+	}
 }
 
 // TestChildTrace: the child's spans are in the parent's trace, its start
