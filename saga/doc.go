@@ -60,12 +60,26 @@
 // When the saga compensates while a step waits, the wait ends and the step
 // is compensated; a completion after that gets ErrCompensated and must undo
 // its effect itself. sagatest.Clock moves a test's time.
+//
 // Start with At(t) or After(d) starts a saga later: it is recorded at once
 // with status scheduled (List and the tools show it, and State.Scheduled
 // when it begins), nothing runs, and a broker-side schedule, which no
 // process restart loses, has a runner of the flow append its begin then;
 // its deadline counts from the begin. Cancelled before (ops.Client.Cancel),
 // it ends compensated with nothing run.
+//
+// A step may run another flow as a child saga: declare it in the parent
+// flow with NewChild and bind it in its owner's runner with HandleChild:
+//
+//	pack := saga.NewChild("pack", packing, saga.Owner("orders"))
+//	order := saga.MustDefine[Order]("order", 1, reserve, pack, charge)
+//	saga.HandleChild(r, pack) // no handler: it starts the child and waits
+//
+// The child (id ChildID(order's id, "pack"), State.Parent naming the step)
+// runs in its own services; its end completes the step with a ChildResult,
+// or, compensated, fails it so the parent compensates. When the parent
+// compensates after the child completed, the child is reverted: its own
+// compensations run, and the step is compensated once the child is.
 //
 // # What errors mean
 //

@@ -79,6 +79,7 @@ const (
 	PhaseResume            Phase = "resume"      // an operator's retry of a parked saga (step "_saga")
 	PhaseCancelled         Phase = "cancelled"   // an operator cancelled the saga: it compensates (step "_saga")
 	PhaseBegin             Phase = "begin"       // a saga started for later began: it runs (step "_saga")
+	PhaseReverted          Phase = "revert"      // a completed child saga compensates, as its parent does (step "_saga")
 )
 
 // Phases of handler calls (Info.Phase).
@@ -109,6 +110,9 @@ type State struct {
 	// Scheduled is when a saga started for later (At, After) begins, or
 	// began; zero for a saga that ran at once.
 	Scheduled time.Time `json:"scheduled,omitzero"`
+	// Parent is, for a child saga (NewChild), the saga and step that
+	// started it; nil for any other saga.
+	Parent *ParentRef `json:"parent,omitempty"`
 }
 
 // Step returns the named step's state, or nil.
@@ -186,6 +190,9 @@ func stateOf(s *engine.State) *State {
 		Events: s.Events, Epoch: s.Epoch, StartedAt: s.StartedAt, UpdatedAt: s.UpdatedAt,
 		EndedAt: s.EndedAt, Deadline: s.Deadline, TraceID: s.TraceID, Scheduled: s.Scheduled,
 		Steps: make([]StepState, len(s.Steps)),
+	}
+	if p := s.Parent; p != nil {
+		out.Parent = &ParentRef{Flow: p.Flow, ID: p.ID, Step: p.Step}
 	}
 	for i, st := range s.Steps {
 		out.Steps[i] = StepState{

@@ -443,3 +443,36 @@ func TestWatchLineSaysTheReason(t *testing.T) {
 		}
 	}
 }
+
+// TestSagasShowChild: a child saga shows the saga and step it is the
+// child of.
+func TestSagasShowChild(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	c := srv.Client()
+	pick := saga.NewStep[Trip, Ticket]("pick", saga.Owner("warehouse"))
+	packing := saga.MustDefine[Trip]("packing", 1, pick)
+	pack := saga.NewChild("pack", packing, saga.Owner("orders"))
+	order := saga.MustDefine[Trip]("order", 1, pack)
+	r, err := saga.NewRunner(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := saga.Handle(r, pick, func(_ context.Context, in Trip) (Ticket, error) { return Ticket(in), nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := saga.HandleChild(r, pack); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.Run(t, r)
+	ctx := context.Background()
+	if err := saga.Start(ctx, c, order, "o1", Trip{Who: "ann"}); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.AwaitStatus(t, c, order, "o1", 20*time.Second, saga.StatusCompleted)
+	code, out, errs := runCLI(t, srv.ClientURL(), "sagas", "show", "packing", saga.ChildID("o1", "pack"))
+	if code != 0 {
+		t.Fatalf("sagas show: %d %s", code, errs)
+	}
+	// The child's events and its parent's interleave: sequences vary.
+	golden(t, "sagas-show-child.golden", regexp.MustCompile(`(?m)^\d+ `).ReplaceAllString(out, "N "))
+}

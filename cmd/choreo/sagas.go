@@ -122,6 +122,9 @@ func sagasShow(ctx context.Context, k *cli, args []string) error {
 		if st.TraceID != "" {
 			fmt.Fprintf(w, "trace: %s\n", st.TraceID)
 		}
+		if p := st.Parent; p != nil {
+			fmt.Fprintf(w, "parent: %s/%s, step %s (this saga is its child)\n", p.Flow, p.ID, p.Step)
+		}
 		fmt.Fprintln(w, "STEP\tSTATUS\tATTEMPTS\tUNDO ATTEMPTS\tNOTE")
 		for _, s := range st.Steps {
 			note := s.Error

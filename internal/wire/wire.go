@@ -171,6 +171,7 @@ const (
 	PhaseCancelled         = "cancelled"
 	PhaseWaiting           = "waiting"
 	PhaseBegin             = "begin"
+	PhaseReverted          = "revert"
 )
 
 // Token reports whether s is a name choreo accepts for a flow, a step or
@@ -249,3 +250,10 @@ func EventConsumer(flow string, version int, step string) string {
 
 // EndConsumer names the durable consumer of an OnEnd handler of a flow.
 func EndConsumer(flow, handler string) string { return flow + "__end_" + handler }
+
+// ChildEndConsumer names the durable consumer, on the log of child flow
+// child, of the ends of the child sagas that step of flow parent runs:
+// its owner settles the step with them.
+func ChildEndConsumer(child, parent, step string) string {
+	return child + "__parent_" + parent + "_" + step
+}

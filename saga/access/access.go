@@ -94,6 +94,10 @@ const jsAPI = "$JS.API."
 //     <flow>_v<N>__timers of the flows
 //     it runs steps of, and <flow>__end_<service> (an OnEnd handler named
 //     after the service);
+//   - for a step that runs a child saga (saga.NewChild), on the child
+//     flow's version: append a saga's start, revert and cancel (and the
+//     compensation commands and schedule they make due), and read the
+//     child's ends through <child>__parent_<flow>_<step>;
 //   - attest the definitions of the flow versions it runs steps of, under
 //     a registry key of its own (def.<flow>.v<N>.<service>): the tools
 //     show a definition only when every participant that attested one
@@ -140,6 +144,9 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 				// Completed by a domain event: its own consumer of the topic.
 				a.Add(Consume(wire.EventStream, wire.EventConsumer(f.Name, f.Version, d.Name)))
 			}
+			if d.Child != "" {
+				a.Add(childAccess(f.Name, d))
+			}
 			grant(d.Owner, a)
 		}
 		for svc := range participants {
@@ -169,6 +176,27 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 		out[svc] = a
 	}
 	return out, nil
+}
+
+// childAccess is what the owner of step d of flow parent, which runs a
+// child saga (saga.NewChild), needs on the child flow's version: start
+// its sagas (and set their deadline), read their ends through its own
+// consumer, revert a completed child or cancel a running one when the
+// parent compensates (and send the compensation commands that makes due),
+// and dead-letter what it cannot read of the child's log. Nothing else of
+// the child flow: its steps' outcomes stay their owners'.
+func childAccess(parent string, d describe.Step) Access {
+	c, v := d.Child, d.ChildVersion
+	a := Access{Publish: Rules{Allow: []string{
+		wire.LogSubject(c, "*", v, wire.SagaStep, wire.PhaseStart),
+		wire.LogSubject(c, "*", v, wire.SagaStep, wire.PhaseReverted),
+		wire.LogSubject(c, "*", v, wire.SagaStep, wire.PhaseCancelled),
+		wire.Cmd + c + ".*." + wire.Version(v) + ".*." + wire.Undo,
+		wire.Sched + c + ".*",
+		wire.DeadLetterSubject(c, d.Owner),
+	}}}
+	a.Add(Consume(wire.Stream, wire.ChildEndConsumer(c, parent, d.Name)))
+	return a
 }
 
 // Reader is what an identity that only queries the sagas of flows needs

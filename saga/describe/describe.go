@@ -78,6 +78,10 @@ type Step struct {
 	// first and after a Parallel group): the name of the earlier step
 	// whose result it takes (saga.InputFrom), or FromFlow (saga.FlowInput).
 	InputFrom string `json:"input_from,omitempty"`
+	// A step that runs another flow as a child saga (saga.NewChild)
+	// names that flow and its version.
+	Child        string `json:"child,omitempty"`
+	ChildVersion int    `json:"child_version,omitempty"`
 }
 
 // FromFlow is Step.InputFrom for a step that takes the flow's input where

@@ -357,6 +357,11 @@ async function loadSaga(flow, id) {
   field("deadline", st.deadline && fmtTime(st.deadline));
   field("operator retries", st.epoch && String(st.epoch));
   field("trace id", st.trace_id);
+  if (st.parent) {
+    // A child saga: a link to the saga whose step started it.
+    fields.append(el("dt", null, "parent"), el("dd", { id: "saga-parent" },
+      el("a", { href: "#saga/" + path(st.parent.flow, st.parent.id) }, st.parent.flow + "/" + st.parent.id), " · step " + st.parent.step));
+  }
   const steps = $("#saga-steps tbody");
   steps.replaceChildren();
   for (const s of st.steps) {

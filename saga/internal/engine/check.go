@@ -209,6 +209,7 @@ func (j *journal) checkStart(l link) string {
 		want.Deadline = st.Deadline
 	}
 	want.TraceID = st.TraceID // the starter's too; the codec checked its form
+	want.Parent = st.Parent   // a child saga's: whose end settles the parent's step (children.go)
 	if string(encodeState(want)) != l.raw {
 		return fmt.Sprintf("start (event %d) is not the initial state of flow %s v%d as defined here (a forged start, or two definitions of one version)", l.seq, def.name, def.version)
 	}
@@ -300,6 +301,10 @@ func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, e
 		err = next.commence(at, claim.Deadline)
 	case PhaseResume:
 		err = next.retryParked()
+	case PhaseReverted:
+		// Only a completed child saga whose steps are all compensatable:
+		// a saga with no parent, or one that ran a pivot, never reverts.
+		err = next.revert()
 	case PhaseCancelled:
 		if err = next.cancel(claim.Reason); err != nil {
 			err = errNoop

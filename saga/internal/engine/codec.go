@@ -14,12 +14,13 @@ import (
 // is read on every hop, so it has a compact text form (JSON cost a quarter
 // of the runner's CPU, and its size the broker's):
 //
-//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|earlier|steps[|trace[|scheduled]]
+//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|earlier|steps[|trace[|scheduled[|parent]]]
 //
-// where trace, the saga's trace id (32 hex digits), is there only for a
-// saga started with tracing on (trace.go), or empty before a later field;
-// scheduled, when a saga started for later begins, only for such a saga
-// (the trailing fields are optional, so that older states decode);
+// where the trailing fields are optional (so that older states decode),
+// each left empty when a later one is there: trace, the saga's trace id
+// (32 hex digits), for a saga started with tracing on (trace.go);
+// scheduled, when a saga started for later begins; parent, for a child
+// saga, <flow>.<id>.<step> of the saga and step that started it;
 // earlier lists the stream sequences of the saga's earlier events,
 // the first in base 36 and each next one as its distance from the one
 // before, joined by ',' ("*" when there were too many to list), and
@@ -226,7 +227,7 @@ func (c *scanner) text(f string) string {
 // decodeState parses a state for saga id of flow. It never panics; every
 // error is a badInput.
 func decodeState(flow, id, raw string) (*State, error) {
-	raw, traceID, scheduled, err := cutTrailing(raw)
+	raw, traceID, scheduled, parent, err := cutTrailing(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +235,7 @@ func decodeState(flow, id, raw string) (*State, error) {
 	if c.next('|') != codecVersion || strings.Count(raw, "|") != 11 {
 		return nil, bad("malformed choreo-state: want %s with 12 fields", codecVersion)
 	}
-	s := &State{Flow: flow, ID: id, TraceID: traceID}
+	s := &State{Flow: flow, ID: id, TraceID: traceID, Parent: parent}
 	s.Version = c.int(c.next('|'))
 	if st := c.next('|'); len(st) == 1 && sagaStatus[st[0]] != "" {
 		s.Status = sagaStatus[st[0]]
@@ -317,34 +318,40 @@ func decodeState(flow, id, raw string) (*State, error) {
 }
 
 // appendTrailing ends an encoded state with its optional saga-level
-// fields: the trace id, if the saga has one, and when a scheduled saga
-// begins (the trace field left empty before it when there is none).
+// fields: the trace id, if the saga has one, when a scheduled saga
+// begins, and the parent of a child saga (the fields before the last one
+// left empty when there are none).
 func appendTrailing(b []byte, s *State) []byte {
-	if s.TraceID == "" && s.Scheduled.IsZero() {
+	if s.TraceID == "" && s.Scheduled.IsZero() && s.Parent == nil {
 		return b
 	}
 	b = append(b, '|')
 	b = append(b, s.TraceID...)
-	if !s.Scheduled.IsZero() {
+	if !s.Scheduled.IsZero() || s.Parent != nil {
 		b = append(b, '|')
 		b = appendTime(b, s.Scheduled, s.StartedAt)
+	}
+	if s.Parent != nil {
+		b = append(b, '|')
+		b = appendText(b, s.Parent.Flow+"."+s.Parent.ID+"."+s.Parent.Step)
 	}
 	return b
 }
 
 // cutTrailing splits the optional saga-level fields off an encoded state:
-// the state has 12 fields without them, 13 with a trace id, 14 with when
-// a scheduled saga begins (its trace id field may then be empty). The
-// scheduled time is returned as its raw field, read against the start.
-func cutTrailing(raw string) (rest, traceID, scheduled string, err error) {
+// it has 12 fields without them, 13 with a trace id, 14 with when a
+// scheduled saga begins, 15 with a parent; a field before the last one
+// there may be empty. The scheduled time is returned as its raw field,
+// read against the start.
+func cutTrailing(raw string) (rest, traceID, scheduled string, parent *ParentRef, err error) {
 	n := strings.Count(raw, "|") - 11 // trailing fields
 	if n <= 0 {
-		return raw, "", "", nil
+		return raw, "", "", nil, nil
 	}
-	if n > 2 {
-		return "", "", "", bad("malformed choreo-state: %d fields", n+12)
+	if n > 3 {
+		return "", "", "", nil, bad("malformed choreo-state: %d fields", n+12)
 	}
-	var fields [2]string
+	var fields [3]string
 	for k := n; k > 0; k-- {
 		i := strings.LastIndexByte(raw, '|')
 		fields[k-1] = raw[i+1:]
@@ -352,14 +359,35 @@ func cutTrailing(raw string) (rest, traceID, scheduled string, err error) {
 	}
 	traceID, scheduled = fields[0], fields[1]
 	switch {
-	case n == 1 && traceID == "":
-		return "", "", "", bad("malformed choreo-state: empty trace id")
-	case n == 2 && scheduled == "":
-		return "", "", "", bad("malformed choreo-state: empty scheduled time")
+	case fields[n-1] == "":
+		return "", "", "", nil, bad("malformed choreo-state: empty last field")
 	case traceID != "" && !validTraceID(traceID):
-		return "", "", "", bad("malformed choreo-state: bad trace id %q", traceID)
+		return "", "", "", nil, bad("malformed choreo-state: bad trace id %q", traceID)
 	}
-	return raw, traceID, scheduled, nil
+	if n == 3 {
+		if parent = parseParent(fields[2]); parent == nil {
+			return "", "", "", nil, bad("malformed choreo-state: bad parent %q", fields[2])
+		}
+	}
+	return raw, traceID, scheduled, parent, nil
+}
+
+// parseParent reads the parent field of a state: <flow>.<id>.<step>, each
+// part a token (the id one of ValidID), possibly query-escaped; nil when
+// it is not one.
+func parseParent(f string) *ParentRef {
+	if strings.ContainsAny(f, "%+") {
+		v, err := url.QueryUnescape(f)
+		if err != nil {
+			return nil
+		}
+		f = v
+	}
+	t, ok := wire.Tokens(f, 3)
+	if !ok || !wire.Token(t[0]) || !ValidID(t[1]) || !wire.Token(t[2]) {
+		return nil
+	}
+	return &ParentRef{Flow: t[0], ID: t[1], Step: t[2]}
 }
 
 // validTraceID reports whether id is a W3C trace id: 32 lowercase hex

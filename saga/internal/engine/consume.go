@@ -154,6 +154,15 @@ func (r *Runner) specs() []consumerSpec {
 			handle: func(ctx context.Context, d *delivery) { r.onEnd(ctx, e, d) },
 		})
 	}
+	for _, e := range r.children {
+		e := e
+		out = append(out, consumerSpec{
+			stream: wire.Stream, name: wire.ChildEndConsumer(e.child.name, e.parent, e.step), filters: []string{wire.Log + e.child.name + ".>"},
+			flow:   &flowDef{name: e.child.name},
+			desc:   fmt.Sprintf("choreo: flow %s, ends of the child sagas of %s/%s", e.child.name, e.parent, e.step),
+			handle: func(ctx context.Context, d *delivery) { r.onChildEnd(ctx, e, d) },
+		})
+	}
 	return out
 }
 

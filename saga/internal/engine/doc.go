@@ -22,6 +22,7 @@
 //     operator's acts and reports.
 //   - runner.go, runopts.go: a runner and its options; delivery.go: one
 //     delivered message and how it ends; handlers.go: the four kinds of
-//     message a runner handles; consume.go: the consume loop and the
+//     message a runner handles; children.go: steps that run a child
+//     saga, and the ends that settle them; consume.go: the consume loop and the
 //     runner's lifecycle.
 package engine

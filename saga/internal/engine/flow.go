@@ -224,6 +224,40 @@ func eventTopic(topic string) bool {
 	return topic != ""
 }
 
+// DefaultChildWait is how long a step that runs a child saga waits for the
+// child's end when its options give no WaitsFor timeout.
+const DefaultChildWait = 7 * 24 * time.Hour
+
+// RunsChild declares a step that runs flow child as a child saga
+// (children.go): a step completed later that waits on the child's end,
+// for the timeout of a WaitsFor among the step's options (given before
+// it), else DefaultChildWait.
+func RunsChild(child *FlowDef) StepOption {
+	return func(s *stepDef) error {
+		if child == nil {
+			return fmt.Errorf("%w: nil child flow", ErrInvalidOption)
+		}
+		s.child, s.waitOn = child, "child flow "+child.name
+		if s.waitFor == 0 {
+			s.waitFor = DefaultChildWait
+		}
+		if s.compRetry == (RetryPolicy{}) {
+			// Its compensation waits for the child to compensate: about an
+			// hour of tries before the parent is parked.
+			s.compRetry = RetryPolicy{MaxAttempts: 720, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 5 * time.Second}
+		}
+		return nil
+	}
+}
+
+// Child returns the flow the step runs as a child saga, or nil.
+func (d *stepDef) Child() *FlowDef {
+	if d == nil {
+		return nil
+	}
+	return d.child
+}
+
 // Waits reports whether the step is completed later (WaitsFor).
 func (d *stepDef) Waits() bool { return d != nil && d.waitFor > 0 }
 
@@ -245,6 +279,7 @@ type stepDef struct {
 	waitFor   time.Duration // WaitsFor: how long
 	onTopic   string        // CompletesOn: the event topic
 	onField   string        // CompletesOn: the event's field with the saga id
+	child     *flowDef      // RunsChild: the flow it runs as a child saga
 	in, out   reflect.Type
 	err       error // first option error, reported by Define
 
@@ -444,6 +479,9 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 		if d.onTopic != "" && d.waitFor == 0 {
 			return nil, fmt.Errorf("step %q completes on event %s but does not wait: declare saga.WaitsFor too", d.name, d.onTopic)
 		}
+		if err := checkChild(name, d); err != nil {
+			return nil, err
+		}
 		if _, dup := f.byName[d.name]; dup {
 			return nil, fmt.Errorf("two steps named %q", d.name)
 		}
@@ -587,6 +625,33 @@ func (d *stepDef) inputType() string {
 		return d.source.eventType
 	}
 	return d.flow.inputType
+}
+
+// checkChild says what is wrong with a step of flow that runs a child
+// saga: a child of the same flow, an input the child does not start
+// with, or a compensatable step whose child has a pivot (a child is
+// compensated by reverting it, which only a saga whose steps are all
+// compensatable allows).
+func checkChild(flow string, d *stepDef) error {
+	c := d.child
+	switch {
+	case c == nil:
+		return nil
+	case d.onTopic != "":
+		return fmt.Errorf("step %q runs child flow %s: its end completes it, not an event", d.name, c.name)
+	case c.name == flow:
+		return fmt.Errorf("step %q runs its own flow %s as a child", d.name, flow)
+	case c.input != d.in:
+		return fmt.Errorf("step %q takes %v but child flow %s starts with %v", d.name, d.in, c.name, c.input)
+	}
+	if d.kind == CompensatableStep {
+		for _, s := range c.steps {
+			if s.kind != CompensatableStep {
+				return fmt.Errorf("step %q is compensatable but child flow %s has %s step %q, so a completed child cannot be compensated: make the step a Pivot (or Retriable after one)", d.name, c.name, s.kind, s.name)
+			}
+		}
+	}
+	return nil
 }
 
 // versions holds every flow version defined in the process, to check that

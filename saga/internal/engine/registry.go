@@ -47,6 +47,10 @@ func describeFlow(f *flowDef) describe.Flow {
 	for _, d := range f.steps {
 		fi.Steps = append(fi.Steps, describe.Step{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout,
 			WaitsOn: d.waitOn, Wait: d.waitFor, OnTopic: d.onTopic, OnField: d.onField, InputFrom: inputFrom(d)})
+		if d.child != nil {
+			st := &fi.Steps[len(fi.Steps)-1]
+			st.Child, st.ChildVersion = d.child.name, d.child.version
+		}
 	}
 	return fi
 }

@@ -31,6 +31,7 @@ type Runner struct {
 	mu       sync.Mutex
 	bindings []*binding
 	ends     []endBinding
+	children []childEnd // the ends of the child sagas of steps bound with BindChild
 	started  bool
 	stopping bool
 	inflight sync.WaitGroup
@@ -81,6 +82,15 @@ func (r *Runner) Bind(tmpl *StepDef, act func(ctx context.Context, data []byte) 
 	if comp != nil && tmpl.kind != CompensatableStep {
 		return fmt.Errorf("%w: step %s is %s: it is never compensated", ErrInvalidOption, tmpl.name, tmpl.kind)
 	}
+	if tmpl.child != nil {
+		return fmt.Errorf("%w: step %s runs child flow %s: bind it with HandleChild", ErrInvalidOption, tmpl.name, tmpl.child.name)
+	}
+	return r.bind(tmpl, func(*stepDef) *binding { return &binding{action: act, compensate: comp} })
+}
+
+// bind binds tmpl in each version of its flow the runner serves, with the
+// handlers mk makes for that version's step.
+func (r *Runner) bind(tmpl *StepDef, mk func(d *stepDef) *binding) error {
 	if t := tmpl.timeout; t > 0 && t < 2*r.o.ackWait {
 		r.j.opts.logger.Warn("choreo: step timeout is under twice the ack wait: a crash mid-step may time the step out before another instance runs it",
 			"step", tmpl.name, "timeout", t, "ack_wait", r.o.ackWait)
@@ -108,9 +118,19 @@ func (r *Runner) Bind(tmpl *StepDef, act func(ctx context.Context, data []byte) 
 	}
 	for _, d := range uses {
 		r.j.define(d.flow)
-		r.bindings = append(r.bindings, &binding{def: d, action: act, compensate: comp})
+		b := mk(d)
+		b.def = d
+		r.bindings = append(r.bindings, b)
 	}
 	return nil
+}
+
+// childEnd is a consumer, on the log of flow child, of the ends of the
+// child sagas that step tmpl of flow parent runs (children.go).
+type childEnd struct {
+	child        *flowDef
+	parent, step string
+	tmpl         *stepDef
 }
 
 type endBinding struct {

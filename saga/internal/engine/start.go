@@ -87,8 +87,9 @@ func (c *Client) Start(ctx context.Context, f *FlowDef, id string, data []byte, 
 type StartOption func(*startOpts)
 
 type startOpts struct {
-	at    time.Time
-	after time.Duration
+	at     time.Time
+	after  time.Duration
+	parent *ParentRef // the saga and step whose child it is (children.go)
 }
 
 // At starts the saga at t: it is recorded now, as scheduled, and begins
@@ -100,6 +101,8 @@ func After(d time.Duration) StartOption {
 	return func(o *startOpts) { o.at, o.after = time.Time{}, d }
 }
 
+// start starts a saga of f as o says: now or later, and as a child of
+// o.parent when it is one.
 func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte, o startOpts) error {
 	if len(data) > c.opts.maxEventSize-4096 {
 		return fmt.Errorf("%w: input is %d bytes, limit %d", ErrInvalidInput, len(data), c.opts.maxEventSize-4096)
@@ -124,6 +127,7 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte, 
 	}
 	st := newState(f, id, now)
 	st.TraceID = traceIDOf(ctx)
+	st.Parent = o.parent
 	if !st.Deadline.IsZero() {
 		// The timer goes first: a start without its deadline could run
 		// for ever, a deadline without its start is dead-lettered.

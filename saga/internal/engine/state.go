@@ -34,6 +34,7 @@ const (
 	PhaseCancelled         Phase = "cancelled"   // an operator cancelled the saga: it compensates (step "_saga")
 	PhaseWaiting           Phase = "waiting"     // a step's action started it; its outcome comes later
 	PhaseBegin             Phase = "begin"       // a scheduled saga's time came: it runs (step "_saga")
+	PhaseReverted          Phase = "revert"      // a completed child saga compensates: its parent does (step "_saga")
 )
 
 // Phases of handler calls (Info.Phase).
@@ -155,6 +156,9 @@ type State struct {
 	// Scheduled is when a saga started for later begins (or began): set
 	// on a saga started with At or After, zero on one that ran at once.
 	Scheduled time.Time `json:"scheduled,omitzero"`
+	// Parent is, for a child saga (a step of another flow runs it), the
+	// saga and step that started it; nil for any other saga.
+	Parent *ParentRef `json:"parent,omitempty"`
 
 	// earlier holds the stream sequences of the saga's earlier events, in
 	// order: what an expiry deletes one by one (a purge makes the broker
@@ -164,6 +168,16 @@ type State struct {
 	earlier  []uint64
 	overflow bool
 }
+
+// ParentRef names the saga and step that started a child saga.
+type ParentRef struct {
+	Flow string `json:"flow"`
+	ID   string `json:"id"`
+	Step string `json:"step"`
+}
+
+// String is flow/id/step.
+func (p ParentRef) String() string { return p.Flow + "/" + p.ID + "/" + p.Step }
 
 // maxEarlier bounds the sequences a state lists, so that a saga with many
 // retries does not carry a growing header on every event.
@@ -401,6 +415,29 @@ func (s *State) cancel(reason string) error {
 		return fmt.Errorf("%w: its pivot ran, so it can only go forward", ErrNotRunning)
 	}
 	s.compensate(reason)
+	return nil
+}
+
+// revert turns a completed child saga back to compensating, because its
+// parent compensates: its completed steps are compensated in reverse, by
+// their own services, and it ends compensated. Only a saga with a parent
+// may be reverted, and only one whose steps are all compensatable (no
+// pivot ran: Define refuses a compensatable step running a child flow
+// that has one).
+func (s *State) revert() error {
+	switch {
+	case s.Parent == nil:
+		return fmt.Errorf("%w: saga %s has no parent saga", ErrNotRunning, s.ID)
+	case s.Status != StatusCompleted:
+		return fmt.Errorf("%w: it is %s, not completed", ErrNotRunning, s.Status)
+	}
+	for _, st := range s.Steps {
+		if st.Kind != CompensatableStep {
+			return fmt.Errorf("%w: its step %s is %s", ErrNotRunning, st.Name, st.Kind)
+		}
+	}
+	s.Status, s.EndedAt = StatusCompensating, time.Time{}
+	s.Reason = "its parent saga " + s.Parent.Flow + "/" + s.Parent.ID + " compensates"
 	return nil
 }
 
