@@ -14,7 +14,8 @@
 // A flow is shared code: a name, a version and steps, built with
 // Define[In], In being the input its sagas start with. A step (NewStep)
 // turns an input into a result; its types are checked by the compiler when
-// a handler is bound, and Define checks that they chain. Parallel groups
+// a handler is bound, and Define checks that they chain (or that the
+// earlier step InputFrom names gives what the step takes). Parallel groups
 // steps that run at once and join; Deadline bounds the saga. Steps are
 // compensatable (the default), one Pivot, and Retriable steps after it.
 // Owner and Undo name the service that runs a step and its compensation:
@@ -69,21 +70,24 @@
 // # Inserting a step
 //
 // A step takes the result of the single step before it (the first step,
-// and a step after a Parallel group, take the flow's input). So a step
-// inserted between Flight (Trip -> Booking) and Hotel (Booking -> Booking)
-// must leave Hotel its Booking, or Define refuses the version ("step
-// "hotel" takes Booking but is given ..."). Two ways:
+// and a step after a Parallel group, take the flow's input), unless it
+// says where its input comes from: InputFrom(s) takes earlier step s's
+// result, FlowInput() the flow's input. Define checks that s comes before
+// the step and that the types match. The step after one declared so still
+// takes its result: the chain goes on from position to position. So a
+// step inserted between Flight (Trip -> FlightBooked) and Hotel
+// (FlightBooked -> HotelBooked) may have a result of its own, when Hotel
+// says it takes the flight's:
 //
-//   - The inserted step passes its input on, with what it adds: Seat :=
-//     saga.NewStep[Booking, Booking]("seat") sets Booking.Seat and returns
-//     the booking; Hotel stays as it is (and shared with version 1).
-//   - The inserted step has a result of its own (NewStep[Booking,
-//     SeatNo]), and the step after it is a new step, under a new name,
-//     taking that result (NewStep[SeatNo, Booking]("hotel-seated")); its
-//     handler reads the flight's result with ResultOf(ctx, Flight).
+//	Seat := saga.NewStep[FlightBooked, SeatChosen]("seat")
+//	Hotel := saga.NewStep[FlightBooked, HotelBooked]("hotel", saga.InputFrom(Flight))
+//	v2 := saga.MustDefine[Trip]("trip", 2, Flight, Seat, Hotel)
 //
-// Either way, the new version is defined beside the old one, whose
-// sagas in flight finish on it.
+// Hotel is unchanged in version 1 (where the flight is the step before
+// it), so it is still shared. Without InputFrom, Define refuses the
+// version ("step "hotel" takes FlightBooked but is given SeatChosen"). A
+// handler reads any earlier result, or the flow's input, with ResultOf and
+// InputOf; the compensation gets the same input as the action.
 //
 // # Phases
 //

@@ -160,3 +160,85 @@ func ExampleClient_Get() {
 	// completed pay completed 3
 	// true
 }
+
+// A step reads what it needs: a seat choice inserted between the flight
+// and the hotel has a result of its own, the hotel still takes the
+// flight's (InputFrom), and the last step takes the trip itself
+// (FlowInput). No step has to pass on a payload it does not use.
+func ExampleInputFrom() {
+	type (
+		Trip         struct{ Who string }
+		FlightBooked struct{ Who, Flight string }
+		SeatChosen   struct{ Seat string }
+		HotelBooked  struct{ Hotel string }
+		Mailed       struct{ To string }
+	)
+	flight := saga.NewStep[Trip, FlightBooked]("flight")
+	seat := saga.NewStep[FlightBooked, SeatChosen]("seat") // right after flight: takes its result
+	hotel := saga.NewStep[FlightBooked, HotelBooked]("hotel", saga.InputFrom(flight), saga.Pivot())
+	mail := saga.NewStep[Trip, Mailed]("mail", saga.FlowInput(), saga.Retriable())
+
+	saga.MustDefine[Trip]("trip", 1, flight, hotel) // version 1, in flight while v2 rolls out
+	v2, err := saga.Define[Trip]("trip", 2, flight, seat, hotel, mail)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, s := range v2.Describe().Steps {
+		fmt.Printf("%s takes %q\n", s.Name, s.InputFrom) // "" is the chain's
+	}
+	// Define checks what InputFrom names: here a step that comes later.
+	early := saga.NewStep[HotelBooked, SeatChosen]("early", saga.InputFrom(hotel))
+	_, err = saga.Define[Trip]("trip", 3, flight, early, hotel)
+	fmt.Println(err)
+
+	srv, err := sagatest.StartServer()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Shutdown()
+	ctx := context.Background()
+	c := srv.Client()
+	r, _ := saga.NewRunner(c)
+	_ = errors.Join(
+		saga.Handle(r, flight, func(_ context.Context, t Trip) (FlightBooked, error) {
+			return FlightBooked{Who: t.Who, Flight: "LH1"}, nil
+		}, func(context.Context, Trip, FlightBooked) error { return nil }),
+		saga.Handle(r, seat, func(_ context.Context, f FlightBooked) (SeatChosen, error) {
+			return SeatChosen{Seat: "12A"}, nil
+		}, func(context.Context, FlightBooked, SeatChosen) error { return nil }),
+		saga.Handle(r, hotel, func(_ context.Context, f FlightBooked) (HotelBooked, error) {
+			fmt.Println("hotel for", f.Who, "on", f.Flight)
+			return HotelBooked{Hotel: "Ritz"}, nil
+		}, nil),
+		saga.Handle(r, mail, func(_ context.Context, t Trip) (Mailed, error) {
+			fmt.Println("mail to", t.Who)
+			return Mailed{To: t.Who}, nil
+		}, nil),
+	)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	<-r.Ready()
+
+	_ = saga.Start(ctx, c, v2, "t1", Trip{Who: "ada"})
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	st, err := sagatest.Wait(wctx, c, v2, "t1")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(st.Status)
+	// Output:
+	// flight takes ""
+	// seat takes ""
+	// hotel takes "flight"
+	// mail takes "_flow"
+	// saga: invalid flow: flow "trip": step "early" takes its input from step "hotel", which does not come before it: InputFrom names a step at an earlier position
+	// hotel for ada on LH1
+	// mail to ada
+	// completed
+}

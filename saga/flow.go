@@ -179,6 +179,25 @@ func (s *Step[In, Out]) Fail(ctx context.Context, c *Client, token string, err e
 // default is the result type's Go name.
 func WithEventType(t string) StepOption { return engine.WithEventType(t) }
 
+// InputFrom makes the step's input the result of s, an earlier step of
+// the same flow, instead of the result of the step just before it. Define
+// refuses the flow when s is not in it before the step, or when s's result
+// is not the step's input type. The step after this one still takes this
+// one's result, as ever: a step inserted between flight and hotel leaves
+// hotel the flight's result when hotel is declared with InputFrom(flight).
+// The step's compensation gets the same input.
+func InputFrom(s AnyStep) StepOption {
+	if s == nil {
+		return engine.InputFrom(nil)
+	}
+	return engine.InputFrom(s.step())
+}
+
+// FlowInput makes the step's input the flow's input (what its sagas start
+// with), instead of the result of the step just before it. Define checks
+// the type.
+func FlowInput() StepOption { return engine.FlowInput() }
+
 // Item is a member of a flow definition: a step, a Parallel group, a
 // Deadline or StartedBy.
 type Item interface{ item() engine.Item }
@@ -197,8 +216,10 @@ func (i item) item() engine.Item { return i.it }
 
 // Parallel groups steps that run at the same time; the next step starts
 // when all of them have completed. Every member takes the same input as a
-// single step in its place would. The step after a group takes the flow's
-// input (the members' results are available through ResultOf).
+// single step in its place would (unless it names its own: InputFrom,
+// FlowInput). The step after a group takes the flow's input, or a
+// member's result with InputFrom (all of them are available through
+// ResultOf).
 func Parallel(steps ...AnyStep) Item {
 	defs := make([]*engine.StepDef, len(steps))
 	for i, s := range steps {
@@ -228,11 +249,15 @@ type Flow[In any] struct{ def *engine.FlowDef }
 // Define checks and builds a flow whose sagas start with an In. Items are
 // steps, Parallel groups, at most one Deadline and StartedBy, in order. The
 // first position's steps take In; after a single step, the next takes that
-// step's result; after a group, the flow's In again. It returns an error
-// wrapping ErrInvalidFlow (or ErrInvalidOption) when the flow cannot run: a
-// bad or duplicate name, a nil step, types that do not chain, a pivot
-// inside a group or not before every retriable step, a compensatable step
-// after the pivot, or a step that already belongs to another flow.
+// step's result; after a group, the flow's In again. A step declared with
+// InputFrom(s) takes earlier step s's result instead, and one declared with
+// FlowInput the flow's In; the step after it still takes its result. It
+// returns an error wrapping ErrInvalidFlow (or ErrInvalidOption) when the
+// flow cannot run: a bad or duplicate name, a nil step, types that do not
+// chain (or do not match what InputFrom or FlowInput names), InputFrom
+// naming a step that is not earlier in the flow, a pivot inside a group or
+// not before every retriable step, a compensatable step after the pivot,
+// or a step that already belongs to another flow.
 //
 // A step value may be reused in another version of the same flow (not in
 // another flow): Handle then binds its handlers in every version. Versions

@@ -86,6 +86,15 @@ func TestPermissionsDeriveFromTheFlow(t *testing.T) {
 		{"gateway", "$JS.API.CONSUMER.DELETE.CHOREO.shop__end_order", false},
 		{"gateway", "$JS.API.CONSUMER.CREATE.CHOREO_TIMERS.x", false},
 		{"gateway", "$JS.API.DIRECT.GET.CHOREO", true},
+		// Nor on the flow registry, which it reads by direct gets: these
+		// were true while it watched the bucket through ordered consumers.
+		{"gateway", "$JS.API.CONSUMER.CREATE.KV_CHOREO_FLOWS.rogue", false},
+		{"gateway", "$JS.API.CONSUMER.CREATE.KV_CHOREO_FLOWS.abc.$KV.CHOREO_FLOWS.>", false},
+		{"gateway", "$JS.API.CONSUMER.MSG.NEXT.KV_CHOREO_FLOWS.abc", false},
+		{"gateway", "$JS.API.DIRECT.GET.KV_CHOREO_FLOWS", true},
+		{"gateway", "$JS.API.DIRECT.GET.KV_CHOREO_FLOWS.$KV.CHOREO_FLOWS.def.shop.v1.payment", true},
+		{"gateway", "$KV.CHOREO_FLOWS.def.shop.v1.payment", false},
+		{"payment", "$JS.API.CONSUMER.CREATE.KV_CHOREO_FLOWS.rogue", false},
 	} {
 		if got := may(perms[tc.who].Publish, tc.subject); got != tc.want {
 			t.Errorf("%s publishing %s: %v, want %v", tc.who, tc.subject, got, tc.want)

@@ -59,7 +59,7 @@ func TestInsertingAStepOfAnotherTypeSaysHow(t *testing.T) {
 	if !errors.Is(err, saga.ErrInvalidFlow) {
 		t.Fatalf("a step given another step's result type: %v", err)
 	}
-	for _, want := range []string{`"hotel" takes saga_test.Booking but is given string`, "insert", "ResultOf"} {
+	for _, want := range []string{`"hotel" takes saga_test.Booking but is given string`, "insert", "saga.InputFrom"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Define says %q; want it to say %q", err, want)
 		}

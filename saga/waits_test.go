@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -238,5 +240,75 @@ func TestWaitEndsWhenSagaCompensates(t *testing.T) {
 	}
 	if err := tr.hotel.Complete(ctx, c, tok, HotelBooked{Confirmation: "late"}); !errors.Is(err, saga.ErrCompensated) {
 		t.Fatalf("completion after the cancel: %v, want ErrCompensated", err)
+	}
+}
+
+// A parcel's journey: the carrier's event completes the delivery step.
+type (
+	Shipment  struct{ OrderID string }
+	Handed    struct{ Parcel string }
+	Delivered struct {
+		OrderID string `json:"order_id"`
+		At      string `json:"at"`
+	}
+)
+
+// TestEventWait: a step completes on a domain event that names its saga,
+// declared in the flow; an event that comes before the step waits is held
+// until it does; events of other sagas and of no saga change nothing; a
+// saga whose event never comes times out.
+func TestEventWait(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	clk := srv.Clock()
+	hand := saga.NewStep[Shipment, Handed]("hand")
+	deliver := saga.NewStep[Handed, Delivered]("deliver", saga.WaitsFor("carrier", 72*time.Hour),
+		saga.CompletesOn("parcel.delivered", "order_id"), saga.WithRetry(saga.RetryPolicy{MaxAttempts: 1}))
+	flowSeq.Lock()
+	flowSeq.n++
+	f := saga.MustDefine[Shipment](fmt.Sprintf("parcel%d", flowSeq.n), 1, hand, deliver)
+	flowSeq.Unlock()
+	c := srv.Client()
+	ctx := context.Background()
+	_, js := srv.Connect()
+	bus, err := events.New(ctx, js)
+	must(t, err)
+	hold := make(chan struct{})
+	r, err := saga.NewRunner(c)
+	must(t, err)
+	must(t, saga.Handle(r, hand, func(ctx context.Context, in Shipment) (Handed, error) {
+		if in.OrderID == "early" {
+			<-hold // the carrier answers before the step waits
+		}
+		return Handed{Parcel: "P-" + in.OrderID}, nil
+	}, nil))
+	must(t, saga.Handle(r, deliver, nil, nil)) // nothing to ask: it waits
+	sagatest.Run(t, r)
+
+	must(t, saga.Start(ctx, c, f, "o1", Shipment{OrderID: "o1"}))
+	must(t, saga.Start(ctx, c, f, "early", Shipment{OrderID: "early"}))
+	must(t, saga.Start(ctx, c, f, "never", Shipment{OrderID: "never"}))
+	awaitStep(t, c, f, "o1", "deliver", saga.StepWaiting)
+	must(t, events.Publish(ctx, bus, "parcel.delivered", "d-other", Delivered{OrderID: "nobody", At: "x"}))
+	must(t, events.Publish(ctx, bus, "parcel.delivered", "d-bad", map[string]int{"order_id": 7}))
+	must(t, events.Publish(ctx, bus, "parcel.delivered", "d-o1", Delivered{OrderID: "o1", At: "door"}))
+	must(t, events.Publish(ctx, bus, "parcel.delivered", "d-early", Delivered{OrderID: "early", At: "porch"}))
+	st := sagatest.AwaitStatus(t, c, f, "o1", 30*time.Second, saga.StatusCompleted)
+	if st.Step("deliver").Status != saga.StepCompleted {
+		t.Fatalf("o1: %s", stepsOf(st))
+	}
+	close(hold)
+	sagatest.AwaitStatus(t, c, f, "early", 30*time.Second, saga.StatusCompleted)
+	evs, err := c.Timeline(ctx, f, "early")
+	must(t, err)
+	if last := evs[len(evs)-1]; last.Step != "deliver" || last.Phase != "done" || !strings.Contains(string(last.Data), "porch") {
+		t.Fatalf("early: last event %s:%s %s", last.Step, last.Phase, last.Data)
+	}
+	if st, _ := c.Get(ctx, f, "never"); st.Step("deliver").Status != saga.StepWaiting {
+		t.Fatalf("never: %s", stepsOf(st))
+	}
+	clk.Advance(t, 73*time.Hour)
+	st = sagatest.AwaitStatus(t, c, f, "never", 30*time.Second, saga.StatusCompensated)
+	if d := st.Step("deliver"); d.Status != saga.StepCompensated || !strings.Contains(d.Error, "no answer from carrier") {
+		t.Fatalf("never: %+v", d)
 	}
 }

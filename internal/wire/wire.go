@@ -30,6 +30,13 @@ const (
 	DeadLetterStream = "CHOREO_DLQ"
 )
 
+// EventStream holds the domain events of package events (Watermill's
+// messages: the payload is the event's JSON), on EventPrefix + topic.
+const (
+	EventStream = "CHOREO_EVENTS"
+	EventPrefix = "events."
+)
+
 // Subject prefixes.
 const (
 	Log   = "choreo.log."

@@ -136,6 +136,10 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 				a.Publish.Allow = append(a.Publish.Allow, wire.StepSchedSubject(f.Name, "*", d.Name))
 				a.Add(Consume(wire.TimerStream, wire.WaitConsumer(f.Name, f.Version, d.Name)))
 			}
+			if d.OnTopic != "" {
+				// Completed by a domain event: its own consumer of the topic.
+				a.Add(Consume(wire.EventStream, wire.EventConsumer(f.Name, f.Version, d.Name)))
+			}
 			grant(d.Owner, a)
 		}
 		for svc := range participants {
@@ -167,22 +171,24 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 }
 
 // Reader is what an identity that only queries the sagas of flows needs
-// (Get, List, Watch, Timeline): direct gets on the saga log, single and
-// batched, which let it read every saga of every flow, and reading the flow
-// registry. It creates no consumer on the saga stream: the broker's
-// permissions can only tell consumers apart by the name in the API subject,
-// and the one subject without a name ($JS.API.CONSUMER.CREATE.<stream>)
-// takes the name from the request, so that whoever may use it can turn any
-// other service's durable consumer into an ephemeral one (and so delete
-// it). The dead letters are not in it (ReadDeadLetters). The flows are
-// checked as for Permissions; a Reader of no flow reads the same.
+// (Get, List, Watch, Timeline, Flows, Versions): direct gets on the saga
+// log and on the flow registry, single and batched, which let it read
+// every saga of every flow and the whole registry. It is Base and nothing
+// more: it creates no consumer on any stream. The broker's permissions can
+// only tell consumers apart by the name in the API subject, so a right to
+// create ephemeral consumers ($JS.API.CONSUMER.CREATE.<stream>.*) is a
+// right to create durable ones of any name (left behind for ever, or named
+// as a service's future consumer); and the one subject without a name
+// ($JS.API.CONSUMER.CREATE.<stream>) takes the name from the request, so
+// that whoever may use it can turn any other service's durable consumer
+// into an ephemeral one (and so delete it). The dead letters are not in it
+// (ReadDeadLetters). The flows are checked as for Permissions; a Reader of
+// no flow reads the same.
 func Reader(identity string, flows ...Definition) (Access, error) {
 	if _, err := definitions(flows); err != nil {
 		return Access{}, err
 	}
-	a := Base(identity)
-	a.Add(ReadStream("KV_" + wire.FlowsBucket))
-	return a, nil
+	return Base(identity), nil
 }
 
 // ReadDeadLetters lets an identity read the dead letters (DeadLetters,
@@ -233,8 +239,8 @@ func Consume(stream, durable string) Access {
 
 // Base is what every identity that makes a Client needs: its inbox, the
 // JetStream account info, looking up choreo's streams (New does), reading
-// a saga by direct get (from the stream's leader too, on a cluster) and
-// looking up consumers (Get marks unserved steps). Permissions and Reader
+// a saga and the flow registry by direct get (from the stream's leader
+// too, on a cluster) and looking up consumers (Get marks unserved steps). Permissions and Reader
 // include it.
 func Base(identity string) Access {
 	return Access{
@@ -248,6 +254,7 @@ func Base(identity string) Access {
 			jsAPI + "STREAM.MSG.GET." + wire.Stream,
 			jsAPI + "CONSUMER.INFO." + wire.Stream + ".*",
 			jsAPI + "STREAM.INFO.KV_" + wire.FlowsBucket,
+			jsAPI + "DIRECT.GET.KV_" + wire.FlowsBucket,
 			jsAPI + "DIRECT.GET.KV_" + wire.FlowsBucket + ".>",
 		}},
 		Subscribe: Rules{Allow: []string{InboxPrefix(identity) + ".>"}},

@@ -73,7 +73,16 @@ type Step struct {
 	Wait    time.Duration `json:"wait_ns,omitempty"`
 	OnTopic string        `json:"on_topic,omitempty"`
 	OnField string        `json:"on_field,omitempty"`
+	// InputFrom is where the step's input comes from when it is not the
+	// chain's (the previous single step's result, or the flow's input
+	// first and after a Parallel group): the name of the earlier step
+	// whose result it takes (saga.InputFrom), or FromFlow (saga.FlowInput).
+	InputFrom string `json:"input_from,omitempty"`
 }
+
+// FromFlow is Step.InputFrom for a step that takes the flow's input where
+// the chain would give it a step's result. No step has this name.
+const FromFlow = "_flow"
 
 // Step describes the named step; ok is false when the flow has none.
 func (f Flow) Step(name string) (Step, bool) {
@@ -143,6 +152,7 @@ func (f Flow) Check() error {
 		return fmt.Errorf("flow %s: %d steps, want 1 to %d", f.Name, len(f.Steps), maxSteps)
 	}
 	seen := map[string]bool{}
+	posOf := map[string]int{}
 	for i, s := range f.Steps {
 		bad := func(format string, args ...any) error {
 			return fmt.Errorf("flow %s: step %q: %s", f.Name, s.Name, fmt.Sprintf(format, args...))
@@ -163,7 +173,13 @@ func (f Flow) Check() error {
 		case i == 0 && s.Position != 0, i > 0 && s.Position != f.Steps[i-1].Position && s.Position != f.Steps[i-1].Position+1:
 			return bad("position %d out of order", s.Position)
 		}
+		if s.InputFrom != "" && s.InputFrom != FromFlow {
+			if p, ok := posOf[s.InputFrom]; !ok || p >= s.Position {
+				return bad("input from %q, no step before it", s.InputFrom)
+			}
+		}
 		seen[s.Name] = true
+		posOf[s.Name] = s.Position
 		if err := text("event type", s.EventType); err != nil {
 			return bad("%v", err)
 		}

@@ -3,11 +3,14 @@ package describe
 import (
 	"fmt"
 	"strings"
+
+	"github.com/choreo-go/choreo/internal/wire"
 )
 
 // Mermaid draws the flow version as a Mermaid flowchart: each step with
-// its owner, parallel groups side by side, the pivot marked, and each
-// compensation (its Undo name) as a dashed edge back. It is generated from
+// its owner, parallel groups side by side, the pivot marked, a dashed
+// "input" edge to a step whose input is not its predecessor's (InputFrom),
+// and each compensation (its Undo name) as a dashed edge back. It is generated from
 // the definition, so it cannot drift from what runs.
 func (fi Flow) Mermaid() string {
 	var b strings.Builder
@@ -45,6 +48,14 @@ func (fi Flow) Mermaid() string {
 	}
 	for _, p := range prev {
 		fmt.Fprintf(&b, "  %s --> done\n", p)
+	}
+	for _, s := range fi.Steps {
+		switch {
+		case s.InputFrom == FromFlow:
+			fmt.Fprintf(&b, "  start -. input .-> %s\n", id(s))
+		case wire.Token(s.InputFrom):
+			fmt.Fprintf(&b, "  %s -. input .-> %s\n", id(Step{Name: s.InputFrom}), id(s))
+		}
 	}
 	for _, s := range fi.Steps {
 		if s.Kind == Compensatable {

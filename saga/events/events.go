@@ -57,16 +57,17 @@ import (
 
 	"github.com/choreo-go/choreo/internal/jsutil"
 	"github.com/choreo-go/choreo/internal/option"
+	"github.com/choreo-go/choreo/internal/wire"
 	"github.com/choreo-go/choreo/saga"
 )
 
 const (
 	// Stream holds the events.
-	Stream = "CHOREO_EVENTS"
+	Stream = wire.EventStream
 	// DeadLetterStream holds the events no handler could take.
 	DeadLetterStream = "CHOREO_EVENTS_DLQ"
 
-	subjectPrefix = "events."
+	subjectPrefix = wire.EventPrefix
 	deadPrefix    = "events_dlq."
 	// PoisonKey is the metadata key under which Subscriber marks a message
 	// it could not read faithfully (repeated headers).

@@ -11,12 +11,14 @@ import (
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/shop"
 	"github.com/choreo-go/choreo/services/shop/shoptest"
 )
 
-// The gateway's reader identity creates no consumer on the saga stream: not
+// The gateway's reader identity creates no consumer on choreo's streams
+// (the saga stream, the timers, the dead letters, the flow registry): not
 // a durable of a name of its own (forge_rogue), nor, through the API
 // subject that takes the name from the request, one that would turn a
 // service's durable consumer into an ephemeral one. It still reads sagas
@@ -33,6 +35,18 @@ func TestReaderCreatesNoConsumer(t *testing.T) {
 		t.Fatal("the reader created a durable consumer")
 	}
 	gw.refused(t, "$JS.API.CONSUMER.CREATE.CHOREO.forge_rogue")
+	// Nor on choreo's other streams, the flow registry's included (it
+	// reads the registry by direct gets).
+	others := []string{access.TimerStream, access.DeadLetterStream, "KV_" + access.FlowsBucket}
+	for _, st := range others {
+		ctx, cancel := short()
+		if _, err := gw.js.CreateOrUpdateConsumer(ctx, st, jetstream.ConsumerConfig{
+			Durable: "forge_rogue", AckPolicy: jetstream.AckExplicitPolicy}); err == nil {
+			t.Errorf("the reader created a durable consumer on %s", st)
+		}
+		cancel()
+		gw.refused(t, "$JS.API.CONSUMER.CREATE."+st+".forge_rogue")
+	}
 
 	ctx, cancel = long()
 	defer cancel()
@@ -58,8 +72,10 @@ func TestReaderCreatesNoConsumer(t *testing.T) {
 	// Nothing was created or changed.
 	ctx, cancel = long()
 	defer cancel()
-	if _, err := admin.js.Consumer(ctx, access.StreamName, "forge_rogue"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		t.Fatalf("forge_rogue: %v, want not found", err)
+	for _, st := range append(others, access.StreamName) {
+		if _, err := admin.js.Consumer(ctx, st, "forge_rogue"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			t.Fatalf("forge_rogue on %s: %v, want not found", st, err)
+		}
 	}
 	time.Sleep(1500 * time.Millisecond) // past the inactivity the rogue update asked for
 	if c, err := admin.js.Consumer(ctx, access.StreamName, "order_v1_charge_do"); err != nil {
@@ -79,6 +95,13 @@ func TestReaderCreatesNoConsumer(t *testing.T) {
 	c, err := saga.Open(ctx, gw.js)
 	if err != nil {
 		t.Fatal(err)
+	}
+	o, err := ops.Open(ctx, gw.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flows, err := o.Flows(ctx); err != nil || len(flows) == 0 {
+		t.Fatalf("the reader reads no flow from the registry: %v %v", flows, err)
 	}
 	watch, err := c.Watch(ctx, schemas.OrderFlow)
 	if err != nil {

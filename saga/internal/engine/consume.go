@@ -118,6 +118,14 @@ func (r *Runner) specs() []consumerSpec {
 				handle:  func(ctx context.Context, d *delivery) { r.onStepTimer(ctx, b, d) },
 			})
 		}
+		if b.def.onTopic != "" {
+			out = append(out, consumerSpec{
+				stream: wire.EventStream, name: wire.EventConsumer(f.name, f.version, b.def.name), flow: f,
+				filters: []string{wire.EventPrefix + b.def.onTopic},
+				desc:    fmt.Sprintf("choreo: flow %s v%d, step %s, completed by %s events", f.name, f.version, b.def.name, b.def.onTopic),
+				handle:  func(ctx context.Context, d *delivery) { r.onEvent(ctx, b, d) },
+			})
+		}
 		if b.def.kind == CompensatableStep {
 			out = append(out, consumerSpec{
 				stream: wire.Stream, name: wire.UndoConsumer(f.name, f.version, b.def.name), flow: f,

@@ -168,6 +168,23 @@ func WaitsFor(party string, timeout time.Duration) StepOption {
 	}
 }
 
+// InputFrom makes the step's input the result of src, a step at an
+// earlier position of the same flow, instead of the chain's. Define
+// checks that src is in the flow before the step and that its result is
+// the step's input type.
+func InputFrom(src *StepDef) StepOption {
+	return func(s *stepDef) error {
+		if src == nil {
+			return fmt.Errorf("%w: InputFrom a nil step (a step variable used before it was set?)", ErrInvalidOption)
+		}
+		if s.from != nil || s.fromFlow {
+			return fmt.Errorf("%w: a step takes its input from one place: InputFrom or FlowInput, once", ErrInvalidOption)
+		}
+		s.from = src
+		return nil
+	}
+}
+
 // CompletesOn declares that a step completed later (WaitsFor) completes
 // when a domain event on topic (package events) names its saga: the event's
 // JSON field field holds the saga id, and the event's payload is the step's
@@ -181,6 +198,18 @@ func CompletesOn(topic, field string) StepOption {
 			return fmt.Errorf("%w: empty event field", ErrInvalidOption)
 		}
 		s.onTopic, s.onField = topic, field
+		return nil
+	}
+}
+
+// FlowInput makes the step's input the flow's input (what its sagas
+// start with), instead of the chain's. Define checks the type.
+func FlowInput() StepOption {
+	return func(s *stepDef) error {
+		if s.from != nil || s.fromFlow {
+			return fmt.Errorf("%w: a step takes its input from one place: InputFrom or FlowInput, once", ErrInvalidOption)
+		}
+		s.fromFlow = true
 		return nil
 	}
 }
@@ -218,6 +247,16 @@ type stepDef struct {
 	onField   string        // CompletesOn: the event's field with the saga id
 	in, out   reflect.Type
 	err       error // first option error, reported by Define
+
+	// Where the input comes from: the template of the step named by
+	// InputFrom, or the flow's input (FlowInput); neither for the chain.
+	from     *stepDef
+	fromFlow bool
+	// source is, on an instance, the step whose result is its input (nil
+	// for the flow's input), and chained whether that is the chain's
+	// (what a step declared with neither option takes). Set by Define.
+	source  *stepDef
+	chained bool
 
 	// A Step value holds its template; Define makes an instance of it for
 	// each flow version the step is in (flow and pos set), and lists them
@@ -352,9 +391,14 @@ func (f *flowDef) StepNames() []string {
 // Define checks and builds a flow whose sagas start with an In. Items are
 // steps, Parallel groups, at most one Deadline and StartedBy, in order. The first
 // position's steps take In; after a single step, the next takes that step's
-// result; after a group, the flow's In again. It returns an error wrapping
+// result; after a group, the flow's In again. A step declared with
+// InputFrom takes the named earlier step's result instead, one declared
+// with FlowInput the flow's In; the step after it still takes its result
+// (the chain goes on from position to position). It returns an error wrapping
 // ErrInvalidFlow (or ErrInvalidOption) when the flow cannot run: a bad or
-// duplicate name, a nil step, types that do not chain, a pivot inside a
+// duplicate name, a nil step, types that do not chain (or do not match the
+// input InputFrom or FlowInput names), InputFrom naming a step that is not
+// earlier in the flow, a pivot inside a
 // group or not before every retriable step, a compensatable step after the
 // pivot, or a step that already belongs to another flow.
 //
@@ -375,6 +419,7 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 	}
 	f := &flowDef{name: name, version: version, byName: map[string]*stepDef{}}
 	var templates []*stepDef
+	instance := map[*stepDef]*stepDef{} // by template
 	add := func(pos []*stepDef, tmpl *stepDef) ([]*stepDef, error) {
 		if tmpl == nil {
 			return nil, fmt.Errorf("nil step (a step variable used before it was set?)")
@@ -403,6 +448,7 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 			return nil, fmt.Errorf("two steps named %q", d.name)
 		}
 		f.byName[d.name] = d
+		instance[tmpl] = d
 		templates = append(templates, tmpl)
 		return append(pos, d), nil
 	}
@@ -448,14 +494,15 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 	f.input = input
 	f.inputType = typeName(f.input)
 	pivotAt := -1
+	earlier := map[*stepDef]bool{} // the instances at positions before i
 	for i, pos := range f.positions {
-		want := f.input
+		var chain *stepDef // the chain's input: the flow's, or the single step before
 		if i > 0 && len(f.positions[i-1]) == 1 {
-			want = f.positions[i-1][0].out
+			chain = f.positions[i-1][0]
 		}
 		for _, d := range pos {
-			if d.in != want {
-				return bad("step %q takes %v but is given %v (after a single step, a step takes that step's result; first and after a Parallel group, the flow's input). To insert a step before %q, have it take and return %v (passing it on, with what it adds), or give the step after it a new name taking its result and read earlier results with saga.ResultOf: see \"Inserting a step\" in package saga", d.name, d.in, want, d.name, d.in)
+			if err := f.resolveInput(d, chain, instance, earlier); err != nil {
+				return bad("%w", err)
 			}
 			switch d.kind {
 			case PivotStep:
@@ -476,6 +523,9 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 				}
 			}
 		}
+		for _, d := range pos {
+			earlier[d] = true
+		}
 	}
 	if err := versions.check(f); err != nil {
 		return bad("%w", err)
@@ -491,6 +541,52 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 	}
 	versions.add(f)
 	return f, nil
+}
+
+// resolveInput sets where instance d's input comes from (d.source) and
+// checks its type: the step its InputFrom names, which must be among the
+// earlier instances; the flow's input for FlowInput; else chain, the
+// chain's (nil for the flow's input).
+func (f *flowDef) resolveInput(d, chain *stepDef, instance map[*stepDef]*stepDef, earlier map[*stepDef]bool) error {
+	src := chain
+	switch {
+	case d.fromFlow:
+		src = nil
+	case d.from != nil:
+		src = instance[d.from]
+		switch {
+		case src == nil && f.byName[d.from.name] != nil:
+			return fmt.Errorf("step %q takes its input from step %q, but the flow's step %q is another step value: InputFrom names the step value the flow lists", d.name, d.from.name, d.from.name)
+		case src == nil:
+			return fmt.Errorf("step %q takes its input from step %q, which is not in the flow", d.name, d.from.name)
+		case !earlier[src]:
+			return fmt.Errorf("step %q takes its input from step %q, which does not come before it: InputFrom names a step at an earlier position", d.name, src.name)
+		}
+	}
+	d.source, d.chained = src, src == chain
+	want := f.input
+	if src != nil {
+		want = src.out
+	}
+	if d.in == want {
+		return nil
+	}
+	switch {
+	case d.fromFlow:
+		return fmt.Errorf("step %q takes %v but the flow's input (FlowInput) is %v", d.name, d.in, want)
+	case d.from != nil:
+		return fmt.Errorf("step %q takes %v but step %q, its input (InputFrom), returns %v", d.name, d.in, src.name, want)
+	}
+	return fmt.Errorf("step %q takes %v but is given %v (after a single step, a step takes that step's result; first and after a Parallel group, the flow's input). To insert a step before %q, declare %q with saga.InputFrom(the step whose result it takes) or saga.FlowInput(), or have the inserted step take and return %v: see \"Inserting a step\" in package saga", d.name, d.in, want, d.name, d.name, d.in)
+}
+
+// inputType is the CloudEvents type of the step's input: its source's
+// result type, or the flow's input type.
+func (d *stepDef) inputType() string {
+	if d.source != nil {
+		return d.source.eventType
+	}
+	return d.flow.inputType
 }
 
 // versions holds every flow version defined in the process, to check that

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -88,22 +89,20 @@ func (r *Runner) endSpan(ctx context.Context, flow, handler string, st *State, a
 	return ctx, sp
 }
 
-// inputOf returns the encoded input of step d in saga id: the flow's input
-// for the first position and after a group, else the previous step's
-// result. trigger is the trigger's payload when it is that input.
-func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, trigger []byte) ([]byte, error) {
+// inputOf returns the encoded input of step d in saga id: the result of
+// its source step, or the flow's input (d.source, set by Define). trigger
+// is the payload of the event that triggered the step, from step
+// triggerStep in phase triggerPhase, used when it is that input.
+func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, trigger []byte, triggerStep string, triggerPhase Phase) ([]byte, error) {
 	f := d.flow
-	afterGroup := d.pos > 0 && len(f.positions[d.pos-1]) > 1
-	switch {
-	case afterGroup:
-		// The trigger is the last member's result: the input is the flow's.
-		return r.j.eventData(ctx, f.name, f.version, id, wire.SagaStep, PhaseStart)
-	case trigger != nil:
-		return trigger, nil
-	case d.pos == 0:
-		return r.j.eventData(ctx, f.name, f.version, id, wire.SagaStep, PhaseStart)
+	step, phase := wire.SagaStep, PhaseStart
+	if d.source != nil {
+		step, phase = d.source.name, PhaseDone
 	}
-	return r.j.eventData(ctx, f.name, f.version, id, f.positions[d.pos-1][0].name, PhaseDone)
+	if trigger != nil && triggerStep == step && triggerPhase == phase {
+		return trigger, nil
+	}
+	return r.j.eventData(ctx, f.name, f.version, id, step, phase)
 }
 
 // onTrigger handles an event that may trigger step b's action.
@@ -149,20 +148,24 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		d.record(ctx, cur, curSeq, def.name, notRunVerdict(def, verdict, attempt, stepBound(def, cur)), nil)
 		return
 	}
-	var trigger []byte
-	if env.step == wire.SagaStep || env.phase == PhaseDone {
-		trigger = d.m.Data()
-	}
-	r.act(ctx, b, d, cur, curSeq, attempt, trigger, false)
+	r.act(ctx, b, d, cur, curSeq, attempt, triggerEvent{d.m.Data(), env.step, env.phase}, false)
+}
+
+// triggerEvent is the event that triggered a step's attempt, when it may be the
+// step's input.
+type triggerEvent struct {
+	data  []byte
+	step  string
+	phase Phase
 }
 
 // act runs attempt of step b's action on the saga cur (at sequence
-// curSeq) and records its outcome. trigger is the triggering event's
-// payload when it is the step's input; byTimer says the step's own timer
-// runs the attempt (a step completed later, tried again).
-func (r *Runner) act(ctx context.Context, b *binding, d *delivery, cur *State, curSeq uint64, attempt int, trigger []byte, byTimer bool) {
+// curSeq) and records its outcome. t is the triggering event (none when
+// the step's own timer runs the attempt: byTimer, a step completed later
+// tried again).
+func (r *Runner) act(ctx context.Context, b *binding, d *delivery, cur *State, curSeq uint64, attempt int, t triggerEvent, byTimer bool) {
 	def := b.def
-	input, err := r.inputOf(ctx, def, cur.ID, trigger)
+	input, err := r.inputOf(ctx, def, cur.ID, t.data, t.step, t.phase)
 	if err != nil {
 		d.retryLater(err)
 		return
@@ -172,10 +175,7 @@ func (r *Runner) act(ctx context.Context, b *binding, d *delivery, cur *State, c
 	ctx, c := r.begin(ctx, d, info)
 	defer c.end()
 	if r.o.validate != nil {
-		itype := def.flow.inputType
-		if def.pos > 0 && len(def.flow.positions[def.pos-1]) == 1 {
-			itype = def.flow.positions[def.pos-1][0].eventType
-		}
+		itype := def.inputType()
 		if verr := r.o.validate(itype, input); verr != nil {
 			v := schemaInvalid(def, attempt, itype, verr)
 			if byTimer {
@@ -256,7 +256,76 @@ func (r *Runner) onStepTimer(ctx context.Context, b *binding, d *delivery) {
 			return
 		}
 	}
-	r.act(ctx, b, d, cur, curSeq, st.Attempts+1, nil, true)
+	r.act(ctx, b, d, cur, curSeq, st.Attempts+1, triggerEvent{}, true)
+}
+
+// onEvent handles a domain event that may complete step b (CompletesOn):
+// the event's field names the saga, and its payload is the step's result.
+// The topic is shared with everyone's events: one that names no saga of
+// this flow version, or a saga past the step, is acknowledged and left
+// alone; one that comes before its step waits is held until it does.
+func (r *Runner) onEvent(ctx context.Context, b *binding, d *delivery) {
+	def := b.def
+	id, ok := eventSaga(d.m.Data(), def.onField)
+	if !ok || len(d.m.Data()) > r.j.opts.maxEventSize-4096 {
+		_ = d.m.Ack()
+		return
+	}
+	cur, seq, err := r.j.load(ctx, def.flow.name, id, 0)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		_ = d.m.Ack()
+		return
+	case err != nil:
+		d.retryLater(err)
+		return
+	case cur.Version != def.flow.version:
+		_ = d.m.Ack() // the consumer of its own version completes it
+		return
+	}
+	st := cur.Step(def.name)
+	switch {
+	case st.Status == StepWaiting:
+	case cur.Status.Terminal() || cur.Status == StatusCompensating || (st.Status != StepPending && st.Status != StepRunning):
+		_ = d.m.Ack() // past the step
+		return
+	default:
+		_ = d.m.NakWithDelay(time.Second) // early: held until the step waits
+		return
+	}
+	e := settleEntry(def, st.Attempts, d.m.Data(), nil)
+	next, nseq, err := r.j.append(ctx, cur, seq, e)
+	if errors.Is(err, errNoop) {
+		_ = d.m.NakWithDelay(time.Second) // the state moved: judge it again
+		return
+	}
+	if err != nil {
+		d.retryLater(err)
+		return
+	}
+	d.env = &envelope{flow: cur.Flow, id: cur.ID, version: cur.Version, step: def.name}
+	d.recorded(next, cur.Status, def.name, verdict{phase: PhaseDone})
+	if err := r.j.emitDue(ctx, next, nseq); err != nil {
+		d.retryLater(err)
+		return
+	}
+	for _, fn := range d.onRecorded {
+		fn(next, def.name, PhaseDone)
+	}
+	_ = d.m.Ack()
+}
+
+// eventSaga reads the saga id from a domain event's JSON field.
+func eventSaga(data []byte, field string) (string, bool) {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) != nil {
+		return "", false
+	}
+	var id string
+	if json.Unmarshal(fields[field], &id) != nil || !ValidID(id) {
+		return "", false
+	}
+	return id, true
 }
 
 // rejectTrigger dead-letters a trigger that cannot be read. When it is the
@@ -309,7 +378,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
 	defer c.end()
 	var err error
 	if b.compensate != nil {
-		input, ierr := r.inputOf(ctx, def, env.id, nil)
+		input, ierr := r.inputOf(ctx, def, env.id, nil, "", "")
 		if ierr != nil {
 			d.retryLater(ierr)
 			return

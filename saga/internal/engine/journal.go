@@ -250,6 +250,12 @@ const logBatch = 256
 // broker cannot limit to ephemeral ones, see access.Reader). On a cluster
 // the nearest replica answers, which may lag the leader a little.
 func (j *journal) readLog(ctx context.Context, filter string, from, end uint64, fn func(logMsg)) (uint64, error) {
+	return j.readStream(ctx, wire.Stream, filter, from, end, fn)
+}
+
+// readStream is readLog on any stream that allows direct gets: the flow
+// registry's bucket too, which a reader reads without a consumer.
+func (j *journal) readStream(ctx context.Context, stream, filter string, from, end uint64, fn func(logMsg)) (uint64, error) {
 	inbox := j.nc.NewInbox()
 	sub, err := j.nc.SubscribeSync(inbox)
 	if err != nil {
@@ -262,7 +268,7 @@ func (j *journal) readLog(ctx context.Context, filter string, from, end uint64, 
 			Next  string `json:"next_by_subj"`
 			Batch int    `json:"batch"`
 		}{max(from, 1), filter, logBatch})
-		if err := j.nc.PublishRequest(j.api+"DIRECT.GET."+wire.Stream, inbox, req); err != nil {
+		if err := j.nc.PublishRequest(j.api+"DIRECT.GET."+stream, inbox, req); err != nil {
 			return from, err
 		}
 		n, more := 0, false

@@ -46,9 +46,22 @@ func describeFlow(f *flowDef) describe.Flow {
 	fi := describe.Flow{Name: f.name, Version: f.version, Input: f.inputType, StartedBy: slices.Clone(f.starters), Deadline: f.deadline}
 	for _, d := range f.steps {
 		fi.Steps = append(fi.Steps, describe.Step{Name: d.name, Position: d.pos, Kind: d.kind, Owner: d.owner, Undo: d.undo, EventType: d.eventType, Timeout: d.timeout,
-			WaitsOn: d.waitOn, Wait: d.waitFor, OnTopic: d.onTopic, OnField: d.onField})
+			WaitsOn: d.waitOn, Wait: d.waitFor, OnTopic: d.onTopic, OnField: d.onField, InputFrom: inputFrom(d)})
 	}
 	return fi
+}
+
+// inputFrom is describe.Step.InputFrom for d: "" when its input is the
+// chain's (so a step declared InputFrom the step just before it is
+// described as one declared without).
+func inputFrom(d *stepDef) string {
+	switch {
+	case d.chained:
+		return ""
+	case d.source == nil:
+		return describe.FromFlow
+	}
+	return d.source.name
 }
 
 // Info describes the flow version as the registry holds it.

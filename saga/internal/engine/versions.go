@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/choreo-go/choreo/internal/wire"
 )
 
@@ -180,31 +178,40 @@ func (c *Client) scanRegistry(ctx context.Context, flow string, fn func(kind str
 }
 
 // registryEntries reads the newest value of every registry key matching
-// the filters, in one pass over the bucket (a watch that ends where the
-// bucket ends), by key.
+// the filters, by key, in one pass over the bucket by batched direct gets:
+// no consumer, so that an identity that only reads (access.Reader) needs
+// no right to create one (a right the broker cannot limit to ephemeral
+// consumers). A key whose newest entry deletes or purges it is left out.
 func (c *Client) registryEntries(ctx context.Context, filters ...string) (map[string][]byte, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	w, err := c.reg.kv.WatchFiltered(ctx, filters, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("saga: flow registry: %w", err)
+	prefix := "$KV." + wire.FlowsBucket + "."
+	type entry struct {
+		seq     uint64
+		value   []byte
+		deleted bool
 	}
-	defer func() { _ = w.Stop() }()
-	out := map[string][]byte{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("saga: flow registry: the watch ended early")
+	newest := map[string]entry{}
+	for _, f := range filters {
+		_, err := c.j.readStream(ctx, "KV_"+wire.FlowsBucket, prefix+f, 1, 0, func(m logMsg) {
+			key, ok := strings.CutPrefix(m.subject, prefix)
+			if !ok || newest[key].seq > m.seq {
+				return
 			}
-			if e == nil {
-				return out, nil // every key read
-			}
-			out[e.Key()] = e.Value()
-		case <-ctx.Done():
-			return nil, fmt.Errorf("saga: flow registry: %w", ctx.Err())
+			op := m.header.Get("KV-Operation")
+			newest[key] = entry{seq: m.seq, value: m.data, deleted: op == "DEL" || op == "PURGE"}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("saga: flow registry: %w", err)
 		}
 	}
+	out := map[string][]byte{}
+	for k, e := range newest {
+		if !e.deleted {
+			out[k] = e.value
+		}
+	}
+	return out, nil
 }
 
 // Flows lists the flow versions whose participants agree on their
