@@ -123,7 +123,9 @@ func AwaitWaiting(t testing.TB, base string, c Customer, id, step, party string)
 		_, res = Call(t, "GET", base+"/api/orders/"+id, nil, c.Auth()...)
 		s := Step(res, step)
 		return s != nil && s["status"] == "waiting" && s["waiting_on"] == party && s["wait_until"] != nil
-	}, func() string { return fmt.Sprintf("order %s: step %s does not wait on %s: %s", id, step, party, JSON(res)) })
+	}, func() string {
+		return fmt.Sprintf("order %s: step %s does not wait on %s: %s", id, step, party, JSON(res))
+	})
 	return res
 }
 
