@@ -15,7 +15,7 @@ tag=${CHOREO_TAG:-dev}
 out=$(mktemp -d "${TMPDIR:-/tmp}/choreo-images.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 
-services="customer order payment inventory billing shipping notification gateway"
+services="customer order payment inventory billing shipping carrier notification gateway"
 pkgs=()
 for s in $services; do pkgs+=("./services/cmd/$s"); done
 

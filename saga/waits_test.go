@@ -15,6 +15,7 @@ import (
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/events"
+	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
 )
 
@@ -347,4 +348,38 @@ func TestCompletionStaysInTheSagasTrace(t *testing.T) {
 	if len(links) != 1 || links[0].SpanContext.SpanID() != span.SpanContext().SpanID() {
 		t.Fatalf("the completion links %v, want the webhook's span", links)
 	}
+}
+
+// TestDoctorReportsAnOverdueWait: a step whose wait timed out while no
+// runner of its owner takes the timer is reported by Diagnose, with whom
+// it waits on.
+func TestDoctorReportsAnOverdueWait(t *testing.T) {
+	type In struct{ N int }
+	ask := saga.NewStep[In, In]("ask", saga.Owner("clerk"), saga.WaitsFor("supplier", time.Second))
+	flow := saga.MustDefine[In]("overduewait", 1, ask)
+	srv := sagatest.NewServer(t)
+	c := srv.Client()
+	r, err := saga.NewRunner(srv.Client())
+	must(t, err)
+	must(t, saga.Handle(r, ask, func(context.Context, In) (In, error) { return saga.Later[In]() }, nil))
+	stop := sagatest.Run(t, r)
+	ctx := context.Background()
+	must(t, saga.Start(ctx, c, flow, "w1", In{1}))
+	awaitStep(t, c, flow, "w1", "ask", saga.StepWaiting)
+	stop() // nobody takes the step's timer now
+	var found []string
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		fs, err := srv.Ops().Diagnose(ctx, ops.DiagnoseOptions{Overdue: 100 * time.Millisecond})
+		if err != nil {
+			return false
+		}
+		found = found[:0]
+		for _, f := range fs {
+			found = append(found, f.Kind+": "+f.What)
+			if f.Kind == "wait-overdue" && f.Flow == "overduewait" && strings.Contains(f.What, "waits on supplier") && strings.Contains(f.What, "w1") {
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("no overdue wait found: %q", found) })
 }

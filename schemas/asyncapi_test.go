@@ -25,7 +25,7 @@ import (
 func shopDoc(t *testing.T) []byte {
 	t.Helper()
 	var infos []describe.Flow
-	for _, f := range []*saga.Flow[schemas.OrderPlaced]{schemas.OrderFlow, schemas.OrderFlowV2, schemas.OrderFlowV3} {
+	for _, f := range []*saga.Flow[schemas.OrderPlaced]{schemas.OrderFlow, schemas.OrderFlowV2, schemas.OrderFlowV3, schemas.OrderFlowV4} {
 		infos = append(infos, f.Describe().WithSchemas(schemas.Schema))
 	}
 	doc, err := describe.AsyncAPI(describe.AsyncAPIOptions{Server: "127.0.0.1:4222"}, infos...)
@@ -76,7 +76,7 @@ func TestAsyncAPIDescribesTheShop(t *testing.T) {
 	if err := json.Unmarshal(doc, &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Info.Version != "order-v1+order-v2+order-v3" {
+	if d.Info.Version != "order-v1+order-v2+order-v3+order-v4" {
 		t.Errorf("info.version %q", d.Info.Version)
 	}
 	ch := d.Channels["order_v2_charge_done"]
@@ -272,12 +272,17 @@ func TestAsyncAPIFromTheRegistry(t *testing.T) {
 	}, nil); err != nil {
 		t.Fatal(err)
 	}
+	if err := saga.Handle(r, schemas.ConfirmedCharge, func(context.Context, schemas.OrderPlaced) (schemas.PaymentSucceeded, error) {
+		return schemas.PaymentSucceeded{}, nil
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
 	sagatest.Run(t, r)
 	var flows []describe.Flow
 	sagatest.Poll(t, 20*time.Second, func() bool {
 		flows, err = srv.Ops().Flows(context.Background())
-		return err == nil && len(flows) == 3
-	}, func() string { return "the runner did not register the order flow's three versions" })
+		return err == nil && len(flows) == 4
+	}, func() string { return "the runner did not register the order flow's four versions" })
 	for _, f := range flows {
 		if len(f.Schemas) == 0 {
 			t.Fatalf("%s v%d registered without schemas", f.Name, f.Version)

@@ -161,6 +161,29 @@ type StockChanged struct {
 	Time    time.Time    `json:"time"`
 }
 
+// PickupRequested: shipping asks the carrier to pick up and deliver an
+// order's parcel (the deliver step of version 4 of the order flow, and
+// again each time the carrier's answer is overdue). Topic
+// shipping.pickup. The address stays in the shipping service: a real
+// carrier would get it from shipping's own API; the simulated one needs
+// none.
+type PickupRequested struct {
+	DeliveryID  string    `json:"delivery_id"`
+	OrderID     string    `json:"order_id"`
+	Attempt     int       `json:"attempt"`
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// ParcelDelivered: the carrier delivered an order's parcel. Topic
+// carrier.delivered; the deliver step of version 4 completes on it (its
+// order_id is the saga's id), and it is the step's result.
+type ParcelDelivered struct {
+	DeliveryID  string    `json:"delivery_id"`
+	OrderID     string    `json:"order_id"`
+	Carrier     string    `json:"carrier"`
+	DeliveredAt time.Time `json:"delivered_at"`
+}
+
 // Topics of the domain events.
 const (
 	TopicCustomerRegistered = "customer.registered"
@@ -171,6 +194,8 @@ const (
 	TopicPaymentDeclined    = "payment.declined"
 	TopicPaymentRefunded    = "payment.refunded"
 	TopicStockChanged       = "inventory.stock"
+	TopicPickupRequested    = "shipping.pickup"
+	TopicParcelDelivered    = "carrier.delivered"
 )
 
 // TypeOfTopic names the event type each topic carries.
@@ -183,6 +208,8 @@ var TypeOfTopic = map[string]string{
 	TopicPaymentDeclined:    "PaymentDeclined",
 	TopicPaymentRefunded:    "PaymentRefunded",
 	TopicStockChanged:       "StockChanged",
+	TopicPickupRequested:    "PickupRequested",
+	TopicParcelDelivered:    "ParcelDelivered",
 }
 
 // Types maps every event type name to a zero value of its Go type.
@@ -199,4 +226,6 @@ var Types = map[string]any{
 	"OrderConfirmed":     OrderConfirmed{},
 	"OrderRejected":      OrderRejected{},
 	"StockChanged":       StockChanged{},
+	"PickupRequested":    PickupRequested{},
+	"ParcelDelivered":    ParcelDelivered{},
 }

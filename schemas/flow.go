@@ -26,6 +26,15 @@ import (
 // part of a version's contract, so the change is a new version, not an
 // edit of DeliveryScheduled: sagas of versions 1 and 2 still run to their
 // end on the types they started with.
+//
+// Version 4 waits on the outside world. Its charge waits for the
+// customer's confirmation when the payment service asks for one (orders
+// above a threshold: the customer clicks "confirm payment" on the page),
+// and is compensated when none comes within ConfirmTimeout; a small order
+// is charged at once. After the pivot, deliver asks the carrier for a
+// pickup and completes on its ParcelDelivered event, asking again each
+// DeliveryTimeout the answer is overdue (doctor reports it past its
+// retries), alongside bill.
 var (
 	// Charge is owned by the payment service; compensated by a refund.
 	Charge = saga.NewStep[OrderPlaced, PaymentSucceeded]("charge",
@@ -51,6 +60,23 @@ var (
 	// confirmed order, retried until it succeeds.
 	Bill = saga.NewStep[OrderConfirmed, InvoiceIssued]("bill", saga.Retriable(), saga.Owner("billing"),
 		saga.WithRetry(saga.RetryPolicy{InitialBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second}))
+
+	// ConfirmedCharge (version 4) is Charge that may wait for the
+	// customer's confirmation (WaitsFor "customer"): owned by the payment
+	// service; compensated by a refund. It is tried once: a wait that
+	// times out compensates (the action retries a passing failure
+	// itself).
+	ConfirmedCharge = saga.NewStep[OrderPlaced, PaymentSucceeded]("charge",
+		saga.WithRetry(saga.RetryPolicy{MaxAttempts: 1}), saga.WithTimeout(30*time.Second), saga.WithCompensationRetry(refundRetry),
+		saga.WaitsFor("customer", ConfirmTimeout),
+		saga.Owner("payment"), saga.Undo("refund"))
+	// Deliver (version 4) is owned by the shipping service: it asks the
+	// carrier for a pickup (PickupRequested) and completes on the
+	// carrier's ParcelDelivered for the order. Retried (asked again) each
+	// time the carrier's answer is DeliveryTimeout late.
+	Deliver = saga.NewStep[OrderConfirmed, ParcelDelivered]("deliver", saga.Retriable(), saga.Owner("shipping"),
+		saga.WaitsFor("carrier", DeliveryTimeout), saga.CompletesOn(TopicParcelDelivered, "order_id"),
+		saga.WithRetry(saga.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Second, MaxBackoff: 10 * time.Second}))
 
 	// OrderFlow is the flow every participant compiles in.
 	OrderFlow = saga.MustDefine[OrderPlaced]("order", 1,
@@ -82,7 +108,20 @@ var (
 		saga.StartedBy("order"),
 	)
 
+	// OrderFlowV4 is version 4 of the order flow: version 3 whose charge
+	// may wait for the customer, and whose parcel is delivered by the
+	// carrier after the pivot, alongside the bill. Its deadline leaves
+	// room for the customer's confirmation.
+	OrderFlowV4 = saga.MustDefine[OrderPlaced]("order", 4,
+		ConfirmedCharge,
+		saga.Parallel(Reserve, ScheduleDelivery),
+		Confirm,
+		saga.Parallel(Bill, Deliver),
+		saga.Deadline(orderDeadline+ConfirmTimeout),
+		saga.StartedBy("order"),
+	)
+
 	// OrderFlows are the versions of the order flow the shop runs; new
 	// orders start on the last.
-	OrderFlows = []access.Definition{OrderFlow, OrderFlowV2, OrderFlowV3}
+	OrderFlows = []access.Definition{OrderFlow, OrderFlowV2, OrderFlowV3, OrderFlowV4}
 )

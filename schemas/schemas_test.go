@@ -38,6 +38,8 @@ var fixtures = map[string]any{
 	"OrderConfirmed":    schemas.OrderConfirmed{OrderID: "ord-1", CustomerID: "cus-1", Total: 2500, Currency: "EUR", ConfirmedAt: t0},
 	"OrderRejected":     schemas.OrderRejected{OrderID: "ord-2", CustomerID: "cus-1", Reason: "step charge: card declined", RejectedAt: t0},
 	"StockChanged":      schemas.StockChanged{Version: 7, Levels: []schemas.StockLevel{{SKU: "sku-mug", Stock: 498}, {SKU: "sku-sold-out", Stock: 0}}, Time: t0},
+	"PickupRequested":   schemas.PickupRequested{DeliveryID: "del-ord-1", OrderID: "ord-1", Attempt: 1, RequestedAt: t0.Add(time.Minute)},
+	"ParcelDelivered":   schemas.ParcelDelivered{DeliveryID: "del-ord-1", OrderID: "ord-1", Carrier: "choreo-express", DeliveredAt: t0.Add(48 * time.Hour)},
 }
 
 func TestEveryTypeHasSchemaAndGolden(t *testing.T) {

@@ -57,13 +57,13 @@ func sagasLs(ctx context.Context, k *cli, args []string) error {
 	})
 	sort.SliceStable(list, func(i, j int) bool { return list[i].StartedAt.Before(list[j].StartedAt) })
 	return k.print(list, func(w io.Writer) {
-		fmt.Fprintln(w, "FLOW\tID\tVERSION\tSTATUS\tSTARTED\tREASON")
+		fmt.Fprintln(w, "FLOW\tID\tVERSION\tSTATUS\tSTARTED\tWAITING ON\tREASON")
 		for _, s := range list {
 			note := s.Reason
 			if s.Status == saga.StatusScheduled {
 				note = "begins " + s.Scheduled.Format(time.RFC3339)
 			}
-			fmt.Fprintf(w, "%s\t%s\tv%d\t%s\t%s\t%s\n", s.Flow, s.ID, s.Version, s.Status, s.StartedAt.Format(time.RFC3339), orDash(note))
+			fmt.Fprintf(w, "%s\t%s\tv%d\t%s\t%s\t%s\t%s\n", s.Flow, s.ID, s.Version, s.Status, s.StartedAt.Format(time.RFC3339), orDash(waitingOn(s)), orDash(note))
 		}
 	})
 }
@@ -133,6 +133,9 @@ func sagasShow(ctx context.Context, k *cli, args []string) error {
 			}
 			if s.Waiting != "" {
 				note = s.Waiting
+			}
+			if s.Status == saga.StepWaiting {
+				note = fmt.Sprintf("waiting on %s until %s", s.WaitingOn, s.WaitUntil.UTC().Format(time.RFC3339))
 			}
 			fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", s.Name, s.Status, s.Attempts, s.CompensationAttempts, orDash(note))
 		}
@@ -247,4 +250,16 @@ func watchLine(st *saga.State, running []string) string {
 		line += " reason: " + st.Reason
 	}
 	return line
+}
+
+// waitingOn says whom the steps of st completed later wait on, as
+// "step:party" ("charge:customer"), "" when none waits.
+func waitingOn(st *saga.State) string {
+	var out []string
+	for _, s := range st.Steps {
+		if s.Status == saga.StepWaiting {
+			out = append(out, s.Name+":"+s.WaitingOn)
+		}
+	}
+	return strings.Join(out, ",")
 }

@@ -29,6 +29,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /api/orders", s.postOrder)
 	mux.HandleFunc("GET /api/orders", s.getOrders)
 	mux.HandleFunc("GET /api/orders/{id}", s.getOrder)
+	mux.HandleFunc("POST /api/orders/{id}/confirm-payment", s.confirmPayment)
 	mux.HandleFunc("GET /api/catalog", s.getCatalog)
 	mux.HandleFunc("GET /api/stats", s.getStats)
 	mux.HandleFunc("GET /api/flow", s.getFlow)
@@ -185,7 +186,7 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 	}
 	// The newest version by default; ?version=N draws another (an order
 	// ends on the version it started with).
-	flow := schemas.OrderFlowV3
+	flow := schemas.OrderFlowV4
 	if v := r.URL.Query().Get("version"); v != "" {
 		switch v {
 		case "1":
@@ -193,8 +194,10 @@ func (s *Service) getFlow(w http.ResponseWriter, r *http.Request) {
 		case "2":
 			flow = schemas.OrderFlowV2
 		case "3":
+			flow = schemas.OrderFlowV3
+		case "4":
 		default:
-			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("version %q: the order flow has versions 1, 2 and 3", v))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("version %q: the order flow has versions 1, 2, 3 and 4", v))
 			return
 		}
 	}

@@ -239,3 +239,47 @@ func (s *Service) getOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	httpjson.Write(w, http.StatusOK, ov)
 }
+
+// confirmPayment hands a customer's confirmation of an order's payment
+// (the page's "confirm payment") to the payment service, which charges
+// the card and completes the order's waiting charge step. Only the
+// order's customer confirms it: another customer's token, or the
+// operator's, is 403. An order that waits for no confirmation (a small
+// one, one confirmed or over) is 409.
+func (s *Service) confirmPayment(w http.ResponseWriter, r *http.Request) {
+	v, ok := s.who(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	if !saga.ValidID(id) {
+		httpjson.Error(w, http.StatusBadRequest, "malformed order id")
+		return
+	}
+	row, ok := s.rm.Load().Order(id)
+	if !ok || row.CustomerID == "" {
+		httpjson.Error(w, http.StatusNotFound, "no order "+id)
+		return
+	}
+	if v.customer == "" || v.customer != row.CustomerID {
+		if v.operator {
+			httpjson.Error(w, http.StatusForbidden, "a payment is confirmed with its customer's token, not the operator's")
+			return
+		}
+		httpjson.Error(w, http.StatusForbidden, fmt.Sprintf("order %s is not customer %s's: a customer confirms only its own payments", id, v.customer))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	res, err := kit.Call[payment.ConfirmRequest, payment.Confirmation](ctx, s.d.NC, payment.ConfirmSubject, payment.ConfirmRequest{OrderID: id, CustomerID: row.CustomerID})
+	var conflict kit.Conflict
+	if errors.As(err, &conflict) {
+		httpjson.Error(w, http.StatusConflict, conflict.Msg)
+		return
+	}
+	if err != nil {
+		callError(w, fmt.Errorf("payment: %w", err))
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]string{"id": res.OrderID, "status": res.Status, "payment_id": res.PaymentID})
+}

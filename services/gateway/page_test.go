@@ -47,7 +47,7 @@ func TestPageTextAgreesWithTheFlowItDraws(t *testing.T) {
 	tagline, hint := text("tagline"), text("flow-hint")
 
 	// What each step does, in the tagline's words.
-	words := map[string]string{"charge": "charged", "reserve": "reserved", "invoice": "invoiced", "schedule": "scheduled", "book": "booked", "confirm": "confirmed", "bill": "billed"}
+	words := map[string]string{"charge": "charged", "reserve": "reserved", "invoice": "invoiced", "schedule": "scheduled", "book": "booked", "confirm": "confirmed", "bill": "billed", "deliver": "delivered"}
 	drawn := map[string]bool{}
 	widest := 0
 	for _, pos := range flow.Positions {

@@ -43,8 +43,14 @@ type StepView struct {
 	// guessed: empty when the broker could not say.
 	Activity  string `json:"activity,omitempty"`
 	WaitingMS int64  `json:"waiting_ms,omitempty"`
-	Attempts  int    `json:"attempts"`
-	Error     string `json:"error"`
+	// WaitingOn and WaitUntil, of a step completed later that waits
+	// (status "waiting"): whom it waits on ("customer": the order's
+	// payment waits for the customer's confirmation; "carrier") and when
+	// the wait times out.
+	WaitingOn string     `json:"waiting_on,omitempty"`
+	WaitUntil *time.Time `json:"wait_until,omitempty"`
+	Attempts  int        `json:"attempts"`
+	Error     string     `json:"error"`
 	// CompensationError is why the step's compensation failed, apart from
 	// its action's Error.
 	CompensationError    string     `json:"compensation_error,omitempty"`
@@ -65,7 +71,7 @@ func timePtr(t time.Time) *time.Time {
 // version.
 var owners = func() map[string]string {
 	m := map[string]string{}
-	for _, si := range slices.Concat(schemas.OrderFlow.Describe().Steps, schemas.OrderFlowV2.Describe().Steps, schemas.OrderFlowV3.Describe().Steps) {
+	for _, si := range slices.Concat(schemas.OrderFlow.Describe().Steps, schemas.OrderFlowV2.Describe().Steps, schemas.OrderFlowV3.Describe().Steps, schemas.OrderFlowV4.Describe().Steps) {
 		m[si.Name] = si.Owner // versions agree on the steps they share
 	}
 	return m
@@ -76,6 +82,10 @@ func sagaView(st *saga.State) *SagaView {
 	for _, ss := range st.Steps {
 		v.Steps = append(v.Steps, StepView{Name: ss.Name, Service: owners[ss.Name], Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error, CompensationError: ss.CompensationError,
 			StartedAt: timePtr(ss.StartedAt), EndedAt: timePtr(ss.EndedAt), CompensationAttempts: ss.CompensationAttempts, CompensatedAt: timePtr(ss.CompensatedAt)})
+		if ss.Status == saga.StepWaiting {
+			sv := &v.Steps[len(v.Steps)-1]
+			sv.WaitingOn, sv.WaitUntil = ss.WaitingOn, timePtr(ss.WaitUntil)
+		}
 	}
 	return v
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // OrderVersionsEnv names the order flow versions a process serves, as a
-// comma-separated list ("1", "1,2", "2", "2,3"...), and so the one it starts orders
+// comma-separated list ("1", "1,2", "2", "2,3", "3,4"...), and so the one it starts orders
 // on: the newest listed (OrderFlow); unset, it serves every version the
 // shop defines (schemas.OrderFlows) and starts orders on the newest. It is
 // the knob of a rolling upgrade: old instances run "1" (and start version
@@ -40,7 +40,7 @@ func OrderFlow() (*saga.Flow[schemas.OrderPlaced], error) {
 
 // orderFlows are the versions of the order flow the shop defines, oldest
 // first.
-var orderFlows = []*saga.Flow[schemas.OrderPlaced]{schemas.OrderFlow, schemas.OrderFlowV2, schemas.OrderFlowV3}
+var orderFlows = []*saga.Flow[schemas.OrderPlaced]{schemas.OrderFlow, schemas.OrderFlowV2, schemas.OrderFlowV3, schemas.OrderFlowV4}
 
 // orderVersions reads OrderVersionsEnv: the runner option that limits the
 // order flow's versions, or none when it is unset.
@@ -67,7 +67,7 @@ func orderVersionList() ([]int, error) {
 	for _, part := range strings.Split(raw, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(part))
 		if err != nil || !known[v] {
-			return nil, fmt.Errorf("%s=%q: want a comma-separated list of the order flow's versions (1, 2, 3)", OrderVersionsEnv, raw)
+			return nil, fmt.Errorf("%s=%q: want a comma-separated list of the order flow's versions (1, 2, 3, 4)", OrderVersionsEnv, raw)
 		}
 		vs = append(vs, v)
 	}

@@ -11,7 +11,7 @@ import (
 // saga.Start starts exactly that one, so a rolling upgrade's old build
 // (CHOREO_ORDER_VERSIONS=1) keeps starting version 1.
 func TestOrderFlowIsTheNewestServed(t *testing.T) {
-	for env, want := range map[string]int{"": 3, "1": 1, "1,2": 2, "2": 2, " 2, 1 ": 2, "2,3": 3, "3": 3} {
+	for env, want := range map[string]int{"": 4, "1": 1, "1,2": 2, "2": 2, " 2, 1 ": 2, "2,3": 3, "3": 3, "3,4": 4} {
 		t.Run("CHOREO_ORDER_VERSIONS="+env, func(t *testing.T) {
 			t.Setenv(kit.OrderVersionsEnv, env)
 			f, err := kit.OrderFlow()
@@ -23,7 +23,7 @@ func TestOrderFlowIsTheNewestServed(t *testing.T) {
 			}
 		})
 	}
-	t.Setenv(kit.OrderVersionsEnv, "4")
+	t.Setenv(kit.OrderVersionsEnv, "5")
 	if _, err := kit.OrderFlow(); err == nil {
 		t.Error("an unknown version is taken")
 	}

@@ -13,6 +13,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +32,32 @@ const DeclinedCard = "4000000000000002"
 // token.
 const TokenizeSubject = "shop.payment.tokenize"
 
+// ConfirmSubject is where the service takes a customer's confirmation of
+// a payment, which the gateway hands on (NATS request/reply).
+const ConfirmSubject = "shop.payment.confirm"
+
+// ConfirmAboveEnv is the amount, in euros, above which an order's charge
+// waits for the customer's confirmation (order flow version 4); default
+// DefaultConfirmAbove.
+const ConfirmAboveEnv = "CHOREO_CONFIRM_ABOVE"
+
+// DefaultConfirmAbove is 100 EUR, in cents.
+const DefaultConfirmAbove schemas.Money = 10000
+
+// ConfirmAbove reads ConfirmAboveEnv: the amount (cents) above which an
+// order waits for its customer's confirmation.
+func ConfirmAbove() (schemas.Money, error) {
+	raw := strings.TrimSpace(os.Getenv(ConfirmAboveEnv))
+	if raw == "" {
+		return DefaultConfirmAbove, nil
+	}
+	eur, err := strconv.ParseFloat(raw, 64)
+	if err != nil || eur < 0 {
+		return 0, fmt.Errorf("%s=%q: want an amount in euros (100, 49.90)", ConfirmAboveEnv, raw)
+	}
+	return schemas.Money(eur*100 + 0.5), nil
+}
+
 // TokenBucket is the bucket of the card tokens; TokenTTL is how long a
 // token is kept after it was made or last used. A token pays for one
 // order, within minutes, so a day is plenty.
@@ -44,7 +72,39 @@ var (
 	// ErrTokenRefused: the card token is another customer's, or paid for
 	// another order already.
 	ErrTokenRefused = errors.New("card token refused")
+	// ErrNotConfirmable: the order waits for no confirmation of this
+	// customer's (none asked, another customer's order, or over).
+	ErrNotConfirmable = errors.New("no payment waits for this confirmation")
 )
+
+// ConfirmRequest is a customer's confirmation of an order's payment, as
+// the gateway hands it on once it checked the customer's token.
+type ConfirmRequest struct {
+	OrderID    string `json:"order_id"`
+	CustomerID string `json:"customer_id"`
+}
+
+// Confirmation is the answer to a ConfirmRequest.
+type Confirmation struct {
+	OrderID   string `json:"order_id"`
+	PaymentID string `json:"payment_id"`
+	Status    string `json:"status"` // confirmed
+}
+
+// Pending is a charge that waits for its customer's confirmation: what
+// the service needs to charge it and to complete the saga's step.
+type Pending struct {
+	OrderID    string        `json:"order_id"`
+	CustomerID string        `json:"customer_id"`
+	Amount     schemas.Money `json:"amount"`
+	Currency   string        `json:"currency"`
+	Token      string        `json:"token"` // the charge step's completion token
+	Until      time.Time     `json:"until"` // when the wait times out
+}
+
+// pendingKey is where a pending confirmation is kept, in the token bucket
+// (a day is plenty for a wait of minutes; a key a card token never is).
+func pendingKey(orderID string) string { return "confirm." + orderID }
 
 // TokenizeRequest is a card to tokenize for a customer.
 type TokenizeRequest struct {
@@ -138,7 +198,8 @@ type Charge struct {
 type Service struct {
 	d      kit.Deps
 	store  *kit.Store // the ledger
-	tokens *kit.Store // the card tokens
+	tokens *kit.Store // the card tokens, and the pending confirmations
+	above  schemas.Money
 }
 
 // New returns the service; Run starts it.
@@ -147,6 +208,9 @@ func New(d kit.Deps) *Service { return &Service{d: d} }
 // Run tokenizes cards, charges and refunds until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	var err error
+	if s.above, err = ConfirmAbove(); err != nil {
+		return err
+	}
 	if s.store, err = kit.OpenStore(ctx, s.d.JS, "payment"); err != nil {
 		return err
 	}
@@ -160,7 +224,12 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.Handle(r, schemas.Charge, s.charge, s.refund); err != nil {
 		return err
 	}
-	return kit.Together(ctx, r.Run, func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, TokenizeSubject, s.Tokenize) })
+	if err := saga.Handle(r, schemas.ConfirmedCharge, s.chargeOrAsk, s.refund); err != nil {
+		return err
+	}
+	return kit.Together(ctx, r.Run,
+		func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, TokenizeSubject, s.Tokenize) },
+		func(ctx context.Context) error { return kit.Serve(ctx, s.d.NC, ConfirmSubject, s.Confirm) })
 }
 
 // Tokenize keeps what the service needs to charge a card under a new
@@ -183,6 +252,91 @@ func (s *Service) Tokenize(ctx context.Context, req TokenizeRequest) (schemas.Ca
 }
 
 func (s *Service) charge(ctx context.Context, o schemas.OrderPlaced) (schemas.PaymentSucceeded, error) {
+	if err := s.authorize(ctx, o); err != nil {
+		return schemas.PaymentSucceeded{}, err
+	}
+	return s.record(ctx, o)
+}
+
+// chargeOrAsk is the charge step of version 4: an order up to the
+// threshold is charged at once; a bigger one has its card checked, then
+// waits for its customer's confirmation (Confirm), which charges it and
+// completes the step. The step is tried once (a wait that times out
+// compensates it), so a passing failure is retried here.
+func (s *Service) chargeOrAsk(ctx context.Context, o schemas.OrderPlaced) (schemas.PaymentSucceeded, error) {
+	if o.Total <= s.above {
+		return retryPassing(ctx, func() (schemas.PaymentSucceeded, error) { return s.charge(ctx, o) })
+	}
+	if _, err := retryPassing(ctx, func() (struct{}, error) { return struct{}{}, s.authorize(ctx, o) }); err != nil {
+		return schemas.PaymentSucceeded{}, err
+	}
+	p := Pending{OrderID: o.OrderID, CustomerID: o.CustomerID, Amount: o.Total, Currency: o.Currency,
+		Token: saga.CompletionToken(ctx), Until: time.Now().UTC().Add(schemas.ConfirmTimeout)}
+	if _, err := retryPassing(ctx, func() (struct{}, error) { return struct{}{}, s.tokens.Put(ctx, pendingKey(o.OrderID), p) }); err != nil {
+		return schemas.PaymentSucceeded{}, err
+	}
+	return saga.Later[schemas.PaymentSucceeded]()
+}
+
+// retryPassing runs fn again after a failure that is not an Abort, with a
+// backoff, until it succeeds, aborts or ctx ends.
+func retryPassing[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		v, err := fn()
+		if err == nil || saga.IsAbort(err) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Confirm takes a customer's confirmation of an order's payment: it
+// charges the card and completes the charge step that waits for it. A
+// confirmation of another customer's order, of one that waits for none,
+// or after the wait timed out is refused (the saga then compensates: a
+// charge made as the wait timed out is refunded). Confirming twice
+// answers the same.
+func (s *Service) Confirm(ctx context.Context, req ConfirmRequest) (Confirmation, error) {
+	var p Pending
+	if err := s.tokens.Get(ctx, pendingKey(req.OrderID), &p); errors.Is(err, kit.ErrNotFound) {
+		return Confirmation{}, kit.Conflict{Msg: fmt.Sprintf("%v: order %s", ErrNotConfirmable, req.OrderID)}
+	} else if err != nil {
+		return Confirmation{}, err
+	}
+	if p.CustomerID != req.CustomerID {
+		return Confirmation{}, kit.Conflict{Msg: fmt.Sprintf("%v: order %s", ErrNotConfirmable, req.OrderID)}
+	}
+	if !time.Now().Before(p.Until) {
+		return Confirmation{}, kit.Conflict{Msg: fmt.Sprintf("the confirmation of order %s came too late (it waited until %s): the order is cancelled",
+			req.OrderID, p.Until.Format(time.RFC3339))}
+	}
+	o := schemas.OrderPlaced{OrderID: p.OrderID, CustomerID: p.CustomerID, Total: p.Amount, Currency: p.Currency}
+	e, err := s.record(ctx, o)
+	if saga.IsAbort(err) {
+		return Confirmation{}, kit.Conflict{Msg: err.Error()} // cancelled before it was charged
+	}
+	if err != nil {
+		return Confirmation{}, err
+	}
+	err = schemas.ConfirmedCharge.Complete(ctx, s.d.Sagas, p.Token, e)
+	switch {
+	case err == nil, errors.Is(err, saga.ErrNotWaiting):
+		// Completed now, or by an earlier confirmation.
+		return Confirmation{OrderID: p.OrderID, PaymentID: e.PaymentID, Status: "confirmed"}, nil
+	case errors.Is(err, saga.ErrWaitOver), errors.Is(err, saga.ErrCompensated):
+		// The step is compensated: its refund gives the charge back.
+		return Confirmation{}, kit.Conflict{Msg: fmt.Sprintf("the confirmation of order %s came too late: the order is cancelled and the charge refunded", p.OrderID)}
+	}
+	return Confirmation{}, err
+}
+
+// authorize binds the order's card token to it and asks the card
+// network; a refusal is announced (PaymentDeclined) and is an Abort.
+func (s *Service) authorize(ctx context.Context, o schemas.OrderPlaced) error {
 	t, err := kit.Update(ctx, s.tokens, o.Card.Token, func(t *CardToken) (bool, error) {
 		if t.Token == "" {
 			// Forged, expired, or not yet on the replica this read
@@ -192,18 +346,25 @@ func (s *Service) charge(ctx context.Context, o schemas.OrderPlaced) (schemas.Pa
 		return t.Use(o)
 	})
 	if errors.Is(err, ErrTokenRefused) {
-		return schemas.PaymentSucceeded{}, saga.Abort(err)
+		return saga.Abort(err)
 	}
 	if err != nil {
-		return schemas.PaymentSucceeded{}, err
+		return err
 	}
 	if err := Authorize(t, o.Total); err != nil {
 		e := schemas.PaymentDeclined{OrderID: o.OrderID, Reason: err.Error(), Amount: o.Total, Time: time.Now().UTC()}
 		if perr := events.Publish(ctx, s.d.Bus, schemas.TopicPaymentDeclined, "declined-"+o.OrderID, e); perr != nil {
-			return schemas.PaymentSucceeded{}, perr // retried
+			return perr // retried
 		}
-		return schemas.PaymentSucceeded{}, saga.Abort(err)
+		return saga.Abort(err)
 	}
+	return nil
+}
+
+// record charges the order (once: the ledger's entry is keyed by the
+// order) and announces it. A charge of an order whose charge was
+// refunded as void first (it was compensated before) is an Abort.
+func (s *Service) record(ctx context.Context, o schemas.OrderPlaced) (schemas.PaymentSucceeded, error) {
 	id := "pay-" + o.OrderID
 	c, err := kit.Update(ctx, s.store, id, func(c *Charge) (bool, error) {
 		if c.Status == "void" {

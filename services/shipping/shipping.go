@@ -4,7 +4,10 @@
 // from CustomerRegistered events, so it never asks the customer service.
 // The address stays here: version 3's step answers the delivery's id
 // (DeliveryBooked), not where it goes, so no other participant of the
-// saga reads it.
+// saga reads it. In version 4, after the pivot, its deliver step asks the
+// carrier for a pickup (PickupRequested) and completes when the carrier
+// announces the parcel delivered (ParcelDelivered), asking again while the
+// answer is overdue.
 package shipping
 
 import (
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/kit"
 )
@@ -56,6 +60,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := saga.Handle(r, schemas.ScheduleDelivery, s.scheduleDelivery, s.cancelBooked); err != nil {
 		return err
 	}
+	if err := saga.Handle(r, schemas.Deliver, s.deliver, nil); err != nil {
+		return err
+	}
 	router, err := s.d.Bus.NewRouter()
 	if err != nil {
 		return err
@@ -87,6 +94,20 @@ func (s *Service) scheduleDelivery(ctx context.Context, p schemas.PaymentSucceed
 		return schemas.DeliveryBooked{}, err
 	}
 	return schemas.DeliveryBooked{DeliveryID: d.ID, OrderID: d.OrderID, ScheduledFor: d.ScheduledFor}, nil
+}
+
+// deliver is the deliver step of version 4: it asks the carrier to pick
+// the parcel up, and the step completes on the carrier's ParcelDelivered
+// (schemas.Deliver: CompletesOn). Each attempt asks again: the carrier
+// answers a delivery once, however often it is asked.
+func (s *Service) deliver(ctx context.Context, c schemas.OrderConfirmed) (schemas.ParcelDelivered, error) {
+	info, _ := saga.InfoFrom(ctx)
+	attempt := max(info.Attempt, 1)
+	e := schemas.PickupRequested{DeliveryID: "del-" + c.OrderID, OrderID: c.OrderID, Attempt: attempt, RequestedAt: time.Now().UTC()}
+	if err := events.Publish(ctx, s.d.Bus, schemas.TopicPickupRequested, fmt.Sprintf("pickup-%s-%d", c.OrderID, attempt), e); err != nil {
+		return schemas.ParcelDelivered{}, err // retried
+	}
+	return saga.Later[schemas.ParcelDelivered]()
 }
 
 // book schedules the delivery of the saga's order to its customer's

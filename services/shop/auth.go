@@ -29,14 +29,17 @@ var (
 		"order":     {schemas.TopicOrderPlaced, schemas.TopicOrderConfirmed, schemas.TopicOrderRejected},
 		"payment":   {schemas.TopicPaymentSucceeded, schemas.TopicPaymentDeclined, schemas.TopicPaymentRefunded},
 		"inventory": {schemas.TopicStockChanged},
+		"shipping":  {schemas.TopicPickupRequested},
+		"carrier":   {schemas.TopicParcelDelivered},
 	}
 	subscribed = map[string][]string{
 		"notification": {schemas.TopicCustomerRegistered, schemas.TopicOrderPlaced, schemas.TopicPaymentSucceeded, schemas.TopicOrderConfirmed, schemas.TopicOrderRejected},
 		"shipping":     {schemas.TopicCustomerRegistered},
+		"carrier":      {schemas.TopicPickupRequested},
 	}
 	// served are the request/reply endpoints each service answers.
 	served = map[string][]string{
-		"customer": {customer.RegisterSubject}, "order": {order.PlaceSubject}, "payment": {payment.TokenizeSubject},
+		"customer": {customer.RegisterSubject}, "order": {order.PlaceSubject}, "payment": {payment.TokenizeSubject, payment.ConfirmSubject},
 	}
 )
 
@@ -71,7 +74,7 @@ func Permissions() (map[string]access.Access, error) {
 			}
 			a.Add(r)
 			a.Add(events.ReadAccess(durables...))
-			a.Add(access.Access{Publish: access.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, payment.TokenizeSubject}}})
+			a.Add(access.Access{Publish: access.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, payment.TokenizeSubject, payment.ConfirmSubject}}})
 			// /healthz looks up every stream and bucket the shop needs.
 			for _, st := range kit.Streams {
 				a.Add(access.Access{Publish: access.Rules{Allow: []string{"$JS.API.STREAM.INFO." + st}}})

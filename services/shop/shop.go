@@ -27,6 +27,7 @@ import (
 	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/console"
 	"github.com/choreo-go/choreo/services/billing"
+	"github.com/choreo-go/choreo/services/carrier"
 	"github.com/choreo-go/choreo/services/customer"
 	"github.com/choreo-go/choreo/services/gateway"
 	"github.com/choreo-go/choreo/services/inventory"
@@ -164,7 +165,7 @@ func Provision(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (kit.Dep
 }
 
 // Services names every service Run starts.
-var Services = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "notification", "gateway"}
+var Services = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "carrier", "notification", "gateway"}
 
 // Run starts the shop, calls ready once it serves, and runs until ctx
 // ends. A bad configuration is an error before anything starts.
@@ -441,6 +442,8 @@ func Service(name string, d kit.Deps, mailDir string) func(context.Context) erro
 		return billing.New(d).Run
 	case "shipping":
 		return shipping.New(d).Run
+	case "carrier":
+		return carrier.New(d).Run
 	case "notification":
 		return notification.New(d, mailDir).Run
 	}

@@ -42,7 +42,7 @@ type shopHarness struct {
 	owners map[string]shoptest.Customer // order id -> its customer, for await
 }
 
-var allServices = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "notification", "gateway"}
+var allServices = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "carrier", "notification", "gateway"}
 
 func newShop(t *testing.T, except ...string) *shopHarness {
 	t.Helper()

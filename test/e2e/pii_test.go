@@ -76,8 +76,8 @@ func TestNoPersonalDataInSagas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Version != schemas.OrderFlowV3.Version() {
-			t.Errorf("order %s runs on version %d, want %d", id, st.Version, schemas.OrderFlowV3.Version())
+		if st.Version != schemas.OrderFlowV4.Version() {
+			t.Errorf("order %s runs on version %d, want %d", id, st.Version, schemas.OrderFlowV4.Version())
 		}
 		b, _ := json.Marshal(st)
 		if l := leaks(string(b)); l != nil {

@@ -73,13 +73,14 @@ func TestOrderOutcomes(t *testing.T) {
 		if !strings.Contains(o["reason"].(string), "we do not deliver to AQ") || st["book"]["status"] != "failed" || st["charge"]["status"] != "compensated" {
 			t.Errorf("order %v", o)
 		}
-		// Order flow v3 (as v2): reserve and book run in parallel; the invoice
-		// waits for the pivot (bill), so a rejected order has none.
+		// Order flow v4 (as v2 and v3): reserve and book run in parallel;
+		// the invoice waits for the pivot (bill), so a rejected order has
+		// none, and nothing is delivered.
 		if s := st["reserve"]["status"]; s != "compensated" && s != "skipped" {
 			t.Errorf("reserve is %v", s)
 		}
-		if _, has := st["invoice"]; has || st["bill"]["status"] != "pending" || o["saga"].(map[string]any)["version"].(float64) != 3 {
-			t.Errorf("a rejected v3 order invoiced: %v", o)
+		if _, has := st["invoice"]; has || st["bill"]["status"] != "pending" || st["deliver"]["status"] != "pending" || o["saga"].(map[string]any)["version"].(float64) != 4 {
+			t.Errorf("a rejected v4 order invoiced or delivered: %v", o)
 		}
 	})
 

@@ -14,7 +14,7 @@ import (
 
 // Finding is one thing Diagnose found wrong.
 type Finding struct {
-	Kind   string `json:"kind"` // registry, unserved, behind, overdue, parked, limits
+	Kind   string `json:"kind"` // registry, unserved, behind, overdue, wait-overdue, unanswered, parked, limits
 	Flow   string `json:"flow,omitempty"`
 	What   string `json:"what"`   // what is wrong, in a line
 	Advice string `json:"advice"` // what to do about it
@@ -94,6 +94,7 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 			if st.Status.Terminal() {
 				continue
 			}
+			out = append(out, overdueWaits(name, st, c.j.now(), o.Overdue)...)
 			for _, s := range st.Steps {
 				if s.Status == StepRunning {
 					key := fmt.Sprintf("%d/%s", st.Version, s.Name)
@@ -167,4 +168,42 @@ func (c *Client) idle(ctx context.Context, flow string, v int, step string) (tim
 		last = *ci.Delivered.Last
 	}
 	return time.Since(last), true
+}
+
+// overdueWaits reports the steps of saga st (of flow name) completed later
+// whose wait is overdue: past its timeout by more than overdue and still
+// waiting or due to be tried again (no runner of the step's owner takes
+// its timer), or a retriable step asked as often as its retries allow
+// and still without an answer (the party does not answer).
+func overdueWaits(name string, st *State, now time.Time, overdue time.Duration) []Finding {
+	var out []Finding
+	fd := versions.get(name, st.Version)
+	for _, s := range st.Steps {
+		if !timed(&s) {
+			continue
+		}
+		on := s.WaitingOn
+		if on == "" {
+			on = "its party"
+		}
+		if late := now.Sub(s.WaitUntil); late > overdue {
+			out = append(out, Finding{Kind: "wait-overdue", Flow: name, Waiting: late,
+				What:   fmt.Sprintf("step %s of saga %s (v%d) waits on %s %s past its timeout (attempt %d)", s.Name, st.ID, st.Version, on, late.Round(time.Second), s.Attempts),
+				Advice: fmt.Sprintf("no runner of the step's owner takes its timer (consumer %s_v%d_%s_wait on CHOREO_TIMERS): start the service that owns %s", name, st.Version, s.Name, s.Name)})
+			continue
+		}
+		if fd == nil || s.Status != StepWaiting {
+			continue
+		}
+		d := fd.byName[s.Name]
+		if d == nil || d.kind != RetriableStep {
+			continue
+		}
+		if limit := d.retry.withDefaults(5, 5*time.Second).MaxAttempts; s.Attempts >= limit {
+			out = append(out, Finding{Kind: "unanswered", Flow: name,
+				What:   fmt.Sprintf("step %s of saga %s (v%d) has asked %s %d times with no answer; it waits until %s and asks again", s.Name, st.ID, st.Version, on, s.Attempts, s.WaitUntil.UTC().Format(time.RFC3339)),
+				Advice: fmt.Sprintf("look at %s (is it up, does it get the request?); or settle the step yourself with its completion token (Step.Complete)", on)})
+		}
+	}
+	return out
 }

@@ -199,7 +199,14 @@ function renderTimeline(o) {
     // for it (the service is stopped or busy): the API says which.
     const waiting = st.status === "running" && st.activity === "waiting";
     const label = st.status === "running" && st.activity ? st.activity : st.status;
-    const meta = waiting
+    // A step completed later waits on someone outside (the customer's
+    // confirmation of a big order's payment, the carrier) until its wait
+    // times out: the countdown runs from wait_until (tick below).
+    const outside = st.status === "waiting";
+    const whom = st.waiting_on === "customer" ? "your confirmation" : `the ${esc(st.waiting_on || "outside world")}`;
+    const meta = outside
+      ? `waiting for ${whom} · <span class="countdown" data-until="${esc(st.wait_until || "")}">${left(st.wait_until)}</span>`
+      : waiting
       ? `waiting for ${esc(st.service)} · ${dur((st.waiting_ms || 0) + (Date.now() - (o.fetchedAt || Date.now())))}`
       : st.status === "running" && st.activity === "working"
         ? `${esc(st.service)} is working on it${st.attempts ? ` · ${st.attempts} failed attempt${st.attempts > 1 ? "s" : ""}` : ""}`
@@ -207,6 +214,7 @@ function renderTimeline(o) {
     return `<div class="tl ${esc(st.status)} ${waiting ? "waiting" : ""}" data-step="${esc(st.name)}" data-activity="${esc(st.activity || "")}">
       <div class="head"><b>${esc(st.name)}</b><span class="badge step-status">${esc(label)}</span></div>
       <div class="meta">${meta}${st.position === 1 ? " · parallel" : ""}</div>
+      ${outside && st.waiting_on === "customer" && st.name === "charge" ? `<button type="button" class="confirm-payment" data-order="${esc(o.id)}">confirm payment</button>` : ""}
       ${st.error ? `<div class="err">${esc(st.error)}</div>` : ""}
       ${st.compensated_at ? `<div class="comp">↺ compensated${cd !== null ? ` ${cd} ms later` : ""}${st.compensation_attempts > 1 ? ` after ${st.compensation_attempts} attempts` : ""}</div>` : ""}
     </div>`;
@@ -214,11 +222,44 @@ function renderTimeline(o) {
   $("#timeline").innerHTML = head + steps;
 }
 
+// left writes the time until an RFC 3339 instant as "1:42 left".
+function left(until) {
+  const ms = Date.parse(until || "") - Date.now();
+  if (!(ms > 0)) return "time is up";
+  const sec = Math.ceil(ms / 1000);
+  return `${Math.floor(sec / 60)}:${String(sec % 60).padStart(2, "0")} left`;
+}
+
+// The countdowns of waiting steps tick in place (the timeline is not
+// drawn again, so a button under the pointer stays).
+setInterval(() => {
+  document.querySelectorAll(".countdown").forEach((el) => { el.textContent = left(el.dataset.until); });
+}, 1000);
+
+// "confirm payment": the customer confirms a big order's payment; the
+// gateway hands it to payment, which charges the card and completes the
+// saga's charge step (the push then shows it).
+$("#timeline").addEventListener("click", async (ev) => {
+  const btn = ev.target.closest(".confirm-payment");
+  if (!btn) return;
+  const id = btn.dataset.order;
+  btn.disabled = true;
+  try {
+    await api("POST", "/api/orders/" + encodeURIComponent(id) + "/confirm-payment", {}, auth(tokenOf(orders.get(id)?.customer_id)));
+    btn.textContent = "confirmed";
+    select(id);
+  } catch (e) {
+    btn.disabled = false;
+    $("#timeline").insertAdjacentHTML("beforeend", `<p class="error">${esc(e.message)}</p>`);
+  }
+});
+
 // While the selected order's saga runs, ask again every 2 s: a service
 // taking a waiting step writes no event, so nothing is pushed.
 setInterval(() => {
   const o = selected && orders.get(selected);
-  if (o && o.saga && o.saga.status === "running") select(selected);
+  // (Not while steps only wait on someone outside: their wait is pushed.)
+  if (o && o.saga && o.saga.status === "running" && o.saga.steps.some((st) => st.status === "running")) select(selected);
 }, 2000);
 
 function connect() {

@@ -102,3 +102,42 @@ func AwaitHealth(t testing.TB, base string, code int, reason string) map[string]
 	}, func() string { return fmt.Sprintf("healthz: %d %s", got, JSON(res)) })
 	return res
 }
+
+// ConfirmPayment confirms, as customer c, the payment of order id that
+// waits for it (the page's "confirm payment"), and returns the gateway's
+// answer: 200 once payment charged the card and completed the charge
+// step; 403 for another customer's order; 409 for an order that waits
+// for no confirmation (a small one, or its wait is over).
+func ConfirmPayment(t testing.TB, base string, c Customer, id string) (int, map[string]any) {
+	t.Helper()
+	return Call(t, "POST", base+"/api/orders/"+id+"/confirm-payment", map[string]any{}, c.Auth()...)
+}
+
+// AwaitWaiting waits (a minute at most) until step of order id of
+// customer c waits on party (a step completed later: "customer",
+// "carrier"), and returns the order's view.
+func AwaitWaiting(t testing.TB, base string, c Customer, id, step, party string) map[string]any {
+	t.Helper()
+	var res map[string]any
+	sagatest.Poll(t, 60*time.Second, func() bool {
+		_, res = Call(t, "GET", base+"/api/orders/"+id, nil, c.Auth()...)
+		s := Step(res, step)
+		return s != nil && s["status"] == "waiting" && s["waiting_on"] == party && s["wait_until"] != nil
+	}, func() string {
+		return fmt.Sprintf("order %s: step %s does not wait on %s: %s", id, step, party, JSON(res))
+	})
+	return res
+}
+
+// Step is the view of step name in an order's view, nil when it has none
+// (yet).
+func Step(order map[string]any, name string) map[string]any {
+	sg, _ := order["saga"].(map[string]any)
+	steps, _ := sg["steps"].([]any)
+	for _, s := range steps {
+		if m, ok := s.(map[string]any); ok && m["name"] == name {
+			return m
+		}
+	}
+	return nil
+}
