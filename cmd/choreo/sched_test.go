@@ -19,7 +19,7 @@ func TestSagasScheduled(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs := runCLI(t, url, "sagas", "ls", "--flow", "trip", "--status", "scheduled")
-	if code != 0 || !regexp.MustCompile(`trip\s+later\s+v1\s+scheduled\s+\S+\s+begins \d{4}-`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`trip\s+later\s+v1\s+scheduled\s+\S+\s+-\s+begins \d{4}-`).MatchString(out) {
 		t.Errorf("sagas ls --status scheduled: %d %q\n%s", code, errs, out)
 	}
 	if code, out, _ = runCLI(t, url, "sagas", "ls", "--flow", "trip", "--status", "running"); code != 0 || strings.Contains(out, "later") {
