@@ -18,11 +18,15 @@
 //     the log before it; append.go: appending with compare-and-set,
 //     emitting what a state makes due, dead-lettering.
 //   - client.go, query.go, start.go: a client, its queries and starting a
-//     saga; versions.go, deadletters.go, counts.go, doctor.go: the
+//     saga (now or, scheduled, later); waits.go: completion tokens and
+//     settling a step completed later from outside its action
+//     (Settle), and the span of such a completion; versions.go, deadletters.go, counts.go, doctor.go: the
 //     operator's acts and reports.
 //   - runner.go, runopts.go: a runner and its options; delivery.go: one
-//     delivered message and how it ends; handlers.go: the four kinds of
-//     message a runner handles; children.go: steps that run a child
-//     saga, and the ends that settle them; consume.go: the consume loop and the
+//     delivered message and how it ends; handlers.go: the kinds of
+//     message a runner handles (a step's trigger, its compensation, the
+//     saga's timer, a step's own timer, a domain event that completes a
+//     step, a saga's end); children.go: steps that run a child saga, and
+//     the ends that settle them; consume.go: the consume loop and the
 //     runner's lifecycle.
 package engine
