@@ -16,17 +16,6 @@ type ChildResult struct {
 	Status  Status `json:"status"`
 }
 
-// ParentRef names the saga and step that started a child saga
-// (State.Parent).
-type ParentRef struct {
-	Flow string `json:"flow"`
-	ID   string `json:"id"`
-	Step string `json:"step"`
-}
-
-// String is flow/id/step.
-func (p ParentRef) String() string { return p.Flow + "/" + p.ID + "/" + p.Step }
-
 // NewChild declares a step that runs flow child as a child saga, with the
 // step's input as the child's input. Declare it in the parent flow like
 // any step, with the Owner of the service that runs it, and bind it there

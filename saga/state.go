@@ -125,6 +125,17 @@ func (s *State) Step(name string) *StepState {
 	return nil
 }
 
+// ParentRef names the saga and step that started a child saga
+// (State.Parent).
+type ParentRef struct {
+	Flow string `json:"flow"`
+	ID   string `json:"id"`
+	Step string `json:"step"`
+}
+
+// String is flow/id/step.
+func (p ParentRef) String() string { return p.Flow + "/" + p.ID + "/" + p.Step }
+
 // StepState is one step's part of a saga's state.
 type StepState struct {
 	Name     string            `json:"name"`

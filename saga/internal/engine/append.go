@@ -86,7 +86,7 @@ func (j *journal) append(ctx context.Context, cur *State, seq uint64, e entry) (
 		next := cur.clone()
 		next.Events++
 		next.follow(seq)
-		t := j.now()
+		t := j.sagaTime()
 		if err := e.apply(next, t); err != nil {
 			return cur, seq, err
 		}
@@ -179,9 +179,9 @@ func (j *journal) schedule(ctx context.Context, st *State, kind string, at time.
 	return nil
 }
 
-// timed reports whether a step's own timer decides what happens next: it
+// ownTimed reports whether a step's own timer decides what happens next: it
 // waits for its outcome, or its next attempt is due at WaitUntil.
-func timed(st *StepState) bool {
+func ownTimed(st *StepState) bool {
 	return st != nil && (st.Status == StepWaiting || (st.Status == StepRunning && !st.WaitUntil.IsZero()))
 }
 
@@ -191,7 +191,7 @@ func timed(st *StepState) bool {
 // deterministic, so arming again is harmless. Only the step's owner may.
 func (j *journal) armStep(ctx context.Context, st *State, step string) error {
 	s := st.Step(step)
-	if !timed(s) {
+	if !ownTimed(s) {
 		return nil
 	}
 	attempt := strconv.Itoa(s.Attempts)
@@ -229,7 +229,7 @@ func (j *journal) expire(ctx context.Context, flow, id string) error {
 	if err != nil {
 		return err
 	}
-	if (st.Status != StatusCompleted && st.Status != StatusCompensated) || j.now().Before(st.EndedAt.Add(j.opts.retention)) {
+	if (st.Status != StatusCompleted && st.Status != StatusCompensated) || j.sagaTime().Before(st.EndedAt.Add(j.opts.retention)) {
 		return nil
 	}
 	if st.overflow {

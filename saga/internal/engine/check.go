@@ -157,7 +157,7 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 func (j *journal) replayChain(env *envelope, chain []link, base *State, baseSeq uint64, trust bool) error {
 	for i := len(chain) - 1; i >= 0; i-- {
 		l := chain[i]
-		next, err := replay(base, baseSeq, l.env, j.now())
+		next, err := replay(base, baseSeq, l.env, j.sagaTime())
 		if err == nil && string(encodeState(next)) != l.raw {
 			err = errors.New("its state changes more than its step and phase may")
 		}
@@ -264,7 +264,7 @@ func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, e
 		if !st.WaitUntil.After(t) || st.WaitingOn == "" {
 			return nil, errors.New("a wait must end after it begins and name whom it waits on")
 		}
-		err = next.wait(env.step, st.Attempts, st.WaitUntil, st.WaitingOn)
+		err = next.startWait(env.step, st.Attempts, st.WaitUntil, st.WaitingOn)
 	case PhaseCompensated:
 		err = next.compensated(env.step, st.CompensationAttempts, t)
 	case PhaseCompensationRetry:

@@ -193,7 +193,7 @@ func judgeAction(d *stepDef, attempt int, o actionResult, b stepLimit) verdict {
 // outcome, until the step's wait times out.
 func waitVerdict(d *stepDef, attempt int) verdict {
 	return verdict{phase: PhaseWaiting, arm: true, apply: func(s *State, now time.Time) error {
-		return s.wait(d.name, attempt, now.Add(d.waitFor), d.waitOn)
+		return s.startWait(d.name, attempt, now.Add(d.waitFor), d.waitOn)
 	}}
 }
 

@@ -94,7 +94,7 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 			if st.Status.Terminal() {
 				continue
 			}
-			out = append(out, overdueWaits(name, st, c.j.now(), o.Overdue)...)
+			out = append(out, overdueWaits(name, st, c.j.sagaTime(), o.Overdue)...)
 			for _, s := range st.Steps {
 				if s.Status == StepRunning {
 					key := fmt.Sprintf("%d/%s", st.Version, s.Name)
@@ -179,7 +179,7 @@ func overdueWaits(name string, st *State, now time.Time, overdue time.Duration) 
 	var out []Finding
 	fd := versions.get(name, st.Version)
 	for _, s := range st.Steps {
-		if !timed(&s) {
+		if !ownTimed(&s) {
 			continue
 		}
 		on := s.WaitingOn

@@ -22,10 +22,6 @@ const (
 	DeadLetterStream = wire.DeadLetterStream
 )
 
-// ValidID reports whether id can name a saga: 1 to 128 characters of
-// [A-Za-z0-9_-], so that it is one NATS subject token.
-func ValidID(id string) bool { return len(id) >= 1 && len(id) <= 128 && wire.IDChars(id) }
-
 // logPhases are the phases a saga log event may have.
 var logPhases = map[Phase]bool{
 	PhaseStart: true, PhaseDone: true, PhaseFailed: true, PhaseTimedOut: true, PhaseAbandoned: true,

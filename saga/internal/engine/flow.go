@@ -56,6 +56,10 @@ func (p RetryPolicy) backoff(attempt int) time.Duration {
 	return min(d, p.MaxBackoff)
 }
 
+// ValidID reports whether id can name a saga: 1 to 128 characters of
+// [A-Za-z0-9_-], so that it is one NATS subject token.
+func ValidID(id string) bool { return len(id) >= 1 && len(id) <= 128 && wire.IDChars(id) }
+
 // StepOption configures a step. Each one checks its own value.
 type StepOption func(*stepDef) error
 

@@ -132,7 +132,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		}
 	}
 	attempt := d.delivered
-	verdict := judgeTrigger(def, cur, env.state.Events, d.delivered, stale, r.j.now())
+	verdict := judgeTrigger(def, cur, env.state.Events, d.delivered, stale, r.j.sagaTime())
 	switch verdict {
 	case triggerIgnore:
 		_ = d.m.Ack() // not this step's trigger: a sibling's result, or another version's
@@ -149,7 +149,7 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		d.record(ctx, cur, curSeq, def.name, notRunVerdict(def, verdict, attempt, stepBound(def, cur)), nil)
 		return
 	}
-	r.act(ctx, b, d, cur, curSeq, attempt, triggerEvent{d.m.Data(), env.step, env.phase}, false)
+	r.runAttempt(ctx, b, d, cur, curSeq, attempt, triggerEvent{d.m.Data(), env.step, env.phase}, false)
 }
 
 // triggerEvent is the event that triggered a step's attempt, when it may be the
@@ -160,11 +160,11 @@ type triggerEvent struct {
 	phase Phase
 }
 
-// act runs attempt of step b's action on the saga cur (at sequence
+// runAttempt runs attempt of step b's action on the saga cur (at sequence
 // curSeq) and records its outcome. t is the triggering event (none when
 // the step's own timer runs the attempt: byTimer, a step completed later
 // tried again).
-func (r *Runner) act(ctx context.Context, b *binding, d *delivery, cur *State, curSeq uint64, attempt int, t triggerEvent, byTimer bool) {
+func (r *Runner) runAttempt(ctx context.Context, b *binding, d *delivery, cur *State, curSeq uint64, attempt int, t triggerEvent, byTimer bool) {
 	def := b.def
 	input, err := r.inputOf(ctx, def, cur.ID, t.data, t.step, t.phase)
 	if err != nil {
@@ -198,7 +198,7 @@ func (r *Runner) act(ctx context.Context, b *binding, d *delivery, cur *State, c
 		o.out, err = b.action(ctx, input)
 		return err
 	})
-	o.late = bnd.reached(r.j.now())
+	o.late = bnd.reached(r.j.sagaTime())
 	if o.err == nil && len(o.out) > 1024 {
 		o.tooLarge = oversize(len(o.out), len(encodeState(cur)), r.j.opts.maxEventSize)
 	}
@@ -232,7 +232,7 @@ func (r *Runner) onStepTimer(ctx context.Context, b *binding, d *delivery) {
 		return
 	}
 	st := cur.Step(def.name)
-	if st == nil || !timed(st) || st.Attempts != env.attempt {
+	if st == nil || !ownTimed(st) || st.Attempts != env.attempt {
 		// An earlier attempt's timer, or the step was decided. A crash
 		// between recording and arming a timer is made good here.
 		if err := r.j.armStep(ctx, cur, def.name); err != nil {
@@ -243,7 +243,7 @@ func (r *Runner) onStepTimer(ctx context.Context, b *binding, d *delivery) {
 		return
 	}
 	fired := d.m.Headers().Get("Nats-Scheduler") == wire.StepSchedSubject(env.flow, env.id, def.name)
-	if now := r.j.now(); !fired && now.Before(st.WaitUntil) {
+	if now := r.j.sagaTime(); !fired && now.Before(st.WaitUntil) {
 		_ = d.m.NakWithDelay(st.WaitUntil.Sub(now)) // not due yet by the saga's clock
 		return
 	}
@@ -257,7 +257,7 @@ func (r *Runner) onStepTimer(ctx context.Context, b *binding, d *delivery) {
 			return
 		}
 	}
-	r.act(ctx, b, d, cur, curSeq, st.Attempts+1, triggerEvent{}, true)
+	r.runAttempt(ctx, b, d, cur, curSeq, st.Attempts+1, triggerEvent{}, true)
 }
 
 // onEvent handles a domain event that may complete step b (CompletesOn):
@@ -438,7 +438,7 @@ func (r *Runner) onTimer(ctx context.Context, d *delivery) {
 // cancelled, or the timer came early) deletes the timer.
 func (r *Runner) onBegin(ctx context.Context, d *delivery, cur *State, curSeq uint64, fired bool) {
 	var deadline time.Time
-	if at := beginAt(cur, fired, r.j.now()); !at.IsZero() && d.flow.deadline > 0 {
+	if at := beginAt(cur, fired, r.j.sagaTime()); !at.IsZero() && d.flow.deadline > 0 {
 		deadline = at.Add(d.flow.deadline).Truncate(timeUnit)
 		if err := r.j.schedule(ctx, cur, wire.TimerDeadline, deadline, cur.Flow+"."+cur.ID+".timer"); err != nil {
 			d.retryLater(err)

@@ -55,9 +55,9 @@ type entry struct {
 	apply transition // the change it records (append only)
 }
 
-// now is the saga's clock: the time a state records, and against which
+// sagaTime is the saga's clock: the time a state records, and against which
 // waits and deadlines are judged (WithClock).
-func (j *journal) now() time.Time {
+func (j *journal) sagaTime() time.Time {
 	if j.opts.clock != nil {
 		return j.opts.clock().UTC().Truncate(timeUnit)
 	}

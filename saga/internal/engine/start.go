@@ -117,7 +117,7 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte, 
 		}
 		return err
 	}
-	now := c.j.now()
+	now := c.j.sagaTime()
 	at := o.at
 	if o.after > 0 {
 		at = now.Add(o.after)
@@ -189,7 +189,7 @@ func (c *Client) publishStart(ctx context.Context, st *State, data []byte) error
 			// This start's deadline timer replaced the begin of the
 			// scheduled saga there (the saga's one schedule): set it again.
 			at := cur.Scheduled
-			if soon := c.j.now().Add(time.Second); at.Before(soon) {
+			if soon := c.j.sagaTime().Add(time.Second); at.Before(soon) {
 				at = soon
 			}
 			return c.j.schedule(ctx, cur, wire.TimerBegin, at, fmt.Sprintf("%s.%s.begin.%d", cur.Flow, cur.ID, time.Now().UnixNano()))

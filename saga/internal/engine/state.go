@@ -297,9 +297,9 @@ func (s *State) complete(name string, attempts int, now time.Time) error {
 	return nil
 }
 
-// wait records that a step's action started it and its outcome comes
+// startWait records that a step's action started it and its outcome comes
 // later, until the given time.
-func (s *State) wait(name string, attempts int, until time.Time, on string) error {
+func (s *State) startWait(name string, attempts int, until time.Time, on string) error {
 	st, err := s.unsettled(name)
 	if err != nil {
 		return err

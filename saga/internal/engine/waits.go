@@ -23,23 +23,23 @@ func tokenOf(flow string, version int, id, step string, attempt int) string {
 	return flow + "." + wire.Version(version) + "." + id + "." + step + "." + strconv.Itoa(attempt)
 }
 
-// completion is what a completion token names.
-type completion struct {
+// tokenParts is what a completion token names.
+type tokenParts struct {
 	flow, id, step   string
 	version, attempt int
 }
 
-func parseToken(tok string) (completion, error) {
+func parseToken(tok string) (tokenParts, error) {
 	t, ok := wire.Tokens(tok, 5)
 	if !ok {
-		return completion{}, fmt.Errorf("%w: %q", ErrInvalidToken, tok)
+		return tokenParts{}, fmt.Errorf("%w: %q", ErrInvalidToken, tok)
 	}
 	v, vok := wire.ParseVersion(t[1])
 	n, err := strconv.Atoi(t[4])
 	if !vok || err != nil || n < 1 || !wire.Token(t[0]) || !ValidID(t[2]) || !wire.Token(t[3]) {
-		return completion{}, fmt.Errorf("%w: %q", ErrInvalidToken, tok)
+		return tokenParts{}, fmt.Errorf("%w: %q", ErrInvalidToken, tok)
 	}
-	return completion{flow: t[0], version: v, id: t[2], step: t[3], attempt: n}, nil
+	return tokenParts{flow: t[0], version: v, id: t[2], step: t[3], attempt: n}, nil
 }
 
 // TokenOf returns the completion token of a step that waits in st, or ""
@@ -91,7 +91,7 @@ func (c *Client) Settle(ctx context.Context, tmpl *StepDef, token string, out []
 	defer span.End()
 	st, nseq, err := c.j.append(ctx, cur, seq, e)
 	if errors.Is(err, errNoop) {
-		return whyNotWaiting(st, d.name, k.attempt, c.j.now())
+		return whyNotWaiting(st, d.name, k.attempt, c.j.sagaTime())
 	}
 	if err != nil {
 		return err
