@@ -65,6 +65,12 @@ func TestMetricsAfterKnownOrders(t *testing.T) {
 	}
 	good := "4242424242424242"
 	ids := []string{place(good, 1), place(good, 2), place(payment.DeclinedCard, 1), place(good, 600)}
+	// The big order waits for its customer's confirmation (version 4),
+	// then finds no stock: its charge is refunded.
+	shoptest.AwaitWaiting(t, sh.Base, cust, ids[3], "charge", "customer")
+	if code, res := shoptest.ConfirmPayment(t, sh.Base, cust, ids[3]); code >= 300 {
+		t.Fatalf("confirm payment: %d %v", code, res)
+	}
 	for i, id := range ids {
 		want := "confirmed"
 		if i >= 2 {
@@ -73,18 +79,19 @@ func TestMetricsAfterKnownOrders(t *testing.T) {
 		shoptest.AwaitStatus(t, sh.Base, cust, id, want)
 	}
 	want := map[string]float64{
-		`choreo_sagas_started_total{flow="order",version="3"}`:                                                4,
-		`choreo_sagas_ended_total{flow="order",status="completed",version="3"}`:                               2,
-		`choreo_sagas_ended_total{flow="order",status="compensated",version="3"}`:                             2,
-		`choreo_steps_handled_total{flow="order",outcome="done",phase="action",step="charge",version="3"}`:    3,
-		`choreo_steps_handled_total{flow="order",outcome="failed",phase="action",step="charge",version="3"}`:  1,
-		`choreo_steps_handled_total{flow="order",outcome="failed",phase="action",step="reserve",version="3"}`: 1,
-		`choreo_steps_handled_total{flow="order",outcome="done",phase="action",step="confirm",version="3"}`:   2,
-		`choreo_steps_failed_total{flow="order",outcome="failed",step="charge",version="3"}`:                  1,
-		`choreo_steps_failed_total{flow="order",outcome="failed",step="reserve",version="3"}`:                 1,
-		`choreo_compensations_total{flow="order",outcome="compensated",step="charge",version="3"}`:            1,
-		`choreo_handler_duration_seconds_count{flow="order",phase="action",step="confirm",version="3"}`:       2,
-		`choreo_handler_duration_seconds_count{flow="order",phase="compensation",step="charge",version="3"}`:  1,
+		`choreo_sagas_started_total{flow="order",version="4"}`:                                                4,
+		`choreo_sagas_ended_total{flow="order",status="completed",version="4"}`:                               2,
+		`choreo_sagas_ended_total{flow="order",status="compensated",version="4"}`:                             2,
+		`choreo_steps_handled_total{flow="order",outcome="done",phase="action",step="charge",version="4"}`:    2,
+		`choreo_steps_handled_total{flow="order",outcome="waiting",phase="action",step="charge",version="4"}`: 1,
+		`choreo_steps_handled_total{flow="order",outcome="failed",phase="action",step="charge",version="4"}`:  1,
+		`choreo_steps_handled_total{flow="order",outcome="failed",phase="action",step="reserve",version="4"}`: 1,
+		`choreo_steps_handled_total{flow="order",outcome="done",phase="action",step="confirm",version="4"}`:   2,
+		`choreo_steps_failed_total{flow="order",outcome="failed",step="charge",version="4"}`:                  1,
+		`choreo_steps_failed_total{flow="order",outcome="failed",step="reserve",version="4"}`:                 1,
+		`choreo_compensations_total{flow="order",outcome="compensated",step="charge",version="4"}`:            1,
+		`choreo_handler_duration_seconds_count{flow="order",phase="action",step="confirm",version="4"}`:       2,
+		`choreo_handler_duration_seconds_count{flow="order",phase="compensation",step="charge",version="4"}`:  1,
 		`choreo_dead_letter_stream_messages`:                                                                  0,
 	}
 	var got map[string]float64
@@ -125,7 +132,7 @@ func TestMetricsAfterKnownOrders(t *testing.T) {
 	if consumers < 4 { // charge's action and compensation, pending and ack pending
 		t.Errorf("%d counts of the charge step's consumers, want 4", consumers)
 	}
-	if got[`choreo_steps_retried_total{flow="order",phase="action",step="charge",version="3"}`] != 0 {
+	if got[`choreo_steps_retried_total{flow="order",phase="action",step="charge",version="4"}`] != 0 {
 		t.Error("a retry was counted where none happened")
 	}
 

@@ -186,15 +186,23 @@ func TestConsoleDeadLettersParkedAndLiveCounts(t *testing.T) {
 		chromedp.WaitVisible(`#flow-drawing .node.pivot[data-step="confirm"]`),
 		chromedp.WaitVisible(`#flow-drawing .pos.parallel .node[data-step="reserve"]`),
 	))
-	n, _ := strconv.Atoi(strings.Fields(text(count))[0])
-	if n < 1 {
-		t.Errorf("charge completed count %q", text(count))
-	}
+	// The drawing is redrawn as its counts refresh: read until it holds.
+	var completed string
+	sagatest.Poll(t, 20*time.Second, func() bool {
+		completed = tb.tryText(count)
+		f := strings.Fields(completed)
+		n := 0
+		if len(f) > 0 {
+			n, _ = strconv.Atoi(f[0])
+		}
+		return n >= 1
+	}, func() string { return fmt.Sprintf("charge completed count %q", completed) })
+	n, _ := strconv.Atoi(strings.Fields(completed)[0])
 	// The drawing is redrawn as its counts refresh: read the node until it
 	// says what it must, within a deadline.
 	var node string
 	sagatest.Poll(t, 20*time.Second, func() bool {
-		node = text(`#flow-drawing .node[data-step="charge"]`)
+		node = tb.tryText(`#flow-drawing .node[data-step="charge"]`)
 		return strings.Contains(node, "↺ refund") && strings.Contains(node, "payment")
 	}, func() string { return fmt.Sprintf("the charge node reads %q", node) })
 	// Live: a second order raises the count without a reload.

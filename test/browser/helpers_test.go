@@ -60,6 +60,18 @@ func (p *tab) text(sel string) string {
 	return v
 }
 
+// tryText reads the text of sel, or "" when it cannot: for reads in a
+// poll, of a node the page may be redrawing (chromedp then loses it).
+func (p *tab) tryText(sel string) string {
+	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Text(sel))
+	if err != nil {
+		return ""
+	}
+	return v
+}
+
 // recordCSP has the page record, in window.cspViolations, what its
 // Content-Security-Policy blocks; checkCSP fails the test if it blocked
 // anything.
