@@ -383,3 +383,48 @@ func TestDoctorReportsAnOverdueWait(t *testing.T) {
 		return false
 	}, func() string { return fmt.Sprintf("no overdue wait found: %q", found) })
 }
+
+// TestClockMovesSchedulesAndDeadlines: a saga scheduled a day ahead
+// begins when the test clock passes its time, and a saga whose step
+// waits past the saga's deadline (a week: far beyond the wait) is
+// compensated when the clock passes the deadline; both in test time.
+func TestClockMovesSchedulesAndDeadlines(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	clk := srv.Clock()
+	ask := saga.NewStep[Journey, HotelBooked]("ask", saga.WaitsFor("hotel", 30*24*time.Hour), saga.Undo("forget"))
+	flowSeq.Lock()
+	flowSeq.n++
+	f := saga.MustDefine[Journey](fmt.Sprintf("clocked%d", flowSeq.n), 1, ask, saga.Deadline(7*24*time.Hour))
+	flowSeq.Unlock()
+	c := srv.Client()
+	r, err := saga.NewRunner(c)
+	must(t, err)
+	var undone atomic.Int32
+	must(t, saga.Handle(r, ask, nil, func(context.Context, Journey, HotelBooked) error { undone.Add(1); return nil }))
+	sagatest.Run(t, r)
+	ctx := context.Background()
+
+	must(t, saga.Start(ctx, c, f, "later", Journey{ID: "later"}, saga.After(24*time.Hour)))
+	if st, _ := c.Get(ctx, f, "later"); st.Status != saga.StatusScheduled {
+		t.Fatalf("a saga started for tomorrow is %s", st.Status)
+	}
+	clk.Advance(t, 23*time.Hour)
+	if st, _ := c.Get(ctx, f, "later"); st.Status != saga.StatusScheduled {
+		t.Fatalf("an hour before its time the saga is %s", st.Status)
+	}
+	clk.Advance(t, 2*time.Hour)
+	awaitStep(t, c, f, "later", "ask", saga.StepWaiting)
+
+	must(t, saga.Start(ctx, c, f, "now", Journey{ID: "now"}))
+	awaitStep(t, c, f, "now", "ask", saga.StepWaiting)
+	clk.Advance(t, 8*24*time.Hour) // past both deadlines, short of the waits
+	for _, id := range []string{"later", "now"} {
+		st := sagatest.AwaitStatus(t, c, f, id, 30*time.Second, saga.StatusCompensated)
+		if st.Reason != "saga deadline exceeded" || st.Step("ask").Status != saga.StepCompensated {
+			t.Fatalf("%s: %s (%s)", id, stepsOf(st), st.Reason)
+		}
+	}
+	if undone.Load() != 2 {
+		t.Fatalf("%d compensations, want 2", undone.Load())
+	}
+}
