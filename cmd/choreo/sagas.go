@@ -230,8 +230,11 @@ func sagasWatch(ctx context.Context, k *cli, args []string) error {
 		}
 		var running []string
 		for _, s := range st.Steps {
-			if s.Status == saga.StepRunning || s.Status == saga.StepCompensating {
+			switch s.Status {
+			case saga.StepRunning, saga.StepCompensating:
 				running = append(running, s.Name+":"+string(s.Status))
+			case saga.StepWaiting:
+				running = append(running, s.Name+":waiting-on-"+s.WaitingOn)
 			}
 		}
 		fmt.Fprintln(k.out, watchLine(st, running))
