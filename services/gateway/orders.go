@@ -214,17 +214,27 @@ func parseCursor(c string) (OrderKey, error) {
 	return OrderKey{PlacedAt: at, ID: id}, err
 }
 
-// getOrder answers an order to its customer's token (or the operator's).
-// An order whose customer the gateway does not know yet (its event not
-// read) is the operator's only: 404 to a customer, as if not placed yet.
-func (s *Service) getOrder(w http.ResponseWriter, r *http.Request) {
+// whoAndOrder reads who asks (401 when no token says) and the order id of
+// the path (400 when it is not one).
+func (s *Service) whoAndOrder(w http.ResponseWriter, r *http.Request) (viewer, string, bool) {
 	v, ok := s.who(w, r)
 	if !ok {
-		return
+		return v, "", false
 	}
 	id := r.PathValue("id")
 	if !saga.ValidID(id) {
 		httpjson.Error(w, http.StatusBadRequest, "malformed order id")
+		return v, "", false
+	}
+	return v, id, true
+}
+
+// getOrder answers an order to its customer's token (or the operator's).
+// An order whose customer the gateway does not know yet (its event not
+// read) is the operator's only: 404 to a customer, as if not placed yet.
+func (s *Service) getOrder(w http.ResponseWriter, r *http.Request) {
+	v, id, ok := s.whoAndOrder(w, r)
+	if !ok {
 		return
 	}
 	ov, ok := s.orderView(r.Context(), id)
@@ -247,13 +257,8 @@ func (s *Service) getOrder(w http.ResponseWriter, r *http.Request) {
 // operator's, is 403. An order that waits for no confirmation (a small
 // one, one confirmed or over) is 409.
 func (s *Service) confirmPayment(w http.ResponseWriter, r *http.Request) {
-	v, ok := s.who(w, r)
+	v, id, ok := s.whoAndOrder(w, r)
 	if !ok {
-		return
-	}
-	id := r.PathValue("id")
-	if !saga.ValidID(id) {
-		httpjson.Error(w, http.StatusBadRequest, "malformed order id")
 		return
 	}
 	row, ok := s.rm.Load().Order(id)

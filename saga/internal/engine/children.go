@@ -202,17 +202,13 @@ func (c *Client) undoChild(ctx context.Context, child *flowDef, id string, p Par
 // onChildEnd handles an event of the child flow's log for the consumer e:
 // the end of a child saga whose parent is e's step settles that step.
 func (r *Runner) onChildEnd(ctx context.Context, e childEnd, d *delivery) {
-	if !d.parse(ctx) {
+	st := d.ended(ctx)
+	if st == nil {
 		return
 	}
-	if why := rogue(d.m.Headers(), d.env, 0); why != "" {
-		d.reject(ctx, why)
-		return
-	}
-	st := d.env.state
 	p := st.Parent
-	if !st.Status.Terminal() || p == nil || p.Flow != e.parent || p.Step != e.step {
-		_ = d.m.Ack() // not an end, or not a child of this step
+	if p == nil || p.Flow != e.parent || p.Step != e.step {
+		_ = d.m.Ack() // not a child of this step
 		return
 	}
 	if d.env.id != ChildID(p.ID, p.Step) {

@@ -67,6 +67,25 @@ func (d *delivery) debug() bool {
 	return d.j.opts.logger.Enabled(context.Background(), slog.LevelDebug)
 }
 
+// ended reads a log event that may end its saga, for the readers of
+// ends (OnEnd, a child saga's parent): the state it carries, or nil when
+// it has dealt with the message (rejected what choreo did not append, or
+// acknowledged an event whose saga has not ended).
+func (d *delivery) ended(ctx context.Context) *State {
+	if !d.parse(ctx) {
+		return nil
+	}
+	if why := rogue(d.m.Headers(), d.env, 0); why != "" {
+		d.reject(ctx, why)
+		return nil
+	}
+	if !d.env.state.Status.Terminal() {
+		_ = d.m.Ack()
+		return nil
+	}
+	return d.env.state
+}
+
 // state reads the saga's state no older than the log event at sequence
 // min. When it cannot, it has dealt with the message (dead-lettered for an
 // unknown saga, left for redelivery on a broker error) and returns false.

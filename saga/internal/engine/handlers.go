@@ -470,19 +470,8 @@ func (r *Runner) onBegin(ctx context.Context, d *delivery, cur *State, curSeq ui
 // state is terminal is the one that made it so: nothing is appended to a
 // terminal saga but an operator's resume.
 func (r *Runner) onEnd(ctx context.Context, e endBinding, d *delivery) {
-	if !d.parse(ctx) {
-		return
-	}
-	if why := rogue(d.m.Headers(), d.env, 0); why != "" {
-		d.reject(ctx, why)
-		return
-	}
-	st := d.env.state
-	if !st.Status.Terminal() {
-		_ = d.m.Ack()
-		return
-	}
-	if !d.vouch(ctx) {
+	st := d.ended(ctx)
+	if st == nil || !d.vouch(ctx) {
 		return
 	}
 	ctx, span := r.endSpan(ctx, e.flow, e.name, st, d.delivered)
