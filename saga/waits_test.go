@@ -428,3 +428,36 @@ func TestClockMovesSchedulesAndDeadlines(t *testing.T) {
 		t.Fatalf("%d compensations, want 2", undone.Load())
 	}
 }
+
+// TestCompletionBeforeTheWaitIsRecorded: an answer that comes while the
+// action that asked for it is still running (a fast callback) waits for
+// the wait to be recorded, then completes the step.
+func TestCompletionBeforeTheWaitIsRecorded(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	ask := saga.NewStep[Journey, HotelBooked]("ask", saga.WaitsFor("hotel", time.Hour))
+	flowSeq.Lock()
+	flowSeq.n++
+	f := saga.MustDefine[Journey](fmt.Sprintf("fast%d", flowSeq.n), 1, ask)
+	flowSeq.Unlock()
+	c := srv.Client()
+	r, err := saga.NewRunner(c)
+	must(t, err)
+	answered := make(chan error, 1)
+	must(t, saga.Handle(r, ask, func(ctx context.Context, in Journey) (HotelBooked, error) {
+		tok := saga.CompletionToken(ctx)
+		go func() { answered <- ask.Complete(context.Background(), srv.Client(), tok, HotelBooked{Confirmation: "fast"}) }()
+		// The answer is on its way before this action returns.
+		time.Sleep(300 * time.Millisecond)
+		return saga.Later[HotelBooked]()
+	}, nil))
+	sagatest.Run(t, r)
+	must(t, saga.Start(context.Background(), c, f, "f1", Journey{ID: "f1"}))
+	select {
+	case err := <-answered:
+		must(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the completion never returned")
+	}
+	sagatest.AwaitStatus(t, c, f, "f1", 30*time.Second, saga.StatusCompleted)
+	sagatest.AssertTimeline(t, c, f, "f1", "_saga:start", "ask:waiting", "ask:done")
+}

@@ -90,6 +90,20 @@ func (c *Client) Settle(ctx context.Context, tmpl *StepDef, token string, out []
 	ctx, span := c.j.completionSpan(ctx, cur, d.name, e.phase)
 	defer span.End()
 	st, nseq, err := c.j.append(ctx, cur, seq, e)
+	// An answer can come before the action that asked for it has returned
+	// and its wait is recorded (a fast callback): it waits for that, as
+	// long as ctx lets it.
+	for pause := 20 * time.Millisecond; errors.Is(err, errNoop) && inAction(st, d.name, k.attempt); pause = min(2*pause, time.Second) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: step %s of saga %s: the action of attempt %d has not returned yet: %w", ErrNotWaiting, d.name, k.id, k.attempt, ctx.Err())
+		case <-time.After(pause):
+		}
+		if st, nseq, err = c.j.load(ctx, k.flow, k.id, nseq); err != nil {
+			return err
+		}
+		st, nseq, err = c.j.append(ctx, st, nseq, e)
+	}
 	if errors.Is(err, errNoop) {
 		return whyNotWaiting(st, d.name, k.attempt, c.j.sagaTime())
 	}
@@ -169,6 +183,13 @@ func settleEntry(d *stepDef, attempt int, out []byte, fail error) entry {
 		return apply(s, now)
 	}
 	return e
+}
+
+// inAction reports whether attempt of step is still in its action in st:
+// the step runs and has recorded no outcome of that attempt yet.
+func inAction(st *State, step string, attempt int) bool {
+	s := st.Step(step)
+	return s != nil && s.Status == StepRunning && s.WaitUntil.IsZero() && s.Attempts < attempt && st.Status == StatusRunning
 }
 
 // whyNotWaiting says why a completion of attempt of step did not apply to
