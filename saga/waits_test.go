@@ -445,7 +445,9 @@ func TestCompletionBeforeTheWaitIsRecorded(t *testing.T) {
 	answered := make(chan error, 1)
 	must(t, saga.Handle(r, ask, func(ctx context.Context, in Journey) (HotelBooked, error) {
 		tok := saga.CompletionToken(ctx)
-		go func() { answered <- ask.Complete(context.Background(), srv.Client(), tok, HotelBooked{Confirmation: "fast"}) }()
+		go func() {
+			answered <- ask.Complete(context.Background(), srv.Client(), tok, HotelBooked{Confirmation: "fast"})
+		}()
 		// The answer is on its way before this action returns.
 		time.Sleep(300 * time.Millisecond)
 		return saga.Later[HotelBooked]()
