@@ -209,7 +209,9 @@ func (b *broker) kill() {
 }
 
 // participants are the services a saga needs; the gateway is not one.
-var participants = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "notification"}
+// The carrier is one since order flow version 4: its ParcelDelivered
+// completes the deliver step.
+var participants = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "carrier", "notification"}
 
 // setup says how a scenario runs the shop.
 type setup struct {
@@ -357,8 +359,12 @@ func (in *instance) startLocked() {
 		args = append(args, "--mail-dir", h.mail)
 	}
 	// A crashed process's messages come back after the ack wait: 2s, not
-	// the default 30s, so that a scenario is not mostly waiting.
-	env := []string{"CHOREO_ACK_WAIT=2s"}
+	// the default 30s, so that a scenario is not mostly waiting. The
+	// carrier delivers in 200ms (not 3s), and a delivery whose answer was
+	// lost (the carrier killed with it on its way) is asked again after
+	// 5s, not a minute. Every process has the same waits: they are part
+	// of the flow's definition. A scenario's env comes after, and wins.
+	env := []string{"CHOREO_ACK_WAIT=2s", "CHOREO_CARRIER_DELAY=200ms", "CHOREO_DELIVERY_TIMEOUT=5s"}
 	if h.set.env != nil {
 		env = append(env, h.set.env(h, in.svc, in.starts)...)
 	}
