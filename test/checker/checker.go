@@ -4,22 +4,35 @@
 //
 //	I1 every saga whose start was acknowledged is terminal;
 //	I2 no partial effects: a compensated order has no live charge,
-//	   reservation, invoice or delivery;
+//	   reservation, invoice or delivery, nor a parcel delivered; a
+//	   completed order of a version with a deliver step (4) had its
+//	   parcel delivered by the carrier;
 //	I3 every side effect at most once (charge, refund, reservation,
-//	   release, invoice, void, delivery, cancellation);
+//	   release, invoice, void, delivery, cancellation, the carrier's
+//	   ParcelDelivered);
 //	I4 no refund without a charge, no charge after its refund, no
 //	   compensation before its action;
 //	I5 saga state moves only along declared transitions.
+//
+// A step that waits (order flow version 4: charge waits for the
+// customer's confirmation of a big order, deliver for the carrier's
+// ParcelDelivered) ends its wait by a completion or by its timeout: a saga
+// that ended with a step still waiting counts as lost (I1). The report
+// counts the waits by how they ended (Confirmed, TimedOut, Delivered).
 package checker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/billing"
 	"github.com/choreo-go/choreo/services/inventory"
@@ -37,7 +50,12 @@ type Report struct {
 	DoubleEffects  int // I3
 	OrderViolation int // I4
 	BadTransitions int // I5
-	Problems       []string
+	// The waits of the checked sagas, by how they ended: a charge
+	// confirmed by its customer, a wait that timed out (the step then
+	// compensated, retried or failed, per its kind), a parcel delivered
+	// (the deliver step completed on the carrier's event).
+	Confirmed, TimedOut, Delivered int
+	Problems                       []string
 }
 
 // OK reports whether no invariant was broken.
@@ -47,8 +65,8 @@ func (r Report) OK() bool {
 
 // Summary is the one-line summary of a scenario.
 func (r Report) Summary(faults int) string {
-	return fmt.Sprintf("sagas=%d faults=%d lost=%d double_effects=%d stuck=%d partial_effects=%d order_violations=%d bad_transitions=%d",
-		r.Sagas, faults, r.Lost, r.DoubleEffects, r.Stuck, r.PartialEffects, r.OrderViolation, r.BadTransitions)
+	return fmt.Sprintf("sagas=%d faults=%d lost=%d double_effects=%d stuck=%d partial_effects=%d order_violations=%d bad_transitions=%d confirmed=%d timed_out=%d delivered=%d",
+		r.Sagas, faults, r.Lost, r.DoubleEffects, r.Stuck, r.PartialEffects, r.OrderViolation, r.BadTransitions, r.Confirmed, r.TimedOut, r.Delivered)
 }
 
 func (r *Report) add(counter *int, format string, args ...any) {
@@ -76,6 +94,15 @@ func Check(ctx context.Context, d kit.Deps, ids []string) (Report, error) {
 	deliveries, err := shipping.Deliveries(ctx, d)
 	if err != nil {
 		return r, err
+	}
+	parcels, err := Parcels(ctx, d)
+	if err != nil {
+		return r, err
+	}
+	for id, n := range parcels {
+		if n > 1 {
+			r.add(&r.DoubleEffects, "order %s: parcel delivered %d times", id, n)
+		}
 	}
 	charge := map[string]payment.Charge{}
 	for _, c := range charges {
@@ -118,7 +145,10 @@ func Check(ctx context.Context, d kit.Deps, ids []string) (Report, error) {
 		case saga.StatusCompensationFailed:
 			r.add(&r.Stuck, "order %s: compensation_failed: %s", id, st.Reason)
 		default:
-			r.add(&r.Lost, "order %s: still %s", id, st.Status)
+			r.add(&r.Lost, "order %s: still %s%s", id, st.Status, waitingOn(st))
+		}
+		if w := waitingOn(st); w != "" && st.Status.Terminal() {
+			r.add(&r.Lost, "order %s: %s%s", id, st.Status, w)
 		}
 		if st.Status == saga.StatusCompensated {
 			if c, ok := charge[id]; ok && c.Status == "charged" {
@@ -133,10 +163,16 @@ func Check(ctx context.Context, d kit.Deps, ids []string) (Report, error) {
 			if dl, ok := delivery[id]; ok && dl.Status == "scheduled" {
 				r.add(&r.PartialEffects, "order %s compensated with a live delivery", id)
 			}
+			if parcels[id] > 0 {
+				r.add(&r.PartialEffects, "order %s compensated with its parcel delivered", id)
+			}
 		}
 		if st.Status == saga.StatusCompleted {
 			if c := charge[id]; c.Status != "charged" {
 				r.add(&r.PartialEffects, "order %s completed but its charge is %q", id, c.Status)
+			}
+			if dv := st.Step("deliver"); dv != nil && (dv.Status != saga.StepCompleted || parcels[id] != 1) {
+				r.add(&r.PartialEffects, "order %s completed with deliver %s and %d parcels delivered", id, dv.Status, parcels[id])
 			}
 		}
 		var evs []saga.Event
@@ -146,6 +182,62 @@ func Check(ctx context.Context, d kit.Deps, ids []string) (Report, error) {
 		checkTimeline(&r, id, evs)
 	}
 	return r, nil
+}
+
+// waitingOn says which of st's steps still wait, if any.
+func waitingOn(st *saga.State) string {
+	out := ""
+	for _, s := range st.Steps {
+		if s.Status == saga.StepWaiting {
+			out += fmt.Sprintf(" (%s waiting on %s until %s)", s.Name, s.WaitingOn, s.WaitUntil.Format(time.RFC3339Nano))
+		}
+	}
+	return out
+}
+
+// Parcels counts the carrier's ParcelDelivered events by order id: every
+// one the CHOREO_EVENTS stream holds (a publish retried within the
+// broker's duplicate window is stored once, so two here are two
+// deliveries).
+func Parcels(ctx context.Context, d kit.Deps) (map[string]int, error) {
+	out := map[string]int{}
+	var c jetstream.Consumer
+	err := patiently(ctx, func() (err error) {
+		c, err = d.JS.CreateConsumer(ctx, events.Stream, jetstream.ConsumerConfig{
+			FilterSubject: "events." + schemas.TopicParcelDelivered, AckPolicy: jetstream.AckNonePolicy,
+			DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: time.Minute, MemoryStorage: true})
+		return err
+	})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return out, nil // no event was ever published
+	}
+	if err != nil {
+		return nil, fmt.Errorf("parcels: %w", err)
+	}
+	defer func() { _ = d.JS.DeleteConsumer(context.WithoutCancel(ctx), events.Stream, c.CachedInfo().Name) }()
+	left := c.CachedInfo().NumPending
+	for left > 0 {
+		batch, err := c.Fetch(int(min(left, 256)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("parcels: %w", err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			var e schemas.ParcelDelivered
+			if err := json.Unmarshal(m.Data(), &e); err == nil && e.OrderID != "" {
+				out[e.OrderID]++
+			} // else no delivery: poison, which its readers dead-letter
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("parcels: %w", err)
+		}
+		if got == 0 {
+			return nil, fmt.Errorf("parcels: %d events announced, not delivered", left)
+		}
+		left -= uint64(got)
+	}
+	return out, nil
 }
 
 // patiently calls read until it succeeds or finds nothing, for up to 30s:
@@ -166,6 +258,10 @@ func patiently(ctx context.Context, read func() error) error {
 	}
 	return err
 }
+
+// phaseWaiting is the phase of a step that waits (its action returned
+// saga.Later): the engine's, which the saga package does not name.
+const phaseWaiting saga.Phase = "waiting"
 
 var sagaMoves = map[saga.Status][]saga.Status{
 	saga.StatusScheduled:          {saga.StatusRunning, saga.StatusCompensated}, // begun, or cancelled before
@@ -193,8 +289,31 @@ var stepMoves = map[saga.StepStatus][]saga.StepStatus{
 // (only declared transitions) on one saga's log.
 func checkTimeline(r *Report, id string, evs []saga.Event) {
 	done := map[string]bool{}
+	waiting := map[string]bool{} // steps whose wait has not ended
 	var prev *saga.State
 	for i, e := range evs {
+		switch {
+		case e.Phase == phaseWaiting && waiting[e.Step]:
+			// Waiting again: the wait timed out and the step (a
+			// retriable one) asked again.
+			r.TimedOut++
+		case e.Phase == phaseWaiting:
+			waiting[e.Step] = true
+		case !waiting[e.Step]:
+		case e.Phase == saga.PhaseDone:
+			waiting[e.Step] = false
+			if e.Step == "deliver" {
+				r.Delivered++
+			} else {
+				r.Confirmed++
+			}
+		case e.Phase == saga.PhaseTimedOut, e.Phase == saga.PhaseFailed, e.Phase == saga.PhaseAbandoned:
+			// No answer in time (or the saga compensated meanwhile).
+			waiting[e.Step] = false
+			r.TimedOut++
+		case e.Phase == saga.PhaseRetry:
+			waiting[e.Step] = false // failed by its completer: it runs again
+		}
 		switch e.Phase {
 		case saga.PhaseDone:
 			done[e.Step] = true

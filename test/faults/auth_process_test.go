@@ -40,7 +40,7 @@ func TestEachServiceRunsAloneOnItsOwnIdentity(t *testing.T) {
 	mail := t.TempDir()
 	var procs []*proc
 	running := regexp.MustCompile(`(running)`)
-	for _, svc := range []string{"customer", "order", "payment", "inventory", "billing", "shipping", "notification"} {
+	for _, svc := range []string{"customer", "order", "payment", "inventory", "billing", "shipping", "carrier", "notification"} {
 		args := []string{"--nats", url, "--nkey", embedded.SeedFile(creds, svc)}
 		if svc == "notification" {
 			args = append(args, "--mail-dir", mail)

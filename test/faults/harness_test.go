@@ -209,7 +209,9 @@ func (b *broker) kill() {
 }
 
 // participants are the services a saga needs; the gateway is not one.
-var participants = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "notification"}
+// The carrier is one since order flow version 4: its ParcelDelivered
+// completes the deliver step.
+var participants = []string{"customer", "order", "payment", "inventory", "billing", "shipping", "carrier", "notification"}
 
 // setup says how a scenario runs the shop.
 type setup struct {
@@ -357,8 +359,12 @@ func (in *instance) startLocked() {
 		args = append(args, "--mail-dir", h.mail)
 	}
 	// A crashed process's messages come back after the ack wait: 2s, not
-	// the default 30s, so that a scenario is not mostly waiting.
-	env := []string{"CHOREO_ACK_WAIT=2s"}
+	// the default 30s, so that a scenario is not mostly waiting. The
+	// carrier delivers in 200ms (not 3s), and a delivery whose answer was
+	// lost (the carrier killed with it on its way) is asked again after
+	// 5s, not a minute. Every process has the same waits: they are part
+	// of the flow's definition. A scenario's env comes after, and wins.
+	env := []string{"CHOREO_ACK_WAIT=2s", "CHOREO_CARRIER_DELAY=200ms", "CHOREO_DELIVERY_TIMEOUT=5s"}
 	if h.set.env != nil {
 		env = append(env, h.set.env(h, in.svc, in.starts)...)
 	}
@@ -425,15 +431,21 @@ type load struct {
 }
 
 func (h *harness) startLoad(n, rate int) *load {
+	kinds := shoptest.Mix(n, h.intn)
+	return h.startLoadOf(n, rate, func(l *load, i int) bool { return h.place(l, kinds[i]) })
+}
+
+// startLoadOf is startLoad with the orders placed by place: the i-th
+// order, true when its placement was acknowledged.
+func (h *harness) startLoadOf(n, rate int, place func(l *load, i int) bool) *load {
 	l := &load{done: make(chan struct{})}
 	sem := make(chan struct{}, 32)
-	kinds := shoptest.Mix(n, h.intn)
 	go func() {
 		defer close(l.done)
 		tick := time.NewTicker(time.Second / time.Duration(rate))
 		defer tick.Stop()
 		deadline := time.Now().Add(5*time.Minute + time.Duration(n/rate)*2*time.Second)
-		for _, k := range kinds {
+		for i := range n {
 			<-tick.C
 			if h.t.Context().Err() != nil {
 				break
@@ -443,7 +455,7 @@ func (h *harness) startLoad(n, rate int) *load {
 			go func() {
 				defer func() { <-sem; l.wg.Done() }()
 				// Not acknowledged: place it again, as a new order.
-				for !h.place(l, k) && time.Now().Before(deadline) && h.t.Context().Err() == nil {
+				for !place(l, i) && time.Now().Before(deadline) && h.t.Context().Err() == nil {
 					time.Sleep(100 * time.Millisecond)
 				}
 			}()
@@ -462,16 +474,23 @@ func (h *harness) tokenize(customer, number string) (schemas.Card, error) {
 
 func (h *harness) place(l *load, k shoptest.Kind) bool {
 	customer, number := h.fr, "4242424242424242"
-	req := order.PlaceRequest{Items: []order.Line{{SKU: "sku-sticker", Qty: 1}}}
+	items := []order.Line{{SKU: "sku-sticker", Qty: 1}}
 	switch k {
 	case shoptest.Declined:
 		number = payment.DeclinedCard
 	case shoptest.SoldOut:
-		req.Items = append(req.Items, order.Line{SKU: "sku-sold-out", Qty: 1})
+		items = append(items, order.Line{SKU: "sku-sold-out", Qty: 1})
 	case shoptest.Undelivered:
 		customer = h.aq
 	}
-	req.CustomerID = customer
+	_, ok := h.placeOrder(l, customer, number, items)
+	return ok
+}
+
+// placeOrder places one order of customer's, paid with the card number,
+// and returns its id when the placement was acknowledged.
+func (h *harness) placeOrder(l *load, customer, number string, items []order.Line) (string, bool) {
+	req := order.PlaceRequest{CustomerID: customer, Items: items}
 	// As the gateway does: the card is exchanged for a token first.
 	card, err := h.tokenize(customer, number)
 	var res order.PlaceResult
@@ -486,10 +505,10 @@ func (h *harness) place(l *load, k shoptest.Kind) bool {
 	if err != nil {
 		l.refused++
 		l.lastErr = err.Error()
-		return false
+		return "", false
 	}
 	l.acked = append(l.acked, res.ID)
-	return true
+	return res.ID, true
 }
 
 func (l *load) wait() {

@@ -34,7 +34,7 @@ func TestCrashAtEachPoint(t *testing.T) {
 		"payment":   {"charge", "charge.undo"},
 		"inventory": {"reserve", "reserve.undo"},
 		"billing":   {"invoice", "invoice.undo"},
-		"shipping":  {"book", "book.undo"}, // version 3's step (schedule in 1 and 2)
+		"shipping":  {"book", "book.undo", "deliver"}, // book: version 3's step (schedule in 1 and 2); deliver: version 4's
 		"order":     {"confirm"},
 	}
 	for _, point := range []string{"start", "effect", "ack"} {
@@ -62,10 +62,10 @@ func TestCrashAtEachPoint(t *testing.T) {
 // Scenario 8: several instances of each service, some killed (kill -9)
 // under load and started again.
 func TestInstancesKilledUnderLoad(t *testing.T) {
-	h := newHarness(t, setup{instances: map[string]int{"order": 2, "payment": 3, "inventory": 3, "billing": 2, "shipping": 3, "notification": 2}})
+	h := newHarness(t, setup{instances: map[string]int{"order": 2, "payment": 3, "inventory": 3, "billing": 2, "shipping": 3, "carrier": 2, "notification": 2}})
 	l := h.startLoad(scale(400), 50)
 	stop := make(chan struct{})
-	killable := []string{"order", "payment", "inventory", "billing", "shipping", "notification"}
+	killable := []string{"order", "payment", "inventory", "billing", "shipping", "carrier", "notification"}
 	wg := h.every(400*time.Millisecond, stop, func() {
 		svc := killable[h.intn(len(killable))]
 		ins := h.insts[svc]
@@ -120,7 +120,7 @@ func TestBrokerKilledUnderLoad(t *testing.T) {
 // Scenario 9: graceful shutdown (SIGTERM) and a rolling restart of every
 // instance under load: each drains and exits 0, and nothing is lost.
 func TestRollingRestartUnderLoad(t *testing.T) {
-	h := newHarness(t, setup{instances: map[string]int{"order": 2, "payment": 2, "inventory": 2, "billing": 2, "shipping": 2, "notification": 2}})
+	h := newHarness(t, setup{instances: map[string]int{"order": 2, "payment": 2, "inventory": 2, "billing": 2, "shipping": 2, "carrier": 2, "notification": 2}})
 	l := h.startLoad(scale(300), 40)
 	restarts := 0
 	for round := 0; l.running(); round++ {
@@ -265,7 +265,9 @@ func TestCompensationFailures(t *testing.T) {
 // compensated: it is recorded and undone.
 func TestDeadlineWhileStarterDeadAndLateResults(t *testing.T) {
 	h := newHarness(t, setup{env: func(h *harness, svc string, n int) []string {
-		env := []string{"CHOREO_ORDER_DEADLINE=3s"}
+		// Version 4's deadline is the order deadline plus the
+		// customer's confirmation time (2m by default): 3s + 1s.
+		env := []string{"CHOREO_ORDER_DEADLINE=3s", schemas.ConfirmTimeoutEnv + "=1s"}
 		if svc == "shipping" {
 			env = append(env, "CHOREO_SLOW=book:6s")
 		}
