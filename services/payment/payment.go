@@ -310,28 +310,54 @@ func (s *Service) Confirm(ctx context.Context, req ConfirmRequest) (Confirmation
 	if p.CustomerID != req.CustomerID {
 		return Confirmation{}, kit.Conflict{Msg: fmt.Sprintf("%v: order %s", ErrNotConfirmable, req.OrderID)}
 	}
-	if !time.Now().Before(p.Until) {
-		return Confirmation{}, kit.Conflict{Msg: fmt.Sprintf("the confirmation of order %s came too late (it waited until %s): the order is cancelled",
-			req.OrderID, p.Until.Format(time.RFC3339))}
-	}
+	tooLate := kit.Conflict{Msg: fmt.Sprintf("the confirmation of order %s came too late: the order is cancelled (and any charge refunded)", p.OrderID)}
 	o := schemas.OrderPlaced{OrderID: p.OrderID, CustomerID: p.CustomerID, Total: p.Amount, Currency: p.Currency}
-	e, err := s.record(ctx, o)
-	if saga.IsAbort(err) {
-		return Confirmation{}, kit.Conflict{Msg: err.Error()} // cancelled before it was charged
-	}
-	if err != nil {
+	// The saga, not what was saved when the wait began, says where the
+	// charge stands: after a crash the action may have run again, so the
+	// attempt that waits (and its token) is a later one than the saved.
+	for range 8 {
+		st, err := s.d.Sagas.Get(ctx, saga.Named(schemas.OrderFlowV4.Name()), p.OrderID)
+		if err != nil {
+			return Confirmation{}, err
+		}
+		charge := st.Step(schemas.ConfirmedCharge.Name())
+		token := p.Token
+		switch {
+		case charge == nil:
+			return Confirmation{}, kit.Conflict{Msg: fmt.Sprintf("%v: order %s", ErrNotConfirmable, req.OrderID)}
+		case charge.Status == saga.StepCompleted:
+			e, err := s.record(ctx, o) // recorded by the confirmation that completed it: the same charge
+			if err != nil {
+				return Confirmation{}, err
+			}
+			return Confirmation{OrderID: p.OrderID, PaymentID: e.PaymentID, Status: "confirmed"}, nil
+		case charge.Status == saga.StepWaiting:
+			token = charge.Token
+		case charge.Status == saga.StepRunning && st.Status == saga.StatusRunning:
+			// Its action is under way: Complete waits for its wait.
+		default:
+			return Confirmation{}, tooLate
+		}
+		e, err := s.record(ctx, o)
+		if saga.IsAbort(err) {
+			return Confirmation{}, kit.Conflict{Msg: err.Error()} // cancelled before it was charged
+		}
+		if err != nil {
+			return Confirmation{}, err
+		}
+		err = schemas.ConfirmedCharge.Complete(ctx, s.d.Sagas, token, e)
+		switch {
+		case err == nil:
+			return Confirmation{OrderID: p.OrderID, PaymentID: e.PaymentID, Status: "confirmed"}, nil
+		case errors.Is(err, saga.ErrNotWaiting):
+			continue // another attempt waits, or another confirmation won: read again
+		case errors.Is(err, saga.ErrWaitOver), errors.Is(err, saga.ErrCompensated):
+			// The step is compensated: its refund gives the charge back.
+			return Confirmation{}, tooLate
+		}
 		return Confirmation{}, err
 	}
-	err = schemas.ConfirmedCharge.Complete(ctx, s.d.Sagas, p.Token, e)
-	switch {
-	case err == nil, errors.Is(err, saga.ErrNotWaiting):
-		// Completed now, or by an earlier confirmation.
-		return Confirmation{OrderID: p.OrderID, PaymentID: e.PaymentID, Status: "confirmed"}, nil
-	case errors.Is(err, saga.ErrWaitOver), errors.Is(err, saga.ErrCompensated):
-		// The step is compensated: its refund gives the charge back.
-		return Confirmation{}, kit.Conflict{Msg: fmt.Sprintf("the confirmation of order %s came too late: the order is cancelled and the charge refunded", p.OrderID)}
-	}
-	return Confirmation{}, err
+	return Confirmation{}, fmt.Errorf("confirm order %s: the charge step kept moving", p.OrderID)
 }
 
 // authorize binds the order's card token to it and asks the card
