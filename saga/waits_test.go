@@ -10,10 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/access"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/saga/ops"
 	"github.com/choreo-go/choreo/saga/sagatest"
@@ -462,4 +466,60 @@ func TestCompletionBeforeTheWaitIsRecorded(t *testing.T) {
 	}
 	sagatest.AwaitStatus(t, c, f, "f1", 30*time.Second, saga.StatusCompleted)
 	sagatest.AssertTimeline(t, c, f, "f1", "_saga:start", "ask:waiting", "ask:done")
+}
+
+// TestCompletionNeedsTheOwnersIdentity: with the permissions access
+// derives from the flow, another participant cannot complete a waiting
+// step (the broker refuses the append, nothing changes); the step
+// owner's identity can, from a process that never ran the step.
+func TestCompletionNeedsTheOwnersIdentity(t *testing.T) {
+	flight := saga.NewStep[Journey, FlightTicket]("flight", saga.Owner("airline"), saga.Undo("cancel"))
+	hotel := saga.NewStep[FlightTicket, HotelBooked]("hotel", saga.Owner("hotel"), saga.WaitsFor("hotel-desk", time.Hour))
+	f := saga.MustDefine[Journey]("guarded", 1, flight, hotel, saga.StartedBy("agent"))
+	perms, err := access.Permissions(f)
+	must(t, err)
+	users := []*server.User{{Username: "admin", Password: "a"}}
+	for _, who := range []string{"airline", "hotel"} {
+		p := perms[who]
+		users = append(users, &server.User{Username: who, Password: who, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: p.Publish.Allow, Deny: p.Publish.Deny},
+			Subscribe: &server.SubjectPermission{Allow: p.Subscribe.Allow, Deny: p.Subscribe.Deny},
+		}})
+	}
+	srv := sagatest.NewServer(t, func(o *server.Options) { o.Users, o.NoAuthUser = users, "admin" })
+	admin := srv.Client()
+	r, err := saga.NewRunner(admin)
+	must(t, err)
+	must(t, saga.Handle(r, flight, func(context.Context, Journey) (FlightTicket, error) { return FlightTicket{Ticket: "T"}, nil }, nil))
+	must(t, saga.Handle(r, hotel, nil, nil))
+	sagatest.Run(t, r)
+	ctx := context.Background()
+	must(t, saga.Start(ctx, admin, f, "g1", Journey{ID: "g1"}))
+	tok := awaitStep(t, admin, f, "g1", "hotel", saga.StepWaiting).Step("hotel").Token
+	as := func(who string) *saga.Client {
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(who, who), nats.CustomInboxPrefix(access.InboxPrefix(who)),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		must(t, err)
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		must(t, err)
+		c, err := saga.Open(ctx, js)
+		must(t, err)
+		return c
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := hotel.Complete(cctx, as("airline"), tok, HotelBooked{Confirmation: "forged"}); err == nil {
+		t.Fatal("the airline completed the hotel's step")
+	}
+	if st, _ := admin.Get(ctx, f, "g1"); st.Step("hotel").Status != saga.StepWaiting || st.Events != 3 {
+		t.Fatalf("after the airline's attempt: %s, %d events", stepsOf(st), st.Events)
+	}
+	must(t, hotel.Complete(ctx, as("hotel"), tok, HotelBooked{Confirmation: "H"}))
+	st := sagatest.AwaitStatus(t, admin, f, "g1", 30*time.Second, saga.StatusCompleted)
+	evs, err := admin.Timeline(ctx, f, "g1")
+	must(t, err)
+	if !strings.Contains(string(evs[len(evs)-1].Data), `"Confirmation":"H"`) {
+		t.Fatalf("the hotel's result: %s (%s)", evs[len(evs)-1].Data, stepsOf(st))
+	}
 }
