@@ -4,35 +4,31 @@ import (
 	"context"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/choreo-go/choreo/internal/jsutil"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 )
 
+// ViewReader is the name the gateway's view consumers of the event stream
+// go by (events.ViewConsumer): its identity's, which
+// events.ReadAccess("gateway") lets create them and no others.
+const ViewReader = "gateway"
+
 // replay feeds rm every event from the stream's start, then keeps feeding
 // it until ctx ends. caughtUp is called once it has read what was there.
 func (s *Service) replay(ctx context.Context, rm *ReadModel, caughtUp func(), onChange func(*OrderRow)) error {
-	cons, err := s.d.JS.OrderedConsumer(ctx, events.Stream, jetstream.OrderedConsumerConfig{})
+	// Its own consumer, by name (events.ReadAccess): each instance, and a
+	// rebuild beside the live view, claims a view consumer of its own.
+	v, err := events.OpenView(ctx, s.d.JS, ViewReader)
 	if err != nil {
 		return err
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return err
-	}
-	if info.NumPending == 0 && caughtUp != nil {
+	defer v.Close()
+	if v.Pending() == 0 && caughtUp != nil {
 		caughtUp()
 		caughtUp = nil
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	go func() { <-ctx.Done(); it.Stop(); jsutil.DropOrdered(s.d.JS, events.Stream, cons) }()
 	for {
-		m, err := it.Next()
+		m, pending, err := v.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -52,7 +48,7 @@ func (s *Service) replay(ctx context.Context, rm *ReadModel, caughtUp func(), on
 		} else if row != nil && onChange != nil {
 			onChange(row)
 		}
-		if md, err := m.Metadata(); err == nil && md.NumPending == 0 && caughtUp != nil {
+		if pending == 0 && caughtUp != nil {
 			caughtUp()
 			caughtUp = nil
 		}
