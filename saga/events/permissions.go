@@ -26,10 +26,27 @@ func Access(group string, publishes, subscribes []string) access.Access {
 	return a
 }
 
-// ReadAccess lets an identity read every event through ordered consumers
-// of its own (a read model replaying the stream), but not through the
-// groups' durable consumers named: it can neither pull from them nor
-// change or delete them.
-func ReadAccess(durables ...string) access.Access {
-	return access.ReadStream(Stream, durables...)
+// ReadAccess lets reader's identity read every event through its own
+// view consumers (OpenView: ViewConsumer(reader, 0) to
+// ViewConsumers-1) and nothing else of the event streams: it can create,
+// pull from, look up and delete those by name, but create no consumer of
+// another name (the broker tells consumers apart only by the name in the
+// API subject, so a right to $JS.API.CONSUMER.CREATE.<stream>.* would let
+// it create durables of any name, and the nameless create subject would
+// let it take over a group's consumer), touch no group's consumer, and
+// read no dead letter (their payloads are no use to a read model).
+func ReadAccess(reader string) access.Access {
+	a := access.Access{Publish: access.Rules{Allow: []string{"$JS.API.STREAM.INFO." + Stream}}}
+	if !validReader(reader) {
+		return a
+	}
+	for i := range ViewConsumers {
+		name := ViewConsumer(reader, i)
+		a.Publish.Allow = append(a.Publish.Allow,
+			"$JS.API.CONSUMER.CREATE."+Stream+"."+name, "$JS.API.CONSUMER.CREATE."+Stream+"."+name+".>",
+			"$JS.API.CONSUMER.MSG.NEXT."+Stream+"."+name, "$JS.API.CONSUMER.INFO."+Stream+"."+name,
+			"$JS.API.CONSUMER.DELETE."+Stream+"."+name)
+	}
+	a.Add(access.Access{}) // sorted
+	return a
 }

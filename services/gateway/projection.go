@@ -3,36 +3,38 @@ package gateway
 import (
 	"context"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/choreo-go/choreo/internal/jsutil"
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 )
 
-// replay feeds rm every event from the stream's start, then keeps feeding
-// it until ctx ends. caughtUp is called once it has read what was there.
-func (s *Service) replay(ctx context.Context, rm *ReadModel, caughtUp func(), onChange func(*OrderRow)) error {
-	cons, err := s.d.JS.OrderedConsumer(ctx, events.Stream, jetstream.OrderedConsumerConfig{})
+// ViewReader is the name the gateway's view consumers of the event stream
+// go by (events.ViewConsumer): its identity's, which
+// events.ReadAccess("gateway") lets create them and no others.
+const ViewReader = "gateway"
+
+// replay feeds rm (nil: the read model served, whichever it is) every
+// event from the stream's start, then keeps feeding it until ctx ends.
+// caughtUp is called once it has read what was there; read, when not nil,
+// holds the stream sequence of the last event read.
+func (s *Service) replay(ctx context.Context, rm *ReadModel, caughtUp func(), onChange func(*OrderRow), read *atomic.Uint64) error {
+	// Its own consumer, by name (events.ReadAccess): each instance, and a
+	// rebuild beside the live view, claims a view consumer of its own.
+	v, err := events.OpenView(ctx, s.d.JS, ViewReader)
 	if err != nil {
 		return err
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return err
-	}
-	if info.NumPending == 0 && caughtUp != nil {
+	defer v.Close()
+	if v.Pending() == 0 && caughtUp != nil {
 		caughtUp()
 		caughtUp = nil
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	go func() { <-ctx.Done(); it.Stop(); jsutil.DropOrdered(s.d.JS, events.Stream, cons) }()
 	for {
-		m, err := it.Next()
+		m, pending, err := v.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -47,12 +49,15 @@ func (s *Service) replay(ctx context.Context, rm *ReadModel, caughtUp func(), on
 		if verr != nil {
 			// The services' consumers dead-letter it; the view skips it.
 			s.d.Logger.Warn("gateway: schema-invalid event skipped", "topic", topic, "err", verr)
-		} else if row, err := rm.Apply(topic, m.Headers().Get("Nats-Msg-Id"), m.Data()); err != nil {
+		} else if row, err := s.apply(rm, m, topic); err != nil {
 			s.d.Logger.Warn("gateway: unreadable event", "topic", topic, "err", err)
 		} else if row != nil && onChange != nil {
 			onChange(row)
 		}
-		if md, err := m.Metadata(); err == nil && md.NumPending == 0 && caughtUp != nil {
+		if md, err := m.Metadata(); err == nil && read != nil {
+			read.Store(md.Sequence.Stream)
+		}
+		if pending == 0 && caughtUp != nil {
 			caughtUp()
 			caughtUp = nil
 		}
@@ -60,10 +65,25 @@ func (s *Service) replay(ctx context.Context, rm *ReadModel, caughtUp func(), on
 }
 
 func (s *Service) project(ctx context.Context) error {
-	return s.replay(ctx, s.rm.Load(), func() { s.ready.Store(true) }, func(row *OrderRow) {
+	return s.replay(ctx, nil, func() { s.ready.Store(true) }, func(row *OrderRow) {
 		s.pushOrder(ctx, row.ID)
 		s.pushStats()
-	})
+	}, nil)
+}
+
+// apply applies m to rm, or, for the live view (rm nil), to the read model
+// served now: a rebuild replaces it, and the live view goes on into the
+// new one (Apply skips what the rebuild read too).
+func (s *Service) apply(rm *ReadModel, m jetstream.Msg, topic string) (*OrderRow, error) {
+	if rm != nil {
+		return rm.Apply(topic, m.Headers().Get("Nats-Msg-Id"), m.Data())
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if md, err := m.Metadata(); err == nil {
+		s.liveSeq = md.Sequence.Stream
+	}
+	return s.rm.Load().Apply(topic, m.Headers().Get("Nats-Msg-Id"), m.Data())
 }
 
 // Rebuild throws the read model away and replays the stream into a new
@@ -76,7 +96,8 @@ func (s *Service) Rebuild(ctx context.Context) error {
 	defer cancel()
 	done := make(chan struct{})
 	errc := make(chan error, 1)
-	go func() { errc <- s.replay(rctx, rm, func() { close(done) }, nil) }()
+	var read atomic.Uint64
+	go func() { errc <- s.replay(rctx, rm, func() { close(done) }, nil, &read) }()
 	select {
 	case <-done:
 	case err := <-errc:
@@ -84,6 +105,22 @@ func (s *Service) Rebuild(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// Swap, then read on until the new model has everything the live view
+	// put into the old one before the swap: it puts the rest in the new.
+	s.applyMu.Lock()
 	s.rm.Store(rm)
+	live := s.liveSeq
+	s.applyMu.Unlock()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for read.Load() < live {
+		select {
+		case <-tick.C:
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
 }

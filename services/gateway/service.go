@@ -22,6 +22,10 @@ type Service struct {
 	ready   atomic.Bool
 	addrCh  chan string
 	rebuild sync.Mutex
+	// applyMu orders the live view's applies with a rebuild's swap of the
+	// read model; liveSeq is the stream sequence the live view applied last.
+	applyMu sync.Mutex
+	liveSeq uint64
 	opts    options
 	optErr  error
 	wsConns atomic.Int64 // websockets open, at most opts.maxWebsockets

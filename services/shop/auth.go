@@ -5,6 +5,7 @@ import (
 	"github.com/choreo-go/choreo/saga/events"
 	"github.com/choreo-go/choreo/schemas"
 	"github.com/choreo-go/choreo/services/customer"
+	"github.com/choreo-go/choreo/services/gateway"
 	"github.com/choreo-go/choreo/services/inventory"
 	"github.com/choreo-go/choreo/services/kit"
 	"github.com/choreo-go/choreo/services/order"
@@ -53,12 +54,6 @@ func Permissions() (map[string]access.Access, error) {
 	if err != nil {
 		return nil, err
 	}
-	var durables []string
-	for group, topics := range subscribed {
-		for _, t := range topics {
-			durables = append(durables, events.ConsumerName(group, t))
-		}
-	}
 	for _, name := range Services {
 		a := perms[name]
 		a.Add(access.Base(name))
@@ -73,7 +68,7 @@ func Permissions() (map[string]access.Access, error) {
 				return nil, err
 			}
 			a.Add(r)
-			a.Add(events.ReadAccess(durables...))
+			a.Add(events.ReadAccess(gateway.ViewReader)) // its read model's own consumers, by name
 			a.Add(access.Access{Publish: access.Rules{Allow: []string{customer.RegisterSubject, order.PlaceSubject, payment.TokenizeSubject, payment.ConfirmSubject}}})
 			// /healthz looks up every stream and bucket the shop needs.
 			for _, st := range kit.Streams {

@@ -69,7 +69,8 @@ func (r *refusals) list() []string {
 
 // config is a shop on dir whose log goes to refused.
 func config(dir string, refused *refusals) shop.Config {
-	return shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(refused)}
+	return shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(refused),
+		MetricsAddr: "127.0.0.1:0"} // the admin listener: the gateway's rebuild
 }
 
 // launch starts a shop on dir, outside a test; stop ends it.
