@@ -68,6 +68,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// waitEnv is what every shop process of the suite runs with: a carrier
+// that answers in 200ms, and a delivery asked again after 5s (a carrier
+// killed with a parcel on its way loses it), so that no scenario waits on
+// the demo's defaults.
+var waitEnv = []string{"CHOREO_CARRIER_DELAY=200ms", "CHOREO_DELIVERY_TIMEOUT=5s"}
+
 // scale is the number of sagas a scenario runs: n in CI, ten times n in
 // the soak.
 func scale(n int) int {
@@ -364,7 +370,7 @@ func (in *instance) startLocked() {
 	// lost (the carrier killed with it on its way) is asked again after
 	// 5s, not a minute. Every process has the same waits: they are part
 	// of the flow's definition. A scenario's env comes after, and wins.
-	env := []string{"CHOREO_ACK_WAIT=2s", "CHOREO_CARRIER_DELAY=200ms", "CHOREO_DELIVERY_TIMEOUT=5s"}
+	env := append([]string{"CHOREO_ACK_WAIT=2s"}, waitEnv...)
 	if h.set.env != nil {
 		env = append(env, h.set.env(h, in.svc, in.starts)...)
 	}

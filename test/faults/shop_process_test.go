@@ -24,7 +24,7 @@ import (
 // returning the first group.
 func start(t *testing.T, name string, want *regexp.Regexp, args ...string) (*proc, string) {
 	t.Helper()
-	p := launch(t, name, nil, args...)
+	p := launch(t, name, waitEnv, args...)
 	var m []string
 	sagatest.Poll(t, 60*time.Second, func() bool {
 		m = want.FindStringSubmatch(p.output())
