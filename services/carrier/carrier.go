@@ -101,7 +101,20 @@ func (s *Service) deliver(ctx context.Context, p schemas.PickupRequested) {
 	case <-time.After(s.delay):
 	}
 	e := schemas.ParcelDelivered{DeliveryID: p.DeliveryID, OrderID: p.OrderID, Carrier: Name, DeliveredAt: time.Now().UTC()}
-	if err := events.Publish(ctx, s.d.Bus, schemas.TopicParcelDelivered, "delivered-"+p.OrderID, e); err != nil {
-		s.d.Logger.Warn("carrier: ParcelDelivered not published: shipping will ask again", "order", p.OrderID, "err", err)
+	// A broker that cannot take the event now (a node lost, a partition)
+	// is asked again: the event's id makes a repeat harmless. Only this
+	// process ending loses it, and then shipping asks again after its
+	// wait.
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
+		err := events.Publish(ctx, s.d.Bus, schemas.TopicParcelDelivered, "delivered-"+p.OrderID, e)
+		if err == nil {
+			return
+		}
+		s.d.Logger.Warn("carrier: ParcelDelivered not published yet, trying again", "order", p.OrderID, "in", pause, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
 	}
 }
