@@ -103,6 +103,19 @@ func (j *journal) append(ctx context.Context, cur *State, seq uint64, e entry) (
 	return nil, 0, fmt.Errorf("saga: %s/%s: too much contention", flow, id)
 }
 
+// appendDue is append for an act outside a runner's delivery (a
+// completion from outside, a child's revert): on success it also tells the
+// observer and publishes what the new state makes due.
+func (j *journal) appendDue(ctx context.Context, cur *State, seq uint64, e entry) (*State, uint64, error) {
+	was := cur.Status
+	st, nseq, err := j.append(ctx, cur, seq, e)
+	if err != nil {
+		return st, nseq, err
+	}
+	j.observe(st, e.step, e.phase, was)
+	return st, nseq, j.emitDue(ctx, st, nseq)
+}
+
 // publish appends one event to a saga's log, expecting its newest event at
 // sequence last, and returns the event's sequence. It returns false when
 // another event won the race.

@@ -182,15 +182,11 @@ func (c *Client) undoChild(ctx context.Context, child *flowDef, id string, p Par
 		reason := "cancelled: its parent saga " + p.Flow + "/" + p.ID + " compensates"
 		e = entry{step: wire.SagaStep, phase: PhaseCancelled, apply: func(s *State, _ time.Time) error { return s.cancel(reason) }}
 	}
-	st, nseq, err := c.j.append(ctx, cur, seq, e)
+	st, _, err := c.j.appendDue(ctx, cur, seq, e)
 	if errors.Is(err, errNoop) {
 		return fmt.Errorf("%w: %s/%s moved on", errChildUndoing, child.name, id)
 	}
 	if err != nil {
-		return err
-	}
-	c.j.observe(st, wire.SagaStep, e.phase, cur.Status)
-	if err := c.j.emitDue(ctx, st, nseq); err != nil {
 		return err
 	}
 	if st.Status == StatusCompensated {

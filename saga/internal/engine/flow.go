@@ -195,7 +195,7 @@ func InputFrom(src *StepDef) StepOption {
 // result.
 func CompletesOn(topic, field string) StepOption {
 	return func(s *stepDef) error {
-		if !wire.Token(topic) && !eventTopic(topic) {
+		if !eventTopic(topic) {
 			return fmt.Errorf("%w: event topic %q must be dot-separated tokens of [A-Za-z0-9_-]", ErrInvalidOption, topic)
 		}
 		if field == "" {

@@ -89,7 +89,7 @@ func (c *Client) Settle(ctx context.Context, tmpl *StepDef, token string, out []
 	e := settleEntry(d, k.attempt, out, fail)
 	ctx, span := c.j.completionSpan(ctx, cur, d.name, e.phase)
 	defer span.End()
-	st, nseq, err := c.j.append(ctx, cur, seq, e)
+	st, nseq, err := c.j.appendDue(ctx, cur, seq, e)
 	// An answer can come before the action that asked for it has returned
 	// and its wait is recorded (a fast callback): it waits for that, as
 	// long as ctx lets it.
@@ -102,16 +102,12 @@ func (c *Client) Settle(ctx context.Context, tmpl *StepDef, token string, out []
 		if st, nseq, err = c.j.load(ctx, k.flow, k.id, nseq); err != nil {
 			return err
 		}
-		st, nseq, err = c.j.append(ctx, st, nseq, e)
+		st, nseq, err = c.j.appendDue(ctx, st, nseq, e)
 	}
 	if errors.Is(err, errNoop) {
 		return whyNotWaiting(st, d.name, k.attempt, c.j.sagaTime())
 	}
 	if err != nil {
-		return err
-	}
-	c.j.observe(st, d.name, e.phase, cur.Status)
-	if err := c.j.emitDue(ctx, st, nseq); err != nil {
 		return err
 	}
 	return c.j.armStep(ctx, st, d.name)
