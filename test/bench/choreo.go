@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/choreo-go/choreo/saga"
@@ -55,32 +54,35 @@ func (s *choreoSys) start(ctx context.Context, id string) error {
 func stepName(i int) string { return "s" + strconv.Itoa(i) }
 
 // setupChoreo runs a flow of n steps s1..sn, each adding one to Hop, with
-// a runner of concurrency 256, and observes each saga's last done event.
-func setupChoreo(ctx context.Context, js jetstream.JetStream, n int, gen payloadGen, opts []saga.Option, done func(string)) (system, func(), error) {
-	c, err := saga.New(ctx, js, opts...)
+// runners of concurrency 256, and observes each saga's last done event.
+// perService gives each step the owner, connection, client and runner of
+// a service of its own (step si is service si's), as in the shop: none of
+// them appended the event before its trigger, so each checks it by reading
+// the saga's log. Without it one runner and client serve every step.
+func setupChoreo(ctx context.Context, e *env, n int, gen payloadGen, opts []saga.Option, perService bool, done func(string)) (system, func(), error) {
+	c, err := saga.New(ctx, e.js, opts...)
 	if err != nil {
 		return nil, nil, err
 	}
 	steps := make([]*saga.Step[Payload, Payload], n)
 	for i := range steps {
-		steps[i] = saga.NewStep[Payload, Payload](stepName(i + 1))
+		steps[i] = saga.NewStep[Payload, Payload](stepName(i+1), saga.Owner(stepName(i+1)))
 	}
 	flow, err := defineFlow(steps)
 	if err != nil {
 		return nil, nil, err
 	}
-	// One runner serves every step, or with BENCH_SPLIT each step has a
-	// client and runner of its own, as if each were another service's:
-	// none of them appended the event before its trigger, so each checks
-	// it by reading the saga's log.
-	split := os.Getenv("BENCH_SPLIT") != ""
 	var runners []*saga.Runner
 	undo := func(context.Context, Payload, Payload) error { return nil }
 	for i, s := range steps {
-		if i == 0 || split {
+		if i == 0 || perService {
 			rc := c
-			if split {
-				if rc, err = saga.New(ctx, js, opts...); err != nil {
+			if perService {
+				js, err := e.connect()
+				if err == nil {
+					rc, err = saga.New(ctx, js, opts...)
+				}
+				if err != nil {
 					return nil, nil, err
 				}
 			}
@@ -118,7 +120,7 @@ func setupChoreo(ctx context.Context, js jetstream.JetStream, n int, gen payload
 	}
 	// choreo.log.<flow>.<id>.v<N>.<step>.<phase>: the id is token 3.
 	last := fmt.Sprintf("choreo.log.%s.*.v1.%s.done", flowName, stepName(n))
-	stopObs, err := observe(ctx, js, access.StreamName, last, 3, done)
+	stopObs, err := observe(ctx, e.js, access.StreamName, last, 3, done)
 	if err != nil {
 		wait()
 		return nil, nil, err
@@ -129,8 +131,11 @@ func setupChoreo(ctx context.Context, js jetstream.JetStream, n int, gen payload
 // benchOptions are the client options of every run but the long one.
 // BENCH_NO_RETENTION keeps ended sagas; BENCH_UNCHECKED turns the check
 // of each event against the one before it off (saga.WithUncheckedEvents).
-func benchOptions() []saga.Option {
+func benchOptions(replicas int) []saga.Option {
 	var opts []saga.Option
+	if replicas > 1 {
+		opts = append(opts, access.WithReplicas(replicas))
+	}
 	if os.Getenv("BENCH_NO_RETENTION") != "" {
 		opts = append(opts, saga.WithRetention(0))
 	}

@@ -27,7 +27,7 @@ func longRun(max int, limit, window time.Duration) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tr := newTracker()
-	sys, stop, err := setupChoreo(ctx, e.js, 4, payloads["small"], longRunOptions(), tr.done)
+	sys, stop, err := setupChoreo(ctx, e, 4, payloads["small"], longRunOptions(), true, tr.done)
 	if err != nil {
 		return err
 	}

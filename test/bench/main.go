@@ -1,7 +1,9 @@
 // Command bench measures choreo against the raw JetStream limit, in one
 // process and one run, on an embedded nats-server with file storage:
 //
-//	choreo: an n-step flow through choreo, saga state and idempotency on;
+//	choreo: an n-step flow through choreo, saga state, idempotency and the
+//	        check of every event on, each step run by the runner, client
+//	        and connection of its own service (the shape services deploy);
 //	raw:    the same n hops with raw nats.go jetstream: consume, publish the
 //	        next event asynchronously, acknowledge after its PubAck.
 //
@@ -16,12 +18,16 @@
 //	payload  the 4-step flow with a 64 KiB JSON payload
 //	sync     the 4-step flow on a server with SyncAlways (what production
 //	         runs with sync_interval: always)
+//	shape    the 4-step flow with one runner and client serving every step
+//	         (no service deploys it so; the headline before 2026-12)
+//	cluster  the 4-step flow on three embedded servers, every stream
+//	         replicated three times (raw's too), services on the nodes in turn
 //	long     choreo only, at least -long-max sagas (at most -long-cap),
 //	         one line per -long-window: throughput, the process's RSS and
 //	         heap, the CHOREO stream's subjects and messages
 //
 // The last line is ratio=choreo/raw sagas per second for 4 steps at 100 in
-// flight on the default sync setting.
+// flight on the default sync setting, a runner per service.
 package main
 
 import (
@@ -35,7 +41,7 @@ import (
 	"time"
 )
 
-var allSections = []string{"latency", "hops", "payload", "sync", "long"}
+var allSections = []string{"latency", "hops", "payload", "sync", "shape", "cluster", "long"}
 
 func main() {
 	dur := flag.Duration("duration", 4*time.Second, "measuring time per run (after warm-up)")
@@ -154,6 +160,24 @@ func main() {
 		c := base
 		c.syncAlways = true
 		if err := b.line("sync=always", c); err != nil {
+			fail(1, "%v", err)
+		}
+	}
+	if sections["shape"] {
+		fmt.Println("== shape: 4 steps, default sync, one runner and client serving every step")
+		for _, n := range []int{1, 100} {
+			c := base
+			c.inflight, c.oneRunner = n, true
+			if err := b.line(fmt.Sprintf("one_runner/%d", n), c); err != nil {
+				fail(1, "%v", err)
+			}
+		}
+	}
+	if sections["cluster"] {
+		fmt.Println("== cluster: 4 steps, 100 in flight, 3 embedded servers, streams with 3 replicas")
+		c := base
+		c.cluster = true
+		if err := b.line("cluster=3", c); err != nil {
 			fail(1, "%v", err)
 		}
 	}

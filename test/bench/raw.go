@@ -36,9 +36,9 @@ func (s *rawSys) start(ctx context.Context, id string) error {
 // raw.<k-1>.<id> and publishing the same payload to raw.<k>.<id>
 // asynchronously, acknowledging after the PubAck, as a careful hand-written
 // service would. It never decodes the payload.
-func setupRaw(ctx context.Context, js jetstream.JetStream, n int, gen payloadGen, done func(string)) (system, func(), error) {
+func setupRaw(ctx context.Context, js jetstream.JetStream, n, replicas int, gen payloadGen, done func(string)) (system, func(), error) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+		Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, Replicas: replicas,
 	}); err != nil {
 		return nil, nil, err
 	}

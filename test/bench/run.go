@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"errors"
 	"fmt"
 	"os"
@@ -44,12 +45,19 @@ type config struct {
 	inflight   int
 	payload    string // a key of payloads
 	syncAlways bool
+	// oneRunner serves every step from one runner and client (the shape
+	// no service deploys); by default each step has the runner, client and
+	// connection of its own service, as in the shop.
+	oneRunner bool
+	// cluster runs on three embedded servers with every stream replicated
+	// three times, choreo's services connected to the nodes in turn.
+	cluster bool
 }
 
 func (c config) with(kind string) config { c.kind = kind; return c }
 
 func (c config) String() string {
-	return fmt.Sprintf("%s steps=%d in_flight=%d payload=%s sync_always=%v", c.kind, c.steps, c.inflight, c.payload, c.syncAlways)
+	return fmt.Sprintf("%s steps=%d in_flight=%d payload=%s sync_always=%v one_runner=%v cluster=%v", c.kind, c.steps, c.inflight, c.payload, c.syncAlways, c.oneRunner, c.cluster)
 }
 
 type result struct {
@@ -72,53 +80,147 @@ type system interface {
 	start(ctx context.Context, id string) error
 }
 
-// env is an embedded server with file storage in a temporary directory,
-// listening on 127.0.0.1 only, and a client of it.
+// env is an embedded server (or three in a cluster) with file storage in
+// temporary directories, listening on 127.0.0.1 only, and a client of it.
 type env struct {
-	js   jetstream.JetStream
-	stop func()
+	js    jetstream.JetStream
+	urls  []string
+	mu    sync.Mutex
+	conns []*nats.Conn
+	next  int
+	stop  func()
 }
 
-func startEnv(syncAlways bool) (*env, error) {
-	dir, err := os.MkdirTemp("", "choreo-bench-")
+// connect opens another connection, to the servers in turn: a service's
+// own.
+func (e *env) connect() (jetstream.JetStream, error) {
+	e.mu.Lock()
+	url := e.urls[e.next%len(e.urls)]
+	e.next++
+	e.mu.Unlock()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		return nil, err
 	}
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
-		SyncAlways: syncAlways, NoLog: true, NoSigs: true,
-	})
+	e.mu.Lock()
+	e.conns = append(e.conns, nc)
+	e.mu.Unlock()
+	return jetstream.New(nc)
+}
+
+func startEnv(syncAlways bool) (*env, error) { return startServers(1, syncAlways) }
+
+// startServers starts n servers (a cluster when n > 1) and connects to
+// the first.
+func startServers(n int, syncAlways bool) (*env, error) {
+	var servers []*server.Server
+	var dirs []string
+	stopServers := func() {
+		for _, ns := range servers {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
+		for _, d := range dirs {
+			os.RemoveAll(d)
+		}
+	}
+	var routes []string
+	var ports []int
+	for range n {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		ports = append(ports, p)
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	for i := range n {
+		dir, err := os.MkdirTemp("", "choreo-bench-")
+		if err != nil {
+			stopServers()
+			return nil, err
+		}
+		dirs = append(dirs, dir)
+		o := &server.Options{
+			ServerName: fmt.Sprintf("b%d", i), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
+			SyncAlways: syncAlways, NoLog: true, NoSigs: true,
+		}
+		if n > 1 {
+			o.Cluster = server.ClusterOpts{Name: "bench", Host: "127.0.0.1", Port: ports[i]}
+			o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		}
+		ns, err := server.NewServer(o)
+		if err != nil {
+			stopServers()
+			return nil, err
+		}
+		servers = append(servers, ns)
+		go ns.Start()
+	}
+	var urls []string
+	for _, ns := range servers {
+		if !ns.ReadyForConnections(20 * time.Second) {
+			stopServers()
+			return nil, errors.New("server not ready")
+		}
+		urls = append(urls, ns.ClientURL())
+	}
+	e := &env{urls: urls}
+	e.stop = func() {
+		e.mu.Lock()
+		for _, nc := range e.conns {
+			nc.Close()
+		}
+		e.mu.Unlock()
+		stopServers()
+	}
+	js, err := e.connect()
 	if err != nil {
-		os.RemoveAll(dir)
+		e.stop()
 		return nil, err
 	}
-	go ns.Start()
-	stopServer := func() { ns.Shutdown(); ns.WaitForShutdown(); os.RemoveAll(dir) }
-	if !ns.ReadyForConnections(10 * time.Second) {
-		stopServer()
-		return nil, errors.New("server not ready")
+	if n > 1 {
+		// JetStream is ready once the meta leader is elected.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := js.AccountInfo(ctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				e.stop()
+				return nil, fmt.Errorf("cluster's JetStream not ready: %w", err)
+			}
+			time.Sleep(100 * time.Millisecond) // a poll with a deadline
+		}
 	}
-	nc, err := nats.Connect(ns.ClientURL())
+	e.js = js
+	return e, nil
+}
+
+// freePort is a TCP port on 127.0.0.1 free now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		stopServer()
-		return nil, err
+		return 0, err
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		stopServer()
-		return nil, err
-	}
-	return &env{js: js, stop: func() { nc.Close(); stopServer() }}, nil
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // setup wires one side: n steps, inputs from gen, done called with the id
 // of every saga whose last event is stored.
-func setup(ctx context.Context, kind string, js jetstream.JetStream, steps int, gen payloadGen, done func(string)) (system, func(), error) {
-	if kind == "choreo" {
-		return setupChoreo(ctx, js, steps, gen, benchOptions(), done)
+func setup(ctx context.Context, c config, e *env, gen payloadGen, done func(string)) (system, func(), error) {
+	replicas := 1
+	if c.cluster {
+		replicas = 3
 	}
-	return setupRaw(ctx, js, steps, gen, done)
+	if c.kind == "choreo" {
+		return setupChoreo(ctx, e, c.steps, gen, benchOptions(replicas), !c.oneRunner, done)
+	}
+	return setupRaw(ctx, e.js, c.steps, replicas, gen, done)
 }
 
 // tracker starts sagas and waits for the observer to see them done.
@@ -205,7 +307,11 @@ func cpuTime() time.Duration {
 // measure runs c on a fresh server: a warm-up of 20 sagas one at a time,
 // then inflight sagas in flight for dur or max sagas.
 func measure(c config, dur time.Duration, max int) (result, error) {
-	e, err := startEnv(c.syncAlways)
+	n := 1
+	if c.cluster {
+		n = 3
+	}
+	e, err := startServers(n, c.syncAlways)
 	if err != nil {
 		return result{}, err
 	}
@@ -213,7 +319,7 @@ func measure(c config, dur time.Duration, max int) (result, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tr := newTracker()
-	sys, stop, err := setup(ctx, c.kind, e.js, c.steps, payloads[c.payload], tr.done)
+	sys, stop, err := setup(ctx, c, e, payloads[c.payload], tr.done)
 	if err != nil {
 		return result{}, err
 	}

@@ -64,6 +64,25 @@ func linkOf(env *envelope, h nats.Header, seq uint64) (link, error) {
 // vouch checks that the log event at seq, read as env with headers h,
 // follows from its saga's log. It returns nil, a *forgedError, or the
 // broker's error (the caller tries again later).
+//
+// It does not replay the whole saga on every read. It checks the event
+// against the state of the one before it, and walks further back only
+// while the events it has checked could all have been appended by one
+// identity: an event's appender is known from its subject, since the
+// broker lets only a step's owner append on that step's subjects
+// (access.Permissions), while a saga's own events (its deadline, a
+// scheduled begin, an operator's act) could be anyone's. The walk stops
+// at an event whose appender is known and is not the one identity that
+// could have appended everything checked after it. That appender, if
+// honest, checked the whole log before appending (every runner checks
+// the event it appends after, this way); if it is not honest, then the
+// identity that appended what came after is, and checked it. So with at
+// most one identity forging, every event of the log has been checked by
+// an honest reader, and a forger that owns two consecutive steps is
+// still caught: the walk goes through both its events. A flow whose
+// steps declare no owner, or one this reader has no definition of, is
+// replayed from its start, as before. (WithUncheckedEvents and a broker
+// without the derived permissions are outside this argument; docs/security.md.)
 func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq uint64) error {
 	if j.opts.unchecked {
 		return nil
@@ -78,6 +97,7 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	chain := []link{first}
+	run := j.appender(env) // the one identity that could have appended the chain; "" while any could
 	var base *State
 	var baseSeq uint64
 	var read map[uint64]*nats.Msg // the saga's log before the event, once read
@@ -112,15 +132,15 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 		if len(chain) > 4*maxEarlier {
 			return fmt.Errorf("saga: check %s/%s: more than %d events to read back", env.flow, env.id, len(chain))
 		}
-		if read == nil {
-			// One read of the saga's log up to the event, rather than a
-			// read per event walked back.
+		if read == nil && len(chain) > 1 {
+			// Past the event before: one read of the saga's log up to it,
+			// rather than a read per event walked back.
 			if read, err = j.logBefore(ctx, env, seq); err != nil {
 				return err
 			}
 		}
 		m, ok := read[l.prev]
-		if !ok { // not read (a replica that lags, or a longer log): ask for it
+		if !ok { // the event before, or one not read (a replica that lags, or a longer log): ask for it
 			m, err = j.msgAt(ctx, l.prev)
 		}
 		if errors.Is(err, ErrNotFound) {
@@ -146,9 +166,36 @@ func (j *journal) vouch(ctx context.Context, env *envelope, h nats.Header, seq u
 		if err != nil {
 			return err
 		}
-		chain = append(chain, pl)
+		switch by := j.appender(penv); {
+		case by != "" && run != "" && by != run:
+			// Another identity appended it, and checked the log up to it.
+			base, baseSeq = penv.state, pl.seq
+		case by != "" && run == "":
+			run = by
+			chain = append(chain, pl)
+		default:
+			chain = append(chain, pl)
+		}
 	}
 	return j.replayChain(env, chain, base, baseSeq, true)
+}
+
+// appender is the identity the broker lets append env's event: the owner
+// of its step as the flow version defines it. It is "" for the saga's
+// own events (several identities may append them), for a step without an
+// owner, and for a flow this journal has no definition of.
+func (j *journal) appender(env *envelope) string {
+	if env.step == wire.SagaStep {
+		return ""
+	}
+	def := j.def(env.flow, env.version)
+	if def == nil {
+		return ""
+	}
+	if d := def.byName[env.step]; d != nil {
+		return d.owner
+	}
+	return ""
 }
 
 // replayChain replays the events of chain, oldest last, on base (the
