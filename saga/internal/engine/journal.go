@@ -348,33 +348,38 @@ const trustSize = 1 << 14
 // journal appended or checked. Oldest entries go first.
 type trustCache struct {
 	mu   sync.Mutex
-	m    map[string]string
-	ring []string
+	m    map[trustID]string
+	ring []trustID
 	next int
 }
 
+// trustID names a saga log event: a struct, not a joined string, so that
+// a look-up on every hop allocates nothing.
+type trustID struct {
+	flow, id string
+	seq      uint64
+}
+
 func newTrust() *trustCache {
-	return &trustCache{m: make(map[string]string, trustSize), ring: make([]string, trustSize)}
+	return &trustCache{m: make(map[trustID]string, trustSize), ring: make([]trustID, trustSize)}
 }
 
-func trustKey(flow, id string, seq uint64) string {
-	return flow + "." + id + "." + strconv.FormatUint(seq, 10)
-}
+func trustKey(flow, id string, seq uint64) trustID { return trustID{flow, id, seq} }
 
-func (t *trustCache) lookup(key string) (string, bool) {
+func (t *trustCache) lookup(key trustID) (string, bool) {
 	t.mu.Lock()
 	raw, ok := t.m[key]
 	t.mu.Unlock()
 	return raw, ok
 }
 
-func (t *trustCache) remember(key, raw string) {
+func (t *trustCache) remember(key trustID, raw string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.m[key]; ok {
 		return
 	}
-	if old := t.ring[t.next]; old != "" {
+	if old := t.ring[t.next]; old.seq != 0 {
 		delete(t.m, old)
 	}
 	t.ring[t.next], t.m[key] = key, raw
