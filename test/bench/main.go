@@ -5,7 +5,9 @@
 //	        check of every event on, each step run by the runner, client
 //	        and connection of its own service (the shape services deploy);
 //	raw:    the same n hops with raw nats.go jetstream: consume, publish the
-//	        next event asynchronously, acknowledge after its PubAck.
+//	        next event asynchronously, acknowledge after its PubAck; each
+//	        hop on a connection of its own too (one connection for all in
+//	        the one-runner rows), so both sides pay for the same shape.
 //
 // A saga is done when its last event is stored and seen by an observer.
 // Each section can be run alone with -sections:

@@ -36,7 +36,11 @@ func (s *rawSys) start(ctx context.Context, id string) error {
 // raw.<k-1>.<id> and publishing the same payload to raw.<k>.<id>
 // asynchronously, acknowledging after the PubAck, as a careful hand-written
 // service would. It never decodes the payload.
-func setupRaw(ctx context.Context, js jetstream.JetStream, n, replicas int, gen payloadGen, done func(string)) (system, func(), error) {
+//
+// With connect (the per-service shape), each hop is a service of its own:
+// its consumer and its publishes on a connection of its own, as choreo's
+// services have.
+func setupRaw(ctx context.Context, js jetstream.JetStream, connect func() (jetstream.JetStream, error), n, replicas int, gen payloadGen, done func(string)) (system, func(), error) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, Replicas: replicas,
 	}); err != nil {
@@ -49,6 +53,14 @@ func setupRaw(ctx context.Context, js jetstream.JetStream, n, replicas int, gen 
 		}
 	}
 	for hop := 1; hop <= n; hop++ {
+		js := js
+		if connect != nil {
+			var err error
+			if js, err = connect(); err != nil {
+				stopAll()
+				return nil, nil, err
+			}
+		}
 		cons, err := js.CreateOrUpdateConsumer(ctx, "RAW", jetstream.ConsumerConfig{
 			Durable: "hop" + strconv.Itoa(hop), FilterSubject: fmt.Sprintf("raw.%d.*", hop-1),
 			AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 256,

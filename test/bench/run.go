@@ -220,7 +220,11 @@ func setup(ctx context.Context, c config, e *env, gen payloadGen, done func(stri
 	if c.kind == "choreo" {
 		return setupChoreo(ctx, e, c.steps, gen, benchOptions(replicas), !c.oneRunner, done)
 	}
-	return setupRaw(ctx, e.js, c.steps, replicas, gen, done)
+	var connect func() (jetstream.JetStream, error)
+	if !c.oneRunner {
+		connect = e.connect
+	}
+	return setupRaw(ctx, e.js, connect, c.steps, replicas, gen, done)
 }
 
 // tracker starts sagas and waits for the observer to see them done.
