@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"net"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strconv"
