@@ -259,26 +259,42 @@ func ChildEndConsumer(child, parent, step string) string {
 	return child + "__parent_" + parent + "_" + step
 }
 
-// The search index: one message, with no payload, per attribute of a
-// saga, on
+// The search index: two messages, with no payload, per attribute of a
+// saga, in IndexStream: one found by the value,
 //
 //	choreo.idx.<flow>.<attr>.<value>.<id>.<source>
 //
-// in IndexStream, where value is the attribute's value encoded as one
-// subject token (IndexValue) and source who computed it: SagaStep for an
-// attribute of the saga's input (its starter), a step's name for one of
-// that step's result (its owner). The value comes before the saga id so
-// that an equality lookup names its subjects exactly; the subjects alone
-// (the stream's subject list) say every value, so no lookup reads a
-// message.
+// and one found by the saga,
+//
+//	choreo.idx.<flow>._id.<id>.<attr>.<value>.<source>
+//
+// where value is the attribute's value encoded as one subject token
+// (IndexValueString, IndexValueNumber) and source who computed it:
+// SagaStep for an attribute of the saga's input (its starter), a step's
+// name for one of that step's result (its owner). In the first the value
+// comes before the saga id, so that an equality lookup names its
+// subjects exactly; the second gives a saga's attributes (Get, its
+// expiry) without a walk over every saga's. The subjects alone (the
+// stream's subject list) say every value: no lookup reads a message. No
+// attribute is named "_id" (Token refuses a leading underscore).
 const (
 	IndexStream = "CHOREO_INDEX"
 	Index       = "choreo.idx."
 )
 
-// IndexSubject is the subject of one attribute of a saga.
+// IndexSubject is the subject of one attribute of a saga, found by its
+// value.
 func IndexSubject(flow, attr, value, id, source string) string {
 	return Index + flow + "." + attr + "." + value + "." + id + "." + source
+}
+
+// IndexBySaga is the token after the flow of the subjects found by saga.
+const IndexBySaga = "_id"
+
+// IndexSagaSubject is the subject of one attribute of a saga, found by
+// the saga.
+func IndexSagaSubject(flow, id, attr, value, source string) string {
+	return Index + flow + "." + IndexBySaga + "." + id + "." + attr + "." + value + "." + source
 }
 
 // IndexValueString encodes a text value as a subject token: "s" and the

@@ -104,7 +104,8 @@ const jsAPI = "$JS.API."
 //     attested the same;
 //   - write the search attributes it computes (saga.Attr: a starter
 //     those of the input, a step's owner those of its result:
-//     choreo.idx.<flow>.<attr>.*.*.<_saga or step>), and, as a
+//     choreo.idx.<flow>.<attr>.*.*.<_saga or step> and
+//     choreo.idx.<flow>._id.*.<attr>.*.<_saga or step>), and, as a
 //     participant, delete the index entries of an expired saga;
 //   - subscribe only under its own inbox prefix (InboxPrefix).
 //
@@ -183,12 +184,14 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 			// its result; under the source it names, which readers check.
 			if a.Step == "" {
 				for _, svc := range f.StartedBy {
-					grant(svc, Access{Publish: Rules{Allow: []string{wire.IndexSubject(f.Name, a.Name, "*", "*", wire.SagaStep)}}})
+					grant(svc, Access{Publish: Rules{Allow: []string{
+						wire.IndexSubject(f.Name, a.Name, "*", "*", wire.SagaStep), wire.IndexSagaSubject(f.Name, "*", a.Name, "*", wire.SagaStep)}}})
 				}
 				continue
 			}
 			if s, ok := f.Step(a.Step); ok {
-				grant(s.Owner, Access{Publish: Rules{Allow: []string{wire.IndexSubject(f.Name, a.Name, "*", "*", a.Step)}}})
+				grant(s.Owner, Access{Publish: Rules{Allow: []string{
+					wire.IndexSubject(f.Name, a.Name, "*", "*", a.Step), wire.IndexSagaSubject(f.Name, "*", a.Name, "*", a.Step)}}})
 			}
 		}
 		for _, svc := range append(slices.Collect(maps.Keys(participants)), f.StartedBy...) {
@@ -220,6 +223,7 @@ func childAccess(parent string, d describe.Step) Access {
 		wire.DeadLetterSubject(c, d.Owner),
 		// The search attributes of the child's input, which it computes.
 		wire.IndexSubject(c, "*", "*", "*", wire.SagaStep),
+		wire.IndexSagaSubject(c, "*", "*", "*", wire.SagaStep),
 	}}}
 	a.Add(Consume(wire.Stream, wire.ChildEndConsumer(c, parent, d.Name)))
 	return a

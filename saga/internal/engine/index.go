@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"strconv"
 	"fmt"
 	"strings"
 
@@ -12,8 +13,9 @@ import (
 	"github.com/choreo-go/choreo/internal/wire"
 )
 
-// The search index (wire.IndexSubject) holds one message without payload
-// per attribute of a saga, in a stream of its own. An attribute is
+// The search index holds two messages without payload per attribute of a
+// saga, in a stream of its own: one found by its value
+// (wire.IndexSubject), one found by the saga (wire.IndexSagaSubject). An attribute is
 // indexed before the event it is computed from is appended (the saga's
 // start, the step's done): a saga is never in the log without its
 // attributes, and an entry whose event a crash left unwritten names a
@@ -32,7 +34,7 @@ func attrSubjects(f *flowDef, id, source string, data []byte) ([]string, error) 
 		if err != nil {
 			return nil, err
 		}
-		subjects = append(subjects, wire.IndexSubject(f.name, a.name, tok, id, a.source()))
+		subjects = append(subjects, wire.IndexSubject(f.name, a.name, tok, id, a.source()), wire.IndexSagaSubject(f.name, id, a.name, tok, a.source()))
 	}
 	return subjects, nil
 }
@@ -45,7 +47,9 @@ func (j *journal) putIndex(ctx context.Context, subjects []string) error {
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(subjects))
 	for _, s := range subjects {
-		f, err := j.pub.PublishMsgAsync(&nats.Msg{Subject: s, Header: nats.Header{nats.MsgIdHdr: {s}}})
+		// No message id: the stream keeps one message per subject, so an
+		// entry written again replaces itself.
+		f, err := j.pub.PublishMsgAsync(&nats.Msg{Subject: s})
 		if err != nil {
 			return fmt.Errorf("saga: index %s: %w", s, err)
 		}
@@ -79,7 +83,7 @@ func (j *journal) indexResult(ctx context.Context, cur *State, e entry) error {
 			j.opts.logger.Warn("choreo: a step's result gives no search attribute", "flow", cur.Flow, "saga", cur.ID, "step", e.step, "err", err)
 			continue
 		}
-		subjects = append(subjects, wire.IndexSubject(cur.Flow, a.name, tok, cur.ID, a.source()))
+		subjects = append(subjects, wire.IndexSubject(cur.Flow, a.name, tok, cur.ID, a.source()), wire.IndexSagaSubject(cur.Flow, cur.ID, a.name, tok, a.source()))
 	}
 	return j.putIndex(ctx, subjects)
 }
@@ -90,22 +94,43 @@ type indexEntry struct {
 	number                  bool
 }
 
-// parseIndexSubject reads an index subject of flow; ok is false for
-// anything else.
-func parseIndexSubject(flow, subject string) (indexEntry, bool) {
+// parseIndexSubject reads an index subject of flow, of either kind; ok
+// is false for anything else.
+func parseIndexSubject(flow, subject string) (e indexEntry, bySaga, ok bool) {
 	rest, ok := strings.CutPrefix(subject, wire.Index+flow+".")
 	if !ok {
-		return indexEntry{}, false
+		return indexEntry{}, false, false
 	}
-	t, ok := wire.Tokens(rest, 4)
-	if !ok || !wire.Token(t[0]) || !ValidID(t[2]) {
-		return indexEntry{}, false
+	var tok string
+	if rest, bySaga = strings.CutPrefix(rest, wire.IndexBySaga+"."); bySaga {
+		t, ok := wire.Tokens(rest, 4)
+		if !ok {
+			return indexEntry{}, false, false
+		}
+		e.id, e.attr, tok, e.source = t[0], t[1], t[2], t[3]
+	} else {
+		t, ok := wire.Tokens(rest, 4)
+		if !ok {
+			return indexEntry{}, false, false
+		}
+		e.attr, tok, e.id, e.source = t[0], t[1], t[2], t[3]
 	}
-	v, number, ok := wire.ParseIndexValue(t[1])
-	if !ok {
-		return indexEntry{}, false
+	if !wire.Token(e.attr) || !ValidID(e.id) {
+		return indexEntry{}, false, false
 	}
-	return indexEntry{attr: t[0], value: v, id: t[2], source: t[3], number: number}, true
+	if e.value, e.number, ok = wire.ParseIndexValue(tok); !ok {
+		return indexEntry{}, false, false
+	}
+	return e, bySaga, true
+}
+
+// token is the entry's value as a subject token.
+func (e indexEntry) token() string {
+	if e.number {
+		f, _ := strconv.ParseFloat(e.value, 64)
+		return wire.IndexValueNumber(f)
+	}
+	return wire.IndexValueString(e.value)
 }
 
 // indexSubjects returns the index subjects matching filter: the stream's
@@ -127,13 +152,13 @@ func (j *journal) indexSubjects(ctx context.Context, filter string) ([]string, e
 
 // sagaIndex returns the index entries of saga id of flow.
 func (j *journal) sagaIndex(ctx context.Context, flow, id string) ([]indexEntry, error) {
-	subjects, err := j.indexSubjects(ctx, wire.Index+flow+".*.*."+id+".*")
+	subjects, err := j.indexSubjects(ctx, wire.IndexSagaSubject(flow, id, "*", "*", "*"))
 	if err != nil {
 		return nil, err
 	}
 	var out []indexEntry
 	for _, s := range subjects {
-		if e, ok := parseIndexSubject(flow, s); ok && e.id == id {
+		if e, bySaga, ok := parseIndexSubject(flow, s); ok && bySaga && e.id == id {
 			out = append(out, e)
 		}
 	}
@@ -141,14 +166,24 @@ func (j *journal) sagaIndex(ctx context.Context, flow, id string) ([]indexEntry,
 }
 
 // unindex deletes the index entries of saga id of a flow version (its
-// expiry), one by one, each found by its subject.
+// expiry), one by one, each found by its subject: those the saga's own
+// entries name, and then those.
 func (j *journal) unindex(ctx context.Context, flow string, version int, id string) error {
 	if f := j.def(flow, version); (f != nil && len(f.attrs) == 0) || j.index == nil {
 		return nil // nothing declared, or no index provisioned: nothing to delete
 	}
-	subjects, err := j.indexSubjects(ctx, wire.Index+flow+".*.*."+id+".*")
+	entries, err := j.sagaIndex(ctx, flow, id)
 	if err != nil {
 		return err
+	}
+	// Those found by value first: until the saga's own go, a retry finds
+	// them again.
+	var subjects []string
+	for _, e := range entries {
+		subjects = append(subjects, wire.IndexSubject(flow, e.attr, e.token(), id, e.source))
+	}
+	for _, e := range entries {
+		subjects = append(subjects, wire.IndexSagaSubject(flow, id, e.attr, e.token(), e.source))
 	}
 	for _, s := range subjects {
 		for {

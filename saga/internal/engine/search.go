@@ -185,12 +185,12 @@ func (c *Client) Find(ctx context.Context, f FlowRef, filter Filter) ([]*State, 
 			}
 		}
 	}
-	entries, ids, err := c.candidates(ctx, flow, filter.Where, book)
+	entries, ids, narrowed, err := c.candidates(ctx, flow, filter.Where)
 	if err != nil {
 		return nil, err
 	}
 	var sts []*State
-	if ids == nil {
+	if !narrowed {
 		// No condition narrows the sagas: every saga of the flow.
 		if sts, err = c.List(ctx, f); err != nil {
 			return nil, err
@@ -213,10 +213,10 @@ func (c *Client) Find(ctx context.Context, f FlowRef, filter Filter) ([]*State, 
 
 // candidates reads the index for the conditions: the entries it read, by
 // saga id, and the ids of the sagas every condition but "!=" may hold for
-// (nil: no condition narrows them, every saga is a candidate; then the
-// entries are the whole index of the conditions' attributes).
-func (c *Client) candidates(ctx context.Context, flow string, where []Cond, book *attrBook) (map[string][]indexEntry, []string, error) {
-	entries := map[string][]indexEntry{}
+// (narrowed false: no condition narrows them, every saga is a candidate;
+// then the entries are the whole index of the conditions' attributes).
+func (c *Client) candidates(ctx context.Context, flow string, where []Cond) (entries map[string][]indexEntry, ids []string, narrowed bool, err error) {
+	entries = map[string][]indexEntry{}
 	read := func(filter string, keep func(indexEntry) bool) (map[string]bool, error) {
 		subjects, err := c.j.indexSubjects(ctx, filter)
 		if err != nil {
@@ -224,8 +224,8 @@ func (c *Client) candidates(ctx context.Context, flow string, where []Cond, book
 		}
 		found := map[string]bool{}
 		for _, s := range subjects {
-			e, ok := parseIndexSubject(flow, s)
-			if !ok || (keep != nil && !keep(e)) {
+			e, bySaga, ok := parseIndexSubject(flow, s)
+			if !ok || bySaga || (keep != nil && !keep(e)) {
 				continue
 			}
 			entries[e.id] = append(entries[e.id], e)
@@ -233,15 +233,15 @@ func (c *Client) candidates(ctx context.Context, flow string, where []Cond, book
 		}
 		return found, nil
 	}
-	var ids map[string]bool
+	var cand map[string]bool
 	narrow := func(found map[string]bool) {
-		if ids == nil {
-			ids = found
+		if cand == nil {
+			cand = found
 			return
 		}
-		for id := range ids {
+		for id := range cand {
 			if !found[id] {
-				delete(ids, id)
+				delete(cand, id)
 			}
 		}
 	}
@@ -260,7 +260,7 @@ func (c *Client) candidates(ctx context.Context, flow string, where []Cond, book
 			for _, tok := range toks {
 				got, err := read(wire.Index+flow+"."+cond.Attr+"."+tok+".*.*", nil)
 				if err != nil {
-					return nil, nil, err
+					return nil, nil, false, err
 				}
 				maps.Copy(found, got)
 			}
@@ -269,7 +269,7 @@ func (c *Client) candidates(ctx context.Context, flow string, where []Cond, book
 		}
 		found, err := read(wire.Index+flow+"."+cond.Attr+".*.*.*", func(e indexEntry) bool { return cond.holds(e.value, true) })
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		attrOnly[cond.Attr] = true
 		narrow(found)
@@ -280,14 +280,14 @@ func (c *Client) candidates(ctx context.Context, flow string, where []Cond, book
 		}
 		// Every value of the attribute, to tell which sagas have another.
 		if _, err := read(wire.Index+flow+"."+cond.Attr+".*.*.*", nil); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		attrOnly[cond.Attr] = true
 	}
-	if ids == nil {
-		return entries, nil, nil
+	if cand == nil {
+		return entries, nil, false, nil
 	}
-	return entries, slices.Sorted(maps.Keys(ids)), nil
+	return entries, slices.Sorted(maps.Keys(cand)), true, nil
 }
 
 // loadAll reads the sagas of flow with the given ids, a few at a time;
