@@ -73,9 +73,9 @@ func TestSearchAttributesCannotBeForged(t *testing.T) {
 		js      jetstream.JetStream
 		subject string
 	}{
-		"payments": {pjs, wire.IndexSubject("guarded", "customer", wire.IndexValueString("c-evil"), "g1", wire.SagaStep)},
+		"payments":  {pjs, wire.IndexSubject("guarded", "customer", wire.IndexValueString("c-evil"), "g1", wire.SagaStep)},
 		"payments ": {pjs, wire.IndexSagaSubject("guarded", "g1", "customer", wire.IndexValueString("c-evil"), wire.SagaStep)},
-		"intruder": {ijs, wire.IndexSubject("guarded", "bank", wire.IndexValueString("evil"), "g1", "charge")},
+		"intruder":  {ijs, wire.IndexSubject("guarded", "bank", wire.IndexValueString("evil"), "g1", "charge")},
 	} {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, err := try.js.Publish(pctx, try.subject, nil)

@@ -3,8 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
-	"strconv"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
