@@ -134,6 +134,11 @@ func TestFindByAttributes(t *testing.T) {
 	if !maps(st.Attrs, want) {
 		t.Errorf("Get shows attrs %v, want %v", st.Attrs, want)
 	}
+	// The operator's side finds the same, by the flow's name.
+	found, err := srv.Ops().Find(ctx, "purchase", where(t, "total>100", "country=FR"))
+	if err != nil || len(found) != 2 || found[0].Attrs["total"] == "" {
+		t.Errorf("ops: total>100 country=FR: %+v %v, want o2 and o5 with their totals", found, err)
+	}
 	// A condition on no attribute of the flow is refused.
 	if _, err := c.Find(ctx, f, where(t, "colour=red")); !errors.Is(err, saga.ErrInvalidOption) {
 		t.Errorf("colour=red: %v, want ErrInvalidOption", err)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/choreo-go/choreo/internal/wire"
@@ -99,6 +100,10 @@ func cutValue(v string) string {
 	return v[:n]
 }
 
+// attrsDeclared is set once a flow with search attributes is defined in
+// the process: until then, recording a step's result looks for none.
+var attrsDeclared atomic.Bool
+
 // checkAttrs checks the flow's attributes as Define gives them: names are
 // tokens, at most MaxAttrs, no two alike, each computed from the flow's
 // input type or from the result type of one of its steps. It binds each
@@ -138,6 +143,9 @@ func (f *flowDef) checkAttrs(attrs []*AttrDef, instance map[*stepDef]*stepDef) e
 			b.step = d
 		}
 		f.attrs = append(f.attrs, &b)
+	}
+	if len(f.attrs) > 0 {
+		attrsDeclared.Store(true)
 	}
 	return nil
 }

@@ -72,6 +72,9 @@ func (j *journal) putIndex(ctx context.Context, subjects []string) error {
 // does not give is logged and left out: running the step again would not
 // change its result.
 func (j *journal) indexResult(ctx context.Context, cur *State, e entry) error {
+	if !attrsDeclared.Load() {
+		return nil
+	}
 	f := j.def(cur.Flow, cur.Version)
 	if f == nil || len(f.attrs) == 0 || len(f.attrsFrom(e.step)) == 0 {
 		return nil
