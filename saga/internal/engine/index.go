@@ -45,6 +45,9 @@ func (j *journal) putIndex(ctx context.Context, subjects []string) error {
 	if len(subjects) == 0 {
 		return nil
 	}
+	if j.index == nil {
+		return fmt.Errorf("%w: stream %s does not exist, and the flow has search attributes: provision it (access.Provision)", ErrNotProvisioned, wire.IndexStream)
+	}
 	futures := make([]jetstream.PubAckFuture, 0, len(subjects))
 	for _, s := range subjects {
 		// No message id: the stream keeps one message per subject, so an
