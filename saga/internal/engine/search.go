@@ -58,30 +58,32 @@ func (b *attrBook) readRegistry(ctx context.Context) {
 	}
 }
 
-// known returns every attribute any known version of the flow declares,
-// by name.
-func (b *attrBook) known(ctx context.Context) map[string]describe.Attr {
-	b.readRegistry(ctx)
+// known returns every attribute a version of the flow declares, by name:
+// those compiled in, and those of the registry when one the conditions
+// name is not among them.
+func (b *attrBook) known(ctx context.Context, where []Cond) map[string]describe.Attr {
 	out := map[string]describe.Attr{}
-	for _, attrs := range b.regs {
+	add := func(attrs []describe.Attr) {
 		for _, a := range attrs {
 			out[a.Name] = a
 		}
 	}
 	for _, f := range versions.all(b.flow) {
-		for _, a := range describeFlow(f).Attrs {
-			out[a.Name] = a
-		}
+		add(describeFlow(f).Attrs)
 	}
 	b.c.j.defsMu.Lock()
 	for _, f := range b.c.j.defs {
 		if f.name == b.flow {
-			for _, a := range describeFlow(f).Attrs {
-				out[a.Name] = a
-			}
+			add(describeFlow(f).Attrs)
 		}
 	}
 	b.c.j.defsMu.Unlock()
+	if slices.ContainsFunc(where, func(c Cond) bool { _, ok := out[c.Attr]; return !ok }) {
+		b.readRegistry(ctx)
+		for _, attrs := range b.regs {
+			add(attrs)
+		}
+	}
 	return out
 }
 
@@ -174,7 +176,7 @@ func (c *Client) Find(ctx context.Context, f FlowRef, filter Filter) ([]*State, 
 	defer cancel()
 	book := newAttrBook(c, flow)
 	if len(filter.Where) > 0 {
-		known := book.known(ctx)
+		known := book.known(ctx, filter.Where)
 		for _, cond := range filter.Where {
 			if !slices.Contains(condOps, cond.Op) {
 				return nil, fmt.Errorf("%w: condition %s: operator %q (want one of = != > >= < <=)", ErrInvalidOption, cond, cond.Op)
