@@ -81,6 +81,17 @@
 // compensates after the child completed, the child is reverted: its own
 // compensations run, and the step is compensated once the child is.
 //
+// # Finding sagas
+//
+// A flow declares a few search attributes among its items, typed and
+// computed from its input (Attr, NumberAttr: by the process that starts
+// the saga) or from a step's result (ResultAttr, ResultNumberAttr: by the
+// step's owner). Client.Find selects sagas by them (a Filter's Where:
+// ParseCond("total>100")) from a search index, reading only the sagas
+// that match; Get shows them in State.Attrs. They are stored in the clear:
+// declare no secret as one. docs/operating.md says how they are indexed
+// and what that costs.
+//
 // # What errors mean
 //
 // An action's nil error completes its step. Abort(err) is a business

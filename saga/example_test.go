@@ -267,3 +267,59 @@ func ExampleAfter() {
 	// Output:
 	// scheduled pending 24h0m0s
 }
+
+// Basket is what the example's sagas start with.
+type Basket struct {
+	Customer string
+	Total    float64
+}
+
+// A flow declares search attributes; Find selects its sagas by them from
+// the search index, reading only those that match.
+func ExampleClient_Find() {
+	srv, err := sagatest.StartServer()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Shutdown()
+	_, js := srv.Connect()
+	ctx := context.Background()
+	c, err := saga.New(ctx, js)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	flow := saga.MustDefine[Basket]("checkout", 1,
+		saga.NewStep[Basket, Basket]("pay"),
+		saga.Attr("customer", func(b Basket) string { return b.Customer }),
+		saga.NumberAttr("total", func(b Basket) float64 { return b.Total }))
+	for id, b := range map[string]Basket{"k1": {"c-1", 50}, "k2": {"c-1", 150}, "k3": {"c-2", 300}} {
+		if err := saga.Start(ctx, c, flow, id, b); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	var filter saga.Filter
+	for _, s := range []string{"customer=c-1", "total>100"} {
+		cond, err := saga.ParseCond(s)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		filter.Where = append(filter.Where, cond)
+	}
+	found, err := c.Find(ctx, flow, filter)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, st := range found {
+		fmt.Println(st.ID, st.Status, st.Attrs["customer"], st.Attrs["total"])
+	}
+	st, _ := c.Get(ctx, flow, "k3")
+	fmt.Println(st.Attrs)
+	// Output:
+	// k2 running c-1 150
+	// map[customer:c-2 total:300]
+}

@@ -113,6 +113,10 @@ type State struct {
 	// Parent is, for a child saga (NewChild), the saga and step that
 	// started it; nil for any other saga.
 	Parent *ParentRef `json:"parent,omitempty"`
+	// Attrs are the saga's search attributes (Attr, ResultAttr), by name,
+	// numbers in their shortest decimal form: Get reads them all from the
+	// search index; Find sets those its conditions read.
+	Attrs map[string]string `json:"attrs,omitempty"`
 }
 
 // Step returns the named step's state, or nil.
@@ -200,7 +204,7 @@ func stateOf(s *engine.State) *State {
 		Flow: s.Flow, Version: s.Version, ID: s.ID, Status: Status(s.Status), Reason: s.Reason,
 		Events: s.Events, Epoch: s.Epoch, StartedAt: s.StartedAt, UpdatedAt: s.UpdatedAt,
 		EndedAt: s.EndedAt, Deadline: s.Deadline, TraceID: s.TraceID, Scheduled: s.Scheduled,
-		Steps: make([]StepState, len(s.Steps)),
+		Steps: make([]StepState, len(s.Steps)), Attrs: s.Attrs,
 	}
 	if p := s.Parent; p != nil {
 		out.Parent = &ParentRef{Flow: p.Flow, ID: p.ID, Step: p.Step}

@@ -124,6 +124,9 @@ type DeliveryBooked struct {
 	DeliveryID   string    `json:"delivery_id"`
 	OrderID      string    `json:"order_id"`
 	ScheduledFor time.Time `json:"scheduled_for"`
+	// Country is where it goes (ISO 3166-1 alpha-2), no finer: the order
+	// flow's search attribute country. Bookings of earlier builds lack it.
+	Country string `json:"country,omitempty"`
 }
 
 // OrderConfirmed: the order went through. The result of the confirm step,

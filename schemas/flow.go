@@ -34,7 +34,10 @@ import (
 // is charged at once. After the pivot, deliver asks the carrier for a
 // pickup and completes on its ParcelDelivered event, asking again each
 // DeliveryTimeout the answer is overdue (doctor reports it past its
-// retries), alongside bill.
+// retries), alongside bill. Its sagas are found by three search
+// attributes: the customer and the total (in the currency's units) of
+// the order, and the country its delivery goes to (from the book step's
+// result, computed by the shipping service, which keeps the address).
 var (
 	// Charge is owned by the payment service; compensated by a refund.
 	Charge = saga.NewStep[OrderPlaced, PaymentSucceeded]("charge",
@@ -119,6 +122,12 @@ var (
 		saga.Parallel(Bill, Deliver),
 		saga.Deadline(orderDeadline+ConfirmTimeout),
 		saga.StartedBy("order"),
+		// What an operator finds its orders by (choreo sagas ls --where
+		// customer=c-123 --where total>100, the console's search): stored
+		// in the clear in the search index, so nothing secret.
+		saga.Attr("customer", func(o OrderPlaced) string { return o.CustomerID }),
+		saga.NumberAttr("total", func(o OrderPlaced) float64 { return float64(o.Total) / 100 }),
+		saga.ResultAttr(ScheduleDelivery, "country", func(d DeliveryBooked) string { return d.Country }),
 	)
 
 	// OrderFlows are the versions of the order flow the shop runs; new

@@ -7,7 +7,7 @@
 //	choreo [connection flags] flows versions FLOW
 //	choreo [connection flags] flows retire FLOW VERSION (--drain | --compensate) --reason TEXT
 //	choreo [connection flags] flows reinstate FLOW VERSION
-//	choreo [connection flags] sagas ls [--flow FLOW] [--status S] [--version N] [--since TIME|AGE]
+//	choreo [connection flags] sagas ls [--flow FLOW] [--status S] [--version N] [--since TIME|AGE] [--where ATTR=V ...]
 //	choreo [connection flags] sagas show FLOW ID
 //	choreo [connection flags] sagas cancel FLOW ID --reason TEXT
 //	choreo [connection flags] sagas retry FLOW ID
@@ -79,6 +79,9 @@ const usage = `usage: choreo [connection flags] COMMAND
                                              an AsyncAPI 3.0 document (JSON) of the registered
                                              flows: subjects, messages with their schemas, owners
   sagas ls [--flow FLOW] [--status S] [--version N] [--since TIME|AGE]
+           [--where COND]...                 sagas; --where (repeatable, all must hold) on the
+                                             flows' search attributes: customer=c-123, total>100
+                                             (= != > >= < <=), read from the search index
   sagas show FLOW ID                         state, steps and timeline
   sagas watch [--flow FLOW]                  each change of a saga, until interrupted
   sagas cancel FLOW ID --reason TEXT         compensate a running saga, or stop a scheduled one

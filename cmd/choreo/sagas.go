@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -21,6 +23,15 @@ func sagasLs(ctx context.Context, k *cli, args []string) error {
 	status := fs.String("status", "", "")
 	ver := fs.Int("version", 0, "")
 	sinceFlag := fs.String("since", "", "")
+	var where []saga.Cond
+	fs.Func("where", "", func(v string) error {
+		c, err := saga.ParseCond(v)
+		if err != nil {
+			return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), saga.ErrInvalidOption.Error()+": "))
+		}
+		where = append(where, c)
+		return nil
+	})
 	if _, err := parse(fs, args, 0, "only flags"); err != nil {
 		return err
 	}
@@ -44,9 +55,23 @@ func sagasLs(ctx context.Context, k *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if len(where) > 0 && *flow == "" {
+		// The flows whose sagas have every attribute the conditions name.
+		if names, err = flowsWith(ctx, k, where); err != nil {
+			return err
+		}
+	}
 	var list []*saga.State
 	for _, name := range names {
-		l, err := k.c.List(ctx, saga.Named(name), statuses...)
+		var l []*saga.State
+		if len(where) > 0 {
+			l, err = k.c.Find(ctx, saga.Named(name), saga.Filter{Statuses: statuses, Version: *ver, Since: since, Where: where})
+			if errors.Is(err, saga.ErrInvalidOption) {
+				return usagef("--where: %s", strings.TrimPrefix(err.Error(), saga.ErrInvalidOption.Error()+": "))
+			}
+		} else {
+			l, err = k.c.List(ctx, saga.Named(name), statuses...)
+		}
 		if err != nil {
 			return err
 		}
@@ -66,6 +91,45 @@ func sagasLs(ctx context.Context, k *cli, args []string) error {
 			fmt.Fprintf(w, "%s\t%s\tv%d\t%s\t%s\t%s\t%s\n", s.Flow, s.ID, s.Version, s.Status, s.StartedAt.Format(time.RFC3339), orDash(waitingOn(s)), orDash(note))
 		}
 	})
+}
+
+// flowsWith returns the registered flows some version of which declares
+// every attribute the conditions name.
+func flowsWith(ctx context.Context, k *cli, where []saga.Cond) ([]string, error) {
+	flows, err := k.op.Flows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	has := map[string]map[string]bool{}
+	for _, f := range flows {
+		if has[f.Name] == nil {
+			has[f.Name] = map[string]bool{}
+		}
+		for _, a := range f.Attrs {
+			has[f.Name][a.Name] = true
+		}
+	}
+	var names []string
+	for name, attrs := range has {
+		if !slices.ContainsFunc(where, func(c saga.Cond) bool { return !attrs[c.Attr] }) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil, usagef("--where: no registered flow has the search attributes %v", condAttrs(where))
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func condAttrs(where []saga.Cond) []string {
+	var out []string
+	for _, c := range where {
+		if !slices.Contains(out, c.Attr) {
+			out = append(out, c.Attr)
+		}
+	}
+	return out
 }
 
 // flowNames is the flow --flow names, or every registered flow when it
@@ -124,6 +188,13 @@ func sagasShow(ctx context.Context, k *cli, args []string) error {
 		}
 		if p := st.Parent; p != nil {
 			fmt.Fprintf(w, "parent: %s/%s, step %s (this saga is its child)\n", p.Flow, p.ID, p.Step)
+		}
+		if len(st.Attrs) > 0 {
+			var attrs []string
+			for _, name := range slices.Sorted(maps.Keys(st.Attrs)) {
+				attrs = append(attrs, name+"="+st.Attrs[name])
+			}
+			fmt.Fprintf(w, "attributes: %s\n", strings.Join(attrs, " "))
 		}
 		fmt.Fprintln(w, "STEP\tSTATUS\tATTEMPTS\tUNDO ATTEMPTS\tNOTE")
 		for _, s := range st.Steps {

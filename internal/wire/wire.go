@@ -19,6 +19,7 @@
 package wire
 
 import (
+	"encoding/base64"
 	"strconv"
 	"strings"
 )
@@ -256,4 +257,88 @@ func EndConsumer(flow, handler string) string { return flow + "__end_" + handler
 // its owner settles the step with them.
 func ChildEndConsumer(child, parent, step string) string {
 	return child + "__parent_" + parent + "_" + step
+}
+
+// The search index: two messages, with no payload, per attribute of a
+// saga, in IndexStream: one found by the value,
+//
+//	choreo.idx.<flow>.<attr>.<value>.<id>.<source>
+//
+// and one found by the saga,
+//
+//	choreo.idx.<flow>._id.<id>.<attr>.<value>.<source>
+//
+// where value is the attribute's value encoded as one subject token
+// (IndexValueString, IndexValueNumber) and source who computed it:
+// SagaStep for an attribute of the saga's input (its starter), a step's
+// name for one of that step's result (its owner). In the first the value
+// comes before the saga id, so that an equality lookup names its
+// subjects exactly; the second gives a saga's attributes (Get, its
+// expiry) without a walk over every saga's. The subjects alone (the
+// stream's subject list) say every value: no lookup reads a message. No
+// attribute is named "_id" (Token refuses a leading underscore).
+const (
+	IndexStream = "CHOREO_INDEX"
+	Index       = "choreo.idx."
+)
+
+// IndexSubject is the subject of one attribute of a saga, found by its
+// value.
+func IndexSubject(flow, attr, value, id, source string) string {
+	return Index + flow + "." + attr + "." + value + "." + id + "." + source
+}
+
+// IndexBySaga is the token after the flow of the subjects found by saga.
+const IndexBySaga = "_id"
+
+// IndexSagaSubject is the subject of one attribute of a saga, found by
+// the saga.
+func IndexSagaSubject(flow, id, attr, value, source string) string {
+	return Index + flow + "." + IndexBySaga + "." + id + "." + attr + "." + value + "." + source
+}
+
+// IndexValueString encodes a text value as a subject token: "s" and the
+// value itself when it is made of [A-Za-z0-9-] only (what ids, codes and
+// countries are), else "b" and its unpadded base64url encoding.
+func IndexValueString(v string) string {
+	plain := v != ""
+	for i := 0; i < len(v) && plain; i++ {
+		c := v[i]
+		plain = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
+	}
+	if plain {
+		return "s" + v
+	}
+	return "b" + base64.RawURLEncoding.EncodeToString([]byte(v))
+}
+
+// IndexValueNumber encodes a finite number as a subject token: "n" and
+// its shortest decimal form, with "_" for the point and no "+" ("n100",
+// "n-2_5", "n1e21"), which ParseIndexValue reads back exactly.
+func IndexValueNumber(f float64) string {
+	s := strconv.FormatFloat(f, 'g', -1, 64)
+	return "n" + strings.NewReplacer(".", "_", "+", "").Replace(s)
+}
+
+// ParseIndexValue reads a token IndexValueString or IndexValueNumber
+// made: the value as text (a number in strconv's shortest form), and
+// whether it is a number; ok is false for anything else.
+func ParseIndexValue(tok string) (v string, number, ok bool) {
+	if tok == "" {
+		return "", false, false
+	}
+	switch rest := tok[1:]; tok[0] {
+	case 's':
+		return rest, false, rest != ""
+	case 'b':
+		b, err := base64.RawURLEncoding.DecodeString(rest)
+		return string(b), false, err == nil
+	case 'n':
+		f, err := strconv.ParseFloat(strings.ReplaceAll(rest, "_", "."), 64)
+		if err != nil {
+			return "", false, false
+		}
+		return strconv.FormatFloat(f, 'g', -1, 64), true, true
+	}
+	return "", false, false
 }

@@ -102,6 +102,11 @@ const jsAPI = "$JS.API."
 //     a registry key of its own (def.<flow>.v<N>.<service>): the tools
 //     show a definition only when every participant that attested one
 //     attested the same;
+//   - write the search attributes it computes (saga.Attr: a starter
+//     those of the input, a step's owner those of its result:
+//     choreo.idx.<flow>.<attr>.*.*.<_saga or step> and
+//     choreo.idx.<flow>._id.*.<attr>.*.<_saga or step>), and, as a
+//     participant, delete the index entries of an expired saga;
 //   - subscribe only under its own inbox prefix (InboxPrefix).
 //
 // It may not create, update, purge or delete a stream, nor touch another
@@ -157,6 +162,12 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 				wire.DeadLetterSubject(f.Name, svc), wire.DeadLetterSubject(wire.Unnamed, svc),
 				jsAPI + "STREAM.MSG.DELETE." + wire.Stream,
 				jsAPI + "STREAM.MSG.DELETE." + wire.TimerStream,
+				// An ended saga's expiry deletes its search attributes,
+				// each found by its subject.
+				jsAPI + "STREAM.MSG.DELETE." + wire.IndexStream,
+				jsAPI + "DIRECT.GET." + wire.IndexStream,
+				jsAPI + "DIRECT.GET." + wire.IndexStream + ".>",
+				jsAPI + "STREAM.MSG.GET." + wire.IndexStream,
 			}}}
 			// Its own attestation of the flow's definition, and no one else's.
 			a.Publish.Allow = append(a.Publish.Allow, "$KV."+wire.FlowsBucket+"."+wire.DefKey(f.Name, f.Version)+"."+svc)
@@ -166,6 +177,22 @@ func Permissions(flows ...Definition) (map[string]Access, error) {
 		}
 		for _, svc := range f.StartedBy {
 			grant(svc, Access{Publish: Rules{Allow: []string{wire.LogSubject(f.Name, "*", f.Version, wire.SagaStep, wire.PhaseStart)}}})
+		}
+		for _, a := range f.Attrs {
+			// Each search attribute is written by who computes it: the
+			// starters for one of the input, the step's owner for one of
+			// its result; under the source it names, which readers check.
+			if a.Step == "" {
+				for _, svc := range f.StartedBy {
+					grant(svc, Access{Publish: Rules{Allow: []string{
+						wire.IndexSubject(f.Name, a.Name, "*", "*", wire.SagaStep), wire.IndexSagaSubject(f.Name, "*", a.Name, "*", wire.SagaStep)}}})
+				}
+				continue
+			}
+			if s, ok := f.Step(a.Step); ok {
+				grant(s.Owner, Access{Publish: Rules{Allow: []string{
+					wire.IndexSubject(f.Name, a.Name, "*", "*", a.Step), wire.IndexSagaSubject(f.Name, "*", a.Name, "*", a.Step)}}})
+			}
 		}
 		for _, svc := range append(slices.Collect(maps.Keys(participants)), f.StartedBy...) {
 			grant(svc, Access{Publish: Rules{Allow: []string{wire.Sched + f.Name + ".*"}}})
@@ -194,6 +221,9 @@ func childAccess(parent string, d describe.Step) Access {
 		wire.Cmd + c + ".*." + wire.Version(v) + ".*." + wire.Undo,
 		wire.Sched + c + ".*",
 		wire.DeadLetterSubject(c, d.Owner),
+		// The search attributes of the child's input, which it computes.
+		wire.IndexSubject(c, "*", "*", "*", wire.SagaStep),
+		wire.IndexSagaSubject(c, "*", "*", "*", wire.SagaStep),
 	}}}
 	a.Add(Consume(wire.Stream, wire.ChildEndConsumer(c, parent, d.Name)))
 	return a
@@ -278,6 +308,8 @@ func Base(identity string) Access {
 			jsAPI + "STREAM.INFO." + wire.Stream,
 			jsAPI + "STREAM.INFO." + wire.TimerStream,
 			jsAPI + "STREAM.INFO." + wire.DeadLetterStream,
+			// The search index is read from its subject list alone.
+			jsAPI + "STREAM.INFO." + wire.IndexStream,
 			jsAPI + "DIRECT.GET." + wire.Stream,
 			jsAPI + "DIRECT.GET." + wire.Stream + ".>",
 			jsAPI + "STREAM.MSG.GET." + wire.Stream,
@@ -385,6 +417,9 @@ const (
 	// DeadLetterStream holds what choreo could not process, with the
 	// reason.
 	DeadLetterStream = wire.DeadLetterStream
+	// IndexStream is the search index: one subject per search attribute
+	// of a saga (saga.Attr), stored in the clear.
+	IndexStream = wire.IndexStream
 	// FlowsBucket is the key-value bucket of the flow registry: the
 	// definitions runners serve and the versions an operator retired.
 	FlowsBucket = wire.FlowsBucket

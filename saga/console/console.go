@@ -111,6 +111,7 @@ func Handler(c *saga.Client, op *ops.Client, opts ...Option) http.Handler {
 	mux.HandleFunc("POST /api/deadletters/{seq}/replay", h.replay)
 	mux.HandleFunc("GET /api/parked", h.parked)
 	mux.HandleFunc("GET /api/scheduled", h.scheduledList)
+	mux.HandleFunc("GET /api/search", h.search)
 	mux.HandleFunc("GET /api/sagas/{flow}/{id}", h.saga)
 	mux.HandleFunc("POST /api/sagas/{flow}/{id}/retry", h.retry)
 	cop := http.NewCrossOriginProtection()
@@ -545,6 +546,100 @@ func (h *handler) parked(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	httpjson.Write(w, http.StatusOK, out)
+}
+
+// foundSaga is a saga the search box found.
+type foundSaga struct {
+	Flow      string            `json:"flow"`
+	Version   int               `json:"version"`
+	ID        string            `json:"id"`
+	Status    saga.Status       `json:"status"`
+	StartedAt time.Time         `json:"started_at"`
+	Attrs     map[string]string `json:"attrs,omitempty"`
+}
+
+// searchLimit is how many sagas a search shows, the newest first.
+const searchLimit = 200
+
+// search finds sagas by their search attributes: q holds conditions
+// separated by spaces (customer=c-123 total>100), all of which must hold;
+// flow, when given, names the flow, else every registered flow that has
+// the attributes is searched; status keeps one status. A bad condition is
+// a 400 that says why.
+func (h *handler) search(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var where []saga.Cond
+	for _, f := range strings.Fields(q.Get("q")) {
+		c, err := saga.ParseCond(f)
+		if err != nil {
+			httpjson.Error(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		where = append(where, c)
+	}
+	if len(where) == 0 {
+		httpjson.Error(w, http.StatusBadRequest, "give one condition at least: customer=c-123 total>100")
+		return
+	}
+	var filter saga.Filter
+	filter.Where = where
+	if st := saga.Status(q.Get("status")); st != "" {
+		known := []saga.Status{saga.StatusScheduled, saga.StatusRunning, saga.StatusCompleted, saga.StatusCompensating, saga.StatusCompensated, saga.StatusCompensationFailed}
+		if !slices.Contains(known, st) {
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("status %q: want one of %v", st, known))
+			return
+		}
+		filter.Statuses = []saga.Status{st}
+	}
+	flows, err := h.op.Flows(r.Context())
+	if err != nil {
+		failLib(w, err)
+		return
+	}
+	var names []string
+	if f := q.Get("flow"); f != "" {
+		names = []string{f}
+	} else {
+		has := map[string]map[string]bool{}
+		for _, f := range flows {
+			if has[f.Name] == nil {
+				has[f.Name] = map[string]bool{}
+			}
+			for _, a := range f.Attrs {
+				has[f.Name][a.Name] = true
+			}
+		}
+		for name, attrs := range has {
+			if !slices.ContainsFunc(where, func(c saga.Cond) bool { return !attrs[c.Attr] }) {
+				names = append(names, name)
+			}
+		}
+		if len(names) == 0 {
+			httpjson.Error(w, http.StatusBadRequest, "no registered flow has every attribute these conditions name")
+			return
+		}
+	}
+	out := []foundSaga{}
+	for _, n := range names {
+		list, err := h.c.Find(r.Context(), saga.Named(n), filter)
+		if errors.Is(err, saga.ErrInvalidOption) {
+			httpjson.Error(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if err != nil {
+			failLib(w, err)
+			return
+		}
+		for _, st := range list {
+			out = append(out, foundSaga{Flow: st.Flow, Version: st.Version, ID: st.ID, Status: st.Status, StartedAt: st.StartedAt, Attrs: st.Attrs})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b foundSaga) int { return b.StartedAt.Compare(a.StartedAt) })
+	total := len(out)
+	if len(out) > searchLimit {
+		out = out[:searchLimit]
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"total": total, "sagas": out})
 }
 
 // event is one entry of a saga's timeline as the detail page shows it.

@@ -263,14 +263,21 @@ func TestConsole(t *testing.T) {
 
 	t.Run("bad input", func(t *testing.T) {
 		for path, want := range map[string]string{
-			"/api/flows/shop/1/counts":    "want v1",
-			"/api/flows/shop/v0/counts":   "want v1",
-			"/api/flows/shop/vx/counts":   "want v1",
-			"/api/flows/a.b/v1/counts":    "flow",
-			"/api/flows/_x/v1/counts":     "flow",
-			"/api/sagas/shop/a%20b":       "saga id",
-			"/api/sagas/sh%3Eop/ok1":      "flow",
-			"/api/sagas/shop/" + longID(): "saga id",
+			"/api/flows/shop/1/counts":                         "want v1",
+			"/api/flows/shop/v0/counts":                        "want v1",
+			"/api/flows/shop/vx/counts":                        "want v1",
+			"/api/flows/a.b/v1/counts":                         "flow",
+			"/api/flows/_x/v1/counts":                          "flow",
+			"/api/sagas/shop/a%20b":                            "saga id",
+			"/api/sagas/sh%3Eop/ok1":                           "flow",
+			"/api/sagas/shop/" + longID():                      "saga id",
+			"/api/search":                                      "give one condition",
+			"/api/search?q=total":                              "has no operator",
+			"/api/search?q=%3D5":                               "names no attribute",
+			"/api/search?q=colour%3Dred":                       "no registered flow has",
+			"/api/search?q=colour%3Dred&flow=shop":             "no search attribute",
+			"/api/search?q=colour%3Dred&flow=a.b":              "bad flow name",
+			"/api/search?q=colour%3Dred&flow=shop&status=lost": "status",
 		} {
 			code, body, _ := f.do(t, http.MethodGet, path, nil)
 			if code != 400 || !strings.Contains(body, want) {

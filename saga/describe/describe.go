@@ -44,6 +44,9 @@ type Flow struct {
 	StartedBy []string      `json:"started_by,omitempty"`
 	Deadline  time.Duration `json:"deadline,omitempty"`
 	Steps     []Step        `json:"steps"`
+	// Attrs are the flow's search attributes (saga.Attr): what its sagas
+	// are found by.
+	Attrs []Attr `json:"attrs,omitempty"`
 	// Schemas are the JSON Schemas of the flow's event types (its input
 	// and each step's result), by CloudEvents type, as the registering
 	// runner's saga.WithSchemas gave them; a type without one is absent.
@@ -82,6 +85,26 @@ type Step struct {
 	// names that flow and its version.
 	Child        string `json:"child,omitempty"`
 	ChildVersion int    `json:"child_version,omitempty"`
+}
+
+// Attr describes a search attribute of a flow: its name, the type of its
+// values ("string" or "number"), and the step whose result it is computed
+// from ("" for the saga's input, computed by its starter).
+type Attr struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	Step string `json:"step,omitempty"`
+}
+
+// Attr describes the named search attribute; ok is false when the flow
+// has none.
+func (f Flow) Attr(name string) (Attr, bool) {
+	for _, a := range f.Attrs {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return Attr{}, false
 }
 
 // FromFlow is Step.InputFrom for a step that takes the flow's input where
@@ -128,6 +151,7 @@ func (f Flow) WithSchemas(schemaOf func(eventType string) ([]byte, error)) Flow 
 const (
 	maxSteps = 1000
 	maxText  = 1024
+	maxAttrs = 8
 )
 
 // Check reports why f is not a definition saga.Define could have made:
@@ -192,6 +216,21 @@ func (f Flow) Check() error {
 				return bad("%v", err)
 			}
 		}
+	}
+	if len(f.Attrs) > maxAttrs {
+		return fmt.Errorf("flow %s: %d search attributes, at most %d", f.Name, len(f.Attrs), maxAttrs)
+	}
+	named := map[string]bool{}
+	for _, a := range f.Attrs {
+		switch {
+		case !wire.Token(a.Name) || named[a.Name]:
+			return fmt.Errorf("flow %s: search attribute %q: not a name, or named twice", f.Name, a.Name)
+		case a.Kind != "string" && a.Kind != "number":
+			return fmt.Errorf("flow %s: search attribute %s: kind %q", f.Name, a.Name, a.Kind)
+		case a.Step != "" && !seen[a.Step]:
+			return fmt.Errorf("flow %s: search attribute %s: from step %q, which it has not", f.Name, a.Name, a.Step)
+		}
+		named[a.Name] = true
 	}
 	return nil
 }

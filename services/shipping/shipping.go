@@ -93,7 +93,7 @@ func (s *Service) scheduleDelivery(ctx context.Context, p schemas.PaymentSucceed
 	if err != nil {
 		return schemas.DeliveryBooked{}, err
 	}
-	return schemas.DeliveryBooked{DeliveryID: d.ID, OrderID: d.OrderID, ScheduledFor: d.ScheduledFor}, nil
+	return schemas.DeliveryBooked{DeliveryID: d.ID, OrderID: d.OrderID, ScheduledFor: d.ScheduledFor, Country: d.Address.Country}, nil
 }
 
 // deliver is the deliver step of version 4: it asks the carrier to pick

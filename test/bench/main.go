@@ -24,6 +24,10 @@
 //	         (no service deploys it so; the headline before 2026-12)
 //	cluster  the 4-step flow on three embedded servers, every stream
 //	         replicated three times (raw's too), services on the nodes in turn
+//	search   choreo only: -search-sagas sagas with three search
+//	         attributes and as many without: index bytes per saga, start
+//	         rate with and without, lookup times (Find by equality and by
+//	         range, Get) against List
 //	long     choreo only, at least -long-max sagas (at most -long-cap),
 //	         one line per -long-window: throughput, the process's RSS and
 //	         heap, the CHOREO stream's subjects and messages
@@ -43,7 +47,7 @@ import (
 	"time"
 )
 
-var allSections = []string{"latency", "hops", "payload", "sync", "shape", "cluster", "long"}
+var allSections = []string{"latency", "hops", "payload", "sync", "shape", "cluster", "long", "search"}
 
 func main() {
 	dur := flag.Duration("duration", 4*time.Second, "measuring time per run (after warm-up)")
@@ -55,6 +59,7 @@ func main() {
 	longMax := flag.Int("long-max", 200000, "sagas in the long run")
 	longCap := flag.Duration("long-cap", 120*time.Second, "most time of the long run")
 	longWindow := flag.Duration("long-window", 10*time.Second, "reporting window of the long run")
+	searchSagas := flag.Int("search-sagas", 10000, "sagas of each flow in the search section")
 	blockProfile := flag.String("blockprofile", "", "write a profile of where goroutines waited (blocking and mutexes) to this file and this file.mutex")
 	flag.Parse()
 	if *blockProfile != "" {
@@ -187,6 +192,12 @@ func main() {
 		fmt.Printf("== long: choreo only, 4 steps, 100 in flight, %d sagas or %v, a line per %v\n", *longMax, *longCap, *longWindow)
 		if err := longRun(*longMax, *longCap, *longWindow); err != nil {
 			fail(1, "long: %v", err)
+		}
+	}
+	if sections["search"] && slices.Contains(kinds, "choreo") {
+		fmt.Printf("== search: %d sagas with three search attributes (customer, total, country) and %d without, no runner\n", *searchSagas, *searchSagas)
+		if err := searchRun(*searchSagas); err != nil {
+			fail(1, "search: %v", err)
 		}
 	}
 	fmt.Printf("total %v\n", time.Since(t0).Round(100*time.Millisecond))

@@ -57,7 +57,7 @@ function banner(text) {
   b.textContent = text || "";
 }
 
-// ---- routing: #flows[/FLOW[/vN]], #dead, #parked, #scheduled, #saga/FLOW/ID ----
+// ---- routing: #flows[/FLOW[/vN]], #dead, #parked, #scheduled, #search[/CONDS[/STATUS]], #saga/FLOW/ID ----
 
 let timer = null;
 
@@ -66,7 +66,7 @@ function route() {
   timer = null;
   banner("");
   const parts = location.hash.replace(/^#/, "").split("/").map(decodeURIComponent);
-  const page = ["flows", "dead", "parked", "scheduled", "saga"].includes(parts[0]) ? parts[0] : "flows";
+  const page = ["flows", "dead", "parked", "scheduled", "search", "saga"].includes(parts[0]) ? parts[0] : "flows";
   for (const p of document.querySelectorAll(".page")) p.hidden = p.id !== "page-" + page;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.id === "nav-" + page);
   const every = (ms, fn) => {
@@ -85,6 +85,9 @@ function route() {
       break;
     case "scheduled":
       every(2000, loadScheduled);
+      break;
+    case "search":
+      showSearch(parts[1], parts[2]);
       break;
     case "saga":
       every(2000, () => loadSaga(parts[1], parts[2]));
@@ -357,6 +360,7 @@ async function loadSaga(flow, id) {
   field("deadline", st.deadline && fmtTime(st.deadline));
   field("operator retries", st.epoch && String(st.epoch));
   field("trace id", st.trace_id);
+  field("attributes", st.attrs && Object.keys(st.attrs).sort().map((k) => k + "=" + st.attrs[k]).join("  "));
   if (st.parent) {
     // A child saga: a link to the saga whose step started it.
     fields.append(el("dt", null, "parent"), el("dd", { id: "saga-parent" },
@@ -379,6 +383,44 @@ async function loadSaga(flow, id) {
   }
 }
 
+// ---- search by attributes ----
+
+// showSearch runs the search the page's address holds (#search/CONDS/STATUS),
+// so that a search can be linked to and reloaded.
+async function showSearch(q, status) {
+  $("#search-q").value = q || "";
+  $("#search-status").value = status || "";
+  const body = $("#search-table tbody");
+  body.replaceChildren();
+  $("#search-total").textContent = "";
+  if (!q) return;
+  let d;
+  try {
+    d = await getJSON("api/search?" + new URLSearchParams({ q, status: status || "" }));
+    setLive(true, "live · " + new Date().toLocaleTimeString());
+  } catch (e) {
+    banner("search: " + e.message);
+    return;
+  }
+  $("#search-total").textContent = d.total === 1 ? "1 saga" : d.total + " sagas" + (d.total > d.sagas.length ? " (the newest " + d.sagas.length + " shown)" : "");
+  for (const s of d.sagas) {
+    const attrs = Object.keys(s.attrs || {}).sort().map((k) => k + "=" + s.attrs[k]).join("  ");
+    body.append(el("tr", { class: "search-row", "data-flow": s.flow, "data-id": s.id },
+      el("td", null, el("a", { href: "#saga/" + path(s.flow, s.id) }, s.id), el("small", null, s.flow + " v" + s.version)),
+      el("td", null, el("span", { class: "status " + s.status }, s.status)),
+      el("td", { class: "c-when" }, fmtTime(s.started_at)),
+      el("td", null, attrs)));
+  }
+}
+
+$("#search-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const q = $("#search-q").value.trim();
+  const st = $("#search-status").value;
+  const want = "#search/" + encodeURIComponent(q) + (st ? "/" + encodeURIComponent(st) : "");
+  if (location.hash === want) route();
+  else location.hash = want;
+});
 $("#dead-refresh").addEventListener("click", loadDead);
 window.addEventListener("hashchange", route);
 // The badges in the menu: how many dead letters, parked and scheduled sagas there are.

@@ -75,6 +75,12 @@ func (j *journal) load(ctx context.Context, flow, id string, min uint64) (*State
 // with errNoop, when the transition does not apply) and its sequence.
 func (j *journal) append(ctx context.Context, cur *State, seq uint64, e entry) (*State, uint64, error) {
 	flow, id := cur.Flow, cur.ID
+	if e.phase == PhaseDone {
+		// A result's search attributes go first (index.go).
+		if err := j.indexResult(ctx, cur, e); err != nil {
+			return nil, 0, err
+		}
+	}
 	var min uint64 // after a lost race: the log is past seq
 	for range 64 {
 		if cur == nil {
@@ -244,6 +250,10 @@ func (j *journal) expire(ctx context.Context, flow, id string) error {
 	}
 	if (st.Status != StatusCompleted && st.Status != StatusCompensated) || j.sagaTime().Before(st.EndedAt.Add(j.opts.retention)) {
 		return nil
+	}
+	// Its search attributes first: a saga that stands keeps them.
+	if err := j.unindex(ctx, flow, st.Version, id); err != nil {
+		return fmt.Errorf("saga: expire %s/%s: search index: %w", flow, id, err)
 	}
 	if st.overflow {
 		// Too many events to list: everything on the saga's subjects.

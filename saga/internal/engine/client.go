@@ -107,14 +107,38 @@ func New(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, 
 	if err != nil {
 		return nil, fmt.Errorf("saga: stream %s: %w", DeadLetterStream, notProvisioned(js.Conn(), DeadLetterStream, err))
 	}
+	j.index, err = jsutil.EnsureStream(ctx, js, jetstream.StreamConfig{
+		Name:        IndexStream,
+		Description: "choreo: the search index: one subject per attribute of a saga, no payload",
+		Subjects:    []string{wire.Index + ">"},
+		Storage:     storage,
+		Replicas:    o.replicas,
+		Duplicates:  o.duplicates,
+		MaxAge:      o.maxAge,
+		MaxBytes:    indexMaxBytes,
+		// An entry is headers only; written again, it replaces itself.
+		MaxMsgSize:        indexMaxMsg,
+		MaxMsgsPerSubject: 1,
+		AllowDirect:       true,
+		// Full, it refuses new entries, and so new sagas with attributes,
+		// rather than dropping those of sagas that stand.
+		Discard: jetstream.DiscardNew,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: stream %s: %w", IndexStream, notProvisioned(js.Conn(), IndexStream, err))
+	}
 	if c.reg, err = openRegistry(ctx, js, o); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// The dead-letter stream's limits, and the largest timer.
+// The dead-letter stream's limits, the largest timer, and the search
+// index's limits (about 150 bytes stored per entry: 7 million entries).
 const (
+	indexMaxMsg   = 4 * 1024
+	indexMaxBytes = 1 << 30
+
 	timerMaxMsg        = 16 * 1024
 	deadLetterMaxMsg   = 256 * 1024
 	deadLetterMaxBytes = 1 << 30
@@ -159,6 +183,13 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client,
 	}
 	if j.dlq, err = open(DeadLetterStream); err != nil {
 		return nil, err
+	}
+	// The search index came later than the other streams: without it,
+	// what reads it says it is not provisioned, and the rest works.
+	if s, err := js.Stream(ctx, IndexStream); err == nil {
+		j.index = s
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("saga: stream %s: %w", IndexStream, err)
 	}
 	kv, err := js.KeyValue(ctx, wire.FlowsBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {

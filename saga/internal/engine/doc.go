@@ -5,7 +5,8 @@
 //
 //   - errors.go, pool.go, trace.go: sentinels, the worker pool, the trace
 //     context carried in headers.
-//   - flow.go: a flow's definition (FlowDef, StepDef) and Define's checks.
+//   - flow.go, attrs.go: a flow's definition (FlowDef, StepDef) and
+//     Define's checks; its search attributes (AttrDef).
 //   - state.go: a saga's State and its transitions; decide.go: the
 //     runner's decisions, pure functions of a state and an outcome, and
 //     those about a flow version (whether Start refuses it, when a report
@@ -15,13 +16,16 @@
 //     is configured.
 //   - registry.go: the flow registry bucket; journal.go: the saga log's
 //     reads and caches; check.go: the check that every event follows from
-//     the log before it; append.go: appending with compare-and-set,
-//     emitting what a state makes due, dead-lettering.
+//     the log before it; index.go: the search index's entries, written
+//     (before the event they come from), listed and deleted; append.go:
+//     appending with compare-and-set, emitting what a state makes due,
+//     dead-lettering.
 //   - client.go, query.go, start.go: a client, its queries and starting a
 //     saga (now or, scheduled, later); waits.go: completion tokens and
 //     settling a step completed later from outside its action
 //     (Settle), and the span of such a completion; versions.go, deadletters.go, counts.go, doctor.go: the
-//     operator's acts and reports.
+//     operator's acts and reports; search.go: finding sagas by a Filter
+//     (filter.go) from the search index (Find), and a saga's attributes.
 //   - runner.go, runopts.go: a runner and its options; delivery.go: one
 //     delivered message and how it ends; handlers.go: the kinds of
 //     message a runner handles (a step's trigger, its compensation, the

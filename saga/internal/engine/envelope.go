@@ -20,6 +20,8 @@ const (
 	TimerStream = wire.TimerStream
 	// DeadLetterStream holds what choreo could not process, with the reason.
 	DeadLetterStream = wire.DeadLetterStream
+	// IndexStream holds the search index: the sagas' attributes.
+	IndexStream = wire.IndexStream
 )
 
 // logPhases are the phases a saga log event may have.

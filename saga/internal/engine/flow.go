@@ -4,6 +4,7 @@ import (
 	"github.com/choreo-go/choreo/saga/describe"
 
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -379,7 +380,8 @@ type flowDef struct {
 	steps     []*stepDef
 	byName    map[string]*stepDef
 	input     reflect.Type
-	inputType string // CloudEvents type of the start event
+	inputType string     // CloudEvents type of the start event
+	attrs     []*AttrDef // search attributes (attrs.go)
 }
 
 // FlowDef is a defined flow: the untyped part of the face's Flow[In].
@@ -458,6 +460,7 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 	}
 	f := &flowDef{name: name, version: version, byName: map[string]*stepDef{}}
 	var templates []*stepDef
+	var attrs []*AttrDef
 	instance := map[*stepDef]*stepDef{} // by template
 	add := func(pos []*stepDef, tmpl *stepDef) ([]*stepDef, error) {
 		if tmpl == nil {
@@ -498,6 +501,9 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 		var pos []*stepDef
 		var err error
 		switch v := it.(type) {
+		case *AttrDef:
+			attrs = append(attrs, v)
+			continue
 		case startedBy:
 			for _, svc := range v {
 				if !wire.Token(svc) {
@@ -568,6 +574,9 @@ func Define(name string, version int, input reflect.Type, items ...Item) (*FlowD
 		for _, d := range pos {
 			earlier[d] = true
 		}
+	}
+	if err := f.checkAttrs(attrs, instance); err != nil {
+		return bad("%w", err)
 	}
 	if err := versions.check(f); err != nil {
 		return bad("%w", err)
@@ -693,6 +702,13 @@ func (b *versionBook) get(flow string, version int) *flowDef {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.byName[flow][version]
+}
+
+// all returns the versions of flow defined in the process.
+func (b *versionBook) all(flow string) []*flowDef {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Collect(maps.Values(b.byName[flow]))
 }
 
 func (b *versionBook) add(f *flowDef) {

@@ -31,6 +31,7 @@ type journal struct {
 	stream jetstream.Stream
 	timers jetstream.Stream
 	dlq    jetstream.Stream
+	index  jetstream.Stream // the search index (index.go); nil when Open found none
 	opts   *options
 	api    string      // JetStream API prefix, ending in "."
 	trust  *trustCache // events appended or checked (check.go)

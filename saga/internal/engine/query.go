@@ -52,6 +52,7 @@ func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) 
 			c.whoHas(ctx, st, seq, s)
 		}
 	}
+	c.withAttrs(ctx, v)
 	return v, nil
 }
 

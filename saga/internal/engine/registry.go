@@ -52,6 +52,9 @@ func describeFlow(f *flowDef) describe.Flow {
 			st.Child, st.ChildVersion = d.child.name, d.child.version
 		}
 	}
+	for _, a := range f.attrs {
+		fi.Attrs = append(fi.Attrs, describe.Attr{Name: a.name, Kind: string(a.kind), Step: a.Source()})
+	}
 	return fi
 }
 

@@ -125,6 +125,9 @@ func (c *Client) start(ctx context.Context, f *flowDef, id string, data []byte, 
 	if at.After(now) {
 		return c.startAt(ctx, f, id, data, now, at.UTC().Truncate(timeUnit))
 	}
+	if exists, err := c.indexStart(ctx, f, id, data); exists || err != nil {
+		return err
+	}
 	st := newState(f, id, now)
 	st.TraceID = traceIDOf(ctx)
 	st.Parent = o.parent
@@ -158,6 +161,9 @@ func (c *Client) startAt(ctx context.Context, f *flowDef, id string, data []byte
 	case !errors.Is(err, ErrNotFound):
 		return err
 	}
+	if _, err := c.indexStart(ctx, f, id, data); err != nil {
+		return err
+	}
 	st := newScheduled(f, id, now, at)
 	st.TraceID = traceIDOf(ctx)
 	if err := c.j.schedule(ctx, st, wire.TimerBegin, at, f.name+"."+id+".begin"); err != nil {
@@ -167,6 +173,27 @@ func (c *Client) startAt(ctx context.Context, f *flowDef, id string, data []byte
 		return err
 	}
 	return c.publishStart(ctx, st, data)
+}
+
+// indexStart indexes the search attributes of a saga of f computed from
+// its input, before its start is appended (index.go). A saga that exists
+// already is left as it is (exists): its attributes are those it started
+// with. It returns ErrInvalidInput when an attribute cannot be computed.
+func (c *Client) indexStart(ctx context.Context, f *flowDef, id string, data []byte) (exists bool, err error) {
+	if len(f.attrsFrom("")) == 0 {
+		return false, nil
+	}
+	switch _, _, err := c.j.load(ctx, f.name, id, 0); {
+	case err == nil:
+		return true, nil
+	case !errors.Is(err, ErrNotFound):
+		return false, err
+	}
+	subjects, err := attrSubjects(f, id, "", data)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrInvalidInput, err)
+	}
+	return false, c.j.putIndex(ctx, subjects)
 }
 
 // publishStart appends st, a saga's first state, with its input.

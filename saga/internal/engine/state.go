@@ -159,6 +159,11 @@ type State struct {
 	// Parent is, for a child saga (a step of another flow runs it), the
 	// saga and step that started it; nil for any other saga.
 	Parent *ParentRef `json:"parent,omitempty"`
+	// Attrs are the saga's search attributes (a flow's saga.Attr), by
+	// name, numbers in their shortest decimal form. They are not part of
+	// the log's state: Get reads them from the search index, and Find
+	// sets those its conditions read.
+	Attrs map[string]string `json:"attrs,omitempty"`
 
 	// earlier holds the stream sequences of the saga's earlier events, in
 	// order: what an expiry deletes one by one (a purge makes the broker
