@@ -176,6 +176,17 @@ type triggerEvent struct {
 func (r *Runner) runAttempt(ctx context.Context, b *binding, d *delivery, cur *State, curSeq uint64, attempt int, t triggerEvent, byTimer bool) {
 	def := b.def
 	input, err := r.inputOf(ctx, def, cur.ID, t)
+	if errors.Is(err, ErrUnsealable) {
+		// A sealed input that does not open (altered, or moved from another
+		// saga) is as unreadable as one that does not decode. A key not
+		// given (ErrNoKey) is the deployment's to fix: it is tried again.
+		v := judgeAction(def, attempt, actionResult{err: errUndecodable{err}}, stepBound(def, cur))
+		if byTimer {
+			v = timerRun(def, attempt, v, err)
+		}
+		d.record(ctx, cur, curSeq, def.name, v, t.data)
+		return
+	}
 	if err != nil {
 		d.retryLater(err)
 		return
