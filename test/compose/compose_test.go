@@ -143,6 +143,7 @@ func TestComposeStack(t *testing.T) {
 		"CHOREO_SECURITY_TLS_CERT=" + filepath.Join(s.secrets, "client-cert.pem"),
 		"CHOREO_SECURITY_TLS_KEY=" + filepath.Join(s.secrets, "client-key.pem"),
 		"CHOREO_SECURITY_OPERATOR_TOKEN=" + s.operatorToken(),
+		"CHOREO_KEY_FILE=" + filepath.Join(s.secrets, "payload-keys"),
 	}, "go", "test", "-count=1", "-v", "-run",
 		"^(TestOutsiderIsRefused|TestRogueConsumerIsRefused|TestForgedOutcomeIsRefused|TestForgingParticipantIsRefused|TestOtherBucketIsRefused|TestStreamAdminIsRefused|TestOperatorActsAreRefused|TestCustomerDataNeedsTheCustomersToken|TestWebsocketPushesOnlyTheCustomersOwnOrders|TestRegistryLieIsNotShown|TestPlantedDeadLetterIsNotReplayed|TestReaderReadsNoDeadLetters|TestReaderCreatesNoConsumer)$",
 		"./test/security")

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +102,30 @@ func TestSealedTextInsideText(t *testing.T) {
 	}
 	if o := openState(r, back); o.Steps[0].Error != "card 4111 declined" || o.Reason != "step charge: card 4111 declined" || back.Steps[0].Error != tok {
 		t.Errorf("opened state: %q / %q; the read one kept %q", o.Reason, o.Steps[0].Error, back.Steps[0].Error)
+	}
+}
+
+// BenchmarkSealOpen is what encryption adds to a hop: its payload sealed
+// when appended and opened when the next step reads it.
+func BenchmarkSealOpen(b *testing.B) {
+	r, err := NewKeyRing(Key{ID: "k", Secret: bytes.Repeat([]byte("k"), 32)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	subject := wire.LogSubject("order", "ord-123456", 1, "charge", wire.PhaseDone)
+	for _, size := range []int{200, 64 << 10} {
+		plain := bytes.Repeat([]byte("x"), size)
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			h := nats.Header{}
+			for b.Loop() {
+				key, sealed := sealData(r, subject, plain)
+				h[wire.Key] = []string{key}
+				if _, err := openData(r, h, subject, sealed); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
