@@ -91,9 +91,9 @@ func (r *Runner) endSpan(ctx context.Context, flow, handler string, st *State, a
 }
 
 // inputOf returns the encoded input of step d in saga id: the result of
-// its source step, or the flow's input (d.source, set by Define). trigger
-// is the payload of the event that triggered the step, from step
-// triggerStep in phase triggerPhase, used when it is that input.
+// its source step, or the flow's input (d.source, set by Define), opened
+// when it is sealed (crypt.go). t is the event that triggered the step,
+// whose payload is used when it is that input.
 func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, t triggerEvent) ([]byte, error) {
 	f := d.flow
 	step, phase := wire.SagaStep, PhaseStart
