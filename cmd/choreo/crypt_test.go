@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +35,12 @@ func TestKeyFile(t *testing.T) {
 	c := srv.Client(saga.WithKeyFile(keys))
 	step := saga.NewStep[Trip, Ticket]("book", saga.Owner("airline"))
 	flow := saga.MustDefine[Trip]("secret", 1, step)
-	r, err := saga.NewRunner(c)
+	r, err := saga.NewRunner(c, saga.WithValidator(func(_ string, data []byte) error {
+		if strings.Contains(string(data), "Mr Refused") {
+			return errors.New("refused")
+		}
+		return nil
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +71,26 @@ func TestKeyFile(t *testing.T) {
 	code, out, errs = runCLI(t, srv.ClientURL(), "--key-file", keys, "--json", "sagas", "show", "secret", "s1")
 	if code != 0 || !strings.Contains(out, `"Who": "Ms Secret"`) {
 		t.Fatalf("sagas show --json with the key: %d %s\n%s", code, errs, out)
+	}
+
+	// A refused input is dead-lettered sealed: dlq show opens it with the key.
+	if err := saga.Start(context.Background(), c, flow, "s2", Trip{Who: "Mr Refused"}); err != nil {
+		t.Fatal(err)
+	}
+	sagatest.AwaitStatus(t, c, flow, "s2", 20*time.Second, saga.StatusCompensated)
+	code, out, errs = runCLI(t, srv.ClientURL(), "--json", "dlq", "ls", "--flow", "secret")
+	var rows []struct{ Sequence uint64 }
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 1 {
+		t.Fatalf("dlq ls: %d %s\n%s", code, errs, out)
+	}
+	seq := strconv.FormatUint(rows[0].Sequence, 10)
+	code, out, errs = runCLI(t, srv.ClientURL(), "dlq", "show", seq)
+	if code != 0 || strings.Contains(out, "Mr Refused") || !strings.Contains(out, "encrypted (key k1: give --key-file") {
+		t.Errorf("dlq show without the key: %d %s\n%s", code, errs, out)
+	}
+	code, out, errs = runCLI(t, srv.ClientURL(), "--key-file", keys, "dlq", "show", seq)
+	if code != 0 || !strings.Contains(out, `{"Who":"Mr Refused"}`) || !strings.Contains(out, "refused") {
+		t.Errorf("dlq show with the key: %d %s\n%s", code, errs, out)
 	}
 
 	for _, bad := range []struct{ path, want string }{
