@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -362,4 +363,30 @@ func TestKeyRotation(t *testing.T) {
 	if !tl[0].Encrypted || tl[len(tl)-1].Encrypted || !strings.Contains(string(tl[len(tl)-1].Data), marker) {
 		t.Errorf("ring without a: start encrypted %v, last %s encrypted %v data %s", tl[0].Encrypted, tl[len(tl)-1], tl[len(tl)-1].Encrypted, tl[len(tl)-1].Data)
 	}
+}
+
+// A runner without the key does not fail a saga whose input it cannot
+// open: it says why and leaves the delivery for one that has the key.
+func TestRunnerWithoutTheKeyWaits(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	ctx := context.Background()
+	s := newSecretFlow(t, "keyless")
+	keyed := srv.Client(saga.WithKeyRing(mustRing(t, "k1")))
+	if err := saga.Start(ctx, keyed, s.flow, "w1", secretIn{Card: marker}); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	stop := s.runner(t, srv.Client(saga.WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))))
+	sagatest.Poll(t, 20*time.Second, func() bool { return strings.Contains(logs.String(), "no key ring is given") },
+		func() string { return "the keyless runner did not say why it waits: " + logs.String() })
+	stop()
+	st, err := keyed.Get(ctx, s.flow, "w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != saga.StatusRunning || st.Steps[0].Status == saga.StepFailed {
+		t.Fatalf("after the keyless runner: %s, vault %s; want it running, not failed", st.Status, st.Steps[0].Status)
+	}
+	s.runner(t, keyed)
+	sagatest.AwaitStatus(t, keyed, s.flow, "w1", 30*time.Second, saga.StatusCompleted)
 }
