@@ -67,6 +67,13 @@ umask 077
 [ -s "$out/customer-tokens.key" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$out/customer-tokens.key"
 [ -s "$out/operator-token" ] || od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$out/operator-token"
 
+# The key ring that encrypts what choreo stores (saga.LoadKeyRing: lines
+# "<id> <base64 AES-256 key>", the first seals; kept when present). To
+# rotate, put a new line first and keep the old ones while sagas they
+# sealed are kept (the retention), then restart the services.
+[ -s "$out/payload-keys" ] || printf '# choreo payload keys, newest first\nk%s %s\n' "$(date -u +%Y%m%d)" \
+  "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >"$out/payload-keys"
+
 if [ "$(id -u)" = 0 ]; then
   chown -R 10001:10001 "$out"
   chmod -R u=rwX,go= "$out"

@@ -61,6 +61,16 @@ var (
 	// wait timed out. Nothing changed, and the effect the completion
 	// reports was not compensated: the caller must undo it.
 	ErrCompensated = engine.ErrCompensated
+	// ErrKeyRing is returned by NewKeyRing, ParseKeyRing and LoadKeyRing
+	// (and by New for WithKeyFile) for a key ring that cannot seal: no
+	// key, a malformed line, a repeated id, a key of the wrong size.
+	ErrKeyRing = engine.ErrKeyRing
+	// ErrNoKey is returned when a payload is sealed with a key the
+	// client's key ring does not hold, or the client has none.
+	ErrNoKey = engine.ErrNoKey
+	// ErrUnsealable is returned when a sealed payload does not open with
+	// its key: it was altered, or moved from another saga, step or phase.
+	ErrUnsealable = engine.ErrUnsealable
 )
 
 // Abort wraps err as a business refusal (card declined, out of stock). A

@@ -171,6 +171,9 @@ type env struct {
 func newEnv(t *testing.T, deadline time.Duration, tweak func(*shop), ropts ...saga.RunnerOption) *env {
 	t.Helper()
 	e := &env{srv: sagatest.NewServer(t), l: newLedger(), rec: sagatest.NewRecorder()}
+	if testRing != nil {
+		e.srv.SetKeyRing(testRing)
+	}
 	e.c = e.srv.Client()
 	e.op = e.srv.Ops()
 	e.s = newShop(t, deadline, tweak)

@@ -189,7 +189,10 @@ type Event struct {
 	Type     string          `json:"type"` // the CloudEvents type of its payload
 	Time     time.Time       `json:"time"`
 	Data     json.RawMessage `json:"data,omitempty"`
-	State    *State          `json:"state"` // the saga's state after the event
+	// Encrypted says the payload is sealed with a key this client was not
+	// given (WithKeyRing): Data is left out.
+	Encrypted bool   `json:"encrypted,omitempty"`
+	State     *State `json:"state"` // the saga's state after the event
 }
 
 // String is "step:phase", the form timelines are asserted in.
@@ -230,5 +233,5 @@ func statesOf(ss []*engine.State) []*State {
 }
 
 func eventOf(e engine.Event) Event {
-	return Event{Sequence: e.Sequence, Step: e.Step, Phase: Phase(e.Phase), Type: e.Type, Time: e.Time, Data: e.Data, State: stateOf(e.State)}
+	return Event{Sequence: e.Sequence, Step: e.Step, Phase: Phase(e.Phase), Type: e.Type, Time: e.Time, Data: e.Data, Encrypted: e.Encrypted, State: stateOf(e.State)}
 }

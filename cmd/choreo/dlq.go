@@ -80,6 +80,10 @@ func dlqShow(ctx context.Context, k *cli, args []string) error {
 		for _, h := range slices.Sorted(maps.Keys(d.Header)) {
 			fmt.Fprintf(w, "header %s:\t%s\n", h, strings.Join(d.Header[h], ", "))
 		}
+		if d.Encrypted {
+			fmt.Fprintf(w, "payload (%d bytes):\tencrypted (key %s: give --key-file to read it)\n", d.Size, d.Header.Get("Choreo-Key"))
+			return
+		}
 		fmt.Fprintf(w, "payload (%d bytes):\t%s\n", len(d.Data), oneLine(string(d.Data), 2000))
 	})
 }

@@ -97,7 +97,8 @@ const usage = `usage: choreo [connection flags] COMMAND
 connection flags: --server URL (env NATS_URL) --creds FILE --nkey FILE --user U
   (--password, env NATS_PASSWORD) --tlsca FILE --tlscert FILE --tlskey FILE
   --identity NAME (env CHOREO_IDENTITY: a service identity's name, for its inbox)
-  --timeout D (default 10s) --json
+  --key-file FILE (env CHOREO_KEY_FILE: the key ring that opens encrypted payloads;
+  without it they show as "encrypted") --timeout D (default 10s) --json
 `
 
 // Exit status: 0 done, 1 an error (the server, the saga), 2 a bad command
@@ -124,6 +125,7 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 	tlscert := fs.String("tlscert", "", "")
 	tlskey := fs.String("tlskey", "", "")
 	identity := fs.String("identity", os.Getenv("CHOREO_IDENTITY"), "")
+	keyFile := fs.String("key-file", os.Getenv("CHOREO_KEY_FILE"), "")
 	timeout := fs.Duration("timeout", 10*time.Second, "")
 	asJSON := fs.Bool("json", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -152,6 +154,15 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(errw, "choreo: %v\n", err)
 		return 2
+	}
+	var sagaOpts []saga.Option
+	if *keyFile != "" {
+		ring, err := saga.LoadKeyRing(*keyFile)
+		if err != nil {
+			fmt.Fprintf(errw, "choreo: --key-file: %v\n", err)
+			return 2
+		}
+		sagaOpts = append(sagaOpts, saga.WithKeyRing(ring))
 	}
 	if rest[0] == "sagas" && rest[1] == "watch" {
 		*timeout = 0 // until interrupted
@@ -183,12 +194,12 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 		fmt.Fprintf(errw, "choreo: %v\n", err)
 		return 1
 	}
-	c, err := saga.Open(ctx, js)
+	c, err := saga.Open(ctx, js, sagaOpts...)
 	if err != nil {
 		fmt.Fprintf(errw, "choreo: %s: %v\n", *server, err)
 		return 1
 	}
-	op, err := ops.Open(ctx, js)
+	op, err := ops.Open(ctx, js, sagaOpts...)
 	if err != nil {
 		fmt.Fprintf(errw, "choreo: %s: %v\n", *server, err)
 		return 1

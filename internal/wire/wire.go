@@ -75,6 +75,9 @@ const (
 	// dead letter copies; it keeps only the payload's start.
 	DeadSize = "Choreo-Dlq-Size"
 	DeadHash = "Choreo-Dlq-Hash"
+	// Key, on a message whose payload choreo sealed (a key ring is
+	// given), is the id of the key that sealed it.
+	Key = "Choreo-Key"
 	// Attempt, on a step's timer, is the attempt of the step it belongs
 	// to: a timer of an earlier attempt fires for nothing.
 	Attempt = "Choreo-Attempt"

@@ -408,8 +408,12 @@ func (h *handler) deadLetters(w http.ResponseWriter, r *http.Request) {
 	out := make([]deadLetter, 0, len(dls))
 	for i := len(dls) - 1; i >= 0; i-- { // newest first
 		d := dls[i]
+		p := preview(d.Data, previewBytes)
+		if d.Encrypted {
+			p = "encrypted" // sealed with a key the console's client was not given
+		}
 		out = append(out, deadLetter{Sequence: d.Sequence, Subject: d.Subject, Reason: d.Reason, Consumer: d.Consumer, Writer: d.Writer,
-			Time: d.Time, Size: d.Size, Preview: preview(d.Data, previewBytes)})
+			Time: d.Time, Size: d.Size, Preview: p})
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"total": total, "dead_letters": out})
 }

@@ -25,6 +25,9 @@ type DeadLetter struct {
 	Header nats.Header // the original headers, less the broker's
 	Data   []byte      // the payload; only its start from LatestDeadLetters
 	Size   int         // the payload's size in bytes
+	// Encrypted says the payload is sealed with a key this client was not
+	// given (saga.WithKeyRing): Data is left out.
+	Encrypted bool
 }
 
 func letters(ds []engine.DeadLetter) []DeadLetter {

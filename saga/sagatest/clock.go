@@ -44,8 +44,11 @@ func (s *Server) Clock() *Clock {
 
 func (s *Server) withClock(opts []saga.Option) []saga.Option {
 	s.mu.Lock()
-	c := s.clock
+	c, r := s.clock, s.ring
 	s.mu.Unlock()
+	if r != nil {
+		opts = append([]saga.Option{saga.WithKeyRing(r)}, opts...)
+	}
 	if c == nil {
 		return opts
 	}

@@ -37,8 +37,18 @@ type Server struct {
 	tb   testing.TB // nil for a server from StartServer
 
 	mu      sync.Mutex
-	cleanup []func() // without tb: what Shutdown closes
-	clock   *Clock   // set by Clock: Client and Ops use it
+	cleanup []func()      // without tb: what Shutdown closes
+	clock   *Clock        // set by Clock: Client and Ops use it
+	ring    *saga.KeyRing // set by SetKeyRing: Client and Ops use it
+}
+
+// SetKeyRing makes every Client and Ops of the server made from now on
+// seal and open payloads with r (saga.WithKeyRing): to run a test with
+// encryption on without changing how it makes its clients.
+func (s *Server) SetKeyRing(r *saga.KeyRing) {
+	s.mu.Lock()
+	s.ring = r
+	s.mu.Unlock()
 }
 
 // ClientURL is the URL clients connect to ("nats://127.0.0.1:PORT").

@@ -28,6 +28,8 @@ type Deps struct {
 	// Admin is the process's admin listener's mux and metrics (obs.go);
 	// nil without one.
 	Admin *Admin
+
+	ring *saga.KeyRing // WithKeyRing
 }
 
 // DepsOption configures NewDeps.
@@ -36,6 +38,10 @@ type DepsOption func(*Deps)
 // WithAdmin has the service's sagas counted in a's metrics, and lets the
 // service add its admin endpoints to a's mux.
 func WithAdmin(a *Admin) DepsOption { return func(d *Deps) { d.Admin = a } }
+
+// WithKeyRing has the service's saga clients seal the payloads they store
+// with r and open them (saga.WithKeyRing); nil leaves them in clear.
+func WithKeyRing(r *saga.KeyRing) DepsOption { return func(d *Deps) { d.ring = r } }
 
 // NewDeps builds the dependencies over a connection, creating choreo's
 // streams if needed. source names the service in CloudEvents.
@@ -54,6 +60,9 @@ func NewDeps(ctx context.Context, nc *nats.Conn, source string, logger *slog.Log
 	sopts := []saga.Option{saga.WithSource(source), saga.WithLogger(logger.With("service", source))}
 	if o.Admin != nil && o.Admin.Metrics != nil {
 		sopts = append(sopts, saga.WithObserver(o.Admin.Metrics))
+	}
+	if o.ring != nil {
+		sopts = append(sopts, saga.WithKeyRing(o.ring))
 	}
 	c, err := saga.New(ctx, js, sopts...)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/access"
 	"github.com/nats-io/nats.go"
 )
@@ -38,6 +39,7 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 	cert := fs.String("tls-cert", envOr("CHOREO_TLS_CERT", ""), "PEM file of this service's client certificate, for a server that verifies clients (env CHOREO_TLS_CERT)")
 	key := fs.String("tls-key", envOr("CHOREO_TLS_KEY", ""), "PEM file of the client certificate's key (env CHOREO_TLS_KEY)")
 	level := fs.String("log-level", envOr("CHOREO_LOG_LEVEL", "info"), "debug, info, warn or error; JSON lines when stderr is not a terminal (env CHOREO_LOG_LEVEL)")
+	keyFile := fs.String("key-file", envOr("CHOREO_KEY_FILE", ""), "a key ring file (lines \"<id> <base64 AES key>\", newest first): encrypt the payloads choreo stores with it (env CHOREO_KEY_FILE; default off)")
 	metricsAddr := fs.String("metrics-addr", envOr("CHOREO_METRICS_ADDR", ""), "host:port of the admin listener: Prometheus /metrics (and the gateway's POST /admin/rebuild); none when empty (env CHOREO_METRICS_ADDR)")
 	if flags != nil {
 		flags(fs)
@@ -49,6 +51,11 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 	}
 	a.Password, a.passwordSet = os.LookupEnv("CHOREO_NATS_PASSWORD")
 	authOpts, err := a.Options()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	depsOpts, err := KeyOptions(*keyFile)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(2)
@@ -114,7 +121,7 @@ func Main(name string, flags func(fs *flag.FlagSet), run func(ctx context.Contex
 		defer func() { stopHealth(); <-served }()
 	}
 	defer nc.Close()
-	d, err := NewDeps(ctx, nc, name, logger, WithAdmin(admin))
+	d, err := NewDeps(ctx, nc, name, logger, append(depsOpts, WithAdmin(admin))...)
 	if err == nil {
 		fmt.Printf("%s running against %s\n", name, *url)
 		if adminLn != nil {
@@ -207,4 +214,18 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// KeyOptions reads the key ring file of --key-file (CHOREO_KEY_FILE): the
+// option that has a service encrypt the payloads it stores, none for "".
+// Its error is one line naming the file.
+func KeyOptions(path string) ([]DepsOption, error) {
+	if path == "" {
+		return nil, nil
+	}
+	r, err := saga.LoadKeyRing(path)
+	if err != nil {
+		return nil, fmt.Errorf("--key-file: %w", err)
+	}
+	return []DepsOption{WithKeyRing(r)}, nil
 }

@@ -74,6 +74,9 @@ type Config struct {
 	// used, or else any free port. No console without the admin's identity (joining a server
 	// without it).
 	ConsoleAddr string
+	// KeyFile, when set, is a key ring file (saga.LoadKeyRing): every
+	// service, and the console, seal the payloads choreo stores with it.
+	KeyFile string
 }
 
 // Shop is a running shop.
@@ -143,8 +146,8 @@ func Identities(dir string) ([]*server.NkeyUser, map[string]nkeys.KeyPair, error
 // Provision creates, with the admin's connection, what the services use:
 // choreo's streams, the event streams and every service's buckets. It
 // returns the admin's dependencies.
-func Provision(ctx context.Context, nc *nats.Conn, logger *slog.Logger) (kit.Deps, error) {
-	d, err := kit.NewDeps(ctx, nc, Admin, logger)
+func Provision(ctx context.Context, nc *nats.Conn, logger *slog.Logger, opts ...kit.DepsOption) (kit.Deps, error) {
+	d, err := kit.NewDeps(ctx, nc, Admin, logger, opts...)
 	if err != nil {
 		return kit.Deps{}, fmt.Errorf("provision: %w", err)
 	}
@@ -187,6 +190,10 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		if err := checkAddr("--nats-addr", cfg.NATSAddr); err != nil {
 			return err
 		}
+	}
+	keyOpts, err := kit.KeyOptions(cfg.KeyFile)
+	if err != nil {
+		return err
 	}
 	var consoleLn net.Listener
 	if cfg.ConsoleAddr != "" {
@@ -289,7 +296,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return err
 		}
 		defer nc.Close()
-		if provisioned, err = Provision(ctx, nc, cfg.Logger); err != nil {
+		if provisioned, err = Provision(ctx, nc, cfg.Logger, keyOpts...); err != nil {
 			return err
 		}
 	}
@@ -313,7 +320,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 			return err
 		}
 		defer snc.Close()
-		d, err := kit.NewDeps(ctx, snc, name, cfg.Logger, kit.WithAdmin(admin))
+		d, err := kit.NewDeps(ctx, snc, name, cfg.Logger, append(keyOpts, kit.WithAdmin(admin))...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}

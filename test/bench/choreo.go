@@ -130,7 +130,8 @@ func setupChoreo(ctx context.Context, e *env, n int, gen payloadGen, opts []saga
 
 // benchOptions are the client options of every run but the long one.
 // BENCH_NO_RETENTION keeps ended sagas; BENCH_UNCHECKED turns the check
-// of each event against the one before it off (saga.WithUncheckedEvents).
+// of each event against the one before it off (saga.WithUncheckedEvents);
+// BENCH_ENCRYPT seals every payload (saga.WithKeyRing).
 func benchOptions(replicas int) []saga.Option {
 	var opts []saga.Option
 	if replicas > 1 {
@@ -145,8 +146,21 @@ func benchOptions(replicas int) []saga.Option {
 	if os.Getenv("BENCH_TRACE") != "" {
 		opts = append(opts, saga.WithTracerProvider(benchTracer()))
 	}
+	if os.Getenv("BENCH_ENCRYPT") != "" {
+		opts = append(opts, saga.WithKeyRing(benchRing()))
+	}
 	return opts
 }
+
+// benchRing is, with BENCH_ENCRYPT, a key ring of one AES-256 key: every
+// payload is sealed and every error's text too (saga.WithKeyRing).
+var benchRing = sync.OnceValue(func() *saga.KeyRing {
+	r, err := saga.NewKeyRing(saga.Key{ID: "bench", Secret: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		panic(err)
+	}
+	return r
+})
 
 // benchTracer is, with BENCH_TRACE, an OpenTelemetry SDK that samples
 // every saga and exports its spans in batches to nowhere: what tracing

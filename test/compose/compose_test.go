@@ -126,6 +126,9 @@ func TestComposeStack(t *testing.T) {
 		t.Errorf("%d orders acknowledged, want %d (%d placements refused, the last: %s)", len(ids), orders, l.refused, l.lastErr)
 	}
 	rep := s.settle(d, l, 4*time.Minute)
+	if len(ids) > 0 {
+		s.checkSealed(d, ids[0])
+	}
 	s.logDeadLetters(d)
 	emails := s.checkEmails(d, l)
 	t.Logf("compose smoke: %s orders=%d refused=%d confirmed=%d rejected=%d emails=%d duration=%s",
@@ -140,6 +143,7 @@ func TestComposeStack(t *testing.T) {
 		"CHOREO_SECURITY_TLS_CERT=" + filepath.Join(s.secrets, "client-cert.pem"),
 		"CHOREO_SECURITY_TLS_KEY=" + filepath.Join(s.secrets, "client-key.pem"),
 		"CHOREO_SECURITY_OPERATOR_TOKEN=" + s.operatorToken(),
+		"CHOREO_KEY_FILE=" + filepath.Join(s.secrets, "payload-keys"),
 	}, "go", "test", "-count=1", "-v", "-run",
 		"^(TestOutsiderIsRefused|TestRogueConsumerIsRefused|TestForgedOutcomeIsRefused|TestForgingParticipantIsRefused|TestOtherBucketIsRefused|TestStreamAdminIsRefused|TestOperatorActsAreRefused|TestCustomerDataNeedsTheCustomersToken|TestWebsocketPushesOnlyTheCustomersOwnOrders|TestRegistryLieIsNotShown|TestPlantedDeadLetterIsNotReplayed|TestReaderReadsNoDeadLetters|TestReaderCreatesNoConsumer)$",
 		"./test/security")
@@ -310,11 +314,43 @@ func (s *stack) admin() kit.Deps {
 	s.t.Cleanup(nc.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := kit.NewDeps(ctx, nc, shop.Admin, nil)
+	// The stack encrypts payloads with the key ring secrets.sh made: the
+	// admin reads them with it.
+	keys, err := kit.KeyOptions(filepath.Join(s.secrets, "payload-keys"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	d, err := kit.NewDeps(ctx, nc, shop.Admin, nil, keys...)
 	if err != nil {
 		s.t.Fatalf("admin: %v", err)
 	}
 	return d
+}
+
+// checkSealed checks that the stack encrypts what choreo stores: the
+// start of an order's saga carries the key's id and no JSON in clear, and
+// the admin, given the key, reads it.
+func (s *stack) checkSealed(d kit.Deps, id string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := d.JS.Stream(ctx, "CHOREO")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, "choreo.log.order."+id+".*._saga.start")
+	if err != nil {
+		s.t.Fatalf("order %s's saga log: %v", id, err)
+	}
+	tl, err := d.Sagas.Timeline(ctx, schemas.OrderFlow, id)
+	switch {
+	case err != nil:
+		s.t.Errorf("order %s's timeline: %v", id, err)
+	case m.Header.Get("Choreo-Key") == "", bytes.Contains(m.Data, []byte(`"order_id"`)):
+		s.t.Errorf("order %s's input (%s) is stored in clear: key %q", id, m.Subject, m.Header.Get("Choreo-Key"))
+	case tl[0].Encrypted || !bytes.Contains(tl[0].Data, []byte(id)):
+		s.t.Errorf("order %s's input does not open with the key: %s", id, tl[0].Data)
+	}
 }
 
 // checkReplicas checks that the provisioned streams have 3 replicas, on

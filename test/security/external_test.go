@@ -53,7 +53,12 @@ func external() (*running, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := kit.NewDeps(ctx, nc, shop.Admin, nil)
+	keys, err := kit.KeyOptions(os.Getenv("CHOREO_KEY_FILE")) // a stack that encrypts
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	d, err := kit.NewDeps(ctx, nc, shop.Admin, nil, keys...)
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -67,10 +67,12 @@ func (r *refusals) list() []string {
 	return slices.Clone(r.seen)
 }
 
-// config is a shop on dir whose log goes to refused.
+// config is a shop on dir whose log goes to refused. CHOREO_KEY_FILE
+// runs it with payload encryption on.
 func config(dir string, refused *refusals) shop.Config {
 	return shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: dir, Logger: slog.New(refused),
-		MetricsAddr: "127.0.0.1:0"} // the admin listener: the gateway's rebuild
+		MetricsAddr: "127.0.0.1:0", // the admin listener: the gateway's rebuild
+		KeyFile:     os.Getenv("CHOREO_KEY_FILE")}
 }
 
 // launch starts a shop on dir, outside a test; stop ends it.

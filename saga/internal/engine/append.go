@@ -136,6 +136,12 @@ func (j *journal) publish(ctx context.Context, st *State, last uint64, e entry) 
 		},
 		Data: e.data,
 	}
+	if j.opts.ring != nil {
+		var key string
+		if key, m.Data = sealData(j.opts.ring, m.Subject, e.data); key != "" {
+			m.Header[wire.Key] = []string{key}
+		}
+	}
 	inject(ctx, m.Header)
 	ack, err := j.send(ctx, m)
 	if err != nil {
@@ -346,11 +352,16 @@ func (j *journal) deadLetter(ctx context.Context, flow string, src origin, h nat
 
 // eventData returns the payload of a saga's newest event on step/phase.
 func (j *journal) eventData(ctx context.Context, flow string, version int, id, step string, phase Phase) ([]byte, error) {
-	m, _, err := j.lastMsg(ctx, wire.LogSubject(flow, id, version, step, string(phase)), 1) // it is in the log
+	subject := wire.LogSubject(flow, id, version, step, string(phase))
+	m, _, err := j.lastMsg(ctx, subject, 1) // it is in the log
 	if err != nil {
 		return nil, fmt.Errorf("saga: %s/%s: read %s %s: %w", flow, id, step, phase, err)
 	}
-	return m.Data, nil
+	data, err := openData(j.opts.ring, m.Header, subject, m.Data)
+	if err != nil {
+		return nil, fmt.Errorf("saga: %s/%s: read %s %s: %w", flow, id, step, phase, err)
+	}
+	return data, nil
 }
 
 // startSpan opens the span of a saga's start.

@@ -134,7 +134,7 @@ func (r *Runner) childAction(d *stepDef) func(ctx context.Context, in []byte) ([
 		if !sameParent(st.Parent, p) {
 			return nil, Abortf("saga %s/%s exists and is not the child of %s", d.child.name, id, p)
 		}
-		if out, fail := childOutcome(st); out != nil || fail != nil {
+		if out, fail := childOutcome(openState(r.j.opts.ring, st)); out != nil || fail != nil {
 			return out, fail
 		}
 		return nil, ErrLater
@@ -173,9 +173,9 @@ func (c *Client) undoChild(ctx context.Context, child *flowDef, id string, p Par
 	case StatusCompensated:
 		return nil
 	case StatusCompensating:
-		return fmt.Errorf("%w: %s/%s: %s", errChildUndoing, child.name, id, cur.Reason)
+		return fmt.Errorf("%w: %s/%s: %s", errChildUndoing, child.name, id, openText(c.opts.ring, child.name, id, cur.Reason))
 	case StatusCompensationFailed:
-		return fmt.Errorf("child saga %s/%s is compensation_failed: an operator retries its compensation (%s)", child.name, id, cur.Reason)
+		return fmt.Errorf("child saga %s/%s is compensation_failed: an operator retries its compensation (%s)", child.name, id, openText(c.opts.ring, child.name, id, cur.Reason))
 	case StatusCompleted:
 		e = entry{step: wire.SagaStep, phase: PhaseReverted, apply: func(s *State, _ time.Time) error { return s.revert() }}
 	default:
@@ -238,7 +238,7 @@ func (r *Runner) onChildEnd(ctx context.Context, e childEnd, d *delivery) {
 		_ = d.m.Ack() // settled
 		return
 	}
-	out, fail := childOutcome(st)
+	out, fail := childOutcome(openState(r.j.opts.ring, st)) // sealed again for the parent
 	err = r.c.Settle(ctx, e.tmpl, TokenOf(par, p.Step), out, fail)
 	switch {
 	case err == nil, errors.Is(err, ErrNotWaiting), errors.Is(err, ErrCompensated), errors.Is(err, ErrWaitOver), errors.Is(err, ErrInvalidToken):

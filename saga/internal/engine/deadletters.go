@@ -138,7 +138,26 @@ func (c *Client) DeadLetterAt(ctx context.Context, seq uint64) (*DeadLetter, err
 		return nil, fmt.Errorf("saga: dead letter %d: %w", seq, err)
 	}
 	d := deadLetterOf(seq, m.Subject, m.Header, m.Data)
+	c.openDead(&d)
 	return &d, nil
+}
+
+// openDead opens what a dead letter holds sealed (crypt.go): the texts of its
+// reason and its payload, with this client's key ring. A payload it cannot
+// open is left out, and Encrypted says so.
+func (c *Client) openDead(d *DeadLetter) {
+	if t := strings.SplitN(d.Subject, ".", 5); len(t) == 5 && t[0] == "choreo" {
+		d.Reason = openText(c.opts.ring, t[2], t[3], d.Reason)
+	}
+	if keyOf(d.Header) == "" {
+		return
+	}
+	plain, err := openData(c.opts.ring, d.Header, d.Subject, d.Data)
+	if err != nil {
+		d.Data, d.Encrypted = nil, true
+		return
+	}
+	d.Data = plain
 }
 
 // deadLetterOf reads a dead letter's subject (its writer) and headers.
@@ -235,6 +254,9 @@ type DeadLetter struct {
 	Header nats.Header // the original headers, less the broker's
 	Data   []byte      // the payload; only its start from LatestDeadLetters
 	Size   int         // the payload's size in bytes
+	// Encrypted says the payload is sealed with a key this client was not
+	// given (WithKeyRing): Data is left out.
+	Encrypted bool
 }
 
 // DeadLetters returns what was dead-lettered for flow f, oldest first; with
@@ -251,7 +273,9 @@ func (c *Client) DeadLetters(ctx context.Context, f FlowRef) ([]DeadLetter, erro
 		if md, _ := m.Metadata(); md != nil {
 			seq = md.Sequence.Stream
 		}
-		out = append(out, deadLetterOf(seq, m.Subject(), h, slices.Clone(m.Data())))
+		d := deadLetterOf(seq, m.Subject(), h, slices.Clone(m.Data()))
+		c.openDead(&d)
+		out = append(out, d)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("saga: dead letters: %w", err)
@@ -297,10 +321,9 @@ func (c *Client) LatestDeadLetters(ctx context.Context, n, dataMax int) ([]DeadL
 			return // dead-lettered since the count
 		}
 		data := m.Data()
-		d := deadLetterOf(seq, m.Subject(), m.Headers(), slices.Clone(data[:min(len(data), dataMax)]))
-		if d.Size < len(data) {
-			d.Size = len(data)
-		}
+		d := deadLetterOf(seq, m.Subject(), m.Headers(), data)
+		c.openDead(&d)
+		d.Data = slices.Clone(d.Data[:min(len(d.Data), dataMax)])
 		out = append(out, d)
 	})
 	if err != nil {

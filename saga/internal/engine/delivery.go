@@ -127,7 +127,13 @@ func (d *delivery) vouch(ctx context.Context) bool {
 func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step string, v verdict, input []byte) {
 	j := d.j
 	if v.deadLetter != "" {
-		if err := j.deadLetter(ctx, d.flow.name, d.src, d.m.Headers(), input, v.deadLetter); err != nil {
+		// A step's input is plain: its copy is sealed (crypt.go). The
+		// message's own payload is copied as it is.
+		h, data := d.m.Headers(), input
+		if own := d.m.Data(); len(input) == 0 || len(own) == 0 || &input[0] != &own[0] {
+			h, data = sealCopy(j.opts.ring, h, d.src.subject, input)
+		}
+		if err := j.deadLetter(ctx, d.flow.name, d.src, h, data, v.deadLetter); err != nil {
 			d.retryLater(err)
 			return
 		}
@@ -169,7 +175,7 @@ func (d *delivery) record(ctx context.Context, cur *State, seq uint64, step stri
 	}
 	if err == nil {
 		for _, fn := range d.onRecorded {
-			fn(st, step, v.phase)
+			fn(openState(j.opts.ring, st), step, v.phase)
 		}
 	}
 	if v.done {

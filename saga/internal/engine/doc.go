@@ -11,7 +11,9 @@
 //     runner's decisions, pure functions of a state and an outcome, and
 //     those about a flow version (whether Start refuses it, when a report
 //     reads it drained).
-//   - codec.go, envelope.go: the wire format of a state and of a message.
+//   - codec.go, envelope.go: the wire format of a state and of a message;
+//     crypt.go: the key ring, and the sealing of payloads and of errors'
+//     texts (WithKeyRing).
 //   - observe.go, options.go: what a client is told (Observer) and how it
 //     is configured.
 //   - registry.go: the flow registry bucket; journal.go: the saga log's

@@ -68,6 +68,16 @@ var (
 	// compensated it (or is compensating it) before the completion came:
 	// the effect the completion reports must be undone by its caller.
 	ErrCompensated = errors.New("saga: the step was compensated; undo the late effect")
+	// ErrKeyRing is returned by NewKeyRing, ParseKeyRing and LoadKeyRing
+	// (and so by WithKeyFile) for a key ring that cannot seal: no key, a
+	// malformed line, a repeated id, a key of the wrong size.
+	ErrKeyRing = errors.New("saga: bad key ring")
+	// ErrNoKey is returned when a payload is sealed with a key the client's
+	// key ring does not hold (or the client has none).
+	ErrNoKey = errors.New("saga: payload encrypted with a key not given")
+	// ErrUnsealable is returned when a sealed payload does not open with its
+	// key: it was altered, or moved from another saga, step or phase.
+	ErrUnsealable = errors.New("saga: sealed payload does not open")
 )
 
 // abortError marks a business "no": the step will not succeed however often

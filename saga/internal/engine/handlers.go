@@ -91,17 +91,24 @@ func (r *Runner) endSpan(ctx context.Context, flow, handler string, st *State, a
 }
 
 // inputOf returns the encoded input of step d in saga id: the result of
-// its source step, or the flow's input (d.source, set by Define). trigger
-// is the payload of the event that triggered the step, from step
-// triggerStep in phase triggerPhase, used when it is that input.
-func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, trigger []byte, triggerStep string, triggerPhase Phase) ([]byte, error) {
+// its source step, or the flow's input (d.source, set by Define), opened
+// when it is sealed (crypt.go). t is the event that triggered the step,
+// whose payload is used when it is that input.
+func (r *Runner) inputOf(ctx context.Context, d *stepDef, id string, t triggerEvent) ([]byte, error) {
 	f := d.flow
 	step, phase := wire.SagaStep, PhaseStart
 	if d.source != nil {
 		step, phase = d.source.name, PhaseDone
 	}
-	if trigger != nil && triggerStep == step && triggerPhase == phase {
-		return trigger, nil
+	if t.data != nil && t.step == step && t.phase == phase {
+		if t.key == "" {
+			return t.data, nil
+		}
+		data, err := r.j.opts.ring.open(t.key, t.data, t.subject)
+		if err != nil {
+			return nil, fmt.Errorf("saga: %s/%s: read %s %s: %w", f.name, id, step, phase, err)
+		}
+		return data, nil
 	}
 	return r.j.eventData(ctx, f.name, f.version, id, step, phase)
 }
@@ -149,15 +156,17 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		d.record(ctx, cur, curSeq, def.name, notRunVerdict(def, verdict, attempt, stepBound(def, cur)), nil)
 		return
 	}
-	r.runAttempt(ctx, b, d, cur, curSeq, attempt, triggerEvent{d.m.Data(), env.step, env.phase}, false)
+	r.runAttempt(ctx, b, d, cur, curSeq, attempt, triggerEvent{d.m.Data(), env.step, env.phase, keyOf(d.m.Headers()), d.src.subject}, false)
 }
 
 // triggerEvent is the event that triggered a step's attempt, when it may be the
 // step's input.
 type triggerEvent struct {
-	data  []byte
-	step  string
-	phase Phase
+	data    []byte
+	step    string
+	phase   Phase
+	key     string // the key that sealed data (crypt.go), or ""
+	subject string
 }
 
 // runAttempt runs attempt of step b's action on the saga cur (at sequence
@@ -166,7 +175,18 @@ type triggerEvent struct {
 // tried again).
 func (r *Runner) runAttempt(ctx context.Context, b *binding, d *delivery, cur *State, curSeq uint64, attempt int, t triggerEvent, byTimer bool) {
 	def := b.def
-	input, err := r.inputOf(ctx, def, cur.ID, t.data, t.step, t.phase)
+	input, err := r.inputOf(ctx, def, cur.ID, t)
+	if errors.Is(err, ErrUnsealable) {
+		// A sealed input that does not open (altered, or moved from another
+		// saga) is as unreadable as one that does not decode. A key not
+		// given (ErrNoKey) is the deployment's to fix: it is tried again.
+		v := judgeAction(def, attempt, actionResult{err: errUndecodable{err}}, stepBound(def, cur))
+		if byTimer {
+			v = timerRun(def, attempt, v, err)
+		}
+		d.record(ctx, cur, curSeq, def.name, v, t.data)
+		return
+	}
 	if err != nil {
 		d.retryLater(err)
 		return
@@ -178,7 +198,7 @@ func (r *Runner) runAttempt(ctx context.Context, b *binding, d *delivery, cur *S
 	if r.o.validate != nil {
 		itype := def.inputType()
 		if verr := r.o.validate(itype, input); verr != nil {
-			v := schemaInvalid(def, attempt, itype, verr)
+			v := schemaInvalid(def, attempt, itype, sealError(r.j.opts.ring, cur.Flow, cur.ID, verr))
 			if byTimer {
 				v.done = true
 			}
@@ -198,6 +218,7 @@ func (r *Runner) runAttempt(ctx context.Context, b *binding, d *delivery, cur *S
 		o.out, err = b.action(ctx, input)
 		return err
 	})
+	o.err = sealError(r.j.opts.ring, cur.Flow, cur.ID, o.err)
 	o.late = bnd.reached(r.j.sagaTime())
 	if o.err == nil && len(o.out) > 1024 {
 		o.tooLarge = oversize(len(o.out), len(encodeState(cur)), r.j.opts.maxEventSize)
@@ -313,7 +334,7 @@ func (r *Runner) onEvent(ctx context.Context, b *binding, d *delivery) {
 		return
 	}
 	for _, fn := range d.onRecorded {
-		fn(next, def.name, PhaseDone)
+		fn(openState(r.j.opts.ring, next), def.name, PhaseDone)
 	}
 	_ = d.m.Ack()
 }
@@ -381,7 +402,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
 	defer c.end()
 	var err error
 	if b.compensate != nil {
-		input, ierr := r.inputOf(ctx, def, env.id, nil, "", "")
+		input, ierr := r.inputOf(ctx, def, env.id, triggerEvent{})
 		if ierr != nil {
 			d.retryLater(ierr)
 			return
@@ -395,6 +416,7 @@ func (r *Runner) onUndo(ctx context.Context, b *binding, d *delivery) {
 		}
 		cctx := context.WithValue(ctx, infoKey{}, &runInfo{j: r.j, Info: info})
 		err = r.run(cctx, d.m, func(ctx context.Context) error { return b.compensate(ctx, input, output) })
+		err = sealError(r.j.opts.ring, env.flow, env.id, err)
 	}
 	v := judgeCompensation(def, attempt, err)
 	c.judged(d, v, err)
@@ -476,7 +498,7 @@ func (r *Runner) onEnd(ctx context.Context, e endBinding, d *delivery) {
 	}
 	ctx, span := r.endSpan(ctx, e.flow, e.name, st, d.delivered)
 	defer span.End()
-	err := r.run(ctx, d.m, func(ctx context.Context) error { return e.fn(ctx, st.view()) })
+	err := r.run(ctx, d.m, func(ctx context.Context) error { return e.fn(ctx, openState(r.j.opts.ring, st.view())) })
 	switch judgeEnd(err) {
 	case endDeadLetter:
 		d.reject(ctx, "OnEnd "+e.name+": "+err.Error())

@@ -31,6 +31,7 @@ type options struct {
 	tracer       trace.Tracer // trace.go
 	observer     Observer     // observe.go
 	clock        func() time.Time
+	ring         *KeyRing // crypt.go: nil, payloads are stored in clear
 }
 
 func defaultOptions() options {
@@ -211,6 +212,35 @@ func WithObserver(o Observer) Option {
 			return fmt.Errorf("%w: nil Observer", ErrInvalidOption)
 		}
 		opts.observer = o
+		return nil
+	}
+}
+
+// WithKeyRing encrypts the payloads choreo stores (inputs, results, the
+// text of the errors handlers return) with the ring's first key, and
+// opens those sealed by any of its keys (crypt.go says what is sealed and
+// how). Handlers see plain values. Every client and runner of a
+// deployment needs the ring; one without it reads sealed payloads as
+// "encrypted" and cannot run the steps whose input is sealed.
+func WithKeyRing(r *KeyRing) Option {
+	return func(o *options) error {
+		if r == nil || len(r.ids) == 0 {
+			return fmt.Errorf("%w: empty key ring", ErrInvalidOption)
+		}
+		o.ring = r
+		return nil
+	}
+}
+
+// WithKeyFile is WithKeyRing with the ring read from a file
+// (LoadKeyRing): its error is one line naming the file and what is wrong.
+func WithKeyFile(path string) Option {
+	return func(o *options) error {
+		r, err := LoadKeyRing(path)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+		o.ring = r
 		return nil
 	}
 }

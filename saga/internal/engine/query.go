@@ -41,7 +41,7 @@ func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) 
 	if err != nil {
 		return nil, err
 	}
-	v := st.view()
+	v := openState(c.opts.ring, st.view())
 	for i := range v.Steps {
 		switch s := &v.Steps[i]; {
 		case s.Status == StepWaiting:
@@ -156,7 +156,7 @@ func (c *Client) List(ctx context.Context, f FlowRef, statuses ...Status) ([]*St
 	var out []*State
 	for _, st := range latest {
 		if len(statuses) == 0 || slices.Contains(statuses, st.Status) {
-			out = append(out, st.view())
+			out = append(out, openState(c.opts.ring, st.view()))
 		}
 	}
 	slices.SortFunc(out, func(a, b *State) int { return a.StartedAt.Compare(b.StartedAt) })
@@ -184,14 +184,18 @@ func (c *Client) Timeline(ctx context.Context, f FlowRef, id string) ([]Event, e
 		if err != nil || rogue(m.header, env, 1) != "" || !c.j.vouched(ctx, env, m.header, m.seq) {
 			return // forged: dead-lettered when the saga is read
 		}
-		e := Event{Sequence: m.seq, Step: env.step, Phase: env.phase, Time: env.state.UpdatedAt, State: env.state}
+		e := Event{Sequence: m.seq, Step: env.step, Phase: env.phase, Time: env.state.UpdatedAt, State: openState(c.opts.ring, env.state)}
 		if def != nil {
 			e.Type = def.typeOf(env.step, env.phase)
 		} else {
 			e.Type = (&flowDef{}).typeOf("", env.phase)
 		}
 		if len(m.data) > 0 {
-			e.Data = slices.Clone(m.data)
+			if data, err := openData(c.opts.ring, m.header, m.subject, m.data); err != nil {
+				e.Encrypted = true
+			} else {
+				e.Data = slices.Clone(data)
+			}
 		}
 		out = append(out, e)
 	})
@@ -230,7 +234,7 @@ func (c *Client) Watch(ctx context.Context, f FlowRef) (<-chan *State, error) {
 					return // a forged event: Get quarantines it
 				}
 				select {
-				case out <- env.state.view():
+				case out <- openState(c.opts.ring, env.state.view()):
 				case <-ctx.Done():
 				}
 			})

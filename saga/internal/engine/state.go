@@ -621,5 +621,8 @@ type Event struct {
 	Type     string          `json:"type"` // the CloudEvents type of its payload
 	Time     time.Time       `json:"time"`
 	Data     json.RawMessage `json:"data,omitempty"`
-	State    *State          `json:"state"` // the saga's state after the event
+	// Encrypted says the payload is sealed with a key this client was not
+	// given (WithKeyRing): Data is left out.
+	Encrypted bool   `json:"encrypted,omitempty"`
+	State     *State `json:"state"` // the saga's state after the event
 }

@@ -86,7 +86,7 @@ func (c *Client) Settle(ctx context.Context, tmpl *StepDef, token string, out []
 	if err != nil {
 		return err
 	}
-	e := settleEntry(d, k.attempt, out, fail)
+	e := settleEntry(d, k.attempt, out, sealError(c.opts.ring, k.flow, k.id, fail))
 	ctx, span := c.j.completionSpan(ctx, cur, d.name, e.phase)
 	defer span.End()
 	st, nseq, err := c.j.appendDue(ctx, cur, seq, e)

@@ -43,6 +43,7 @@ func main() {
 	flag.StringVar(&cfg.TLS.Cert, "tls-cert", shop.EnvOr("CHOREO_TLS_CERT", ""), "PEM certificate: the embedded nats-server requires TLS of its clients; with --nats-url, this shop's client certificate (env CHOREO_TLS_CERT)")
 	flag.StringVar(&cfg.TLS.Key, "tls-key", shop.EnvOr("CHOREO_TLS_KEY", ""), "PEM key of --tls-cert (env CHOREO_TLS_KEY)")
 	flag.StringVar(&cfg.TLS.CA, "tls-ca", shop.EnvOr("CHOREO_TLS_CA", ""), "PEM CA: clients must present a certificate it signed; with --nats-url, the CA of the server's certificate (env CHOREO_TLS_CA)")
+	flag.StringVar(&cfg.KeyFile, "key-file", shop.EnvOr("CHOREO_KEY_FILE", ""), "a key ring file (lines \"<id> <base64 AES key>\", newest first): every service encrypts the payloads choreo stores with it (env CHOREO_KEY_FILE; default off)")
 	verbose := flag.Bool("v", false, "log what the services do (--log-level info)")
 	level := flag.String("log-level", shop.EnvOr("CHOREO_LOG_LEVEL", "warn"), "debug, info, warn or error; JSON lines when stderr is not a terminal (env CHOREO_LOG_LEVEL)")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-addr", shop.EnvOr("CHOREO_METRICS_ADDR", ""), "host:port of the admin listener: Prometheus /metrics and POST /admin/rebuild; none when empty (env CHOREO_METRICS_ADDR)")
