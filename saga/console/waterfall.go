@@ -100,6 +100,40 @@ func (h *handler) flowDef(ctx context.Context, flow string, version int) *descri
 	return nil
 }
 
+// dueUndo is the set of steps whose compensation is due in st, as the
+// engine decides it (a saga's log holds its states as recorded, where a
+// step whose compensation is due still reads completed; Get shows it
+// compensating): while the saga compensates, the completed (or unknown),
+// compensatable steps of the last position that has any, once none of
+// that or a later position is still running.
+func dueUndo(st *saga.State) map[string]bool {
+	if st.Status != saga.StatusCompensating {
+		return nil
+	}
+	last := -1
+	for _, s := range st.Steps {
+		last = max(last, s.Position)
+	}
+	for p := last; p >= 0; p-- {
+		due := map[string]bool{}
+		for _, s := range st.Steps {
+			if s.Position != p {
+				continue
+			}
+			if s.Status == saga.StepRunning {
+				return nil
+			}
+			if (s.Status == saga.StepCompleted || s.Status == saga.StepUnknown) && s.Kind == describe.Compensatable {
+				due[s.Name] = true
+			}
+		}
+		if len(due) > 0 {
+			return due
+		}
+	}
+	return nil
+}
+
 // drawWaterfall computes the waterfall of a saga from its timeline (the
 // log, in order, each event with the state after it) and its flow
 // version's definition (nil when the registry has none: no owners).
@@ -201,10 +235,14 @@ func drawWaterfall(tl []saga.Event, def *describe.Flow, now time.Time) waterfall
 		}
 		// What the state after it says of every step: triggered now, or
 		// its compensation due now.
+		due := dueUndo(st)
 		for _, s := range st.Steps {
 			j, ok := index[s.Name]
 			if !ok {
 				continue
+			}
+			if due[s.Name] {
+				s.Status = saga.StepCompensating
 			}
 			prev := status[j]
 			status[j] = s.Status

@@ -22,7 +22,7 @@ func newLog(id string, steps ...string) *logOf {
 	l := &logOf{t0: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
 	l.st = saga.State{Flow: "trip", Version: 1, ID: id, Status: saga.StatusRunning}
 	for i, s := range steps {
-		l.st.Steps = append(l.st.Steps, saga.StepState{Name: s, Position: i, Status: saga.StepPending})
+		l.st.Steps = append(l.st.Steps, saga.StepState{Name: s, Position: i, Status: saga.StepPending, Kind: describe.Compensatable})
 	}
 	return l
 }
@@ -75,7 +75,8 @@ func TestWaterfallOfACompensatedSaga(t *testing.T) {
 	l.at(250, "pay", saga.PhaseFailed, func(st *saga.State) {
 		st.Status, st.Reason = saga.StatusCompensating, "pay: card declined"
 		st.Step("pay").Status, st.Step("pay").Error = saga.StepFailed, "card declined"
-		st.Step("hold").Status = saga.StepCompensating
+		// hold reads completed in the log: its compensation is due
+		// (dueUndo), as Get would show it.
 	})
 	l.at(300, "hold", saga.PhaseCompensationRetry, set("hold", func(s *saga.StepState) { s.CompensationError = "warehouse api down" }))
 	l.at(420, "hold", saga.PhaseCompensated, func(st *saga.State) {
