@@ -29,6 +29,7 @@ import (
 	"github.com/choreo-go/choreo/internal/wire"
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/describe"
 	"github.com/choreo-go/choreo/saga/ops"
 )
 
@@ -229,12 +230,37 @@ func (m *Metrics) Watch(js jetstream.JetStream, r *saga.Runner) {
 func (m *Metrics) WatchSteps(js jetstream.JetStream, op *ops.Client) {
 	m.consumers.mu.Lock()
 	defer m.consumers.mu.Unlock()
-	m.consumers.steps = &watchedSteps{js, op}
+	m.consumers.steps = &watchedSteps{js: js, op: op}
 }
 
 type watchedSteps struct {
 	js jetstream.JetStream
 	op *ops.Client
+
+	// The registry is listed at most once a stepFlowsTTL (listing its keys
+	// takes a consumer of the broker's); the consumers are read at every
+	// scrape.
+	mu    sync.Mutex
+	flows []describe.Flow
+	at    time.Time
+}
+
+// stepFlowsTTL is how long the step metrics keep the registry's list of
+// flow versions: a version registered since shows within it.
+const stepFlowsTTL = 30 * time.Second
+
+func (w *watchedSteps) registered(ctx context.Context) ([]describe.Flow, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.flows != nil && time.Since(w.at) < stepFlowsTTL {
+		return w.flows, nil
+	}
+	flows, err := w.op.Flows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.flows, w.at = flows, time.Now()
+	return flows, nil
 }
 
 type watched struct {
@@ -298,7 +324,7 @@ func (c *consumerCollector) Collect(ch chan<- prometheus.Metric) {
 // collectSteps reports each registered step's consumer: a consumer that
 // does not exist has no runner attached and nothing counted pending.
 func (c *consumerCollector) collectSteps(ctx context.Context, w *watchedSteps, ch chan<- prometheus.Metric) {
-	flows, err := w.op.Flows(ctx)
+	flows, err := w.registered(ctx)
 	if err != nil {
 		return // the broker is away: no figure
 	}
