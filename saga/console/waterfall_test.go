@@ -154,3 +154,35 @@ func TestWaterfallOfAnEmptyLog(t *testing.T) {
 		t.Errorf("%+v, want empty lanes and marks (as JSON arrays)", w)
 	}
 }
+
+// Compensations run in reverse: the last completed step's falls due at
+// the failure, the one before it once that one is compensated.
+func TestWaterfallCompensatesInReverse(t *testing.T) {
+	l := newLog("t2", "a", "b", "c")
+	l.at(0, "_saga", saga.PhaseStart, set("a", func(s *saga.StepState) { s.Status = saga.StepRunning }))
+	l.at(10, "a", saga.PhaseDone, func(st *saga.State) {
+		st.Step("a").Status, st.Step("b").Status = saga.StepCompleted, saga.StepRunning
+	})
+	l.at(20, "b", saga.PhaseDone, func(st *saga.State) {
+		st.Step("b").Status, st.Step("c").Status = saga.StepCompleted, saga.StepRunning
+	})
+	l.at(30, "c", saga.PhaseFailed, func(st *saga.State) {
+		st.Status = saga.StatusCompensating
+		st.Step("c").Status, st.Step("c").Error = saga.StepFailed, "no"
+	})
+	l.at(50, "b", saga.PhaseCompensated, set("b", func(s *saga.StepState) { s.Status = saga.StepCompensated }))
+	l.at(80, "a", saga.PhaseCompensated, func(st *saga.State) {
+		st.Status = saga.StatusCompensated
+		st.Step("a").Status = saga.StepCompensated
+	})
+	w := drawWaterfall(l.events, nil, l.t0.Add(time.Hour))
+	for i, want := range []string{
+		"action#1 0-10 done, compensation#1 50-80 compensated",
+		"action#1 10-20 done, compensation#1 30-50 compensated",
+		"action#1 20-30 failed failed (no)",
+	} {
+		if got := l.bars(w.Lanes[i]); got != want {
+			t.Errorf("lane %s:\n got %s\nwant %s", w.Lanes[i].Step, got, want)
+		}
+	}
+}
