@@ -7,6 +7,9 @@
 #
 #   choreo-nats:$CHOREO_TAG      nats-server, choreo-probe
 #   choreo-services:$CHOREO_TAG  every service, choreo-provision, choreo-probe
+#   choreo-prometheus:$CHOREO_TAG  Debian's prometheus binary (apt-get install
+#                                prometheus on this host) and the libraries it
+#                                links against, choreo-probe
 #
 #   deploy/build.sh            # CHOREO_TAG defaults to "dev"
 set -euo pipefail
@@ -45,7 +48,25 @@ go build "${flags[@]}" -o "$out/services/bin/" "${pkgs[@]}" ./cmd/choreo-provisi
 mv "$out/services/bin/probe" "$out/services/bin/choreo-probe"
 cp "$out/services/bin/choreo-probe" "$out/nats/bin/choreo-probe"
 
-for image in nats services; do
+# Prometheus: the Debian package's binary, with what it links against
+# (ldd), at the paths it was linked with.
+prom=/usr/bin/prometheus
+if [ ! -x "$prom" ]; then
+  echo "build.sh: $prom not found: install Debian's prometheus package (apt-get install prometheus; the daemon need not run)" >&2
+  exit 1
+fi
+root="$out/prometheus"
+mkdir -p "$root/bin" "$root/etc/prometheus" "$root/prometheus" "$root/tmp" "$root/lib" "$root/lib64"
+printf 'root:x:0:0:root:/:/sbin/nologin\nchoreo:x:10001:10001:choreo:/prometheus:/sbin/nologin\n' >"$root/etc/passwd"
+printf 'root:x:0:\nchoreo:x:10001:\n' >"$root/etc/group"
+cp "$prom" "$root/bin/prometheus"
+cp "$out/services/bin/choreo-probe" "$root/bin/choreo-probe"
+for lib in $(ldd "$prom" | grep -o '/[^ ]*'); do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+
+for image in nats services prometheus; do
   echo "building choreo-$image:$tag"
   docker build -q -t "choreo-$image:$tag" -f "deploy/Dockerfile.$image" "$out/$image"
 done

@@ -105,6 +105,7 @@ func Handler(c *saga.Client, op *ops.Client, opts ...Option) http.Handler {
 	mux.HandleFunc("GET /{$}", h.index)
 	mux.Handle("GET /console.js", files)
 	mux.Handle("GET /console.css", files)
+	mux.Handle("GET /waterfall.js", files)
 	mux.HandleFunc("GET /api/flows", h.flows)
 	mux.HandleFunc("GET /api/flows/{flow}/{version}/counts", h.stepCounts)
 	mux.HandleFunc("GET /api/deadletters", h.deadLetters)
@@ -693,7 +694,8 @@ func (h *handler) saga(w http.ResponseWriter, r *http.Request) {
 		}
 		events = append(events, ev)
 	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"state": st, "timeline": events})
+	httpjson.Write(w, http.StatusOK, map[string]any{"state": st, "timeline": events,
+		"waterfall": drawWaterfall(tl, h.flowDef(r.Context(), st.Flow, st.Version), time.Now())})
 }
 
 func (h *handler) retry(w http.ResponseWriter, r *http.Request) {

@@ -332,15 +332,19 @@ func TestControlCharactersInARegistrationAre400(t *testing.T) {
 
 func TestBadOptionsStopRun(t *testing.T) {
 	for name, opt := range map[string]gateway.Option{
-		"no websockets":          gateway.MaxWebsockets(0),
-		"a host with a path":     gateway.AllowHosts("shop.example.com/x"),
-		"a URL for a host":       gateway.AllowHosts("https://shop.example.com"),
-		"a bad port":             gateway.AllowHosts("shop.example.com:99999"),
-		"a negative timeout":     gateway.WithTimeouts(gateway.Timeouts{Read: -time.Second}),
-		"a space in the name":    gateway.AllowHosts("shop example.com"),
-		"a short token key":      gateway.WithCustomerTokens([]byte("short"), 0),
-		"a negative token ttl":   gateway.WithCustomerTokens(make([]byte, 32), -time.Second),
-		"a short operator token": gateway.WithOperatorToken("short"),
+		"no websockets":                 gateway.MaxWebsockets(0),
+		"a host with a path":            gateway.AllowHosts("shop.example.com/x"),
+		"a URL for a host":              gateway.AllowHosts("https://shop.example.com"),
+		"a bad port":                    gateway.AllowHosts("shop.example.com:99999"),
+		"a negative timeout":            gateway.WithTimeouts(gateway.Timeouts{Read: -time.Second}),
+		"a space in the name":           gateway.AllowHosts("shop example.com"),
+		"a short token key":             gateway.WithCustomerTokens([]byte("short"), 0),
+		"a negative token ttl":          gateway.WithCustomerTokens(make([]byte, 32), -time.Second),
+		"a short operator token":        gateway.WithOperatorToken("short"),
+		"a console URL with its token":  gateway.WithConsoleURL("http://127.0.0.1:8081/?token=abc"),
+		"a console URL with a fragment": gateway.WithConsoleURL("http://127.0.0.1:8081/#flows"),
+		"a console URL of no scheme":    gateway.WithConsoleURL("127.0.0.1:8081"),
+		"a console URL of javascript":   gateway.WithConsoleURL("javascript:alert(1)"),
 	} {
 		err := gateway.New(kit.Deps{}, "127.0.0.1:0", opt).Run(context.Background())
 		if !errors.Is(err, gateway.ErrInvalidOption) {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ type options struct {
 	tokenKeySet   bool          // tokenKey was given (else tokens end with the process)
 	tokenTTL      time.Duration // how long a customer token is good for
 	operatorToken string        // reads every customer's data; "" for none
+	consoleURL    string        // the operator console's address, ending in "/"; "" for none
 }
 
 // Timeouts bound how long the gateway waits on a client. A zero field
@@ -139,6 +141,30 @@ func WithOperatorToken(token string) Option {
 			return fmt.Errorf("%w: operator token of %d characters: want at least %d", ErrInvalidOption, len(token), MinOperatorToken)
 		}
 		o.operatorToken = token
+		return nil
+	}
+}
+
+// WithConsoleURL gives the operator console's address (saga/console:
+// "http://127.0.0.1:8081/"), so that the shop's page links each order to
+// its saga's page there (SagaView.Console: its waterfall and log). The
+// address only, without the console's token (the operator's browser holds
+// it, once it opened the console): a URL with a query or a fragment is
+// refused. The console answers only its operator; a customer who follows
+// the link sees nothing.
+func WithConsoleURL(console string) Option {
+	return func(o *options) error {
+		u, err := url.Parse(console)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return fmt.Errorf("%w: console URL %q: want http(s)://host:port/", ErrInvalidOption, console)
+		}
+		if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(console, "?") || strings.HasSuffix(console, "#") {
+			return fmt.Errorf("%w: console URL %q: give its address without a query or fragment (never its token)", ErrInvalidOption, console)
+		}
+		if !strings.HasSuffix(u.Path, "/") {
+			u.Path += "/"
+		}
+		o.consoleURL = u.String()
 		return nil
 	}
 }

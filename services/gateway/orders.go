@@ -184,7 +184,7 @@ func (s *Service) getOrders(w http.ResponseWriter, r *http.Request) {
 	for _, row := range rows {
 		ov := OrderView{OrderRow: row}
 		if st, err := s.d.Sagas.Get(r.Context(), schemas.OrderFlow, row.ID); err == nil {
-			ov.Saga = sagaView(st)
+			ov.Saga = s.sagaView(st)
 		}
 		out = append(out, ov)
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net/url"
 	"slices"
 	"time"
 
@@ -27,6 +28,9 @@ type SagaView struct {
 	EndedAt   *time.Time  `json:"ended_at,omitempty"`
 	Steps     []StepView  `json:"steps"`
 	TraceID   string      `json:"trace_id,omitempty"` // its OpenTelemetry trace, when traced
+	// Console is the saga's page in the operator console (its waterfall),
+	// when the gateway knows the console's address (WithConsoleURL).
+	Console string `json:"console,omitempty"`
 }
 
 // StepView is a saga step as the API shows it.
@@ -77,8 +81,11 @@ var owners = func() map[string]string {
 	return m
 }()
 
-func sagaView(st *saga.State) *SagaView {
+func (s *Service) sagaView(st *saga.State) *SagaView {
 	v := &SagaView{Version: st.Version, Status: st.Status, Reason: st.Reason, StartedAt: st.StartedAt, EndedAt: timePtr(st.EndedAt), TraceID: st.TraceID}
+	if s.opts.consoleURL != "" {
+		v.Console = s.opts.consoleURL + "#saga/" + url.PathEscape(st.Flow) + "/" + url.PathEscape(st.ID)
+	}
 	for _, ss := range st.Steps {
 		v.Steps = append(v.Steps, StepView{Name: ss.Name, Service: owners[ss.Name], Position: ss.Position, Status: ss.Status, Attempts: ss.Attempts, Error: ss.Error, CompensationError: ss.CompensationError,
 			StartedAt: timePtr(ss.StartedAt), EndedAt: timePtr(ss.EndedAt), CompensationAttempts: ss.CompensationAttempts, CompensatedAt: timePtr(ss.CompensatedAt)})
@@ -102,7 +109,7 @@ func (s *Service) orderView(ctx context.Context, id string) (OrderView, bool) {
 	}
 	v := OrderView{OrderRow: row}
 	if err == nil {
-		v.Saga = sagaView(st)
+		v.Saga = s.sagaView(st)
 		v.Rev = 2 * st.Events
 		s.activity(st, v.Saga)
 	}

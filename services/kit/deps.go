@@ -90,6 +90,7 @@ func (d Deps) Runner() (*saga.Runner, error) {
 	r, err := saga.NewRunner(d.Sagas, append(opts, faultOptions()...)...)
 	if err == nil && d.Admin != nil && d.Admin.Metrics != nil {
 		d.Admin.Metrics.Watch(d.JS, r)
+		d.Admin.Metrics.WatchSteps(d.JS, d.Ops)
 	}
 	return r, err
 }

@@ -26,8 +26,11 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/choreo-go/choreo/internal/wire"
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/describe"
+	"github.com/choreo-go/choreo/saga/ops"
 )
 
 // Observability of the services: logs (slog), traces (OpenTelemetry, by
@@ -127,6 +130,7 @@ type Metrics struct {
 	started   *prometheus.CounterVec
 	ended     *prometheus.CounterVec
 	dead      *prometheus.CounterVec
+	deadlines *prometheus.CounterVec
 	consumers *consumerCollector
 }
 
@@ -153,14 +157,21 @@ func NewMetrics() *Metrics {
 			Help: "Sagas this process recorded the end of, by status (completed, compensated, compensation_failed)."}, []string{"flow", "version", "status"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_dead_letters_total",
 			Help: "Messages this process copied to the dead letters."}, []string{"flow"}),
+		deadlines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "choreo_sagas_deadline_total",
+			Help: "Sagas this process recorded past their deadline: each compensates."}, []string{"flow", "version"}),
 		consumers: &consumerCollector{
 			pending: prometheus.NewDesc("choreo_consumer_pending", "Messages a durable consumer has not delivered yet.", []string{"stream", "consumer"}, nil),
 			ackPending: prometheus.NewDesc("choreo_consumer_ack_pending", "Messages a durable consumer delivered and awaits the acknowledgement of.",
 				[]string{"stream", "consumer"}, nil),
 			deadLetters: prometheus.NewDesc("choreo_dead_letter_stream_messages", "Messages in the dead-letter stream.", nil, nil),
+			stepPending: prometheus.NewDesc("choreo_step_pending", "Triggers of a registered flow version's step that its consumer has not delivered yet.",
+				[]string{"flow", "version", "step"}, nil),
+			stepAttached: prometheus.NewDesc("choreo_step_attached",
+				"1 when a runner is attached to a registered flow version's step (a pull waiting, or triggers in its hands), 0 when none is: its sagas wait.",
+				[]string{"flow", "version", "step"}, nil),
 		},
 	}
-	m.reg.MustRegister(m.handled, m.latency, m.failed, m.retried, m.comps, m.started, m.ended, m.dead, m.consumers,
+	m.reg.MustRegister(m.handled, m.latency, m.failed, m.retried, m.comps, m.started, m.ended, m.dead, m.deadlines, m.consumers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -192,6 +203,8 @@ func (m *Metrics) Recorded(r saga.Record) {
 		m.retried.WithLabelValues(r.Flow, strconv.Itoa(r.Version), r.Step, string(saga.PhaseCompensation)).Inc()
 	case saga.PhaseCompensated, saga.PhaseParked:
 		m.comps.WithLabelValues(r.Flow, strconv.Itoa(r.Version), r.Step, string(r.Phase)).Inc()
+	case saga.PhaseDeadline:
+		m.deadlines.WithLabelValues(r.Flow, strconv.Itoa(r.Version)).Inc()
 	}
 	if r.Ended {
 		m.ended.WithLabelValues(r.Flow, strconv.Itoa(r.Version), string(r.Status)).Inc()
@@ -209,6 +222,47 @@ func (m *Metrics) Watch(js jetstream.JetStream, r *saga.Runner) {
 	m.consumers.runners = append(m.consumers.runners, watched{js, r})
 }
 
+// WatchSteps adds, for every step of every flow version registered (read
+// with op at each scrape), whether a runner is attached to the step's
+// consumer and how many triggers wait in it (choreo_step_attached,
+// choreo_step_pending): a step no running service serves shows in the
+// metrics of any other. Any identity may read these (access.Base).
+func (m *Metrics) WatchSteps(js jetstream.JetStream, op *ops.Client) {
+	m.consumers.mu.Lock()
+	defer m.consumers.mu.Unlock()
+	m.consumers.steps = &watchedSteps{js: js, op: op}
+}
+
+type watchedSteps struct {
+	js jetstream.JetStream
+	op *ops.Client
+
+	// The registry is listed at most once a stepFlowsTTL (listing its keys
+	// takes a consumer of the broker's); the consumers are read at every
+	// scrape.
+	mu    sync.Mutex
+	flows []describe.Flow
+	at    time.Time
+}
+
+// stepFlowsTTL is how long the step metrics keep the registry's list of
+// flow versions: a version registered since shows within it.
+const stepFlowsTTL = 30 * time.Second
+
+func (w *watchedSteps) registered(ctx context.Context) ([]describe.Flow, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.flows != nil && time.Since(w.at) < stepFlowsTTL {
+		return w.flows, nil
+	}
+	flows, err := w.op.Flows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.flows, w.at = flows, time.Now()
+	return flows, nil
+}
+
 type watched struct {
 	js jetstream.JetStream
 	r  *saga.Runner
@@ -217,23 +271,31 @@ type watched struct {
 // consumerCollector reads the watched consumers' counts at each scrape.
 type consumerCollector struct {
 	pending, ackPending, deadLetters *prometheus.Desc
+	stepPending, stepAttached        *prometheus.Desc
 
 	mu      sync.Mutex
 	runners []watched
+	steps   *watchedSteps
 }
 
 func (c *consumerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.pending
 	ch <- c.ackPending
 	ch <- c.deadLetters
+	ch <- c.stepPending
+	ch <- c.stepAttached
 }
 
 func (c *consumerCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	runners := append([]watched(nil), c.runners...)
+	steps := c.steps
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if steps != nil {
+		c.collectSteps(ctx, steps, ch)
+	}
 	seen := map[saga.Consumer]bool{}
 	dlq := false
 	for _, w := range runners {
@@ -255,6 +317,37 @@ func (c *consumerCollector) Collect(ch chan<- prometheus.Metric) {
 				dlq = true
 				ch <- prometheus.MustNewConstMetric(c.deadLetters, prometheus.GaugeValue, float64(s.CachedInfo().State.Msgs))
 			}
+		}
+	}
+}
+
+// collectSteps reports each registered step's consumer: a consumer that
+// does not exist has no runner attached and nothing counted pending.
+func (c *consumerCollector) collectSteps(ctx context.Context, w *watchedSteps, ch chan<- prometheus.Metric) {
+	flows, err := w.registered(ctx)
+	if err != nil {
+		return // the broker is away: no figure
+	}
+	for _, f := range flows {
+		v := strconv.Itoa(f.Version)
+		for _, s := range f.Steps {
+			var pending, attached float64
+			ci, err := w.js.Consumer(ctx, wire.Stream, wire.DoConsumer(f.Name, f.Version, s.Name))
+			switch {
+			case errors.Is(err, jetstream.ErrConsumerNotFound):
+			case err != nil:
+				continue
+			default:
+				info := ci.CachedInfo()
+				pending = float64(info.NumPending)
+				// A runner that consumes keeps pull requests waiting at
+				// the broker, or holds triggers it has not acknowledged.
+				if info.NumWaiting > 0 || info.NumAckPending > 0 {
+					attached = 1
+				}
+			}
+			ch <- prometheus.MustNewConstMetric(c.stepPending, prometheus.GaugeValue, pending, f.Name, v, s.Name)
+			ch <- prometheus.MustNewConstMetric(c.stepAttached, prometheus.GaugeValue, attached, f.Name, v, s.Name)
 		}
 	}
 }

@@ -71,6 +71,7 @@ func TestMetricsObserver(t *testing.T) {
 	m.Recorded(saga.Record{Flow: "order", Step: "charge", Phase: saga.PhaseRetry, Status: saga.StatusRunning})
 	m.Recorded(saga.Record{Flow: "order", Step: "charge", Phase: saga.PhaseParked, Status: saga.StatusCompensationFailed, Ended: true})
 	m.DeadLettered("order", "why")
+	m.Recorded(saga.Record{Flow: "order", Step: "_saga", Phase: saga.PhaseDeadline, Status: saga.StatusCompensating})
 	fams, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +88,8 @@ func TestMetricsObserver(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]float64{"choreo_sagas_started_total": 1, "choreo_steps_handled_total": 1, "choreo_handler_duration_seconds": 1,
-		"choreo_steps_retried_total": 1, "choreo_compensations_total": 1, "choreo_sagas_ended_total": 1, "choreo_dead_letters_total": 1} {
+		"choreo_steps_retried_total": 1, "choreo_compensations_total": 1, "choreo_sagas_ended_total": 1, "choreo_dead_letters_total": 1,
+		"choreo_sagas_deadline_total": 1} {
 		if got[name] != want {
 			t.Errorf("%s = %v, want %v", name, got[name], want)
 		}

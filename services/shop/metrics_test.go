@@ -156,3 +156,38 @@ func idle(got map[string]float64) bool {
 	}
 	return true
 }
+
+// A step no running service serves shows in the metrics of the others:
+// without billing, the bill step has no runner attached (and, never
+// having had one, no consumer for its triggers to wait in), while the
+// steps whose services run have theirs attached.
+func TestMetricsShowAStepWithNoRunner(t *testing.T) {
+	sh := shoptest.RunShop(t, shop.Config{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:0", DataDir: t.TempDir(), MetricsAddr: "127.0.0.1:0",
+		Without: []string{"billing"}})
+	cust := shoptest.Register(t, sh.Base, "ada", "FR")
+	code, res := shoptest.Call(t, "POST", sh.Base+"/api/orders", map[string]any{"customer_id": cust.ID,
+		"items": []any{map[string]any{"sku": "sku-mug", "qty": 1}}, "card": "4242424242424242"}, cust.Auth()...)
+	if code != 202 {
+		t.Fatalf("order: %d %v", code, res)
+	}
+	bill := `{flow="order",step="bill",version="4"}`
+	reserve := `{flow="order",step="reserve",version="4"}`
+	var got map[string]float64
+	sagatest.Poll(t, 60*time.Second, func() bool {
+		got = scrape(t, sh.MetricsAddr)
+		_, billed := got["choreo_step_pending"+bill]
+		_, reserved := got["choreo_step_pending"+reserve]
+		return billed && reserved && got["choreo_step_attached"+reserve] == 1
+	}, func() string {
+		var lines []string
+		for k, v := range got {
+			if strings.HasPrefix(k, "choreo_step_") {
+				lines = append(lines, fmt.Sprintf("%s %v", k, v))
+			}
+		}
+		return "step metrics:\n" + strings.Join(lines, "\n")
+	})
+	if a, ok := got["choreo_step_attached"+bill]; !ok || a != 0 {
+		t.Errorf("choreo_step_attached%s = %v (present %v), want 0: no billing service runs", bill, a, ok)
+	}
+}

@@ -312,6 +312,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Shop)) error {
 		}
 		gwOpts = append(gwOpts, gateway.WithCustomerTokens(key, 0))
 	}
+	if consoleLn != nil && provisioned.Sagas != nil {
+		// The shop's page links each order to its saga in the console
+		// (the address, never the token: the operator's browser holds it).
+		gwOpts = append(gwOpts, gateway.WithConsoleURL("http://"+consoleLn.Addr().String()+"/"))
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	var gw *gateway.Service
 	for _, name := range run {

@@ -62,6 +62,7 @@ type stack struct {
 	secrets  string
 	httpPort int
 	natsPort [3]int
+	promPort int // Prometheus's API, on 127.0.0.1 (prometheus_test.go)
 }
 
 func TestComposeStack(t *testing.T) {
@@ -87,10 +88,11 @@ func TestComposeStack(t *testing.T) {
 	for i := range s.natsPort {
 		s.natsPort[i] = shoptest.FreePort(t)
 	}
+	s.promPort = shoptest.FreePort(t)
 
 	s.run(8*time.Minute, "deploy/build.sh")
 	t.Cleanup(func() {
-		_, _ = command(time.Minute, s.root, nil, "docker", "rmi", "choreo-nats:"+s.tag, "choreo-services:"+s.tag)
+		_, _ = command(time.Minute, s.root, nil, "docker", "rmi", "choreo-nats:"+s.tag, "choreo-services:"+s.tag, "choreo-prometheus:"+s.tag)
 	})
 	s.run(3*time.Minute, "deploy/secrets.sh")
 	t.Cleanup(s.down)
@@ -129,6 +131,7 @@ func TestComposeStack(t *testing.T) {
 	if len(ids) > 0 {
 		s.checkSealed(d, ids[0])
 	}
+	s.checkPrometheus(2 * time.Minute)
 	s.logDeadLetters(d)
 	emails := s.checkEmails(d, l)
 	t.Logf("compose smoke: %s orders=%d refused=%d confirmed=%d rejected=%d emails=%d duration=%s",
@@ -215,6 +218,7 @@ func (s *stack) env() []string {
 		"CHOREO_NATS_PORT_1=" + strconv.Itoa(s.natsPort[0]),
 		"CHOREO_NATS_PORT_2=" + strconv.Itoa(s.natsPort[1]),
 		"CHOREO_NATS_PORT_3=" + strconv.Itoa(s.natsPort[2]),
+		"CHOREO_PROM_PORT=" + strconv.Itoa(s.promPort),
 	}
 }
 

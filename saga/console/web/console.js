@@ -366,6 +366,7 @@ async function loadSaga(flow, id) {
     fields.append(el("dt", null, "parent"), el("dd", { id: "saga-parent" },
       el("a", { href: "#saga/" + path(st.parent.flow, st.parent.id) }, st.parent.flow + "/" + st.parent.id), " · step " + st.parent.step));
   }
+  renderWaterfall(d.waterfall, st.flow + " v" + st.version); // waterfall.js
   const steps = $("#saga-steps tbody");
   steps.replaceChildren();
   for (const s of st.steps) {

@@ -191,7 +191,8 @@ function renderTimeline(o) {
     return;
   }
   const head = `<div class="saga-status">Saga <span class="badge ${s.status === "completed" ? "confirmed" : s.status === "running" ? "pending" : "rejected"}">${esc(s.status)}</span>
-    ${s.reason ? `<div class="reason">${esc(s.reason)}</div>` : ""}</div>`;
+    ${s.reason ? `<div class="reason">${esc(s.reason)}</div>` : ""}
+    ${s.console ? `<a class="saga-console" href="${esc(s.console)}" target="_blank" rel="noopener noreferrer">see this saga as a waterfall in the operator console</a>` : ""}</div>`;
   const steps = [...s.steps].sort((a, b) => a.position - b.position).map((st) => {
     const d = ms(st.started_at, st.ended_at);
     const cd = ms(st.ended_at, st.compensated_at);
