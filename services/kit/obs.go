@@ -358,7 +358,14 @@ func (c *consumerCollector) collectSteps(ctx context.Context, w *watchedSteps, c
 type Admin struct {
 	Mux     *http.ServeMux
 	Metrics *Metrics
+	private bool // its listener takes loopback connections only
 }
+
+// Private reports whether the admin listener binds a loopback address
+// only: what an unauthenticated act (the gateway's POST /admin/rebuild)
+// needs. A listener on 0.0.0.0 (the compose stack's, for Prometheus) is
+// reachable from every container on its network.
+func (a *Admin) Private() bool { return a.private }
 
 // NewAdmin returns an admin mux serving m on /metrics (none when m is
 // nil).
@@ -376,6 +383,9 @@ func (a *Admin) Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr %s: %v", addr, oneLine(err))
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		a.private = tcp.IP.IsLoopback()
 	}
 	return ln, nil
 }

@@ -95,3 +95,22 @@ func TestMetricsObserver(t *testing.T) {
 		}
 	}
 }
+
+// Only a loopback admin listener is private: the gateway serves its
+// unauthenticated rebuild there alone.
+func TestAdminPrivateOnLoopbackOnly(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:0": true, "0.0.0.0:0": false} {
+		a := kit.NewAdmin(nil)
+		ln, err := a.Listen(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
+		if a.Private() != want {
+			t.Errorf("%s: private %v, want %v", addr, a.Private(), want)
+		}
+	}
+	if kit.NewAdmin(nil).Private() {
+		t.Error("an admin without a listener reads private")
+	}
+}

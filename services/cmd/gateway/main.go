@@ -48,7 +48,13 @@ func main() {
 			opts = append(opts, gateway.WithConsoleURL(consoleURL))
 		}
 		g := gateway.New(d, addr, opts...)
-		d.Admin.Mux.Handle("POST /admin/rebuild", g.RebuildHandler()) // served with --metrics-addr
+		if d.Admin.Private() {
+			// Unauthenticated: only on a loopback admin listener, never on
+			// one other containers reach (the compose stack's, for Prometheus).
+			d.Admin.Mux.Handle("POST /admin/rebuild", g.RebuildHandler())
+		} else if d.Admin.Metrics != nil {
+			d.Logger.Info("gateway: POST /admin/rebuild is off: the admin listener is not on a loopback address")
+		}
 		go func() {
 			select {
 			case a := <-g.Addr():
