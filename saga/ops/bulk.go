@@ -19,6 +19,15 @@ type Filter = engine.Filter
 // Cond is one condition of a Filter on a search attribute.
 type Cond = engine.Cond
 
+// Statuses converts saga statuses for Filter.Statuses.
+func Statuses(ss ...saga.Status) []engine.Status {
+	out := make([]engine.Status, len(ss))
+	for i, s := range ss {
+		out[i] = engine.Status(s)
+	}
+	return out
+}
+
 // ParseCond reads a condition: "customer=c-123", "total>100".
 func ParseCond(s string) (Cond, error) { return engine.ParseCond(s) }
 
