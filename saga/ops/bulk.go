@@ -125,6 +125,13 @@ func (c *Client) Bulk(ctx context.Context, spec BulkSpec, progress func(BulkReco
 	return c.e.Bulk(ctx, spec, progress)
 }
 
+// StartBulk is Bulk in the background: it records the act and returns its
+// id at once, with wait, which waits for the act's end and returns what
+// Bulk returns. The act runs until done, ctx ends, or StopBulk names it.
+func (c *Client) StartBulk(ctx context.Context, spec BulkSpec, progress func(BulkRecord)) (id string, wait func() (*BulkRecord, error), err error) {
+	return c.e.StartBulk(ctx, spec, progress)
+}
+
 // BulkActs lists the bulk acts recorded, newest first.
 func (c *Client) BulkActs(ctx context.Context) ([]BulkRecord, error) { return c.e.BulkActs(ctx) }
 

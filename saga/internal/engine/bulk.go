@@ -207,23 +207,54 @@ func newBulkID() string {
 // then reads stopped, and it returns the record with ErrStopped). It
 // returns ErrInvalidOption for a bad spec, or the broker's error.
 func (c *Client) Bulk(ctx context.Context, spec BulkSpec, progress func(BulkRecord)) (*BulkRecord, error) {
-	if err := spec.check(); err != nil {
+	_, wait, err := c.StartBulk(ctx, spec, progress)
+	if err != nil {
 		return nil, err
+	}
+	return wait()
+}
+
+// StartBulk is Bulk in the background: it records the act and returns its
+// id at once, and wait, which waits for the act's end and returns what
+// Bulk returns. The act runs until done, ctx ends or StopBulk.
+func (c *Client) StartBulk(ctx context.Context, spec BulkSpec, progress func(BulkRecord)) (id string, wait func() (*BulkRecord, error), err error) {
+	if err := spec.check(); err != nil {
+		return "", nil, err
 	}
 	if spec.Rate == 0 {
 		spec.Rate = DefaultBulkRate
 	}
 	rec := &BulkRecord{ID: newBulkID(), BulkSpec: spec, By: c.who(), Started: time.Now().UTC(), State: BulkRunning}
 	if err := c.saveBulk(ctx, rec); err != nil {
-		return nil, err
+		return "", nil, err
 	}
+	type result struct {
+		rec *BulkRecord
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := c.runBulk(ctx, rec, progress)
+		done <- result{r, err}
+	}()
+	var once sync.Once
+	var res result
+	return rec.ID, func() (*BulkRecord, error) {
+		once.Do(func() { res = <-done })
+		return res.rec, res.err
+	}, nil
+}
+
+// runBulk goes through the sagas of the act rec.
+func (c *Client) runBulk(ctx context.Context, rec *BulkRecord, progress func(BulkRecord)) (*BulkRecord, error) {
+	spec := rec.BulkSpec
 	sagas, err := c.selectSagas(ctx, spec)
 	if err != nil {
 		return c.endBulk(rec, BulkAborted, err)
 	}
 	rec.Matched = len(sagas)
 	if err := c.saveBulk(ctx, rec); err != nil {
-		return nil, err
+		return c.endBulk(rec, BulkAborted, err)
 	}
 	var mu sync.Mutex
 	note := func(st *State, outcome, reason string) {
