@@ -131,6 +131,9 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 			slash := strings.Index(key, "/")
 			v, _ := strconv.Atoi(key[:slash])
 			step := key[slash+1:]
+			if _, paused := pausedIn(pauses, name, v, step); paused {
+				continue // its pause is the finding
+			}
 			if !c.served(ctx, name, v, step) {
 				waited := time.Since(oldest[key])
 				idle, ok := c.idle(ctx, name, v, step)
