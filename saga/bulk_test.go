@@ -236,3 +236,70 @@ func TestBulkCancelSkipsAndStops(t *testing.T) {
 		t.Errorf("unknown act: %v", err)
 	}
 }
+
+// A bulk pause holds every saga it selects; a bulk resume runs them; each
+// act is in every saga's log with the act's id, and a second resume skips
+// nothing because it selects only paused sagas.
+func TestBulkPauseAndResume(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	tr := newTrip(t)
+	ctx := context.Background()
+	op := srv.Ops()
+	c := srv.Client()
+	tr.runner(t, c, "book", "hotel", "pay")
+	ids := []string{"q0", "q1", "q2"}
+	var release []func()
+	for _, id := range ids {
+		release = append(release, tr.holdStep(id, "book")) // book under way when the pause lands
+		if err := saga.Start(ctx, c, tr.v1, id, Trip{Who: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range ids {
+		sagatest.Poll(t, 30*time.Second, func() bool { return tr.count(id, "v1 book:action") == 1 }, func() string { return id + ": book never ran" })
+	}
+	pause, err := op.Bulk(ctx, ops.BulkSpec{Action: ops.BulkPause, Filter: ops.Filter{Flow: tr.name}, Reason: "audit"}, nil)
+	if err != nil || pause.Done != 3 {
+		t.Fatalf("bulk pause: %+v %v", pause, err)
+	}
+	for _, r := range release {
+		r()
+	}
+	for _, id := range ids {
+		sagatest.Poll(t, 30*time.Second, func() bool {
+			st, err := c.Get(ctx, tr.v1, id)
+			return err == nil && st.Step("hotel").Held && st.Paused != nil && st.Paused.Bulk == pause.ID
+		}, func() string { return id + " not held" })
+		if n := tr.count(id, "v1 hotel:action"); n != 0 {
+			t.Fatalf("%s: hotel ran while paused", id)
+		}
+	}
+	resume, err := op.Bulk(ctx, ops.BulkSpec{Action: ops.BulkResume, Filter: ops.Filter{Flow: tr.name}, Reason: "audit done"}, nil)
+	if err != nil || resume.Done != 3 {
+		t.Fatalf("bulk resume: %+v %v", resume, err)
+	}
+	for _, id := range ids {
+		sagatest.AwaitStatus(t, c, tr.v1, id, 30*time.Second, saga.StatusCompleted)
+		if n := tr.count(id, "v1 hotel:action"); n != 1 {
+			t.Errorf("%s: hotel ran %d times", id, n)
+		}
+		events, err := c.Timeline(ctx, tr.v1, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bulks := map[string]saga.Phase{}
+		for _, e := range events {
+			var a ops.Audit
+			if json.Unmarshal(e.Data, &a) == nil && a.Bulk != "" {
+				bulks[a.Bulk] = e.Phase
+			}
+		}
+		if bulks[pause.ID] != saga.PhasePaused || bulks[resume.ID] != saga.PhaseUnpaused {
+			t.Errorf("%s: the acts in its log: %v", id, bulks)
+		}
+	}
+	again, err := op.Bulk(ctx, ops.BulkSpec{Action: ops.BulkResume, Filter: ops.Filter{Flow: tr.name}, Reason: "again"}, nil)
+	if err != nil || again.Matched != 0 {
+		t.Errorf("a second resume: %+v %v", again, err)
+	}
+}

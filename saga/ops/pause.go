@@ -49,9 +49,11 @@ func (c *Client) Pauses(ctx context.Context, flow string) ([]StepPause, error) {
 }
 
 // PauseSaga pauses one running saga, for the reason: an operator's event
-// in its log. The actions its runners are handed from then on are held,
-// not run and no attempt spent (saga.StepState.Held); a step already
-// under way finishes, and compensations are not held. Its deadline keeps
+// in its log. The actions triggered from then on are held, not run and no
+// attempt spent (saga.StepState.Held); a step already under way finishes,
+// and so may one triggered less than its runner's ack wait before the
+// pause (a fresh trigger is judged by the state it carries, not read
+// again). Compensations are not held. Its deadline keeps
 // counting. It returns saga.ErrNotFound, ErrNotRunning (it ended or
 // compensates), or nil for a saga paused already.
 func (c *Client) PauseSaga(ctx context.Context, flow, id, reason string) error {

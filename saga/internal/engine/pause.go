@@ -73,8 +73,10 @@ func (c *Client) operatorAct(ctx context.Context, f FlowRef, id string, phase Ph
 }
 
 // PauseSaga pauses one running (or scheduled) saga, with the reason: the
-// actions its runners are handed from now on are held (not run, no attempt
-// spent) until ResumeSaga; a step already under way finishes. Its deadline
+// actions triggered from now on are held (not run, no attempt spent)
+// until ResumeSaga; a step already under way finishes, and so may one
+// triggered less than its runner's ack wait before (a fresh trigger is
+// judged by the state it carries, not read again). Its deadline
 // keeps counting; a completion from outside (Settle) is still recorded,
 // and what it triggers is held too. It returns ErrNotFound, ErrNotRunning
 // for a saga that ended or compensates, or nil for one paused already.
