@@ -80,6 +80,10 @@ const (
 	PhaseCancelled         Phase = "cancelled"   // an operator cancelled the saga: it compensates (step "_saga")
 	PhaseBegin             Phase = "begin"       // a saga started for later began: it runs (step "_saga")
 	PhaseReverted          Phase = "revert"      // a completed child saga compensates, as its parent does (step "_saga")
+	PhasePaused            Phase = "paused"      // an operator paused the saga: actions triggered from then on are held (step "_saga")
+	PhaseUnpaused          Phase = "unpaused"    // an operator resumed a paused saga: its held steps run (step "_saga")
+	PhaseHeld              Phase = "held"        // a step triggered while its saga is paused: not run until it resumes
+	PhaseNoted             Phase = "noted"       // an operator's act that changes no state (a dead letter replayed; step "_saga")
 )
 
 // Phases of handler calls (Info.Phase).
@@ -117,6 +121,18 @@ type State struct {
 	// numbers in their shortest decimal form: Get reads them all from the
 	// search index; Find sets those its conditions read.
 	Attrs map[string]string `json:"attrs,omitempty"`
+	// Paused is, for a saga an operator paused (ops.Client.PauseSaga),
+	// who paused it, when and why; nil for a saga that is not paused.
+	Paused *Paused `json:"paused,omitempty"`
+}
+
+// Paused is who paused a saga, when, why, and the bulk act the pause was
+// part of ("" for none).
+type Paused struct {
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+	Bulk   string    `json:"bulk,omitempty"`
 }
 
 // Step returns the named step's state, or nil.
@@ -179,6 +195,9 @@ type StepState struct {
 	WaitingOn string    `json:"waiting_on,omitempty"`
 	WaitUntil time.Time `json:"wait_until,omitzero"`
 	Token     string    `json:"token,omitempty"`
+	// Held is a running step triggered while its saga was paused: its
+	// action did not run, and runs when the saga resumes.
+	Held bool `json:"held,omitempty"`
 }
 
 // Event is one event of a saga's log (Client.Timeline).
@@ -212,13 +231,16 @@ func stateOf(s *engine.State) *State {
 	if p := s.Parent; p != nil {
 		out.Parent = &ParentRef{Flow: p.Flow, ID: p.ID, Step: p.Step}
 	}
+	if p := s.Paused; p != nil {
+		out.Paused = &Paused{By: p.By, At: p.At, Reason: p.Reason, Bulk: p.Bulk}
+	}
 	for i, st := range s.Steps {
 		out.Steps[i] = StepState{
 			Name: st.Name, Position: st.Position, Kind: st.Kind, Status: StepStatus(st.Status),
 			Attempts: st.Attempts, Error: st.Error, CompensationError: st.CompensationError, StartedAt: st.StartedAt, EndedAt: st.EndedAt,
 			CompensationAttempts: st.CompensationAttempts, CompensatedAt: st.CompensatedAt,
 			Trigger: st.Trigger, Done: st.Done, Taken: st.Taken, Unserved: st.Unserved, Waiting: st.Waiting,
-			WaitingOn: st.WaitingOn, WaitUntil: st.WaitUntil, Token: engine.TokenOf(s, st.Name),
+			WaitingOn: st.WaitingOn, WaitUntil: st.WaitUntil, Token: engine.TokenOf(s, st.Name), Held: st.Held,
 		}
 	}
 	return out

@@ -89,7 +89,16 @@ func dlqShow(ctx context.Context, k *cli, args []string) error {
 }
 
 func dlqReplay(ctx context.Context, k *cli, args []string) error {
-	pos, err := parse(flag.NewFlagSet("dlq replay", flag.ContinueOnError), args, 1, "SEQ")
+	fs := flag.NewFlagSet("dlq replay", flag.ContinueOnError)
+	reason := fs.String("reason", "", "")
+	bulk := addBulkFlags(fs, ops.BulkReplay)
+	if isAll(args) {
+		if _, err := parse(fs, args, 0, "no SEQ with --all"); err != nil {
+			return err
+		}
+		return bulk.run(ctx, k, *reason)
+	}
+	pos, err := parse(fs, args, 1, "SEQ (or --all and a filter of sagas)")
 	if err != nil {
 		return err
 	}

@@ -190,3 +190,93 @@ func flowsAsyncAPI(ctx context.Context, k *cli, args []string) error {
 	_, err = k.out.Write(append(doc, '\n'))
 	return err
 }
+
+func flowsPause(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("flows pause", flag.ContinueOnError)
+	reason := fs.String("reason", "", "")
+	untilFlag := fs.String("until", "", "")
+	flow, v, step, err := pauseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return usagef("give --reason: the pause records it")
+	}
+	var until time.Time
+	if *untilFlag != "" {
+		if d, err := time.ParseDuration(*untilFlag); err == nil && d > 0 {
+			until = time.Now().Add(d)
+		} else if until, err = time.Parse(time.RFC3339, *untilFlag); err != nil {
+			return usagef("--until %q: want a time (2026-11-27T00:00:00Z) or a duration (30m)", *untilFlag)
+		}
+	}
+	if err := k.op.PauseStep(ctx, flow, v, step, *reason, until); err != nil {
+		return err
+	}
+	what := pausedWhat(flow, v, step)
+	return k.print(map[string]any{"flow": flow, "version": v, "step": step, "paused": *reason, "until": until}, func(w io.Writer) {
+		fmt.Fprintf(w, "%s is paused: its triggers wait in the broker until choreo flows resume %s.\n", what, strings.TrimSpace(fmt.Sprintf("%s %d %s", flow, v, step)))
+	})
+}
+
+func flowsResume(ctx context.Context, k *cli, args []string) error {
+	flow, v, step, err := pauseArgs(flag.NewFlagSet("flows resume", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if err := k.op.ResumeStep(ctx, flow, v, step); err != nil {
+		return err
+	}
+	return k.print(map[string]any{"flow": flow, "version": v, "step": step, "status": "resumed"}, func(w io.Writer) {
+		fmt.Fprintf(w, "%s resumes where it stopped.\n", pausedWhat(flow, v, step))
+	})
+}
+
+func flowsPaused(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("flows paused", flag.ContinueOnError)
+	flow := fs.String("flow", "", "")
+	if _, err := parse(fs, args, 0, "only flags"); err != nil {
+		return err
+	}
+	pauses, err := k.op.Pauses(ctx, *flow)
+	if err != nil {
+		return err
+	}
+	if pauses == nil {
+		pauses = []ops.StepPause{}
+	}
+	return k.print(pauses, func(w io.Writer) {
+		fmt.Fprintln(w, "FLOW\tVERSION\tSTEP\tBY\tSINCE\tUNTIL\tREASON")
+		for _, p := range pauses {
+			until := "-"
+			if !p.Until.IsZero() {
+				until = p.Until.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "%s\tv%d\t%s\t%s\t%s\t%s\t%s\n", p.Flow, p.Version, orDash(p.Step), p.By, p.At.Format(time.RFC3339), until, oneLine(p.Reason, 80))
+		}
+	})
+}
+
+// pauseArgs reads FLOW VERSION [STEP].
+func pauseArgs(fs *flag.FlagSet, args []string) (flow string, v int, step string, err error) {
+	pos, err := parse(fs, args, 3, "FLOW VERSION [STEP]")
+	if err != nil {
+		if pos, err = parse(fs, args, 2, "FLOW VERSION [STEP]"); err != nil {
+			return "", 0, "", err
+		}
+	}
+	if v, err = version(pos[1]); err != nil {
+		return "", 0, "", err
+	}
+	if len(pos) == 3 {
+		step = pos[2]
+	}
+	return pos[0], v, step, nil
+}
+
+func pausedWhat(flow string, v int, step string) string {
+	if step == "" {
+		return fmt.Sprintf("%s v%d (every step)", flow, v)
+	}
+	return fmt.Sprintf("%s v%d step %s", flow, v, step)
+}

@@ -11,12 +11,20 @@
 //	choreo [connection flags] sagas show FLOW ID
 //	choreo [connection flags] sagas cancel FLOW ID --reason TEXT
 //	choreo [connection flags] sagas retry FLOW ID
+//	choreo [connection flags] sagas pause FLOW ID --reason TEXT
+//	choreo [connection flags] sagas resume FLOW ID [--reason TEXT]
+//	choreo [connection flags] sagas (cancel|retry|pause|resume) --all FILTER --reason TEXT [--dry-run] [--rate N]
+//	choreo [connection flags] flows pause FLOW VERSION [STEP] --reason TEXT [--until TIME|DURATION]
+//	choreo [connection flags] flows resume FLOW VERSION [STEP]
+//	choreo [connection flags] flows paused [--flow FLOW]
+//	choreo [connection flags] bulk ls | bulk show ID | bulk stop ID
 //	choreo [connection flags] sagas watch [--flow FLOW]
 //	choreo [connection flags] flows diagram FLOW [VERSION]
 //	choreo [connection flags] flows asyncapi [FLOW [VERSION]] [--title T] [--host HOST:PORT]
 //	choreo [connection flags] dlq ls [--flow FLOW] [--last 500]
 //	choreo [connection flags] dlq show SEQ
 //	choreo [connection flags] dlq replay SEQ
+//	choreo [connection flags] dlq replay --all FILTER --reason TEXT [--dry-run] [--rate N]
 //	choreo [connection flags] dlq purge --before TIME|AGE [--yes]
 //	choreo [connection flags] doctor [--idle 30s] [--behind 1000] [--overdue 1m]
 //	choreo [connection flags] console [--addr 127.0.0.1:8223]
@@ -74,6 +82,12 @@ const usage = `usage: choreo [connection flags] COMMAND
                                              --compensate: those not past their pivot are
                                              cancelled and compensate (it reads retired)
   flows reinstate FLOW VERSION               take a retirement back
+  flows pause FLOW VERSION [STEP] --reason TEXT [--until TIME|DURATION]
+                                             stop delivering a version's (or a step's) triggers:
+                                             they wait in the broker, no attempt spent, through
+                                             runner restarts; compensations go on
+  flows resume FLOW VERSION [STEP]           deliver them again, where they stopped
+  flows paused [--flow FLOW]                 the pauses, with who, when and why
   flows diagram FLOW [VERSION]               a Mermaid flowchart of a version (default the newest)
   flows asyncapi [FLOW [VERSION]] [--title T] [--host HOST:PORT]
                                              an AsyncAPI 3.0 document (JSON) of the registered
@@ -86,9 +100,20 @@ const usage = `usage: choreo [connection flags] COMMAND
   sagas watch [--flow FLOW]                  each change of a saga, until interrupted
   sagas cancel FLOW ID --reason TEXT         compensate a running saga, or stop a scheduled one
   sagas retry FLOW ID                        retry a parked saga's compensations
+  sagas pause FLOW ID --reason TEXT          hold the steps a saga triggers from now on
+  sagas resume FLOW ID [--reason TEXT]       run its held steps
+  sagas (cancel|retry|pause|resume) --all FILTER --reason TEXT [--dry-run] [--rate N]
+                                             act on every saga the filter selects, at most N
+                                             a second (default 200), each act in the saga's
+                                             log with the bulk act's id; --dry-run counts and
+                                             shows a sample. FILTER: --flow F --version N
+                                             --status S[,S] --step S --since T|AGE
+                                             --before T|AGE --where ATTR=V (repeatable)
+  bulk ls | bulk show ID | bulk stop ID      the bulk acts, with their outcomes; stop one
   dlq ls [--flow FLOW] [--last 500]          the newest dead letters, with their reasons
   dlq show SEQ                               one dead letter: headers and payload
   dlq replay SEQ                             back where it was read, when it can be processed now
+  dlq replay --all FILTER --reason TEXT      replay the dead letters of every saga selected
   dlq purge --before TIME|AGE [--yes]        remove older dead letters (asks first)
   doctor [--idle 30s] [--behind 1000] [--overdue 1m]
                                              what is wrong now, and what to do about it
@@ -167,6 +192,9 @@ func run(ctx context.Context, args []string, out, errw io.Writer) int {
 	if rest[0] == "sagas" && rest[1] == "watch" {
 		*timeout = 0 // until interrupted
 	}
+	if isAll(rest) && !slices.Contains(rest, "--dry-run") && !slices.Contains(rest, "-dry-run") {
+		*timeout = 0 // a bulk act: until done, or interrupted (it then reads stopped)
+	}
 	var cancel context.CancelFunc
 	if *timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
@@ -232,8 +260,11 @@ type handler func(ctx context.Context, k *cli, args []string) error
 // command finds the handler of a command, or says why there is none.
 func command(group, verb string) (handler, error) {
 	cmds := map[string]map[string]handler{
-		"flows":  {"ls": flowsLs, "versions": flowsVersions, "retire": flowsRetire, "reinstate": flowsReinstate, "diagram": flowsDiagram, "asyncapi": flowsAsyncAPI},
-		"sagas":  {"ls": sagasLs, "show": sagasShow, "cancel": sagasCancel, "retry": sagasRetry, "watch": sagasWatch},
+		"flows": {"ls": flowsLs, "versions": flowsVersions, "retire": flowsRetire, "reinstate": flowsReinstate, "diagram": flowsDiagram, "asyncapi": flowsAsyncAPI,
+			"pause": flowsPause, "resume": flowsResume, "paused": flowsPaused},
+		"sagas": {"ls": sagasLs, "show": sagasShow, "cancel": sagasCancel, "retry": sagasRetry, "watch": sagasWatch,
+			"pause": sagasPause, "resume": sagasResume},
+		"bulk":   {"ls": bulkLs, "show": bulkShow, "stop": bulkStop}, // bulk.go
 		"dlq":    {"ls": dlqLs, "show": dlqShow, "replay": dlqReplay, "purge": dlqPurge},
 		"doctor": {"": doctor},
 

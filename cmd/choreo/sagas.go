@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/choreo-go/choreo/saga"
+	"github.com/choreo-go/choreo/saga/ops"
 )
 
 func sagasLs(ctx context.Context, k *cli, args []string) error {
@@ -196,6 +197,9 @@ func sagasShow(ctx context.Context, k *cli, args []string) error {
 			}
 			fmt.Fprintf(w, "attributes: %s\n", strings.Join(attrs, " "))
 		}
+		if p := st.Paused; p != nil {
+			fmt.Fprintf(w, "paused: by %s at %s: %s\n", p.By, p.At.Format(time.RFC3339), p.Reason)
+		}
 		fmt.Fprintln(w, "STEP\tSTATUS\tATTEMPTS\tUNDO ATTEMPTS\tNOTE")
 		for _, s := range st.Steps {
 			note := s.Error
@@ -220,7 +224,14 @@ func sagasShow(ctx context.Context, k *cli, args []string) error {
 func sagasCancel(ctx context.Context, k *cli, args []string) error {
 	fs := flag.NewFlagSet("sagas cancel", flag.ContinueOnError)
 	reason := fs.String("reason", "", "")
-	pos, err := parse(fs, args, 2, "FLOW ID")
+	bulk := addBulkFlags(fs, ops.BulkCancel)
+	if isAll(args) {
+		if _, err := parse(fs, args, 0, "no FLOW ID with --all"); err != nil {
+			return err
+		}
+		return bulk.run(ctx, k, *reason)
+	}
+	pos, err := parse(fs, args, 2, "FLOW ID (or --all and a filter)")
 	if err != nil {
 		return err
 	}
@@ -249,7 +260,16 @@ func sagasCancel(ctx context.Context, k *cli, args []string) error {
 }
 
 func sagasRetry(ctx context.Context, k *cli, args []string) error {
-	pos, err := parse(flag.NewFlagSet("sagas retry", flag.ContinueOnError), args, 2, "FLOW ID")
+	fs := flag.NewFlagSet("sagas retry", flag.ContinueOnError)
+	reason := fs.String("reason", "", "")
+	bulk := addBulkFlags(fs, ops.BulkRetry)
+	if isAll(args) {
+		if _, err := parse(fs, args, 0, "no FLOW ID with --all"); err != nil {
+			return err
+		}
+		return bulk.run(ctx, k, *reason)
+	}
+	pos, err := parse(fs, args, 2, "FLOW ID (or --all and a filter)")
 	if err != nil {
 		return err
 	}
@@ -258,6 +278,58 @@ func sagasRetry(ctx context.Context, k *cli, args []string) error {
 	}
 	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "status": string(saga.StatusCompensating)}, func(w io.Writer) {
 		fmt.Fprintf(w, "saga %s/%s compensates again.\n", pos[0], pos[1])
+	})
+}
+
+// isAll reports whether a command's arguments ask for its bulk form.
+func isAll(args []string) bool {
+	return slices.Contains(args, "--all") || slices.Contains(args, "-all")
+}
+
+func sagasPause(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("sagas pause", flag.ContinueOnError)
+	reason := fs.String("reason", "", "")
+	bulk := addBulkFlags(fs, ops.BulkPause)
+	if isAll(args) {
+		if _, err := parse(fs, args, 0, "no FLOW ID with --all"); err != nil {
+			return err
+		}
+		return bulk.run(ctx, k, *reason)
+	}
+	pos, err := parse(fs, args, 2, "FLOW ID (or --all and a filter)")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return usagef("give --reason: the saga's log records it")
+	}
+	if err := k.op.PauseSaga(ctx, pos[0], pos[1], *reason); err != nil {
+		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
+	}
+	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "paused": *reason}, func(w io.Writer) {
+		fmt.Fprintf(w, "saga %s/%s is paused: the steps it triggers wait until choreo sagas resume %s %s.\n", pos[0], pos[1], pos[0], pos[1])
+	})
+}
+
+func sagasResume(ctx context.Context, k *cli, args []string) error {
+	fs := flag.NewFlagSet("sagas resume", flag.ContinueOnError)
+	reason := fs.String("reason", "", "")
+	bulk := addBulkFlags(fs, ops.BulkResume)
+	if isAll(args) {
+		if _, err := parse(fs, args, 0, "no FLOW ID with --all"); err != nil {
+			return err
+		}
+		return bulk.run(ctx, k, *reason)
+	}
+	pos, err := parse(fs, args, 2, "FLOW ID (or --all and a filter)")
+	if err != nil {
+		return err
+	}
+	if err := k.op.ResumeSaga(ctx, pos[0], pos[1], *reason); err != nil {
+		return fmt.Errorf("saga %s/%s: %w", pos[0], pos[1], err)
+	}
+	return k.print(map[string]string{"flow": pos[0], "id": pos[1], "status": "resumed"}, func(w io.Writer) {
+		fmt.Fprintf(w, "saga %s/%s resumes: its held steps run.\n", pos[0], pos[1])
 	})
 }
 

@@ -176,6 +176,10 @@ const (
 	PhaseWaiting           = "waiting"
 	PhaseBegin             = "begin"
 	PhaseReverted          = "revert"
+	PhasePaused            = "paused"
+	PhaseUnpaused          = "unpaused"
+	PhaseHeld              = "held"
+	PhaseNoted             = "noted"
 )
 
 // Token reports whether s is a name choreo accepts for a flow, a step or

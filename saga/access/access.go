@@ -250,6 +250,47 @@ func Reader(identity string, flows ...Definition) (Access, error) {
 	return Base(identity), nil
 }
 
+// Operator is what an identity that pauses and resumes the flows given,
+// their steps and their sagas (ops.Client.PauseStep, PauseSaga) and runs
+// bulk acts on their sagas (ops.Client.Bulk: cancel, retry, pause, resume)
+// needs, beyond Reader: the flow registry's pause and bulk keys, the
+// broker's pause of the steps' action consumers
+// ($JS.API.CONSUMER.PAUSE.<stream>.<consumer>), the operator's saga log
+// events (choreo.log.<flow>.*.v<N>._saga.{paused,unpaused,cancelled,resume,noted})
+// and the compensation commands and expiry timers they make due. Services
+// (Permissions) get none of it: only the admin identity, or one given
+// Operator, may pause. Bulk replay needs ReadDeadLetters too. The flows
+// are checked as for Permissions.
+func Operator(identity string, flows ...Definition) (Access, error) {
+	defs, err := definitions(flows)
+	if err != nil {
+		return Access{}, err
+	}
+	kv := "$KV." + wire.FlowsBucket + "."
+	a := Base(identity)
+	a.Add(Access{Publish: Rules{Allow: []string{kv + "bulk.>"}}})
+	for _, f := range defs {
+		v := wire.Version(f.Version)
+		allow := []string{
+			kv + "pause." + f.Name + "." + v,
+			kv + "pause." + f.Name + "." + v + ".*",
+			wire.Cmd + f.Name + ".*." + v + ".*." + wire.Undo,
+			wire.Sched + f.Name + ".*",
+		}
+		for _, ph := range []engine.Phase{engine.PhasePaused, engine.PhaseUnpaused, engine.PhaseCancelled, engine.PhaseResume, engine.PhaseNoted} {
+			allow = append(allow, wire.LogSubject(f.Name, "*", f.Version, wire.SagaStep, string(ph)))
+		}
+		for _, d := range f.Steps {
+			allow = append(allow,
+				jsAPI+"CONSUMER.PAUSE."+wire.Stream+"."+wire.DoConsumer(f.Name, f.Version, d.Name),
+				jsAPI+"CONSUMER.PAUSE."+wire.TimerStream+"."+wire.WaitConsumer(f.Name, f.Version, d.Name),
+				jsAPI+"CONSUMER.PAUSE."+wire.EventStream+"."+wire.EventConsumer(f.Name, f.Version, d.Name))
+		}
+		a.Add(Access{Publish: Rules{Allow: allow}})
+	}
+	return a, nil
+}
+
 // ReadDeadLetters lets an identity read the dead letters (DeadLetters,
 // LatestDeadLetters, DeadLetterAt): what an operator's read-only tool
 // needs on top of Reader. Dead letters hold whole payloads of every flow

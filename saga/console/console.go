@@ -115,6 +115,11 @@ func Handler(c *saga.Client, op *ops.Client, opts ...Option) http.Handler {
 	mux.HandleFunc("GET /api/search", h.search)
 	mux.HandleFunc("GET /api/sagas/{flow}/{id}", h.saga)
 	mux.HandleFunc("POST /api/sagas/{flow}/{id}/retry", h.retry)
+	mux.HandleFunc("GET /api/bulk", h.bulkList) // bulk.go
+	mux.HandleFunc("POST /api/bulk/plan", h.bulkPlan)
+	mux.HandleFunc("POST /api/bulk", h.bulkStart)
+	mux.HandleFunc("GET /api/bulk/{id}", h.bulkOne)
+	mux.HandleFunc("POST /api/bulk/{id}/stop", h.bulkStop)
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusForbidden, "cross-site request refused: operator actions come from the console's own page")

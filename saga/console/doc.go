@@ -19,14 +19,24 @@
 //     (Client.RetryCompensation) runs their compensations again.
 //   - Scheduled sagas: sagas started for later (saga.At, saga.After) that
 //     have not begun, the next to begin first, with when each begins.
+//   - Bulk acts: a form for an act over every saga a filter selects
+//     (cancel, retry, replay dead letters, pause, resume): a dry run first
+//     (ops.Client.PlanBulk: the count and a sample), then Start
+//     (StartBulk) with a progress bar and Stop (StopBulk); the acts done,
+//     with their outcomes, and the flow versions and steps paused, with
+//     who paused them and why.
 //   - A saga: its state, steps and timeline, with times, reasons, its
-//     trace id, and when a scheduled saga begins.
+//     trace id, when a scheduled saga begins, and who paused it.
 //
 // The page is plain HTML, JavaScript and CSS embedded in the binary: it
 // fetches nothing from elsewhere. Its JSON endpoints, under api/, are for
 // scripts too: GET api/flows, api/flows/{flow}/v{N}/counts,
-// api/deadletters, api/parked, api/scheduled, api/sagas/{flow}/{id}; POST
-// api/deadletters/{seq}/replay and api/sagas/{flow}/{id}/retry. A bad
+// api/deadletters, api/parked, api/scheduled, api/sagas/{flow}/{id},
+// api/bulk (the acts and the pauses), api/bulk/{id}; POST
+// api/deadletters/{seq}/replay, api/sagas/{flow}/{id}/retry, api/bulk/plan
+// and api/bulk (a bulk act as JSON: action, flow, version, status, step,
+// since, where, reason, rate; the act runs on in the console's process
+// after the answer) and api/bulk/{id}/stop. A bad
 // request is a 4xx with {"error": "..."}; a library error says what the
 // library said, 404 for a saga or dead letter that is not there and 409
 // for an act that does not apply (not replayable, not parked).

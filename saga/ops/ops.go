@@ -2,7 +2,9 @@
 // to flows and sagas that are running, without writing Go. It lists the
 // flow versions runners registered, retires and reinstates versions,
 // cancels a saga, retries a parked compensation, reads, replays and purges
-// dead letters, counts where sagas stand per step, and diagnoses what is
+// dead letters, pauses and resumes a flow version, a step or a saga
+// (pause.go), acts on every saga a Filter selects with an audit trail
+// (bulk.go), counts where sagas stand per step, and diagnoses what is
 // wrong now. The command line cmd/choreo and the web console
 // (saga/console) are built on it.
 //
@@ -96,7 +98,7 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 
 // Finding is one thing Diagnose found wrong.
 type Finding struct {
-	Kind   string `json:"kind"` // unserved, behind, overdue, parked, limits
+	Kind   string `json:"kind"` // unserved, behind, overdue, parked, paused, limits
 	Flow   string `json:"flow,omitempty"`
 	What   string `json:"what"`   // what is wrong, in a line
 	Advice string `json:"advice"` // what to do about it

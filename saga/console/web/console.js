@@ -26,6 +26,17 @@ async function getJSON(url) {
   return body;
 }
 
+// actJSON POSTs an operator action with a JSON body.
+async function actJSON(url, body) {
+  const resp = await fetch(url, {
+    method: "POST",
+    headers: { "X-Choreo-Console": "1", "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+  });
+  const out = await resp.json().catch(() => ({}));
+  return { ok: resp.ok, status: resp.status, body: out };
+}
+
 // act POSTs an operator action. The custom header is what the console
 // requires of every act: another site's page cannot send it.
 async function act(url) {
@@ -66,7 +77,7 @@ function route() {
   timer = null;
   banner("");
   const parts = location.hash.replace(/^#/, "").split("/").map(decodeURIComponent);
-  const page = ["flows", "dead", "parked", "scheduled", "search", "saga"].includes(parts[0]) ? parts[0] : "flows";
+  const page = ["flows", "dead", "parked", "scheduled", "search", "saga", "bulk"].includes(parts[0]) ? parts[0] : "flows";
   for (const p of document.querySelectorAll(".page")) p.hidden = p.id !== "page-" + page;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.id === "nav-" + page);
   const every = (ms, fn) => {
@@ -91,6 +102,9 @@ function route() {
       break;
     case "saga":
       every(2000, () => loadSaga(parts[1], parts[2]));
+      break;
+    case "bulk":
+      every(1000, loadBulk);
       break;
   }
 }
@@ -361,6 +375,10 @@ async function loadSaga(flow, id) {
   field("operator retries", st.epoch && String(st.epoch));
   field("trace id", st.trace_id);
   field("attributes", st.attrs && Object.keys(st.attrs).sort().map((k) => k + "=" + st.attrs[k]).join("  "));
+  if (st.paused) {
+    fields.append(el("dt", null, "paused"), el("dd", { id: "saga-paused" },
+      "by " + st.paused.by + " since " + fmtTime(st.paused.at) + ": " + (st.paused.reason || "")));
+  }
   if (st.parent) {
     // A child saga: a link to the saga whose step started it.
     fields.append(el("dt", null, "parent"), el("dd", { id: "saga-parent" },
@@ -373,7 +391,7 @@ async function loadSaga(flow, id) {
     steps.append(el("tr", { "data-step": s.name, "data-status": s.status },
       el("td", null, s.name), el("td", null, el("span", { class: "status " + s.status }, s.unserved ? "waiting" : s.status)),
       el("td", null, (s.attempts || 0) + (s.compensation_attempts ? " + " + s.compensation_attempts + " undo" : "")),
-      el("td", { class: "reason" }, s.waiting || s.error || "")));
+      el("td", { class: "reason" }, s.waiting || s.error || (s.held ? "held by the saga's pause" : ""))));
   }
   const tl = $("#saga-timeline tbody");
   tl.replaceChildren();
@@ -422,6 +440,128 @@ $("#search-form").addEventListener("submit", (ev) => {
   if (location.hash === want) route();
   else location.hash = want;
 });
+// ---- bulk acts ----
+
+let bulkRunning = null; // the id of the act this page started, while it runs
+
+// bulkSpec reads the form.
+function bulkSpec() {
+  const v = (id) => $(id).value.trim();
+  return {
+    action: v("#bulk-action"),
+    flow: v("#bulk-flow"),
+    version: Number(v("#bulk-version")) || 0,
+    status: v("#bulk-status") ? [v("#bulk-status")] : [],
+    step: v("#bulk-step"),
+    since: v("#bulk-since"),
+    where: v("#bulk-where").split(";").map((s) => s.trim()).filter(Boolean),
+    reason: v("#bulk-reason"),
+    rate: Number(v("#bulk-rate")) || 0,
+  };
+}
+
+function bulkResult(ok, text) {
+  const r = $("#bulk-result");
+  r.hidden = false;
+  r.className = "result " + (ok ? "ok" : "refused");
+  r.textContent = text;
+}
+
+async function bulkPlan() {
+  $("#bulk-start").disabled = true;
+  const res = await actJSON("api/bulk/plan", bulkSpec());
+  const table = $("#bulk-sample");
+  const body = $("#bulk-sample tbody");
+  body.replaceChildren();
+  if (!res.ok) {
+    table.hidden = true;
+    bulkResult(false, "dry run refused: " + (res.body.error || res.status));
+    return;
+  }
+  const plan = res.body;
+  bulkResult(true, "dry run: " + plan.count + " saga(s) selected; nothing was changed." + (plan.count ? " Start acts on them." : ""));
+  for (const s of plan.sample) {
+    body.append(el("tr", { "data-id": s.id },
+      el("td", null, el("a", { href: "#saga/" + path(s.flow, s.id) }, s.flow + "/" + s.id)), el("td", null, "v" + s.version),
+      el("td", null, el("span", { class: "status " + s.status }, s.status)), el("td", null, (s.steps || []).join(", ")),
+      el("td", { class: "c-when" }, fmtTime(s.started_at))));
+  }
+  table.hidden = plan.sample.length === 0;
+  $("#bulk-start").disabled = plan.count === 0;
+}
+
+async function bulkStart() {
+  $("#bulk-start").disabled = true;
+  const res = await actJSON("api/bulk", bulkSpec());
+  if (!res.ok) {
+    bulkResult(false, "refused: " + (res.body.error || res.status));
+    return;
+  }
+  bulkRunning = res.body.id;
+  bulkResult(true, "bulk act " + bulkRunning + " started");
+  $("#bulk-stop").hidden = false;
+  loadBulk();
+}
+
+async function bulkStop() {
+  if (!bulkRunning) return;
+  const res = await act("api/bulk/" + path(bulkRunning) + "/stop");
+  if (!res.ok) bulkResult(false, "stop refused: " + (res.body.error || res.status));
+}
+
+function showProgress(r) {
+  $("#bulk-progress").hidden = false;
+  const bar = $("#bulk-bar");
+  const handled = r.done + r.skipped + r.failed;
+  bar.max = Math.max(r.matched, 1);
+  bar.value = r.matched ? handled : r.state === "running" ? 0 : 1;
+  $("#bulk-progress-text").textContent = r.id + ": " + handled + "/" + r.matched + " · done " + r.done + " · skipped " + r.skipped +
+    " · failed " + r.failed + " · " + r.state;
+  if (r.state !== "running") {
+    $("#bulk-stop").hidden = true;
+    bulkRunning = null;
+    bulkResult(r.failed === 0, "bulk act " + r.id + " " + r.state + ": done " + r.done + ", skipped " + r.skipped + ", failed " + r.failed);
+  }
+}
+
+async function loadBulk() {
+  let d;
+  try {
+    if (bulkRunning) showProgress(await getJSON("api/bulk/" + path(bulkRunning)));
+    d = await getJSON("api/bulk");
+    setLive(true, "live · " + new Date().toLocaleTimeString());
+  } catch (e) {
+    setLive(false, "error");
+    banner("bulk acts: " + e.message);
+    return;
+  }
+  const body = $("#bulk-table tbody");
+  body.replaceChildren();
+  for (const r of d.acts) {
+    body.append(el("tr", { "data-id": r.id, "data-state": r.state },
+      el("td", null, r.id), el("td", null, r.action), el("td", null, r.by), el("td", { class: "c-when" }, fmtTime(r.started)),
+      el("td", null, el("span", { class: "status " + (r.state === "done" ? "completed" : r.state === "running" ? "running" : "failed") }, r.state)),
+      el("td", null, r.matched), el("td", null, r.done), el("td", null, r.skipped), el("td", null, r.failed),
+      el("td", { class: "reason" }, r.reason, ...(r.items || []).slice(0, 5).map((it) => el("small", null, it.flow + "/" + it.id + " " + it.outcome + ": " + (it.reason || ""))))));
+  }
+  $("#bulk-empty").hidden = d.acts.length > 0;
+  const pb = $("#pause-table tbody");
+  pb.replaceChildren();
+  for (const p of d.pauses) {
+    pb.append(el("tr", null, el("td", null, p.flow), el("td", null, "v" + p.version), el("td", null, p.step || "every step"),
+      el("td", null, p.by), el("td", { class: "c-when" }, fmtTime(p.at)), el("td", { class: "reason" }, p.reason || "")));
+  }
+  $("#pause-empty").hidden = d.pauses.length > 0;
+}
+
+$("#bulk-plan").addEventListener("click", bulkPlan);
+$("#bulk-start").addEventListener("click", bulkStart);
+$("#bulk-stop").addEventListener("click", bulkStop);
+// A changed form needs a dry run again before it may start.
+$("#bulk-form").addEventListener("input", () => {
+  $("#bulk-start").disabled = true;
+});
+
 $("#dead-refresh").addEventListener("click", loadDead);
 window.addEventListener("hashchange", route);
 // The badges in the menu: how many dead letters, parked and scheduled sagas there are.

@@ -356,6 +356,8 @@ func replay(prev *State, seq uint64, env *envelope, readAt time.Time) (*State, e
 		if err = next.cancel(claim.Reason); err != nil {
 			err = errNoop
 		}
+	case PhasePaused, PhaseUnpaused, PhaseHeld, PhaseNoted:
+		err = replayPause(next, env.phase, env.step, claim, t)
 	default:
 		err = fmt.Errorf("phase %s is not recorded after a start", env.phase)
 	}

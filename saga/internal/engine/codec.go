@@ -14,19 +14,21 @@ import (
 // is read on every hop, so it has a compact text form (JSON cost a quarter
 // of the runner's CPU, and its size the broker's):
 //
-//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|earlier|steps[|trace[|scheduled[|parent]]]
+//	c3|version|status|events|epoch|started|updated|ended|deadline|reason|earlier|steps[|trace[|scheduled[|parent[|paused]]]]
 //
 // where the trailing fields are optional (so that older states decode),
 // each left empty when a later one is there: trace, the saga's trace id
 // (32 hex digits), for a saga started with tracing on (trace.go);
 // scheduled, when a saga started for later begins; parent, for a child
 // saga, <flow>.<id>.<step> of the saga and step that started it;
+// paused, for a saga an operator paused, "<by> <at> <bulk> <reason>"
+// escaped (held, on a step, is "h" for a step its pause holds);
 // earlier lists the stream sequences of the saga's earlier events,
 // the first in base 36 and each next one as its distance from the one
 // before, joined by ',' ("*" when there were too many to list), and
 // with steps joined by ';', each
 //
-//	name,position,kind+status,attempts,trigger,done,compAttempts,started,ended,compensated,error,compError,waitUntil,waitingOn
+//	name,position,kind+status,attempts,trigger,done,compAttempts,started,ended,compensated,error,compError,waitUntil,waitingOn[,held]
 //
 // The flow and the saga id are the subject's. A number 0 and a zero time
 // are empty fields, and a step's trailing empty fields are left out, so a
@@ -155,6 +157,10 @@ func encodeState(s *State) []byte {
 		if st.WaitingOn != "" {
 			mark = len(b)
 		}
+		if st.Held {
+			b = append(b, ",h"...)
+			mark = len(b)
+		}
 		b = b[:mark]
 	}
 	return appendTrailing(b, s)
@@ -227,7 +233,7 @@ func (c *scanner) text(f string) string {
 // decodeState parses a state for saga id of flow. It never panics; every
 // error is a badInput.
 func decodeState(flow, id, raw string) (*State, error) {
-	raw, traceID, scheduled, parent, err := cutTrailing(raw)
+	raw, traceID, scheduled, parent, paused, err := cutTrailing(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +241,7 @@ func decodeState(flow, id, raw string) (*State, error) {
 	if c.next('|') != codecVersion || strings.Count(raw, "|") != 11 {
 		return nil, bad("malformed choreo-state: want %s with 12 fields", codecVersion)
 	}
-	s := &State{Flow: flow, ID: id, TraceID: traceID, Parent: parent}
+	s := &State{Flow: flow, ID: id, TraceID: traceID, Parent: parent, Paused: paused}
 	s.Version = c.int(c.next('|'))
 	if st := c.next('|'); len(st) == 1 && sagaStatus[st[0]] != "" {
 		s.Status = sagaStatus[st[0]]
@@ -301,6 +307,13 @@ func decodeState(flow, id, raw string) (*State, error) {
 		st.WaitUntil = rec.time(rec.next(','), base)
 		st.WaitingOn = rec.text(rec.next(','))
 		if rec.s != "" {
+			if f := rec.next(','); f == "h" {
+				st.Held = true
+			} else {
+				rec.fail("step %q has a bad held field %q", st.Name, f)
+			}
+		}
+		if rec.s != "" {
 			rec.fail("step %q has too many fields", st.Name)
 		}
 		if rec.err != nil && c.err == nil {
@@ -322,20 +335,49 @@ func decodeState(flow, id, raw string) (*State, error) {
 // begins, and the parent of a child saga (the fields before the last one
 // left empty when there are none).
 func appendTrailing(b []byte, s *State) []byte {
-	if s.TraceID == "" && s.Scheduled.IsZero() && s.Parent == nil {
+	if s.TraceID == "" && s.Scheduled.IsZero() && s.Parent == nil && s.Paused == nil {
 		return b
 	}
 	b = append(b, '|')
 	b = append(b, s.TraceID...)
-	if !s.Scheduled.IsZero() || s.Parent != nil {
+	if !s.Scheduled.IsZero() || s.Parent != nil || s.Paused != nil {
 		b = append(b, '|')
 		b = appendTime(b, s.Scheduled, s.StartedAt)
 	}
-	if s.Parent != nil {
+	if s.Parent != nil || s.Paused != nil {
 		b = append(b, '|')
-		b = appendText(b, s.Parent.Flow+"."+s.Parent.ID+"."+s.Parent.Step)
+		if p := s.Parent; p != nil {
+			b = appendText(b, p.Flow+"."+p.ID+"."+p.Step)
+		}
+	}
+	if p := s.Paused; p != nil {
+		// who, when (Unix microseconds, base 36), the bulk act and why,
+		// joined by ' ' before escaping: the name and bulk id are tokens.
+		b = append(b, '|')
+		b = appendText(b, p.By+" "+strconv.FormatInt(p.At.UnixMicro(), 36)+" "+p.Bulk+" "+p.Reason)
 	}
 	return b
+}
+
+// parsePaused reads the paused field of a state (appendTrailing); nil
+// when it is not one.
+func parsePaused(f string) *Audit {
+	if strings.ContainsAny(f, "%+") {
+		v, err := url.QueryUnescape(f)
+		if err != nil {
+			return nil
+		}
+		f = v
+	}
+	parts := strings.SplitN(f, " ", 4)
+	if len(parts) != 4 || parts[0] == "" || !wire.IDChars(parts[0]) || !wire.IDChars(parts[2]) {
+		return nil
+	}
+	at, err := strconv.ParseInt(parts[1], 36, 64)
+	if err != nil {
+		return nil
+	}
+	return &Audit{By: parts[0], At: time.UnixMicro(at).UTC(), Bulk: parts[2], Reason: parts[3]}
 }
 
 // cutTrailing splits the optional saga-level fields off an encoded state:
@@ -343,15 +385,15 @@ func appendTrailing(b []byte, s *State) []byte {
 // scheduled saga begins, 15 with a parent; a field before the last one
 // there may be empty. The scheduled time is returned as its raw field,
 // read against the start.
-func cutTrailing(raw string) (rest, traceID, scheduled string, parent *ParentRef, err error) {
+func cutTrailing(raw string) (rest, traceID, scheduled string, parent *ParentRef, paused *Audit, err error) {
 	n := strings.Count(raw, "|") - 11 // trailing fields
 	if n <= 0 {
-		return raw, "", "", nil, nil
+		return raw, "", "", nil, nil, nil
 	}
-	if n > 3 {
-		return "", "", "", nil, bad("malformed choreo-state: %d fields", n+12)
+	if n > 4 {
+		return "", "", "", nil, nil, bad("malformed choreo-state: %d fields", n+12)
 	}
-	var fields [3]string
+	var fields [4]string
 	for k := n; k > 0; k-- {
 		i := strings.LastIndexByte(raw, '|')
 		fields[k-1] = raw[i+1:]
@@ -360,16 +402,21 @@ func cutTrailing(raw string) (rest, traceID, scheduled string, parent *ParentRef
 	traceID, scheduled = fields[0], fields[1]
 	switch {
 	case fields[n-1] == "":
-		return "", "", "", nil, bad("malformed choreo-state: empty last field")
+		return "", "", "", nil, nil, bad("malformed choreo-state: empty last field")
 	case traceID != "" && !validTraceID(traceID):
-		return "", "", "", nil, bad("malformed choreo-state: bad trace id %q", traceID)
+		return "", "", "", nil, nil, bad("malformed choreo-state: bad trace id %q", traceID)
 	}
-	if n == 3 {
+	if n >= 3 && fields[2] != "" {
 		if parent = parseParent(fields[2]); parent == nil {
-			return "", "", "", nil, bad("malformed choreo-state: bad parent %q", fields[2])
+			return "", "", "", nil, nil, bad("malformed choreo-state: bad parent %q", fields[2])
 		}
 	}
-	return raw, traceID, scheduled, parent, nil
+	if n == 4 {
+		if paused = parsePaused(fields[3]); paused == nil {
+			return "", "", "", nil, nil, bad("malformed choreo-state: bad paused field %q", fields[3])
+		}
+	}
+	return raw, traceID, scheduled, parent, paused, nil
 }
 
 // parseParent reads the parent field of a state: <flow>.<id>.<step>, each

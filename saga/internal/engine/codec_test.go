@@ -2,6 +2,7 @@ package engine
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -98,5 +99,27 @@ func TestEarlierEventsAreBounded(t *testing.T) {
 	got, err := decodeState("f", "i", string(encodeState(s)))
 	if err != nil || !got.overflow || got.earlier != nil || len(encodeState(s)) >= short {
 		t.Errorf("overflowed state: %+v %v (%d bytes, listed %d)", got, err, len(encodeState(s)), short)
+	}
+}
+
+// A paused saga's state and a held step travel in the codec's trailing
+// fields, and read back as they were.
+func TestCodecPausedAndHeld(t *testing.T) {
+	s := &State{Flow: "f", ID: "i", Version: 1, Status: StatusRunning, Events: 3, StartedAt: time.UnixMicro(1_700_000_000_000_000).UTC()}
+	s.UpdatedAt = s.StartedAt
+	s.Steps = []StepState{{Name: "a", Kind: CompensatableStep, Status: StepRunning, Held: true, Attempts: 1}}
+	s.Paused = &Audit{By: "admin", At: s.StartedAt.Add(time.Second), Reason: "card provider down | 50% errors", Bulk: "b1x"}
+	raw := string(encodeState(s))
+	d, err := decodeState("f", "i", raw)
+	if err != nil {
+		t.Fatalf("decode %q: %v", raw, err)
+	}
+	if string(encodeState(d)) != raw || *d.Paused != *s.Paused || !d.Steps[0].Held {
+		t.Errorf("round trip of %q: paused %+v, held %v", raw, d.Paused, d.Steps[0].Held)
+	}
+	for _, bad := range []string{raw[:strings.LastIndexByte(raw, '|')] + "|x", raw + "|more"} {
+		if _, err := decodeState("f", "i", bad); err == nil {
+			t.Errorf("decoded %q", bad)
+		}
 	}
 }

@@ -83,7 +83,10 @@ type consumerSpec struct {
 	name, desc string
 	filters    []string
 	flow       *flowDef
-	handle     func(context.Context, *delivery)
+	// step is, for the consumers of a step's action (the ones an
+	// operator's PauseStep pauses), the step's name.
+	step   string
+	handle func(context.Context, *delivery)
 }
 
 // triggers are the subjects of the events that may trigger step d: a
@@ -102,19 +105,26 @@ func triggers(d *stepDef) []string {
 	return filters
 }
 
+// doFilters are the subjects a step's action consumer reads: its
+// triggers, and the resume of a paused saga, which runs the steps held
+// meanwhile (onUnpause).
+func doFilters(d *stepDef) []string {
+	return append(triggers(d), wire.LogFilter(d.flow.name, d.flow.version, wire.SagaStep, string(PhaseUnpaused)))
+}
+
 func (r *Runner) specs() []consumerSpec {
 	var out []consumerSpec
 	flows := map[*flowDef]bool{}
 	for _, b := range r.bindings {
 		b, f := b, b.def.flow
 		out = append(out, consumerSpec{
-			stream: wire.Stream, name: wire.DoConsumer(f.name, f.version, b.def.name), filters: triggers(b.def), flow: f,
+			stream: wire.Stream, name: wire.DoConsumer(f.name, f.version, b.def.name), filters: doFilters(b.def), flow: f, step: b.def.name,
 			desc:   fmt.Sprintf("choreo: flow %s v%d, step %s, action", f.name, f.version, b.def.name),
 			handle: func(ctx context.Context, d *delivery) { r.onTrigger(ctx, b, d) },
 		})
 		if b.def.Waits() {
 			out = append(out, consumerSpec{
-				stream: wire.TimerStream, name: wire.WaitConsumer(f.name, f.version, b.def.name), flow: f,
+				stream: wire.TimerStream, name: wire.WaitConsumer(f.name, f.version, b.def.name), flow: f, step: b.def.name,
 				filters: []string{wire.StepTimerSubject(f.name, "*", f.version, b.def.name)},
 				desc:    fmt.Sprintf("choreo: flow %s v%d, step %s, waits and their retries", f.name, f.version, b.def.name),
 				handle:  func(ctx context.Context, d *delivery) { r.onStepTimer(ctx, b, d) },
@@ -122,7 +132,7 @@ func (r *Runner) specs() []consumerSpec {
 		}
 		if b.def.onTopic != "" {
 			out = append(out, consumerSpec{
-				stream: wire.EventStream, name: wire.EventConsumer(f.name, f.version, b.def.name), flow: f,
+				stream: wire.EventStream, name: wire.EventConsumer(f.name, f.version, b.def.name), flow: f, step: b.def.name,
 				filters: []string{wire.EventPrefix + b.def.onTopic},
 				desc:    fmt.Sprintf("choreo: flow %s v%d, step %s, completed by %s events", f.name, f.version, b.def.name, b.def.onTopic),
 				handle:  func(ctx context.Context, d *delivery) { r.onEvent(ctx, b, d) },
@@ -330,7 +340,24 @@ func (r *Runner) consume(ctx, hctx context.Context, a *liveConsumer) (jetstream.
 	if err != nil {
 		return nil, fmt.Errorf("saga: consumer %s: %w", s.name, err)
 	}
+	// A step an operator paused stays paused through a runner's restart:
+	// the pause is in the registry, and the consumer is (re)created
+	// paused. Read again after the create, a pause recorded meanwhile is
+	// applied here, or else was recorded after the create, and its own
+	// act paused the consumer.
+	var pauseUntil *time.Time
+	if s.step != "" {
+		p, paused, err := r.c.stepPaused(sctx, s.flow.name, s.flow.version, s.step)
+		if err != nil {
+			return nil, fmt.Errorf("saga: consumer %s: read its pause: %w", s.name, err)
+		}
+		if paused {
+			u := p.until()
+			pauseUntil = &u
+		}
+	}
 	cons, err := r.j.js.CreateOrUpdateConsumer(sctx, s.stream, jetstream.ConsumerConfig{
+		PauseUntil:     pauseUntil,
 		Durable:        s.name,
 		Description:    s.desc,
 		FilterSubjects: s.filters,
@@ -344,6 +371,15 @@ func (r *Runner) consume(ctx, hctx context.Context, a *liveConsumer) (jetstream.
 	})
 	if err != nil {
 		return nil, fmt.Errorf("saga: consumer %s: %w", s.name, err)
+	}
+	if s.step != "" && pauseUntil == nil {
+		p, paused, err := r.c.stepPaused(sctx, s.flow.name, s.flow.version, s.step)
+		if err == nil && paused {
+			_, err = r.j.js.PauseConsumer(sctx, s.stream, s.name, p.until())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("saga: consumer %s: apply its pause: %w", s.name, err)
+		}
 	}
 	workers := a.pool
 	cc, err := cons.Consume(func(m jetstream.Msg) {

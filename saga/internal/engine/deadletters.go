@@ -219,23 +219,14 @@ func (c *Client) PurgeDeadLetters(ctx context.Context, before time.Time) (uint64
 // compensation_failed: its failed compensations run again with a fresh
 // retry budget. It returns ErrNotFound or ErrNotParked.
 func (c *Client) RetryCompensation(ctx context.Context, f FlowRef, id string) error {
-	if !validRef(f, id) {
-		return ErrNotFound
-	}
-	c.j.defineRef(f)
-	flow := flowName(f)
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	cur, seq, err := c.j.load(ctx, flow, id, 0)
-	if err != nil {
-		return err
-	}
-	e := entry{step: wire.SagaStep, phase: PhaseResume, apply: func(s *State, _ time.Time) error { return s.retryParked() }}
-	st, seq, err := c.j.append(ctx, cur, seq, e)
-	if err != nil {
-		return err
-	}
-	return c.j.emitDue(ctx, st, seq)
+	return c.retryCompensation(ctx, f, id, "", "")
+}
+
+// retryCompensation is RetryCompensation with the reason and bulk act
+// its audit (the event's payload) records.
+func (c *Client) retryCompensation(ctx context.Context, f FlowRef, id, reason, bulk string) error {
+	_, err := c.operatorAct(ctx, f, id, PhaseResume, c.audit(reason, bulk), func(s *State, _ time.Time) error { return s.retryParked() })
+	return err
 }
 
 // DeadLetter is a message choreo could not process.

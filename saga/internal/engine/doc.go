@@ -25,9 +25,11 @@
 //   - client.go, query.go, start.go: a client, its queries and starting a
 //     saga (now or, scheduled, later); waits.go: completion tokens and
 //     settling a step completed later from outside its action
-//     (Settle), and the span of such a completion; versions.go, deadletters.go, counts.go, doctor.go: the
-//     operator's acts and reports; search.go: finding sagas by a Filter
-//     (filter.go) from the search index (Find), and a saga's attributes.
+//     (Settle), and the span of such a completion; versions.go, deadletters.go, pause.go, bulk.go, counts.go, doctor.go: the
+//     operator's acts and reports (pause.go: pausing a flow version, a
+//     step or a saga; bulk.go: an act on every saga a Filter selects);
+//     search.go: finding sagas by a Filter (filter.go) from the search
+//     index (Find), and a saga's attributes.
 //   - runner.go, runopts.go: a runner and its options; delivery.go: one
 //     delivered message and how it ends; handlers.go: the kinds of
 //     message a runner handles (a step's trigger, its compensation, the

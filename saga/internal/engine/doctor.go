@@ -14,7 +14,7 @@ import (
 
 // Finding is one thing Diagnose found wrong.
 type Finding struct {
-	Kind   string `json:"kind"` // registry, unserved, behind, overdue, wait-overdue, unanswered, parked, limits
+	Kind   string `json:"kind"` // registry, unserved, behind, overdue, wait-overdue, unanswered, parked, paused, limits
 	Flow   string `json:"flow,omitempty"`
 	What   string `json:"what"`   // what is wrong, in a line
 	Advice string `json:"advice"` // what to do about it
@@ -60,6 +60,23 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 	if err != nil {
 		return nil, err
 	}
+	pauses, err := c.Pauses(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pauses {
+		resume := fmt.Sprintf("choreo flows resume %s %d", p.Flow, p.Version)
+		if p.Step != "" {
+			resume += " " + p.Step
+		}
+		until := ""
+		if !p.Until.IsZero() {
+			until = " until " + p.Until.Format(time.RFC3339)
+		}
+		out = append(out, Finding{Kind: "paused", Flow: p.Flow,
+			What:   fmt.Sprintf("%s is paused%s by %s since %s: %s", p.What(), until, p.By, p.At.Format(time.RFC3339), p.Reason),
+			Advice: "its triggers wait in the broker; when the cause is gone: " + resume})
+	}
 	names := map[string]bool{}
 	for _, r := range regs {
 		names[r.flow] = true
@@ -91,6 +108,11 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 					What:   fmt.Sprintf("saga %s (v%d) was to begin %s ago and has not", st.ID, st.Version, time.Since(st.Scheduled).Round(time.Second)),
 					Advice: "no runner of its flow handles its timer (CHOREO_TIMERS): start one, or cancel it"})
 			}
+			if p := st.Paused; p != nil {
+				out = append(out, Finding{Kind: "paused", Flow: name,
+					What:   fmt.Sprintf("saga %s (v%d) is paused by %s since %s: %s", st.ID, st.Version, p.By, p.At.Format(time.RFC3339), p.Reason),
+					Advice: fmt.Sprintf("its next steps are held; when the cause is gone: choreo sagas resume %s %s", name, st.ID)})
+			}
 			if st.Status.Terminal() {
 				continue
 			}
@@ -109,6 +131,9 @@ func (c *Client) Diagnose(ctx context.Context, o DiagnoseOptions) ([]Finding, er
 			slash := strings.Index(key, "/")
 			v, _ := strconv.Atoi(key[:slash])
 			step := key[slash+1:]
+			if _, paused := pausedIn(pauses, name, v, step); paused {
+				continue // its pause is the finding
+			}
 			if !c.served(ctx, name, v, step) {
 				waited := time.Since(oldest[key])
 				idle, ok := c.idle(ctx, name, v, step)

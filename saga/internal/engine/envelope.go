@@ -29,11 +29,12 @@ var logPhases = map[Phase]bool{
 	PhaseStart: true, PhaseDone: true, PhaseFailed: true, PhaseTimedOut: true, PhaseAbandoned: true,
 	PhaseSkipped: true, PhaseRetry: true, PhaseCompensated: true, PhaseCompensationRetry: true,
 	PhaseParked: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true, PhaseWaiting: true, PhaseBegin: true,
-	PhaseReverted: true,
+	PhaseReverted: true, PhasePaused: true, PhaseUnpaused: true, PhaseHeld: true, PhaseNoted: true,
 }
 
 // sagaPhases are the phases of saga-wide events (step "_saga").
-var sagaPhases = map[Phase]bool{PhaseStart: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true, PhaseBegin: true, PhaseReverted: true}
+var sagaPhases = map[Phase]bool{PhaseStart: true, PhaseDeadline: true, PhaseResume: true, PhaseCancelled: true, PhaseBegin: true, PhaseReverted: true,
+	PhasePaused: true, PhaseUnpaused: true, PhaseNoted: true}
 
 // envelope is a validated incoming choreo message: whose it is, from the
 // subject, and what it carries, from the few headers choreo writes.

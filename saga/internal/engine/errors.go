@@ -30,6 +30,12 @@ var (
 	// ErrNotRunning is returned by Cancel for a saga that is not running,
 	// or that ran its pivot (it can only go forward).
 	ErrNotRunning = errors.New("saga: saga is not running")
+	// ErrNotPaused is returned by ResumeSaga for a saga that is not paused,
+	// and by ResumeStep for a flow version or step that is not.
+	ErrNotPaused = errors.New("saga: not paused")
+	// ErrStopped is returned by Bulk when the act was stopped (StopBulk,
+	// or its context) before it went through every saga.
+	ErrStopped = errors.New("saga: bulk act stopped")
 	// ErrRetired is returned by Start for a flow version that is retired
 	// or draining (ops.Client.Retire): Start never starts another version in
 	// its place.

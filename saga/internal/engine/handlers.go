@@ -121,6 +121,10 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		return
 	}
 	env := d.env
+	if env.step == wire.SagaStep && env.phase == PhaseUnpaused {
+		r.onUnpause(ctx, b, d)
+		return
+	}
 	// Fast path: the first delivery of a fresh trigger that choreo appended
 	// runs from the state the trigger carries. If anything happened to the
 	// saga since, the compare-and-set of the outcome fails and the state is
@@ -152,11 +156,38 @@ func (r *Runner) onTrigger(ctx context.Context, b *binding, d *delivery) {
 		d.settled(ctx, cur, curSeq)
 		return
 	case triggerRun:
+		if cur.Paused != nil {
+			// An operator paused the saga: held, not run, until it resumes.
+			d.record(ctx, cur, curSeq, def.name, heldVerdict(def), nil)
+			return
+		}
 	default:
 		d.record(ctx, cur, curSeq, def.name, notRunVerdict(def, verdict, attempt, stepBound(def, cur)), nil)
 		return
 	}
 	r.runAttempt(ctx, b, d, cur, curSeq, attempt, triggerEvent{d.m.Data(), env.step, env.phase, keyOf(d.m.Headers()), d.src.subject}, false)
+}
+
+// onUnpause handles the resume of a paused saga (ResumeSaga) on step b's
+// action consumer: a step held by the pause runs now, its next attempt.
+// Its retries are redeliveries of the resume.
+func (r *Runner) onUnpause(ctx context.Context, b *binding, d *delivery) {
+	if rogue(d.m.Headers(), d.env, 0) != "" || !d.vouch(ctx) {
+		if rogue(d.m.Headers(), d.env, 0) != "" {
+			d.reject(ctx, "a resume that choreo did not append")
+		}
+		return
+	}
+	cur, curSeq, ok := d.state(ctx, d.src.seq)
+	if !ok {
+		return
+	}
+	st := cur.Step(b.def.name)
+	if st == nil || !st.Held || st.Status != StepRunning || cur.Paused != nil || cur.Status != StatusRunning {
+		_ = d.m.Ack() // nothing of this step was held, or the saga moved on
+		return
+	}
+	r.runAttempt(ctx, b, d, cur, curSeq, st.Attempts+1, triggerEvent{}, false)
 }
 
 // triggerEvent is the event that triggered a step's attempt, when it may be the
@@ -263,6 +294,11 @@ func (r *Runner) onStepTimer(ctx context.Context, b *binding, d *delivery) {
 		d.done(ctx)
 		return
 	}
+	if cur.Paused != nil {
+		// An operator paused the saga: its step's timer waits with it.
+		_ = d.m.NakWithDelay(pausedTimerRetry)
+		return
+	}
 	fired := d.m.Headers().Get("Nats-Scheduler") == wire.StepSchedSubject(env.flow, env.id, def.name)
 	if now := r.j.sagaTime(); !fired && now.Before(st.WaitUntil) {
 		_ = d.m.NakWithDelay(st.WaitUntil.Sub(now)) // not due yet by the saga's clock
@@ -280,6 +316,15 @@ func (r *Runner) onStepTimer(ctx context.Context, b *binding, d *delivery) {
 	}
 	r.runAttempt(ctx, b, d, cur, curSeq, st.Attempts+1, triggerEvent{}, true)
 }
+
+// heldVerdict records a trigger of step d held by its saga's pause.
+func heldVerdict(d *stepDef) verdict {
+	return verdict{phase: PhaseHeld, apply: func(s *State, _ time.Time) error { return s.hold(d.name) }}
+}
+
+// pausedTimerRetry is how often a step's own timer that fired while its
+// saga is paused is looked at again.
+const pausedTimerRetry = 5 * time.Second
 
 // onEvent handles a domain event that may complete step b (CompletesOn):
 // the event's field names the saga, and its payload is the step's result.

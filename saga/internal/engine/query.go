@@ -48,6 +48,10 @@ func (c *Client) Get(ctx context.Context, f FlowRef, id string) (*State, error) 
 			s.Waiting = fmt.Sprintf("waiting on %s until %s", s.WaitingOn, s.WaitUntil.Format(time.RFC3339))
 		case s.Status == StepRunning && !s.WaitUntil.IsZero():
 			s.Waiting = fmt.Sprintf("waiting on %s: tried again at %s", s.WaitingOn, s.WaitUntil.Format(time.RFC3339))
+		case s.Status == StepRunning && s.Held && st.Paused != nil:
+			s.Waiting = fmt.Sprintf("held: the saga is paused by %s since %s: %s", st.Paused.By, st.Paused.At.Format(time.RFC3339), st.Paused.Reason)
+		case s.Status == StepRunning && s.Held:
+			s.Waiting = "held by a pause: the saga resumed, and the step runs again"
 		case s.Status == StepRunning:
 			c.whoHas(ctx, st, seq, s)
 		}
@@ -74,6 +78,13 @@ func (c *Client) whoHas(ctx context.Context, st *State, seq uint64, s *StepState
 		return
 	}
 	ci := cons.CachedInfo()
+	if ci.Paused {
+		s.Waiting = fmt.Sprintf("paused: step %s of %s v%d is paused", s.Name, st.Flow, st.Version)
+		if p, ok, err := c.stepPaused(ctx, st.Flow, st.Version, s.Name); err == nil && ok {
+			s.Waiting += fmt.Sprintf(" by %s since %s: %s", p.By, p.At.Format(time.RFC3339), p.Reason)
+		}
+		return
+	}
 	// A runner that consumes keeps pull requests waiting at the broker,
 	// or holds messages it has not acknowledged yet.
 	if ci.NumWaiting == 0 && ci.NumAckPending == 0 {

@@ -35,6 +35,10 @@ const (
 	PhaseWaiting           Phase = "waiting"     // a step's action started it; its outcome comes later
 	PhaseBegin             Phase = "begin"       // a scheduled saga's time came: it runs (step "_saga")
 	PhaseReverted          Phase = "revert"      // a completed child saga compensates: its parent does (step "_saga")
+	PhasePaused            Phase = "paused"      // an operator paused the saga: actions triggered from now on wait (step "_saga")
+	PhaseUnpaused          Phase = "unpaused"    // an operator resumed a paused saga: its held steps run (step "_saga")
+	PhaseHeld              Phase = "held"        // a step triggered while its saga is paused: not run until the saga resumes
+	PhaseNoted             Phase = "noted"       // an operator's act that changes nothing in the state (a dead letter replayed; step "_saga")
 )
 
 // Phases of handler calls (Info.Phase).
@@ -132,6 +136,9 @@ type StepState struct {
 	Taken    bool   `json:"taken,omitempty"`
 	Unserved bool   `json:"unserved,omitempty"`
 	Waiting  string `json:"waiting,omitempty"`
+	// Held is a running step triggered while its saga was paused: its
+	// action did not run, and runs when the saga resumes.
+	Held bool `json:"held,omitempty"`
 }
 
 // State is a saga's queryable state. Every event in the saga's log carries
@@ -164,6 +171,10 @@ type State struct {
 	// the log's state: Get reads them from the search index, and Find
 	// sets those its conditions read.
 	Attrs map[string]string `json:"attrs,omitempty"`
+	// Paused is, for a saga an operator paused (Client.PauseSaga), who
+	// paused it, when and why: the actions triggered meanwhile wait
+	// (StepState.Held). nil for a saga that is not paused.
+	Paused *Audit `json:"paused,omitempty"`
 
 	// earlier holds the stream sequences of the saga's earlier events, in
 	// order: what an expiry deletes one by one (a purge makes the broker
@@ -172,6 +183,17 @@ type State struct {
 	// and overflow says so: the expiry purges instead.
 	earlier  []uint64
 	overflow bool
+}
+
+// Audit is who did an operator's act on a saga, when, why, and the bulk
+// act it was part of (Client.Bulk): the payload of the operator's events
+// in a saga's log (cancelled, resume, paused, unpaused, noted), and of
+// State.Paused.
+type Audit struct {
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
+	Bulk   string    `json:"bulk,omitempty"`
 }
 
 // ParentRef names the saga and step that started a child saga.
@@ -211,6 +233,10 @@ func (s *State) clone() *State {
 	c := *s
 	c.Steps = slices.Clone(s.Steps)
 	c.earlier = slices.Clone(s.earlier)
+	if s.Paused != nil {
+		p := *s.Paused
+		c.Paused = &p
+	}
 	return &c
 }
 
@@ -298,7 +324,7 @@ func (s *State) complete(name string, attempts int, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	st.Status, st.Attempts, st.EndedAt, st.Done, st.Error, st.WaitUntil = StepCompleted, attempts, now, s.Events, "", time.Time{}
+	st.Status, st.Attempts, st.EndedAt, st.Done, st.Error, st.WaitUntil, st.Held = StepCompleted, attempts, now, s.Events, "", time.Time{}, false
 	return nil
 }
 
@@ -312,7 +338,7 @@ func (s *State) startWait(name string, attempts int, until time.Time, on string)
 	if st.Attempts > attempts || (st.Status == StepWaiting && st.Attempts == attempts) {
 		return errNoop
 	}
-	st.Status, st.Attempts, st.WaitUntil, st.WaitingOn, st.Error = StepWaiting, attempts, until, on, ""
+	st.Status, st.Attempts, st.WaitUntil, st.WaitingOn, st.Error, st.Held = StepWaiting, attempts, until, on, "", false
 	return nil
 }
 
@@ -337,7 +363,7 @@ func (s *State) fail(name string, attempts int, reason string, now time.Time) er
 	if err != nil {
 		return err
 	}
-	st.Status, st.Attempts, st.Error, st.EndedAt, st.WaitUntil = StepFailed, attempts, reason, now, time.Time{}
+	st.Status, st.Attempts, st.Error, st.EndedAt, st.WaitUntil, st.Held = StepFailed, attempts, reason, now, time.Time{}, false
 	s.compensate(fmt.Sprintf("step %s: %s", name, reason))
 	return nil
 }
@@ -348,7 +374,7 @@ func (s *State) timeOut(name string, attempts int, reason string, now time.Time)
 	if err != nil {
 		return err
 	}
-	st.Status, st.Attempts, st.Error, st.EndedAt, st.WaitUntil = StepUnknown, attempts, reason, now, time.Time{}
+	st.Status, st.Attempts, st.Error, st.EndedAt, st.WaitUntil, st.Held = StepUnknown, attempts, reason, now, time.Time{}, false
 	s.compensate(fmt.Sprintf("step %s: %s", name, reason))
 	return nil
 }
@@ -363,7 +389,7 @@ func (s *State) abandon(name string, now time.Time) error {
 	if s.Status == StatusRunning {
 		return errNoop
 	}
-	st.Status, st.EndedAt, st.Error = StepUnknown, now, "abandoned after a redelivery: it may have run"
+	st.Status, st.EndedAt, st.Error, st.Held = StepUnknown, now, "abandoned after a redelivery: it may have run", false
 	return nil
 }
 
@@ -377,7 +403,7 @@ func (s *State) skip(name string, now time.Time) error {
 	if s.Status == StatusRunning {
 		return errNoop
 	}
-	st.Status, st.EndedAt = StepSkipped, now
+	st.Status, st.EndedAt, st.Held = StepSkipped, now, false
 	return nil
 }
 
@@ -422,6 +448,60 @@ func (s *State) cancel(reason string) error {
 	s.compensate(reason)
 	return nil
 }
+
+// pause is an operator's hold on a running (or scheduled) saga: the
+// actions triggered from now on are held (hold) until unpause. It
+// returns ErrNotRunning for a saga that ended or compensates, and does
+// not apply to one paused already.
+func (s *State) pause(a *Audit) error {
+	switch {
+	case a == nil:
+		return errors.New("a pause names who paused and why")
+	case s.Status != StatusRunning && s.Status != StatusScheduled:
+		return fmt.Errorf("%w: it is %s", ErrNotRunning, s.Status)
+	case s.Paused != nil:
+		return errNoop
+	}
+	s.Paused = a
+	return nil
+}
+
+// unpause takes an operator's pause back: the held steps run again, each
+// with its timeout counted afresh from now. It returns ErrNotPaused for a
+// saga that is not paused.
+func (s *State) unpause(now time.Time) error {
+	if s.Paused == nil {
+		return ErrNotPaused
+	}
+	s.Paused = nil
+	for i := range s.Steps {
+		if st := &s.Steps[i]; st.Held && st.Status == StepRunning {
+			st.StartedAt = now
+		}
+	}
+	return nil
+}
+
+// hold records that a running step's trigger came while the saga is
+// paused: its action did not run. errUnpaused when the saga is no longer
+// paused (the trigger is judged again).
+func (s *State) hold(name string) error {
+	st, err := s.running(name)
+	if err != nil {
+		return err
+	}
+	if s.Paused == nil {
+		return errUnpaused
+	}
+	if st.Held {
+		return errNoop
+	}
+	st.Held = true
+	return nil
+}
+
+// errUnpaused says a saga was resumed while a trigger was being held.
+var errUnpaused = errors.New("the saga is no longer paused")
 
 // revert turns a completed child saga back to compensating, because its
 // parent compensates: its completed steps are compensated in reverse, by
@@ -518,6 +598,9 @@ func (s *State) retryParked() error {
 // to its terminal status when nothing is left to do.
 func (s *State) settle(now time.Time) {
 	s.UpdatedAt = now
+	if s.Status != StatusRunning && s.Status != StatusScheduled {
+		s.Paused = nil // a pause holds actions: nothing is left to hold
+	}
 	switch s.Status {
 	case StatusRunning:
 		last := -1
@@ -542,6 +625,18 @@ func (s *State) settle(now time.Time) {
 		}
 		s.Status, s.EndedAt = StatusCompleted, now
 	case StatusCompensating:
+		for i := range s.Steps {
+			// A step held by a pause never ran, unless an earlier attempt
+			// did (a retry): then it is compensated as unknown.
+			if st := &s.Steps[i]; st.Held && st.Status == StepRunning {
+				st.Held, st.EndedAt = false, now
+				if st.Attempts == 0 {
+					st.Status = StepSkipped
+				} else {
+					st.Status, st.Error = StepUnknown, "held by a pause after a failed attempt: the saga compensates"
+				}
+			}
+		}
 		for i := range s.Steps {
 			// A wait ends when the saga compensates: whatever the step
 			// started may have had its effect, so it is compensated, and a
@@ -625,4 +720,28 @@ type Event struct {
 	// given (WithKeyRing): Data is left out.
 	Encrypted bool   `json:"encrypted,omitempty"`
 	State     *State `json:"state"` // the saga's state after the event
+}
+
+// replayPause is what a reader makes of a pause's events (check.go): the
+// pause and the resume are an operator's, the hold the step owner's; a
+// noted act changes nothing but the log's length.
+func replayPause(next *State, phase Phase, step string, claim *State, t time.Time) error {
+	switch phase {
+	case PhasePaused:
+		if claim.Paused == nil {
+			return errors.New("a pause names who paused and why")
+		}
+		p := *claim.Paused
+		return next.pause(&p)
+	case PhaseUnpaused:
+		return next.unpause(t)
+	case PhaseHeld:
+		return next.hold(step)
+	case PhaseNoted:
+		if step != wire.SagaStep {
+			return errors.New("an operator's note is on the saga")
+		}
+		return nil
+	}
+	return fmt.Errorf("phase %s is not a pause's", phase)
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -91,5 +92,58 @@ func TestTransitionsOnlyAlongDeclaredPaths(t *testing.T) {
 	}
 	if err := s.retryParked(); err != ErrNotParked {
 		t.Errorf("retry of a compensated saga: %v", err)
+	}
+}
+
+// A pause holds a running step (no attempt spent), the resume restarts
+// its clock, and a paused saga that compensates skips a held step that
+// never ran (one that had failed an attempt is compensated as unknown).
+func TestPauseHoldAndResume(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	a := &Audit{By: "admin", At: t0, Reason: "x"}
+	s := st(StatusRunning, step("a", 0, StepCompleted), step("b", 1, StepRunning))
+	s.Steps[0].Kind, s.Steps[1].Kind = CompensatableStep, CompensatableStep
+	if err := s.hold("b"); !errors.Is(err, errUnpaused) {
+		t.Fatalf("hold of a saga not paused: %v", err)
+	}
+	if err := s.pause(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pause(a); !errors.Is(err, errNoop) {
+		t.Errorf("a second pause: %v", err)
+	}
+	if err := s.hold("b"); err != nil || !s.Step("b").Held || s.Step("b").Attempts != 0 {
+		t.Fatalf("hold: %v %+v", err, s.Step("b"))
+	}
+	if err := s.hold("b"); !errors.Is(err, errNoop) {
+		t.Errorf("a second hold: %v", err)
+	}
+	r := s.clone()
+	if err := r.unpause(t0.Add(time.Hour)); err != nil || r.Paused != nil || !r.Step("b").StartedAt.Equal(t0.Add(time.Hour)) || !r.Step("b").Held {
+		t.Errorf("unpause: %v %+v", err, r.Step("b"))
+	}
+	if err := r.unpause(t0); !errors.Is(err, ErrNotPaused) {
+		t.Errorf("unpause of a saga not paused: %v", err)
+	}
+	if err := r.complete("b", 1, t0); err != nil || r.Step("b").Held {
+		t.Errorf("the held step's outcome: %v %+v", err, r.Step("b"))
+	}
+	for _, tc := range []struct {
+		attempts int
+		want     StepStatus
+	}{{0, StepSkipped}, {2, StepUnknown}} {
+		c := s.clone()
+		c.Step("b").Attempts = tc.attempts
+		if err := c.cancel("stop"); err != nil {
+			t.Fatal(err)
+		}
+		c.settle(t0)
+		if got := c.Step("b"); got.Status != tc.want || got.Held || c.Paused != nil {
+			t.Errorf("cancelled with %d attempts: %+v, paused %v; want %s", tc.attempts, got, c.Paused, tc.want)
+		}
+	}
+	done := st(StatusCompleted)
+	if err := done.pause(a); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("pause of a completed saga: %v", err)
 	}
 }

@@ -39,25 +39,16 @@ const (
 // events of its own (an admin) may cancel: Permissions gives services no
 // such right.
 func (c *Client) Cancel(ctx context.Context, f FlowRef, id, reason string) error {
-	if !validRef(f, id) {
-		return ErrNotFound
-	}
+	return c.cancel(ctx, f, id, reason, "")
+}
+
+// cancel is Cancel within bulk act bulk: the event's payload is its audit.
+func (c *Client) cancel(ctx context.Context, f FlowRef, id, reason, bulk string) error {
 	if strings.TrimSpace(reason) == "" {
 		return fmt.Errorf("%w: a cancellation needs a reason", ErrInvalidOption)
 	}
-	c.j.defineRef(f)
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	cur, seq, err := c.j.load(ctx, flowName(f), id, 0)
-	if err != nil {
-		return err
-	}
-	e := entry{step: wire.SagaStep, phase: PhaseCancelled, apply: func(s *State, _ time.Time) error { return s.cancel("cancelled: " + reason) }}
-	st, seq, err := c.j.append(ctx, cur, seq, e)
-	if err != nil {
-		return err
-	}
-	return c.j.emitDue(ctx, st, seq)
+	_, err := c.operatorAct(ctx, f, id, PhaseCancelled, c.audit(reason, bulk), func(s *State, _ time.Time) error { return s.cancel("cancelled: " + reason) })
+	return err
 }
 
 // VersionReport is where a flow version stands.
