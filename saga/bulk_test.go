@@ -303,3 +303,42 @@ func TestBulkPauseAndResume(t *testing.T) {
 		t.Errorf("a second resume: %+v %v", again, err)
 	}
 }
+
+// A bulk act selects by search attributes too: the index gives the
+// candidates. A dry run counts them, the act cancels only them, and a
+// condition on an attribute no flow declares is refused, not read as
+// matching nothing.
+func TestBulkCancelBySearchAttribute(t *testing.T) {
+	srv := sagatest.NewServer(t)
+	ctx := context.Background()
+	c, op := srv.Client(), srv.Ops()
+	f, _ := searchFlow(t, "bulkbuy") // no runner: the sagas stay running at charge
+	for id, p := range map[string]Purchase{"b1": {"c-1", 50, "DE"}, "b2": {"c-1", 150, "FR"}, "b3": {"c-2", 300, "DE"}, "b4": {"c-3", 20, "DE"}} {
+		must(t, saga.Start(ctx, c, f, id, p))
+	}
+	cond := func(s string) ops.Cond {
+		cd, err := ops.ParseCond(s)
+		must(t, err)
+		return cd
+	}
+	spec := ops.BulkSpec{Action: ops.BulkCancel, Reason: "fraud ring", Filter: ops.Filter{Flow: f.Name(), Where: []ops.Cond{cond("country=DE"), cond("total>30")}}}
+	plan, err := op.PlanBulk(ctx, spec)
+	if err != nil || plan.Count != 2 {
+		t.Fatalf("dry run: %+v, %v; want b1 and b3", plan, err)
+	}
+	rec, err := op.Bulk(ctx, spec, nil)
+	if err != nil || rec.Done != 2 {
+		t.Fatalf("bulk cancel: %+v, %v", rec, err)
+	}
+	for id, want := range map[string]saga.Status{"b1": saga.StatusCompensating, "b3": saga.StatusCompensating, "b2": saga.StatusRunning, "b4": saga.StatusRunning} {
+		st, err := c.Get(ctx, f, id)
+		if err != nil || (st.Status != want && !(want == saga.StatusCompensating && st.Status == saga.StatusCompensated)) {
+			t.Errorf("%s: %+v, %v; want %s", id, st, err, want)
+		}
+	}
+	bad := spec
+	bad.Filter.Where = []ops.Cond{cond("colour=red")}
+	if _, err := op.PlanBulk(ctx, bad); !errors.Is(err, saga.ErrInvalidOption) {
+		t.Errorf("a condition on an attribute no flow declares: %v, want ErrInvalidOption", err)
+	}
+}

@@ -156,13 +156,30 @@ func (c *Client) selectSagas(ctx context.Context, spec BulkSpec) ([]*State, erro
 		}
 	}
 	var out []*State
+	var undeclared error // a condition on an attribute a flow does not declare
+	searched := 0
 	for _, flow := range flows {
-		sagas, err := c.List(ctx, Named(flow), spec.statuses()...)
+		var sagas []*State
+		var err error
+		if len(spec.Filter.Where) > 0 {
+			// The search index gives the candidates (Find), and Find
+			// applies the whole filter.
+			f := spec.Filter
+			f.Flow, f.Statuses = flow, spec.statuses()
+			sagas, err = c.Find(ctx, Named(flow), f)
+			if errors.Is(err, ErrInvalidOption) && spec.Filter.Flow == "" {
+				undeclared = err // another flow may declare it
+				continue
+			}
+		} else {
+			sagas, err = c.List(ctx, Named(flow), spec.statuses()...)
+		}
 		if err != nil {
 			return nil, err
 		}
+		searched++
 		for _, st := range sagas {
-			if !spec.Filter.Matches(st, nil) {
+			if len(spec.Filter.Where) == 0 && !spec.Filter.Matches(st, nil) {
 				continue
 			}
 			if spec.Action == BulkResume && st.Paused == nil {
@@ -170,6 +187,9 @@ func (c *Client) selectSagas(ctx context.Context, spec BulkSpec) ([]*State, erro
 			}
 			out = append(out, st)
 		}
+	}
+	if searched == 0 && undeclared != nil {
+		return nil, undeclared // no flow declares the attributes
 	}
 	sort.SliceStable(out, func(a, b int) bool { return out[a].StartedAt.Before(out[b].StartedAt) })
 	return out, nil
