@@ -196,7 +196,7 @@ func (d *apiDoc) addCommonMessages() {
 		Description: "No payload: the phase is the subject's last token, and the attempt, error and time are in the state (Choreo-State).",
 		Headers:     logHeaders}
 	d.Components.Messages[msgSagaEvent] = &apiMessage{Name: msgSagaEvent, Title: "A saga-wide event",
-		Description: "No payload: the deadline passed, a saga started for later began, an operator resumed a parked compensation, or an operator cancelled the saga (it compensates).",
+		Description: "The deadline passed or a saga started for later began (no payload); or an operator's act, whose payload is its audit ({\"by\", \"at\", \"reason\", \"bulk\"}: who, when, why, the bulk act it was part of): a parked compensation resumed, the saga cancelled (it compensates), paused, unpaused, or noted (a dead letter replayed).",
 		Headers:     logHeaders}
 	d.Components.Messages[msgCompensate] = &apiMessage{Name: msgCompensate, Title: "A compensation command",
 		Description: "No payload: run the step's compensation for this saga.", Headers: cmdHeaders}
@@ -249,7 +249,7 @@ func apiID(s string) string { return apiIDChars.ReplaceAllString(s, "_") }
 // outcomePhases are the phases a step's outcome events may have besides
 // done, by whether the step is compensated and completed later.
 func outcomePhases(kind StepKind, waits bool) []string {
-	ps := []string{wire.PhaseFailed, wire.PhaseRetry, wire.PhaseTimedOut, wire.PhaseAbandoned, wire.PhaseSkipped}
+	ps := []string{wire.PhaseFailed, wire.PhaseRetry, wire.PhaseTimedOut, wire.PhaseAbandoned, wire.PhaseSkipped, wire.PhaseHeld}
 	if waits {
 		ps = append(ps, wire.PhaseWaiting)
 	}
@@ -318,8 +318,8 @@ func (d *apiDoc) addFlow(f Flow) {
 	d.operation(start+"_send", "send", start, fmt.Sprintf("Start a saga of %s %s", f.Name, v), starters)
 	sagaWide := p + "_saga"
 	d.channel(sagaWide, log(wire.SagaStep, "{phase}"), fmt.Sprintf("%s %s: saga-wide events", f.Name, v),
-		[]string{msgSagaEvent}, withPhase([]string{wire.PhaseDeadline, wire.PhaseBegin, wire.PhaseResume, wire.PhaseCancelled}))
-	d.operation(sagaWide+"_send", "send", sagaWide, "A runner records the deadline or the begin of a saga started for later; an operator resumes or cancels a saga",
+		[]string{msgSagaEvent}, withPhase([]string{wire.PhaseDeadline, wire.PhaseBegin, wire.PhaseResume, wire.PhaseCancelled, wire.PhasePaused, wire.PhaseUnpaused, wire.PhaseNoted}))
+	d.operation(sagaWide+"_send", "send", sagaWide, "A runner records the deadline or the begin of a saga started for later; an operator resumes, cancels, pauses or unpauses a saga",
 		append(slices.Clone(owners), "operator"))
 
 	for i, pos := range positions {
