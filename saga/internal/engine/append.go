@@ -234,6 +234,7 @@ func (j *journal) armStep(ctx context.Context, st *State, step string) error {
 	if _, err := j.send(ctx, m); err != nil {
 		return fmt.Errorf("saga: timer of step %s of %s/%s: %w", step, st.Flow, st.ID, fullError(err))
 	}
+	j.armed.remember(st, s)
 	return nil
 }
 

@@ -78,6 +78,10 @@ type liveConsumer struct {
 // gone (its stream deleted, or the consumer itself).
 const reattachEvery = 2 * time.Second
 
+// sweepEvery is how often a runner looks for its overdue step timers
+// (sweep.go).
+const sweepEvery = 5 * time.Second
+
 type consumerSpec struct {
 	stream     string
 	name, desc string
@@ -231,12 +235,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	close(r.ready)
 	tick := time.NewTicker(reattachEvery)
+	swept := time.Now()
 	for wait := true; wait; {
 		select {
 		case <-ctx.Done():
 			wait = false
 		case <-tick.C:
 			r.reattach(ctx, hctx, running)
+			if time.Since(swept) >= sweepEvery {
+				swept = time.Now()
+				r.j.sweepWaits(ctx)
+			}
 		}
 	}
 	tick.Stop()

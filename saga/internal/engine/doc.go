@@ -21,7 +21,8 @@
 //     the log before it; index.go: the search index's entries, written
 //     (before the event they come from), listed and deleted; append.go:
 //     appending with compare-and-set, emitting what a state makes due,
-//     dead-lettering.
+//     dead-lettering; sweep.go: arming again a step's timer whose fire the
+//     broker lost.
 //   - client.go, query.go, start.go: a client, its queries and starting a
 //     saga (now or, scheduled, later); waits.go: completion tokens and
 //     settling a step completed later from outside its action

@@ -35,6 +35,7 @@ type journal struct {
 	opts   *options
 	api    string      // JetStream API prefix, ending in "."
 	trust  *trustCache // events appended or checked (check.go)
+	armed  armedWaits  // step timers armed, swept when overdue (sweep.go)
 
 	defsMu sync.Mutex
 	defs   map[string]*flowDef // "flow.version": what starts are checked by
