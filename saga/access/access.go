@@ -337,6 +337,25 @@ func Consume(stream, durable string) Access {
 	}}}
 }
 
+// Answers lets an identity that serves requests (a request/reply
+// endpoint, with Responses) answer the callers named on any of its
+// connections: it may publish under their inbox prefixes (InboxPrefix).
+// nats-server's allow_responses lets a reply out only on the connection
+// the request came in on, for that one request; when the server that
+// delivered it goes away before the answer (a node's failover), the
+// answer leaves on the connection to another node, which never saw the
+// request, and is refused ("Permissions Violation for Publish to
+// _INBOX_…"). The callers' inboxes are theirs alone to read (Base), so
+// the grant lets the responder write to them, never read from them.
+func Answers(callers ...string) Access {
+	var a Access
+	for _, c := range callers {
+		a.Publish.Allow = append(a.Publish.Allow, InboxPrefix(c)+".>")
+	}
+	slices.Sort(a.Publish.Allow)
+	return a
+}
+
 // Base is what every identity that makes a Client needs: its inbox, the
 // JetStream account info, looking up choreo's streams (New does), reading
 // a saga and the flow registry by direct get (from the stream's leader

@@ -61,6 +61,9 @@ func Permissions() (map[string]access.Access, error) {
 		a.Add(kit.BucketAccess(Buckets[name]...))
 		for _, subj := range served[name] {
 			a.Add(access.Access{Subscribe: access.Rules{Allow: []string{subj}}, Responses: true})
+			// The gateway calls every endpoint: its answers must get
+			// through a failover too (access.Answers).
+			a.Add(access.Answers("gateway"))
 		}
 		if name == "gateway" {
 			r, err := access.Reader(name, schemas.OrderFlows...)
