@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"strings"
+
 	"fmt"
+	"github.com/nats-io/nats.go/jetstream"
 	"os"
 	"strconv"
 	"sync"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/choreo-go/choreo/saga"
 	"github.com/choreo-go/choreo/saga/access"
+	"github.com/choreo-go/choreo/saga/ops"
 )
 
 const flowName = "bench"
@@ -41,9 +45,34 @@ func longRunOptions() []saga.Option {
 }
 
 type choreoSys struct {
+	js   jetstream.JetStream
 	c    *saga.Client
 	flow *benchFlow
 	gen  payloadGen
+}
+
+// describe says where saga id stands, for a saga not seen done in time.
+func (s *choreoSys) describe(id string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := s.c.Get(ctx, s.flow, id)
+	if err != nil {
+		return err.Error()
+	}
+	out := string(st.Status)
+	for _, x := range st.Steps {
+		out += fmt.Sprintf(" %s=%s/%d", x.Name, x.Status, x.Attempts)
+	}
+	if op, err := ops.Open(ctx, s.js); err == nil {
+		if dead, err := op.DeadLetters(ctx, flowName); err == nil {
+			for _, d := range dead {
+				if strings.Contains(d.Subject, "."+id+".") {
+					out += fmt.Sprintf("; dead letter %s by %s: %s", d.Subject, d.Consumer, d.Reason)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func (s *choreoSys) start(ctx context.Context, id string) error {
@@ -125,7 +154,7 @@ func setupChoreo(ctx context.Context, e *env, n int, gen payloadGen, opts []saga
 		wait()
 		return nil, nil, err
 	}
-	return &choreoSys{c: c, flow: flow, gen: gen}, func() { stopObs(); wait() }, nil
+	return &choreoSys{js: e.js, c: c, flow: flow, gen: gen}, func() { stopObs(); wait() }, nil
 }
 
 // benchOptions are the client options of every run but the long one.

@@ -23,7 +23,10 @@
 //	shape    the 4-step flow with one runner and client serving every step
 //	         (no service deploys it so; the headline before 2026-12)
 //	cluster  the 4-step flow on three embedded servers, every stream
-//	         replicated three times (raw's too), services on the nodes in turn
+//	         replicated three times (raw's too), services on the nodes in
+//	         turn; not run by default: about one run in three, a saga
+//	         stops at a step whose trigger is stored but never acted on
+//	         (an open bug, docs/performance.md), and the run fails
 //	search   choreo only: -search-sagas sagas with three search
 //	         attributes and as many without: index bytes per saga, start
 //	         rate with and without, lookup times (Find by equality and by
@@ -49,12 +52,15 @@ import (
 
 var allSections = []string{"latency", "hops", "payload", "sync", "shape", "cluster", "long", "search"}
 
+// defaultSections are run without -sections: all but cluster (see above).
+var defaultSections = []string{"latency", "hops", "payload", "sync", "shape", "long", "search"}
+
 func main() {
 	dur := flag.Duration("duration", 4*time.Second, "measuring time per run (after warm-up)")
 	max := flag.Int("max", 50000, "most sagas per run")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	only := flag.String("only", "", "run only this side (choreo or raw); alone, only at 4 steps and 100 in flight, for profiling")
-	sectionsFlag := flag.String("sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", ")+" (or all)")
+	sectionsFlag := flag.String("sections", strings.Join(defaultSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", ")+" (or all)")
 	long := flag.Bool("long", true, "run the long section (false skips it whatever -sections says)")
 	longMax := flag.Int("long-max", 200000, "sagas in the long run")
 	longCap := flag.Duration("long-cap", 120*time.Second, "most time of the long run")

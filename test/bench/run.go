@@ -262,6 +262,9 @@ func (t *tracker) one(ctx context.Context) (time.Duration, error) {
 	case <-ch:
 		return time.Since(t0), nil
 	case <-time.After(30 * time.Second):
+		if d, ok := t.sys.(interface{ describe(string) string }); ok {
+			return 0, fmt.Errorf("saga %s not done after 30s: %s", id, d.describe(id))
+		}
 		return 0, fmt.Errorf("saga %s not done after 30s", id)
 	}
 }
